@@ -1,0 +1,45 @@
+//! Configuration: main.cf and master.cf in Postfix syntax, the built-in parameter table,
+//! `$name` expansion, time values, lookup tables and domain lists.
+
+pub mod domain_list;
+pub mod expand;
+pub mod lines;
+pub mod main_cf;
+pub mod master_cf;
+pub mod params;
+pub mod table;
+pub mod time;
+
+pub use domain_list::DomainList;
+pub use main_cf::MainCf;
+pub use master_cf::{MasterCf, MasterEntry, ServiceType};
+pub use params::{ParamError, Params};
+
+use std::path::PathBuf;
+
+/// The configuration directory: `-c DIR` if given, else `$MAIL_CONFIG`, else the default.
+pub fn config_dir(arg: Option<PathBuf>) -> PathBuf {
+    arg.or_else(|| std::env::var_os("MAIL_CONFIG").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("/etc/postern"))
+}
+
+impl Params {
+    /// Compile the domain-list parameter `name`.
+    pub fn domain_list(&self, name: &str) -> Result<DomainList, ConfigError> {
+        let value = self.get(name)?;
+        let parent = self.list("parent_domain_matches_subdomains")?;
+        Ok(DomainList::parse(name, &value, &parent, &self.config_dir)?)
+    }
+}
+
+/// Any configuration problem, for callers that do not care which file it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    #[error(transparent)]
+    MasterCf(#[from] master_cf::MasterCfError),
+    #[error(transparent)]
+    DomainList(#[from] domain_list::DomainListError),
+    #[error(transparent)]
+    Table(#[from] table::TableError),
+}

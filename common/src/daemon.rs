@@ -1,0 +1,290 @@
+//! The daemon skeleton (Postfix `mail_server`): generic arguments, configuration and logging
+//! set-up, listening sockets inherited from the master in the systemd `LISTEN_FDS` convention,
+//! and the control channel to the master. A daemon turns all of it into one stream of
+//! [`Event`]s and never builds a server loop of its own.
+//!
+//! Arguments the master passes: `-n service -t type [-o name=value]...` followed by the
+//! master.cf arguments; the configuration directory comes in `MAIL_CONFIG`.
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+
+use crate::config::{self, Params};
+use crate::ipc::control::{CONTROL_FD_ENV, ChildEvent, MasterCommand};
+use crate::ipc::frame::{MAX_FRAME, read_frame, write_frame};
+use crate::maillog;
+
+/// First inherited descriptor in the `LISTEN_FDS` convention.
+pub const LISTEN_FDS_START: RawFd = 3;
+
+/// What the daemon was started with.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonArgs {
+    /// master.cf service name (`-n`), defaults to the program name.
+    pub service: String,
+    /// master.cf type (`-t`).
+    pub kind: String,
+    pub overrides: Vec<(String, String)>,
+    pub config_dir: PathBuf,
+    /// Arguments after the generic options.
+    pub args: Vec<String>,
+}
+
+/// A command line the skeleton does not understand.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("usage: {0}")]
+    Usage(String),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Param(#[from] config::ParamError),
+    #[error("inherited descriptors: {0}")]
+    Descriptors(String),
+}
+
+impl DaemonArgs {
+    /// Parse the generic daemon options; `program` is the default service name.
+    pub fn parse(program: &str, argv: &[String]) -> Result<DaemonArgs, DaemonError> {
+        let mut a = DaemonArgs { service: program.to_string(), config_dir: config::config_dir(None), ..DaemonArgs::default() };
+        let mut it = argv.iter();
+        while let Some(arg) = it.next() {
+            let mut value = |opt: &str| it.next().cloned().ok_or_else(|| DaemonError::Usage(format!("option {opt} requires an argument")));
+            match arg.as_str() {
+                "-n" => a.service = value("-n")?,
+                "-t" => a.kind = value("-t")?,
+                "-c" => a.config_dir = PathBuf::from(value("-c")?),
+                "-o" => {
+                    let pair = value("-o")?;
+                    let (n, v) = config::main_cf::split_name_value(&pair).ok_or_else(|| DaemonError::Usage(format!("-o {pair}: missing '='")))?;
+                    a.overrides.push((n.to_string(), v.to_string()));
+                }
+                _ => a.args.push(arg.clone()),
+            }
+        }
+        Ok(a)
+    }
+
+    /// Load main.cf with this service's overrides, plus the read-only `service_name` and
+    /// `process_name` parameters.
+    pub fn load_params(&self, program: &str) -> Result<Params, DaemonError> {
+        let mut overrides = self.overrides.clone();
+        overrides.push(("service_name".into(), self.service.clone()));
+        overrides.push(("process_name".into(), program.to_string()));
+        Ok(Params::load(&self.config_dir, &overrides)?)
+    }
+}
+
+/// The standard start of every daemon: arguments, configuration, mail log. Errors are logged
+/// as `fatal:` and end the process with status 1 (the master throttles such a service).
+pub fn start(program: &str) -> (DaemonArgs, Params) {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = DaemonArgs::parse(program, &argv).unwrap_or_else(|e| fatal(&e.to_string()));
+    let params = args.load_params(program).unwrap_or_else(|e| fatal(&e.to_string()));
+    maillog::init_from_params(&params, &args.service, false);
+    (args, params)
+}
+
+/// Log `fatal: text` and exit with status 1.
+pub fn fatal(text: &str) -> ! {
+    crate::log_fatal!("{text}");
+    std::process::exit(1)
+}
+
+/// A listening socket handed down by the master (or by systemd socket activation).
+#[derive(Debug)]
+pub enum Listener {
+    Unix(std::os::unix::net::UnixListener),
+    Tcp(std::net::TcpListener),
+}
+
+/// Take the inherited listening sockets (`LISTEN_FDS`; `LISTEN_PID`, when set, must be ours).
+pub fn inherited_listeners() -> Result<Vec<Listener>, DaemonError> {
+    let Some(count) = std::env::var("LISTEN_FDS").ok() else { return Ok(Vec::new()) };
+    if let Ok(pid) = std::env::var("LISTEN_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return Ok(Vec::new());
+    }
+    let count: RawFd = count.parse().map_err(|_| DaemonError::Descriptors(format!("LISTEN_FDS={count}")))?;
+    let mut out = Vec::new();
+    for fd in LISTEN_FDS_START..LISTEN_FDS_START + count {
+        let addr: nix::sys::socket::SockaddrStorage =
+            nix::sys::socket::getsockname(fd).map_err(|e| DaemonError::Descriptors(format!("fd {fd}: {e}")))?;
+        // SAFETY: the descriptor was handed to us by our parent for exactly this purpose and
+        // nothing else in this process owns it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        if addr.as_unix_addr().is_some() {
+            out.push(Listener::Unix(owned.into()));
+        } else {
+            out.push(Listener::Tcp(owned.into()));
+        }
+    }
+    // SAFETY: single-threaded at this point of start-up; children must not inherit these.
+    unsafe {
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_PID");
+    }
+    Ok(out)
+}
+
+/// What the daemon's main loop reacts to.
+#[derive(Debug)]
+pub enum Event {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream, std::net::SocketAddr),
+    Command(MasterCommand),
+    /// The master went away (control channel closed): finish up and exit.
+    MasterGone,
+    /// SIGTERM.
+    Terminate,
+}
+
+/// The daemon's connection to the world: accepted clients and master commands.
+pub struct Daemon {
+    pub service: String,
+    events: mpsc::Receiver<Event>,
+    control_tx: Option<mpsc::UnboundedSender<ChildEvent>>,
+    used: bool,
+}
+
+impl Daemon {
+    /// Start accepting on `listeners` and reading the control channel. Must run inside a tokio
+    /// runtime.
+    pub fn new(service: &str, listeners: Vec<Listener>) -> Result<Daemon, DaemonError> {
+        let (tx, rx) = mpsc::channel(1024);
+        for l in listeners {
+            spawn_acceptor(l, tx.clone()).map_err(|e| DaemonError::Descriptors(e.to_string()))?;
+        }
+        let control_tx = spawn_control(tx.clone())?;
+        spawn_signal_watch(tx);
+        Ok(Daemon { service: service.to_string(), events: rx, control_tx, used: false })
+    }
+
+    /// Tell the master that initialization is done.
+    pub fn ready(&self) {
+        self.notify(ChildEvent::Ready);
+    }
+
+    fn notify(&self, ev: ChildEvent) {
+        if let Some(tx) = &self.control_tx {
+            let _ = tx.send(ev);
+        }
+    }
+
+    /// The next event. After the first accepted client the master is told (`?` wakeups).
+    pub async fn next(&mut self) -> Event {
+        let ev = self.events.recv().await.unwrap_or(Event::MasterGone);
+        if matches!(ev, Event::Unix(_) | Event::Tcp(..)) && !self.used {
+            self.used = true;
+            self.notify(ChildEvent::FirstUse);
+        }
+        ev
+    }
+}
+
+fn spawn_acceptor(l: Listener, tx: mpsc::Sender<Event>) -> std::io::Result<()> {
+    match l {
+        Listener::Unix(l) => {
+            l.set_nonblocking(true)?;
+            let l = tokio::net::UnixListener::from_std(l)?;
+            tokio::spawn(async move {
+                loop {
+                    match l.accept().await {
+                        Ok((s, _)) => {
+                            if tx.send(Event::Unix(s)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => accept_trouble(e).await,
+                    }
+                }
+            });
+        }
+        Listener::Tcp(l) => {
+            l.set_nonblocking(true)?;
+            let l = tokio::net::TcpListener::from_std(l)?;
+            tokio::spawn(async move {
+                loop {
+                    match l.accept().await {
+                        Ok((s, a)) => {
+                            if tx.send(Event::Tcp(s, a)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => accept_trouble(e).await,
+                    }
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Accept errors (EMFILE, ECONNABORTED) are transient: log, pause briefly, go on.
+async fn accept_trouble(e: std::io::Error) {
+    crate::log_warning!("accept: {e}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+}
+
+fn spawn_control(tx: mpsc::Sender<Event>) -> Result<Option<mpsc::UnboundedSender<ChildEvent>>, DaemonError> {
+    let Some(fd) = std::env::var(CONTROL_FD_ENV).ok() else { return Ok(None) };
+    let fd: RawFd = fd.parse().map_err(|_| DaemonError::Descriptors(format!("{CONTROL_FD_ENV}={fd}")))?;
+    // SAFETY: the master handed us this end of the control socketpair; nothing else owns it.
+    let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    std_stream.set_nonblocking(true).map_err(|e| DaemonError::Descriptors(e.to_string()))?;
+    let stream = tokio::net::UnixStream::from_std(std_stream).map_err(|e| DaemonError::Descriptors(e.to_string()))?;
+    let (mut rd, mut wr) = stream.into_split();
+    let (ctx, mut crx) = mpsc::unbounded_channel::<ChildEvent>();
+    tokio::spawn(async move {
+        while let Some(ev) = crx.recv().await {
+            if write_frame(&mut wr, &ev).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            match read_frame::<MasterCommand, _>(&mut rd, MAX_FRAME).await {
+                Ok(Some(cmd)) => {
+                    if tx.send(Event::Command(cmd)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    let _ = tx.send(Event::MasterGone).await;
+                    break;
+                }
+            }
+        }
+    });
+    Ok(Some(ctx))
+}
+
+fn spawn_signal_watch(tx: mpsc::Sender<Event>) {
+    tokio::spawn(async move {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            term.recv().await;
+            let _ = tx.send(Event::Terminate).await;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generic_args() {
+        let argv: Vec<String> = ["-n", "flush2", "-t", "unix", "-o", "a = b", "-x", "extra"].iter().map(|s| s.to_string()).collect();
+        let a = DaemonArgs::parse("flush", &argv).unwrap();
+        assert_eq!(a.service, "flush2");
+        assert_eq!(a.kind, "unix");
+        assert_eq!(a.overrides, vec![("a".to_string(), "b".to_string())]);
+        assert_eq!(a.args, vec!["-x".to_string(), "extra".to_string()]);
+        assert!(DaemonArgs::parse("flush", &["-n".to_string()]).is_err());
+        assert!(DaemonArgs::parse("flush", &["-o".to_string(), "noequals".to_string()]).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! Postern's common library: everything that knows an on-disk layout, a wire format or a log
+//! line shape lives here, so that the daemons and command-line programs never build a queue
+//! path or a log line by hand.
+
+/// Owns main.cf / master.cf parsing, the parameter table, expansion and domain lists.
+pub mod config;
+/// Owns the daemon skeleton: inherited listeners, control channel, start-up.
+pub mod daemon;
+/// Owns host name and site syntax and the flush logfile naming rule.
+pub mod domain;
+/// Owns the frame codec and every service protocol.
+pub mod ipc;
+/// Owns the mail log line shape and its destinations.
+pub mod maillog;
+/// Owns the queue directory layout, queue IDs and queue files.
+pub mod queue;

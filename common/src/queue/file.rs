@@ -1,0 +1,295 @@
+//! Queue files: the envelope and the message, written durably, plus per-recipient results
+//! appended later.
+//!
+//! Layout (text framing around arbitrary message bytes):
+//! ```text
+//! POSTERN-QUEUE 1\n
+//! <envelope as one line of JSON>\n
+//! <message length in decimal>\n
+//! <message bytes>\n
+//! END\n
+//! R <recipient result as one line of JSON>\n     (zero or more, appended as delivery goes on)
+//! ```
+//! A new file is written under a temporary name, fsynced, renamed to its queue ID without
+//! replacing anything, and its directory fsynced: only then may the caller say `250`. A file
+//! that lacks the `END` line is torn and is never taken for a message; a result line without
+//! its newline is a torn append and is ignored (that recipient is simply tried again).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::dirs::{QueueName, Spool, sync_dir};
+use super::id::QueueId;
+
+const MAGIC: &str = "POSTERN-QUEUE 1\n";
+const END: &[u8] = b"\nEND\n";
+
+/// A queue file problem.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    /// The file is torn or not a queue file.
+    #[error("{path}: corrupt queue file: {what}")]
+    Corrupt { path: PathBuf, what: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> QueueError + '_ {
+    move |source| QueueError::Io { path: path.to_path_buf(), source }
+}
+
+/// Where a message came from (for `client=` log lines and Received headers).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    pub name: String,
+    pub addr: String,
+    pub helo: String,
+    pub protocol: String,
+}
+
+/// One envelope recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orig: Option<String>,
+}
+
+/// Sender, recipients and arrival.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub sender: String,
+    pub recipients: Vec<Recipient>,
+    /// Arrival time, microseconds since the epoch.
+    pub arrival_us: u64,
+    #[serde(default)]
+    pub client: ClientInfo,
+}
+
+/// What happened to one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Sent,
+    Bounced,
+    Deferred,
+}
+
+/// A delivery result for the recipient at `index`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientResult {
+    pub index: usize,
+    pub outcome: Outcome,
+    pub dsn: String,
+    pub text: String,
+}
+
+/// A parsed queue file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueFile {
+    pub envelope: Envelope,
+    pub message: Vec<u8>,
+    pub results: Vec<RecipientResult>,
+}
+
+impl QueueFile {
+    /// The last result recorded for each recipient.
+    pub fn last_result(&self, index: usize) -> Option<&RecipientResult> {
+        self.results.iter().rev().find(|r| r.index == index)
+    }
+
+    /// Recipients that are neither sent nor bounced.
+    pub fn pending(&self) -> impl Iterator<Item = (usize, &Recipient)> {
+        self.envelope
+            .recipients
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !matches!(self.last_result(*i).map(|r| r.outcome), Some(Outcome::Sent | Outcome::Bounced)))
+    }
+}
+
+/// Microseconds since the epoch, now.
+pub fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+fn encode(envelope: &Envelope, message: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    let env = serde_json::to_string(envelope)?;
+    let mut out = Vec::with_capacity(MAGIC.len() + env.len() + message.len() + 32);
+    out.extend_from_slice(MAGIC.as_bytes());
+    out.extend_from_slice(env.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(format!("{}\n", message.len()).as_bytes());
+    out.extend_from_slice(message);
+    out.extend_from_slice(END);
+    Ok(out)
+}
+
+/// Parse the bytes of a queue file.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<QueueFile, QueueError> {
+    let corrupt = |what: &str| QueueError::Corrupt { path: path.to_path_buf(), what: what.to_string() };
+    let rest = bytes.strip_prefix(MAGIC.as_bytes()).ok_or_else(|| corrupt("bad header"))?;
+    let nl = rest.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("truncated envelope"))?;
+    let envelope: Envelope = serde_json::from_slice(&rest[..nl]).map_err(|e| corrupt(&format!("envelope: {e}")))?;
+    let rest = &rest[nl + 1..];
+    let nl = rest.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("truncated length"))?;
+    let len: usize = std::str::from_utf8(&rest[..nl]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| corrupt("bad length"))?;
+    let rest = &rest[nl + 1..];
+    if rest.len() < len + END.len() || &rest[len..len + END.len()] != END {
+        return Err(corrupt("missing end marker"));
+    }
+    let message = rest[..len].to_vec();
+    let mut results = Vec::new();
+    let mut tail = &rest[len + END.len()..];
+    while let Some(nl) = tail.iter().position(|&b| b == b'\n') {
+        let line = &tail[..nl];
+        tail = &tail[nl + 1..];
+        let r = line.strip_prefix(b"R ").and_then(|j| serde_json::from_slice::<RecipientResult>(j).ok());
+        match r {
+            Some(r) if r.index < envelope.recipients.len() => results.push(r),
+            _ => return Err(corrupt("bad result record")),
+        }
+    }
+    Ok(QueueFile { envelope, message, results })
+}
+
+/// Read and parse a queue file.
+pub fn read(path: &Path) -> Result<QueueFile, QueueError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    decode(&bytes, path)
+}
+
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Rename without replacing an existing file (`renameat2(RENAME_NOREPLACE)`).
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let f = CString::new(from.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let t = CString::new(to.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: both arguments are valid NUL-terminated paths that outlive the call.
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Write a new queue file into `queue` durably and return its ID. When this returns `Ok`, the
+/// file and its name are on disk; on error no file is left behind under a queue-ID name.
+pub fn write_new(spool: &Spool, queue: QueueName, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
+    let dir = spool.queue_dir(queue);
+    let temp = dir.join(format!(".tmp.{}.{}", std::process::id(), TEMP_SEQ.fetch_add(1, Ordering::Relaxed)));
+    let result = write_temp_then_name(spool, queue, &temp, envelope, message);
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+fn write_temp_then_name(spool: &Spool, queue: QueueName, temp: &Path, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
+    let bytes = encode(envelope, message).map_err(|e| QueueError::Corrupt { path: temp.to_path_buf(), what: e.to_string() })?;
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(temp).map_err(io_err(temp))?;
+    f.write_all(&bytes).map_err(io_err(temp))?;
+    f.sync_all().map_err(io_err(temp))?;
+    let inode = f.metadata().map_err(io_err(temp))?.ino();
+    drop(f);
+    // The ID embeds the time, so a collision (only possible with a reused inode in the same
+    // microsecond) is resolved by trying again a moment later.
+    for _ in 0..100 {
+        let id = QueueId::generate(SystemTime::now(), inode);
+        let dest = spool.path(queue, &id);
+        match rename_noreplace(temp, &dest) {
+            Ok(()) => {
+                sync_dir(&spool.queue_dir(queue)).map_err(io_err(&dest))?;
+                return Ok(id);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => std::thread::sleep(std::time::Duration::from_micros(1)),
+            Err(e) => return Err(io_err(&dest)(e)),
+        }
+    }
+    Err(QueueError::Io { path: temp.to_path_buf(), source: io::Error::other("cannot find a unique queue ID") })
+}
+
+/// Append a recipient result and fsync it, before the caller acts on it.
+pub fn append_result(path: &Path, result: &RecipientResult) -> Result<(), QueueError> {
+    let line = serde_json::to_string(result).map_err(|e| QueueError::Corrupt { path: path.to_path_buf(), what: e.to_string() })?;
+    let mut f: File = OpenOptions::new().append(true).open(path).map_err(io_err(path))?;
+    f.write_all(format!("R {line}\n").as_bytes()).map_err(io_err(path))?;
+    f.sync_data().map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            sender: "s@example.org".into(),
+            recipients: vec![
+                Recipient { address: "a@example.net".into(), orig: None },
+                Recipient { address: "b@other.example".into(), orig: Some("B@other.example".into()) },
+            ],
+            arrival_us: 1_800_000_000_000_000,
+            client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: "c".into(), protocol: "ESMTP".into() },
+        }
+    }
+
+    fn spool() -> (tempfile::TempDir, Spool) {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::new(tmp.path().to_path_buf(), &["deferred".into()], 1);
+        spool.create_dirs().unwrap();
+        (tmp, spool)
+    }
+
+    #[test]
+    fn write_read_and_results() {
+        let (_t, spool) = spool();
+        let msg = b"Subject: x\r\n\r\nEND\n\0binary\xff\r\n.\r\n".to_vec();
+        let id = write_new(&spool, QueueName::Incoming, &envelope(), &msg).unwrap();
+        let path = spool.path(QueueName::Incoming, &id);
+        let qf = read(&path).unwrap();
+        assert_eq!(qf.envelope, envelope());
+        assert_eq!(qf.message, msg);
+        assert_eq!(qf.pending().count(), 2);
+        append_result(&path, &RecipientResult { index: 0, outcome: Outcome::Sent, dsn: "2.0.0".into(), text: "ok".into() }).unwrap();
+        append_result(&path, &RecipientResult { index: 1, outcome: Outcome::Deferred, dsn: "4.4.1".into(), text: "refused".into() }).unwrap();
+        let qf = read(&path).unwrap();
+        assert_eq!(qf.pending().map(|(i, _)| i).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(qf.last_result(1).unwrap().text, "refused");
+        let names: Vec<_> = fs::read_dir(spool.queue_dir(QueueName::Incoming)).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "no temporary file is left: {names:?}");
+    }
+
+    #[test]
+    fn torn_files_are_never_messages() {
+        let (_t, spool) = spool();
+        let id = write_new(&spool, QueueName::Incoming, &envelope(), b"hello\r\n").unwrap();
+        let path = spool.path(QueueName::Incoming, &id);
+        let whole = fs::read(&path).unwrap();
+        for cut in 0..whole.len() {
+            assert!(decode(&whole[..cut], &path).is_err(), "a file cut at {cut} of {} parsed", whole.len());
+        }
+        // A torn result append: the partial line is ignored, the rest is intact.
+        let mut torn = whole.clone();
+        torn.extend_from_slice(b"R {\"index\":0,\"outc");
+        let qf = decode(&torn, &path).unwrap();
+        assert!(qf.results.is_empty());
+        // A garbage result line in the middle is corruption, not silence.
+        let mut bad = whole;
+        bad.extend_from_slice(b"R nonsense\nR {}\n");
+        assert!(decode(&bad, &path).is_err());
+    }
+
+    #[test]
+    fn unique_ids_under_load() {
+        let (_t, spool) = spool();
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..200 {
+            assert!(ids.insert(write_new(&spool, QueueName::Incoming, &envelope(), b"x").unwrap()));
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The mail queue on disk: directories, queue IDs and queue files. The only code that builds
+//! queue paths.
+
+pub mod dirs;
+pub mod file;
+pub mod id;
+
+pub use dirs::{QueueName, Spool};
+pub use id::QueueId;
+
+use crate::config::{ParamError, Params};
+
+impl Spool {
+    /// The spool of a configuration (`queue_directory`, `hash_queue_names`, `hash_queue_depth`).
+    pub fn from_params(p: &Params) -> Result<Spool, ParamError> {
+        let depth = p.int("hash_queue_depth")?.clamp(1, 8) as usize;
+        Ok(Spool::new(p.dir("queue_directory")?, &p.list("hash_queue_names")?, depth))
+    }
+}
