@@ -30,7 +30,13 @@ pub struct DaemonArgs {
     pub config_dir: PathBuf,
     /// Arguments after the generic options.
     pub args: Vec<String>,
+    /// The master.cf process limit (`POSTERN_PROCESS_LIMIT`): concurrent clients of this
+    /// service; `Some(0)` is unlimited; `None` when not started by the master.
+    pub process_limit: Option<u32>,
 }
+
+/// Environment variable carrying the master.cf process limit to the child.
+pub const PROCESS_LIMIT_ENV: &str = "POSTERN_PROCESS_LIMIT";
 
 /// A command line the skeleton does not understand.
 #[derive(Debug, thiserror::Error)]
@@ -48,17 +54,29 @@ pub enum DaemonError {
 impl DaemonArgs {
     /// Parse the generic daemon options; `program` is the default service name.
     pub fn parse(program: &str, argv: &[String]) -> Result<DaemonArgs, DaemonError> {
-        let mut a = DaemonArgs { service: program.to_string(), config_dir: config::config_dir(None), ..DaemonArgs::default() };
+        let mut a = DaemonArgs {
+            service: program.to_string(),
+            config_dir: config::config_dir(None),
+            process_limit: std::env::var(PROCESS_LIMIT_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            ..DaemonArgs::default()
+        };
         let mut it = argv.iter();
         while let Some(arg) = it.next() {
-            let mut value = |opt: &str| it.next().cloned().ok_or_else(|| DaemonError::Usage(format!("option {opt} requires an argument")));
+            let mut value = |opt: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| DaemonError::Usage(format!("option {opt} requires an argument")))
+            };
             match arg.as_str() {
                 "-n" => a.service = value("-n")?,
                 "-t" => a.kind = value("-t")?,
                 "-c" => a.config_dir = PathBuf::from(value("-c")?),
                 "-o" => {
                     let pair = value("-o")?;
-                    let (n, v) = config::main_cf::split_name_value(&pair).ok_or_else(|| DaemonError::Usage(format!("-o {pair}: missing '='")))?;
+                    let (n, v) = config::main_cf::split_name_value(&pair)
+                        .ok_or_else(|| DaemonError::Usage(format!("-o {pair}: missing '='")))?;
                     a.overrides.push((n.to_string(), v.to_string()));
                 }
                 _ => a.args.push(arg.clone()),
@@ -82,7 +100,9 @@ impl DaemonArgs {
 pub fn start(program: &str) -> (DaemonArgs, Params) {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = DaemonArgs::parse(program, &argv).unwrap_or_else(|e| fatal(&e.to_string()));
-    let params = args.load_params(program).unwrap_or_else(|e| fatal(&e.to_string()));
+    let params = args
+        .load_params(program)
+        .unwrap_or_else(|e| fatal(&e.to_string()));
     maillog::init_from_params(&params, &args.service, false);
     (args, params)
 }
@@ -102,17 +122,21 @@ pub enum Listener {
 
 /// Take the inherited listening sockets (`LISTEN_FDS`; `LISTEN_PID`, when set, must be ours).
 pub fn inherited_listeners() -> Result<Vec<Listener>, DaemonError> {
-    let Some(count) = std::env::var("LISTEN_FDS").ok() else { return Ok(Vec::new()) };
+    let Some(count) = std::env::var("LISTEN_FDS").ok() else {
+        return Ok(Vec::new());
+    };
     if let Ok(pid) = std::env::var("LISTEN_PID")
         && pid.parse::<u32>().ok() != Some(std::process::id())
     {
         return Ok(Vec::new());
     }
-    let count: RawFd = count.parse().map_err(|_| DaemonError::Descriptors(format!("LISTEN_FDS={count}")))?;
+    let count: RawFd = count
+        .parse()
+        .map_err(|_| DaemonError::Descriptors(format!("LISTEN_FDS={count}")))?;
     let mut out = Vec::new();
     for fd in LISTEN_FDS_START..LISTEN_FDS_START + count {
-        let addr: nix::sys::socket::SockaddrStorage =
-            nix::sys::socket::getsockname(fd).map_err(|e| DaemonError::Descriptors(format!("fd {fd}: {e}")))?;
+        let addr: nix::sys::socket::SockaddrStorage = nix::sys::socket::getsockname(fd)
+            .map_err(|e| DaemonError::Descriptors(format!("fd {fd}: {e}")))?;
         // SAFETY: the descriptor was handed to us by our parent for exactly this purpose and
         // nothing else in this process owns it.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -160,7 +184,12 @@ impl Daemon {
         }
         let control_tx = spawn_control(tx.clone())?;
         spawn_signal_watch(tx);
-        Ok(Daemon { service: service.to_string(), events: rx, control_tx, used: false })
+        Ok(Daemon {
+            service: service.to_string(),
+            events: rx,
+            control_tx,
+            used: false,
+        })
     }
 
     /// Tell the master that initialization is done.
@@ -229,13 +258,22 @@ async fn accept_trouble(e: std::io::Error) {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }
 
-fn spawn_control(tx: mpsc::Sender<Event>) -> Result<Option<mpsc::UnboundedSender<ChildEvent>>, DaemonError> {
-    let Some(fd) = std::env::var(CONTROL_FD_ENV).ok() else { return Ok(None) };
-    let fd: RawFd = fd.parse().map_err(|_| DaemonError::Descriptors(format!("{CONTROL_FD_ENV}={fd}")))?;
+fn spawn_control(
+    tx: mpsc::Sender<Event>,
+) -> Result<Option<mpsc::UnboundedSender<ChildEvent>>, DaemonError> {
+    let Some(fd) = std::env::var(CONTROL_FD_ENV).ok() else {
+        return Ok(None);
+    };
+    let fd: RawFd = fd
+        .parse()
+        .map_err(|_| DaemonError::Descriptors(format!("{CONTROL_FD_ENV}={fd}")))?;
     // SAFETY: the master handed us this end of the control socketpair; nothing else owns it.
     let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
-    std_stream.set_nonblocking(true).map_err(|e| DaemonError::Descriptors(e.to_string()))?;
-    let stream = tokio::net::UnixStream::from_std(std_stream).map_err(|e| DaemonError::Descriptors(e.to_string()))?;
+    std_stream
+        .set_nonblocking(true)
+        .map_err(|e| DaemonError::Descriptors(e.to_string()))?;
+    let stream = tokio::net::UnixStream::from_std(std_stream)
+        .map_err(|e| DaemonError::Descriptors(e.to_string()))?;
     let (mut rd, mut wr) = stream.into_split();
     let (ctx, mut crx) = mpsc::unbounded_channel::<ChildEvent>();
     tokio::spawn(async move {
@@ -265,7 +303,9 @@ fn spawn_control(tx: mpsc::Sender<Event>) -> Result<Option<mpsc::UnboundedSender
 
 fn spawn_signal_watch(tx: mpsc::Sender<Event>) {
     tokio::spawn(async move {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             term.recv().await;
             let _ = tx.send(Event::Terminate).await;
         }
@@ -278,7 +318,10 @@ mod tests {
 
     #[test]
     fn generic_args() {
-        let argv: Vec<String> = ["-n", "flush2", "-t", "unix", "-o", "a = b", "-x", "extra"].iter().map(|s| s.to_string()).collect();
+        let argv: Vec<String> = ["-n", "flush2", "-t", "unix", "-o", "a = b", "-x", "extra"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let a = DaemonArgs::parse("flush", &argv).unwrap();
         assert_eq!(a.service, "flush2");
         assert_eq!(a.kind, "unix");

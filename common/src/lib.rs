@@ -12,5 +12,7 @@ pub mod domain;
 pub mod ipc;
 /// Owns the mail log line shape and its destinations.
 pub mod maillog;
+/// Owns the master's pid file and its lock.
+pub mod pidfile;
 /// Owns the queue directory layout, queue IDs and queue files.
 pub mod queue;

@@ -1,1 +1,49 @@
+//! flush - Postern fast flush server
+//!
+//! # Synopsis
+//! `flush unix n - n 1000? 0 flush` in master.cf.
+//!
+//! # Description
+//! The flush server keeps a logfile per destination site, `$queue_directory/flush/<site>`,
+//! listing the queue IDs of mail deferred for that site, so that `ETRN site`, `sendmail -qR
+//! site` and `postqueue -s site` deliver that site's mail without examining the whole queue.
+//! Requests (typed frames, protocol `queue_flush_protocol`):
+//!
+//! * `Add{site, queue_id}`: append the ID to the site's logfile (once: duplicates are dropped).
+//! * `SendSite{site, subdomains}`: tell the queue manager to forget dead sites, then under the
+//!   logfile's lock move each listed message from `deferred` to `incoming` with its times set
+//!   to now, truncate the logfile, and trigger an incoming scan. Replies with the number moved.
+//!   `subdomains` also sends every site below `site` (RFC 1985 `ETRN @domain`).
+//! * `SendFile{queue_id}`: the same for one message, regardless of site.
+//! * `Refresh` (also on every master wakeup): send logfiles not flushed for
+//!   `fast_flush_refresh_time`, remove empty ones untouched for `fast_flush_purge_time`.
+//! * `Purge`: send every non-empty logfile.
+//!
+//! An in-memory index (site → IDs) caches the logfiles, so subdomain requests and duplicate
+//! checks cost O(that site's mail). At start the index is loaded from the logfiles and then
+//! reconciled with the deferred queue in the background.
+//!
+//! # Security
+//! Only syntactically valid host names (lowercased) name logfiles; address literals and
+//! anything else are answered `Bad`, so no request can touch a file outside `flush/`. `Add`
+//! is accepted only from the mail system's own user (or root); the other requests from users
+//! in `authorized_flush_users`, identified by `SO_PEERCRED`.
+//!
+//! # Diagnostics
+//! Problems are logged as warnings; the service keeps serving. Success is silent, as in Postfix.
+//!
+//! # Configuration parameters
+//! `fast_flush_domains` (default `$relay_domains`; empty turns the service off),
+//! `fast_flush_refresh_time` (12h), `fast_flush_purge_time` (7d), `authorized_flush_users`,
+//! `queue_service_name`, `trigger_timeout`, `ipc_timeout`.
+//!
+//! # Bugs
+//! A message with recipients in several domains is listed under each, and sending one site
+//! re-queues the whole message, as in Postfix.
 
+pub mod actor;
+pub mod index;
+pub mod logfile;
+pub mod reconcile;
+pub mod server;
+pub mod service;

@@ -1,1 +1,51 @@
-fn main(){}
+//! The `flush` program: skeleton start-up, the actor, the background reconciliation, the loop.
+
+use common::daemon::{self, Daemon, fatal};
+use common::ipc::client::call_blocking;
+use common::ipc::endpoint::Class;
+use common::ipc::endpoint::display_path;
+use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
+use common::log_warning;
+use flush::actor::FlushHandle;
+use flush::service::{FlushConfig, FlushState, Notify};
+
+fn qmgr_notifier(cfg: &FlushConfig, service: String) -> Notify {
+    let socket = cfg.qmgr_socket.clone();
+    let timeout = cfg.trigger_timeout;
+    Box::new(move |triggers: &[QmgrTrigger]| {
+        if let Err(e) = call_blocking::<QmgrProtocol>(&socket, &triggers.to_vec(), timeout) {
+            log_warning!("trigger {}: {e}", display_path(Class::Public, &service));
+        }
+    })
+}
+
+fn main() {
+    let (args, params) = daemon::start("flush");
+    if args.process_limit.is_some_and(|n| n != 0) {
+        fatal(&format!(
+            "service {} requires a process limit of 0",
+            args.service
+        ));
+    }
+    let cfg = FlushConfig::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
+    let qmgr_name = params
+        .get("queue_service_name")
+        .unwrap_or_else(|_| "qmgr".into());
+    let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let state =
+            FlushState::load(cfg.clone(), qmgr_notifier(&cfg, qmgr_name)).unwrap_or_else(|e| {
+                fatal(&format!(
+                    "open fast flush logfiles in {}: {e}",
+                    cfg.spool.root.join("flush").display()
+                ))
+            });
+        let handle = FlushHandle::start(state);
+        let d = Daemon::new(&args.service, listeners).unwrap_or_else(|e| fatal(&e.to_string()));
+        let scan_handle = handle.clone();
+        let spool = cfg.spool.clone();
+        std::thread::spawn(move || scan_handle.reconciled(flush::reconcile::scan_deferred(&spool)));
+        flush::server::run(d, handle, args, params).await;
+    });
+}

@@ -1,1 +1,127 @@
-fn main(){}
+//! The `master` program: arguments, pid lock, signals; the work is in `supervisor`.
+
+use std::fs::File;
+use std::os::fd::FromRawFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use common::config::{self, Params};
+use common::queue::Spool;
+use common::{log_fatal, log_info, maillog, pidfile};
+use master::spawn::Identity;
+use master::supervisor::{Msg, Supervisor};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+
+/// Environment variable naming a pipe on which `postfix start` waits for "ready".
+const READY_FD_ENV: &str = "POSTERN_READY_FD";
+
+fn usage() -> ExitCode {
+    eprintln!("usage: master [-c config_dir] [-t]");
+    ExitCode::from(64)
+}
+
+fn main() -> ExitCode {
+    let mut config_arg = None;
+    let mut test_only = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-c" => match args.next() {
+                Some(d) => config_arg = Some(PathBuf::from(d)),
+                None => return usage(),
+            },
+            "-t" => test_only = true,
+            _ => return usage(),
+        }
+    }
+    let config_dir = config::config_dir(config_arg);
+    let params = match Params::load(&config_dir, &[]) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("master: fatal: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    maillog::init_from_params(&params, "master", false);
+    match run(config_dir, &params, test_only) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            log_fatal!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Who unprivileged services run as: `mail_owner` when the master is root and that is another
+/// user; otherwise nobody changes identity.
+fn service_identity(params: &Params) -> Result<Option<Identity>, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let name = params.get("mail_owner").map_err(|e| e.to_string())?;
+    let user = nix::unistd::User::from_name(&name)
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("unknown mail_owner user: {name}"))?;
+    if user.uid.is_root() {
+        return Ok(None);
+    }
+    Ok(Some(Identity {
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+    }))
+}
+
+fn run(config_dir: PathBuf, params: &Params, test_only: bool) -> Result<u8, String> {
+    let spool = Spool::from_params(params).map_err(|e| e.to_string())?;
+    let pid_path = spool.root.join("pid/master.pid");
+    if test_only {
+        return Ok(u8::from(pidfile::running_pid(&pid_path).is_some()));
+    }
+    spool
+        .create_dirs()
+        .map_err(|e| format!("create {}: {e}", spool.root.display()))?;
+    let identity = service_identity(params)?;
+    if let Some(id) = identity {
+        // Daemons that run as mail_owner must be able to write the queues.
+        for q in common::queue::QueueName::ALL
+            .iter()
+            .map(|q| q.as_str())
+            .chain(["flush"])
+        {
+            let dir = spool.root.join(q);
+            nix::unistd::chown(&dir, Some(id.uid.into()), Some(id.gid.into()))
+                .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+        }
+    }
+    let _lock = pidfile::acquire(&pid_path).map_err(|e| e.to_string())?;
+    let ready_pipe = std::env::var(READY_FD_ENV)
+        .ok()
+        .and_then(|fd| fd.parse().ok())
+        .map(|fd| {
+            // SAFETY: `postfix start` passes the write end of a pipe it created for this purpose.
+            unsafe { File::from_raw_fd(fd) }
+        });
+    // SAFETY: still single-threaded; our own children must not see the variable.
+    unsafe { std::env::remove_var(READY_FD_ENV) };
+
+    let sup = Supervisor::new(config_dir.clone(), identity, ready_pipe)?;
+    let tx = sup.sender();
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD])
+            .map_err(|e| format!("signals: {e}"))?;
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if tx.send(Msg::Signal(sig)).is_err() {
+                break;
+            }
+        }
+    });
+    log_info!(
+        "daemon started -- version {}, configuration {}",
+        env!("CARGO_PKG_VERSION"),
+        config_dir.display()
+    );
+    let code = sup.run();
+    Ok(u8::try_from(code).unwrap_or(1))
+}

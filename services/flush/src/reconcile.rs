@@ -1,0 +1,38 @@
+//! The start-up scan of the deferred queue that makes the seed's "run sendmail -q first" step
+//! unnecessary: every pending recipient's domain of every deferred message is reported, and the
+//! actor adds what its logfiles miss and drops what is gone. Runs on its own thread, so the
+//! service answers requests while a large queue is read.
+
+use common::domain::{Site, address_domain};
+use common::log_warning;
+use common::queue::file;
+use common::queue::{QueueId, QueueName, Spool};
+
+/// (site, queue ID) for every pending recipient of every readable deferred message.
+pub fn scan_deferred(spool: &Spool) -> Vec<(Site, QueueId)> {
+    let ids = match spool.list(QueueName::Deferred) {
+        Ok(ids) => ids,
+        Err(e) => {
+            log_warning!(
+                "scan {}: {e}",
+                spool.queue_dir(QueueName::Deferred).display()
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        // Unreadable or torn files are the queue manager's to quarantine; skip them here.
+        let Ok(qf) = file::read(&spool.path(QueueName::Deferred, &id)) else {
+            continue;
+        };
+        let mut sites: Vec<Site> = qf
+            .pending()
+            .filter_map(|(_, r)| Site::parse(address_domain(&r.address)).ok())
+            .collect();
+        sites.sort();
+        sites.dedup();
+        out.extend(sites.into_iter().map(|s| (s, id.clone())));
+    }
+    out
+}

@@ -1,0 +1,202 @@
+//! The flush daemon's event loop and client connections: hello, then any number of
+//! request/reply frames until the client closes. Garbage gets a `Bad` reply or a close, plus a
+//! warning; it never stops the service.
+
+use std::time::Duration;
+
+use tokio::net::UnixStream;
+
+use common::config::Params;
+use common::daemon::Daemon;
+use common::daemon::{DaemonArgs, Event};
+use common::ipc::Protocol;
+use common::ipc::control::MasterCommand;
+use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
+use common::ipc::frame::{FrameError, MAX_FRAME, read_frame, write_frame};
+use common::log_warning;
+
+use crate::actor::FlushHandle;
+use crate::service::FlushConfig;
+
+/// Who may ask for deliveries (`authorized_flush_users`) and who may add entries.
+#[derive(Debug, Clone)]
+pub struct FlushAuth {
+    anyone: bool,
+    users: Vec<String>,
+    own_uid: u32,
+}
+
+impl FlushAuth {
+    pub fn from_params(p: &Params) -> FlushAuth {
+        let list = p.list("authorized_flush_users").unwrap_or_default();
+        FlushAuth {
+            anyone: list.iter().any(|u| u == "static:anyone"),
+            users: list,
+            own_uid: nix::unistd::geteuid().as_raw(),
+        }
+    }
+
+    fn is_mail_system(&self, uid: u32) -> bool {
+        uid == 0 || uid == self.own_uid
+    }
+
+    /// `None` when allowed, else the refusal text.
+    fn check(&self, req: &FlushRequest, uid: u32) -> Option<String> {
+        if self.is_mail_system(uid) {
+            return None;
+        }
+        let name = nix::unistd::User::from_uid(uid.into())
+            .ok()
+            .flatten()
+            .map_or_else(|| "unknown".to_string(), |u| u.name);
+        match req {
+            FlushRequest::Add { .. } => Some(format!(
+                "User {name}({uid}) is not allowed to add fast flush entries"
+            )),
+            _ if self.anyone || self.users.contains(&name) => None,
+            _ => Some(format!(
+                "User {name}({uid}) is not allowed to flush the mail queue"
+            )),
+        }
+    }
+}
+
+/// Serve one client connection.
+async fn serve_client(
+    mut stream: UnixStream,
+    handle: FlushHandle,
+    auth: FlushAuth,
+    timeout: Duration,
+) {
+    let uid = match stream.peer_cred() {
+        Ok(c) => c.uid(),
+        Err(e) => {
+            log_warning!("flush socket: peer credentials: {e}");
+            return;
+        }
+    };
+    if write_frame(&mut stream, &FlushProtocol::hello())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        let req = match tokio::time::timeout(
+            timeout,
+            read_frame::<FlushRequest, _>(&mut stream, MAX_FRAME),
+        )
+        .await
+        {
+            Err(_) => {
+                log_warning!("timeout while waiting for data from flush socket");
+                return;
+            }
+            Ok(Ok(Some(req))) => req,
+            Ok(Ok(None)) => return,
+            Ok(Err(FrameError::Decode(e))) => {
+                log_warning!("malformed request from flush socket client uid {uid}: {e}");
+                let _ = write_frame(
+                    &mut stream,
+                    &FlushReply::Bad {
+                        reason: format!("malformed request: {e}"),
+                    },
+                )
+                .await;
+                return;
+            }
+            Ok(Err(e)) => {
+                log_warning!("flush socket client uid {uid}: {e}");
+                return;
+            }
+        };
+        let reply = match auth.check(&req, uid) {
+            Some(refusal) => {
+                log_warning!("{refusal}");
+                FlushReply::Fail { reason: refusal }
+            }
+            None => handle.request(req).await,
+        };
+        if write_frame(&mut stream, &reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The daemon's main loop, until the master says drain or goes away.
+pub async fn run(mut daemon: Daemon, handle: FlushHandle, args: DaemonArgs, params: Params) {
+    let mut auth = FlushAuth::from_params(&params);
+    let mut timeout = params
+        .time("ipc_timeout")
+        .unwrap_or(Duration::from_secs(3600));
+    daemon.ready();
+    loop {
+        match daemon.next().await {
+            Event::Unix(stream) => {
+                actix_rt::spawn(serve_client(stream, handle.clone(), auth.clone(), timeout));
+            }
+            Event::Tcp(..) => {
+                log_warning!("flush: ignoring a TCP connection; this is a unix service")
+            }
+            Event::Command(MasterCommand::Wakeup) => {
+                let h = handle.clone();
+                actix_rt::spawn(async move {
+                    if let FlushReply::Fail { reason } = h.request(FlushRequest::Refresh).await {
+                        log_warning!("fast flush refresh: {reason}");
+                    }
+                });
+            }
+            Event::Command(MasterCommand::Reload) => match args.load_params("flush") {
+                Ok(p) => match FlushConfig::from_params(&p) {
+                    Ok(cfg) => {
+                        handle.reload(cfg);
+                        auth = FlushAuth::from_params(&p);
+                        timeout = p.time("ipc_timeout").unwrap_or(timeout);
+                    }
+                    Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
+                },
+                Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
+            },
+            Event::Command(MasterCommand::Drain) | Event::Terminate => return,
+            Event::MasterGone => {
+                log_warning!("master disconnect -- exiting");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization() {
+        let auth = FlushAuth {
+            anyone: false,
+            users: vec!["alice".into()],
+            own_uid: 1000,
+        };
+        let send = FlushRequest::SendSite {
+            site: "x.example".into(),
+            subdomains: false,
+        };
+        let add = FlushRequest::Add {
+            site: "x.example".into(),
+            queue_id: "A".into(),
+        };
+        assert_eq!(auth.check(&send, 0), None);
+        assert_eq!(auth.check(&add, 1000), None);
+        assert!(auth.check(&add, 4242).is_some());
+        assert!(
+            auth.check(&send, 4242)
+                .unwrap()
+                .contains("is not allowed to flush the mail queue")
+        );
+        let open = FlushAuth {
+            anyone: true,
+            ..auth
+        };
+        assert_eq!(open.check(&send, 4242), None);
+    }
+}

@@ -1,0 +1,672 @@
+//! The fast flush service logic: what each request does to the logfiles, the queue and the
+//! index. A plain struct, owned by the flush actor, so that it can be tested without a runtime.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use common::config::{ConfigError, DomainList, Params};
+use common::domain::Site;
+use common::ipc::endpoint::{Class, service_path};
+use common::ipc::flush::{FlushReply, FlushRequest};
+use common::ipc::qmgr::QmgrTrigger;
+use common::queue::{QueueId, QueueName, Spool};
+use common::{log_info, log_warning};
+
+use crate::index::Index;
+use crate::logfile::{FlushDir, exists};
+
+/// The settings the flush service uses, re-read on reload.
+#[derive(Debug, Clone)]
+pub struct FlushConfig {
+    pub spool: Spool,
+    /// `fast_flush_domains`; empty turns the service off.
+    pub eligible: DomainList,
+    pub refresh_time: Duration,
+    pub purge_time: Duration,
+    pub qmgr_socket: PathBuf,
+    pub trigger_timeout: Duration,
+}
+
+impl FlushConfig {
+    pub fn from_params(p: &Params) -> Result<FlushConfig, ConfigError> {
+        let spool = Spool::from_params(p)?;
+        let qmgr_socket = service_path(&spool.root, Class::Public, &p.get("queue_service_name")?);
+        Ok(FlushConfig {
+            eligible: p.domain_list("fast_flush_domains")?,
+            refresh_time: p.time("fast_flush_refresh_time")?,
+            purge_time: p.time("fast_flush_purge_time")?,
+            trigger_timeout: p.time("trigger_timeout")?,
+            qmgr_socket,
+            spool,
+        })
+    }
+}
+
+/// Where to send queue manager triggers (a real socket in the daemon, a recorder in tests).
+pub type Notify = Box<dyn Fn(&[QmgrTrigger]) + Send>;
+
+/// What happened to one queue ID during a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlushOne {
+    /// Moved from deferred to incoming.
+    Moved,
+    /// Already in incoming (another flush got there first).
+    AlreadyIncoming,
+    /// In neither queue: delivered, bounced, held or removed meanwhile.
+    Missing,
+}
+
+pub struct FlushState {
+    cfg: FlushConfig,
+    logs: FlushDir,
+    index: Index,
+    notify: Notify,
+}
+
+fn bad(reason: impl Into<String>) -> FlushReply {
+    FlushReply::Bad {
+        reason: reason.into(),
+    }
+}
+
+impl FlushState {
+    /// Load the index from the logfiles on disk.
+    pub fn load(cfg: FlushConfig, notify: Notify) -> std::io::Result<FlushState> {
+        let logs = FlushDir::new(cfg.spool.root.join("flush"));
+        fs::create_dir_all(&logs.dir)?;
+        let mut index = Index::default();
+        for site in logs.sites()? {
+            for id in logs.read(&site)?.ids {
+                index.insert(&site, id);
+            }
+        }
+        Ok(FlushState {
+            cfg,
+            logs,
+            index,
+            notify,
+        })
+    }
+
+    pub fn set_config(&mut self, cfg: FlushConfig) {
+        self.cfg = cfg;
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    fn eligible(&self, site: &Site) -> bool {
+        !self.cfg.eligible.is_empty() && self.cfg.eligible.matches(site.as_str())
+    }
+
+    pub fn handle(&mut self, req: FlushRequest) -> FlushReply {
+        match req {
+            FlushRequest::Add { site, queue_id } => self.add(&site, &queue_id),
+            FlushRequest::SendSite { site, subdomains } => self.send_site(&site, subdomains),
+            FlushRequest::SendFile { queue_id } => self.send_file(&queue_id),
+            FlushRequest::Refresh => self.housekeeping(self.cfg.refresh_time),
+            FlushRequest::Purge => self.housekeeping(Duration::ZERO),
+        }
+    }
+
+    fn add(&mut self, site: &str, queue_id: &str) -> FlushReply {
+        let Ok(id) = QueueId::parse(queue_id) else {
+            return bad(format!("invalid queue id: \"{queue_id}\""));
+        };
+        let Ok(site) = Site::parse(site) else {
+            return bad(format!("invalid destination: \"{site}\""));
+        };
+        if !self.eligible(&site) {
+            return FlushReply::Deny;
+        }
+        // Duplicates are not appended: the index already lists the ID for this site.
+        if self.index.contains(&site, &id) {
+            return FlushReply::Ok { moved: 0 };
+        }
+        if let Err(e) = self.logs.append(&site, &id) {
+            log_warning!(
+                "write fast flush logfile {}: {e}",
+                self.logs.path(&site).display()
+            );
+            return FlushReply::Fail {
+                reason: e.to_string(),
+            };
+        }
+        self.index.insert(&site, id);
+        FlushReply::Ok { moved: 0 }
+    }
+
+    fn send_site(&mut self, site: &str, subdomains: bool) -> FlushReply {
+        let Ok(site) = Site::parse(site) else {
+            return bad(format!("invalid destination: \"{site}\""));
+        };
+        if !self.eligible(&site) {
+            return FlushReply::Deny;
+        }
+        // Forget dead sites before any file moves, so the queue manager cannot skip the mail
+        // we are about to hand it (Postfix's 2.4 race fix).
+        (self.notify)(&[QmgrTrigger::ForgetDeadSites]);
+        let mut targets = vec![site.clone()];
+        if subdomains {
+            targets.extend(
+                self.index
+                    .site_and_subdomains(&site)
+                    .into_iter()
+                    .filter(|s| *s != site && self.eligible(s)),
+            );
+        }
+        let mut moved = 0;
+        let mut lines = 0;
+        for t in &targets {
+            match self.send_logfile(t) {
+                Ok((m, l)) => {
+                    moved += m;
+                    lines += l;
+                }
+                Err(reply) => return reply,
+            }
+        }
+        if lines > 0 {
+            (self.notify)(&[QmgrTrigger::ScanIncoming]);
+        }
+        FlushReply::Ok { moved }
+    }
+
+    /// Move every queue ID of one logfile to incoming; returns (moved, lines read).
+    fn send_logfile(&mut self, site: &Site) -> Result<(u64, usize), FlushReply> {
+        let now = SystemTime::now();
+        let mut moved = 0u64;
+        let spool = &self.cfg.spool;
+        let result = self.logs.drain(site, now, |id| {
+            if flush_one(spool, id, now) == FlushOne::Moved {
+                moved += 1;
+            }
+        });
+        match result {
+            Ok(Some(contents)) => {
+                for line in &contents.bad_lines {
+                    log_warning!(
+                        "bad queue id \"{line}...\" in fast flush logfile {}",
+                        self.logs.path(site).display()
+                    );
+                }
+                self.index.clear(site);
+                Ok((moved, contents.lines))
+            }
+            Ok(None) => Ok((0, 0)),
+            Err(e) => {
+                log_warning!("fast flush logfile {}: {e}", self.logs.path(site).display());
+                Err(FlushReply::Fail {
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    fn send_file(&mut self, queue_id: &str) -> FlushReply {
+        let Ok(id) = QueueId::parse(queue_id) else {
+            return bad(format!("invalid queue id: \"{queue_id}\""));
+        };
+        match flush_one(&self.cfg.spool, &id, SystemTime::now()) {
+            FlushOne::Missing => FlushReply::Ok { moved: 0 },
+            found => {
+                (self.notify)(&[QmgrTrigger::ScanIncoming]);
+                FlushReply::Ok {
+                    moved: u64::from(found == FlushOne::Moved),
+                }
+            }
+        }
+    }
+
+    /// Refresh (`max_age` = `fast_flush_refresh_time`) or purge (`max_age` = 0): send logfiles
+    /// not flushed for `max_age`, remove empty ones untouched for `fast_flush_purge_time`. No
+    /// ForgetDeadSites here: housekeeping respects the dead-site cache and `defer_transports`.
+    fn housekeeping(&mut self, max_age: Duration) -> FlushReply {
+        if self.cfg.eligible.is_empty() {
+            return FlushReply::Deny;
+        }
+        let sites = match self.logs.sites() {
+            Ok(s) => s,
+            Err(e) => {
+                return FlushReply::Fail {
+                    reason: format!("scan {}: {e}", self.logs.dir.display()),
+                };
+            }
+        };
+        let now = SystemTime::now();
+        let (mut moved, mut lines) = (0u64, 0usize);
+        for site in sites {
+            let Ok(t) = self.logs.times(&site) else {
+                continue;
+            };
+            if t.size == 0 {
+                if t.modified + self.cfg.purge_time < now {
+                    match self.logs.remove(&site) {
+                        Ok(()) => self.index.clear(&site),
+                        Err(e) => {
+                            log_warning!("remove logfile {}: {e}", self.logs.path(&site).display())
+                        }
+                    }
+                }
+            } else if max_age.is_zero() || t.accessed + max_age < now {
+                if let Ok((m, l)) = self.send_logfile(&site) {
+                    moved += m;
+                    lines += l;
+                }
+            }
+        }
+        if lines > 0 {
+            (self.notify)(&[QmgrTrigger::ScanIncoming]);
+        }
+        FlushReply::Ok { moved }
+    }
+
+    /// Bring the index and logfiles in line with the deferred queue as scanned at start-up:
+    /// add what is missing (a fresh install, a lost logfile), drop IDs of mail that is gone.
+    pub fn reconcile(&mut self, found: Vec<(Site, QueueId)>) {
+        let found_set: HashSet<(Site, QueueId)> = found.iter().cloned().collect();
+        let mut added = 0;
+        for (site, id) in found {
+            if self.eligible(&site)
+                && !self.index.contains(&site, &id)
+                && self.logs.append(&site, &id).is_ok()
+            {
+                self.index.insert(&site, id);
+                added += 1;
+            }
+        }
+        let mut dirty: HashSet<Site> = HashSet::new();
+        for (site, id) in self.index.pairs() {
+            if !found_set.contains(&(site.clone(), id.clone())) && !queued(&self.cfg.spool, &id) {
+                self.index.remove(&site, &id);
+                dirty.insert(site);
+            }
+        }
+        for site in &dirty {
+            if let Err(e) = self.logs.rewrite(site, &self.index.ids(site)) {
+                log_warning!(
+                    "rewrite fast flush logfile {}: {e}",
+                    self.logs.path(site).display()
+                );
+            }
+        }
+        if added > 0 || !dirty.is_empty() {
+            log_info!(
+                "fast flush index reconciled with the deferred queue: {added} added, {} logfiles cleaned",
+                dirty.len()
+            );
+        }
+    }
+}
+
+/// Is the message still somewhere it can be delivered from?
+fn queued(spool: &Spool, id: &QueueId) -> bool {
+    [QueueName::Deferred, QueueName::Incoming, QueueName::Active]
+        .iter()
+        .any(|q| exists(&spool.path(*q, id)))
+}
+
+fn touch(path: &std::path::Path, now: SystemTime) -> std::io::Result<()> {
+    File::open(path)?.set_times(fs::FileTimes::new().set_accessed(now).set_modified(now))
+}
+
+/// Postfix `flush_one_file`: stamp the file with `now` (so the queue manager does not skip it
+/// as future-dated) and move it from deferred to incoming.
+fn flush_one(spool: &Spool, id: &QueueId, now: SystemTime) -> FlushOne {
+    let deferred = spool.path(QueueName::Deferred, id);
+    match touch(&deferred, now) {
+        Ok(()) => match spool.move_file(id, QueueName::Deferred, QueueName::Incoming) {
+            Ok(true) => return FlushOne::Moved,
+            Ok(false) => {}
+            Err(e) => {
+                log_warning!(
+                    "{}: rename from deferred to incoming: {e}",
+                    deferred.display()
+                );
+                return FlushOne::Moved;
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log_warning!(
+            "flush_one_file: update {} time stamps: {e}",
+            deferred.display()
+        ),
+    }
+    let incoming = spool.path(QueueName::Incoming, id);
+    match touch(&incoming, now) {
+        Ok(()) => FlushOne::AlreadyIncoming,
+        Err(_) => FlushOne::Missing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::queue::file::{Envelope, Recipient, write_new};
+    use std::sync::{Arc, Mutex};
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        spool: Spool,
+        triggers: Arc<Mutex<Vec<QmgrTrigger>>>,
+        state: FlushState,
+    }
+
+    fn fixture(fast_flush_domains: &str) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::new(tmp.path().to_path_buf(), &["deferred".into()], 1);
+        spool.create_dirs().unwrap();
+        let cfg = FlushConfig {
+            spool: spool.clone(),
+            eligible: DomainList::parse(
+                "fast_flush_domains",
+                fast_flush_domains,
+                &["fast_flush_domains".into()],
+                tmp.path(),
+            )
+            .unwrap(),
+            refresh_time: Duration::from_secs(12 * 3600),
+            purge_time: Duration::from_secs(7 * 86400),
+            qmgr_socket: tmp.path().join("public/qmgr"),
+            trigger_timeout: Duration::from_secs(1),
+        };
+        let triggers = Arc::new(Mutex::new(Vec::new()));
+        let t = triggers.clone();
+        let state = FlushState::load(
+            cfg,
+            Box::new(move |x: &[QmgrTrigger]| t.lock().unwrap().extend_from_slice(x)),
+        )
+        .unwrap();
+        Fixture {
+            _tmp: tmp,
+            spool,
+            triggers,
+            state,
+        }
+    }
+
+    fn deferred_message(spool: &Spool, rcpts: &[&str]) -> QueueId {
+        let env = Envelope {
+            sender: "s@example.org".into(),
+            recipients: rcpts
+                .iter()
+                .map(|r| Recipient {
+                    address: r.to_string(),
+                    orig: None,
+                })
+                .collect(),
+            arrival_us: 0,
+            client: Default::default(),
+        };
+        let id = write_new(
+            spool,
+            QueueName::Incoming,
+            &env,
+            b"Subject: t\r\n\r\nbody\r\n",
+        )
+        .unwrap();
+        spool
+            .move_file(&id, QueueName::Incoming, QueueName::Deferred)
+            .unwrap();
+        id
+    }
+
+    fn add(f: &mut Fixture, site: &str, id: &str) -> FlushReply {
+        f.state.handle(FlushRequest::Add {
+            site: site.into(),
+            queue_id: id.into(),
+        })
+    }
+
+    fn send(f: &mut Fixture, site: &str, subdomains: bool) -> FlushReply {
+        f.state.handle(FlushRequest::SendSite {
+            site: site.into(),
+            subdomains,
+        })
+    }
+
+    #[test]
+    fn add_validates_and_deduplicates() {
+        let mut f = fixture("example.net");
+        assert_eq!(
+            add(&mut f, "Example.NET", "ABC"),
+            FlushReply::Ok { moved: 0 }
+        );
+        assert_eq!(
+            add(&mut f, "example.net", "ABC"),
+            FlushReply::Ok { moved: 0 }
+        );
+        assert_eq!(
+            std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(),
+            "ABC\n"
+        );
+        assert_eq!(
+            add(&mut f, "sub.example.net", "DEF"),
+            FlushReply::Ok { moved: 0 }
+        );
+        assert_eq!(add(&mut f, "other.example", "ABC"), FlushReply::Deny);
+        for site in [
+            "../../etc",
+            "a..b",
+            "[127.0.0.1]",
+            "",
+            "a/b",
+            &"x".repeat(300),
+            "caf\u{e9}.example",
+            "a\0b",
+        ] {
+            assert!(
+                matches!(add(&mut f, site, "ABC"), FlushReply::Bad { .. }),
+                "{site:?}"
+            );
+        }
+        for id in ["bad/id", "../x", "", "a b"] {
+            assert!(
+                matches!(add(&mut f, "example.net", id), FlushReply::Bad { .. }),
+                "{id:?}"
+            );
+        }
+        let names: Vec<_> = std::fs::read_dir(f.spool.root.join("flush"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn send_site_moves_only_that_site() {
+        let mut f = fixture("example.net");
+        let a = deferred_message(&f.spool, &["u@example.net"]);
+        let b = deferred_message(&f.spool, &["u@sub.example.net"]);
+        add(&mut f, "example.net", a.as_str());
+        add(&mut f, "example.net", "GONE123");
+        add(&mut f, "sub.example.net", b.as_str());
+        assert_eq!(
+            send(&mut f, "example.net", false),
+            FlushReply::Ok { moved: 1 }
+        );
+        assert!(f.spool.path(QueueName::Incoming, &a).exists());
+        assert!(f.spool.path(QueueName::Deferred, &b).exists());
+        assert_eq!(
+            std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(),
+            ""
+        );
+        assert_eq!(
+            *f.triggers.lock().unwrap(),
+            vec![QmgrTrigger::ForgetDeadSites, QmgrTrigger::ScanIncoming]
+        );
+        // The re-deferral is appended again after the send.
+        f.spool
+            .move_file(&a, QueueName::Incoming, QueueName::Deferred)
+            .unwrap();
+        assert_eq!(
+            add(&mut f, "example.net", a.as_str()),
+            FlushReply::Ok { moved: 0 }
+        );
+        assert_eq!(
+            std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(),
+            format!("{a}\n")
+        );
+    }
+
+    #[test]
+    fn empty_or_missing_logfile_triggers_no_scan() {
+        let mut f = fixture("example.net");
+        assert_eq!(
+            send(&mut f, "example.net", false),
+            FlushReply::Ok { moved: 0 }
+        );
+        assert_eq!(
+            *f.triggers.lock().unwrap(),
+            vec![QmgrTrigger::ForgetDeadSites]
+        );
+        assert_eq!(send(&mut f, "other.example", false), FlushReply::Deny);
+    }
+
+    #[test]
+    fn subdomains_with_at_form() {
+        let mut f = fixture("example.net, !no.example.net");
+        let a = deferred_message(&f.spool, &["u@example.net"]);
+        let b = deferred_message(&f.spool, &["u@a.example.net"]);
+        let c = deferred_message(&f.spool, &["u@b.a.example.net"]);
+        let d = deferred_message(&f.spool, &["u@badexample.net"]);
+        for (s, id) in [
+            ("example.net", &a),
+            ("a.example.net", &b),
+            ("b.a.example.net", &c),
+        ] {
+            add(&mut f, s, id.as_str());
+        }
+        assert_eq!(add(&mut f, "badexample.net", d.as_str()), FlushReply::Deny);
+        assert_eq!(
+            send(&mut f, "a.example.net", true),
+            FlushReply::Ok { moved: 2 }
+        );
+        assert!(f.spool.path(QueueName::Deferred, &a).exists());
+        assert_eq!(
+            send(&mut f, "example.net", true),
+            FlushReply::Ok { moved: 1 }
+        );
+        assert!(f.spool.path(QueueName::Deferred, &d).exists());
+    }
+
+    #[test]
+    fn send_file_ignores_eligibility() {
+        let mut f = fixture("");
+        let a = deferred_message(&f.spool, &["u@nowhere.example"]);
+        assert_eq!(
+            f.state.handle(FlushRequest::SendFile {
+                queue_id: a.to_string()
+            }),
+            FlushReply::Ok { moved: 1 }
+        );
+        assert_eq!(
+            f.state.handle(FlushRequest::SendFile {
+                queue_id: a.to_string()
+            }),
+            FlushReply::Ok { moved: 0 }
+        );
+        assert_eq!(
+            f.state.handle(FlushRequest::SendFile {
+                queue_id: "NOSUCH".into()
+            }),
+            FlushReply::Ok { moved: 0 }
+        );
+        assert!(matches!(
+            f.state.handle(FlushRequest::SendFile {
+                queue_id: "../x".into()
+            }),
+            FlushReply::Bad { .. }
+        ));
+        assert_eq!(add(&mut f, "example.net", "A"), FlushReply::Deny);
+        assert_eq!(f.state.handle(FlushRequest::Refresh), FlushReply::Deny);
+    }
+
+    fn set_times(path: &std::path::Path, accessed_ago: Duration, modified_ago: Duration) {
+        let now = SystemTime::now();
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_times(
+                fs::FileTimes::new()
+                    .set_accessed(now - accessed_ago)
+                    .set_modified(now - modified_ago),
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn refresh_sends_stale_and_purges_old_empty() {
+        let mut f = fixture("example.net");
+        let day = Duration::from_secs(86400);
+        let a = deferred_message(&f.spool, &["u@stale.example.net"]);
+        let b = deferred_message(&f.spool, &["u@fresh.example.net"]);
+        add(&mut f, "stale.example.net", a.as_str());
+        add(&mut f, "stale.example.net", a.as_str());
+        add(&mut f, "fresh.example.net", b.as_str());
+        let flush = f.spool.root.join("flush");
+        std::fs::write(flush.join("old.example.net"), "").unwrap();
+        std::fs::write(flush.join("young.example.net"), "").unwrap();
+        set_times(
+            &flush.join("stale.example.net"),
+            Duration::from_secs(13 * 3600),
+            Duration::from_secs(13 * 3600),
+        );
+        set_times(&flush.join("old.example.net"), 10 * day, 10 * day);
+        set_times(&flush.join("young.example.net"), 2 * day, 2 * day);
+        assert_eq!(
+            f.state.handle(FlushRequest::Refresh),
+            FlushReply::Ok { moved: 1 }
+        );
+        assert!(f.spool.path(QueueName::Incoming, &a).exists());
+        assert!(f.spool.path(QueueName::Deferred, &b).exists());
+        assert!(!flush.join("old.example.net").exists());
+        assert!(flush.join("young.example.net").exists());
+        // Housekeeping respects the dead-site cache: no ForgetDeadSites.
+        assert_eq!(*f.triggers.lock().unwrap(), vec![QmgrTrigger::ScanIncoming]);
+        assert_eq!(
+            f.state.handle(FlushRequest::Purge),
+            FlushReply::Ok { moved: 1 }
+        );
+        assert!(f.spool.path(QueueName::Incoming, &b).exists());
+    }
+
+    #[test]
+    fn reconcile_rebuilds_and_cleans() {
+        let mut f = fixture("example.net");
+        let a = deferred_message(
+            &f.spool,
+            &["u@example.net", "v@x.example.net", "w@other.example"],
+        );
+        add(&mut f, "example.net", "GONE1");
+        let found = crate::reconcile::scan_deferred(&f.spool);
+        assert_eq!(found.len(), 3);
+        f.state.reconcile(found);
+        assert_eq!(
+            std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(),
+            format!("{a}\n")
+        );
+        assert_eq!(
+            std::fs::read_to_string(f.spool.root.join("flush/x.example.net")).unwrap(),
+            format!("{a}\n")
+        );
+        assert!(!f.spool.root.join("flush/other.example").exists());
+        // A restart with the flush directory deleted rebuilds it the same way.
+        std::fs::remove_dir_all(f.spool.root.join("flush")).unwrap();
+        let cfg = f.state.cfg.clone();
+        let mut again = FlushState::load(cfg, Box::new(|_: &[QmgrTrigger]| ())).unwrap();
+        again.reconcile(crate::reconcile::scan_deferred(&f.spool));
+        assert_eq!(again.index().count(&Site::parse("example.net").unwrap()), 1);
+        assert_eq!(
+            again.handle(FlushRequest::SendSite {
+                site: "example.net".into(),
+                subdomains: false
+            }),
+            FlushReply::Ok { moved: 1 }
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! master - Postern process manager
+//!
+//! # Synopsis
+//! `master [-c config_dir] [-t]`
+//!
+//! # Description
+//! The master reads `main.cf` and `master.cf`, creates every listening socket (TCP for `inet`
+//! services, Unix sockets under `$queue_directory/public` and `private` for `unix` services)
+//! and starts one process per service, handing it the sockets as inherited descriptors in the
+//! systemd `LISTEN_FDS` convention plus a control channel. It restarts a process that exits,
+//! throttles a service whose process dies before it is ready or restarts too often (for
+//! `service_throttle_time`), and sends `Wakeup` on each service's wakeup timer (`?`: only
+//! after first use).
+//!
+//! `-t` exits 0 when no master is running (the pid file is not locked), 1 otherwise.
+//!
+//! # Signals
+//! SIGHUP re-reads both files: new services start, removed ones stop, changed ones are
+//! replaced with their sockets kept, unchanged ones re-read main.cf (`Reload`). SIGTERM, SIGINT
+//! and SIGQUIT stop every child (SIGKILL after 5 seconds) and end the master.
+//!
+//! # Security
+//! Running as root, services marked unprivileged run as `mail_owner` (when that is another
+//! user). Running as an ordinary user, everything runs as that user.
+//!
+//! # Diagnostics
+//! `daemon started -- version V, configuration DIR`, `reload -- ...`, `terminating on signal N`,
+//! `warning: process PATH pid N exit status S`, `warning: PATH: bad command startup -- throttling`.
+//!
+//! # Files
+//! `$queue_directory/pid/master.pid`, locked while the master runs.
+//!
+//! # Configuration parameters
+//! `queue_directory`, `daemon_directory`, `default_process_limit`, `service_throttle_time`,
+//! `inet_interfaces`, `master_service_disable`, `mail_owner`.
+//!
+//! # Bugs
+//! One process per service: `maxproc` is passed to the daemon as its client limit instead of
+//! limiting processes. `unix-dgram`, `fifo` and `pass` services are not supported.
+
+pub mod listen;
+pub mod notify;
+pub mod spawn;
+pub mod supervisor;

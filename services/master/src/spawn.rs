@@ -1,0 +1,112 @@
+//! Starting one child process: the master.cf command with Postfix-style generic arguments, its
+//! listening sockets at descriptors 3.. (`LISTEN_FDS`), the child's end of a control socketpair
+//! after them, and when the master runs as root, `mail_owner`'s identity for unprivileged
+//! services.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::config::MasterEntry;
+use common::daemon::{LISTEN_FDS_START, PROCESS_LIMIT_ENV};
+use common::ipc::control::CONTROL_FD_ENV;
+
+/// The user unprivileged services run as, when the master may change identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A started child.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: i32,
+    /// The master's end of the control channel.
+    pub control: UnixStream,
+}
+
+/// The program a master.cf command names: absolute paths as they are, anything else below
+/// `daemon_directory`.
+pub fn command_path(daemon_dir: &Path, command: &str) -> PathBuf {
+    let p = Path::new(command);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        daemon_dir.join(p)
+    }
+}
+
+/// Start `entry`'s command with `listeners`.
+pub fn spawn_child(
+    entry: &MasterEntry,
+    path: &Path,
+    config_dir: &Path,
+    listeners: &[OwnedFd],
+    process_limit: u32,
+    identity: Option<Identity>,
+) -> std::io::Result<Spawned> {
+    let (master_end, child_end) = UnixStream::pair()?;
+    let mut cmd = Command::new(path);
+    cmd.arg0(&entry.command);
+    cmd.args(["-n", &entry.service, "-t", entry.kind.as_str()]);
+    for (name, value) in &entry.overrides {
+        cmd.arg("-o").arg(format!("{name}={value}"));
+    }
+    cmd.args(&entry.args);
+    cmd.env("MAIL_CONFIG", config_dir);
+    cmd.env("LISTEN_FDS", listeners.len().to_string());
+    cmd.env(
+        CONTROL_FD_ENV,
+        (LISTEN_FDS_START + listeners.len() as RawFd).to_string(),
+    );
+    cmd.env(PROCESS_LIMIT_ENV, process_limit.to_string());
+    cmd.env_remove("LISTEN_PID");
+    cmd.env_remove("NOTIFY_SOCKET");
+    cmd.stdin(Stdio::null());
+
+    // Descriptors to place at 3, 4, ...: built before fork so the pre_exec hook only indexes.
+    let mut fds: Vec<RawFd> = listeners
+        .iter()
+        .map(AsRawFd::as_raw_fd)
+        .chain(std::iter::once(child_end.as_raw_fd()))
+        .collect();
+    let wanted_identity = identity.filter(|_| entry.unprivileged);
+    // SAFETY: the hook runs between fork and exec and makes only async-signal-safe system
+    // calls (fcntl, dup2, setgroups, setgid, setuid) on memory allocated before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            // First move every descriptor above the target range, so that placing one cannot
+            // overwrite another that still has to be placed.
+            for fd in fds.iter_mut() {
+                let high = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 64);
+                if high < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                *fd = high;
+            }
+            for (i, fd) in fds.iter().enumerate() {
+                if libc::dup2(*fd, LISTEN_FDS_START + i as RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some(id) = wanted_identity {
+                if libc::setgroups(0, std::ptr::null()) < 0
+                    || libc::setgid(id.gid) < 0
+                    || libc::setuid(id.uid) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    drop(child_end);
+    Ok(Spawned {
+        pid: child.id() as i32,
+        control: master_end,
+    })
+}

@@ -1,0 +1,560 @@
+//! The supervisor: one process per master.cf service, restarted when it exits, throttled when
+//! it fails to start or restarts too often, woken up on its wakeup timer, reconfigured on
+//! SIGHUP and stopped on SIGTERM. Signals, child control messages and timers all arrive on
+//! one crossbeam channel, handled by a single thread that owns every piece of state.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, select};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use common::config::{MasterCf, MasterEntry, Params};
+use common::ipc::control::{ChildEvent, MasterCommand};
+use common::ipc::frame::{MAX_FRAME, read_frame_blocking, write_frame_blocking};
+use common::{log_info, log_warning};
+
+use crate::listen::open_listeners;
+use crate::notify::sd_notify;
+use crate::spawn::{Identity, command_path, spawn_child};
+
+/// Restarts of one service within `service_throttle_time` that count as a crash loop.
+const CRASH_LOOP_RESTARTS: usize = 10;
+/// How long `terminate` waits for children before SIGKILL (Postfix's suicide alarm).
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long start-up waits for every child's `Ready` before reporting anyway.
+const READY_WAIT: Duration = Duration::from_secs(10);
+
+/// Everything the supervisor thread reacts to.
+#[derive(Debug)]
+pub enum Msg {
+    Signal(i32),
+    Child { pid: i32, event: ChildEvent },
+}
+
+#[derive(Debug)]
+struct Child {
+    pid: i32,
+    control: UnixStream,
+    ready: bool,
+}
+
+#[derive(Debug)]
+struct Service {
+    entry: MasterEntry,
+    path: PathBuf,
+    listeners: Vec<OwnedFd>,
+    child: Option<Child>,
+    throttled_until: Option<Instant>,
+    next_wakeup: Option<Instant>,
+    used: bool,
+    restarts: VecDeque<Instant>,
+}
+
+/// Configuration read at start and at every reload.
+struct Loaded {
+    params: Params,
+    entries: Vec<MasterEntry>,
+}
+
+pub struct Supervisor {
+    config_dir: PathBuf,
+    params: Params,
+    queue_dir: PathBuf,
+    daemon_dir: PathBuf,
+    identity: Option<Identity>,
+    services: Vec<Service>,
+    /// Children of removed or replaced services, draining; never restarted.
+    retired: HashMap<i32, PathBuf>,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    ready_pipe: Option<File>,
+    started: Instant,
+}
+
+/// A configuration that cannot be loaded, formatted for the log.
+fn load(config_dir: &Path) -> Result<Loaded, String> {
+    let params = Params::load(config_dir, &[]).map_err(|e| e.to_string())?;
+    let master = MasterCf::load(&config_dir.join("master.cf")).map_err(|e| e.to_string())?;
+    for w in &params.main.warnings {
+        log_warning!("{w}");
+    }
+    for w in &master.warnings {
+        log_warning!("{w}");
+    }
+    let disabled = params
+        .list("master_service_disable")
+        .map_err(|e| e.to_string())?;
+    let entries = master
+        .entries
+        .into_iter()
+        .filter(|e| {
+            !disabled
+                .iter()
+                .any(|d| *d == e.key() || d == e.kind.as_str())
+        })
+        .collect();
+    Ok(Loaded { params, entries })
+}
+
+/// The directory of daemon programs: `daemon_directory`, or the master's own directory.
+fn daemon_dir(params: &Params) -> Result<PathBuf, String> {
+    let configured = params.get("daemon_directory").map_err(|e| e.to_string())?;
+    if !configured.is_empty() {
+        return params.dir("daemon_directory").map_err(|e| e.to_string());
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the master program: {e}"))?;
+    Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+fn describe_exit(status: WaitStatus) -> Option<String> {
+    match status {
+        WaitStatus::Exited(_, 0) => None,
+        WaitStatus::Exited(_, code) => Some(format!("exit status {code}")),
+        WaitStatus::Signaled(_, sig, _) => Some(format!("killed by signal {}", sig as i32)),
+        _ => None,
+    }
+}
+
+impl Supervisor {
+    /// Load the configuration; the caller has already locked the pid file.
+    pub fn new(
+        config_dir: PathBuf,
+        identity: Option<Identity>,
+        ready_pipe: Option<File>,
+    ) -> Result<Supervisor, String> {
+        let loaded = load(&config_dir)?;
+        let queue_dir = loaded
+            .params
+            .dir("queue_directory")
+            .map_err(|e| e.to_string())?;
+        let daemon_dir = daemon_dir(&loaded.params)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut sup = Supervisor {
+            config_dir,
+            params: loaded.params,
+            queue_dir,
+            daemon_dir,
+            identity,
+            services: Vec::new(),
+            retired: HashMap::new(),
+            tx,
+            rx,
+            ready_pipe,
+            started: Instant::now(),
+        };
+        for entry in loaded.entries {
+            sup.add_service(entry)?;
+        }
+        Ok(sup)
+    }
+
+    pub fn sender(&self) -> Sender<Msg> {
+        self.tx.clone()
+    }
+
+    fn throttle_time(&self) -> Duration {
+        self.params
+            .time("service_throttle_time")
+            .unwrap_or(Duration::from_secs(60))
+    }
+
+    fn default_process_limit(&self) -> u32 {
+        self.params
+            .int("default_process_limit")
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(100)
+    }
+
+    fn inet_interfaces(&self) -> Vec<String> {
+        self.params
+            .list("inet_interfaces")
+            .unwrap_or_else(|_| vec!["all".into()])
+    }
+
+    /// Create a service's sockets; a socket that cannot be created is fatal at start-up and a
+    /// warning at reload (the rest of the mail system keeps running).
+    fn add_service(&mut self, entry: MasterEntry) -> Result<(), String> {
+        let listeners = open_listeners(&entry, &self.queue_dir, &self.inet_interfaces())
+            .map_err(|e| format!("service {}: {e}", entry.key()))?;
+        let path = command_path(&self.daemon_dir, &entry.command);
+        self.services.push(Service {
+            entry,
+            path,
+            listeners,
+            child: None,
+            throttled_until: None,
+            next_wakeup: None,
+            used: false,
+            restarts: VecDeque::new(),
+        });
+        Ok(())
+    }
+
+    /// Start every service, then serve events until SIGTERM.
+    pub fn run(mut self) -> i32 {
+        for i in 0..self.services.len() {
+            self.start_child(i);
+        }
+        loop {
+            self.report_ready_if_done();
+            let timeout = self.next_deadline().map_or(Duration::from_secs(3600), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            let rx = self.rx.clone();
+            select! {
+                recv(rx) -> msg => match msg {
+                    Ok(Msg::Signal(sig)) => {
+                        if let Some(code) = self.on_signal(sig) {
+                            return code;
+                        }
+                    }
+                    Ok(Msg::Child { pid, event }) => self.on_child_event(pid, event),
+                    Err(_) => return 1,
+                },
+                default(timeout) => {}
+            }
+            self.on_timers();
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut deadlines: Vec<Instant> = self
+            .services
+            .iter()
+            .flat_map(|s| [s.throttled_until, s.next_wakeup])
+            .flatten()
+            .collect();
+        if self.ready_pipe.is_some() {
+            deadlines.push(self.started + READY_WAIT);
+        }
+        deadlines.into_iter().min()
+    }
+
+    fn report_ready_if_done(&mut self) {
+        if self.ready_pipe.is_none() {
+            return;
+        }
+        let all_ready = self
+            .services
+            .iter()
+            .all(|s| s.throttled_until.is_some() || s.child.as_ref().is_some_and(|c| c.ready));
+        if all_ready || self.started.elapsed() >= READY_WAIT {
+            if let Some(mut pipe) = self.ready_pipe.take() {
+                let _ = pipe.write_all(b"ready\n");
+            }
+            sd_notify(&format!("READY=1\nMAINPID={}", std::process::id()));
+        }
+    }
+
+    fn start_child(&mut self, i: usize) {
+        let limit = self.services[i]
+            .entry
+            .process_limit(self.default_process_limit());
+        let svc = &mut self.services[i];
+        match spawn_child(
+            &svc.entry,
+            &svc.path,
+            &self.config_dir,
+            &svc.listeners,
+            limit,
+            self.identity,
+        ) {
+            Ok(spawned) => {
+                let reader = match spawned.control.try_clone() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        log_warning!("{}: control channel: {e}", svc.path.display());
+                        let _ = kill(Pid::from_raw(spawned.pid), Signal::SIGKILL);
+                        return;
+                    }
+                };
+                spawn_control_reader(spawned.pid, reader, self.tx.clone());
+                svc.child = Some(Child {
+                    pid: spawned.pid,
+                    control: spawned.control,
+                    ready: false,
+                });
+            }
+            Err(e) => {
+                log_warning!("master_spawn: exec {}: {e}", svc.path.display());
+                self.throttle(i, "bad command startup");
+            }
+        }
+    }
+
+    fn throttle(&mut self, i: usize, why: &str) {
+        let until = Instant::now() + self.throttle_time();
+        let svc = &mut self.services[i];
+        log_warning!("{}: {why} -- throttling", svc.path.display());
+        svc.throttled_until = Some(until);
+        svc.next_wakeup = None;
+    }
+
+    fn on_signal(&mut self, sig: i32) -> Option<i32> {
+        match Signal::try_from(sig) {
+            Ok(Signal::SIGCHLD) => {
+                self.reap();
+                None
+            }
+            Ok(Signal::SIGHUP) => {
+                self.reload();
+                None
+            }
+            Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => {
+                self.terminate(sig);
+                Some(0)
+            }
+            _ => None,
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(s) => s,
+            };
+            let Some(pid) = status.pid().map(Pid::as_raw) else {
+                continue;
+            };
+            if let Some(path) = self.retired.remove(&pid) {
+                if let Some(why) = describe_exit(status)
+                    .filter(|_| !matches!(status, WaitStatus::Signaled(_, Signal::SIGTERM, _)))
+                {
+                    log_warning!("process {} pid {pid} {why}", path.display());
+                }
+                continue;
+            }
+            if let Some(i) = self
+                .services
+                .iter()
+                .position(|s| s.child.as_ref().is_some_and(|c| c.pid == pid))
+            {
+                self.on_child_exit(i, pid, status);
+            }
+        }
+    }
+
+    fn on_child_exit(&mut self, i: usize, pid: i32, status: WaitStatus) {
+        let was_ready = self.services[i].child.take().is_some_and(|c| c.ready);
+        if let Some(why) = describe_exit(status) {
+            log_warning!(
+                "process {} pid {pid} {why}",
+                self.services[i].path.display()
+            );
+        }
+        if !was_ready {
+            self.throttle(i, "bad command startup");
+            return;
+        }
+        let now = Instant::now();
+        let window = self.throttle_time();
+        let svc = &mut self.services[i];
+        svc.restarts.push_back(now);
+        while svc
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            svc.restarts.pop_front();
+        }
+        if svc.restarts.len() > CRASH_LOOP_RESTARTS {
+            svc.restarts.clear();
+            self.throttle(i, "too many restarts");
+            return;
+        }
+        self.start_child(i);
+    }
+
+    fn on_child_event(&mut self, pid: i32, event: ChildEvent) {
+        let Some(svc) = self
+            .services
+            .iter_mut()
+            .find(|s| s.child.as_ref().is_some_and(|c| c.pid == pid))
+        else {
+            return;
+        };
+        let now = Instant::now();
+        match event {
+            ChildEvent::Ready => {
+                if let Some(c) = svc.child.as_mut() {
+                    c.ready = true;
+                }
+                if let Some(w) = svc.entry.wakeup
+                    && (!w.conditional || svc.used)
+                    && svc.next_wakeup.is_none()
+                {
+                    svc.next_wakeup = Some(now + Duration::from_secs(w.seconds));
+                }
+            }
+            ChildEvent::FirstUse => {
+                svc.used = true;
+                if let Some(w) = svc.entry.wakeup
+                    && svc.next_wakeup.is_none()
+                {
+                    svc.next_wakeup = Some(now + Duration::from_secs(w.seconds));
+                }
+            }
+            ChildEvent::Load { .. } => {}
+        }
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.services.len() {
+            if self.services[i].throttled_until.is_some_and(|t| t <= now) {
+                self.services[i].throttled_until = None;
+                self.start_child(i);
+            }
+            let svc = &mut self.services[i];
+            if let (Some(t), Some(w)) = (svc.next_wakeup, svc.entry.wakeup)
+                && t <= now
+            {
+                svc.next_wakeup = Some(now + Duration::from_secs(w.seconds));
+                if let Some(c) = svc.child.as_mut().filter(|c| c.ready)
+                    && let Err(e) = send_command(&mut c.control, &MasterCommand::Wakeup)
+                {
+                    log_warning!(
+                        "master_wakeup_timer_event: service {}({}): {e}",
+                        svc.entry.kind.as_str(),
+                        svc.entry.service
+                    );
+                }
+            }
+        }
+    }
+
+    /// SIGHUP: re-read both files. New services start, removed ones stop, changed ones are
+    /// replaced (their sockets kept when the address is the same), unchanged ones re-read
+    /// main.cf in place.
+    fn reload(&mut self) {
+        log_info!(
+            "reload -- version {}, configuration {}",
+            env!("CARGO_PKG_VERSION"),
+            self.config_dir.display()
+        );
+        sd_notify("RELOADING=1");
+        let loaded = match load(&self.config_dir) {
+            Ok(l) => l,
+            Err(e) => {
+                log_warning!("reload failed, keeping the running configuration: {e}");
+                sd_notify("READY=1");
+                return;
+            }
+        };
+        if loaded.params.dir("queue_directory").ok().as_deref() != Some(self.queue_dir.as_path()) {
+            log_warning!(
+                "queue_directory changes need a stop and start; keeping {}",
+                self.queue_dir.display()
+            );
+        }
+        self.params = loaded.params;
+        if let Ok(d) = daemon_dir(&self.params) {
+            self.daemon_dir = d;
+        }
+        let mut old: Vec<Service> = std::mem::take(&mut self.services);
+        for entry in loaded.entries {
+            match old.iter().position(|s| s.entry.key() == entry.key()) {
+                Some(pos) => {
+                    let mut svc = old.remove(pos);
+                    if svc.entry.tokens == entry.tokens {
+                        if let Some(c) = svc.child.as_mut().filter(|c| c.ready) {
+                            let _ = send_command(&mut c.control, &MasterCommand::Reload);
+                        }
+                        self.services.push(svc);
+                    } else {
+                        // Same name and type means the same address: keep the sockets, so no
+                        // client is refused while the new process starts.
+                        self.retire(&mut svc);
+                        svc.path = command_path(&self.daemon_dir, &entry.command);
+                        svc.entry = entry;
+                        svc.throttled_until = None;
+                        svc.next_wakeup = None;
+                        svc.used = false;
+                        self.services.push(svc);
+                        let i = self.services.len() - 1;
+                        self.start_child(i);
+                    }
+                }
+                None => match self.add_service(entry) {
+                    Ok(()) => {
+                        let i = self.services.len() - 1;
+                        self.start_child(i);
+                    }
+                    Err(e) => log_warning!("{e}"),
+                },
+            }
+        }
+        for mut svc in old {
+            self.retire(&mut svc);
+        }
+        sd_notify("READY=1");
+    }
+
+    /// Stop a service's child without restarting it.
+    fn retire(&mut self, svc: &mut Service) {
+        if let Some(mut c) = svc.child.take() {
+            let _ = send_command(&mut c.control, &MasterCommand::Drain);
+            let _ = kill(Pid::from_raw(c.pid), Signal::SIGTERM);
+            self.retired.insert(c.pid, svc.path.clone());
+        }
+    }
+
+    /// SIGTERM: stop every child, wait for them a little, then kill what is left.
+    fn terminate(&mut self, sig: i32) {
+        log_info!("terminating on signal {sig}");
+        sd_notify("STOPPING=1");
+        let mut pids: Vec<i32> = self.retired.keys().copied().collect();
+        pids.extend(
+            self.services
+                .iter()
+                .filter_map(|s| s.child.as_ref().map(|c| c.pid)),
+        );
+        for pid in &pids {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while !pids.is_empty() && Instant::now() < deadline {
+            pids.retain(|pid| {
+                matches!(
+                    waitpid(Pid::from_raw(*pid), Some(WaitPidFlag::WNOHANG)),
+                    Ok(WaitStatus::StillAlive)
+                )
+            });
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for pid in pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+    }
+}
+
+fn send_command(
+    control: &mut UnixStream,
+    cmd: &MasterCommand,
+) -> Result<(), common::ipc::FrameError> {
+    control.set_write_timeout(Some(Duration::from_secs(1)))?;
+    write_frame_blocking(control, cmd)
+}
+
+/// Forward a child's control messages to the supervisor thread until the child closes it.
+fn spawn_control_reader(pid: i32, mut stream: UnixStream, tx: Sender<Msg>) {
+    std::thread::spawn(move || {
+        while let Ok(Some(event)) = read_frame_blocking::<ChildEvent, _>(&mut stream, MAX_FRAME) {
+            if tx.send(Msg::Child { pid, event }).is_err() {
+                break;
+            }
+        }
+    });
+}
