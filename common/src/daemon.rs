@@ -57,26 +57,20 @@ impl DaemonArgs {
         let mut a = DaemonArgs {
             service: program.to_string(),
             config_dir: config::config_dir(None),
-            process_limit: std::env::var(PROCESS_LIMIT_ENV)
-                .ok()
-                .and_then(|v| v.parse().ok()),
+            process_limit: std::env::var(PROCESS_LIMIT_ENV).ok().and_then(|v| v.parse().ok()),
             ..DaemonArgs::default()
         };
         let mut it = argv.iter();
         while let Some(arg) = it.next() {
-            let mut value = |opt: &str| {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| DaemonError::Usage(format!("option {opt} requires an argument")))
-            };
+            let mut value = |opt: &str| it.next().cloned().ok_or_else(|| DaemonError::Usage(format!("option {opt} requires an argument")));
             match arg.as_str() {
                 "-n" => a.service = value("-n")?,
                 "-t" => a.kind = value("-t")?,
                 "-c" => a.config_dir = PathBuf::from(value("-c")?),
                 "-o" => {
                     let pair = value("-o")?;
-                    let (n, v) = config::main_cf::split_name_value(&pair)
-                        .ok_or_else(|| DaemonError::Usage(format!("-o {pair}: missing '='")))?;
+                    let (n, v) =
+                        config::main_cf::split_name_value(&pair).ok_or_else(|| DaemonError::Usage(format!("-o {pair}: missing '='")))?;
                     a.overrides.push((n.to_string(), v.to_string()));
                 }
                 _ => a.args.push(arg.clone()),
@@ -100,9 +94,7 @@ impl DaemonArgs {
 pub fn start(program: &str) -> (DaemonArgs, Params) {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = DaemonArgs::parse(program, &argv).unwrap_or_else(|e| fatal(&e.to_string()));
-    let params = args
-        .load_params(program)
-        .unwrap_or_else(|e| fatal(&e.to_string()));
+    let params = args.load_params(program).unwrap_or_else(|e| fatal(&e.to_string()));
     maillog::init_from_params(&params, &args.service, false);
     (args, params)
 }
@@ -130,13 +122,11 @@ pub fn inherited_listeners() -> Result<Vec<Listener>, DaemonError> {
     {
         return Ok(Vec::new());
     }
-    let count: RawFd = count
-        .parse()
-        .map_err(|_| DaemonError::Descriptors(format!("LISTEN_FDS={count}")))?;
+    let count: RawFd = count.parse().map_err(|_| DaemonError::Descriptors(format!("LISTEN_FDS={count}")))?;
     let mut out = Vec::new();
     for fd in LISTEN_FDS_START..LISTEN_FDS_START + count {
-        let addr: nix::sys::socket::SockaddrStorage = nix::sys::socket::getsockname(fd)
-            .map_err(|e| DaemonError::Descriptors(format!("fd {fd}: {e}")))?;
+        let addr: nix::sys::socket::SockaddrStorage =
+            nix::sys::socket::getsockname(fd).map_err(|e| DaemonError::Descriptors(format!("fd {fd}: {e}")))?;
         // SAFETY: the descriptor was handed to us by our parent for exactly this purpose and
         // nothing else in this process owns it.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -184,12 +174,7 @@ impl Daemon {
         }
         let control_tx = spawn_control(tx.clone())?;
         spawn_signal_watch(tx);
-        Ok(Daemon {
-            service: service.to_string(),
-            events: rx,
-            control_tx,
-            used: false,
-        })
+        Ok(Daemon { service: service.to_string(), events: rx, control_tx, used: false })
     }
 
     /// Tell the master that initialization is done.
@@ -258,22 +243,15 @@ async fn accept_trouble(e: std::io::Error) {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }
 
-fn spawn_control(
-    tx: mpsc::Sender<Event>,
-) -> Result<Option<mpsc::UnboundedSender<ChildEvent>>, DaemonError> {
+fn spawn_control(tx: mpsc::Sender<Event>) -> Result<Option<mpsc::UnboundedSender<ChildEvent>>, DaemonError> {
     let Some(fd) = std::env::var(CONTROL_FD_ENV).ok() else {
         return Ok(None);
     };
-    let fd: RawFd = fd
-        .parse()
-        .map_err(|_| DaemonError::Descriptors(format!("{CONTROL_FD_ENV}={fd}")))?;
+    let fd: RawFd = fd.parse().map_err(|_| DaemonError::Descriptors(format!("{CONTROL_FD_ENV}={fd}")))?;
     // SAFETY: the master handed us this end of the control socketpair; nothing else owns it.
     let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
-    std_stream
-        .set_nonblocking(true)
-        .map_err(|e| DaemonError::Descriptors(e.to_string()))?;
-    let stream = tokio::net::UnixStream::from_std(std_stream)
-        .map_err(|e| DaemonError::Descriptors(e.to_string()))?;
+    std_stream.set_nonblocking(true).map_err(|e| DaemonError::Descriptors(e.to_string()))?;
+    let stream = tokio::net::UnixStream::from_std(std_stream).map_err(|e| DaemonError::Descriptors(e.to_string()))?;
     let (mut rd, mut wr) = stream.into_split();
     let (ctx, mut crx) = mpsc::unbounded_channel::<ChildEvent>();
     tokio::spawn(async move {
@@ -303,9 +281,7 @@ fn spawn_control(
 
 fn spawn_signal_watch(tx: mpsc::Sender<Event>) {
     tokio::spawn(async move {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             term.recv().await;
             let _ = tx.send(Event::Terminate).await;
         }
@@ -318,10 +294,7 @@ mod tests {
 
     #[test]
     fn generic_args() {
-        let argv: Vec<String> = ["-n", "flush2", "-t", "unix", "-o", "a = b", "-x", "extra"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let argv: Vec<String> = ["-n", "flush2", "-t", "unix", "-o", "a = b", "-x", "extra"].iter().map(|s| s.to_string()).collect();
         let a = DaemonArgs::parse("flush", &argv).unwrap();
         assert_eq!(a.service, "flush2");
         assert_eq!(a.kind, "unix");

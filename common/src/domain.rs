@@ -23,9 +23,7 @@ pub fn valid_hostname(name: &str) -> bool {
             && label.len() <= MAX_LABEL
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
 }
 
@@ -51,9 +49,7 @@ pub fn address_domain(address: &str) -> &str {
 /// A destination site that may have a fast-flush logfile: a valid host name, lowercased.
 /// Address literals are refused (ARCHITECTURE.md §4): they cannot be a file name safely and
 /// Postfix itself denies them in its EAI builds.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Site(String);
 
@@ -66,11 +62,7 @@ pub enum SiteError {
 
 impl Site {
     pub fn parse(text: &str) -> Result<Site, SiteError> {
-        if valid_hostname(text) {
-            Ok(Site(text.to_ascii_lowercase()))
-        } else {
-            Err(SiteError::Invalid(text.chars().take(100).collect()))
-        }
+        if valid_hostname(text) { Ok(Site(text.to_ascii_lowercase())) } else { Err(SiteError::Invalid(text.chars().take(100).collect())) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -85,9 +77,7 @@ impl Site {
 
     /// True when `self` is `parent` or one of its subdomains.
     pub fn is_within(&self, parent: &Site) -> bool {
-        self.0 == parent.0
-            || (self.0.ends_with(&parent.0)
-                && self.0.as_bytes()[self.0.len() - parent.0.len() - 1] == b'.')
+        self.0 == parent.0 || (self.0.ends_with(&parent.0) && self.0.as_bytes()[self.0.len() - parent.0.len() - 1] == b'.')
     }
 }
 
@@ -158,11 +148,7 @@ mod tests {
         let s = Site::parse("Sub.Example.NET").unwrap();
         assert_eq!(s.file_name(), "sub.example.net");
         assert!(s.is_within(&Site::parse("example.net").unwrap()));
-        assert!(
-            !Site::parse("badexample.net")
-                .unwrap()
-                .is_within(&Site::parse("example.net").unwrap())
-        );
+        assert!(!Site::parse("badexample.net").unwrap().is_within(&Site::parse("example.net").unwrap()));
         assert!(Site::parse("[1.2.3.4]").is_err());
         assert!(Site::parse("..").is_err());
         assert_eq!(address_domain("a@b@c.example"), "c.example");

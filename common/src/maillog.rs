@@ -38,27 +38,23 @@ pub enum Severity {
 }
 
 fn connect_syslog(tag: &str) -> Option<Syslog> {
-    let formatter = syslog::Formatter3164 {
-        facility: syslog::Facility::LOG_MAIL,
-        hostname: None,
-        process: tag.to_string(),
-        pid: std::process::id(),
-    };
+    let formatter =
+        syslog::Formatter3164 { facility: syslog::Facility::LOG_MAIL, hostname: None, process: tag.to_string(), pid: std::process::id() };
     syslog::unix(formatter).ok()
 }
 
 fn open_sink(tag: &str, maillog_file: &str) -> Sink {
     if !maillog_file.is_empty() {
-        match OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(maillog_file)
+        // A fresh checkout has no log directory yet; the embedded default logs below it.
+        if let Some(parent) = std::path::Path::new(maillog_file).parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.exists()
         {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        match OpenOptions::new().create(true).append(true).open(maillog_file) {
             Ok(f) => return Sink::File(f),
-            Err(e) => eprintln!(
-                "{tag}[{}]: warning: open {maillog_file}: {e}; logging to standard error",
-                std::process::id()
-            ),
+            Err(e) => eprintln!("{tag}[{}]: warning: open {maillog_file}: {e}; logging to standard error", std::process::id()),
         }
         return Sink::Stderr;
     }
@@ -68,11 +64,7 @@ fn open_sink(tag: &str, maillog_file: &str) -> Sink {
 /// Start logging as `<syslog_name>/<service>` to the destination chosen by `maillog_file`.
 /// `also_stderr` copies every line to standard error (command-line programs do).
 pub fn init(syslog_name: &str, service: &str, maillog_file: &str, also_stderr: bool) {
-    let tag = if service.is_empty() {
-        syslog_name.to_string()
-    } else {
-        format!("{syslog_name}/{service}")
-    };
+    let tag = if service.is_empty() { syslog_name.to_string() } else { format!("{syslog_name}/{service}") };
     let sink = open_sink(&tag, maillog_file);
     let _ = LOGGER.set(Logger {
         tag,
@@ -86,28 +78,24 @@ pub fn init(syslog_name: &str, service: &str, maillog_file: &str, also_stderr: b
 /// [`init`] from a configuration (`syslog_name`, `maillog_file`).
 pub fn init_from_params(p: &Params, service: &str, also_stderr: bool) {
     let name = p.get("syslog_name").unwrap_or_else(|_| "postern".into());
-    let file = p.get("maillog_file").unwrap_or_default();
+    // Relative to the configuration directory, like queue_directory (the embedded default).
+    let file = match p.get("maillog_file") {
+        Ok(f) if !f.is_empty() => p.dir("maillog_file").map(|d| d.display().to_string()).unwrap_or(f),
+        _ => String::new(),
+    };
     init(&name, service, &file, also_stderr);
 }
 
 /// `Mmm dd hh:mm:ss` in local time, the syslog timestamp.
 fn timestamp() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let t = now as libc::time_t;
     // SAFETY: localtime_r writes only into the provided struct.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     unsafe { libc::localtime_r(&t, &mut tm) };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let month = MONTHS.get(tm.tm_mon as usize).copied().unwrap_or("Jan");
-    format!(
-        "{month} {:2} {:02}:{:02}:{:02}",
-        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec
-    )
+    format!("{month} {:2} {:02}:{:02}:{:02}", tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
 }
 
 fn prefix(sev: Severity) -> &'static str {
@@ -127,21 +115,13 @@ pub fn log(sev: Severity, text: &str) {
     };
     let body = format!("{}{text}", prefix(sev));
     if logger.also_stderr {
-        eprintln!(
-            "{}: {body}",
-            logger.tag.rsplit('/').next().unwrap_or(&logger.tag)
-        );
+        eprintln!("{}: {body}", logger.tag.rsplit('/').next().unwrap_or(&logger.tag));
     }
     let mut sink = match logger.sink.lock() {
         Ok(s) => s,
         Err(poisoned) => poisoned.into_inner(),
     };
-    let line = format!(
-        "{} {} {}[{pid}]: {body}\n",
-        timestamp(),
-        logger.hostname,
-        logger.tag
-    );
+    let line = format!("{} {} {}[{pid}]: {body}\n", timestamp(), logger.hostname, logger.tag);
     let written = match &mut *sink {
         Sink::File(f) => f.write_all(line.as_bytes()).is_ok(),
         Sink::Syslog(s) => write_syslog(s, sev, &body),
@@ -175,10 +155,7 @@ fn write_syslog(s: &mut Syslog, sev: Severity, body: &str) -> bool {
 }
 
 fn program_name() -> String {
-    std::env::args()
-        .next()
-        .and_then(|a| a.rsplit('/').next().map(str::to_string))
-        .unwrap_or_else(|| "postern".into())
+    std::env::args().next().and_then(|a| a.rsplit('/').next().map(str::to_string)).unwrap_or_else(|| "postern".into())
 }
 
 /// `log_info!("text {}", x)`: an informational mail log line.

@@ -22,17 +22,8 @@ pub struct PidFile {
 
 /// Lock `path` and write our PID into it.
 pub fn acquire(path: &Path) -> Result<PidFile, PidFileError> {
-    let err = |source| PidFileError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(err)?;
+    let err = |source| PidFileError::Io { path: path.to_path_buf(), source };
+    let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(err)?;
     match f.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -42,8 +33,7 @@ pub fn acquire(path: &Path) -> Result<PidFile, PidFileError> {
     }
     f.set_len(0).map_err(err)?;
     f.seek(SeekFrom::Start(0)).map_err(err)?;
-    f.write_all(format!("{:>32}\n", std::process::id()).as_bytes())
-        .map_err(err)?;
+    f.write_all(format!("{:>32}\n", std::process::id()).as_bytes()).map_err(err)?;
     f.sync_data().map_err(err)?;
     Ok(PidFile { _file: f })
 }
@@ -76,9 +66,7 @@ mod tests {
         let held = acquire(&p).unwrap();
         assert_eq!(std::fs::read(&p).unwrap().len(), 33);
         assert_eq!(running_pid(&p), Some(std::process::id()));
-        assert!(
-            matches!(acquire(&p), Err(PidFileError::Running(pid)) if pid == std::process::id())
-        );
+        assert!(matches!(acquire(&p), Err(PidFileError::Running(pid)) if pid == std::process::id()));
         drop(held);
         assert_eq!(running_pid(&p), None);
     }

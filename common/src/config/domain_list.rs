@@ -13,11 +13,7 @@ pub enum DomainListError {
     #[error("{param}: {source}")]
     Table { param: String, source: TableError },
     #[error("{param}: open {path}: {what}")]
-    File {
-        param: String,
-        path: String,
-        what: String,
-    },
+    File { param: String, path: String, what: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,27 +39,14 @@ pub struct DomainList {
 impl DomainList {
     /// Compile `value` (the expanded parameter value) for parameter `param`.
     /// `parent_style` lists the parameter names of `parent_domain_matches_subdomains`.
-    pub fn parse(
-        param: &str,
-        value: &str,
-        parent_style: &[String],
-        config_dir: &Path,
-    ) -> Result<DomainList, DomainListError> {
-        let mut list = DomainList {
-            param: param.to_string(),
-            parent_matches: parent_style.iter().any(|p| p == param),
-            patterns: Vec::new(),
-        };
+    pub fn parse(param: &str, value: &str, parent_style: &[String], config_dir: &Path) -> Result<DomainList, DomainListError> {
+        let mut list =
+            DomainList { param: param.to_string(), parent_matches: parent_style.iter().any(|p| p == param), patterns: Vec::new() };
         list.add_items(value, false, config_dir)?;
         Ok(list)
     }
 
-    fn add_items(
-        &mut self,
-        value: &str,
-        negate_all: bool,
-        config_dir: &Path,
-    ) -> Result<(), DomainListError> {
+    fn add_items(&mut self, value: &str, negate_all: bool, config_dir: &Path) -> Result<(), DomainListError> {
         for item in split_braced_list(value) {
             let bangs = item.len() - item.trim_start_matches('!').len();
             let negated = negate_all ^ (bangs % 2 == 1);
@@ -78,20 +61,10 @@ impl DomainList {
                     self.add_items(line, negated, config_dir)?;
                 }
             } else if is_table_spec(item) {
-                let table =
-                    Table::open(item, config_dir).map_err(|source| DomainListError::Table {
-                        param: self.param.clone(),
-                        source,
-                    })?;
-                self.patterns.push(Pattern {
-                    negated,
-                    matcher: Matcher::Table(table),
-                });
+                let table = Table::open(item, config_dir).map_err(|source| DomainListError::Table { param: self.param.clone(), source })?;
+                self.patterns.push(Pattern { negated, matcher: Matcher::Table(table) });
             } else if !item.is_empty() {
-                self.patterns.push(Pattern {
-                    negated,
-                    matcher: Matcher::Name(item.to_ascii_lowercase()),
-                });
+                self.patterns.push(Pattern { negated, matcher: Matcher::Name(item.to_ascii_lowercase()) });
             }
         }
         Ok(())
@@ -125,10 +98,7 @@ impl DomainList {
         if let Some(suffix) = pat.strip_prefix('.') {
             return name.len() > suffix.len() && name.ends_with(pat);
         }
-        self.parent_matches
-            && name.len() > pat.len()
-            && name.ends_with(pat)
-            && name.as_bytes()[name.len() - pat.len() - 1] == b'.'
+        self.parent_matches && name.len() > pat.len() && name.ends_with(pat) && name.as_bytes()[name.len() - pat.len() - 1] == b'.'
     }
 
     fn table_matches(&self, table: &Table, name: &str) -> bool {
@@ -137,11 +107,7 @@ impl DomainList {
         }
         let mut rest = name;
         while let Some((_, parent)) = rest.split_once('.') {
-            let key = if self.parent_matches {
-                parent.to_string()
-            } else {
-                format!(".{parent}")
-            };
+            let key = if self.parent_matches { parent.to_string() } else { format!(".{parent}") };
             if table.lookup(&key).is_some() {
                 return true;
             }
@@ -156,19 +122,13 @@ mod tests {
     use super::*;
 
     fn list(param: &str, value: &str) -> DomainList {
-        let parent = vec![
-            "relay_domains".to_string(),
-            "fast_flush_domains".to_string(),
-        ];
+        let parent = vec!["relay_domains".to_string(), "fast_flush_domains".to_string()];
         DomainList::parse(param, value, &parent, Path::new("/")).unwrap()
     }
 
     #[test]
     fn parent_style_and_negation() {
-        let l = list(
-            "fast_flush_domains",
-            "!bad.example.net, example.net, .dot.example",
-        );
+        let l = list("fast_flush_domains", "!bad.example.net, example.net, .dot.example");
         let cases = [
             ("example.net", true),
             ("EXAMPLE.NET", true),
@@ -198,10 +158,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("domains");
         std::fs::write(&f, "# customers\nfile.example\n!no.file.example\n").unwrap();
-        let l = list(
-            "fast_flush_domains",
-            &format!("inline:{{t.example=1}}, {}", f.display()),
-        );
+        let l = list("fast_flush_domains", &format!("inline:{{t.example=1}}, {}", f.display()));
         assert!(l.matches("t.example"));
         assert!(l.matches("a.t.example"));
         assert!(l.matches("file.example"));
@@ -211,11 +168,7 @@ mod tests {
         let neg = list("fast_flush_domains", &format!("!{}", f.display()));
         assert!(!neg.matches("file.example"));
         assert!(list("fast_flush_domains", "").is_empty());
-        let e = DomainList::parse("relay_domains", "/nonexistent/file", &[], Path::new("/"))
-            .unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("relay_domains: open /nonexistent/file")
-        );
+        let e = DomainList::parse("relay_domains", "/nonexistent/file", &[], Path::new("/")).unwrap_err();
+        assert!(e.to_string().starts_with("relay_domains: open /nonexistent/file"));
     }
 }

@@ -33,11 +33,7 @@ fn is_name_byte(b: u8) -> bool {
 /// Index of the byte closing the bracket that opens at `open` (which holds `{` or `(`).
 fn matching_close(s: &str, open: usize) -> Option<usize> {
     let bytes = s.as_bytes();
-    let (o, c) = if bytes[open] == b'{' {
-        (b'{', b'}')
-    } else {
-        (b'(', b')')
-    };
+    let (o, c) = if bytes[open] == b'{' { (b'{', b'}') } else { (b'(', b')') };
     let mut depth = 0usize;
     for (i, &b) in bytes.iter().enumerate().skip(open) {
         if b == o {
@@ -52,11 +48,7 @@ fn matching_close(s: &str, open: usize) -> Option<usize> {
     None
 }
 
-fn lookup_expanded(
-    name: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    depth: usize,
-) -> Result<String, ExpandError> {
+fn lookup_expanded(name: &str, lookup: &dyn Fn(&str) -> Option<String>, depth: usize) -> Result<String, ExpandError> {
     match lookup(name) {
         Some(raw) => expand_at(&raw, lookup, depth + 1).map_err(|e| match e {
             ExpandError::Nesting(_) => ExpandError::Nesting(name.to_string()),
@@ -66,11 +58,7 @@ fn lookup_expanded(
     }
 }
 
-fn expand_at(
-    text: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    depth: usize,
-) -> Result<String, ExpandError> {
+fn expand_at(text: &str, lookup: &dyn Fn(&str) -> Option<String>, depth: usize) -> Result<String, ExpandError> {
     if depth > MAX_DEPTH {
         return Err(ExpandError::Nesting(text.to_string()));
     }
@@ -90,15 +78,12 @@ fn expand_at(
                 i += 2;
             }
             Some(b'{') | Some(b'(') => {
-                let close = matching_close(text, i + 1)
-                    .ok_or_else(|| ExpandError::Unbalanced(text.to_string()))?;
+                let close = matching_close(text, i + 1).ok_or_else(|| ExpandError::Unbalanced(text.to_string()))?;
                 out.push_str(&expand_braced(&text[i + 2..close], lookup, depth)?);
                 i = close + 1;
             }
             Some(&b) if is_name_byte(b) => {
-                let end = text[i + 1..]
-                    .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-                    .map_or(bytes.len(), |n| i + 1 + n);
+                let end = text[i + 1..].find(|c: char| !c.is_ascii_alphanumeric() && c != '_').map_or(bytes.len(), |n| i + 1 + n);
                 out.push_str(&lookup_expanded(&text[i + 1..end], lookup, depth)?);
                 i = end;
             }
@@ -135,18 +120,12 @@ fn split_branches(rest: &str) -> (&str, Option<&str>) {
     (rest, None)
 }
 
-fn expand_braced(
-    inner: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    depth: usize,
-) -> Result<String, ExpandError> {
+fn expand_braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>, depth: usize) -> Result<String, ExpandError> {
     let trimmed = inner.trim();
     if trimmed.starts_with('{') {
         return expand_relational(trimmed, lookup, depth);
     }
-    let name_end = trimmed
-        .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .unwrap_or(trimmed.len());
+    let name_end = trimmed.find(|c: char| !c.is_ascii_alphanumeric() && c != '_').unwrap_or(trimmed.len());
     let name = &trimmed[..name_end];
     let rest = &trimmed[name_end..];
     if name.is_empty() {
@@ -165,11 +144,7 @@ fn expand_braced(
         }
         ":" => {
             let (v, _) = split_branches(arg);
-            if value.is_empty() {
-                expand_at(v, lookup, depth + 1)
-            } else {
-                Ok(String::new())
-            }
+            if value.is_empty() { expand_at(v, lookup, depth + 1) } else { Ok(String::new()) }
         }
         _ => Err(ExpandError::Unbalanced(inner.to_string())),
     }
@@ -177,11 +152,7 @@ fn expand_braced(
 
 /// Compare dotted compatibility levels numerically, part by part (`3.6` < `3.10`).
 fn compare_levels(a: &str, b: &str) -> std::cmp::Ordering {
-    let parts = |s: &str| {
-        s.split('.')
-            .map(|p| p.trim().parse::<u64>().unwrap_or(0))
-            .collect::<Vec<_>>()
-    };
+    let parts = |s: &str| s.split('.').map(|p| p.trim().parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
     let (mut pa, mut pb) = (parts(a), parts(b));
     let n = pa.len().max(pb.len());
     pa.resize(n, 0);
@@ -189,17 +160,11 @@ fn compare_levels(a: &str, b: &str) -> std::cmp::Ordering {
     pa.cmp(&pb)
 }
 
-fn expand_relational(
-    s: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    depth: usize,
-) -> Result<String, ExpandError> {
+fn expand_relational(s: &str, lookup: &dyn Fn(&str) -> Option<String>, depth: usize) -> Result<String, ExpandError> {
     let bad = || ExpandError::Relational(s.to_string());
     let (left, rest) = take_group(s).ok_or_else(bad)?;
     let rest = rest.trim_start();
-    let op_end = rest
-        .find(|c: char| c == '{' || c.is_whitespace())
-        .ok_or_else(bad)?;
+    let op_end = rest.find(|c: char| c == '{' || c.is_whitespace()).ok_or_else(bad)?;
     let op = &rest[..op_end];
     let (right, rest) = take_group(&rest[op_end..]).ok_or_else(bad)?;
     let rest = rest.trim_start().strip_prefix('?').ok_or_else(bad)?;
@@ -207,18 +172,10 @@ fn expand_relational(
     let l = expand_at(left.trim(), lookup, depth + 1)?;
     let r = expand_at(right.trim(), lookup, depth + 1)?;
     use std::cmp::Ordering::*;
-    let numeric = !l.is_empty()
-        && !r.is_empty()
-        && l.bytes().all(|b| b.is_ascii_digit())
-        && r.bytes().all(|b| b.is_ascii_digit());
+    let numeric = !l.is_empty() && !r.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) && r.bytes().all(|b| b.is_ascii_digit());
     let (base_op, ord) = match op.strip_suffix("level") {
         Some(base) => (base, compare_levels(&l, &r)),
-        None if numeric => (
-            op,
-            l.parse::<u128>()
-                .unwrap_or(0)
-                .cmp(&r.parse::<u128>().unwrap_or(0)),
-        ),
+        None if numeric => (op, l.parse::<u128>().unwrap_or(0).cmp(&r.parse::<u128>().unwrap_or(0))),
         None => (op, l.cmp(&r)),
     };
     let truth = match base_op {
@@ -240,10 +197,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn run(vars: &[(&str, &str)], text: &str) -> Result<String, ExpandError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         expand(text, &|n| map.get(n).cloned())
     }
 
@@ -296,9 +250,6 @@ mod tests {
     #[test]
     fn unbalanced() {
         assert!(matches!(run(&[], "${a"), Err(ExpandError::Unbalanced(_))));
-        assert!(matches!(
-            run(&[], "${{a} ?? {b}}"),
-            Err(ExpandError::Relational(_))
-        ));
+        assert!(matches!(run(&[], "${{a} ?? {b}}"), Err(ExpandError::Relational(_))));
     }
 }

@@ -44,11 +44,7 @@ pub fn logical_lines(text: &str) -> Result<Vec<LogicalLine>, LineError> {
                 None => return Err(LineError::OrphanContinuation(no)),
             }
         } else {
-            out.push(LogicalLine {
-                line: no,
-                last_line: no,
-                text: raw.trim_end().to_string(),
-            });
+            out.push(LogicalLine { line: no, last_line: no, text: raw.trim_end().to_string() });
         }
     }
     Ok(out)
@@ -71,9 +67,6 @@ mod tests {
 
     #[test]
     fn orphan_continuation_is_an_error() {
-        assert_eq!(
-            logical_lines("  x = 1\n"),
-            Err(LineError::OrphanContinuation(1))
-        );
+        assert_eq!(logical_lines("  x = 1\n"), Err(LineError::OrphanContinuation(1)));
     }
 }

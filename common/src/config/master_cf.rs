@@ -11,17 +11,10 @@ use super::main_cf::{split_name_value, valid_param_name};
 pub enum MasterCfError {
     /// The file cannot be read.
     #[error("open {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// A line-level problem; `what` is Postfix's wording.
     #[error("{path}, line {line}: {what}")]
-    Line {
-        path: PathBuf,
-        line: usize,
-        what: String,
-    },
+    Line { path: PathBuf, line: usize, what: String },
     /// Continuation-line trouble.
     #[error("{path}, {source}")]
     Lines { path: PathBuf, source: LineError },
@@ -179,13 +172,8 @@ fn parse_wakeup(value: &str) -> Result<Option<Wakeup>, String> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("field \"wakeup\": bad value: \"{value}\""));
     }
-    let seconds: u64 = digits
-        .parse()
-        .map_err(|_| format!("field \"wakeup\": bad value: \"{value}\""))?;
-    Ok((seconds > 0).then_some(Wakeup {
-        seconds,
-        conditional,
-    }))
+    let seconds: u64 = digits.parse().map_err(|_| format!("field \"wakeup\": bad value: \"{value}\""))?;
+    Ok((seconds > 0).then_some(Wakeup { seconds, conditional }))
 }
 
 fn parse_maxproc(value: &str) -> Result<Option<u32>, String> {
@@ -195,10 +183,7 @@ fn parse_maxproc(value: &str) -> Result<Option<u32>, String> {
     if !value.bytes().all(|b| b.is_ascii_digit()) || value.is_empty() {
         return Err(format!("field \"process_limit\": bad value: \"{value}\""));
     }
-    value
-        .parse()
-        .map(Some)
-        .map_err(|_| format!("field \"process_limit\": bad value: \"{value}\""))
+    value.parse().map(Some).map_err(|_| format!("field \"process_limit\": bad value: \"{value}\""))
 }
 
 /// Take `-o name=value` pairs out of the argument tokens.
@@ -208,19 +193,14 @@ fn split_overrides(tokens: &[String]) -> Result<(Vec<String>, Vec<(String, Strin
     let mut it = tokens.iter();
     while let Some(t) = it.next() {
         let pair = if t == "-o" {
-            Some(
-                it.next()
-                    .ok_or("option requires an argument -- o")?
-                    .as_str(),
-            )
+            Some(it.next().ok_or("option requires an argument -- o")?.as_str())
         } else {
             t.strip_prefix("-o").filter(|rest| !rest.is_empty())
         };
         match pair {
             Some(p) => {
                 let p = unbrace(p);
-                let (name, value) =
-                    split_name_value(p).ok_or_else(|| format!("-o: missing '=' in \"{p}\""))?;
+                let (name, value) = split_name_value(p).ok_or_else(|| format!("-o: missing '=' in \"{p}\""))?;
                 if !valid_param_name(name) {
                     return Err(format!("-o: bad parameter name: \"{name}\""));
                 }
@@ -233,16 +213,11 @@ fn split_overrides(tokens: &[String]) -> Result<(Vec<String>, Vec<(String, Strin
 }
 
 /// Parse one entry from its raw tokens.
-pub fn parse_entry(
-    tokens: Vec<String>,
-    line: usize,
-    last_line: usize,
-) -> Result<MasterEntry, String> {
+pub fn parse_entry(tokens: Vec<String>, line: usize, last_line: usize) -> Result<MasterEntry, String> {
     if tokens.len() < 8 {
         return Err(format!("expected 8 or more fields, found {}", tokens.len()));
     }
-    let kind = ServiceType::parse(&tokens[1])
-        .ok_or_else(|| format!("bad transport type: {}", tokens[1]))?;
+    let kind = ServiceType::parse(&tokens[1]).ok_or_else(|| format!("bad transport type: {}", tokens[1]))?;
     let private = parse_yn("private", &tokens[2], true)?;
     if kind == ServiceType::Inet && (private || tokens[2] == "-") {
         return Err("inet service cannot be private".into());
@@ -276,29 +251,16 @@ pub fn parse_entry(
 impl MasterCf {
     /// Read and parse `path`.
     pub fn load(path: &Path) -> Result<MasterCf, MasterCfError> {
-        let text = std::fs::read_to_string(path).map_err(|source| MasterCfError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| MasterCfError::Io { path: path.to_path_buf(), source })?;
         MasterCf::parse(&text, path)
     }
 
     /// Parse master.cf text; a later duplicate `name/type` replaces the earlier one with a warning.
     pub fn parse(text: &str, path: &Path) -> Result<MasterCf, MasterCfError> {
-        let lines = logical_lines(text).map_err(|source| MasterCfError::Lines {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut cf = MasterCf {
-            path: path.to_path_buf(),
-            ..MasterCf::default()
-        };
+        let lines = logical_lines(text).map_err(|source| MasterCfError::Lines { path: path.to_path_buf(), source })?;
+        let mut cf = MasterCf { path: path.to_path_buf(), ..MasterCf::default() };
         for l in lines {
-            let err = |what: String| MasterCfError::Line {
-                path: path.to_path_buf(),
-                line: l.line,
-                what,
-            };
+            let err = |what: String| MasterCfError::Line { path: path.to_path_buf(), line: l.line, what };
             let tokens = tokenize(&l.text).map_err(err)?;
             let entry = parse_entry(tokens, l.line, l.last_line).map_err(err)?;
             if let Some(pos) = cf.entries.iter().position(|e| e.key() == entry.key()) {
@@ -337,29 +299,14 @@ mod tests {
         .unwrap();
         assert_eq!(cf.entries.len(), 4);
         let smtpd = &cf.entries[0];
-        assert_eq!(
-            (smtpd.service.as_str(), smtpd.kind, smtpd.private),
-            ("127.0.0.1:2525", ServiceType::Inet, false)
-        );
+        assert_eq!((smtpd.service.as_str(), smtpd.kind, smtpd.private), ("127.0.0.1:2525", ServiceType::Inet, false));
         assert_eq!(
             smtpd.overrides,
-            vec![
-                ("smtpd_helo_required".to_string(), "yes".to_string()),
-                (
-                    "smtpd_banner".to_string(),
-                    "$myhostname hi there".to_string()
-                )
-            ]
+            vec![("smtpd_helo_required".to_string(), "yes".to_string()), ("smtpd_banner".to_string(), "$myhostname hi there".to_string())]
         );
         assert_eq!((smtpd.line, smtpd.last_line), (2, 4));
         let flush = &cf.entries[1];
-        assert_eq!(
-            flush.wakeup,
-            Some(Wakeup {
-                seconds: 1000,
-                conditional: true
-            })
-        );
+        assert_eq!(flush.wakeup, Some(Wakeup { seconds: 1000, conditional: true }));
         assert_eq!(flush.maxproc, Some(0));
         assert!(flush.unprivileged && !flush.chroot);
         let relay = &cf.entries[3];
@@ -371,50 +318,17 @@ mod tests {
     #[test]
     fn hostile_entries_name_the_line() {
         let cases = [
-            (
-                "a unix n - n - - \n",
-                "master.cf, line 1: expected 8 or more fields, found 7",
-            ),
-            (
-                "\n\na tcp n - n - - cmd\n",
-                "master.cf, line 3: bad transport type: tcp",
-            ),
-            (
-                "a unix x - n - - cmd\n",
-                "master.cf, line 1: field \"private\": bad value: \"x\"",
-            ),
-            (
-                "a unix n yes n - - cmd\n",
-                "master.cf, line 1: field \"unprivileged\": bad value: \"yes\"",
-            ),
-            (
-                "25 inet - - n - - smtpd\n",
-                "master.cf, line 1: inet service cannot be private",
-            ),
-            (
-                "a unix n - n 10?? - cmd\n",
-                "master.cf, line 1: field \"wakeup\": bad value: \"10??\"",
-            ),
-            (
-                "a unix n - n - -1 cmd\n",
-                "master.cf, line 1: field \"process_limit\": bad value: \"-1\"",
-            ),
-            (
-                "a unix n - n - - cmd -o { x = 1\n",
-                "master.cf, line 1: missing '}' in \"{ x = 1\"",
-            ),
-            (
-                "a unix n - n - - cmd -o\n",
-                "master.cf, line 1: option requires an argument -- o",
-            ),
-            (
-                "a unix n - n - - cmd -o novalue\n",
-                "master.cf, line 1: -o: missing '=' in \"novalue\"",
-            ),
-            (
-                "a unix n - n - 99999999999 cmd\n",
-                "master.cf, line 1: field \"process_limit\": bad value: \"99999999999\"",
-            ),
+            ("a unix n - n - - \n", "master.cf, line 1: expected 8 or more fields, found 7"),
+            ("\n\na tcp n - n - - cmd\n", "master.cf, line 3: bad transport type: tcp"),
+            ("a unix x - n - - cmd\n", "master.cf, line 1: field \"private\": bad value: \"x\""),
+            ("a unix n yes n - - cmd\n", "master.cf, line 1: field \"unprivileged\": bad value: \"yes\""),
+            ("25 inet - - n - - smtpd\n", "master.cf, line 1: inet service cannot be private"),
+            ("a unix n - n 10?? - cmd\n", "master.cf, line 1: field \"wakeup\": bad value: \"10??\""),
+            ("a unix n - n - -1 cmd\n", "master.cf, line 1: field \"process_limit\": bad value: \"-1\""),
+            ("a unix n - n - - cmd -o { x = 1\n", "master.cf, line 1: missing '}' in \"{ x = 1\""),
+            ("a unix n - n - - cmd -o\n", "master.cf, line 1: option requires an argument -- o"),
+            ("a unix n - n - - cmd -o novalue\n", "master.cf, line 1: -o: missing '=' in \"novalue\""),
+            ("a unix n - n - 99999999999 cmd\n", "master.cf, line 1: field \"process_limit\": bad value: \"99999999999\""),
         ];
         for (text, want) in cases {
             assert_eq!(parse(text).unwrap_err().to_string(), want, "input {text:?}");
@@ -427,8 +341,6 @@ mod tests {
         assert_eq!(cf.entries.len(), 1);
         assert_eq!(cf.entries[0].command, "two");
         assert_eq!(cf.warnings.len(), 1);
-        assert!(cf.warnings[0].contains(
-            "duplicate master.cf entry for service \"a\" (unix) -- using the last entry"
-        ));
+        assert!(cf.warnings[0].contains("duplicate master.cf entry for service \"a\" (unix) -- using the last entry"));
     }
 }

@@ -19,8 +19,7 @@ use std::path::PathBuf;
 
 /// The configuration directory: `-c DIR` if given, else `$MAIL_CONFIG`, else the default.
 pub fn config_dir(arg: Option<PathBuf>) -> PathBuf {
-    arg.or_else(|| std::env::var_os("MAIL_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/etc/postern"))
+    arg.or_else(|| std::env::var_os("MAIL_CONFIG").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("/etc/postern"))
 }
 
 impl Params {

@@ -80,13 +80,8 @@ impl Params {
     /// Build from an already-parsed main.cf (tests, postconf).
     pub fn from_parts(config_dir: &Path, main: MainCf, overrides: &[(String, String)]) -> Params {
         let mut map: HashMap<String, String> = overrides.iter().cloned().collect();
-        map.entry("config_directory".into())
-            .or_insert_with(|| config_dir.display().to_string());
-        Params {
-            config_dir: config_dir.to_path_buf(),
-            main,
-            overrides: map,
-        }
+        map.entry("config_directory".into()).or_insert_with(|| config_dir.display().to_string());
+        Params { config_dir: config_dir.to_path_buf(), main, overrides: map }
     }
 
     /// Set a value for this process only (like `-o name=value`).
@@ -112,48 +107,31 @@ impl Params {
     pub fn get(&self, name: &str) -> Result<String, ParamError> {
         let lookup = |n: &str| self.raw(n);
         let raw = self.raw(name).unwrap_or_default();
-        expand(&raw, &lookup).map_err(|source| ParamError::Expand {
-            name: name.to_string(),
-            source,
-        })
+        expand(&raw, &lookup).map_err(|source| ParamError::Expand { name: name.to_string(), source })
     }
 
     /// Expand an arbitrary text against this configuration (`postconf -x`, banners).
     pub fn expand_text(&self, name: &str, text: &str) -> Result<String, ParamError> {
-        expand(text, &|n: &str| self.raw(n)).map_err(|source| ParamError::Expand {
-            name: name.to_string(),
-            source,
-        })
+        expand(text, &|n: &str| self.raw(n)).map_err(|source| ParamError::Expand { name: name.to_string(), source })
     }
 
     /// A time parameter; a bare number takes the unit of the built-in default.
     pub fn time(&self, name: &str) -> Result<Duration, ParamError> {
         let value = self.get(name)?;
-        let unit = param_table()
-            .get(name)
-            .map_or('s', |d| default_unit(&d.default));
-        parse_time(&value, unit).map_err(|source| ParamError::Time {
-            name: name.to_string(),
-            source,
-        })
+        let unit = param_table().get(name).map_or('s', |d| default_unit(&d.default));
+        parse_time(&value, unit).map_err(|source| ParamError::Time { name: name.to_string(), source })
     }
 
     /// An integer parameter.
     pub fn int(&self, name: &str) -> Result<i64, ParamError> {
         let value = self.get(name)?;
-        value.trim().parse().map_err(|_| ParamError::Int {
-            name: name.to_string(),
-            value,
-        })
+        value.trim().parse().map_err(|_| ParamError::Int { name: name.to_string(), value })
     }
 
     /// A boolean parameter (`yes`/`no`, also `true`/`false`, any case).
     pub fn bool(&self, name: &str) -> Result<bool, ParamError> {
         let value = self.get(name)?;
-        parse_bool(&value).ok_or(ParamError::Bool {
-            name: name.to_string(),
-            value,
-        })
+        parse_bool(&value).ok_or(ParamError::Bool { name: name.to_string(), value })
     }
 
     /// A list parameter split on commas and whitespace.
@@ -165,11 +143,7 @@ impl Params {
     /// the embedded default configuration works from any checkout without absolute paths.
     pub fn dir(&self, name: &str) -> Result<PathBuf, ParamError> {
         let v = PathBuf::from(self.get(name)?);
-        Ok(if v.is_relative() {
-            self.config_dir.join(v)
-        } else {
-            v
-        })
+        Ok(if v.is_relative() { self.config_dir.join(v) } else { v })
     }
 }
 
@@ -184,20 +158,12 @@ pub fn parse_bool(value: &str) -> Option<bool> {
 
 /// Split a list value on commas and whitespace, dropping empty items.
 pub fn split_list(value: &str) -> Vec<String> {
-    value
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    value.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// The system host name, as Postfix's `myhostname` default.
 pub fn system_hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]
@@ -225,22 +191,11 @@ mod tests {
 
     #[test]
     fn layered_lookup_and_expansion() {
-        let mut p = params(
-            "relay_domains = example.net\nqueue_directory = ../spool\nfast_flush_refresh_time = 6\n",
-        );
+        let mut p = params("relay_domains = example.net\nqueue_directory = ../spool\nfast_flush_refresh_time = 6\n");
         assert_eq!(p.get("fast_flush_domains").unwrap(), "example.net");
-        assert_eq!(
-            p.time("fast_flush_refresh_time").unwrap(),
-            Duration::from_secs(6 * 3600)
-        );
-        assert_eq!(
-            p.time("fast_flush_purge_time").unwrap(),
-            Duration::from_secs(7 * 86400)
-        );
-        assert_eq!(
-            p.dir("queue_directory").unwrap(),
-            PathBuf::from("/cfg/../spool")
-        );
+        assert_eq!(p.time("fast_flush_refresh_time").unwrap(), Duration::from_secs(6 * 3600));
+        assert_eq!(p.time("fast_flush_purge_time").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(p.dir("queue_directory").unwrap(), PathBuf::from("/cfg/../spool"));
         assert_eq!(p.int("smtpd_hard_error_limit").unwrap(), 20);
         p.set_override("stress", "yes");
         assert_eq!(p.int("smtpd_hard_error_limit").unwrap(), 1);
@@ -256,13 +211,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_errors_not_panics() {
-        let p = params(
-            "smtpd_helo_required = maybe\nmax_use = lots\nqueue_run_delay = 5x\na = $b\nb = $a\n",
-        );
-        assert_eq!(
-            p.bool("smtpd_helo_required").unwrap_err().to_string(),
-            "bad boolean configuration: smtpd_helo_required = maybe"
-        );
+        let p = params("smtpd_helo_required = maybe\nmax_use = lots\nqueue_run_delay = 5x\na = $b\nb = $a\n");
+        assert_eq!(p.bool("smtpd_helo_required").unwrap_err().to_string(), "bad boolean configuration: smtpd_helo_required = maybe");
         assert!(p.int("max_use").is_err());
         assert!(p.time("queue_run_delay").is_err());
         assert!(matches!(p.get("a"), Err(ParamError::Expand { .. })));

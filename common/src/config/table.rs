@@ -22,10 +22,7 @@ pub enum TableError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Table {
     /// `inline:` and `texthash:`: a fixed set of keys.
-    Map {
-        spec: String,
-        map: HashMap<String, String>,
-    },
+    Map { spec: String, map: HashMap<String, String> },
     /// `static:value`: every key maps to the value.
     Static { spec: String, value: String },
 }
@@ -67,52 +64,28 @@ pub fn split_braced_list(text: &str) -> Vec<String> {
 impl Table {
     /// Open `spec`; relative `texthash:` paths are taken relative to `config_dir`.
     pub fn open(spec: &str, config_dir: &Path) -> Result<Table, TableError> {
-        let (kind, name) = spec
-            .split_once(':')
-            .ok_or_else(|| TableError::UnsupportedType(spec.to_string()))?;
-        let syntax = |what: &str| TableError::Syntax {
-            spec: spec.to_string(),
-            what: what.to_string(),
-        };
+        let (kind, name) = spec.split_once(':').ok_or_else(|| TableError::UnsupportedType(spec.to_string()))?;
+        let syntax = |what: &str| TableError::Syntax { spec: spec.to_string(), what: what.to_string() };
         match kind {
             "static" => {
-                let value = name
-                    .strip_prefix('{')
-                    .and_then(|n| n.strip_suffix('}'))
-                    .map_or(name, str::trim);
-                Ok(Table::Static {
-                    spec: spec.to_string(),
-                    value: value.to_string(),
-                })
+                let value = name.strip_prefix('{').and_then(|n| n.strip_suffix('}')).map_or(name, str::trim);
+                Ok(Table::Static { spec: spec.to_string(), value: value.to_string() })
             }
             "inline" => {
-                let inner = name
-                    .strip_prefix('{')
-                    .and_then(|n| n.strip_suffix('}'))
-                    .ok_or_else(|| syntax("missing '{' or '}'"))?;
+                let inner = name.strip_prefix('{').and_then(|n| n.strip_suffix('}')).ok_or_else(|| syntax("missing '{' or '}'"))?;
                 let mut map = HashMap::new();
                 for item in split_inline_items(inner) {
                     let item = item.trim();
-                    let item = item
-                        .strip_prefix('{')
-                        .and_then(|i| i.strip_suffix('}'))
-                        .map_or(item, str::trim);
-                    let (k, v) = item
-                        .split_once('=')
-                        .ok_or_else(|| syntax(&format!("missing '=' in \"{item}\"")))?;
+                    let item = item.strip_prefix('{').and_then(|i| i.strip_suffix('}')).map_or(item, str::trim);
+                    let (k, v) = item.split_once('=').ok_or_else(|| syntax(&format!("missing '=' in \"{item}\"")))?;
                     map.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
                 }
-                Ok(Table::Map {
-                    spec: spec.to_string(),
-                    map,
-                })
+                Ok(Table::Map { spec: spec.to_string(), map })
             }
             "texthash" => {
                 let path = config_dir.join(name);
-                let text = std::fs::read_to_string(&path).map_err(|e| TableError::Io {
-                    path: path.display().to_string(),
-                    what: e.to_string(),
-                })?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| TableError::Io { path: path.display().to_string(), what: e.to_string() })?;
                 let mut map = HashMap::new();
                 for line in text.lines() {
                     let line = line.trim();
@@ -122,10 +95,7 @@ impl Table {
                     let (k, v) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
                     map.insert(k.to_ascii_lowercase(), v.trim().to_string());
                 }
-                Ok(Table::Map {
-                    spec: spec.to_string(),
-                    map,
-                })
+                Ok(Table::Map { spec: spec.to_string(), map })
             }
             other => Err(TableError::UnsupportedType(other.to_string())),
         }
@@ -167,11 +137,7 @@ mod tests {
 
     #[test]
     fn inline_and_static() {
-        let t = Table::open(
-            "inline:{ok.example.net=OK, { b.example = REJECT go away }, c = d}",
-            Path::new("/"),
-        )
-        .unwrap();
+        let t = Table::open("inline:{ok.example.net=OK, { b.example = REJECT go away }, c = d}", Path::new("/")).unwrap();
         assert_eq!(t.lookup("OK.example.net"), Some("OK"));
         assert_eq!(t.lookup("b.example"), Some("REJECT go away"));
         assert_eq!(t.lookup("c"), Some("d"));
@@ -187,21 +153,9 @@ mod tests {
         let t = Table::open("texthash:t", dir.path()).unwrap();
         assert_eq!(t.lookup("example.com"), Some("OK"));
         assert_eq!(t.lookup("foo"), Some(""));
-        assert!(matches!(
-            Table::open("texthash:missing", dir.path()),
-            Err(TableError::Io { .. })
-        ));
-        assert!(matches!(
-            Table::open("hash:/etc/x", dir.path()),
-            Err(TableError::UnsupportedType(_))
-        ));
-        assert!(matches!(
-            Table::open("inline:{a}", dir.path()),
-            Err(TableError::Syntax { .. })
-        ));
-        assert!(matches!(
-            Table::open("inline:a=b", dir.path()),
-            Err(TableError::Syntax { .. })
-        ));
+        assert!(matches!(Table::open("texthash:missing", dir.path()), Err(TableError::Io { .. })));
+        assert!(matches!(Table::open("hash:/etc/x", dir.path()), Err(TableError::UnsupportedType(_))));
+        assert!(matches!(Table::open("inline:{a}", dir.path()), Err(TableError::Syntax { .. })));
+        assert!(matches!(Table::open("inline:a=b", dir.path()), Err(TableError::Syntax { .. })));
     }
 }

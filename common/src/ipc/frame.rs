@@ -46,28 +46,17 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
 
 fn check_len(header: [u8; 4], max: usize) -> Result<usize, FrameError> {
     let len = u32::from_be_bytes(header) as usize;
-    if len > max {
-        Err(FrameError::TooLarge(len, max))
-    } else {
-        Ok(len)
-    }
+    if len > max { Err(FrameError::TooLarge(len, max)) } else { Ok(len) }
 }
 
 /// Read one frame; `Ok(None)` when the peer closed cleanly between frames.
-pub async fn read_frame<T: DeserializeOwned, R: AsyncRead + Unpin>(
-    r: &mut R,
-    max: usize,
-) -> Result<Option<T>, FrameError> {
+pub async fn read_frame<T: DeserializeOwned, R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Option<T>, FrameError> {
     let mut header = [0u8; 4];
     let mut got = 0;
     while got < 4 {
         let n = r.read(&mut header[got..]).await?;
         if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated)
-            };
+            return if got == 0 { Ok(None) } else { Err(FrameError::Truncated) };
         }
         got += n;
     }
@@ -81,42 +70,27 @@ pub async fn read_frame<T: DeserializeOwned, R: AsyncRead + Unpin>(
 }
 
 /// Write one frame and flush it.
-pub async fn write_frame<T: Serialize, W: AsyncWrite + Unpin>(
-    w: &mut W,
-    msg: &T,
-) -> Result<(), FrameError> {
+pub async fn write_frame<T: Serialize, W: AsyncWrite + Unpin>(w: &mut W, msg: &T) -> Result<(), FrameError> {
     w.write_all(&encode(msg)?).await?;
     w.flush().await?;
     Ok(())
 }
 
 /// Blocking [`read_frame`], for the master and the command-line programs.
-pub fn read_frame_blocking<T: DeserializeOwned, R: Read>(
-    r: &mut R,
-    max: usize,
-) -> Result<Option<T>, FrameError> {
+pub fn read_frame_blocking<T: DeserializeOwned, R: Read>(r: &mut R, max: usize) -> Result<Option<T>, FrameError> {
     let mut header = [0u8; 4];
     let mut got = 0;
     while got < 4 {
         let n = match r.read(&mut header[got..]) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                 return Err(FrameError::Timeout);
             }
             Err(e) => return Err(e.into()),
         };
         if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated)
-            };
+            return if got == 0 { Ok(None) } else { Err(FrameError::Truncated) };
         }
         got += n;
     }
@@ -153,49 +127,26 @@ mod tests {
         let mut bytes = encode(&Msg::A { n: 1 }).unwrap();
         bytes.extend(encode(&Msg::B("x".into())).unwrap());
         let mut r = &bytes[..];
-        assert_eq!(
-            read_frame_blocking::<Msg, _>(&mut r, MAX_FRAME).unwrap(),
-            Some(Msg::A { n: 1 })
-        );
-        assert_eq!(
-            read_frame_blocking::<Msg, _>(&mut r, MAX_FRAME).unwrap(),
-            Some(Msg::B("x".into()))
-        );
-        assert_eq!(
-            read_frame_blocking::<Msg, _>(&mut r, MAX_FRAME).unwrap(),
-            None
-        );
+        assert_eq!(read_frame_blocking::<Msg, _>(&mut r, MAX_FRAME).unwrap(), Some(Msg::A { n: 1 }));
+        assert_eq!(read_frame_blocking::<Msg, _>(&mut r, MAX_FRAME).unwrap(), Some(Msg::B("x".into())));
+        assert_eq!(read_frame_blocking::<Msg, _>(&mut r, MAX_FRAME).unwrap(), None);
 
         let whole = encode(&Msg::A { n: 7 }).unwrap();
         for cut in 1..whole.len() {
             let mut r = &whole[..cut];
-            assert!(
-                matches!(
-                    read_frame_blocking::<Msg, _>(&mut r, MAX_FRAME),
-                    Err(FrameError::Truncated)
-                ),
-                "cut {cut}"
-            );
+            assert!(matches!(read_frame_blocking::<Msg, _>(&mut r, MAX_FRAME), Err(FrameError::Truncated)), "cut {cut}");
         }
         let mut r: &[u8] = &[0xff, 0xff, 0xff, 0xff, b'{'];
-        assert!(matches!(
-            read_frame_blocking::<Msg, _>(&mut r, MAX_FRAME),
-            Err(FrameError::TooLarge(_, _))
-        ));
+        assert!(matches!(read_frame_blocking::<Msg, _>(&mut r, MAX_FRAME), Err(FrameError::TooLarge(_, _))));
         let mut garbage = 5u32.to_be_bytes().to_vec();
         garbage.extend(b"\0\xff{]x");
         let mut r = &garbage[..];
-        assert!(matches!(
-            read_frame_blocking::<Msg, _>(&mut r, MAX_FRAME),
-            Err(FrameError::Decode(_))
-        ));
+        assert!(matches!(read_frame_blocking::<Msg, _>(&mut r, MAX_FRAME), Err(FrameError::Decode(_))));
     }
 
     #[test]
     fn async_round_trip() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
             let (mut a, mut b) = tokio::io::duplex(64);
             let writer = async {
@@ -205,12 +156,7 @@ mod tests {
             let reader = async {
                 let got: Option<Msg> = read_frame(&mut b, MAX_FRAME).await.unwrap();
                 assert_eq!(got, Some(Msg::B("y".repeat(300))));
-                assert!(
-                    read_frame::<Msg, _>(&mut b, MAX_FRAME)
-                        .await
-                        .unwrap()
-                        .is_none()
-                );
+                assert!(read_frame::<Msg, _>(&mut b, MAX_FRAME).await.unwrap().is_none());
             };
             tokio::join!(writer, reader);
         });

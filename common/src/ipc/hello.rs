@@ -18,9 +18,6 @@ pub trait Protocol {
     type Reply: Serialize + serde::de::DeserializeOwned + Send + 'static;
 
     fn hello() -> Hello {
-        Hello {
-            protocol: Self::NAME.to_string(),
-            version: Self::VERSION,
-        }
+        Hello { protocol: Self::NAME.to_string(), version: Self::VERSION }
     }
 }

@@ -24,11 +24,6 @@ pub struct PeerCred {
 
 /// Read `SO_PEERCRED` of a connected Unix socket.
 pub fn peer_cred<F: AsFd>(sock: &F) -> std::io::Result<PeerCred> {
-    let c = nix::sys::socket::getsockopt(sock, nix::sys::socket::sockopt::PeerCredentials)
-        .map_err(std::io::Error::from)?;
-    Ok(PeerCred {
-        uid: c.uid(),
-        gid: c.gid(),
-        pid: c.pid(),
-    })
+    let c = nix::sys::socket::getsockopt(sock, nix::sys::socket::sockopt::PeerCredentials).map_err(std::io::Error::from)?;
+    Ok(PeerCred { uid: c.uid(), gid: c.gid(), pid: c.pid() })
 }

@@ -67,18 +67,12 @@ pub struct Spool {
 
 /// FNV-1a: a stable, cheap hash for spreading IDs over subdirectories.
 fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl Spool {
     pub fn new(root: PathBuf, hash_queue_names: &[String], hash_queue_depth: usize) -> Spool {
-        Spool {
-            root,
-            hashed: hash_queue_names.to_vec(),
-            depth: hash_queue_depth.min(8),
-        }
+        Spool { root, hashed: hash_queue_names.to_vec(), depth: hash_queue_depth.min(8) }
     }
 
     pub fn queue_dir(&self, queue: QueueName) -> PathBuf {
@@ -133,13 +127,7 @@ impl Spool {
                     return Ok(false);
                 }
                 fs::create_dir_all(&dst_dir)?;
-                fs::rename(&src, &dst).map(|()| true).or_else(|e| {
-                    if e.kind() == io::ErrorKind::NotFound {
-                        Ok(false)
-                    } else {
-                        Err(e)
-                    }
-                })
+                fs::rename(&src, &dst).map(|()| true).or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(false) } else { Err(e) })
             }
             Err(e) => Err(e),
         }
@@ -186,34 +174,16 @@ mod tests {
     #[test]
     fn hashed_paths_moves_and_listing() {
         let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::new(
-            tmp.path().to_path_buf(),
-            &["deferred".into(), "defer".into()],
-            1,
-        );
+        let spool = Spool::new(tmp.path().to_path_buf(), &["deferred".into(), "defer".into()], 1);
         spool.create_dirs().unwrap();
         let id = QueueId::parse("ABC123").unwrap();
         let p = spool.path(QueueName::Deferred, &id);
-        assert_eq!(
-            p.parent().unwrap().parent().unwrap(),
-            tmp.path().join("deferred")
-        );
-        assert_eq!(
-            spool.path(QueueName::Incoming, &id),
-            tmp.path().join("incoming/ABC123")
-        );
+        assert_eq!(p.parent().unwrap().parent().unwrap(), tmp.path().join("deferred"));
+        assert_eq!(spool.path(QueueName::Incoming, &id), tmp.path().join("incoming/ABC123"));
         fs::write(spool.path(QueueName::Incoming, &id), b"x").unwrap();
-        assert!(
-            spool
-                .move_file(&id, QueueName::Incoming, QueueName::Deferred)
-                .unwrap()
-        );
+        assert!(spool.move_file(&id, QueueName::Incoming, QueueName::Deferred).unwrap());
         assert!(p.exists());
-        assert!(
-            !spool
-                .move_file(&id, QueueName::Incoming, QueueName::Deferred)
-                .unwrap()
-        );
+        assert!(!spool.move_file(&id, QueueName::Incoming, QueueName::Deferred).unwrap());
         fs::write(spool.queue_dir(QueueName::Deferred).join(".tmp.1"), b"").unwrap();
         assert_eq!(spool.list(QueueName::Deferred).unwrap(), vec![id]);
     }
@@ -224,14 +194,9 @@ mod tests {
         let mut counts = std::collections::HashMap::new();
         for i in 0..1600 {
             let id = QueueId::parse(&format!("SEQ{i:06}")).unwrap();
-            *counts
-                .entry(spool.dir_for(QueueName::Deferred, &id))
-                .or_insert(0) += 1;
+            *counts.entry(spool.dir_for(QueueName::Deferred, &id)).or_insert(0) += 1;
         }
         assert_eq!(counts.len(), 16);
-        assert!(
-            counts.values().all(|&n| (50..=150).contains(&n)),
-            "{counts:?}"
-        );
+        assert!(counts.values().all(|&n| (50..=150).contains(&n)), "{counts:?}");
     }
 }

@@ -41,10 +41,7 @@ pub enum QueueError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> QueueError + '_ {
-    move |source| QueueError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| QueueError::Io { path: path.to_path_buf(), source }
 }
 
 /// Where a message came from (for `client=` log lines and Received headers).
@@ -113,21 +110,13 @@ impl QueueFile {
             .recipients
             .iter()
             .enumerate()
-            .filter(|(i, _)| {
-                !matches!(
-                    self.last_result(*i).map(|r| r.outcome),
-                    Some(Outcome::Sent | Outcome::Bounced)
-                )
-            })
+            .filter(|(i, _)| !matches!(self.last_result(*i).map(|r| r.outcome), Some(Outcome::Sent | Outcome::Bounced)))
     }
 }
 
 /// Microseconds since the epoch, now.
 pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 fn encode(envelope: &Envelope, message: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
@@ -144,28 +133,13 @@ fn encode(envelope: &Envelope, message: &[u8]) -> Result<Vec<u8>, serde_json::Er
 
 /// Parse the bytes of a queue file.
 pub fn decode(bytes: &[u8], path: &Path) -> Result<QueueFile, QueueError> {
-    let corrupt = |what: &str| QueueError::Corrupt {
-        path: path.to_path_buf(),
-        what: what.to_string(),
-    };
-    let rest = bytes
-        .strip_prefix(MAGIC.as_bytes())
-        .ok_or_else(|| corrupt("bad header"))?;
-    let nl = rest
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or_else(|| corrupt("truncated envelope"))?;
-    let envelope: Envelope =
-        serde_json::from_slice(&rest[..nl]).map_err(|e| corrupt(&format!("envelope: {e}")))?;
+    let corrupt = |what: &str| QueueError::Corrupt { path: path.to_path_buf(), what: what.to_string() };
+    let rest = bytes.strip_prefix(MAGIC.as_bytes()).ok_or_else(|| corrupt("bad header"))?;
+    let nl = rest.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("truncated envelope"))?;
+    let envelope: Envelope = serde_json::from_slice(&rest[..nl]).map_err(|e| corrupt(&format!("envelope: {e}")))?;
     let rest = &rest[nl + 1..];
-    let nl = rest
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or_else(|| corrupt("truncated length"))?;
-    let len: usize = std::str::from_utf8(&rest[..nl])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| corrupt("bad length"))?;
+    let nl = rest.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("truncated length"))?;
+    let len: usize = std::str::from_utf8(&rest[..nl]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| corrupt("bad length"))?;
     let rest = &rest[nl + 1..];
     if rest.len() < len + END.len() || &rest[len..len + END.len()] != END {
         return Err(corrupt("missing end marker"));
@@ -176,19 +150,13 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<QueueFile, QueueError> {
     while let Some(nl) = tail.iter().position(|&b| b == b'\n') {
         let line = &tail[..nl];
         tail = &tail[nl + 1..];
-        let r = line
-            .strip_prefix(b"R ")
-            .and_then(|j| serde_json::from_slice::<RecipientResult>(j).ok());
+        let r = line.strip_prefix(b"R ").and_then(|j| serde_json::from_slice::<RecipientResult>(j).ok());
         match r {
             Some(r) if r.index < envelope.recipients.len() => results.push(r),
             _ => return Err(corrupt("bad result record")),
         }
     }
-    Ok(QueueFile {
-        envelope,
-        message,
-        results,
-    })
+    Ok(QueueFile { envelope, message, results })
 }
 
 /// Read and parse a queue file.
@@ -206,36 +174,15 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     let f = CString::new(from.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
     let t = CString::new(to.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: both arguments are valid NUL-terminated paths that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            f.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// Write a new queue file into `queue` durably and return its ID. When this returns `Ok`, the
 /// file and its name are on disk; on error no file is left behind under a queue-ID name.
-pub fn write_new(
-    spool: &Spool,
-    queue: QueueName,
-    envelope: &Envelope,
-    message: &[u8],
-) -> Result<QueueId, QueueError> {
+pub fn write_new(spool: &Spool, queue: QueueName, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
     let dir = spool.queue_dir(queue);
-    let temp = dir.join(format!(
-        ".tmp.{}.{}",
-        std::process::id(),
-        TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
+    let temp = dir.join(format!(".tmp.{}.{}", std::process::id(), TEMP_SEQ.fetch_add(1, Ordering::Relaxed)));
     let result = write_temp_then_name(spool, queue, &temp, envelope, message);
     if result.is_err() {
         let _ = fs::remove_file(&temp);
@@ -243,23 +190,9 @@ pub fn write_new(
     result
 }
 
-fn write_temp_then_name(
-    spool: &Spool,
-    queue: QueueName,
-    temp: &Path,
-    envelope: &Envelope,
-    message: &[u8],
-) -> Result<QueueId, QueueError> {
-    let bytes = encode(envelope, message).map_err(|e| QueueError::Corrupt {
-        path: temp.to_path_buf(),
-        what: e.to_string(),
-    })?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(temp)
-        .map_err(io_err(temp))?;
+fn write_temp_then_name(spool: &Spool, queue: QueueName, temp: &Path, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
+    let bytes = encode(envelope, message).map_err(|e| QueueError::Corrupt { path: temp.to_path_buf(), what: e.to_string() })?;
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(temp).map_err(io_err(temp))?;
     f.write_all(&bytes).map_err(io_err(temp))?;
     f.sync_all().map_err(io_err(temp))?;
     let inode = f.metadata().map_err(io_err(temp))?.ino();
@@ -274,30 +207,18 @@ fn write_temp_then_name(
                 sync_dir(&spool.queue_dir(queue)).map_err(io_err(&dest))?;
                 return Ok(id);
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                std::thread::sleep(std::time::Duration::from_micros(1))
-            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => std::thread::sleep(std::time::Duration::from_micros(1)),
             Err(e) => return Err(io_err(&dest)(e)),
         }
     }
-    Err(QueueError::Io {
-        path: temp.to_path_buf(),
-        source: io::Error::other("cannot find a unique queue ID"),
-    })
+    Err(QueueError::Io { path: temp.to_path_buf(), source: io::Error::other("cannot find a unique queue ID") })
 }
 
 /// Append a recipient result and fsync it, before the caller acts on it.
 pub fn append_result(path: &Path, result: &RecipientResult) -> Result<(), QueueError> {
-    let line = serde_json::to_string(result).map_err(|e| QueueError::Corrupt {
-        path: path.to_path_buf(),
-        what: e.to_string(),
-    })?;
-    let mut f: File = OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(io_err(path))?;
-    f.write_all(format!("R {line}\n").as_bytes())
-        .map_err(io_err(path))?;
+    let line = serde_json::to_string(result).map_err(|e| QueueError::Corrupt { path: path.to_path_buf(), what: e.to_string() })?;
+    let mut f: File = OpenOptions::new().append(true).open(path).map_err(io_err(path))?;
+    f.write_all(format!("R {line}\n").as_bytes()).map_err(io_err(path))?;
     f.sync_data().map_err(io_err(path))
 }
 
@@ -309,22 +230,11 @@ mod tests {
         Envelope {
             sender: "s@example.org".into(),
             recipients: vec![
-                Recipient {
-                    address: "a@example.net".into(),
-                    orig: None,
-                },
-                Recipient {
-                    address: "b@other.example".into(),
-                    orig: Some("B@other.example".into()),
-                },
+                Recipient { address: "a@example.net".into(), orig: None },
+                Recipient { address: "b@other.example".into(), orig: Some("B@other.example".into()) },
             ],
             arrival_us: 1_800_000_000_000_000,
-            client: ClientInfo {
-                name: "localhost".into(),
-                addr: "127.0.0.1".into(),
-                helo: "c".into(),
-                protocol: "ESMTP".into(),
-            },
+            client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: "c".into(), protocol: "ESMTP".into() },
         }
     }
 
@@ -345,33 +255,13 @@ mod tests {
         assert_eq!(qf.envelope, envelope());
         assert_eq!(qf.message, msg);
         assert_eq!(qf.pending().count(), 2);
-        append_result(
-            &path,
-            &RecipientResult {
-                index: 0,
-                outcome: Outcome::Sent,
-                dsn: "2.0.0".into(),
-                text: "ok".into(),
-            },
-        )
-        .unwrap();
-        append_result(
-            &path,
-            &RecipientResult {
-                index: 1,
-                outcome: Outcome::Deferred,
-                dsn: "4.4.1".into(),
-                text: "refused".into(),
-            },
-        )
-        .unwrap();
+        append_result(&path, &RecipientResult { index: 0, outcome: Outcome::Sent, dsn: "2.0.0".into(), text: "ok".into() }).unwrap();
+        append_result(&path, &RecipientResult { index: 1, outcome: Outcome::Deferred, dsn: "4.4.1".into(), text: "refused".into() })
+            .unwrap();
         let qf = read(&path).unwrap();
         assert_eq!(qf.pending().map(|(i, _)| i).collect::<Vec<_>>(), vec![1]);
         assert_eq!(qf.last_result(1).unwrap().text, "refused");
-        let names: Vec<_> = fs::read_dir(spool.queue_dir(QueueName::Incoming))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = fs::read_dir(spool.queue_dir(QueueName::Incoming)).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "no temporary file is left: {names:?}");
     }
 
@@ -382,11 +272,7 @@ mod tests {
         let path = spool.path(QueueName::Incoming, &id);
         let whole = fs::read(&path).unwrap();
         for cut in 0..whole.len() {
-            assert!(
-                decode(&whole[..cut], &path).is_err(),
-                "a file cut at {cut} of {} parsed",
-                whole.len()
-            );
+            assert!(decode(&whole[..cut], &path).is_err(), "a file cut at {cut} of {} parsed", whole.len());
         }
         // A torn result append: the partial line is ignored, the rest is intact.
         let mut torn = whole.clone();

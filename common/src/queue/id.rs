@@ -15,9 +15,7 @@ pub const MAX_ID_LEN: usize = 255;
 const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 /// A validated queue ID.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct QueueId(String);
 
@@ -30,9 +28,7 @@ pub enum QueueIdError {
 
 /// Postfix `mail_queue_id_ok`.
 pub fn queue_id_ok(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= MAX_ID_LEN
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    !text.is_empty() && text.len() <= MAX_ID_LEN && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn base36(mut n: u64, min_width: usize) -> String {
@@ -53,22 +49,13 @@ fn base36(mut n: u64, min_width: usize) -> String {
 
 impl QueueId {
     pub fn parse(text: &str) -> Result<QueueId, QueueIdError> {
-        if queue_id_ok(text) {
-            Ok(QueueId(text.to_string()))
-        } else {
-            Err(QueueIdError::Invalid(text.chars().take(100).collect()))
-        }
+        if queue_id_ok(text) { Ok(QueueId(text.to_string())) } else { Err(QueueIdError::Invalid(text.chars().take(100).collect())) }
     }
 
     /// A new ID for the file with inode `inode`, created at `when`.
     pub fn generate(when: SystemTime, inode: u64) -> QueueId {
         let since = when.duration_since(UNIX_EPOCH).unwrap_or_default();
-        QueueId(format!(
-            "{}{}{}",
-            base36(since.as_secs(), 6),
-            base36(u64::from(since.subsec_micros()), 4),
-            base36(inode, 1)
-        ))
+        QueueId(format!("{}{}{}", base36(since.as_secs(), 6), base36(u64::from(since.subsec_micros()), 4), base36(inode, 1)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -105,16 +92,7 @@ mod tests {
         for ok in ["ABC123", "a_b", "38D65B4952", &"A".repeat(255)] {
             assert!(QueueId::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "bad/id",
-            "../x",
-            ".tmp",
-            "a b",
-            "A\0",
-            &"A".repeat(256),
-            "caf\u{e9}",
-        ] {
+        for bad in ["", "bad/id", "../x", ".tmp", "a b", "A\0", &"A".repeat(256), "caf\u{e9}"] {
             assert!(QueueId::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -125,12 +103,7 @@ mod tests {
         let a = QueueId::generate(t, 42);
         let b = QueueId::generate(t, 43);
         let c = QueueId::generate(t + Duration::from_micros(1), 42);
-        assert!(
-            queue_id_ok(a.as_str())
-                && a.as_str()
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
-        );
+        assert!(queue_id_ok(a.as_str()) && a.as_str().bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()));
         assert_ne!(a, b);
         assert_ne!(a, c);
         assert_eq!(base36(35, 2), "0Z");

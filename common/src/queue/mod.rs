@@ -14,10 +14,6 @@ impl Spool {
     /// The spool of a configuration (`queue_directory`, `hash_queue_names`, `hash_queue_depth`).
     pub fn from_params(p: &Params) -> Result<Spool, ParamError> {
         let depth = p.int("hash_queue_depth")?.clamp(1, 8) as usize;
-        Ok(Spool::new(
-            p.dir("queue_directory")?,
-            &p.list("hash_queue_names")?,
-            depth,
-        ))
+        Ok(Spool::new(p.dir("queue_directory")?, &p.list("hash_queue_names")?, depth))
     }
 }

@@ -64,12 +64,7 @@ impl FlushHandle {
     }
 
     pub async fn request(&self, req: FlushRequest) -> FlushReply {
-        self.addr
-            .send(Request(req))
-            .await
-            .unwrap_or_else(|e| FlushReply::Fail {
-                reason: e.to_string(),
-            })
+        self.addr.send(Request(req)).await.unwrap_or_else(|e| FlushReply::Fail { reason: e.to_string() })
     }
 
     pub fn reload(&self, cfg: FlushConfig) {

@@ -20,17 +20,11 @@ fn reversed(site: &Site) -> String {
 impl Index {
     /// Record `id` for `site`; false when it was already there (nothing to append).
     pub fn insert(&mut self, site: &Site, id: QueueId) -> bool {
-        self.sites
-            .entry(reversed(site))
-            .or_insert_with(|| (site.clone(), HashSet::new()))
-            .1
-            .insert(id)
+        self.sites.entry(reversed(site)).or_insert_with(|| (site.clone(), HashSet::new())).1.insert(id)
     }
 
     pub fn contains(&self, site: &Site, id: &QueueId) -> bool {
-        self.sites
-            .get(&reversed(site))
-            .is_some_and(|(_, ids)| ids.contains(id))
+        self.sites.get(&reversed(site)).is_some_and(|(_, ids)| ids.contains(id))
     }
 
     pub fn remove(&mut self, site: &Site, id: &QueueId) {
@@ -50,9 +44,7 @@ impl Index {
 
     /// How many IDs are listed for `site`.
     pub fn count(&self, site: &Site) -> usize {
-        self.sites
-            .get(&reversed(site))
-            .map_or(0, |(_, ids)| ids.len())
+        self.sites.get(&reversed(site)).map_or(0, |(_, ids)| ids.len())
     }
 
     /// `site` and every indexed site below it.
@@ -63,28 +55,17 @@ impl Index {
             out.push(s.clone());
         }
         let prefix = format!("{key}.");
-        out.extend(
-            self.sites
-                .range(prefix.clone()..)
-                .take_while(|(k, _)| k.starts_with(&prefix))
-                .map(|(_, (s, _))| s.clone()),
-        );
+        out.extend(self.sites.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, (s, _))| s.clone()));
         out
     }
 
     /// Every (site, id) pair (reconciliation).
     pub fn pairs(&self) -> Vec<(Site, QueueId)> {
-        self.sites
-            .values()
-            .flat_map(|(s, ids)| ids.iter().map(move |id| (s.clone(), id.clone())))
-            .collect()
+        self.sites.values().flat_map(|(s, ids)| ids.iter().map(move |id| (s.clone(), id.clone()))).collect()
     }
 
     pub fn ids(&self, site: &Site) -> Vec<QueueId> {
-        self.sites
-            .get(&reversed(site))
-            .map(|(_, ids)| ids.iter().cloned().collect())
-            .unwrap_or_default()
+        self.sites.get(&reversed(site)).map(|(_, ids)| ids.iter().cloned().collect()).unwrap_or_default()
     }
 }
 
@@ -99,30 +80,16 @@ mod tests {
     #[test]
     fn subdomain_ranges() {
         let mut ix = Index::default();
-        for (s, id) in [
-            ("example.net", "A"),
-            ("sub.example.net", "B"),
-            ("a.sub.example.net", "C"),
-            ("badexample.net", "D"),
-            ("example.network", "E"),
-        ] {
+        for (s, id) in
+            [("example.net", "A"), ("sub.example.net", "B"), ("a.sub.example.net", "C"), ("badexample.net", "D"), ("example.network", "E")]
+        {
             assert!(ix.insert(&site(s), QueueId::parse(id).unwrap()));
         }
         assert!(!ix.insert(&site("example.net"), QueueId::parse("A").unwrap()));
-        let mut got: Vec<String> = ix
-            .site_and_subdomains(&site("example.net"))
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut got: Vec<String> = ix.site_and_subdomains(&site("example.net")).iter().map(|s| s.to_string()).collect();
         got.sort();
-        assert_eq!(
-            got,
-            vec!["a.sub.example.net", "example.net", "sub.example.net"]
-        );
-        assert_eq!(
-            ix.site_and_subdomains(&site("nothing.example")),
-            Vec::<Site>::new()
-        );
+        assert_eq!(got, vec!["a.sub.example.net", "example.net", "sub.example.net"]);
+        assert_eq!(ix.site_and_subdomains(&site("nothing.example")), Vec::<Site>::new());
         ix.clear(&site("sub.example.net"));
         assert_eq!(ix.count(&site("sub.example.net")), 0);
         assert_eq!(ix.pairs().len(), 4);

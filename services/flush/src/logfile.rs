@@ -42,18 +42,13 @@ fn parse_lines<R: BufRead>(r: R) -> io::Result<LogfileContents> {
     for line in r.split(b'\n') {
         let line = line?;
         out.lines += 1;
-        match std::str::from_utf8(&line)
-            .ok()
-            .and_then(|s| QueueId::parse(s).ok())
-        {
+        match std::str::from_utf8(&line).ok().and_then(|s| QueueId::parse(s).ok()) {
             Some(id) => {
                 if seen.insert(id.clone()) {
                     out.ids.push(id);
                 }
             }
-            None => out
-                .bad_lines
-                .push(String::from_utf8_lossy(&line).chars().take(30).collect()),
+            None => out.bad_lines.push(String::from_utf8_lossy(&line).chars().take(30).collect()),
         }
     }
     Ok(out)
@@ -71,11 +66,7 @@ impl FlushDir {
 
     /// Append `id` to the site's logfile, creating it (mode 0600) if needed.
     pub fn append(&self, site: &Site, id: &QueueId) -> io::Result<()> {
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(self.path(site))?;
+        let f = OpenOptions::new().create(true).append(true).mode(0o600).open(self.path(site))?;
         f.lock()?;
         (&f).write_all(format!("{id}\n").as_bytes())?;
         f.unlock()
@@ -96,17 +87,8 @@ impl FlushDir {
     /// Under the exclusive lock: read the IDs, let `each` handle them, truncate the file and
     /// stamp its times with `now` (so refresh sees it as just flushed, also on noatime mounts).
     /// `Ok(None)` when the site has no logfile.
-    pub fn drain<F: FnMut(&QueueId)>(
-        &self,
-        site: &Site,
-        now: SystemTime,
-        mut each: F,
-    ) -> io::Result<Option<LogfileContents>> {
-        let mut f = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.path(site))
-        {
+    pub fn drain<F: FnMut(&QueueId)>(&self, site: &Site, now: SystemTime, mut each: F) -> io::Result<Option<LogfileContents>> {
+        let mut f = match OpenOptions::new().read(true).write(true).open(self.path(site)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -127,12 +109,7 @@ impl FlushDir {
 
     /// Rewrite the logfile with exactly `ids` (start-up reconciliation dropping stale entries).
     pub fn rewrite(&self, site: &Site, ids: &[QueueId]) -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(self.path(site))?;
+        let mut f = OpenOptions::new().create(true).write(true).truncate(false).mode(0o600).open(self.path(site))?;
         f.lock()?;
         f.set_len(0)?;
         let body: String = ids.iter().map(|id| format!("{id}\n")).collect();
@@ -146,11 +123,7 @@ impl FlushDir {
 
     pub fn times(&self, site: &Site) -> io::Result<LogfileTimes> {
         let md = fs::metadata(self.path(site))?;
-        Ok(LogfileTimes {
-            size: md.len(),
-            accessed: md.accessed()?,
-            modified: md.modified()?,
-        })
+        Ok(LogfileTimes { size: md.len(), accessed: md.accessed()?, modified: md.modified()? })
     }
 
     /// Every logfile's site. Names that are not valid sites are not ours and are left alone.
@@ -208,10 +181,7 @@ mod tests {
         assert_eq!(read.ids, vec![id("A1"), id("B2")]);
         let mut seen = Vec::new();
         let old = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-        let got = fd
-            .drain(&s, old, |i| seen.push(i.clone()))
-            .unwrap()
-            .unwrap();
+        let got = fd.drain(&s, old, |i| seen.push(i.clone())).unwrap().unwrap();
         assert_eq!(seen, vec![id("A1"), id("B2")]);
         assert_eq!(got.lines, 4);
         assert_eq!(got.bad_lines, vec!["../evil".to_string()]);

@@ -22,25 +22,15 @@ fn qmgr_notifier(cfg: &FlushConfig, service: String) -> Notify {
 fn main() {
     let (args, params) = daemon::start("flush");
     if args.process_limit.is_some_and(|n| n != 0) {
-        fatal(&format!(
-            "service {} requires a process limit of 0",
-            args.service
-        ));
+        fatal(&format!("service {} requires a process limit of 0", args.service));
     }
     let cfg = FlushConfig::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
-    let qmgr_name = params
-        .get("queue_service_name")
-        .unwrap_or_else(|_| "qmgr".into());
+    let qmgr_name = params.get("queue_service_name").unwrap_or_else(|_| "qmgr".into());
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let state =
-            FlushState::load(cfg.clone(), qmgr_notifier(&cfg, qmgr_name)).unwrap_or_else(|e| {
-                fatal(&format!(
-                    "open fast flush logfiles in {}: {e}",
-                    cfg.spool.root.join("flush").display()
-                ))
-            });
+        let state = FlushState::load(cfg.clone(), qmgr_notifier(&cfg, qmgr_name))
+            .unwrap_or_else(|e| fatal(&format!("open fast flush logfiles in {}: {e}", cfg.spool.root.join("flush").display())));
         let handle = FlushHandle::start(state);
         let d = Daemon::new(&args.service, listeners).unwrap_or_else(|e| fatal(&e.to_string()));
         let scan_handle = handle.clone();

@@ -13,10 +13,7 @@ pub fn scan_deferred(spool: &Spool) -> Vec<(Site, QueueId)> {
     let ids = match spool.list(QueueName::Deferred) {
         Ok(ids) => ids,
         Err(e) => {
-            log_warning!(
-                "scan {}: {e}",
-                spool.queue_dir(QueueName::Deferred).display()
-            );
+            log_warning!("scan {}: {e}", spool.queue_dir(QueueName::Deferred).display());
             return Vec::new();
         }
     };
@@ -26,10 +23,7 @@ pub fn scan_deferred(spool: &Spool) -> Vec<(Site, QueueId)> {
         let Ok(qf) = file::read(&spool.path(QueueName::Deferred, &id)) else {
             continue;
         };
-        let mut sites: Vec<Site> = qf
-            .pending()
-            .filter_map(|(_, r)| Site::parse(address_domain(&r.address)).ok())
-            .collect();
+        let mut sites: Vec<Site> = qf.pending().filter_map(|(_, r)| Site::parse(address_domain(&r.address)).ok()).collect();
         sites.sort();
         sites.dedup();
         out.extend(sites.into_iter().map(|s| (s, id.clone())));

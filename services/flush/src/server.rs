@@ -29,11 +29,7 @@ pub struct FlushAuth {
 impl FlushAuth {
     pub fn from_params(p: &Params) -> FlushAuth {
         let list = p.list("authorized_flush_users").unwrap_or_default();
-        FlushAuth {
-            anyone: list.iter().any(|u| u == "static:anyone"),
-            users: list,
-            own_uid: nix::unistd::geteuid().as_raw(),
-        }
+        FlushAuth { anyone: list.iter().any(|u| u == "static:anyone"), users: list, own_uid: nix::unistd::geteuid().as_raw() }
     }
 
     fn is_mail_system(&self, uid: u32) -> bool {
@@ -45,29 +41,17 @@ impl FlushAuth {
         if self.is_mail_system(uid) {
             return None;
         }
-        let name = nix::unistd::User::from_uid(uid.into())
-            .ok()
-            .flatten()
-            .map_or_else(|| "unknown".to_string(), |u| u.name);
+        let name = nix::unistd::User::from_uid(uid.into()).ok().flatten().map_or_else(|| "unknown".to_string(), |u| u.name);
         match req {
-            FlushRequest::Add { .. } => Some(format!(
-                "User {name}({uid}) is not allowed to add fast flush entries"
-            )),
+            FlushRequest::Add { .. } => Some(format!("User {name}({uid}) is not allowed to add fast flush entries")),
             _ if self.anyone || self.users.contains(&name) => None,
-            _ => Some(format!(
-                "User {name}({uid}) is not allowed to flush the mail queue"
-            )),
+            _ => Some(format!("User {name}({uid}) is not allowed to flush the mail queue")),
         }
     }
 }
 
 /// Serve one client connection.
-async fn serve_client(
-    mut stream: UnixStream,
-    handle: FlushHandle,
-    auth: FlushAuth,
-    timeout: Duration,
-) {
+async fn serve_client(mut stream: UnixStream, handle: FlushHandle, auth: FlushAuth, timeout: Duration) {
     let uid = match stream.peer_cred() {
         Ok(c) => c.uid(),
         Err(e) => {
@@ -75,19 +59,11 @@ async fn serve_client(
             return;
         }
     };
-    if write_frame(&mut stream, &FlushProtocol::hello())
-        .await
-        .is_err()
-    {
+    if write_frame(&mut stream, &FlushProtocol::hello()).await.is_err() {
         return;
     }
     loop {
-        let req = match tokio::time::timeout(
-            timeout,
-            read_frame::<FlushRequest, _>(&mut stream, MAX_FRAME),
-        )
-        .await
-        {
+        let req = match tokio::time::timeout(timeout, read_frame::<FlushRequest, _>(&mut stream, MAX_FRAME)).await {
             Err(_) => {
                 log_warning!("timeout while waiting for data from flush socket");
                 return;
@@ -96,13 +72,7 @@ async fn serve_client(
             Ok(Ok(None)) => return,
             Ok(Err(FrameError::Decode(e))) => {
                 log_warning!("malformed request from flush socket client uid {uid}: {e}");
-                let _ = write_frame(
-                    &mut stream,
-                    &FlushReply::Bad {
-                        reason: format!("malformed request: {e}"),
-                    },
-                )
-                .await;
+                let _ = write_frame(&mut stream, &FlushReply::Bad { reason: format!("malformed request: {e}") }).await;
                 return;
             }
             Ok(Err(e)) => {
@@ -126,9 +96,7 @@ async fn serve_client(
 /// The daemon's main loop, until the master says drain or goes away.
 pub async fn run(mut daemon: Daemon, handle: FlushHandle, args: DaemonArgs, params: Params) {
     let mut auth = FlushAuth::from_params(&params);
-    let mut timeout = params
-        .time("ipc_timeout")
-        .unwrap_or(Duration::from_secs(3600));
+    let mut timeout = params.time("ipc_timeout").unwrap_or(Duration::from_secs(3600));
     daemon.ready();
     loop {
         match daemon.next().await {
@@ -172,31 +140,14 @@ mod tests {
 
     #[test]
     fn authorization() {
-        let auth = FlushAuth {
-            anyone: false,
-            users: vec!["alice".into()],
-            own_uid: 1000,
-        };
-        let send = FlushRequest::SendSite {
-            site: "x.example".into(),
-            subdomains: false,
-        };
-        let add = FlushRequest::Add {
-            site: "x.example".into(),
-            queue_id: "A".into(),
-        };
+        let auth = FlushAuth { anyone: false, users: vec!["alice".into()], own_uid: 1000 };
+        let send = FlushRequest::SendSite { site: "x.example".into(), subdomains: false };
+        let add = FlushRequest::Add { site: "x.example".into(), queue_id: "A".into() };
         assert_eq!(auth.check(&send, 0), None);
         assert_eq!(auth.check(&add, 1000), None);
         assert!(auth.check(&add, 4242).is_some());
-        assert!(
-            auth.check(&send, 4242)
-                .unwrap()
-                .contains("is not allowed to flush the mail queue")
-        );
-        let open = FlushAuth {
-            anyone: true,
-            ..auth
-        };
+        assert!(auth.check(&send, 4242).unwrap().contains("is not allowed to flush the mail queue"));
+        let open = FlushAuth { anyone: true, ..auth };
         assert_eq!(open.check(&send, 4242), None);
     }
 }

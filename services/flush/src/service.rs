@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use common::config::{ConfigError, DomainList, Params};
-use common::domain::Site;
+use common::domain::{Site, valid_address_literal};
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::flush::{FlushReply, FlushRequest};
 use common::ipc::qmgr::QmgrTrigger;
@@ -66,8 +66,17 @@ pub struct FlushState {
 }
 
 fn bad(reason: impl Into<String>) -> FlushReply {
-    FlushReply::Bad {
-        reason: reason.into(),
+    FlushReply::Bad { reason: reason.into() }
+}
+
+/// The answer for a site that cannot have a logfile: address literals are syntactically fine
+/// but never eligible (Deny, as in Postfix's EAI builds); anything else is Bad.
+fn site_refusal(text: &str) -> FlushReply {
+    if valid_address_literal(text) {
+        FlushReply::Deny
+    } else {
+        let shown: String = text.chars().take(100).collect();
+        bad(format!("invalid destination: \"{shown}\""))
     }
 }
 
@@ -82,12 +91,7 @@ impl FlushState {
                 index.insert(&site, id);
             }
         }
-        Ok(FlushState {
-            cfg,
-            logs,
-            index,
-            notify,
-        })
+        Ok(FlushState { cfg, logs, index, notify })
     }
 
     pub fn set_config(&mut self, cfg: FlushConfig) {
@@ -116,9 +120,7 @@ impl FlushState {
         let Ok(id) = QueueId::parse(queue_id) else {
             return bad(format!("invalid queue id: \"{queue_id}\""));
         };
-        let Ok(site) = Site::parse(site) else {
-            return bad(format!("invalid destination: \"{site}\""));
-        };
+        let Ok(site) = Site::parse(site) else { return site_refusal(site) };
         if !self.eligible(&site) {
             return FlushReply::Deny;
         }
@@ -127,22 +129,15 @@ impl FlushState {
             return FlushReply::Ok { moved: 0 };
         }
         if let Err(e) = self.logs.append(&site, &id) {
-            log_warning!(
-                "write fast flush logfile {}: {e}",
-                self.logs.path(&site).display()
-            );
-            return FlushReply::Fail {
-                reason: e.to_string(),
-            };
+            log_warning!("write fast flush logfile {}: {e}", self.logs.path(&site).display());
+            return FlushReply::Fail { reason: e.to_string() };
         }
         self.index.insert(&site, id);
         FlushReply::Ok { moved: 0 }
     }
 
     fn send_site(&mut self, site: &str, subdomains: bool) -> FlushReply {
-        let Ok(site) = Site::parse(site) else {
-            return bad(format!("invalid destination: \"{site}\""));
-        };
+        let Ok(site) = Site::parse(site) else { return site_refusal(site) };
         if !self.eligible(&site) {
             return FlushReply::Deny;
         }
@@ -151,12 +146,7 @@ impl FlushState {
         (self.notify)(&[QmgrTrigger::ForgetDeadSites]);
         let mut targets = vec![site.clone()];
         if subdomains {
-            targets.extend(
-                self.index
-                    .site_and_subdomains(&site)
-                    .into_iter()
-                    .filter(|s| *s != site && self.eligible(s)),
-            );
+            targets.extend(self.index.site_and_subdomains(&site).into_iter().filter(|s| *s != site && self.eligible(s)));
         }
         let mut moved = 0;
         let mut lines = 0;
@@ -188,10 +178,7 @@ impl FlushState {
         match result {
             Ok(Some(contents)) => {
                 for line in &contents.bad_lines {
-                    log_warning!(
-                        "bad queue id \"{line}...\" in fast flush logfile {}",
-                        self.logs.path(site).display()
-                    );
+                    log_warning!("bad queue id \"{line}...\" in fast flush logfile {}", self.logs.path(site).display());
                 }
                 self.index.clear(site);
                 Ok((moved, contents.lines))
@@ -199,9 +186,7 @@ impl FlushState {
             Ok(None) => Ok((0, 0)),
             Err(e) => {
                 log_warning!("fast flush logfile {}: {e}", self.logs.path(site).display());
-                Err(FlushReply::Fail {
-                    reason: e.to_string(),
-                })
+                Err(FlushReply::Fail { reason: e.to_string() })
             }
         }
     }
@@ -214,9 +199,7 @@ impl FlushState {
             FlushOne::Missing => FlushReply::Ok { moved: 0 },
             found => {
                 (self.notify)(&[QmgrTrigger::ScanIncoming]);
-                FlushReply::Ok {
-                    moved: u64::from(found == FlushOne::Moved),
-                }
+                FlushReply::Ok { moved: u64::from(found == FlushOne::Moved) }
             }
         }
     }
@@ -231,9 +214,7 @@ impl FlushState {
         let sites = match self.logs.sites() {
             Ok(s) => s,
             Err(e) => {
-                return FlushReply::Fail {
-                    reason: format!("scan {}: {e}", self.logs.dir.display()),
-                };
+                return FlushReply::Fail { reason: format!("scan {}: {e}", self.logs.dir.display()) };
             }
         };
         let now = SystemTime::now();
@@ -270,10 +251,7 @@ impl FlushState {
         let found_set: HashSet<(Site, QueueId)> = found.iter().cloned().collect();
         let mut added = 0;
         for (site, id) in found {
-            if self.eligible(&site)
-                && !self.index.contains(&site, &id)
-                && self.logs.append(&site, &id).is_ok()
-            {
+            if self.eligible(&site) && !self.index.contains(&site, &id) && self.logs.append(&site, &id).is_ok() {
                 self.index.insert(&site, id);
                 added += 1;
             }
@@ -287,26 +265,18 @@ impl FlushState {
         }
         for site in &dirty {
             if let Err(e) = self.logs.rewrite(site, &self.index.ids(site)) {
-                log_warning!(
-                    "rewrite fast flush logfile {}: {e}",
-                    self.logs.path(site).display()
-                );
+                log_warning!("rewrite fast flush logfile {}: {e}", self.logs.path(site).display());
             }
         }
         if added > 0 || !dirty.is_empty() {
-            log_info!(
-                "fast flush index reconciled with the deferred queue: {added} added, {} logfiles cleaned",
-                dirty.len()
-            );
+            log_info!("fast flush index reconciled with the deferred queue: {added} added, {} logfiles cleaned", dirty.len());
         }
     }
 }
 
 /// Is the message still somewhere it can be delivered from?
 fn queued(spool: &Spool, id: &QueueId) -> bool {
-    [QueueName::Deferred, QueueName::Incoming, QueueName::Active]
-        .iter()
-        .any(|q| exists(&spool.path(*q, id)))
+    [QueueName::Deferred, QueueName::Incoming, QueueName::Active].iter().any(|q| exists(&spool.path(*q, id)))
 }
 
 fn touch(path: &std::path::Path, now: SystemTime) -> std::io::Result<()> {
@@ -322,18 +292,12 @@ fn flush_one(spool: &Spool, id: &QueueId, now: SystemTime) -> FlushOne {
             Ok(true) => return FlushOne::Moved,
             Ok(false) => {}
             Err(e) => {
-                log_warning!(
-                    "{}: rename from deferred to incoming: {e}",
-                    deferred.display()
-                );
+                log_warning!("{}: rename from deferred to incoming: {e}", deferred.display());
                 return FlushOne::Moved;
             }
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => log_warning!(
-            "flush_one_file: update {} time stamps: {e}",
-            deferred.display()
-        ),
+        Err(e) => log_warning!("flush_one_file: update {} time stamps: {e}", deferred.display()),
     }
     let incoming = spool.path(QueueName::Incoming, id);
     match touch(&incoming, now) {
@@ -361,13 +325,7 @@ mod tests {
         spool.create_dirs().unwrap();
         let cfg = FlushConfig {
             spool: spool.clone(),
-            eligible: DomainList::parse(
-                "fast_flush_domains",
-                fast_flush_domains,
-                &["fast_flush_domains".into()],
-                tmp.path(),
-            )
-            .unwrap(),
+            eligible: DomainList::parse("fast_flush_domains", fast_flush_domains, &["fast_flush_domains".into()], tmp.path()).unwrap(),
             refresh_time: Duration::from_secs(12 * 3600),
             purge_time: Duration::from_secs(7 * 86400),
             qmgr_socket: tmp.path().join("public/qmgr"),
@@ -375,104 +333,46 @@ mod tests {
         };
         let triggers = Arc::new(Mutex::new(Vec::new()));
         let t = triggers.clone();
-        let state = FlushState::load(
-            cfg,
-            Box::new(move |x: &[QmgrTrigger]| t.lock().unwrap().extend_from_slice(x)),
-        )
-        .unwrap();
-        Fixture {
-            _tmp: tmp,
-            spool,
-            triggers,
-            state,
-        }
+        let state = FlushState::load(cfg, Box::new(move |x: &[QmgrTrigger]| t.lock().unwrap().extend_from_slice(x))).unwrap();
+        Fixture { _tmp: tmp, spool, triggers, state }
     }
 
     fn deferred_message(spool: &Spool, rcpts: &[&str]) -> QueueId {
         let env = Envelope {
             sender: "s@example.org".into(),
-            recipients: rcpts
-                .iter()
-                .map(|r| Recipient {
-                    address: r.to_string(),
-                    orig: None,
-                })
-                .collect(),
+            recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
             arrival_us: 0,
             client: Default::default(),
         };
-        let id = write_new(
-            spool,
-            QueueName::Incoming,
-            &env,
-            b"Subject: t\r\n\r\nbody\r\n",
-        )
-        .unwrap();
-        spool
-            .move_file(&id, QueueName::Incoming, QueueName::Deferred)
-            .unwrap();
+        let id = write_new(spool, QueueName::Incoming, &env, b"Subject: t\r\n\r\nbody\r\n").unwrap();
+        spool.move_file(&id, QueueName::Incoming, QueueName::Deferred).unwrap();
         id
     }
 
     fn add(f: &mut Fixture, site: &str, id: &str) -> FlushReply {
-        f.state.handle(FlushRequest::Add {
-            site: site.into(),
-            queue_id: id.into(),
-        })
+        f.state.handle(FlushRequest::Add { site: site.into(), queue_id: id.into() })
     }
 
     fn send(f: &mut Fixture, site: &str, subdomains: bool) -> FlushReply {
-        f.state.handle(FlushRequest::SendSite {
-            site: site.into(),
-            subdomains,
-        })
+        f.state.handle(FlushRequest::SendSite { site: site.into(), subdomains })
     }
 
     #[test]
     fn add_validates_and_deduplicates() {
         let mut f = fixture("example.net");
-        assert_eq!(
-            add(&mut f, "Example.NET", "ABC"),
-            FlushReply::Ok { moved: 0 }
-        );
-        assert_eq!(
-            add(&mut f, "example.net", "ABC"),
-            FlushReply::Ok { moved: 0 }
-        );
-        assert_eq!(
-            std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(),
-            "ABC\n"
-        );
-        assert_eq!(
-            add(&mut f, "sub.example.net", "DEF"),
-            FlushReply::Ok { moved: 0 }
-        );
+        assert_eq!(add(&mut f, "Example.NET", "ABC"), FlushReply::Ok { moved: 0 });
+        assert_eq!(add(&mut f, "example.net", "ABC"), FlushReply::Ok { moved: 0 });
+        assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), "ABC\n");
+        assert_eq!(add(&mut f, "sub.example.net", "DEF"), FlushReply::Ok { moved: 0 });
         assert_eq!(add(&mut f, "other.example", "ABC"), FlushReply::Deny);
-        for site in [
-            "../../etc",
-            "a..b",
-            "[127.0.0.1]",
-            "",
-            "a/b",
-            &"x".repeat(300),
-            "caf\u{e9}.example",
-            "a\0b",
-        ] {
-            assert!(
-                matches!(add(&mut f, site, "ABC"), FlushReply::Bad { .. }),
-                "{site:?}"
-            );
+        assert_eq!(add(&mut f, "[127.0.0.1]", "ABC"), FlushReply::Deny);
+        for site in ["../../etc", "a..b", "[127.0.0.1", "", "a/b", &"x".repeat(300), "caf\u{e9}.example", "a\0b"] {
+            assert!(matches!(add(&mut f, site, "ABC"), FlushReply::Bad { .. }), "{site:?}");
         }
         for id in ["bad/id", "../x", "", "a b"] {
-            assert!(
-                matches!(add(&mut f, "example.net", id), FlushReply::Bad { .. }),
-                "{id:?}"
-            );
+            assert!(matches!(add(&mut f, "example.net", id), FlushReply::Bad { .. }), "{id:?}");
         }
-        let names: Vec<_> = std::fs::read_dir(f.spool.root.join("flush"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(f.spool.root.join("flush")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
 
@@ -484,45 +384,22 @@ mod tests {
         add(&mut f, "example.net", a.as_str());
         add(&mut f, "example.net", "GONE123");
         add(&mut f, "sub.example.net", b.as_str());
-        assert_eq!(
-            send(&mut f, "example.net", false),
-            FlushReply::Ok { moved: 1 }
-        );
+        assert_eq!(send(&mut f, "example.net", false), FlushReply::Ok { moved: 1 });
         assert!(f.spool.path(QueueName::Incoming, &a).exists());
         assert!(f.spool.path(QueueName::Deferred, &b).exists());
-        assert_eq!(
-            std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(),
-            ""
-        );
-        assert_eq!(
-            *f.triggers.lock().unwrap(),
-            vec![QmgrTrigger::ForgetDeadSites, QmgrTrigger::ScanIncoming]
-        );
+        assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), "");
+        assert_eq!(*f.triggers.lock().unwrap(), vec![QmgrTrigger::ForgetDeadSites, QmgrTrigger::ScanIncoming]);
         // The re-deferral is appended again after the send.
-        f.spool
-            .move_file(&a, QueueName::Incoming, QueueName::Deferred)
-            .unwrap();
-        assert_eq!(
-            add(&mut f, "example.net", a.as_str()),
-            FlushReply::Ok { moved: 0 }
-        );
-        assert_eq!(
-            std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(),
-            format!("{a}\n")
-        );
+        f.spool.move_file(&a, QueueName::Incoming, QueueName::Deferred).unwrap();
+        assert_eq!(add(&mut f, "example.net", a.as_str()), FlushReply::Ok { moved: 0 });
+        assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), format!("{a}\n"));
     }
 
     #[test]
     fn empty_or_missing_logfile_triggers_no_scan() {
         let mut f = fixture("example.net");
-        assert_eq!(
-            send(&mut f, "example.net", false),
-            FlushReply::Ok { moved: 0 }
-        );
-        assert_eq!(
-            *f.triggers.lock().unwrap(),
-            vec![QmgrTrigger::ForgetDeadSites]
-        );
+        assert_eq!(send(&mut f, "example.net", false), FlushReply::Ok { moved: 0 });
+        assert_eq!(*f.triggers.lock().unwrap(), vec![QmgrTrigger::ForgetDeadSites]);
         assert_eq!(send(&mut f, "other.example", false), FlushReply::Deny);
     }
 
@@ -533,23 +410,13 @@ mod tests {
         let b = deferred_message(&f.spool, &["u@a.example.net"]);
         let c = deferred_message(&f.spool, &["u@b.a.example.net"]);
         let d = deferred_message(&f.spool, &["u@badexample.net"]);
-        for (s, id) in [
-            ("example.net", &a),
-            ("a.example.net", &b),
-            ("b.a.example.net", &c),
-        ] {
+        for (s, id) in [("example.net", &a), ("a.example.net", &b), ("b.a.example.net", &c)] {
             add(&mut f, s, id.as_str());
         }
         assert_eq!(add(&mut f, "badexample.net", d.as_str()), FlushReply::Deny);
-        assert_eq!(
-            send(&mut f, "a.example.net", true),
-            FlushReply::Ok { moved: 2 }
-        );
+        assert_eq!(send(&mut f, "a.example.net", true), FlushReply::Ok { moved: 2 });
         assert!(f.spool.path(QueueName::Deferred, &a).exists());
-        assert_eq!(
-            send(&mut f, "example.net", true),
-            FlushReply::Ok { moved: 1 }
-        );
+        assert_eq!(send(&mut f, "example.net", true), FlushReply::Ok { moved: 1 });
         assert!(f.spool.path(QueueName::Deferred, &d).exists());
     }
 
@@ -557,30 +424,10 @@ mod tests {
     fn send_file_ignores_eligibility() {
         let mut f = fixture("");
         let a = deferred_message(&f.spool, &["u@nowhere.example"]);
-        assert_eq!(
-            f.state.handle(FlushRequest::SendFile {
-                queue_id: a.to_string()
-            }),
-            FlushReply::Ok { moved: 1 }
-        );
-        assert_eq!(
-            f.state.handle(FlushRequest::SendFile {
-                queue_id: a.to_string()
-            }),
-            FlushReply::Ok { moved: 0 }
-        );
-        assert_eq!(
-            f.state.handle(FlushRequest::SendFile {
-                queue_id: "NOSUCH".into()
-            }),
-            FlushReply::Ok { moved: 0 }
-        );
-        assert!(matches!(
-            f.state.handle(FlushRequest::SendFile {
-                queue_id: "../x".into()
-            }),
-            FlushReply::Bad { .. }
-        ));
+        assert_eq!(f.state.handle(FlushRequest::SendFile { queue_id: a.to_string() }), FlushReply::Ok { moved: 1 });
+        assert_eq!(f.state.handle(FlushRequest::SendFile { queue_id: a.to_string() }), FlushReply::Ok { moved: 0 });
+        assert_eq!(f.state.handle(FlushRequest::SendFile { queue_id: "NOSUCH".into() }), FlushReply::Ok { moved: 0 });
+        assert!(matches!(f.state.handle(FlushRequest::SendFile { queue_id: "../x".into() }), FlushReply::Bad { .. }));
         assert_eq!(add(&mut f, "example.net", "A"), FlushReply::Deny);
         assert_eq!(f.state.handle(FlushRequest::Refresh), FlushReply::Deny);
     }
@@ -591,11 +438,7 @@ mod tests {
             .write(true)
             .open(path)
             .unwrap()
-            .set_times(
-                fs::FileTimes::new()
-                    .set_accessed(now - accessed_ago)
-                    .set_modified(now - modified_ago),
-            )
+            .set_times(fs::FileTimes::new().set_accessed(now - accessed_ago).set_modified(now - modified_ago))
             .unwrap();
     }
 
@@ -611,49 +454,30 @@ mod tests {
         let flush = f.spool.root.join("flush");
         std::fs::write(flush.join("old.example.net"), "").unwrap();
         std::fs::write(flush.join("young.example.net"), "").unwrap();
-        set_times(
-            &flush.join("stale.example.net"),
-            Duration::from_secs(13 * 3600),
-            Duration::from_secs(13 * 3600),
-        );
+        set_times(&flush.join("stale.example.net"), Duration::from_secs(13 * 3600), Duration::from_secs(13 * 3600));
         set_times(&flush.join("old.example.net"), 10 * day, 10 * day);
         set_times(&flush.join("young.example.net"), 2 * day, 2 * day);
-        assert_eq!(
-            f.state.handle(FlushRequest::Refresh),
-            FlushReply::Ok { moved: 1 }
-        );
+        assert_eq!(f.state.handle(FlushRequest::Refresh), FlushReply::Ok { moved: 1 });
         assert!(f.spool.path(QueueName::Incoming, &a).exists());
         assert!(f.spool.path(QueueName::Deferred, &b).exists());
         assert!(!flush.join("old.example.net").exists());
         assert!(flush.join("young.example.net").exists());
         // Housekeeping respects the dead-site cache: no ForgetDeadSites.
         assert_eq!(*f.triggers.lock().unwrap(), vec![QmgrTrigger::ScanIncoming]);
-        assert_eq!(
-            f.state.handle(FlushRequest::Purge),
-            FlushReply::Ok { moved: 1 }
-        );
+        assert_eq!(f.state.handle(FlushRequest::Purge), FlushReply::Ok { moved: 1 });
         assert!(f.spool.path(QueueName::Incoming, &b).exists());
     }
 
     #[test]
     fn reconcile_rebuilds_and_cleans() {
         let mut f = fixture("example.net");
-        let a = deferred_message(
-            &f.spool,
-            &["u@example.net", "v@x.example.net", "w@other.example"],
-        );
+        let a = deferred_message(&f.spool, &["u@example.net", "v@x.example.net", "w@other.example"]);
         add(&mut f, "example.net", "GONE1");
         let found = crate::reconcile::scan_deferred(&f.spool);
         assert_eq!(found.len(), 3);
         f.state.reconcile(found);
-        assert_eq!(
-            std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(),
-            format!("{a}\n")
-        );
-        assert_eq!(
-            std::fs::read_to_string(f.spool.root.join("flush/x.example.net")).unwrap(),
-            format!("{a}\n")
-        );
+        assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), format!("{a}\n"));
+        assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/x.example.net")).unwrap(), format!("{a}\n"));
         assert!(!f.spool.root.join("flush/other.example").exists());
         // A restart with the flush directory deleted rebuilds it the same way.
         std::fs::remove_dir_all(f.spool.root.join("flush")).unwrap();
@@ -661,12 +485,6 @@ mod tests {
         let mut again = FlushState::load(cfg, Box::new(|_: &[QmgrTrigger]| ())).unwrap();
         again.reconcile(crate::reconcile::scan_deferred(&f.spool));
         assert_eq!(again.index().count(&Site::parse("example.net").unwrap()), 1);
-        assert_eq!(
-            again.handle(FlushRequest::SendSite {
-                site: "example.net".into(),
-                subdomains: false
-            }),
-            FlushReply::Ok { moved: 1 }
-        );
+        assert_eq!(again.handle(FlushRequest::SendSite { site: "example.net".into(), subdomains: false }), FlushReply::Ok { moved: 1 });
     }
 }

@@ -15,10 +15,7 @@ use common::ipc::endpoint::{Class, service_path};
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
     #[error("bind {what}: {source}")]
-    Bind {
-        what: String,
-        source: std::io::Error,
-    },
+    Bind { what: String, source: std::io::Error },
     #[error("{0}")]
     Address(String),
     #[error("service type {0} is not supported by Postern")]
@@ -31,9 +28,7 @@ fn port_number(port: &str) -> Result<u16, ListenError> {
         "smtp" => Ok(25),
         "submission" => Ok(587),
         "smtps" | "submissions" => Ok(465),
-        p => p
-            .parse()
-            .map_err(|_| ListenError::Address(format!("unknown service: {p}/tcp"))),
+        p => p.parse().map_err(|_| ListenError::Address(format!("unknown service: {p}/tcp"))),
     }
 }
 
@@ -51,10 +46,7 @@ fn split_host_port(name: &str) -> (Option<&str>, &str) {
 }
 
 /// The addresses an `inet` entry listens on.
-pub fn inet_addresses(
-    service: &str,
-    inet_interfaces: &[String],
-) -> Result<Vec<SocketAddr>, ListenError> {
+pub fn inet_addresses(service: &str, inet_interfaces: &[String]) -> Result<Vec<SocketAddr>, ListenError> {
     let (host, port) = split_host_port(service);
     let port = port_number(port)?;
     let hosts: Vec<String> = match host {
@@ -66,9 +58,7 @@ pub fn inet_addresses(
         let ips: Vec<IpAddr> = match h.as_str() {
             "all" => vec![IpAddr::from([0, 0, 0, 0])],
             "loopback-only" | "localhost" => vec![IpAddr::from([127, 0, 0, 1])],
-            other => vec![other.parse().map_err(|_| {
-                ListenError::Address(format!("{service}: bad host address: {other}"))
-            })?],
+            other => vec![other.parse().map_err(|_| ListenError::Address(format!("{service}: bad host address: {other}")))?],
         };
         out.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, port)));
     }
@@ -77,38 +67,20 @@ pub fn inet_addresses(
 
 /// The socket path of a `unix` entry.
 pub fn unix_path(queue_dir: &Path, entry: &MasterEntry) -> PathBuf {
-    let class = if entry.private {
-        Class::Private
-    } else {
-        Class::Public
-    };
+    let class = if entry.private { Class::Private } else { Class::Public };
     service_path(queue_dir, class, &entry.service)
 }
 
 /// Create the listening sockets of one entry.
-pub fn open_listeners(
-    entry: &MasterEntry,
-    queue_dir: &Path,
-    inet_interfaces: &[String],
-) -> Result<Vec<OwnedFd>, ListenError> {
+pub fn open_listeners(entry: &MasterEntry, queue_dir: &Path, inet_interfaces: &[String]) -> Result<Vec<OwnedFd>, ListenError> {
     match entry.kind {
         ServiceType::Inet => inet_addresses(&entry.service, inet_interfaces)?
             .into_iter()
-            .map(|a| {
-                TcpListener::bind(a)
-                    .map(OwnedFd::from)
-                    .map_err(|source| ListenError::Bind {
-                        what: a.to_string(),
-                        source,
-                    })
-            })
+            .map(|a| TcpListener::bind(a).map(OwnedFd::from).map_err(|source| ListenError::Bind { what: a.to_string(), source }))
             .collect(),
         ServiceType::Unix => {
             let path = unix_path(queue_dir, entry);
-            let bind_err = |source| ListenError::Bind {
-                what: path.display().to_string(),
-                source,
-            };
+            let bind_err = |source| ListenError::Bind { what: path.display().to_string(), source };
             // A socket left by an earlier master is stale (the pid lock says none runs now).
             if let Ok(md) = std::fs::symlink_metadata(&path)
                 && md.file_type().is_socket()
@@ -117,8 +89,7 @@ pub fn open_listeners(
             }
             let l = UnixListener::bind(&path).map_err(bind_err)?;
             // Access is controlled by the public/private directory modes, as in Postfix.
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
-                .map_err(bind_err)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).map_err(bind_err)?;
             Ok(vec![OwnedFd::from(l)])
         }
         other => Err(ListenError::Unsupported(other.as_str())),
@@ -132,18 +103,9 @@ mod tests {
     #[test]
     fn addresses() {
         let lo = vec!["127.0.0.1".to_string()];
-        assert_eq!(
-            inet_addresses("127.0.0.1:2525", &[]).unwrap(),
-            vec!["127.0.0.1:2525".parse().unwrap()]
-        );
-        assert_eq!(
-            inet_addresses("[::1]:2525", &[]).unwrap(),
-            vec!["[::1]:2525".parse().unwrap()]
-        );
-        assert_eq!(
-            inet_addresses("smtp", &lo).unwrap(),
-            vec!["127.0.0.1:25".parse().unwrap()]
-        );
+        assert_eq!(inet_addresses("127.0.0.1:2525", &[]).unwrap(), vec!["127.0.0.1:2525".parse().unwrap()]);
+        assert_eq!(inet_addresses("[::1]:2525", &[]).unwrap(), vec!["[::1]:2525".parse().unwrap()]);
+        assert_eq!(inet_addresses("smtp", &lo).unwrap(), vec!["127.0.0.1:25".parse().unwrap()]);
         assert!(inet_addresses("nosuchservice", &lo).is_err());
         assert!(inet_addresses("bad.host:25", &lo).is_err());
     }

@@ -59,17 +59,15 @@ fn service_identity(params: &Params) -> Result<Option<Identity>, String> {
         return Ok(None);
     }
     let name = params.get("mail_owner").map_err(|e| e.to_string())?;
-    let user = nix::unistd::User::from_name(&name)
-        .ok()
-        .flatten()
-        .ok_or_else(|| format!("unknown mail_owner user: {name}"))?;
+    let Some(user) = nix::unistd::User::from_name(&name).ok().flatten() else {
+        // A development or test setup run by root: keep working, but say so loudly.
+        common::log_warning!("mail_owner user \"{name}\" does not exist -- running all services as root");
+        return Ok(None);
+    };
     if user.uid.is_root() {
         return Ok(None);
     }
-    Ok(Some(Identity {
-        uid: user.uid.as_raw(),
-        gid: user.gid.as_raw(),
-    }))
+    Ok(Some(Identity { uid: user.uid.as_raw(), gid: user.gid.as_raw() }))
 }
 
 fn run(config_dir: PathBuf, params: &Params, test_only: bool) -> Result<u8, String> {
@@ -78,38 +76,30 @@ fn run(config_dir: PathBuf, params: &Params, test_only: bool) -> Result<u8, Stri
     if test_only {
         return Ok(u8::from(pidfile::running_pid(&pid_path).is_some()));
     }
-    spool
-        .create_dirs()
-        .map_err(|e| format!("create {}: {e}", spool.root.display()))?;
+    spool.create_dirs().map_err(|e| format!("create {}: {e}", spool.root.display()))?;
     let identity = service_identity(params)?;
     if let Some(id) = identity {
         // Daemons that run as mail_owner must be able to write the queues.
-        for q in common::queue::QueueName::ALL
-            .iter()
-            .map(|q| q.as_str())
-            .chain(["flush"])
-        {
+        for q in common::queue::QueueName::ALL.iter().map(|q| q.as_str()).chain(["flush"]) {
             let dir = spool.root.join(q);
-            nix::unistd::chown(&dir, Some(id.uid.into()), Some(id.gid.into()))
-                .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+            nix::unistd::chown(&dir, Some(id.uid.into()), Some(id.gid.into())).map_err(|e| format!("chown {}: {e}", dir.display()))?;
         }
     }
     let _lock = pidfile::acquire(&pid_path).map_err(|e| e.to_string())?;
-    let ready_pipe = std::env::var(READY_FD_ENV)
-        .ok()
-        .and_then(|fd| fd.parse().ok())
-        .map(|fd| {
-            // SAFETY: `postfix start` passes the write end of a pipe it created for this purpose.
-            unsafe { File::from_raw_fd(fd) }
-        });
+    let ready_pipe = std::env::var(READY_FD_ENV).ok().and_then(|fd| fd.parse().ok()).map(|fd| {
+        // SAFETY: `postfix start` passes the write end of a pipe it created for this purpose.
+        let f = unsafe { File::from_raw_fd(fd) };
+        // Our children must not hold it, or `postfix start` would never see it close.
+        let _ = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+        f
+    });
     // SAFETY: still single-threaded; our own children must not see the variable.
     unsafe { std::env::remove_var(READY_FD_ENV) };
 
     let sup = Supervisor::new(config_dir.clone(), identity, ready_pipe)?;
     let tx = sup.sender();
     let mut signals =
-        signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD])
-            .map_err(|e| format!("signals: {e}"))?;
+        signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD]).map_err(|e| format!("signals: {e}"))?;
     std::thread::spawn(move || {
         for sig in signals.forever() {
             if tx.send(Msg::Signal(sig)).is_err() {
@@ -117,11 +107,7 @@ fn run(config_dir: PathBuf, params: &Params, test_only: bool) -> Result<u8, Stri
             }
         }
     });
-    log_info!(
-        "daemon started -- version {}, configuration {}",
-        env!("CARGO_PKG_VERSION"),
-        config_dir.display()
-    );
+    log_info!("daemon started -- version {}, configuration {}", env!("CARGO_PKG_VERSION"), config_dir.display());
     let code = sup.run();
     Ok(u8::try_from(code).unwrap_or(1))
 }

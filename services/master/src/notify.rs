@@ -10,9 +10,7 @@ pub fn sd_notify(state: &str) {
     };
     let path = path.to_string_lossy().into_owned();
     let addr = match path.strip_prefix('@') {
-        Some(name) => {
-            <SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name.as_bytes())
-        }
+        Some(name) => <SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name.as_bytes()),
         None => SocketAddr::from_pathname(&path),
     };
     if let (Ok(sock), Ok(addr)) = (UnixDatagram::unbound(), addr) {

@@ -32,11 +32,7 @@ pub struct Spawned {
 /// `daemon_directory`.
 pub fn command_path(daemon_dir: &Path, command: &str) -> PathBuf {
     let p = Path::new(command);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        daemon_dir.join(p)
-    }
+    if p.is_absolute() { p.to_path_buf() } else { daemon_dir.join(p) }
 }
 
 /// Start `entry`'s command with `listeners`.
@@ -58,21 +54,14 @@ pub fn spawn_child(
     cmd.args(&entry.args);
     cmd.env("MAIL_CONFIG", config_dir);
     cmd.env("LISTEN_FDS", listeners.len().to_string());
-    cmd.env(
-        CONTROL_FD_ENV,
-        (LISTEN_FDS_START + listeners.len() as RawFd).to_string(),
-    );
+    cmd.env(CONTROL_FD_ENV, (LISTEN_FDS_START + listeners.len() as RawFd).to_string());
     cmd.env(PROCESS_LIMIT_ENV, process_limit.to_string());
     cmd.env_remove("LISTEN_PID");
     cmd.env_remove("NOTIFY_SOCKET");
     cmd.stdin(Stdio::null());
 
     // Descriptors to place at 3, 4, ...: built before fork so the pre_exec hook only indexes.
-    let mut fds: Vec<RawFd> = listeners
-        .iter()
-        .map(AsRawFd::as_raw_fd)
-        .chain(std::iter::once(child_end.as_raw_fd()))
-        .collect();
+    let mut fds: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).chain(std::iter::once(child_end.as_raw_fd())).collect();
     let wanted_identity = identity.filter(|_| entry.unprivileged);
     // SAFETY: the hook runs between fork and exec and makes only async-signal-safe system
     // calls (fcntl, dup2, setgroups, setgid, setuid) on memory allocated before the fork.
@@ -93,10 +82,7 @@ pub fn spawn_child(
                 }
             }
             if let Some(id) = wanted_identity {
-                if libc::setgroups(0, std::ptr::null()) < 0
-                    || libc::setgid(id.gid) < 0
-                    || libc::setuid(id.uid) < 0
-                {
+                if libc::setgroups(0, std::ptr::null()) < 0 || libc::setgid(id.gid) < 0 || libc::setuid(id.uid) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -105,8 +91,5 @@ pub fn spawn_child(
     }
     let child = cmd.spawn()?;
     drop(child_end);
-    Ok(Spawned {
-        pid: child.id() as i32,
-        control: master_end,
-    })
+    Ok(Spawned { pid: child.id() as i32, control: master_end })
 }

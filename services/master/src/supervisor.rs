@@ -89,18 +89,8 @@ fn load(config_dir: &Path) -> Result<Loaded, String> {
     for w in &master.warnings {
         log_warning!("{w}");
     }
-    let disabled = params
-        .list("master_service_disable")
-        .map_err(|e| e.to_string())?;
-    let entries = master
-        .entries
-        .into_iter()
-        .filter(|e| {
-            !disabled
-                .iter()
-                .any(|d| *d == e.key() || d == e.kind.as_str())
-        })
-        .collect();
+    let disabled = params.list("master_service_disable").map_err(|e| e.to_string())?;
+    let entries = master.entries.into_iter().filter(|e| !disabled.iter().any(|d| *d == e.key() || d == e.kind.as_str())).collect();
     Ok(Loaded { params, entries })
 }
 
@@ -110,8 +100,7 @@ fn daemon_dir(params: &Params) -> Result<PathBuf, String> {
     if !configured.is_empty() {
         return params.dir("daemon_directory").map_err(|e| e.to_string());
     }
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find the master program: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the master program: {e}"))?;
     Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
 }
 
@@ -126,16 +115,9 @@ fn describe_exit(status: WaitStatus) -> Option<String> {
 
 impl Supervisor {
     /// Load the configuration; the caller has already locked the pid file.
-    pub fn new(
-        config_dir: PathBuf,
-        identity: Option<Identity>,
-        ready_pipe: Option<File>,
-    ) -> Result<Supervisor, String> {
+    pub fn new(config_dir: PathBuf, identity: Option<Identity>, ready_pipe: Option<File>) -> Result<Supervisor, String> {
         let loaded = load(&config_dir)?;
-        let queue_dir = loaded
-            .params
-            .dir("queue_directory")
-            .map_err(|e| e.to_string())?;
+        let queue_dir = loaded.params.dir("queue_directory").map_err(|e| e.to_string())?;
         let daemon_dir = daemon_dir(&loaded.params)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut sup = Supervisor {
@@ -162,30 +144,22 @@ impl Supervisor {
     }
 
     fn throttle_time(&self) -> Duration {
-        self.params
-            .time("service_throttle_time")
-            .unwrap_or(Duration::from_secs(60))
+        self.params.time("service_throttle_time").unwrap_or(Duration::from_secs(60))
     }
 
     fn default_process_limit(&self) -> u32 {
-        self.params
-            .int("default_process_limit")
-            .ok()
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(100)
+        self.params.int("default_process_limit").ok().and_then(|n| u32::try_from(n).ok()).unwrap_or(100)
     }
 
     fn inet_interfaces(&self) -> Vec<String> {
-        self.params
-            .list("inet_interfaces")
-            .unwrap_or_else(|_| vec!["all".into()])
+        self.params.list("inet_interfaces").unwrap_or_else(|_| vec!["all".into()])
     }
 
     /// Create a service's sockets; a socket that cannot be created is fatal at start-up and a
     /// warning at reload (the rest of the mail system keeps running).
     fn add_service(&mut self, entry: MasterEntry) -> Result<(), String> {
-        let listeners = open_listeners(&entry, &self.queue_dir, &self.inet_interfaces())
-            .map_err(|e| format!("service {}: {e}", entry.key()))?;
+        let listeners =
+            open_listeners(&entry, &self.queue_dir, &self.inet_interfaces()).map_err(|e| format!("service {}: {e}", entry.key()))?;
         let path = command_path(&self.daemon_dir, &entry.command);
         self.services.push(Service {
             entry,
@@ -207,9 +181,7 @@ impl Supervisor {
         }
         loop {
             self.report_ready_if_done();
-            let timeout = self.next_deadline().map_or(Duration::from_secs(3600), |d| {
-                d.saturating_duration_since(Instant::now())
-            });
+            let timeout = self.next_deadline().map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
             let rx = self.rx.clone();
             select! {
                 recv(rx) -> msg => match msg {
@@ -228,12 +200,7 @@ impl Supervisor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut deadlines: Vec<Instant> = self
-            .services
-            .iter()
-            .flat_map(|s| [s.throttled_until, s.next_wakeup])
-            .flatten()
-            .collect();
+        let mut deadlines: Vec<Instant> = self.services.iter().flat_map(|s| [s.throttled_until, s.next_wakeup]).flatten().collect();
         if self.ready_pipe.is_some() {
             deadlines.push(self.started + READY_WAIT);
         }
@@ -244,10 +211,7 @@ impl Supervisor {
         if self.ready_pipe.is_none() {
             return;
         }
-        let all_ready = self
-            .services
-            .iter()
-            .all(|s| s.throttled_until.is_some() || s.child.as_ref().is_some_and(|c| c.ready));
+        let all_ready = self.services.iter().all(|s| s.throttled_until.is_some() || s.child.as_ref().is_some_and(|c| c.ready));
         if all_ready || self.started.elapsed() >= READY_WAIT {
             if let Some(mut pipe) = self.ready_pipe.take() {
                 let _ = pipe.write_all(b"ready\n");
@@ -257,18 +221,9 @@ impl Supervisor {
     }
 
     fn start_child(&mut self, i: usize) {
-        let limit = self.services[i]
-            .entry
-            .process_limit(self.default_process_limit());
+        let limit = self.services[i].entry.process_limit(self.default_process_limit());
         let svc = &mut self.services[i];
-        match spawn_child(
-            &svc.entry,
-            &svc.path,
-            &self.config_dir,
-            &svc.listeners,
-            limit,
-            self.identity,
-        ) {
+        match spawn_child(&svc.entry, &svc.path, &self.config_dir, &svc.listeners, limit, self.identity) {
             Ok(spawned) => {
                 let reader = match spawned.control.try_clone() {
                     Ok(r) => r,
@@ -279,11 +234,7 @@ impl Supervisor {
                     }
                 };
                 spawn_control_reader(spawned.pid, reader, self.tx.clone());
-                svc.child = Some(Child {
-                    pid: spawned.pid,
-                    control: spawned.control,
-                    ready: false,
-                });
+                svc.child = Some(Child { pid: spawned.pid, control: spawned.control, ready: false });
             }
             Err(e) => {
                 log_warning!("master_spawn: exec {}: {e}", svc.path.display());
@@ -328,18 +279,12 @@ impl Supervisor {
                 continue;
             };
             if let Some(path) = self.retired.remove(&pid) {
-                if let Some(why) = describe_exit(status)
-                    .filter(|_| !matches!(status, WaitStatus::Signaled(_, Signal::SIGTERM, _)))
-                {
+                if let Some(why) = describe_exit(status).filter(|_| !matches!(status, WaitStatus::Signaled(_, Signal::SIGTERM, _))) {
                     log_warning!("process {} pid {pid} {why}", path.display());
                 }
                 continue;
             }
-            if let Some(i) = self
-                .services
-                .iter()
-                .position(|s| s.child.as_ref().is_some_and(|c| c.pid == pid))
-            {
+            if let Some(i) = self.services.iter().position(|s| s.child.as_ref().is_some_and(|c| c.pid == pid)) {
                 self.on_child_exit(i, pid, status);
             }
         }
@@ -348,10 +293,7 @@ impl Supervisor {
     fn on_child_exit(&mut self, i: usize, pid: i32, status: WaitStatus) {
         let was_ready = self.services[i].child.take().is_some_and(|c| c.ready);
         if let Some(why) = describe_exit(status) {
-            log_warning!(
-                "process {} pid {pid} {why}",
-                self.services[i].path.display()
-            );
+            log_warning!("process {} pid {pid} {why}", self.services[i].path.display());
         }
         if !was_ready {
             self.throttle(i, "bad command startup");
@@ -361,11 +303,7 @@ impl Supervisor {
         let window = self.throttle_time();
         let svc = &mut self.services[i];
         svc.restarts.push_back(now);
-        while svc
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > window)
-        {
+        while svc.restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
             svc.restarts.pop_front();
         }
         if svc.restarts.len() > CRASH_LOOP_RESTARTS {
@@ -377,11 +315,7 @@ impl Supervisor {
     }
 
     fn on_child_event(&mut self, pid: i32, event: ChildEvent) {
-        let Some(svc) = self
-            .services
-            .iter_mut()
-            .find(|s| s.child.as_ref().is_some_and(|c| c.pid == pid))
-        else {
+        let Some(svc) = self.services.iter_mut().find(|s| s.child.as_ref().is_some_and(|c| c.pid == pid)) else {
             return;
         };
         let now = Instant::now();
@@ -424,11 +358,7 @@ impl Supervisor {
                 if let Some(c) = svc.child.as_mut().filter(|c| c.ready)
                     && let Err(e) = send_command(&mut c.control, &MasterCommand::Wakeup)
                 {
-                    log_warning!(
-                        "master_wakeup_timer_event: service {}({}): {e}",
-                        svc.entry.kind.as_str(),
-                        svc.entry.service
-                    );
+                    log_warning!("master_wakeup_timer_event: service {}({}): {e}", svc.entry.kind.as_str(), svc.entry.service);
                 }
             }
         }
@@ -438,11 +368,7 @@ impl Supervisor {
     /// replaced (their sockets kept when the address is the same), unchanged ones re-read
     /// main.cf in place.
     fn reload(&mut self) {
-        log_info!(
-            "reload -- version {}, configuration {}",
-            env!("CARGO_PKG_VERSION"),
-            self.config_dir.display()
-        );
+        log_info!("reload -- version {}, configuration {}", env!("CARGO_PKG_VERSION"), self.config_dir.display());
         sd_notify("RELOADING=1");
         let loaded = match load(&self.config_dir) {
             Ok(l) => l,
@@ -453,10 +379,7 @@ impl Supervisor {
             }
         };
         if loaded.params.dir("queue_directory").ok().as_deref() != Some(self.queue_dir.as_path()) {
-            log_warning!(
-                "queue_directory changes need a stop and start; keeping {}",
-                self.queue_dir.display()
-            );
+            log_warning!("queue_directory changes need a stop and start; keeping {}", self.queue_dir.display());
         }
         self.params = loaded.params;
         if let Ok(d) = daemon_dir(&self.params) {
@@ -515,22 +438,13 @@ impl Supervisor {
         log_info!("terminating on signal {sig}");
         sd_notify("STOPPING=1");
         let mut pids: Vec<i32> = self.retired.keys().copied().collect();
-        pids.extend(
-            self.services
-                .iter()
-                .filter_map(|s| s.child.as_ref().map(|c| c.pid)),
-        );
+        pids.extend(self.services.iter().filter_map(|s| s.child.as_ref().map(|c| c.pid)));
         for pid in &pids {
             let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
         }
         let deadline = Instant::now() + STOP_GRACE;
         while !pids.is_empty() && Instant::now() < deadline {
-            pids.retain(|pid| {
-                matches!(
-                    waitpid(Pid::from_raw(*pid), Some(WaitPidFlag::WNOHANG)),
-                    Ok(WaitStatus::StillAlive)
-                )
-            });
+            pids.retain(|pid| matches!(waitpid(Pid::from_raw(*pid), Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)));
             std::thread::sleep(Duration::from_millis(20));
         }
         for pid in pids {
@@ -540,10 +454,7 @@ impl Supervisor {
     }
 }
 
-fn send_command(
-    control: &mut UnixStream,
-    cmd: &MasterCommand,
-) -> Result<(), common::ipc::FrameError> {
+fn send_command(control: &mut UnixStream, cmd: &MasterCommand) -> Result<(), common::ipc::FrameError> {
     control.set_write_timeout(Some(Duration::from_secs(1)))?;
     write_frame_blocking(control, cmd)
 }

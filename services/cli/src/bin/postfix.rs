@@ -1,0 +1,6 @@
+//! `postfix`: see `cli::postfix`.
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::ExitCode::from(cli::postfix::run(&args))
+}

@@ -1,0 +1,226 @@
+//! postfix - Postern control program
+//!
+//! `postfix [-c config_dir] command` with commands `check`, `start`, `start-fg`, `stop`,
+//! `abort`, `reload`, `status`, `flush`. `-c` (or `MAIL_CONFIG`) selects the configuration
+//! directory. Messages go to the mail log and to standard error, as `postfix-script`'s do.
+//!
+//! `start` runs the master in the background and returns once the master reports that its
+//! services are ready; `start-fg` runs it in the foreground (systemd `Type=notify`, containers).
+//! `stop` sends SIGTERM, waits, and finally SIGKILLs the master's process group.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use common::config::{self, MasterCf, Params, params::ParamKind, params::param_table};
+use common::queue::Spool;
+use common::{log_fatal, log_info, log_warning, maillog, pidfile};
+
+const USAGE: &str = "usage: postfix [-c config_dir] [-Dv] command";
+/// How long `start` waits for the master to report ready.
+const START_WAIT: Duration = Duration::from_secs(30);
+/// How long `stop` waits before SIGKILL (the master itself allows its children 5 seconds).
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+struct Ctx {
+    dir: PathBuf,
+    params: Params,
+}
+
+impl Ctx {
+    fn pid_path(&self) -> Result<PathBuf, String> {
+        Ok(self.params.dir("queue_directory").map_err(|e| e.to_string())?.join("pid/master.pid"))
+    }
+
+    fn running(&self) -> Result<Option<u32>, String> {
+        Ok(pidfile::running_pid(&self.pid_path()?))
+    }
+
+    /// The master program: in `daemon_directory`, or beside this program.
+    fn master_path(&self) -> Result<PathBuf, String> {
+        let configured = self.params.get("daemon_directory").map_err(|e| e.to_string())?;
+        let dir = if configured.is_empty() {
+            std::env::current_exe().map_err(|e| e.to_string())?.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            self.params.dir("daemon_directory").map_err(|e| e.to_string())?
+        };
+        Ok(dir.join("master"))
+    }
+}
+
+/// Validate both files and create missing queue directories. Problems that stop the mail
+/// system are errors; the rest are warnings.
+pub fn check(dir: &Path, params: &Params) -> Result<(), String> {
+    for w in &params.main.warnings {
+        log_warning!("{w}");
+    }
+    for (name, def) in param_table() {
+        if params.main.get(name).is_none() {
+            continue;
+        }
+        let bad = match def.kind {
+            ParamKind::Time => params.time(name).err(),
+            ParamKind::Int => params.int(name).err(),
+            ParamKind::Bool => params.bool(name).err(),
+            ParamKind::String | ParamKind::List => params.get(name).err(),
+        };
+        if let Some(e) = bad {
+            let line = params.main.get(name).map_or(0, |s| s.line);
+            return Err(format!("{}, line {line}: {e}", dir.join("main.cf").display()));
+        }
+    }
+    for list in ["relay_domains", "fast_flush_domains"] {
+        params.domain_list(list).map_err(|e| e.to_string())?;
+    }
+    let master = MasterCf::load(&dir.join("master.cf")).map_err(|e| e.to_string())?;
+    for w in &master.warnings {
+        log_warning!("{w}");
+    }
+    let spool = Spool::from_params(params).map_err(|e| e.to_string())?;
+    spool.create_dirs().map_err(|e| format!("create {}: {e}", spool.root.display()))?;
+    Ok(())
+}
+
+fn start(ctx: &Ctx, foreground: bool) -> Result<u8, String> {
+    if let Some(pid) = ctx.running()? {
+        return Err(format!("the Postern mail system is already running: PID: {pid}"));
+    }
+    check(&ctx.dir, &ctx.params)?;
+    let master = ctx.master_path()?;
+    let mut cmd = Command::new(&master);
+    cmd.arg("-c").arg(&ctx.dir);
+    if foreground {
+        log_info!("starting the Postern mail system");
+        let e = cmd.exec();
+        return Err(format!("exec {}: {e}", master.display()));
+    }
+    let (rd, wr) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    nix::fcntl::fcntl(&rd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(|e| e.to_string())?;
+    cmd.env("POSTERN_READY_FD", wr.as_raw_fd().to_string());
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe; the master leads its own session and process
+    // group, so `stop` can kill the group and no terminal signal reaches it.
+    unsafe {
+        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+    }
+    log_info!("starting the Postern mail system");
+    let mut child = cmd.spawn().map_err(|e| format!("exec {}: {e}", master.display()))?;
+    drop(wr);
+    let mut pipe = std::fs::File::from(rd);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // One line, "ready", or end of file when the master dies first.
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut pipe), &mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(START_WAIT) {
+        Ok(s) if s.starts_with("ready") => Ok(0),
+        Ok(_) => {
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            Err(format!("mail system startup failed ({status}); see the mail log"))
+        }
+        Err(_) => Err("mail system startup timed out; see the mail log".into()),
+    }
+}
+
+fn stop(ctx: &Ctx) -> Result<u8, String> {
+    let Some(pid) = ctx.running()? else { return Err("the Postern mail system is not running".into()) };
+    log_info!("stopping the Postern mail system");
+    let master = Pid::from_raw(pid as i32);
+    kill(master, Signal::SIGTERM).map_err(|e| format!("kill {pid}: {e}"))?;
+    let deadline = Instant::now() + STOP_WAIT;
+    let mut said = Instant::now();
+    while ctx.running()?.is_some() {
+        if Instant::now() >= deadline {
+            log_info!("stopping the Postern mail system with force");
+            if nix::unistd::getpgid(Some(master)).ok() == Some(master) {
+                let _ = killpg(master, Signal::SIGKILL);
+            } else {
+                let _ = kill(master, Signal::SIGKILL);
+            }
+            break;
+        }
+        if said.elapsed() >= Duration::from_secs(1) {
+            log_info!("waiting for the Postern mail system to terminate");
+            said = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(0)
+}
+
+fn signal_master(ctx: &Ctx, sig: Signal, what: &str) -> Result<u8, String> {
+    let Some(pid) = ctx.running()? else { return Err("the Postern mail system is not running".into()) };
+    log_info!("{what}");
+    kill(Pid::from_raw(pid as i32), sig).map_err(|e| format!("kill {pid}: {e}"))?;
+    Ok(0)
+}
+
+fn status(ctx: &Ctx) -> Result<u8, String> {
+    match ctx.running()? {
+        Some(pid) => {
+            log_info!("the Postern mail system is running: PID: {pid}");
+            Ok(0)
+        }
+        None => {
+            log_info!("the Postern mail system is not running");
+            Ok(1)
+        }
+    }
+}
+
+/// Run `postfix` with its arguments; returns the exit status.
+pub fn run(args: &[String]) -> u8 {
+    let mut config_dir = None;
+    let mut command = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-c" => config_dir = it.next().map(PathBuf::from),
+            "-v" | "-D" => {}
+            _ if command.is_none() && !a.starts_with('-') => command = Some(a.clone()),
+            _ => {
+                eprintln!("postfix: fatal: {USAGE}");
+                return 1;
+            }
+        }
+    }
+    let Some(command) = command else {
+        eprintln!("postfix: fatal: {USAGE}");
+        return 1;
+    };
+    let dir = config::config_dir(config_dir);
+    let params = match Params::load(&dir, &[]) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("postfix: fatal: {e}");
+            return 1;
+        }
+    };
+    maillog::init_from_params(&params, "postfix-script", true);
+    let ctx = Ctx { dir, params };
+    let result = match command.as_str() {
+        "check" => check(&ctx.dir, &ctx.params).map(|()| 0),
+        "start" => start(&ctx, false),
+        "start-fg" => start(&ctx, true),
+        "stop" => stop(&ctx),
+        "abort" => signal_master(&ctx, Signal::SIGTERM, "aborting the Postern mail system"),
+        "reload" => signal_master(&ctx, Signal::SIGHUP, "refreshing the Postern mail system"),
+        "status" => status(&ctx),
+        "flush" => crate::postqueue::flush_queue(&ctx.params).map(|()| 0).map_err(|f| f.text),
+        other => Err(format!("unknown command: '{other}'. {USAGE}")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            log_fatal!("{e}");
+            1
+        }
+    }
+}
