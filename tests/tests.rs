@@ -1,1 +1,14 @@
+//! Postern's multi-process integration tests: one test binary (one link instead of many),
+//! one module per area. Every test starts the real programs from `target/<profile>`, so the
+//! README's test command builds the binaries first.
 
+// Test code: a failed unwrap is a failed test, which is what we want.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+mod config;
+mod flush;
+mod master;
+mod postconf;
+mod systemd;

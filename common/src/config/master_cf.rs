@@ -79,7 +79,7 @@ pub struct MasterEntry {
     pub command: String,
     /// Arguments after the command, braces removed, `-o` pairs taken out.
     pub args: Vec<String>,
-    pub overrides: Vec<(String, String)>,
+    pub overrides: Overrides,
 }
 
 impl MasterEntry {
@@ -186,8 +186,11 @@ fn parse_maxproc(value: &str) -> Result<Option<u32>, String> {
     value.parse().map(Some).map_err(|_| format!("field \"process_limit\": bad value: \"{value}\""))
 }
 
+/// Parameter overrides: (name, value) pairs from `-o name=value`.
+pub type Overrides = Vec<(String, String)>;
+
 /// Take `-o name=value` pairs out of the argument tokens.
-fn split_overrides(tokens: &[String]) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+fn split_overrides(tokens: &[String]) -> Result<(Vec<String>, Overrides), String> {
     let mut args = Vec::new();
     let mut overrides = Vec::new();
     let mut it = tokens.iter();

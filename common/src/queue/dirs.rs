@@ -111,6 +111,11 @@ impl Spool {
         for d in OTHER_DIRS {
             b.create(self.root.join(d))?;
         }
+        // Local users reach the public sockets (postqueue, sendmail); the services check who
+        // they are with SO_PEERCRED. Everything else stays private to the mail system.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o755))?;
+        fs::set_permissions(self.root.join("public"), fs::Permissions::from_mode(0o711))?;
         Ok(())
     }
 

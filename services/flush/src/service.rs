@@ -232,11 +232,11 @@ impl FlushState {
                         }
                     }
                 }
-            } else if max_age.is_zero() || t.accessed + max_age < now {
-                if let Ok((m, l)) = self.send_logfile(&site) {
-                    moved += m;
-                    lines += l;
-                }
+            } else if (max_age.is_zero() || t.accessed + max_age < now)
+                && let Ok((m, l)) = self.send_logfile(&site)
+            {
+                moved += m;
+                lines += l;
             }
         }
         if lines > 0 {

@@ -81,10 +81,10 @@ pub fn spawn_child(
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            if let Some(id) = wanted_identity {
-                if libc::setgroups(0, std::ptr::null()) < 0 || libc::setgid(id.gid) < 0 || libc::setuid(id.uid) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+            if let Some(id) = wanted_identity
+                && (libc::setgroups(0, std::ptr::null()) < 0 || libc::setgid(id.gid) < 0 || libc::setuid(id.uid) < 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });

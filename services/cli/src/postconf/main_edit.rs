@@ -25,8 +25,11 @@ pub struct Edited {
     pub warnings: Vec<String>,
 }
 
-/// Parse the command-line arguments of an edit into name → value (`None` for -X and -#).
-pub fn parse_requests(mode: MainEdit, args: &[String]) -> Result<(BTreeMap<String, Option<String>>, Vec<String>), String> {
+/// Requested edits: name → new value (`None` for -X and -#).
+pub type Requests = BTreeMap<String, Option<String>>;
+
+/// Parse the command-line arguments of an edit; also returns warnings to print.
+pub fn parse_requests(mode: MainEdit, args: &[String]) -> Result<(Requests, Vec<String>), String> {
     let mut requests = BTreeMap::new();
     let mut warnings = Vec::new();
     for arg in args {

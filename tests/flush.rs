@@ -1,0 +1,268 @@
+//! The fast flush service as a running daemon: the seed README's experiments, reconciliation
+//! at start, hostile input on its socket, concurrent adds and sends, and postqueue's replies.
+
+use std::collections::HashSet;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use common::config::Params;
+use common::ipc::flush::{FlushReply, FlushRequest};
+use common::queue::file::{Envelope, Recipient, write_new};
+use common::queue::{QueueId, QueueName, Spool};
+
+use crate::harness::{FLUSH_ONLY, Install, RawClient, bin, text, wait_for};
+
+const RELAY: &str = "relay_domains = example.net, customer.example\n";
+
+fn spool(inst: &Install) -> Spool {
+    Spool::from_params(&Params::load(&inst.etc, &[]).unwrap()).unwrap()
+}
+
+/// A message deferred for `rcpts`, as the queue manager would leave it.
+fn deferred(spool: &Spool, rcpts: &[&str]) -> QueueId {
+    let env = Envelope {
+        sender: "sender@example.org".into(),
+        recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
+        arrival_us: common::queue::file::now_us(),
+        client: Default::default(),
+    };
+    let id = write_new(spool, QueueName::Incoming, &env, b"Subject: test\r\n\r\nhello\r\n").unwrap();
+    assert!(spool.move_file(&id, QueueName::Incoming, QueueName::Deferred).unwrap());
+    id
+}
+
+fn add(inst: &Install, site: &str, id: &QueueId) -> FlushReply {
+    inst.flush(FlushRequest::Add { site: site.into(), queue_id: id.to_string() })
+}
+
+fn in_queue(spool: &Spool, q: QueueName, id: &QueueId) -> bool {
+    spool.path(q, id).exists()
+}
+
+#[test]
+fn seed_experiments_send_only_that_sites_mail() {
+    let mut inst = Install::new(RELAY, FLUSH_ONLY);
+    inst.start();
+    let sp = spool(&inst);
+    let a = deferred(&sp, &["u@customer.example"]);
+    let b = deferred(&sp, &["v@customer.example"]);
+    let c = deferred(&sp, &["w@example.net"]);
+    for (site, id) in [("customer.example", &a), ("CUSTOMER.example", &b), ("example.net", &c)] {
+        assert_eq!(add(&inst, site, id), FlushReply::Ok { moved: 0 });
+    }
+    let log = std::fs::read_to_string(inst.spool.join("flush/customer.example")).unwrap();
+    assert_eq!(log, format!("{a}\n{b}\n"));
+
+    // Experiment 1: the site's messages, and only those, go to incoming; the logfile empties.
+    assert_eq!(inst.send_site("customer.example"), FlushReply::Ok { moved: 2 });
+    assert!(in_queue(&sp, QueueName::Incoming, &a) && in_queue(&sp, QueueName::Incoming, &b));
+    assert!(in_queue(&sp, QueueName::Deferred, &c));
+    assert_eq!(std::fs::read_to_string(inst.spool.join("flush/customer.example")).unwrap(), "");
+    // Deferred again: the IDs are added back.
+    sp.move_file(&a, QueueName::Incoming, QueueName::Deferred).unwrap();
+    add(&inst, "customer.example", &a);
+    assert_eq!(std::fs::read_to_string(inst.spool.join("flush/customer.example")).unwrap(), format!("{a}\n"));
+
+    // Experiment 2: an eligible site with no mail moves nothing.
+    assert_eq!(inst.send_site("nomail.example.net"), FlushReply::Ok { moved: 0 });
+    assert!(in_queue(&sp, QueueName::Deferred, &c));
+    // Experiment 3: a site that is not eligible is denied (smtpd turns that into slow ETRN or 459).
+    assert_eq!(inst.send_site("not.a.customer"), FlushReply::Deny);
+    assert!(in_queue(&sp, QueueName::Deferred, &a));
+}
+
+#[test]
+fn at_domain_covers_subdomains_only() {
+    let mut inst = Install::new(RELAY, FLUSH_ONLY);
+    inst.start();
+    let sp = spool(&inst);
+    let ids: Vec<(QueueId, &str)> = ["example.net", "a.example.net", "b.a.example.net", "badexample.net"]
+        .into_iter()
+        .map(|site| (deferred(&sp, &[&format!("u@{site}")]), site))
+        .collect();
+    for (id, site) in &ids {
+        add(&inst, site, id);
+    }
+    let reply = inst.flush(FlushRequest::SendSite { site: "a.example.net".into(), subdomains: true });
+    assert_eq!(reply, FlushReply::Ok { moved: 2 });
+    assert!(in_queue(&sp, QueueName::Deferred, &ids[0].0));
+    assert!(in_queue(&sp, QueueName::Incoming, &ids[1].0) && in_queue(&sp, QueueName::Incoming, &ids[2].0));
+    assert!(in_queue(&sp, QueueName::Deferred, &ids[3].0));
+}
+
+#[test]
+fn restart_with_flush_directory_deleted_rebuilds_the_index() {
+    let mut inst = Install::new(RELAY, FLUSH_ONLY);
+    inst.start();
+    let sp = spool(&inst);
+    let a = deferred(&sp, &["u@customer.example", "v@other.example"]);
+    inst.stop();
+    std::fs::remove_dir_all(inst.spool.join("flush")).unwrap();
+    inst.start();
+    // No "sendmail -q" needed: the background scan puts the deferred mail into the logfile.
+    let logfile = inst.spool.join("flush/customer.example");
+    wait_for("reconciliation", || std::fs::read_to_string(&logfile).ok().filter(|t| t.contains(a.as_str())));
+    assert!(!inst.spool.join("flush/other.example").exists());
+    assert_eq!(inst.send_site("customer.example"), FlushReply::Ok { moved: 1 });
+    assert!(in_queue(&sp, QueueName::Incoming, &a));
+    inst.wait_log("fast flush index reconciled with the deferred queue: 1 added");
+}
+
+fn flush_dir_names(inst: &Install) -> HashSet<String> {
+    std::fs::read_dir(inst.spool.join("flush")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn hostile_input_gets_replies_and_touches_nothing_outside_flush() {
+    let mut inst = Install::new(RELAY, FLUSH_ONLY);
+    inst.start();
+    let path = inst.socket("public", "flush");
+    let top_before: HashSet<_> = std::fs::read_dir(&inst.spool).unwrap().map(|e| e.unwrap().file_name()).collect();
+
+    let long = "a".repeat(300);
+    for site in ["../../etc", "a..b", &long, "x\0y.example", "caf\u{e9}.example.net", "/etc/passwd", "..", "."] {
+        let r = inst.flush(FlushRequest::Add { site: site.into(), queue_id: "ABC".into() });
+        assert!(matches!(r, FlushReply::Bad { .. }), "{site:?}: {r:?}");
+        let r = inst.send_site(site);
+        assert!(matches!(r, FlushReply::Bad { .. }), "{site:?}: {r:?}");
+    }
+    for id in ["../x", "bad/id", "", "A B"] {
+        let r = inst.flush(FlushRequest::SendFile { queue_id: id.into() });
+        assert!(matches!(r, FlushReply::Bad { .. }), "{id:?}: {r:?}");
+    }
+
+    // Not JSON at all: a Bad reply, then the connection closes.
+    let mut c = RawClient::connect(&path);
+    c.write(&[0, 0, 0, 5, 0xff, 0, b'{', b'\n', 0x80]);
+    let reply: Option<FlushReply> = c.read_frame();
+    assert!(matches!(reply, Some(FlushReply::Bad { .. })), "{reply:?}");
+    assert!(c.closed());
+    // A frame that claims to be 4 GiB: closed without reading it.
+    let mut c = RawClient::connect(&path);
+    c.write(&[0xff, 0xff, 0xff, 0xff, b'x']);
+    assert!(c.closed());
+    // Half a frame, then silence and close from our side: the server must not care.
+    let mut c = RawClient::connect(&path);
+    c.write(&[0, 0, 0, 100, b'{']);
+    drop(c);
+    // Raw bytes that are not even a length prefix.
+    let mut c = RawClient::connect(&path);
+    c.write(b"W\0");
+    drop(c);
+
+    inst.wait_log("warning: malformed request from flush socket client");
+    assert_eq!(inst.send_site("example.net"), FlushReply::Ok { moved: 0 });
+    let top_after: HashSet<_> = std::fs::read_dir(&inst.spool).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(top_before, top_after);
+    assert!(flush_dir_names(&inst).iter().all(|n| common::domain::valid_hostname(n)), "{:?}", flush_dir_names(&inst));
+}
+
+#[test]
+fn ten_thousand_requests_on_one_connection() {
+    let mut inst = Install::new(RELAY, FLUSH_ONLY);
+    inst.start();
+    let mut c = RawClient::connect(&inst.socket("public", "flush"));
+    for i in 0..10_000u32 {
+        let req = if i % 2 == 0 {
+            FlushRequest::Add { site: "example.net".into(), queue_id: format!("ID{}", i % 500) }
+        } else {
+            FlushRequest::SendSite { site: "bad..site".into(), subdomains: false }
+        };
+        c.write(&common::ipc::frame::encode(&req).unwrap());
+        let reply: FlushReply = c.read_frame().expect("reply");
+        if i % 2 == 0 {
+            assert_eq!(reply, FlushReply::Ok { moved: 0 });
+        } else {
+            assert!(matches!(reply, FlushReply::Bad { .. }));
+        }
+    }
+    // 5000 adds of 250 distinct IDs: duplicates were not appended.
+    let log = std::fs::read_to_string(inst.spool.join("flush/example.net")).unwrap();
+    assert_eq!(log.lines().count(), 250);
+}
+
+#[test]
+fn concurrent_adds_and_sends_lose_no_queue_id() {
+    let mut inst = Install::new(RELAY, FLUSH_ONLY);
+    inst.start();
+    let sp = spool(&inst);
+    const WRITERS: usize = 6;
+    const PER_WRITER: usize = 60;
+    let ids: Vec<Vec<QueueId>> = (0..WRITERS).map(|_| (0..PER_WRITER).map(|_| deferred(&sp, &["u@customer.example"])).collect()).collect();
+    let moved = std::thread::scope(|s| {
+        for batch in &ids {
+            let inst = &inst;
+            s.spawn(move || {
+                for id in batch {
+                    assert_eq!(add(inst, "customer.example", id), FlushReply::Ok { moved: 0 });
+                }
+            });
+        }
+        let sender = s.spawn(|| {
+            let mut moved = 0;
+            for _ in 0..40 {
+                if let FlushReply::Ok { moved: m } = inst.send_site("customer.example") {
+                    moved += m;
+                }
+            }
+            moved
+        });
+        sender.join().unwrap()
+    });
+    let FlushReply::Ok { moved: last } = inst.send_site("customer.example") else { panic!("send failed") };
+    // Every message was listed and moved exactly once: none left behind, none counted twice.
+    assert_eq!(moved + last, (WRITERS * PER_WRITER) as u64);
+    for id in ids.iter().flatten() {
+        assert!(in_queue(&sp, QueueName::Incoming, id), "{id} was lost");
+    }
+}
+
+#[test]
+fn postqueue_replies_and_exit_codes() {
+    let mut inst = Install::new(RELAY, FLUSH_ONLY);
+    let down = inst.cli("postqueue", &["-s", "example.net"]);
+    assert_eq!(down.status.code(), Some(69));
+    assert_eq!(text(&down.stderr), "postqueue: fatal: Cannot flush mail queue - mail system is down\n");
+    inst.start();
+    let sp = spool(&inst);
+    let a = deferred(&sp, &["u@example.net"]);
+    add(&inst, "example.net", &a);
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["-s", "example.net"], 0, ""),
+        (&["-s", "other.example"], 69, "postqueue: fatal: Flush service is not configured for destination \"other.example\"\n"),
+        (&["-s", "bad..name"], 69, "postqueue: fatal: Cannot flush mail queue - invalid destination: \"bad..name\"\n"),
+        (&["-s", "1.2.3.4"], 69, "postqueue: fatal: Cannot flush mail queue - invalid destination: \"1.2.3.4\"\n"),
+        (&["-s", "[1.2.3.4]"], 69, "postqueue: fatal: Flush service is not configured for destination \"[1.2.3.4]\"\n"),
+        (&["-i", "bad/id"], 69, "postqueue: fatal: Cannot flush queue ID - invalid name: \"bad/id\"\n"),
+        (&["-i", "NOSUCH"], 0, ""),
+        (&[], 69, "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | postqueue -s site\n"),
+        (&["-f", "-s", "x"], 69, "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | postqueue -s site\n"),
+    ];
+    for (args, code, err) in cases {
+        let out = inst.cli("postqueue", args);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stderr), *err, "{args:?}");
+    }
+    assert!(in_queue(&sp, QueueName::Incoming, &a));
+}
+
+#[test]
+fn authorized_flush_users_is_enforced_by_peer_credentials() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to act as another user");
+        return;
+    }
+    let mut inst = Install::new(&format!("{RELAY}authorized_flush_users = root\n"), FLUSH_ONLY);
+    inst.start();
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = Command::new(bin("postqueue"));
+        cmd.arg("-c").arg(&inst.etc).args(args);
+        cmd.uid(65534).gid(65534);
+        cmd.output().unwrap()
+    };
+    let out = as_nobody(&["-s", "example.net"]);
+    assert_eq!(out.status.code(), Some(69));
+    assert!(text(&out.stderr).contains("is not allowed to flush the mail queue"), "{}", text(&out.stderr));
+    inst.wait_log("(65534) is not allowed to flush the mail queue");
+    assert!(inst.cli("postqueue", &["-s", "example.net"]).status.success());
+}
