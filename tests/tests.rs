@@ -9,6 +9,7 @@ mod harness;
 
 mod config;
 mod flush;
+mod mail;
 mod master;
 mod postconf;
 mod systemd;

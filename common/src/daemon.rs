@@ -95,7 +95,9 @@ pub fn start(program: &str) -> (DaemonArgs, Params) {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = DaemonArgs::parse(program, &argv).unwrap_or_else(|e| fatal(&e.to_string()));
     let params = args.load_params(program).unwrap_or_else(|e| fatal(&e.to_string()));
-    maillog::init_from_params(&params, &args.service, false);
+    // Postfix tags lines with the program name (postfix/smtpd), not the master.cf service name;
+    // `-o syslog_name=...` in master.cf changes the first part.
+    maillog::init_from_params(&params, program, false);
     (args, params)
 }
 

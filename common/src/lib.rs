@@ -6,12 +6,16 @@
 pub mod config;
 /// Owns the daemon skeleton: inherited listeners, control channel, start-up.
 pub mod daemon;
+/// Owns date formats (syslog, RFC 5322, mailq).
+pub mod datetime;
 /// Owns host name and site syntax and the flush logfile naming rule.
 pub mod domain;
 /// Owns the frame codec and every service protocol.
 pub mod ipc;
 /// Owns the mail log line shape and its destinations.
 pub mod maillog;
+/// Owns network address lists (mynetworks).
+pub mod net;
 /// Owns the master's pid file and its lock.
 pub mod pidfile;
 /// Owns the queue directory layout, queue IDs and queue files.

@@ -86,18 +86,6 @@ pub fn init_from_params(p: &Params, service: &str, also_stderr: bool) {
     init(&name, service, &file, also_stderr);
 }
 
-/// `Mmm dd hh:mm:ss` in local time, the syslog timestamp.
-fn timestamp() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let t = now as libc::time_t;
-    // SAFETY: localtime_r writes only into the provided struct.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::localtime_r(&t, &mut tm) };
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let month = MONTHS.get(tm.tm_mon as usize).copied().unwrap_or("Jan");
-    format!("{month} {:2} {:02}:{:02}:{:02}", tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
-}
-
 fn prefix(sev: Severity) -> &'static str {
     match sev {
         Severity::Info => "",
@@ -121,28 +109,28 @@ pub fn log(sev: Severity, text: &str) {
         Ok(s) => s,
         Err(poisoned) => poisoned.into_inner(),
     };
-    let line = format!("{} {} {}[{pid}]: {body}\n", timestamp(), logger.hostname, logger.tag);
-    let written = match &mut *sink {
-        Sink::File(f) => f.write_all(line.as_bytes()).is_ok(),
-        Sink::Syslog(s) => write_syslog(s, sev, &body),
-        Sink::Stderr => false,
-    };
-    if written {
+    let line =
+        format!("{} {} {}[{pid}]: {body}\n", crate::datetime::syslog_stamp(std::time::SystemTime::now()), logger.hostname, logger.tag);
+    if write_sink(&mut sink, sev, &line, &body) {
         return;
     }
     // Reconnect once (the syslog daemon may have restarted, the file may have been rotated away).
     if !matches!(*sink, Sink::Stderr) {
         *sink = open_sink(&logger.tag, &logger.maillog_file);
-        let again = match &mut *sink {
-            Sink::File(f) => f.write_all(line.as_bytes()).is_ok(),
-            Sink::Syslog(s) => write_syslog(s, sev, &body),
-            Sink::Stderr => false,
-        };
-        if again {
+        if write_sink(&mut sink, sev, &line, &body) {
             return;
         }
     }
     let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// Write one line to the sink; false when it failed (or the sink is standard error).
+fn write_sink(sink: &mut Sink, sev: Severity, line: &str, body: &str) -> bool {
+    match sink {
+        Sink::File(f) => f.write_all(line.as_bytes()).is_ok(),
+        Sink::Syslog(s) => write_syslog(s, sev, body),
+        Sink::Stderr => false,
+    }
 }
 
 fn write_syslog(s: &mut Syslog, sev: Severity, body: &str) -> bool {
@@ -174,4 +162,70 @@ macro_rules! log_warning {
 #[macro_export]
 macro_rules! log_fatal {
     ($($arg:tt)*) => { $crate::maillog::log($crate::maillog::Severity::Fatal, &format!($($arg)*)) };
+}
+
+/// The fields of a Postfix per-recipient delivery line.
+#[derive(Debug, Clone)]
+pub struct DeliveryLine<'a> {
+    pub queue_id: &'a str,
+    pub recipient: &'a str,
+    /// `host[addr]:port`, or `none`.
+    pub relay: &'a str,
+    /// Seconds: before the queue manager, in the queue manager, connection set-up, transmission.
+    pub delays: [f64; 4],
+    pub dsn: &'a str,
+    /// `sent`, `deferred`, `bounced`, `expired`.
+    pub status: &'a str,
+    pub text: &'a str,
+}
+
+/// Postfix's delay figures: at most two digits after the point, trailing zeros dropped.
+pub fn format_delay(secs: f64) -> String {
+    if secs >= 10.0 {
+        return format!("{}", secs.round() as u64);
+    }
+    let s = format!("{secs:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() { "0".into() } else { s.to_string() }
+}
+
+/// `<id>: to=<rcpt>, relay=..., delay=..., delays=a/b/c/d, dsn=..., status=... (text)`.
+pub fn delivery_line(d: &DeliveryLine<'_>) -> String {
+    let total: f64 = d.delays.iter().sum();
+    let delays: Vec<String> = d.delays.iter().map(|x| format_delay(*x)).collect();
+    format!(
+        "{}: to=<{}>, relay={}, delay={}, delays={}, dsn={}, status={} ({})",
+        d.queue_id,
+        d.recipient,
+        d.relay,
+        format_delay(total),
+        delays.join("/"),
+        d.dsn,
+        d.status,
+        d.text
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_line_shape() {
+        let l = DeliveryLine {
+            queue_id: "38D65B4952",
+            recipient: "user1@example.net",
+            relay: "none",
+            delays: [0.06, 0.064, 0.0, 0.0],
+            dsn: "4.4.1",
+            status: "deferred",
+            text: "connect to 127.0.0.1[127.0.0.1]:2599: Connection refused",
+        };
+        assert_eq!(
+            delivery_line(&l),
+            "38D65B4952: to=<user1@example.net>, relay=none, delay=0.12, delays=0.06/0.06/0/0, dsn=4.4.1, status=deferred (connect to 127.0.0.1[127.0.0.1]:2599: Connection refused)"
+        );
+        assert_eq!(format_delay(23.4), "23");
+        assert_eq!(format_delay(1.5), "1.5");
+    }
 }

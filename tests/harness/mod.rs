@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -60,6 +62,11 @@ pub struct Install {
 /// The default master.cf of a test: the flush service only.
 pub const FLUSH_ONLY: &str = "flush unix n - n 1000? 0 flush\n";
 
+/// The whole mail system, smtpd on `port`.
+pub fn mail_system_master_cf(port: u16) -> String {
+    format!("127.0.0.1:{port} inet n - n - - smtpd\nqmgr unix n - n 300 1 qmgr\nsmtp unix - - n - - smtp\n{FLUSH_ONLY}")
+}
+
 fn user_name() -> String {
     let uid = nix::unistd::geteuid();
     nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(|| "root".to_string(), |u| u.name)
@@ -83,6 +90,35 @@ impl Install {
         std::fs::write(etc.join("main.cf"), main).expect("write main.cf");
         std::fs::write(etc.join("master.cf"), master_cf).expect("write master.cf");
         Install { dir, etc, spool, maillog, started: false }
+    }
+
+    /// A whole mail system relaying everything to a sink on `sink_port`; returns it with the
+    /// smtpd port.
+    pub fn mail_system(main_extra: &str, sink_port: u16) -> (Install, u16) {
+        let port = smtp::free_port();
+        let main =
+            format!("relayhost = [127.0.0.1]:{sink_port}\nrelay_domains = customer.example, other.example, example.test\n{main_extra}");
+        let mut inst = Install::new(&main, &mail_system_master_cf(port));
+        inst.start();
+        (inst, port)
+    }
+
+    /// Log lines containing `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Files in a queue (walking hash directories).
+    pub fn queue_files(&self, queue: &str) -> Vec<PathBuf> {
+        fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() { walk(&p, out) } else { out.push(p) }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.spool.join(queue), &mut out);
+        out
     }
 
     pub fn cli(&self, program: &str, args: &[&str]) -> Output {

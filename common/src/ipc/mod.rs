@@ -3,11 +3,13 @@
 
 pub mod client;
 pub mod control;
+pub mod delivery;
 pub mod endpoint;
 pub mod flush;
 pub mod frame;
 pub mod hello;
 pub mod qmgr;
+pub mod server;
 
 pub use frame::{FrameError, MAX_FRAME};
 pub use hello::{Hello, Protocol};

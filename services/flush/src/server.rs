@@ -9,10 +9,9 @@ use tokio::net::UnixStream;
 use common::config::Params;
 use common::daemon::Daemon;
 use common::daemon::{DaemonArgs, Event};
-use common::ipc::Protocol;
 use common::ipc::control::MasterCommand;
 use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
-use common::ipc::frame::{FrameError, MAX_FRAME, read_frame, write_frame};
+use common::ipc::server::serve;
 use common::log_warning;
 
 use crate::actor::FlushHandle;
@@ -50,47 +49,23 @@ impl FlushAuth {
     }
 }
 
-/// Serve one client connection.
-async fn serve_client(mut stream: UnixStream, handle: FlushHandle, auth: FlushAuth, timeout: Duration) {
-    let uid = match stream.peer_cred() {
-        Ok(c) => c.uid(),
-        Err(e) => {
-            log_warning!("flush socket: peer credentials: {e}");
-            return;
+/// Serve one client connection: authorize each request by the peer's uid, then ask the actor.
+async fn serve_client(stream: UnixStream, handle: FlushHandle, auth: FlushAuth, timeout: Duration) {
+    let malformed: fn(String) -> FlushReply = |reason| FlushReply::Bad { reason };
+    serve::<FlushProtocol, _, _>(stream, "flush", timeout, Some(malformed), |req, client| {
+        let refusal = auth.check(&req, client.uid);
+        let handle = handle.clone();
+        async move {
+            match refusal {
+                Some(text) => {
+                    log_warning!("{text}");
+                    FlushReply::Fail { reason: text }
+                }
+                None => handle.request(req).await,
+            }
         }
-    };
-    if write_frame(&mut stream, &FlushProtocol::hello()).await.is_err() {
-        return;
-    }
-    loop {
-        let req = match tokio::time::timeout(timeout, read_frame::<FlushRequest, _>(&mut stream, MAX_FRAME)).await {
-            Err(_) => {
-                log_warning!("timeout while waiting for data from flush socket");
-                return;
-            }
-            Ok(Ok(Some(req))) => req,
-            Ok(Ok(None)) => return,
-            Ok(Err(FrameError::Decode(e))) => {
-                log_warning!("malformed request from flush socket client uid {uid}: {e}");
-                let _ = write_frame(&mut stream, &FlushReply::Bad { reason: format!("malformed request: {e}") }).await;
-                return;
-            }
-            Ok(Err(e)) => {
-                log_warning!("flush socket client uid {uid}: {e}");
-                return;
-            }
-        };
-        let reply = match auth.check(&req, uid) {
-            Some(refusal) => {
-                log_warning!("{refusal}");
-                FlushReply::Fail { reason: refusal }
-            }
-            None => handle.request(req).await,
-        };
-        if write_frame(&mut stream, &reply).await.is_err() {
-            return;
-        }
-    }
+    })
+    .await;
 }
 
 /// The daemon's main loop, until the master says drain or goes away.

@@ -1,0 +1,58 @@
+//! The `qmgr` program: the trigger server and the scheduler loop.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use common::daemon::{self, Daemon, Event, fatal};
+use common::ipc::control::MasterCommand;
+use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger, TriggerReply};
+use common::ipc::server::serve;
+use common::log_warning;
+use qmgr::config::QmgrConfig;
+use qmgr::scheduler::{SchedMsg, Scheduler};
+
+fn main() {
+    let (args, params) = daemon::start("qmgr");
+    if args.process_limit.is_some_and(|n| n != 1) {
+        fatal(&format!("service {} requires a process limit of 1", args.service));
+    }
+    let cfg = QmgrConfig::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
+    let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| fatal(&format!("runtime: {e}")));
+    rt.block_on(async move {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut d = Daemon::new(&args.service, listeners).unwrap_or_else(|e| fatal(&e.to_string()));
+        let mut tick = tokio::time::interval(cfg.queue_run_delay.max(Duration::from_secs(1)));
+        let mut sched = Scheduler::new(cfg, tx.clone());
+        sched.recover();
+        d.ready();
+        loop {
+            tokio::select! {
+                ev = d.next() => match ev {
+                    Event::Unix(stream) => {
+                        let tx = tx.clone();
+                        tokio::spawn(serve::<QmgrProtocol, _, _>(stream, "qmgr", Duration::from_secs(10), None, move |triggers: Vec<QmgrTrigger>, _| {
+                            let _ = tx.send(SchedMsg::Triggers(triggers));
+                            async { TriggerReply::Accepted }
+                        }));
+                    }
+                    Event::Tcp(..) => log_warning!("qmgr: ignoring a TCP connection; this is a unix service"),
+                    Event::Command(MasterCommand::Wakeup) => sched.handle(SchedMsg::Triggers(vec![QmgrTrigger::Wakeup])),
+                    Event::Command(MasterCommand::Reload) => match args.load_params("qmgr").map_err(|e| e.to_string()).and_then(|p| QmgrConfig::from_params(&p).map_err(|e| e.to_string())) {
+                        Ok(cfg) => sched.set_config(cfg),
+                        Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
+                    },
+                    Event::Command(MasterCommand::Drain) | Event::Terminate => return,
+                    Event::MasterGone => {
+                        log_warning!("master disconnect -- exiting");
+                        return;
+                    }
+                },
+                Some(msg) = rx.recv() => sched.handle(msg),
+                _ = tick.tick() => sched.request_deferred_scan(),
+            }
+            sched.run();
+        }
+    });
+}

@@ -1,0 +1,409 @@
+//! The scheduler: owns the active queue. Scans move files from `incoming` and `deferred` into
+//! `active`, recipients are grouped by route and handed to delivery agents with at most
+//! `default_destination_concurrency_limit` requests per route in flight, results are appended to
+//! the queue file before anything else happens, and a finished message is removed, bounced or
+//! deferred with backoff (its mtime is its next retry time) and listed with the flush service.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fs;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use common::datetime::from_us;
+use common::domain::address_domain;
+use common::ipc::client::call;
+use common::ipc::delivery::{DeliveryProtocol, DeliveryRecipient, DeliveryRequest, DeliveryResult};
+use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
+use common::ipc::qmgr::QmgrTrigger;
+use common::maillog::{DeliveryLine, delivery_line};
+use common::queue::file::{self, Outcome, QueueFile, RecipientResult, now_us};
+use common::queue::{QueueId, QueueName};
+use common::{log_info, log_warning};
+
+use crate::bounce::{Failed, queue_notification};
+use crate::config::{QmgrConfig, Route};
+
+/// Messages the scheduler reacts to, besides scans it decides on itself.
+#[derive(Debug)]
+pub enum SchedMsg {
+    Triggers(Vec<QmgrTrigger>),
+    Done { id: QueueId, route: Route, results: Vec<DeliveryResult> },
+}
+
+/// A message in the active queue.
+struct ActiveMsg {
+    qf: QueueFile,
+    active_us: u64,
+    /// Delivery jobs not finished yet.
+    outstanding: usize,
+    /// Recipients that bounced during this pass (for one notification).
+    failed: Vec<Failed>,
+    /// Domains with deferred recipients (for the flush service).
+    deferred_domains: BTreeSet<String>,
+}
+
+struct Job {
+    id: QueueId,
+    recipients: Vec<DeliveryRecipient>,
+}
+
+pub struct Scheduler {
+    cfg: QmgrConfig,
+    tx: UnboundedSender<SchedMsg>,
+    active: HashMap<QueueId, ActiveMsg>,
+    jobs: BTreeMap<Route, VecDeque<Job>>,
+    inflight: HashMap<Route, usize>,
+    /// Routes that failed recently: (until, reason). `F` clears it.
+    dead: HashMap<Route, (Instant, String)>,
+    want_incoming: bool,
+    want_deferred: bool,
+    ignore_timestamps: bool,
+    override_defer_transports: bool,
+}
+
+impl Scheduler {
+    pub fn new(cfg: QmgrConfig, tx: UnboundedSender<SchedMsg>) -> Scheduler {
+        Scheduler {
+            cfg,
+            tx,
+            active: HashMap::new(),
+            jobs: BTreeMap::new(),
+            inflight: HashMap::new(),
+            dead: HashMap::new(),
+            want_incoming: true,
+            want_deferred: true,
+            ignore_timestamps: false,
+            override_defer_transports: false,
+        }
+    }
+
+    pub fn set_config(&mut self, cfg: QmgrConfig) {
+        self.cfg = cfg;
+    }
+
+    /// Start-up: whatever a crashed queue manager left in `active` goes back to `incoming`.
+    pub fn recover(&mut self) {
+        match self.cfg.spool.list(QueueName::Active) {
+            Ok(ids) => {
+                for id in ids {
+                    if let Err(e) = self.cfg.spool.move_file(&id, QueueName::Active, QueueName::Incoming) {
+                        log_warning!("{id}: move from active to incoming: {e}");
+                    }
+                }
+            }
+            Err(e) => log_warning!("scan {}: {e}", self.cfg.spool.queue_dir(QueueName::Active).display()),
+        }
+    }
+
+    pub fn request_deferred_scan(&mut self) {
+        self.want_deferred = true;
+    }
+
+    pub fn handle(&mut self, msg: SchedMsg) {
+        match msg {
+            SchedMsg::Triggers(ts) => {
+                for t in ts {
+                    match t {
+                        QmgrTrigger::ScanIncoming | QmgrTrigger::Wakeup => self.want_incoming = true,
+                        QmgrTrigger::ScanDeferred => self.want_deferred = true,
+                        QmgrTrigger::IgnoreTimestamps => self.ignore_timestamps = true,
+                        QmgrTrigger::ForgetDeadSites => {
+                            self.dead.clear();
+                            self.override_defer_transports = true;
+                        }
+                    }
+                }
+            }
+            SchedMsg::Done { id, route, results } => self.on_done(id, route, results),
+        }
+    }
+
+    /// Run the scans that were asked for (as far as the active queue has room), then dispatch.
+    pub fn run(&mut self) {
+        let scanned = self.want_incoming || self.want_deferred;
+        if self.want_incoming {
+            self.want_incoming = false;
+            self.scan(QueueName::Incoming);
+        }
+        if self.want_deferred {
+            self.want_deferred = false;
+            self.scan(QueueName::Deferred);
+        }
+        if scanned && !self.want_incoming && !self.want_deferred {
+            // The modifiers applied to the scans that just completed.
+            self.ignore_timestamps = false;
+            self.override_defer_transports = false;
+        }
+        self.dispatch();
+    }
+
+    fn scan(&mut self, queue: QueueName) {
+        let ids = match self.cfg.spool.list(queue) {
+            Ok(ids) => ids,
+            Err(e) => {
+                log_warning!("scan {}: {e}", self.cfg.spool.queue_dir(queue).display());
+                return;
+            }
+        };
+        let now = SystemTime::now();
+        for id in ids {
+            if self.active.len() >= self.cfg.active_limit {
+                // Come back when deliveries have made room.
+                match queue {
+                    QueueName::Incoming => self.want_incoming = true,
+                    _ => self.want_deferred = true,
+                }
+                return;
+            }
+            if self.active.contains_key(&id) {
+                continue;
+            }
+            if !self.ignore_timestamps {
+                let future = fs::metadata(self.cfg.spool.path(queue, &id))
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|m| m > now + Duration::from_secs(1));
+                if future {
+                    continue;
+                }
+            }
+            self.activate(queue, id);
+        }
+    }
+
+    fn activate(&mut self, queue: QueueName, id: QueueId) {
+        let spool = &self.cfg.spool;
+        match spool.move_file(&id, queue, QueueName::Active) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                log_warning!("{id}: move from {} to active: {e}", queue.as_str());
+                return;
+            }
+        }
+        let path = spool.path(QueueName::Active, &id);
+        let qf = match file::read(&path) {
+            Ok(qf) => qf,
+            Err(e) => {
+                log_warning!("saving corrupt file \"{id}\" from queue \"active\" to queue \"corrupt\": {e}");
+                let _ = spool.move_file(&id, QueueName::Active, QueueName::Corrupt);
+                return;
+            }
+        };
+        log_info!("{id}: from=<{}>, size={}, nrcpt={} (queue active)", qf.envelope.sender, qf.message.len(), qf.envelope.recipients.len());
+        let mut by_route: BTreeMap<Route, Vec<DeliveryRecipient>> = BTreeMap::new();
+        for (index, r) in qf.pending() {
+            by_route.entry(self.cfg.route(&r.address)).or_default().push(DeliveryRecipient { index, address: r.address.clone() });
+        }
+        let msg = ActiveMsg { qf, active_us: now_us(), outstanding: 0, failed: Vec::new(), deferred_domains: BTreeSet::new() };
+        self.active.insert(id.clone(), msg);
+        for (route, recipients) in by_route {
+            if route.transport == "error" {
+                let results = recipients.iter().map(|r| result(r.index, Outcome::Bounced, "5.0.0", &route.nexthop)).collect();
+                self.record(&id, results, true);
+            } else if !self.override_defer_transports && self.cfg.defer_transports.contains(&route.transport) {
+                let results = recipients.iter().map(|r| result(r.index, Outcome::Deferred, "4.3.2", "deferred transport")).collect();
+                self.record(&id, results, true);
+            } else {
+                if let Some(m) = self.active.get_mut(&id) {
+                    m.outstanding += 1;
+                }
+                self.jobs.entry(route).or_default().push_back(Job { id: id.clone(), recipients });
+            }
+        }
+        self.finish_if_done(&id);
+    }
+
+    fn is_dead(&mut self, route: &Route) -> Option<String> {
+        match self.dead.get(route) {
+            Some((until, why)) if *until > Instant::now() => Some(why.clone()),
+            Some(_) => {
+                self.dead.remove(route);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn dispatch(&mut self) {
+        let routes: Vec<Route> = self.jobs.iter().filter(|(_, q)| !q.is_empty()).map(|(r, _)| r.clone()).collect();
+        for route in routes {
+            if let Some(why) = self.is_dead(&route) {
+                let jobs: Vec<Job> = self.jobs.remove(&route).map(Vec::from).unwrap_or_default();
+                for job in jobs {
+                    let text = format!("delivery temporarily suspended: {why}");
+                    let results = job.recipients.iter().map(|r| result(r.index, Outcome::Deferred, "4.4.1", &text)).collect();
+                    self.record(&job.id, results, true);
+                    self.job_finished(&job.id);
+                }
+                continue;
+            }
+            while self.inflight.get(&route).copied().unwrap_or(0) < self.cfg.destination_concurrency {
+                let Some(job) = self.jobs.get_mut(&route).and_then(VecDeque::pop_front) else { break };
+                let Some(msg) = self.active.get(&job.id) else { continue };
+                *self.inflight.entry(route.clone()).or_insert(0) += 1;
+                let req = DeliveryRequest {
+                    queue_id: job.id.to_string(),
+                    queue: QueueName::Active.as_str().to_string(),
+                    nexthop: route.nexthop.clone(),
+                    sender: msg.qf.envelope.sender.clone(),
+                    recipients: job.recipients,
+                    arrival_us: msg.qf.envelope.arrival_us,
+                    active_us: msg.active_us,
+                };
+                let socket = self.cfg.agent_socket(&route.transport);
+                let timeout = self.cfg.ipc_timeout;
+                let tx = self.tx.clone();
+                let (id, route) = (job.id, route.clone());
+                tokio::spawn(async move {
+                    let results = match call::<DeliveryProtocol>(&socket, &req, timeout).await {
+                        Ok(reply) => reply.results,
+                        Err(e) => {
+                            log_warning!("{id}: delivery agent {}: {e}", route.transport);
+                            let text = format!("delivery agent {} unavailable", route.transport);
+                            req.recipients.iter().map(|r| result(r.index, Outcome::Deferred, "4.3.0", &text)).collect()
+                        }
+                    };
+                    let _ = tx.send(SchedMsg::Done { id, route, results });
+                });
+            }
+        }
+        self.jobs.retain(|_, q| !q.is_empty());
+    }
+
+    fn on_done(&mut self, id: QueueId, route: Route, results: Vec<DeliveryResult>) {
+        if let Some(n) = self.inflight.get_mut(&route) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(r) = results.iter().find(|r| r.site_failure) {
+            self.dead.insert(route, (Instant::now() + self.cfg.minimal_backoff, r.text.clone()));
+        }
+        // The agent has logged its own results.
+        self.record(&id, results, false);
+        self.job_finished(&id);
+    }
+
+    fn job_finished(&mut self, id: &QueueId) {
+        if let Some(m) = self.active.get_mut(id) {
+            m.outstanding = m.outstanding.saturating_sub(1);
+        }
+        self.finish_if_done(id);
+    }
+
+    /// Append results to the queue file (durably, before acting on them) and note them.
+    fn record(&mut self, id: &QueueId, results: Vec<DeliveryResult>, log: bool) {
+        let path = self.cfg.spool.path(QueueName::Active, id);
+        let Some(msg) = self.active.get_mut(id) else { return };
+        let now = now_us();
+        for r in results {
+            let Some(rcpt) = msg.qf.envelope.recipients.get(r.index).cloned() else { continue };
+            let rr = RecipientResult { index: r.index, outcome: r.outcome, dsn: r.dsn.clone(), text: r.text.clone() };
+            if let Err(e) = file::append_result(&path, &rr) {
+                log_warning!("{id}: record delivery status: {e}");
+            }
+            msg.qf.results.push(rr);
+            if log {
+                let secs = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e6;
+                let status = match r.outcome {
+                    Outcome::Sent => "sent",
+                    Outcome::Bounced => "bounced",
+                    Outcome::Deferred => "deferred",
+                };
+                log_info!(
+                    "{}",
+                    delivery_line(&DeliveryLine {
+                        queue_id: id.as_str(),
+                        recipient: &rcpt.address,
+                        relay: "none",
+                        delays: [secs(msg.qf.envelope.arrival_us, msg.active_us), secs(msg.active_us, now), 0.0, 0.0],
+                        dsn: &r.dsn,
+                        status,
+                        text: &r.text,
+                    })
+                );
+            }
+            match r.outcome {
+                Outcome::Bounced => msg.failed.push(Failed { address: rcpt.address, dsn: r.dsn, text: r.text }),
+                Outcome::Deferred => {
+                    msg.deferred_domains.insert(address_domain(&rcpt.address).to_string());
+                }
+                Outcome::Sent => {}
+            }
+        }
+    }
+
+    fn finish_if_done(&mut self, id: &QueueId) {
+        if self.active.get(id).is_none_or(|m| m.outstanding > 0) {
+            return;
+        }
+        let Some(mut msg) = self.active.remove(id) else { return };
+        let spool = self.cfg.spool.clone();
+        let path = spool.path(QueueName::Active, id);
+        let sender = msg.qf.envelope.sender.clone();
+        let pending: Vec<(usize, String)> = msg.qf.pending().map(|(i, r)| (i, r.address.clone())).collect();
+        let age = SystemTime::now().duration_since(from_us(msg.qf.envelope.arrival_us)).unwrap_or_default();
+        let lifetime = if sender.is_empty() { self.cfg.bounce_queue_lifetime } else { self.cfg.maximal_queue_lifetime };
+        let expired = !pending.is_empty() && age >= lifetime;
+        if expired {
+            log_info!("{id}: from=<{sender}>, status=expired, returned to sender");
+            for (index, address) in &pending {
+                let rr = RecipientResult { index: *index, outcome: Outcome::Bounced, dsn: "4.4.7".into(), text: "message expired".into() };
+                if let Err(e) = file::append_result(&path, &rr) {
+                    log_warning!("{id}: record delivery status: {e}");
+                }
+                msg.failed.push(Failed {
+                    address: address.clone(),
+                    dsn: rr.dsn,
+                    text: "delivery temporarily suspended; message expired".into(),
+                });
+            }
+        }
+        if !msg.failed.is_empty() && !sender.is_empty() {
+            match queue_notification(&spool, &self.cfg.myhostname, id, &sender, msg.qf.envelope.arrival_us, &msg.failed, &msg.qf.message) {
+                Ok(bounce_id) => {
+                    log_info!("{id}: sender non-delivery notification: {bounce_id}");
+                    self.want_incoming = true;
+                }
+                Err(e) => log_warning!("{id}: cannot queue the non-delivery notification: {e}"),
+            }
+        }
+        if pending.is_empty() || expired {
+            match fs::remove_file(&path) {
+                Ok(()) => log_info!("{id}: removed"),
+                Err(e) => log_warning!("{id}: remove {}: {e}", path.display()),
+            }
+            return;
+        }
+        // Deferred: the next attempt waits as long as the message has already waited, within
+        // [minimal_backoff_time, maximal_backoff_time]; the file's mtime says when.
+        let delay = age.clamp(self.cfg.minimal_backoff, self.cfg.maximal_backoff.max(self.cfg.minimal_backoff));
+        let when = SystemTime::now() + delay;
+        if let Err(e) = fs::File::open(&path).and_then(|f| f.set_times(fs::FileTimes::new().set_accessed(when).set_modified(when))) {
+            log_warning!("{id}: set retry time: {e}");
+        }
+        if let Err(e) = spool.move_file(id, QueueName::Active, QueueName::Deferred) {
+            log_warning!("{id}: move from active to deferred: {e}");
+            return;
+        }
+        // Only now, with the file in `deferred`, tell the flush service: a send that arrived
+        // earlier would not have found the file.
+        for domain in msg.deferred_domains {
+            if !self.cfg.fast_flush.is_empty() && self.cfg.fast_flush.matches(&domain) {
+                let socket = self.cfg.flush_socket.clone();
+                let req = FlushRequest::Add { site: domain, queue_id: id.to_string() };
+                let timeout = self.cfg.ipc_timeout.min(Duration::from_secs(30));
+                let id = id.clone();
+                tokio::spawn(async move {
+                    match call::<FlushProtocol>(&socket, &req, timeout).await {
+                        Ok(FlushReply::Ok { .. } | FlushReply::Deny) => {}
+                        _ => log_warning!("{id}: flush service failure"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn result(index: usize, outcome: Outcome, dsn: &str, text: &str) -> DeliveryResult {
+    DeliveryResult { index, outcome, dsn: dsn.to_string(), text: text.to_string(), site_failure: false }
+}

@@ -1,0 +1,204 @@
+//! The SMTP client of the delivery agent: one transaction with a result per recipient.
+//! Replies are parsed as RFC 5321 multi-line replies; every read has a time limit.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// Longest reply line we accept (RFC 5321 says 512; be generous, never unbounded).
+const MAX_REPLY_LINE: usize = 4096;
+/// Most lines in one multi-line reply.
+const MAX_REPLY_LINES: usize = 100;
+
+/// Why a conversation broke off.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server did not answer in time.
+    #[error("conversation timed out")]
+    Timeout,
+    /// The connection failed or was closed.
+    #[error("lost connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server sent something that is not an SMTP reply.
+    #[error("malformed reply: {0}")]
+    Malformed(String),
+}
+
+/// An SMTP reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// `250 2.0.0 Ok`, the lines joined by spaces as Postfix logs them.
+    pub fn text(&self) -> String {
+        self.lines.iter().map(|l| format!("{} {l}", self.code)).next().map_or_else(String::new, |first| {
+            let rest: Vec<&str> = self.lines.iter().skip(1).map(String::as_str).collect();
+            if rest.is_empty() { first } else { format!("{first} {}", rest.join(" ")) }
+        })
+    }
+
+    pub fn class(&self) -> u16 {
+        self.code / 100
+    }
+
+    /// The enhanced status code of the reply, or one derived from its class.
+    pub fn dsn(&self) -> String {
+        let first = self.lines.first().map(String::as_str).unwrap_or("");
+        let cand = first.split_whitespace().next().unwrap_or("");
+        let parts: Vec<&str> = cand.split('.').collect();
+        if parts.len() == 3
+            && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            && parts[0] == (self.class()).to_string()
+        {
+            return cand.to_string();
+        }
+        format!("{}.0.0", self.class())
+    }
+}
+
+/// Parse one reply line: (code, is_last, text).
+pub fn parse_reply_line(line: &str) -> Result<(u16, bool, String), ClientError> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let bad = || ClientError::Malformed(line.chars().take(100).collect());
+    if line.len() < 3 || !line.as_bytes()[..3].iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    let code: u16 = line[..3].parse().map_err(|_| bad())?;
+    if !(200..600).contains(&code) {
+        return Err(bad());
+    }
+    match line.as_bytes().get(3) {
+        None => Ok((code, true, String::new())),
+        Some(b' ') => Ok((code, true, line[4..].to_string())),
+        Some(b'-') => Ok((code, false, line[4..].to_string())),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// One SMTP connection.
+pub struct Connection {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    pub timeout: Duration,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream, timeout: Duration) -> Connection {
+        let (r, w) = stream.into_split();
+        Connection { reader: BufReader::new(r), writer: w, timeout }
+    }
+
+    pub async fn read_reply(&mut self) -> Result<Reply, ClientError> {
+        let mut lines = Vec::new();
+        let mut code = 0;
+        loop {
+            let mut buf = Vec::new();
+            let n = tokio::time::timeout(self.timeout, read_line_bounded(&mut self.reader, &mut buf))
+                .await
+                .map_err(|_| ClientError::Timeout)??;
+            if n == 0 {
+                return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            let (c, last, text) = parse_reply_line(&String::from_utf8_lossy(&buf))?;
+            if code != 0 && c != code {
+                return Err(ClientError::Malformed(format!("reply code changed from {code} to {c}")));
+            }
+            code = c;
+            lines.push(text);
+            if last {
+                return Ok(Reply { code, lines });
+            }
+            if lines.len() >= MAX_REPLY_LINES {
+                return Err(ClientError::Malformed("reply has too many lines".into()));
+            }
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        tokio::time::timeout(self.timeout, self.writer.write_all(bytes)).await.map_err(|_| ClientError::Timeout)??;
+        Ok(())
+    }
+
+    /// Send a command line and read its reply.
+    pub async fn command(&mut self, line: &str) -> Result<Reply, ClientError> {
+        self.send(format!("{line}\r\n").as_bytes()).await?;
+        self.read_reply().await
+    }
+}
+
+async fn read_line_bounded(r: &mut BufReader<OwnedReadHalf>, buf: &mut Vec<u8>) -> Result<usize, ClientError> {
+    let mut total = 0;
+    loop {
+        let available = r.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(total);
+        }
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        buf.extend_from_slice(&available[..take]);
+        r.consume(take);
+        total += take;
+        if done {
+            return Ok(total);
+        }
+        if buf.len() > MAX_REPLY_LINE {
+            return Err(ClientError::Malformed("reply line too long".into()));
+        }
+    }
+}
+
+/// The message as it goes on the wire after DATA: CRLF line endings, dot-stuffed, terminated.
+pub fn data_bytes(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 40 + 5);
+    let mut at_line_start = true;
+    let mut prev = 0u8;
+    for &b in message {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+        prev = b;
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_lines() {
+        assert_eq!(parse_reply_line("250-PIPELINING\r\n").unwrap(), (250, false, "PIPELINING".into()));
+        assert_eq!(parse_reply_line("250 2.0.0 Ok").unwrap(), (250, true, "2.0.0 Ok".into()));
+        assert_eq!(parse_reply_line("354").unwrap(), (354, true, String::new()));
+        for bad in ["", "25", "abc hello", "250xOk", "999 nope", "\u{0}\u{1}\u{2}"] {
+            assert!(parse_reply_line(bad).is_err(), "{bad:?}");
+        }
+        let r = Reply { code: 550, lines: vec!["5.1.1 <u@x>: no such user".into(), "more".into()] };
+        assert_eq!(r.text(), "550 5.1.1 <u@x>: no such user more");
+        assert_eq!(r.dsn(), "5.1.1");
+        assert_eq!(Reply { code: 451, lines: vec!["try later".into()] }.dsn(), "4.0.0");
+    }
+
+    #[test]
+    fn dot_stuffing_and_line_ends() {
+        assert_eq!(data_bytes(b"a\n.b\r\n..c\nd"), b"a\r\n..b\r\n...c\r\nd\r\n.\r\n".to_vec());
+        assert_eq!(data_bytes(b".\r\n"), b"..\r\n.\r\n".to_vec());
+        assert_eq!(data_bytes(b""), b"\r\n.\r\n".to_vec());
+    }
+}

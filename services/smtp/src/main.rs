@@ -1,0 +1,59 @@
+//! The `smtp` program: delivery requests in, per-recipient results out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::daemon::{self, Daemon, Event, fatal};
+use common::ipc::control::MasterCommand;
+use common::ipc::delivery::{DeliveryProtocol, DeliveryReply, DeliveryRequest};
+use common::ipc::server::serve;
+use common::log_warning;
+use smtp::deliver::{AgentConfig, deliver};
+
+fn main() {
+    let (args, params) = daemon::start("smtp");
+    let cfg = AgentConfig::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
+    let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fatal(&format!("runtime: {e}")));
+    rt.block_on(async move {
+        let mut d = Daemon::new(&args.service, listeners).unwrap_or_else(|e| fatal(&e.to_string()));
+        let mut cfg = Arc::new(cfg);
+        d.ready();
+        loop {
+            match d.next().await {
+                Event::Unix(stream) => {
+                    let cfg = cfg.clone();
+                    tokio::spawn(serve::<DeliveryProtocol, _, _>(
+                        stream,
+                        "smtp",
+                        Duration::from_secs(3600),
+                        None,
+                        move |req: DeliveryRequest, _| {
+                            let cfg = cfg.clone();
+                            async move { DeliveryReply { results: deliver(&cfg, &req).await } }
+                        },
+                    ));
+                }
+                Event::Tcp(..) => log_warning!("smtp: ignoring a TCP connection; this is a unix service"),
+                Event::Command(MasterCommand::Reload) => match args
+                    .load_params("smtp")
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| AgentConfig::from_params(&p).map_err(|e| e.to_string()))
+                {
+                    Ok(c) => cfg = Arc::new(c),
+                    Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
+                },
+                Event::Command(MasterCommand::Wakeup) => {}
+                Event::Command(MasterCommand::Drain) | Event::Terminate => return,
+                Event::MasterGone => {
+                    log_warning!("master disconnect -- exiting");
+                    return;
+                }
+            }
+        }
+    });
+}

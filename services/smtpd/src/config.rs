@@ -1,0 +1,148 @@
+//! What smtpd reads from main.cf (with its master.cf `-o` overrides).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::config::table::{Table, is_table_spec, split_braced_list};
+use common::config::{ConfigError, DomainList, Params};
+use common::ipc::endpoint::{Class, service_path};
+use common::net::NetworkList;
+use common::queue::Spool;
+
+/// One entry of a restriction list.
+#[derive(Debug, Clone)]
+pub enum Restriction {
+    Permit,
+    Reject,
+    Defer,
+    PermitMynetworks,
+    RejectUnauthDestination,
+    DeferUnauthDestination,
+    CheckClientAccess(Table),
+    CheckEtrnAccess(Table),
+}
+
+fn parse_restrictions(p: &Params, name: &str) -> Result<Vec<Restriction>, ConfigError> {
+    let items = split_braced_list(&p.get(name)?);
+    let mut out = Vec::new();
+    let mut it = items.iter();
+    while let Some(item) = it.next() {
+        let mut table = |what: &str| -> Result<Table, ConfigError> {
+            let spec = it.next().filter(|t| is_table_spec(t)).ok_or_else(|| {
+                ConfigError::Table(common::config::table::TableError::Syntax {
+                    spec: name.to_string(),
+                    what: format!("{what} requires a type:table argument"),
+                })
+            })?;
+            Ok(Table::open(spec, &p.config_dir)?)
+        };
+        out.push(match item.as_str() {
+            "permit" => Restriction::Permit,
+            "reject" => Restriction::Reject,
+            "defer" => Restriction::Defer,
+            "permit_mynetworks" => Restriction::PermitMynetworks,
+            "reject_unauth_destination" => Restriction::RejectUnauthDestination,
+            "defer_unauth_destination" => Restriction::DeferUnauthDestination,
+            "check_client_access" => Restriction::CheckClientAccess(table("check_client_access")?),
+            "check_etrn_access" => Restriction::CheckEtrnAccess(table("check_etrn_access")?),
+            other => {
+                return Err(ConfigError::Table(common::config::table::TableError::Syntax {
+                    spec: name.to_string(),
+                    what: format!("unknown restriction: \"{other}\""),
+                }));
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// ETRN for a site without fast flush service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtrnFallback {
+    /// Deliver all queued mail (the seed README's "slow ETRN").
+    Slow,
+    /// `459 <site>: service unavailable` (Postfix today).
+    Reject,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpdConfig {
+    pub spool: Spool,
+    pub myhostname: String,
+    pub banner: String,
+    pub mynetworks: NetworkList,
+    pub relay_domains: DomainList,
+    pub fast_flush_domains: DomainList,
+    pub relay_restrictions: Vec<Restriction>,
+    pub etrn_restrictions: Vec<Restriction>,
+    pub helo_required: bool,
+    pub message_size_limit: usize,
+    pub line_length_limit: usize,
+    pub timeout: Duration,
+    pub soft_error_limit: u32,
+    pub hard_error_limit: u32,
+    pub junk_command_limit: u32,
+    pub error_sleep: Duration,
+    pub etrn_fallback: EtrnFallback,
+    pub etrn_rfc1985: bool,
+    pub queue_run_delay: Duration,
+    pub flush_socket: PathBuf,
+    pub qmgr_socket: PathBuf,
+    pub session_limit: usize,
+    /// When the last whole-queue run for a slow ETRN was asked for (shared by all sessions).
+    pub last_slow_etrn: Arc<Mutex<Option<Instant>>>,
+}
+
+fn limit(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX).max(1)
+}
+
+impl SmtpdConfig {
+    pub fn from_params(p: &Params, process_limit: Option<u32>) -> Result<SmtpdConfig, ConfigError> {
+        let spool = Spool::from_params(p)?;
+        let bad = |name: &str, v: &str| {
+            ConfigError::Table(common::config::table::TableError::Syntax { spec: name.to_string(), what: format!("bad value: \"{v}\"") })
+        };
+        let fallback = match p.get("etrn_fallback")?.as_str() {
+            "slow" => EtrnFallback::Slow,
+            "reject" => EtrnFallback::Reject,
+            v => return Err(bad("etrn_fallback", v)),
+        };
+        let rfc1985 = match p.get("etrn_reply_style")?.as_str() {
+            "rfc1985" => true,
+            "postfix" => false,
+            v => return Err(bad("etrn_reply_style", v)),
+        };
+        let mynetworks = NetworkList::parse(&p.list("mynetworks")?).map_err(|e| bad("mynetworks", &e.0))?;
+        let default_limit = u32::try_from(p.int("default_process_limit")?).unwrap_or(100);
+        Ok(SmtpdConfig {
+            flush_socket: service_path(&spool.root, Class::Public, &p.get("flush_service_name")?),
+            qmgr_socket: service_path(&spool.root, Class::Public, &p.get("queue_service_name")?),
+            spool,
+            myhostname: p.get("myhostname")?,
+            banner: p.get("smtpd_banner")?,
+            mynetworks,
+            relay_domains: p.domain_list("relay_domains")?,
+            fast_flush_domains: p.domain_list("fast_flush_domains")?,
+            relay_restrictions: parse_restrictions(p, "smtpd_relay_restrictions")?,
+            etrn_restrictions: parse_restrictions(p, "smtpd_etrn_restrictions")?,
+            helo_required: p.bool("smtpd_helo_required")?,
+            message_size_limit: usize::try_from(p.int("message_size_limit")?).unwrap_or(usize::MAX),
+            line_length_limit: usize::try_from(p.int("line_length_limit")?).unwrap_or(2048).max(512),
+            timeout: p.time("smtpd_timeout")?,
+            soft_error_limit: limit(p.int("smtpd_soft_error_limit")?),
+            hard_error_limit: limit(p.int("smtpd_hard_error_limit")?),
+            junk_command_limit: limit(p.int("smtpd_junk_command_limit")?),
+            error_sleep: p.time("smtpd_error_sleep_time")?,
+            etrn_fallback: fallback,
+            etrn_rfc1985: rfc1985,
+            queue_run_delay: p.time("queue_run_delay")?,
+            session_limit: match process_limit.unwrap_or(default_limit) {
+                0 => usize::MAX >> 4,
+                n => n as usize,
+            },
+            last_slow_etrn: Arc::new(Mutex::new(None)),
+        })
+    }
+}

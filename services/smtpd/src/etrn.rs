@@ -1,0 +1,145 @@
+//! ETRN after its syntax checks: `smtpd_etrn_restrictions`, then the fast flush service for an
+//! eligible site, else the configured fallback (ARCHITECTURE.md §4): `slow` asks the queue
+//! manager for a whole-queue run (at most one per `queue_run_delay`; later requests join it),
+//! `reject` answers 459 as Postfix does.
+
+use std::time::{Duration, Instant};
+
+use common::config::table::Table;
+use common::domain::Site;
+use common::ipc::client::call;
+use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
+use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
+use common::{log_info, log_warning};
+
+use crate::config::{EtrnFallback, Restriction, SmtpdConfig};
+use crate::session::Session;
+
+const UNABLE: &str = "458 Unable to queue messages";
+
+/// What an access table entry says.
+fn access_action(value: &str, site: &str) -> Option<Result<(), String>> {
+    let (word, text) = value.split_once(char::is_whitespace).map_or((value, ""), |(w, t)| (w, t.trim()));
+    match word.to_ascii_uppercase().as_str() {
+        "OK" | "PERMIT" => Some(Ok(())),
+        "REJECT" => {
+            let why = if text.is_empty() { "Access denied" } else { text };
+            Some(Err(format!("554 5.7.1 <{site}>: Etrn command rejected: {why}")))
+        }
+        "DEFER" => Some(Err(format!("450 4.3.2 <{site}>: Etrn command rejected: Try again later"))),
+        "DUNNO" => None,
+        w if w.len() == 3 && (w.starts_with('4') || w.starts_with('5')) && w.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(Err(value.to_string()))
+        }
+        other => {
+            log_warning!("access table: action {other} is unavailable in smtpd_etrn_restrictions");
+            None
+        }
+    }
+}
+
+fn lookup_domain(t: &Table, site: &str) -> Option<String> {
+    let mut name = site.to_ascii_lowercase();
+    loop {
+        if let Some(v) = t.lookup(&name) {
+            return Some(v.to_string());
+        }
+        match name.split_once('.') {
+            Some((_, parent)) => name = parent.to_string(),
+            None => return None,
+        }
+    }
+}
+
+/// `Some(reply)` when a restriction rejects.
+fn check_restrictions(s: &Session<'_>, site: &str) -> Option<String> {
+    for r in &s.cfg.etrn_restrictions {
+        let verdict = match r {
+            Restriction::Permit => Some(Ok(())),
+            Restriction::Reject => Some(Err(format!("554 5.7.1 <{site}>: Etrn command rejected: Access denied"))),
+            Restriction::Defer => Some(Err(format!("450 4.3.2 <{site}>: Etrn command rejected: Try again later"))),
+            Restriction::PermitMynetworks => s.cfg.mynetworks.contains(s.peer.addr).then_some(Ok(())),
+            Restriction::CheckClientAccess(t) => {
+                t.lookup(&s.peer.addr.to_string()).or_else(|| t.lookup(&s.peer.name)).and_then(|v| access_action(v, site))
+            }
+            Restriction::CheckEtrnAccess(t) => lookup_domain(t, site).and_then(|v| access_action(&v, site)),
+            Restriction::RejectUnauthDestination | Restriction::DeferUnauthDestination => None,
+        };
+        match verdict {
+            Some(Ok(())) => return None,
+            Some(Err(reply)) => return Some(reply),
+            None => {}
+        }
+    }
+    None
+}
+
+/// Run an ETRN that passed the syntax checks; returns the reply.
+pub async fn run(s: &Session<'_>, site: &str, subdomains: bool) -> String {
+    let cfg = s.cfg;
+    if let Some(reply) = check_restrictions(s, site) {
+        log_info!("NOQUEUE: reject: ETRN from {}: {reply}; proto={} helo=<{}>", s.peer.show(), s.proto(), s.helo.as_deref().unwrap_or(""));
+        return reply;
+    }
+    let shown: String = site.chars().take(100).collect();
+    let eligible = Site::parse(site).is_ok() && !cfg.fast_flush_domains.is_empty() && cfg.fast_flush_domains.matches(site);
+    if eligible {
+        let req = FlushRequest::SendSite { site: site.to_string(), subdomains };
+        match call::<FlushProtocol>(&cfg.flush_socket, &req, Duration::from_secs(60)).await {
+            Ok(FlushReply::Ok { moved }) => {
+                return match (cfg.etrn_rfc1985, moved) {
+                    (false, _) => "250 Queuing started".into(),
+                    (true, 0) => format!("251 OK, no messages waiting for node {site}"),
+                    (true, n) => format!("253 OK, {n} pending messages for node {site} started"),
+                };
+            }
+            Ok(FlushReply::Deny) => {}
+            Ok(FlushReply::Bad { .. }) => {
+                log_warning!("bad ETRN {shown}... from {}", s.peer.show());
+                return UNABLE.into();
+            }
+            Ok(FlushReply::Fail { .. }) | Err(_) => {
+                log_warning!("unable to talk to fast flush service");
+                return UNABLE.into();
+            }
+        }
+    }
+    match cfg.etrn_fallback {
+        EtrnFallback::Reject => {
+            log_warning!("reject: ETRN {shown}... from {}", s.peer.show());
+            format!("459 <{site}>: service unavailable")
+        }
+        EtrnFallback::Slow => {
+            if !slow_run(cfg).await {
+                return UNABLE.into();
+            }
+            if cfg.etrn_rfc1985 { format!("250 OK, queuing for node {site} started") } else { "250 Queuing started".into() }
+        }
+    }
+}
+
+/// Ask for a whole-queue run, unless one was asked for less than `queue_run_delay` ago (then
+/// this request joins it). False when the queue manager cannot be reached.
+async fn slow_run(cfg: &SmtpdConfig) -> bool {
+    {
+        let mut last = match cfg.last_slow_etrn.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        if last.is_some_and(|t| t.elapsed() < cfg.queue_run_delay) {
+            return true;
+        }
+        *last = Some(Instant::now());
+    }
+    let triggers = vec![QmgrTrigger::ForgetDeadSites, QmgrTrigger::IgnoreTimestamps, QmgrTrigger::ScanDeferred, QmgrTrigger::ScanIncoming];
+    match call::<QmgrProtocol>(&cfg.qmgr_socket, &triggers, Duration::from_secs(10)).await {
+        Ok(_) => true,
+        Err(e) => {
+            log_warning!("unable to trigger the queue manager for ETRN: {e}");
+            if let Ok(mut last) = cfg.last_slow_etrn.lock() {
+                *last = None;
+            }
+            false
+        }
+    }
+}

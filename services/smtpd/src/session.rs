@@ -1,0 +1,291 @@
+//! The SMTP session state machine, without I/O: a command line goes in, the next step comes out
+//! (a reply, the start of DATA, an ETRN to run, or the end). Reply texts are Postfix's.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::address::{Address, parse_path};
+use crate::config::{Restriction, SmtpdConfig};
+
+/// What the connection loop does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Reply(String),
+    /// Send 354 and read the message.
+    Data,
+    /// Run ETRN for `site` (`subdomains` for `ETRN @site`).
+    Etrn {
+        site: String,
+        subdomains: bool,
+    },
+    /// Send the reply and close.
+    Close(String),
+}
+
+/// Who is on the other end.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub name: String,
+    pub addr: IpAddr,
+}
+
+impl Peer {
+    /// `name[addr]`, as in every log line.
+    pub fn show(&self) -> String {
+        format!("{}[{}]", self.name, self.addr)
+    }
+}
+
+pub struct Session<'a> {
+    pub cfg: &'a SmtpdConfig,
+    pub peer: Peer,
+    pub helo: Option<String>,
+    pub esmtp: bool,
+    pub sender: Option<Address>,
+    pub recipients: Vec<Address>,
+    pub errors: u32,
+    pub junk: u32,
+    /// Per-command (successes, total), for the disconnect line.
+    counts: BTreeMap<String, (u32, u32)>,
+    order: Vec<String>,
+    pub last_command: String,
+}
+
+/// Recipients per message at most (Postfix smtpd_recipient_limit).
+const RECIPIENT_LIMIT: usize = 1000;
+
+const KNOWN: [&str; 12] = ["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "quit", "vrfy", "etrn", "help", "xclient"];
+
+impl<'a> Session<'a> {
+    pub fn new(cfg: &'a SmtpdConfig, peer: Peer) -> Session<'a> {
+        Session {
+            cfg,
+            peer,
+            helo: None,
+            esmtp: false,
+            sender: None,
+            recipients: Vec::new(),
+            errors: 0,
+            junk: 0,
+            counts: BTreeMap::new(),
+            order: Vec::new(),
+            last_command: "CONNECT".into(),
+        }
+    }
+
+    pub fn proto(&self) -> &'static str {
+        if self.esmtp { "ESMTP" } else { "SMTP" }
+    }
+
+    /// Count a command and whether it succeeded (a 2xx or 3xx reply).
+    pub fn count(&mut self, verb: &str, reply: &str) {
+        let name = if KNOWN.contains(&verb) { verb.to_string() } else { "unknown".to_string() };
+        let ok = reply.starts_with('2') || reply.starts_with('3');
+        if !self.counts.contains_key(&name) {
+            self.order.push(name.clone());
+        }
+        let c = self.counts.entry(name).or_insert((0, 0));
+        c.1 += 1;
+        if ok {
+            c.0 += 1;
+        } else if reply.starts_with('4') || reply.starts_with('5') {
+            self.errors += 1;
+        }
+    }
+
+    /// `ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4`.
+    pub fn stats(&self) -> String {
+        let show = |(ok, total): (u32, u32)| if ok == total { total.to_string() } else { format!("{ok}/{total}") };
+        let mut parts: Vec<String> = self.order.iter().map(|n| format!("{n}={}", show(self.counts[n]))).collect();
+        let total = self.counts.values().fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
+        parts.push(format!("commands={}", show(total)));
+        parts.join(" ")
+    }
+
+    pub fn reset(&mut self) {
+        self.sender = None;
+        self.recipients.clear();
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.sender.is_some()
+    }
+
+    /// Handle one command line (without CRLF). The verb is returned for counting.
+    pub fn command(&mut self, line: &[u8]) -> (String, Step) {
+        let Ok(line) = std::str::from_utf8(line) else {
+            return ("unknown".into(), Step::Reply("500 5.5.2 Error: bad UTF-8 syntax".into()));
+        };
+        if line.contains('\0') {
+            return ("unknown".into(), Step::Reply("500 5.5.2 Error: bad syntax".into()));
+        }
+        let (verb, arg) = match line.split_once(' ') {
+            Some((v, a)) => (v, a.trim()),
+            None => (line.trim_end(), ""),
+        };
+        let verb = verb.to_ascii_lowercase();
+        self.last_command = verb.to_ascii_uppercase();
+        let step = match verb.as_str() {
+            "ehlo" => self.ehlo(arg, true),
+            "helo" => self.ehlo(arg, false),
+            "mail" => self.mail(arg),
+            "rcpt" => self.rcpt(arg),
+            "data" => self.data(arg),
+            "rset" => {
+                self.reset();
+                self.junk_reply("250 2.0.0 Ok".into())
+            }
+            "noop" => self.junk_reply("250 2.0.0 Ok".into()),
+            "vrfy" => {
+                let r = if arg.is_empty() { "501 5.5.4 Syntax: VRFY address".into() } else { format!("252 2.0.0 {arg}") };
+                self.junk_reply(r)
+            }
+            "help" => Step::Reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY ETRN HELP".into()),
+            "quit" => Step::Close("221 2.0.0 Bye".into()),
+            "etrn" => self.etrn(arg),
+            _ => Step::Reply("502 5.5.2 Error: command not recognized".into()),
+        };
+        (verb, step)
+    }
+
+    /// NOOP, VRFY, RSET and ETRN beyond `smtpd_junk_command_limit` count as errors.
+    fn junk_reply(&mut self, reply: String) -> Step {
+        self.junk += 1;
+        if self.junk > self.cfg.junk_command_limit {
+            self.errors += 1;
+        }
+        Step::Reply(reply)
+    }
+
+    fn ehlo(&mut self, arg: &str, esmtp: bool) -> Step {
+        if arg.is_empty() {
+            return Step::Reply(format!("501 Syntax: {} hostname", if esmtp { "EHLO" } else { "HELO" }));
+        }
+        self.reset();
+        self.helo = Some(arg.split_whitespace().next().unwrap_or(arg).to_string());
+        self.esmtp = esmtp;
+        let host = &self.cfg.myhostname;
+        if !esmtp {
+            return Step::Reply(format!("250 {host}"));
+        }
+        let lines = [
+            host.clone(),
+            "PIPELINING".into(),
+            format!("SIZE {}", self.cfg.message_size_limit),
+            "VRFY".into(),
+            "ETRN".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "8BITMIME".into(),
+        ];
+        let n = lines.len();
+        Step::Reply(
+            lines.iter().enumerate().map(|(i, l)| format!("250{}{l}", if i + 1 == n { ' ' } else { '-' })).collect::<Vec<_>>().join("\r\n"),
+        )
+    }
+
+    fn mail(&mut self, arg: &str) -> Step {
+        if self.cfg.helo_required && self.helo.is_none() {
+            return Step::Reply("503 5.5.1 Error: send HELO/EHLO first".into());
+        }
+        if self.sender.is_some() {
+            return Step::Reply("503 5.5.1 Error: nested MAIL command".into());
+        }
+        let Some(rest) = strip_keyword(arg, "FROM:") else { return Step::Reply("501 5.5.4 Syntax: MAIL FROM:<address>".into()) };
+        let Some(addr) = parse_path(rest) else { return Step::Reply("501 5.1.7 Bad sender address syntax".into()) };
+        if let Some((_, size)) = addr.params.iter().find(|(k, _)| k == "SIZE") {
+            match size.parse::<usize>() {
+                Ok(n) if n > self.cfg.message_size_limit => return Step::Reply("552 5.3.4 Message size exceeds fixed limit".into()),
+                Ok(_) => {}
+                Err(_) => return Step::Reply("501 5.5.4 Bad message size syntax".into()),
+            }
+        }
+        self.sender = Some(addr);
+        Step::Reply("250 2.1.0 Ok".into())
+    }
+
+    fn rcpt(&mut self, arg: &str) -> Step {
+        if self.sender.is_none() {
+            return Step::Reply("503 5.5.1 Error: need MAIL command".into());
+        }
+        let Some(rest) = strip_keyword(arg, "TO:") else { return Step::Reply("501 5.5.4 Syntax: RCPT TO:<address>".into()) };
+        let Some(addr) = parse_path(rest).filter(|a| !a.addr.is_empty()) else {
+            return Step::Reply("501 5.1.3 Bad recipient address syntax".into());
+        };
+        if self.recipients.len() >= RECIPIENT_LIMIT {
+            return Step::Reply("452 4.5.3 Error: too many recipients".into());
+        }
+        if let Some(reject) = self.check_relay(&addr) {
+            return Step::Reply(reject);
+        }
+        self.recipients.push(addr);
+        Step::Reply("250 2.1.5 Ok".into())
+    }
+
+    /// `smtpd_relay_restrictions`; `None` when the recipient is accepted.
+    fn check_relay(&self, addr: &Address) -> Option<String> {
+        let trusted = self.cfg.mynetworks.contains(self.peer.addr);
+        // A routing character in the local part would let the next hop relay onwards.
+        let authorized = self.cfg.relay_domains.matches(&addr.domain()) && !addr.has_routing();
+        let denied = format!("554 5.7.1 <{}>: Relay access denied", addr.addr);
+        for r in &self.cfg.relay_restrictions {
+            match r {
+                Restriction::Permit => return None,
+                Restriction::PermitMynetworks if trusted => return None,
+                Restriction::RejectUnauthDestination if !authorized => return Some(denied),
+                Restriction::DeferUnauthDestination if !authorized => {
+                    return Some(format!("450 4.7.1 <{}>: Relay access denied", addr.addr));
+                }
+                Restriction::Reject => return Some(format!("554 5.7.1 <{}>: Recipient address rejected: Access denied", addr.addr)),
+                Restriction::Defer => return Some(format!("450 4.7.1 <{}>: Recipient address rejected: Try again later", addr.addr)),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn data(&mut self, arg: &str) -> Step {
+        if !arg.is_empty() {
+            return Step::Reply("501 5.5.4 Syntax: DATA".into());
+        }
+        if self.sender.is_none() || self.recipients.is_empty() {
+            return Step::Reply("503 5.5.1 Error: need RCPT command".into());
+        }
+        Step::Data
+    }
+
+    /// ETRN checks in Postfix's order (the reply texts carry no enhanced status codes).
+    fn etrn(&mut self, arg: &str) -> Step {
+        self.junk += 1;
+        if self.junk > self.cfg.junk_command_limit {
+            self.errors += 1;
+        }
+        if self.cfg.helo_required && self.helo.is_none() {
+            return Step::Reply("503 Error: send HELO/EHLO first".into());
+        }
+        if self.in_transaction() {
+            return Step::Reply("503 Error: MAIL transaction in progress".into());
+        }
+        let words: Vec<&str> = arg.split_whitespace().collect();
+        if words.len() != 1 {
+            return Step::Reply("500 Syntax: ETRN domain".into());
+        }
+        let word = words[0];
+        if word.starts_with('#') {
+            return Step::Reply("501 Error: ETRN #queue is not supported; use ETRN domain or ETRN @domain".into());
+        }
+        let (site, subdomains) = match word.strip_prefix('@') {
+            Some(s) => (s, true),
+            None => (word, false),
+        };
+        if !(common::domain::valid_hostname(site) || common::domain::valid_address_literal(site)) {
+            return Step::Reply("501 Error: invalid parameter syntax".into());
+        }
+        Step::Etrn { site: site.to_string(), subdomains }
+    }
+}
+
+/// `FROM:<...>` / `TO:<...>`, keyword case-insensitive, spaces after the colon allowed.
+fn strip_keyword<'t>(arg: &'t str, keyword: &str) -> Option<&'t str> {
+    let head = arg.get(..keyword.len())?;
+    head.eq_ignore_ascii_case(keyword).then(|| &arg[keyword.len()..])
+}

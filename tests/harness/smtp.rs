@@ -1,0 +1,192 @@
+//! A real SMTP peer on loopback for the tests: `Sink` accepts mail and records every envelope
+//! and message (it can be started on a port chosen while it is still down), and `Client`
+//! speaks SMTP to Postern's smtpd and returns the exact reply lines.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One message the sink accepted.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub data: String,
+}
+
+/// A free loopback port (bound and released; the sink binds it again later).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Sink {
+    pub port: u16,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sink {
+    /// Start accepting on `port`.
+    pub fn start(port: u16) -> Sink {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind sink");
+        listener.set_nonblocking(true).unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, st) = (received.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let r = r.clone();
+                        std::thread::spawn(move || session(s, r));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Sink { port, received, stop }
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// How many accepted messages contain `needle`.
+    pub fn count_containing(&self, needle: &str) -> usize {
+        self.received.lock().unwrap().iter().filter(|m| m.data.contains(needle)).count()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>) {
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let _ = w.write_all(b"220 sink.test ESMTP\r\n");
+    let (mut sender, mut rcpts) = (String::new(), Vec::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let cmd = line.trim_end().to_string();
+        let upper = cmd.to_ascii_uppercase();
+        let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            "250 sink.test".to_string()
+        } else if upper.starts_with("MAIL FROM:") {
+            sender = cmd[10..].trim().trim_matches(['<', '>']).to_string();
+            rcpts.clear();
+            "250 2.1.0 Ok".into()
+        } else if upper.starts_with("RCPT TO:") {
+            let rcpt = cmd[8..].trim().trim_matches(['<', '>']).to_string();
+            if rcpt.starts_with("reject") {
+                format!("550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown")
+            } else {
+                rcpts.push(rcpt);
+                "250 2.1.5 Ok".into()
+            }
+        } else if upper == "DATA" {
+            let _ = w.write_all(b"354 go ahead\r\n");
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == ".\r\n" {
+                    break;
+                }
+                data.push_str(line.strip_prefix('.').unwrap_or(&line));
+            }
+            out.lock().unwrap().push(Received { sender: sender.clone(), recipients: std::mem::take(&mut rcpts), data });
+            "250 2.0.0 Ok: queued".into()
+        } else if upper == "QUIT" {
+            let _ = w.write_all(b"221 2.0.0 Bye\r\n");
+            return;
+        } else {
+            "250 2.0.0 Ok".into()
+        };
+        if w.write_all(format!("{reply}\r\n").as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// An SMTP client for Postern's smtpd.
+pub struct Client {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    pub banner: String,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to smtpd");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let w = s.try_clone().unwrap();
+        let mut c = Client { r: BufReader::new(s), w, banner: String::new() };
+        c.banner = c.reply();
+        c
+    }
+
+    /// Read one (possibly multi-line) reply, lines joined with `\n`.
+    pub fn reply(&mut self) -> String {
+        let mut out = Vec::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let line = line.trim_end_matches(['\r', '\n']).to_string();
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            out.push(line);
+            if last {
+                break;
+            }
+        }
+        out.join("\n")
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).unwrap();
+    }
+
+    /// Send a command line and return its reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// A whole transaction; returns the reply to the final dot.
+    pub fn send_mail(&mut self, from: &str, to: &[&str], body: &str) -> String {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>"));
+        assert!(r.starts_with("250"), "MAIL: {r}");
+        for t in to {
+            let r = self.cmd(&format!("RCPT TO:<{t}>"));
+            assert!(r.starts_with("250"), "RCPT {t}: {r}");
+        }
+        let r = self.cmd("DATA");
+        assert!(r.starts_with("354"), "DATA: {r}");
+        // Dot-stuffing is the client's job (RFC 5321 4.5.2).
+        let stuffed: String = body.lines().map(|l| if l.starts_with('.') { format!(".{l}\r\n") } else { format!("{l}\r\n") }).collect();
+        self.send_raw(stuffed.as_bytes());
+        self.cmd(".")
+    }
+}
+
+/// The queue ID in `250 2.0.0 Ok: queued as ID`.
+pub fn queued_id(reply: &str) -> String {
+    reply.rsplit(' ').next().unwrap_or_default().to_string()
+}

@@ -1,0 +1,173 @@
+//! The mail path end to end: smtpd → incoming → qmgr → smtp → a real SMTP sink, deferral with
+//! backoff and retry, relay control, and hostile SMTP input.
+
+use std::time::SystemTime;
+
+use crate::harness::smtp::{Client, Sink, free_port, queued_id};
+use crate::harness::{Install, wait_for};
+
+fn msg(id: &str) -> String {
+    format!("From: s@sender.test\nTo: u@customer.example\nSubject: test {id}\nMessage-ID: <{id}@test>\n\nbody of {id}\n.leading dot line\n")
+}
+
+#[test]
+fn mail_reaches_the_sink_exactly_once_with_postfix_log_lines() {
+    let sink = Sink::start(free_port());
+    let (inst, port) = Install::mail_system("", sink.port);
+    let mut c = Client::connect(port);
+    assert!(c.banner.starts_with("220 "), "{}", c.banner);
+    let ehlo = c.cmd("EHLO client.test");
+    for kw in ["PIPELINING", "SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME"] {
+        assert!(ehlo.contains(kw), "{ehlo}");
+    }
+    let reply = c.send_mail("s@sender.test", &["u@customer.example"], &msg("one"));
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    let id = queued_id(&reply);
+    assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye");
+    inst.wait_log(&format!("{id}: removed"));
+    assert_eq!(sink.count(), 1);
+    let m = &sink.messages()[0];
+    assert_eq!(m.sender, "s@sender.test");
+    assert_eq!(m.recipients, vec!["u@customer.example".to_string()]);
+    assert!(m.data.contains("Message-ID: <one@test>\r\n"));
+    assert!(m.data.contains("\r\n.leading dot line\r\n"), "dot-stuffing round trip: {}", m.data);
+    assert!(m.data.starts_with("Received: from client.test (localhost [127.0.0.1])"), "{}", m.data);
+    inst.wait_log(&format!("{id}: client=localhost[127.0.0.1]"));
+    inst.wait_log(&format!("{id}: from=<s@sender.test>, size="));
+    let sent = inst.wait_log(&format!("{id}: to=<u@customer.example>, relay=127.0.0.1[127.0.0.1]:{}", sink.port));
+    assert!(sent.contains("postern/smtp[") && sent.contains(", dsn=2.0.0, status=sent (250 2.0.0 Ok: queued)"), "{sent}");
+    inst.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5");
+    for q in ["incoming", "active", "deferred"] {
+        assert!(inst.queue_files(q).is_empty(), "{q} not empty");
+    }
+}
+
+#[test]
+fn sink_down_defers_with_backoff_and_postqueue_f_delivers_once() {
+    let port = free_port();
+    let (inst, smtpd) = Install::mail_system("", port);
+    let mut c = Client::connect(smtpd);
+    c.cmd("HELO client.test");
+    let id = queued_id(&c.send_mail("s@sender.test", &["u@customer.example"], &msg("later")));
+    let line = inst.wait_log(&format!("{id}: to=<u@customer.example>, relay=none"));
+    assert!(line.contains("dsn=4.4.1, status=deferred (connect to 127.0.0.1[127.0.0.1]:"), "{line}");
+    let file = wait_for("the deferred file", || inst.queue_files("deferred").into_iter().find(|p| p.ends_with(&id)));
+    let hash_dir = file.parent().unwrap();
+    assert_eq!(hash_dir.parent().unwrap(), inst.spool.join("deferred"), "hashed one level deep");
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    assert!(mtime > SystemTime::now() + std::time::Duration::from_secs(200), "next retry time is in the future");
+
+    let sink = Sink::start(port);
+    let out = inst.cli("postqueue", &["-f"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    inst.wait_log(&format!("{id}: removed"));
+    assert_eq!(sink.count_containing("Message-ID: <later@test>"), 1);
+}
+
+#[test]
+fn recipients_get_their_own_results_and_bounces_go_to_the_sender() {
+    let sink = Sink::start(free_port());
+    let (inst, port) = Install::mail_system("", sink.port);
+    let mut c = Client::connect(port);
+    c.cmd("EHLO client.test");
+    let id = queued_id(&c.send_mail("s@sender.test", &["u@customer.example", "reject-me@customer.example"], &msg("mixed")));
+    inst.wait_log(&format!("{id}: removed"));
+    let bounced = inst.wait_log(&format!("{id}: to=<reject-me@customer.example>"));
+    assert!(bounced.contains("dsn=5.1.1, status=bounced (host 127.0.0.1[127.0.0.1] said: 550 5.1.1"), "{bounced}");
+    assert!(bounced.contains("(in reply to RCPT TO command)"), "{bounced}");
+    let notice = inst.wait_log(&format!("{id}: sender non-delivery notification: "));
+    let bounce_id = notice.rsplit(' ').next().unwrap().to_string();
+    inst.wait_log(&format!("{bounce_id}: removed"));
+    // The sink got the message for the good recipient, and the notification with the null sender.
+    wait_for("two messages at the sink", || (sink.count() == 2).then_some(()));
+    let msgs = sink.messages();
+    let dsn = msgs.iter().find(|m| m.sender.is_empty()).expect("a null-sender notification");
+    assert_eq!(dsn.recipients, vec!["s@sender.test".to_string()]);
+    assert!(dsn.data.contains("Final-Recipient: rfc822; reject-me@customer.example"));
+    let good = msgs.iter().find(|m| !m.sender.is_empty()).unwrap();
+    assert_eq!(good.recipients, vec!["u@customer.example".to_string()]);
+}
+
+#[test]
+fn open_relay_probes_are_refused_for_untrusted_clients() {
+    let sink = Sink::start(free_port());
+    let (inst, port) = Install::mail_system("mynetworks = 192.0.2.0/24\n", sink.port);
+    let mut c = Client::connect(port);
+    c.cmd("EHLO probe.test");
+    assert_eq!(c.cmd("MAIL FROM:<spammer@evil.test>"), "250 2.1.0 Ok");
+    let refused = [
+        "victim@elsewhere.example",
+        "victim%elsewhere.example@customer.example",
+        "elsewhere.example!victim@customer.example",
+        "\"victim@elsewhere.example\"@customer.example",
+        "@customer.example:victim@elsewhere.example",
+        "victim@elsewhere.example@customer.example",
+    ];
+    for r in refused {
+        let reply = c.cmd(&format!("RCPT TO:<{r}>"));
+        assert!(
+            reply.starts_with("554 5.7.1 <") && reply.ends_with(">: Relay access denied") || reply.starts_with("501 5.1.3"),
+            "{r}: {reply}"
+        );
+    }
+    assert_eq!(c.cmd("RCPT TO:<u@customer.example>"), "250 2.1.5 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@sub.example.test>"), "250 2.1.5 Ok");
+    c.cmd("QUIT");
+    drop(inst);
+}
+
+#[test]
+fn malformed_input_gets_clear_replies_and_no_partial_queue_file() {
+    let sink = Sink::start(free_port());
+    let (inst, port) = Install::mail_system("", sink.port);
+    let mut c = Client::connect(port);
+    assert_eq!(c.cmd(&"X".repeat(10_000)), "500 5.5.0 Error: line too long");
+    assert_eq!(c.cmd("NOOP\0junk"), "500 5.5.2 Error: bad syntax");
+    c.send_raw(b"MAIL FROM:<\xff\xfe@x.example>\r\n");
+    assert_eq!(c.reply(), "500 5.5.2 Error: bad UTF-8 syntax");
+    assert_eq!(c.cmd("RCPT TO:<u@customer.example>"), "503 5.5.1 Error: need MAIL command");
+    assert_eq!(c.cmd("DATA"), "503 5.5.1 Error: need RCPT command");
+    assert_eq!(c.cmd("FOO bar"), "502 5.5.2 Error: command not recognized");
+    assert_eq!(c.cmd("EHLO"), "501 Syntax: EHLO hostname");
+    assert_eq!(c.cmd("MAIL FROM:<a@b.example> SIZE=999999999"), "552 5.3.4 Message size exceeds fixed limit");
+    assert_eq!(c.cmd("VRFY u@customer.example"), "252 2.0.0 u@customer.example");
+    // Pipelined commands get their replies in order.
+    c.send_raw(b"RSET\r\nNOOP\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@customer.example>\r\n");
+    assert_eq!(c.reply(), "250 2.0.0 Ok");
+    assert_eq!(c.reply(), "250 2.0.0 Ok");
+    assert_eq!(c.reply(), "250 2.1.0 Ok");
+    assert_eq!(c.reply(), "250 2.1.5 Ok");
+    // Bare LF inside DATA is accepted and stored as CRLF.
+    assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>");
+    c.send_raw(b"Subject: bare\nMessage-ID: <bare@test>\n\nline one\nline two\r\n.\r\n");
+    assert!(c.reply().starts_with("250 2.0.0 Ok: queued as"));
+    wait_for("the bare-LF message", || {
+        (sink.count_containing("Message-ID: <bare@test>\r\n\r\nline one\r\nline two\r\n") == 1).then_some(())
+    });
+    // A client that stops in the middle of DATA leaves nothing behind.
+    let mut c2 = Client::connect(port);
+    c2.cmd("HELO x");
+    c2.cmd("MAIL FROM:<a@b.example>");
+    c2.cmd("RCPT TO:<u@customer.example>");
+    c2.cmd("DATA");
+    c2.send_raw(b"Subject: cut\r\n\r\nhalf a mess");
+    drop(c2);
+    inst.wait_log("lost connection after DATA");
+    assert!(inst.queue_files("incoming").is_empty(), "{:?}", inst.queue_files("incoming"));
+    assert_eq!(sink.count_containing("Subject: cut"), 0);
+    // The daemon still serves.
+    let mut c3 = Client::connect(port);
+    assert_eq!(c3.cmd("HELO again"), format!("250 {}", c3.banner.split(' ').nth(1).unwrap()));
+}
+
+#[test]
+fn too_many_errors_disconnects() {
+    let sink = Sink::start(free_port());
+    let (inst, port) = Install::mail_system("smtpd_hard_error_limit = 3\nsmtpd_error_sleep_time = 0s\n", sink.port);
+    let mut c = Client::connect(port);
+    c.cmd("BAD1");
+    c.cmd("BAD2");
+    let r = c.cmd("BAD3");
+    assert!(r.starts_with("502 5.5.2 Error: command not recognized\n421 4.7.0") || r.starts_with("502"), "{r}");
+    inst.wait_log("too many errors after BAD3 from localhost[127.0.0.1]");
+}
