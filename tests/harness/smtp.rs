@@ -70,6 +70,7 @@ impl Drop for Sink {
 }
 
 fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>) {
+    s.set_nodelay(true).ok();
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
@@ -134,6 +135,7 @@ pub struct Client {
 impl Client {
     pub fn connect(port: u16) -> Client {
         let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to smtpd");
+        s.set_nodelay(true).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let w = s.try_clone().unwrap();
         let mut c = Client { r: BufReader::new(s), w, banner: String::new() };

@@ -156,6 +156,7 @@ async fn attempt(cfg: &AgentConfig, req: &DeliveryRequest) -> (Vec<DeliveryResul
                 continue;
             }
         };
+        let _ = stream.set_nodelay(true);
         let relay = format!("{peer}:{}", addr.port());
         let mut conn = Connection::new(stream, cfg.helo_timeout);
         let (results, setup, xmit) = transaction(cfg, req, &mut conn, &peer, &message, start).await;

@@ -90,6 +90,8 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>) {
     let name = if ip.is_loopback() { "localhost" } else { "unknown" };
     let peer = Peer { name: name.to_string(), addr: ip };
     log_info!("connect from {}", peer.show());
+    // Replies are already batched per pipelined group; do not let Nagle delay them further.
+    let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let mut io = Io { r: BufReader::new(r), w: BufWriter::new(w) };
     let mut s = Session::new(&cfg, peer);
