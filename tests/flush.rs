@@ -235,8 +235,8 @@ fn postqueue_replies_and_exit_codes() {
         (&["-s", "[1.2.3.4]"], 69, "postqueue: fatal: Flush service is not configured for destination \"[1.2.3.4]\"\n"),
         (&["-i", "bad/id"], 69, "postqueue: fatal: Cannot flush queue ID - invalid name: \"bad/id\"\n"),
         (&["-i", "NOSUCH"], 0, ""),
-        (&[], 69, "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | postqueue -s site\n"),
-        (&["-f", "-s", "x"], 69, "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | postqueue -s site\n"),
+        (&[], 69, "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | postqueue -j | postqueue -p | postqueue -s site\n"),
+        (&["-f", "-s", "x"], 69, "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | postqueue -j | postqueue -p | postqueue -s site\n"),
     ];
     for (args, code, err) in cases {
         let out = inst.cli("postqueue", args);

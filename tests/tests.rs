@@ -13,4 +13,5 @@ mod flush;
 mod mail;
 mod master;
 mod postconf;
+mod submission;
 mod systemd;

@@ -29,6 +29,22 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Run a command line program that takes the configuration from `MAIL_CONFIG` (sendmail,
+/// mailq), feeding it `stdin`.
+pub fn run_env(program: &str, etc: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    use std::process::Stdio;
+    let mut child = Command::new(bin(program))
+        .env("MAIL_CONFIG", etc)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
 /// Run a Postern command line program with `-c <etc>`.
 pub fn run_cli(program: &str, etc: &Path, args: &[&str]) -> Output {
     Command::new(bin(program)).arg("-c").arg(etc).args(args).output().expect("run command")
@@ -64,7 +80,9 @@ pub const FLUSH_ONLY: &str = "flush unix n - n 1000? 0 flush\n";
 
 /// The whole mail system, smtpd on `port`.
 pub fn mail_system_master_cf(port: u16) -> String {
-    format!("127.0.0.1:{port} inet n - n - - smtpd\nqmgr unix n - n 300 1 qmgr\nsmtp unix - - n - - smtp\n{FLUSH_ONLY}")
+    format!(
+        "127.0.0.1:{port} inet n - n - - smtpd\nqmgr unix n - n 300 1 qmgr\nsmtp unix - - n - - smtp\npickup unix n - n 60 1 pickup\nshowq unix n - n - - showq\n{FLUSH_ONLY}"
+    )
 }
 
 fn user_name() -> String {

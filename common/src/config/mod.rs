@@ -9,6 +9,7 @@ pub mod master_cf;
 pub mod params;
 pub mod table;
 pub mod time;
+pub mod users;
 
 pub use domain_list::DomainList;
 pub use main_cf::MainCf;

@@ -10,6 +10,7 @@ pub mod frame;
 pub mod hello;
 pub mod qmgr;
 pub mod server;
+pub mod showq;
 
 pub use frame::{FrameError, MAX_FRAME};
 pub use hello::{Hello, Protocol};

@@ -116,6 +116,9 @@ impl Spool {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&self.root, fs::Permissions::from_mode(0o755))?;
         fs::set_permissions(self.root.join("public"), fs::Permissions::from_mode(0o711))?;
+        // Any local user may submit with sendmail: sticky and writable, as Postfix's maildrop
+        // was before postdrop; pickup checks every file it takes from there.
+        fs::set_permissions(self.queue_dir(QueueName::Maildrop), fs::Permissions::from_mode(0o1733))?;
         Ok(())
     }
 

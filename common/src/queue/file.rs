@@ -192,7 +192,10 @@ pub fn write_new(spool: &Spool, queue: QueueName, envelope: &Envelope, message: 
 
 fn write_temp_then_name(spool: &Spool, queue: QueueName, temp: &Path, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
     let bytes = encode(envelope, message).map_err(|e| QueueError::Corrupt { path: temp.to_path_buf(), what: e.to_string() })?;
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(temp).map_err(io_err(temp))?;
+    // Maildrop files are written by local users and read by pickup, which may run as another
+    // user; the maildrop directory itself cannot be listed by users.
+    let mode = if queue == QueueName::Maildrop { 0o644 } else { 0o600 };
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(temp).map_err(io_err(temp))?;
     f.write_all(&bytes).map_err(io_err(temp))?;
     f.sync_all().map_err(io_err(temp))?;
     let inode = f.metadata().map_err(io_err(temp))?.ino();

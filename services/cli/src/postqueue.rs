@@ -1,8 +1,8 @@
 //! postqueue - Postern queue control
 //!
-//! `postqueue [-c config_dir] -f | -i queue_id | -s site`
+//! `postqueue [-c config_dir] -f | -i queue_id | -j | -p | -s site`
 //!
-//! `-f` asks the queue manager to attempt delivery of all queued mail now (forget dead sites,
+//! `-p` lists the queue in Postfix's mailq layout, `-j` as one JSON object per message. `-f` asks the queue manager to attempt delivery of all queued mail now (forget dead sites,
 //! ignore retry times, scan deferred and incoming). `-s site` asks the flush service to deliver
 //! the mail queued for `site`; `-i queue_id` one message. As in Postfix, every fatal error exits
 //! with status 69 (EX_UNAVAILABLE).
@@ -18,12 +18,14 @@ use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
 use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
 use common::queue::id::queue_id_ok;
 
+use common::ipc::showq::{QueueEntry, ShowqItem, ShowqProtocol, ShowqRequest};
+
 use crate::Fatal;
 use crate::getopt::{Arg, getopt};
 
 /// postqueue's exit status for every fatal error.
 pub const EX_UNAVAILABLE: u8 = 69;
-const USAGE: &str = "usage: postqueue -f | postqueue -i queueid | postqueue -s site";
+const USAGE: &str = "usage: postqueue -f | postqueue -i queueid | postqueue -j | postqueue -p | postqueue -s site";
 const DOWN: &str = "Cannot flush mail queue - mail system is down";
 
 fn fatal(text: impl Into<String>) -> Fatal {
@@ -83,7 +85,7 @@ pub fn flush_file(p: &Params, id: &str) -> Result<(), Fatal> {
 
 /// Run postqueue with its arguments.
 pub fn run(args: &[String]) -> Result<u8, Fatal> {
-    let parsed = getopt(args, "fv", "cis").map_err(|e| fatal(format!("{e}\n{USAGE}")))?;
+    let parsed = getopt(args, "fjpv", "cis").map_err(|e| fatal(format!("{e}\n{USAGE}")))?;
     let mut config_dir = None;
     let mut modes = Vec::new();
     for a in parsed {
@@ -103,7 +105,121 @@ pub fn run(args: &[String]) -> Result<u8, Fatal> {
         Arg::Flag('f') => flush_queue(&p)?,
         Arg::Opt('s', site) => flush_site(&p, site)?,
         Arg::Opt('i', id) => flush_file(&p, id)?,
+        Arg::Flag('p') => list_queue(&p, &mut std::io::stdout(), false)?,
+        Arg::Flag('j') => list_queue(&p, &mut std::io::stdout(), true)?,
         _ => return Err(fatal(USAGE)),
     }
     Ok(0)
+}
+
+/// Write `entry` in Postfix's long-ID mailq layout.
+fn format_entry(out: &mut String, e: &QueueEntry) {
+    let mut id = e.queue_id.clone();
+    match e.queue_name.as_str() {
+        "active" => id.push('*'),
+        "hold" => id.push('!'),
+        _ => {}
+    }
+    let when = common::datetime::mailq_stamp(common::datetime::from_us(e.arrival_time * 1_000_000));
+    let sender = if e.sender.is_empty() { "MAILER-DAEMON" } else { &e.sender };
+    out.push_str(&format!("{id:<17} {:>8} {when:>19.19} {sender}\n", e.message_size));
+    let mut shown_reason = String::new();
+    for r in &e.recipients {
+        let why = r.delay_reason.clone().unwrap_or_default();
+        if why != shown_reason {
+            let text = if why.is_empty() { "reason unavailable".to_string() } else { why.clone() };
+            let pad = 76usize.saturating_sub(text.len());
+            out.push_str(&format!("{:pad$}({text})\n", ""));
+            shown_reason = why;
+        }
+        out.push_str(&format!("{:<17} {:>8} {:<19} {}\n", "", "", "", r.address));
+    }
+}
+
+/// `postqueue -p` / `-j` (also `mailq`, `sendmail -bp`).
+pub fn list_queue(p: &Params, w: &mut dyn std::io::Write, json: bool) -> Result<(), Fatal> {
+    let down = || fatal("Queue report unavailable - mail system is down");
+    let path = service(p, "showq_service_name")?;
+    let mut s = std::os::unix::net::UnixStream::connect(&path).map_err(|_| down())?;
+    s.set_read_timeout(Some(ipc_wait(p))).map_err(|_| down())?;
+    let read = |s: &mut std::os::unix::net::UnixStream| common::ipc::frame::read_frame_blocking::<ShowqItem, _>(s, common::ipc::MAX_FRAME);
+    let hello: Option<common::ipc::Hello> = common::ipc::frame::read_frame_blocking(&mut s, common::ipc::MAX_FRAME).map_err(|_| down())?;
+    if hello.map(|h| h.protocol) != Some(<ShowqProtocol as common::ipc::Protocol>::NAME.to_string()) {
+        return Err(down());
+    }
+    common::ipc::frame::write_frame_blocking(&mut s, &ShowqRequest::List).map_err(|_| down())?;
+    let (mut count, mut bytes) = (0u64, 0u64);
+    loop {
+        let mut out = String::new();
+        match read(&mut s).map_err(|_| down())? {
+            Some(ShowqItem::Entry(e)) => {
+                if json {
+                    out = serde_json::to_string(&e).map_err(|_| down())? + "\n";
+                } else {
+                    out.push_str(if count == 0 {
+                        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n"
+                    } else {
+                        "\n"
+                    });
+                    format_entry(&mut out, &e);
+                }
+                count += 1;
+                bytes += e.message_size;
+            }
+            Some(ShowqItem::End) => break,
+            Some(ShowqItem::Denied { reason }) => return Err(fatal(reason)),
+            None => return Err(down()),
+        }
+        // A reader that went away (postqueue -p | head) is not an error.
+        if w.write_all(out.as_bytes()).is_err() {
+            return Ok(());
+        }
+    }
+    if !json {
+        let summary = if count == 0 {
+            "Mail queue is empty\n".to_string()
+        } else {
+            format!("\n-- {} Kbytes in {count} Request{}.\n", bytes / 1024, if count == 1 { "" } else { "s" })
+        };
+        let _ = w.write_all(summary.as_bytes());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::ipc::showq::QueueRecipient;
+
+    #[test]
+    fn mailq_layout() {
+        let e = QueueEntry {
+            queue_name: "deferred".into(),
+            queue_id: "TPA7DM2BOR605IU".into(),
+            arrival_time: 1_800_000_000,
+            message_size: 266,
+            forced_expire: false,
+            sender: "sender@research.test".into(),
+            recipients: vec![
+                QueueRecipient {
+                    address: "a@example.net".into(),
+                    delay_reason: Some("connect to 127.0.0.1[127.0.0.1]:2599: Connection refused".into()),
+                },
+                QueueRecipient {
+                    address: "b@example.net".into(),
+                    delay_reason: Some("connect to 127.0.0.1[127.0.0.1]:2599: Connection refused".into()),
+                },
+            ],
+        };
+        let mut out = String::new();
+        format_entry(&mut out, &e);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].starts_with("TPA7DM2BOR605IU        266 "), "{}", lines[0]);
+        assert!(lines[0].ends_with(" sender@research.test"));
+        assert_eq!(lines[1].len(), 78);
+        assert!(lines[1].ends_with("(connect to 127.0.0.1[127.0.0.1]:2599: Connection refused)"));
+        assert_eq!(lines[2], format!("{}a@example.net", " ".repeat(47)));
+        assert_eq!(lines[3], format!("{}b@example.net", " ".repeat(47)));
+    }
 }

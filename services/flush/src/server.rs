@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::UnixStream;
 
 use common::config::Params;
+use common::config::users::UserList;
 use common::daemon::Daemon;
 use common::daemon::{DaemonArgs, Event};
 use common::ipc::control::MasterCommand;
@@ -20,31 +21,25 @@ use crate::service::FlushConfig;
 /// Who may ask for deliveries (`authorized_flush_users`) and who may add entries.
 #[derive(Debug, Clone)]
 pub struct FlushAuth {
-    anyone: bool,
-    users: Vec<String>,
+    users: UserList,
     own_uid: u32,
 }
 
 impl FlushAuth {
     pub fn from_params(p: &Params) -> FlushAuth {
-        let list = p.list("authorized_flush_users").unwrap_or_default();
-        FlushAuth { anyone: list.iter().any(|u| u == "static:anyone"), users: list, own_uid: nix::unistd::geteuid().as_raw() }
-    }
-
-    fn is_mail_system(&self, uid: u32) -> bool {
-        uid == 0 || uid == self.own_uid
+        FlushAuth { users: UserList::new(&p.list("authorized_flush_users").unwrap_or_default()), own_uid: nix::unistd::geteuid().as_raw() }
     }
 
     /// `None` when allowed, else the refusal text.
     fn check(&self, req: &FlushRequest, uid: u32) -> Option<String> {
-        if self.is_mail_system(uid) {
-            return None;
-        }
-        let name = nix::unistd::User::from_uid(uid.into()).ok().flatten().map_or_else(|| "unknown".to_string(), |u| u.name);
+        let system = uid == 0 || uid == self.own_uid;
         match req {
-            FlushRequest::Add { .. } => Some(format!("User {name}({uid}) is not allowed to add fast flush entries")),
-            _ if self.anyone || self.users.contains(&name) => None,
-            _ => Some(format!("User {name}({uid}) is not allowed to flush the mail queue")),
+            // Entries come from the queue manager only.
+            FlushRequest::Add { .. } if !system => {
+                Some(format!("User {}({uid}) is not allowed to add fast flush entries", UserList::user_name(uid)))
+            }
+            _ if self.users.allows(uid, self.own_uid) => None,
+            _ => Some(format!("User {}({uid}) is not allowed to flush the mail queue", UserList::user_name(uid))),
         }
     }
 }
@@ -115,14 +110,14 @@ mod tests {
 
     #[test]
     fn authorization() {
-        let auth = FlushAuth { anyone: false, users: vec!["alice".into()], own_uid: 1000 };
+        let auth = FlushAuth { users: UserList::new(&["alice".into()]), own_uid: 1000 };
         let send = FlushRequest::SendSite { site: "x.example".into(), subdomains: false };
         let add = FlushRequest::Add { site: "x.example".into(), queue_id: "A".into() };
         assert_eq!(auth.check(&send, 0), None);
         assert_eq!(auth.check(&add, 1000), None);
         assert!(auth.check(&add, 4242).is_some());
         assert!(auth.check(&send, 4242).unwrap().contains("is not allowed to flush the mail queue"));
-        let open = FlushAuth { anyone: true, ..auth };
+        let open = FlushAuth { users: UserList::new(&["static:anyone".into()]), ..auth };
         assert_eq!(open.check(&send, 4242), None);
     }
 }

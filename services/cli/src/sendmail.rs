@@ -1,0 +1,310 @@
+//! sendmail - Postern to Sendmail compatibility interface
+//!
+//! `sendmail [-f sender] [-t] [-i|-oi] [-C config] [recipient ...]` reads a message from
+//! standard input and writes it durably into `maildrop/` (so submission works while the mail
+//! system is down), then nudges the pickup service. Queue options: `-bp` (= `mailq`), `-q`
+//! (deliver all queued mail now), `-qRsite` (ETRN `site` over SMTP to the local smtpd, as in the
+//! seed README), `-qIqueue_id`, `-q<interval>` (accepted, no action). As in Postfix, every
+//! fatal error exits with status 75 (EX_TEMPFAIL).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use common::config::{self, MasterCf, Params, ServiceType};
+use common::ipc::client::call_blocking;
+use common::ipc::endpoint::{Class, service_path};
+use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
+use common::queue::file::{ClientInfo, Envelope, Recipient, now_us, write_new};
+use common::queue::{QueueName, Spool};
+
+use crate::Fatal;
+
+/// sendmail's exit status for every fatal error.
+pub const EX_TEMPFAIL: u8 = 75;
+
+fn fatal(text: impl Into<String>) -> Fatal {
+    Fatal::new(EX_TEMPFAIL, text)
+}
+
+#[derive(Debug, Default)]
+struct Options {
+    sender: Option<String>,
+    extract: bool,
+    dots_ok: bool,
+    config: Option<PathBuf>,
+    list: bool,
+    queue: Option<String>,
+    recipients: Vec<String>,
+}
+
+/// Parse sendmail's getopt-style options by hand: `-qRsite`, `-oi` and friends confuse clap.
+fn parse(args: &[String]) -> Result<Options, Fatal> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if o.recipients.is_empty() && a.starts_with('-') && a.len() > 1 {
+            let mut value = |inline: &str| -> Result<String, Fatal> {
+                if !inline.is_empty() {
+                    Ok(inline.to_string())
+                } else {
+                    it.next().cloned().ok_or_else(|| fatal(format!("option requires an argument -- {a}")))
+                }
+            };
+            match a.as_bytes()[1] {
+                b'f' | b'r' => o.sender = Some(value(&a[2..])?),
+                b'F' | b'N' | b'R' | b'V' | b'X' | b'h' | b'L' => {
+                    value(&a[2..])?;
+                }
+                b'C' => o.config = Some(PathBuf::from(value(&a[2..])?)),
+                b't' => o.extract = true,
+                b'i' => o.dots_ok = true,
+                b'o' if &a[2..] == "i" => o.dots_ok = true,
+                b'o' | b'U' | b'v' | b'm' | b'n' | b'G' => {}
+                b'b' => match &a[2..] {
+                    "p" => o.list = true,
+                    "m" | "" => {}
+                    other => return Err(fatal(format!("-b{other} is not implemented"))),
+                },
+                b'q' => o.queue = Some(a[2..].to_string()),
+                _ => return Err(fatal(format!("usage: sendmail [-f sender] [-t] [-i] [recipient ...]: invalid option {a}"))),
+            }
+        } else {
+            o.recipients.push(a.clone());
+        }
+    }
+    Ok(o)
+}
+
+/// The configuration directory: `-C dir` (or a main.cf path in it), else `MAIL_CONFIG`.
+fn config_dir(arg: Option<PathBuf>) -> PathBuf {
+    let arg = arg.map(|p| if p.is_file() { p.parent().map(PathBuf::from).unwrap_or(p) } else { p });
+    config::config_dir(arg)
+}
+
+/// Run sendmail; `argv0` decides between sendmail and mailq.
+pub fn run(argv0: &str, args: &[String], stdin: &mut dyn Read) -> Result<u8, Fatal> {
+    let o = parse(args)?;
+    let dir = config_dir(o.config.clone());
+    let p = Params::load(&dir, &[]).map_err(|e| fatal(e.to_string()))?;
+    if o.list || argv0.ends_with("mailq") {
+        return crate::postqueue::list_queue(&p, &mut std::io::stdout(), false).map(|()| 0).map_err(|f| fatal(f.text));
+    }
+    if let Some(q) = &o.queue {
+        return queue_request(&p, &dir, q, &o.recipients);
+    }
+    submit(&p, &o, stdin)
+}
+
+fn queue_request(p: &Params, dir: &std::path::Path, q: &str, recipients: &[String]) -> Result<u8, Fatal> {
+    let as_fatal = |f: Fatal| fatal(f.text);
+    match q.chars().next() {
+        None => crate::postqueue::flush_queue(p).map(|()| 0).map_err(as_fatal),
+        Some(c) if c.is_ascii_digit() => Ok(0),
+        Some('R') => {
+            let site = &q[1..];
+            if site.is_empty() {
+                return Err(fatal("specify: -qRsitename"));
+            }
+            if !recipients.is_empty() {
+                return Err(fatal("flush site requires no recipient"));
+            }
+            etrn_via_smtp(p, dir, site).map(|()| 0)
+        }
+        Some('I') => {
+            let id = &q[1..];
+            if id.is_empty() {
+                return Err(fatal("specify: -qIqueueid"));
+            }
+            if !recipients.is_empty() {
+                return Err(fatal("flush queue_id requires no recipient"));
+            }
+            crate::postqueue::flush_file(p, id).map(|()| 0).map_err(as_fatal)
+        }
+        Some(c) => Err(fatal(format!("-q{c} is not implemented"))),
+    }
+}
+
+/// The address of the local smtpd: the first `inet` entry running `smtpd` in master.cf.
+fn local_smtpd(p: &Params, dir: &std::path::Path) -> Result<String, Fatal> {
+    let cf = MasterCf::load(&dir.join("master.cf")).map_err(|e| fatal(e.to_string()))?;
+    let e = cf
+        .entries
+        .iter()
+        .find(|e| e.kind == ServiceType::Inet && e.command == "smtpd")
+        .ok_or_else(|| fatal("no smtpd service in master.cf"))?;
+    let port = |s: &str| if s == "smtp" { "25".to_string() } else { s.to_string() };
+    Ok(match e.service.rsplit_once(':') {
+        Some((host, p)) => format!("{}:{}", host.trim_matches(['[', ']']), port(p)),
+        None => {
+            let iface = p
+                .list("inet_interfaces")
+                .unwrap_or_default()
+                .into_iter()
+                .find(|i| i != "all" && i != "loopback-only")
+                .unwrap_or_else(|| "127.0.0.1".into());
+            format!("{iface}:{}", port(&e.service))
+        }
+    })
+}
+
+/// `sendmail -qRsite`: HELO, ETRN site, QUIT to the local SMTP server; every reply must be 2xx.
+fn etrn_via_smtp(p: &Params, dir: &std::path::Path, site: &str) -> Result<(), Fatal> {
+    let addr = local_smtpd(p, dir)?;
+    let stream = TcpStream::connect(&addr).map_err(|e| fatal(format!("connect to {addr}: {e}")))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| fatal(e.to_string()))?;
+    let mut w = stream.try_clone().map_err(|e| fatal(e.to_string()))?;
+    let mut r = BufReader::new(stream);
+    let reply = |r: &mut BufReader<TcpStream>| -> Result<String, Fatal> {
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).map_err(|e| fatal(format!("read from {addr}: {e}")))? == 0 {
+                return Err(fatal(format!("lost connection with {addr}")));
+            }
+            let done = line.as_bytes().get(3) != Some(&b'-');
+            if done {
+                return Ok(line.trim_end().to_string());
+            }
+        }
+    };
+    let expect2 = |text: String, what: &str| if text.starts_with('2') { Ok(text) } else { Err(fatal(format!("{what}: {text}"))) };
+    expect2(reply(&mut r)?, "server greeting")?;
+    let host = p.get("myhostname").map_err(|e| fatal(e.to_string()))?;
+    for (cmd, what) in [(format!("HELO {host}"), "HELO"), (format!("ETRN {site}"), "ETRN")] {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).map_err(|e| fatal(e.to_string()))?;
+        expect2(reply(&mut r)?, &format!("{what} {site} failed"))?;
+    }
+    let _ = w.write_all(b"QUIT\r\n");
+    Ok(())
+}
+
+/// Addresses in To:, Cc: and Bcc: header lines (`-t`).
+fn header_recipients(headers: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    let flush = |v: Option<String>, out: &mut Vec<String>| {
+        if let Some(v) = v {
+            for part in v.split(',') {
+                let a = part.rsplit_once('<').map_or(part, |(_, r)| r.split('>').next().unwrap_or(r)).trim();
+                if a.contains('@') {
+                    out.push(a.to_string());
+                }
+            }
+        }
+    };
+    for line in headers.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some(c) = current.as_mut() {
+                c.push_str(line);
+            }
+            continue;
+        }
+        flush(current.take(), &mut out);
+        if let Some((name, value)) = line.split_once(':')
+            && ["to", "cc", "bcc"].contains(&name.trim().to_ascii_lowercase().as_str())
+        {
+            current = Some(value.to_string());
+        }
+    }
+    flush(current, &mut out);
+    out
+}
+
+fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
+    let mut raw = Vec::new();
+    stdin.read_to_end(&mut raw).map_err(|e| fatal(format!("read standard input: {e}")))?;
+    // Without -i, a line with a single dot ends the message (traditional sendmail).
+    let mut lines: Vec<&[u8]> = Vec::new();
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !o.dots_ok && line == b"." {
+            break;
+        }
+        lines.push(line);
+    }
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    let text = String::from_utf8_lossy(&lines.join(&b'\n')).into_owned();
+    let header_end = text.find("\n\n").unwrap_or(text.len());
+    let headers = &text[..header_end];
+    let mut recipients = o.recipients.clone();
+    if o.extract {
+        recipients.extend(header_recipients(headers));
+    }
+    if recipients.is_empty() {
+        return Err(fatal("No recipient addresses found in message header"));
+    }
+    let uid = nix::unistd::getuid().as_raw();
+    let user = common::config::users::UserList::user_name(uid);
+    let myhostname = p.get("myhostname").map_err(|e| fatal(e.to_string()))?;
+    let myorigin = p.get("myorigin").map_err(|e| fatal(e.to_string()))?;
+    let qualify = |a: &str| if a.contains('@') || a.is_empty() { a.to_string() } else { format!("{a}@{myorigin}") };
+    let sender = o.sender.as_deref().map(qualify).unwrap_or_else(|| qualify(&user));
+    let has = |name: &str| headers.lines().any(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")));
+    let now = SystemTime::now();
+    let mut message = format!("Received: by {myhostname} (Postern, from userid {uid});\r\n\t{}\r\n", common::datetime::rfc5322(now));
+    if !has("date") {
+        message.push_str(&format!("Date: {}\r\n", common::datetime::rfc5322(now)));
+    }
+    if !has("message-id") {
+        message.push_str(&format!("Message-ID: <{}.{}@{myhostname}>\r\n", now_us(), std::process::id()));
+    }
+    if !has("from") {
+        message.push_str(&format!("From: {sender}\r\n"));
+    }
+    // Bcc: headers are for the envelope only.
+    let mut in_bcc = false;
+    for line in headers.lines() {
+        if line.to_ascii_lowercase().starts_with("bcc:") || (in_bcc && line.starts_with([' ', '\t'])) {
+            in_bcc = true;
+            continue;
+        }
+        in_bcc = false;
+        message.push_str(line);
+        message.push_str("\r\n");
+    }
+    for line in text[header_end..].lines() {
+        message.push_str(line);
+        message.push_str("\r\n");
+    }
+    let spool = Spool::from_params(p).map_err(|e| fatal(e.to_string()))?;
+    let env = Envelope {
+        sender,
+        recipients: recipients.into_iter().map(|r| Recipient { address: qualify(&r), orig: None }).collect(),
+        arrival_us: now_us(),
+        client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
+    };
+    write_new(&spool, QueueName::Maildrop, &env, message.as_bytes()).map_err(|e| fatal(format!("queue file write error: {e}")))?;
+    // A running pickup takes it at once; otherwise it waits for the next start or wakeup.
+    let pickup = service_path(&spool.root, Class::Public, &p.get("pickup_service_name").unwrap_or_else(|_| "pickup".into()));
+    let _ = call_blocking::<QmgrProtocol>(&pickup, &vec![QmgrTrigger::Wakeup], Duration::from_secs(5));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(a: &[&str]) -> Vec<String> {
+        a.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn options() {
+        let o = parse(&s(&["-f", "me@x.example", "-oi", "-t", "a@b.example"])).unwrap();
+        assert_eq!(o.sender.as_deref(), Some("me@x.example"));
+        assert!(o.dots_ok && o.extract);
+        assert_eq!(o.recipients, vec!["a@b.example".to_string()]);
+        assert_eq!(parse(&s(&["-qRexample.net"])).unwrap().queue.as_deref(), Some("Rexample.net"));
+        assert_eq!(parse(&s(&["-fme@x"])).unwrap().sender.as_deref(), Some("me@x"));
+        assert!(parse(&s(&["-bs"])).is_err());
+    }
+
+    #[test]
+    fn to_cc_bcc() {
+        let h = "From: x@y\nTo: A <a@example.net>, b@example.net\nCc: c@example.net\nBcc:\n d@example.net\nSubject: to: nobody@x";
+        assert_eq!(header_recipients(h), vec!["a@example.net", "b@example.net", "c@example.net", "d@example.net"]);
+    }
+}

@@ -1,0 +1,85 @@
+//! showq - Postern queue listing server
+//!
+//! # Synopsis
+//! `showq unix n - n - - showq` in master.cf.
+//!
+//! # Description
+//! Lists the queued mail for `postqueue -p`, `postqueue -j` and `mailq`: every message in
+//! `maildrop`, `incoming`, `active`, `deferred` and `hold`, with its sender, arrival time, size
+//! and the recipients still to be delivered (with the reason of their last deferral). Entries
+//! are streamed one frame each, so the listing of a large queue needs no large buffer.
+//!
+//! # Security
+//! Clients are identified with `SO_PEERCRED`; only users in `authorized_mailq_users` (and root
+//! and the mail system's own user) get a listing.
+//!
+//! # Configuration parameters
+//! `authorized_mailq_users`, `queue_directory`.
+
+use std::time::Duration;
+
+use tokio::net::UnixStream;
+
+use common::config::users::UserList;
+use common::ipc::Protocol;
+use common::ipc::frame::{MAX_FRAME, read_frame, write_frame};
+use common::ipc::showq::{QueueEntry, QueueRecipient, ShowqItem, ShowqProtocol, ShowqRequest};
+use common::log_warning;
+use common::queue::file::{self, Outcome};
+use common::queue::{QueueName, Spool};
+
+/// The queues listed, in Postfix's order.
+const LISTED: [QueueName; 5] = [QueueName::Maildrop, QueueName::Incoming, QueueName::Active, QueueName::Deferred, QueueName::Hold];
+
+/// The listing entry of one queue file, or `None` when it vanished or cannot be read.
+pub fn entry(spool: &Spool, queue: QueueName, id: &common::queue::QueueId) -> Option<QueueEntry> {
+    let qf = file::read(&spool.path(queue, id)).ok()?;
+    let recipients = qf
+        .pending()
+        .map(|(i, r)| QueueRecipient {
+            address: r.address.clone(),
+            delay_reason: qf.last_result(i).filter(|x| x.outcome == Outcome::Deferred).map(|x| x.text.clone()),
+        })
+        .collect();
+    Some(QueueEntry {
+        queue_name: queue.as_str().to_string(),
+        queue_id: id.to_string(),
+        arrival_time: qf.envelope.arrival_us / 1_000_000,
+        message_size: qf.message.len() as u64,
+        forced_expire: false,
+        sender: qf.envelope.sender.clone(),
+        recipients,
+    })
+}
+
+/// Serve one listing request.
+pub async fn serve_client(mut stream: UnixStream, spool: Spool, users: UserList) {
+    let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else { return };
+    if write_frame(&mut stream, &ShowqProtocol::hello()).await.is_err() {
+        return;
+    }
+    match tokio::time::timeout(Duration::from_secs(60), read_frame::<ShowqRequest, _>(&mut stream, MAX_FRAME)).await {
+        Ok(Ok(Some(ShowqRequest::List))) => {}
+        Ok(Err(e)) => {
+            log_warning!("showq socket client uid {uid}: {e}");
+            return;
+        }
+        _ => return,
+    }
+    if !users.allows(uid, nix::unistd::geteuid().as_raw()) {
+        let reason = format!("User {}({uid}) is not allowed to view the mail queue", UserList::user_name(uid));
+        log_warning!("{reason}");
+        let _ = write_frame(&mut stream, &ShowqItem::Denied { reason }).await;
+        return;
+    }
+    for queue in LISTED {
+        let ids = spool.list(queue).unwrap_or_default();
+        for id in ids {
+            let Some(e) = entry(&spool, queue, &id) else { continue };
+            if write_frame(&mut stream, &ShowqItem::Entry(e)).await.is_err() {
+                return;
+            }
+        }
+    }
+    let _ = write_frame(&mut stream, &ShowqItem::End).await;
+}
