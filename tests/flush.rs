@@ -236,7 +236,11 @@ fn postqueue_replies_and_exit_codes() {
         (&["-i", "bad/id"], 69, "postqueue: fatal: Cannot flush queue ID - invalid name: \"bad/id\"\n"),
         (&["-i", "NOSUCH"], 0, ""),
         (&[], 69, "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | postqueue -j | postqueue -p | postqueue -s site\n"),
-        (&["-f", "-s", "x"], 69, "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | postqueue -j | postqueue -p | postqueue -s site\n"),
+        (
+            &["-f", "-s", "x"],
+            69,
+            "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | postqueue -j | postqueue -p | postqueue -s site\n",
+        ),
     ];
     for (args, code, err) in cases {
         let out = inst.cli("postqueue", args);

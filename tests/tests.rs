@@ -8,6 +8,7 @@
 mod harness;
 
 mod config;
+mod crash;
 mod etrn;
 mod flush;
 mod mail;

@@ -173,6 +173,11 @@ impl Install {
         self.children().into_iter().find(|(_, cmd)| cmd.split(' ').nth(2) == Some(service)).map(|(p, _)| p)
     }
 
+    /// The pid of the child running `program` (its argv[0]).
+    pub fn program_pid(&self, program: &str) -> Option<i32> {
+        self.children().into_iter().find(|(_, cmd)| cmd.split(' ').next() == Some(program)).map(|(p, _)| p)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.maillog).unwrap_or_default()
     }
