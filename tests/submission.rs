@@ -123,3 +123,32 @@ fn sendmail_queue_options_and_exit_codes() {
     let out = run_env("sendmail", &inst.etc, &["-qRnot.relayed.example"], b"");
     assert!(out.status.success(), "slow fallback answers 250: {}", text(&out.stderr));
 }
+
+#[test]
+fn postsuper_holds_releases_requeues_and_deletes() {
+    let sink_port = free_port();
+    let (inst, port) = Install::mail_system("", sink_port);
+    let mut c = Client::connect(port);
+    c.cmd("EHLO x.test");
+    let ids: Vec<String> =
+        (0..3).map(|i| queued_id(&c.send_mail("s@sender.test", &["u@customer.example"], &format!("Subject: {i}\n\nbody\n")))).collect();
+    wait_for("deferred", || (inst.queue_files("deferred").len() == 3).then_some(()));
+    let out = inst.cli("postsuper", &["-h", &ids[0]]);
+    assert!(out.status.success());
+    assert!(text(&out.stderr).contains(&format!("{}: placed on hold", ids[0])), "{}", text(&out.stderr));
+    assert!(inst.spool.join("hold").join(&ids[0]).exists());
+    let out = inst.cli("postsuper", &["-d", &ids[1]]);
+    assert!(text(&out.stderr).contains("Deleted: 1 message"), "{}", text(&out.stderr));
+    assert_eq!(inst.queue_files("deferred").len(), 1);
+    let sink = Sink::start(sink_port);
+    // Released and requeued mail is delivered with the next flush.
+    assert!(inst.cli("postsuper", &["-H", "ALL"]).status.success());
+    assert!(inst.cli("postsuper", &["-r", &ids[2]]).status.success());
+    assert!(inst.cli("postqueue", &["-f"]).status.success());
+    wait_for("two deliveries", || (sink.count() == 2).then_some(()));
+    inst.wait_log(&format!("{}: removed", ids[0]));
+    inst.wait_log(&format!("{}: removed", ids[2]));
+    let out = inst.cli("postsuper", &["-d", "bad/id"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "postsuper: fatal: invalid queue id: bad/id\n");
+}

@@ -5,6 +5,7 @@ pub mod getopt;
 pub mod postconf;
 pub mod postfix;
 pub mod postqueue;
+pub mod postsuper;
 pub mod sendmail;
 
 use std::io::Write;

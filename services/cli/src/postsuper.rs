@@ -1,0 +1,126 @@
+//! postsuper - Postern superintendent
+//!
+//! `postsuper [-c config_dir] [-d id] [-h id] [-H id] [-r id] [queue...]`: delete (`-d`), put on
+//! hold (`-h`), release from hold (`-H`) or requeue (`-r`) messages. `id` is a queue ID, `ALL`,
+//! or `-` to read IDs from standard input. Without queue names the usual queues are searched.
+//! Works on the queue files directly (the queue manager copes with files that vanish).
+
+use std::io::BufRead;
+use std::time::SystemTime;
+
+use common::config::{self, Params};
+use common::queue::{QueueId, QueueName, Spool};
+use common::{log_info, maillog};
+
+use crate::Fatal;
+use crate::getopt::{Arg, getopt};
+
+const USAGE: &str = "usage: postsuper [-c config_dir] [-d queue_id] [-h queue_id] [-H queue_id] [-r queue_id] [queue...]";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Delete,
+    Hold,
+    Release,
+    Requeue,
+}
+
+impl Op {
+    /// Where each operation looks by default, and what it says.
+    fn queues(self) -> &'static [QueueName] {
+        match self {
+            Op::Delete => &[QueueName::Hold, QueueName::Incoming, QueueName::Active, QueueName::Deferred, QueueName::Maildrop],
+            Op::Hold => &[QueueName::Incoming, QueueName::Active, QueueName::Deferred],
+            Op::Release => &[QueueName::Hold],
+            Op::Requeue => &[QueueName::Incoming, QueueName::Active, QueueName::Deferred, QueueName::Hold],
+        }
+    }
+
+    fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Op::Delete => ("removed", "Deleted"),
+            Op::Hold => ("placed on hold", "Placed on hold"),
+            Op::Release => ("released from hold", "Released from hold"),
+            Op::Requeue => ("requeued", "Requeued"),
+        }
+    }
+}
+
+fn touch_now(path: &std::path::Path) {
+    let now = SystemTime::now();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.set_times(std::fs::FileTimes::new().set_accessed(now).set_modified(now));
+    }
+}
+
+/// Apply `op` to `id` in the first of `queues` that has it; true when done.
+fn apply(spool: &Spool, op: Op, id: &QueueId, queues: &[QueueName]) -> bool {
+    for &q in queues {
+        let path = spool.path(q, id);
+        if !path.exists() {
+            continue;
+        }
+        let ok = match op {
+            Op::Delete => std::fs::remove_file(&path).is_ok(),
+            Op::Hold => q == QueueName::Hold || spool.move_file(id, q, QueueName::Hold).unwrap_or(false),
+            Op::Release => {
+                let ok = spool.move_file(id, QueueName::Hold, QueueName::Deferred).unwrap_or(false);
+                touch_now(&spool.path(QueueName::Deferred, id));
+                ok
+            }
+            Op::Requeue => {
+                let ok = q == QueueName::Incoming || spool.move_file(id, q, QueueName::Incoming).unwrap_or(false);
+                touch_now(&spool.path(QueueName::Incoming, id));
+                ok
+            }
+        };
+        if ok {
+            log_info!("{id}: {}", op.words().0);
+            return true;
+        }
+    }
+    false
+}
+
+/// Run postsuper; returns the exit status.
+pub fn run(args: &[String], stdin: &mut dyn BufRead) -> Result<u8, Fatal> {
+    let parsed = getopt(args, "v", "cdhHr").map_err(|e| Fatal::new(1, format!("{e}\n{USAGE}")))?;
+    let mut config_dir = None;
+    let mut requests: Vec<(Op, String)> = Vec::new();
+    let mut queue_args = Vec::new();
+    for a in parsed {
+        match a {
+            Arg::Opt('c', d) => config_dir = Some(d.into()),
+            Arg::Opt('d', id) => requests.push((Op::Delete, id)),
+            Arg::Opt('h', id) => requests.push((Op::Hold, id)),
+            Arg::Opt('H', id) => requests.push((Op::Release, id)),
+            Arg::Opt('r', id) => requests.push((Op::Requeue, id)),
+            Arg::Operand(q) => queue_args.push(QueueName::parse(&q).ok_or_else(|| Fatal::new(1, format!("invalid directory name: {q}")))?),
+            _ => {}
+        }
+    }
+    if requests.is_empty() {
+        return Err(Fatal::new(1, USAGE));
+    }
+    let dir = config::config_dir(config_dir);
+    let p = Params::load(&dir, &[]).map_err(|e| Fatal::new(1, e.to_string()))?;
+    maillog::init_from_params(&p, "postsuper", true);
+    let spool = Spool::from_params(&p).map_err(|e| Fatal::new(1, e.to_string()))?;
+    let mut stdin_ids: Option<Vec<String>> = None;
+    for (op, id) in requests {
+        let queues: Vec<QueueName> = if queue_args.is_empty() { op.queues().to_vec() } else { queue_args.clone() };
+        let ids: Vec<QueueId> = match id.as_str() {
+            "ALL" => queues.iter().flat_map(|q| spool.list(*q).unwrap_or_default()).collect(),
+            "-" => {
+                let lines = stdin_ids.get_or_insert_with(|| stdin.lines().map_while(Result::ok).collect());
+                lines.iter().filter_map(|l| QueueId::parse(l.trim()).ok()).collect()
+            }
+            one => vec![QueueId::parse(one).map_err(|_| Fatal::new(1, format!("invalid queue id: {one}")))?],
+        };
+        let done = ids.iter().filter(|id| apply(&spool, op, id, &queues)).count();
+        if done > 0 {
+            log_info!("{}: {done} message{}", op.words().1, if done == 1 { "" } else { "s" });
+        }
+    }
+    Ok(0)
+}
