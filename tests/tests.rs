@@ -7,6 +7,7 @@
 
 mod harness;
 
+mod clients;
 mod config;
 mod crash;
 mod etrn;
