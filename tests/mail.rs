@@ -171,3 +171,75 @@ fn too_many_errors_disconnects() {
     assert!(r.starts_with("502 5.5.2 Error: command not recognized\n421 4.7.0") || r.starts_with("502"), "{r}");
     inst.wait_log("too many errors after BAD3 from localhost[127.0.0.1]");
 }
+
+#[test]
+fn a_silent_client_is_cut_off_and_others_are_served() {
+    let sink = Sink::start(free_port());
+    let (inst, port) = Install::mail_system("smtpd_timeout = 1s\n", sink.port);
+    let mut silent = Client::connect(port);
+    silent.cmd("EHLO slow.test");
+    // Meanwhile another client is served normally.
+    let mut busy = Client::connect(port);
+    busy.cmd("EHLO busy.test");
+    assert!(busy.send_mail("s@sender.test", &["u@customer.example"], "Subject: busy\n\nx\n").starts_with("250 2.0.0 Ok"));
+    let r = silent.reply();
+    assert!(r.starts_with("421 4.4.2 ") && r.ends_with(" Error: timeout exceeded"), "{r}");
+    inst.wait_log("timeout after EHLO from localhost[127.0.0.1]");
+}
+
+#[test]
+fn queue_trouble_gives_451_and_leaves_no_file() {
+    let sink = Sink::start(free_port());
+    let (inst, port) = Install::mail_system("", sink.port);
+    // Replace incoming/ with a plain file: every queue file write fails (root ignores modes).
+    let incoming = inst.spool.join("incoming");
+    std::fs::rename(&incoming, inst.spool.join("incoming.away")).unwrap();
+    std::fs::write(&incoming, b"not a directory").unwrap();
+    let mut c = Client::connect(port);
+    c.cmd("EHLO x.test");
+    c.cmd("MAIL FROM:<s@sender.test>");
+    c.cmd("RCPT TO:<u@customer.example>");
+    c.cmd("DATA");
+    assert_eq!(c.cmd("Subject: t\r\n\r\nbody\r\n."), "451 4.3.0 Error: queue file write error");
+    inst.wait_log("warning: queue file write error");
+    std::fs::remove_file(&incoming).unwrap();
+    std::fs::rename(inst.spool.join("incoming.away"), &incoming).unwrap();
+    assert!(std::fs::read_dir(&incoming).unwrap().next().is_none(), "no partial file");
+    // After the trouble the same session can queue mail again.
+    assert!(c.send_mail("s@sender.test", &["u@customer.example"], "Subject: again\n\nx\n").starts_with("250 2.0.0 Ok"));
+}
+
+#[test]
+fn expired_mail_is_returned_to_the_sender() {
+    let port = free_port();
+    let (inst, smtpd) = Install::mail_system("maximal_queue_lifetime = 1s\nbounce_queue_lifetime = 1s\n", port);
+    let mut c = Client::connect(smtpd);
+    c.cmd("EHLO x.test");
+    let id = queued_id(&c.send_mail("s@sender.test", &["u@customer.example"], "Subject: old\n\nx\n"));
+    inst.wait_log(&format!("{id}: to=<u@customer.example>"));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(inst.cli("postqueue", &["-f"]).status.success());
+    inst.wait_log(&format!("{id}: from=<s@sender.test>, status=expired, returned to sender"));
+    let notice = inst.wait_log(&format!("{id}: sender non-delivery notification: "));
+    inst.wait_log(&format!("{id}: removed"));
+    // The notification itself has the null sender and is never bounced again.
+    let bounce_id = notice.rsplit(' ').next().unwrap().to_string();
+    inst.wait_log(&format!("{bounce_id}: from=<>, size="));
+}
+
+#[test]
+fn flush_service_down_does_not_change_delivery() {
+    let port = free_port();
+    let smtpd = free_port();
+    let master = format!("127.0.0.1:{smtpd} inet n - n - - smtpd\nqmgr unix n - n 300 1 qmgr\nsmtp unix - - n - - smtp\n");
+    let mut inst = Install::new(&format!("relayhost = [127.0.0.1]:{port}\nrelay_domains = customer.example\n"), &master);
+    inst.start();
+    let mut c = Client::connect(smtpd);
+    c.cmd("EHLO x.test");
+    let id = queued_id(&c.send_mail("s@sender.test", &["u@customer.example"], "Subject: f\n\nx\n"));
+    inst.wait_log(&format!("warning: {id}: flush service failure"));
+    let sink = Sink::start(port);
+    assert!(inst.cli("postqueue", &["-f"]).status.success());
+    inst.wait_log(&format!("{id}: removed"));
+    assert_eq!(sink.count(), 1);
+}

@@ -487,4 +487,70 @@ mod tests {
         assert_eq!(again.index().count(&Site::parse("example.net").unwrap()), 1);
         assert_eq!(again.handle(FlushRequest::SendSite { site: "example.net".into(), subdomains: false }), FlushReply::Ok { moved: 1 });
     }
+
+    /// One step of the property test below.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Add(usize),
+        SendSite(usize, bool),
+        SendFile(usize),
+        /// The message was tried again and deferred again.
+        Redefer(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..12usize).prop_map(Op::Add),
+            ((0..4usize), any::<bool>()).prop_map(|(s, sub)| Op::SendSite(s, sub)),
+            (0..12usize).prop_map(Op::SendFile),
+            (0..12usize).prop_map(Op::Redefer),
+        ]
+    }
+
+    const SITES: [&str; 4] = ["example.net", "a.example.net", "b.a.example.net", "other.example.net"];
+
+    proptest::proptest! {
+        /// Whatever the order of adds, sends and re-deferrals, a deferred message that was
+        /// added is never lost: a final send of every site moves every deferred message.
+        #[test]
+        fn no_queue_id_is_lost(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut f = fixture("example.net");
+            let ids: Vec<(QueueId, usize)> = (0..12).map(|i| {
+                let site = SITES[i % SITES.len()];
+                (deferred_message(&f.spool, &[&format!("u{i}@{site}")]), i % SITES.len())
+            }).collect();
+            for (id, s) in &ids {
+                proptest::prop_assert_eq!(add(&mut f, SITES[*s], id.as_str()), FlushReply::Ok { moved: 0 });
+            }
+            for op in ops {
+                match op {
+                    Op::Add(i) => {
+                        let (id, s) = &ids[i];
+                        if f.spool.path(QueueName::Deferred, id).exists() {
+                            add(&mut f, SITES[*s], id.as_str());
+                        }
+                    }
+                    Op::SendSite(s, sub) => {
+                        send(&mut f, SITES[s], sub);
+                    }
+                    Op::SendFile(i) => {
+                        f.state.handle(FlushRequest::SendFile { queue_id: ids[i].0.to_string() });
+                    }
+                    Op::Redefer(i) => {
+                        let (id, s) = &ids[i];
+                        if f.spool.move_file(id, QueueName::Incoming, QueueName::Deferred).unwrap() {
+                            add(&mut f, SITES[*s], id.as_str());
+                        }
+                    }
+                }
+            }
+            for site in SITES {
+                send(&mut f, site, false);
+            }
+            for (id, _) in &ids {
+                proptest::prop_assert!(f.spool.path(QueueName::Incoming, id).exists(), "{} was lost", id);
+            }
+        }
+    }
 }
