@@ -243,3 +243,18 @@ fn flush_service_down_does_not_change_delivery() {
     inst.wait_log(&format!("{id}: removed"));
     assert_eq!(sink.count(), 1);
 }
+
+#[test]
+fn consecutive_deliveries_reuse_the_connection() {
+    let sink = Sink::start(free_port());
+    let (inst, port) = Install::mail_system("smtp_connection_cache_time_limit = 5s\n", sink.port);
+    let mut c = Client::connect(port);
+    c.cmd("EHLO x.test");
+    let a = queued_id(&c.send_mail("s@sender.test", &["u@customer.example"], "Subject: one\n\nx\n"));
+    inst.wait_log(&format!("{a}: removed"));
+    let b = queued_id(&c.send_mail("s@sender.test", &["v@customer.example"], "Subject: two\n\nx\n"));
+    let line = inst.wait_log(&format!("{b}: to=<v@customer.example>"));
+    assert!(line.contains(", conn_use=2, ") && line.contains("status=sent"), "{line}");
+    assert_eq!(sink.count(), 2);
+    assert_eq!(sink.connections.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

@@ -171,6 +171,8 @@ pub struct DeliveryLine<'a> {
     pub recipient: &'a str,
     /// `host[addr]:port`, or `none`.
     pub relay: &'a str,
+    /// How often the connection was used, shown when it was reused.
+    pub conn_use: Option<u32>,
     /// Seconds: before the queue manager, in the queue manager, connection set-up, transmission.
     pub delays: [f64; 4],
     pub dsn: &'a str,
@@ -193,8 +195,9 @@ pub fn format_delay(secs: f64) -> String {
 pub fn delivery_line(d: &DeliveryLine<'_>) -> String {
     let total: f64 = d.delays.iter().sum();
     let delays: Vec<String> = d.delays.iter().map(|x| format_delay(*x)).collect();
+    let conn_use = d.conn_use.map(|n| format!(", conn_use={n}")).unwrap_or_default();
     format!(
-        "{}: to=<{}>, relay={}, delay={}, delays={}, dsn={}, status={} ({})",
+        "{}: to=<{}>, relay={}{conn_use}, delay={}, delays={}, dsn={}, status={} ({})",
         d.queue_id,
         d.recipient,
         d.relay,
@@ -216,6 +219,7 @@ mod tests {
             queue_id: "38D65B4952",
             recipient: "user1@example.net",
             relay: "none",
+            conn_use: None,
             delays: [0.06, 0.064, 0.0, 0.0],
             dsn: "4.4.1",
             status: "deferred",

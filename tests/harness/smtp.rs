@@ -24,6 +24,8 @@ pub fn free_port() -> u16 {
 pub struct Sink {
     pub port: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// Connections accepted so far.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -34,11 +36,13 @@ impl Sink {
         listener.set_nonblocking(true).unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, st) = (received.clone(), stop.clone());
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (r, st, conns) = (received.clone(), stop.clone(), connections.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
+                        conns.fetch_add(1, Ordering::Relaxed);
                         let r = r.clone();
                         std::thread::spawn(move || session(s, r));
                     }
@@ -46,7 +50,7 @@ impl Sink {
                 }
             }
         });
-        Sink { port, received, stop }
+        Sink { port, received, connections, stop }
     }
 
     pub fn count(&self) -> usize {

@@ -315,6 +315,7 @@ impl Scheduler {
                         queue_id: id.as_str(),
                         recipient: &rcpt.address,
                         relay: "none",
+                        conn_use: None,
                         delays: [secs(msg.qf.envelope.arrival_us, msg.active_us), secs(msg.active_us, now), 0.0, 0.0],
                         dsn: &r.dsn,
                         status,

@@ -1,7 +1,9 @@
 //! One delivery request: resolve the next hop, run the SMTP transaction, turn every reply into
 //! a per-recipient result with Postfix's texts, and log Postfix's delivery lines.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::config::{ConfigError, Params};
@@ -22,6 +24,8 @@ pub struct AgentConfig {
     pub helo_timeout: Duration,
     pub command_timeout: Duration,
     pub data_done_timeout: Duration,
+    /// How long an idle connection is kept for reuse.
+    pub cache_time: Duration,
 }
 
 impl AgentConfig {
@@ -33,6 +37,7 @@ impl AgentConfig {
             helo_timeout: p.time("smtp_helo_timeout")?,
             command_timeout: Duration::from_secs(300),
             data_done_timeout: p.time("smtp_data_done_timeout")?,
+            cache_time: p.time("smtp_connection_cache_time_limit")?,
         })
     }
 }
@@ -90,12 +95,12 @@ fn broken(e: ClientError, peer: &str, during: &str) -> Failure {
 }
 
 /// Deliver one request; never fails as a whole: every recipient gets a result.
-pub async fn deliver(cfg: &AgentConfig, req: &DeliveryRequest) -> Vec<DeliveryResult> {
+pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) -> Vec<DeliveryResult> {
     let received_us = now_us();
-    let (results, relay, setup, xmit) = attempt(cfg, req).await;
-    for r in &results {
+    let a = attempt(cfg, cache, req).await;
+    for r in &a.results {
         let Some(rcpt) = req.recipients.iter().find(|x| x.index == r.index) else { continue };
-        let secs = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e6;
+        let secs = |x: u64, y: u64| y.saturating_sub(x) as f64 / 1e6;
         let status = match r.outcome {
             Outcome::Sent => "sent",
             Outcome::Bounced => "bounced",
@@ -106,15 +111,16 @@ pub async fn deliver(cfg: &AgentConfig, req: &DeliveryRequest) -> Vec<DeliveryRe
             delivery_line(&DeliveryLine {
                 queue_id: &req.queue_id,
                 recipient: &rcpt.address,
-                relay: &relay,
-                delays: [secs(req.arrival_us, req.active_us), secs(req.active_us, received_us), setup, xmit],
+                relay: &a.relay,
+                conn_use: (a.conn_use > 1).then_some(a.conn_use),
+                delays: [secs(req.arrival_us, req.active_us), secs(req.active_us, received_us), a.setup, a.xmit],
                 dsn: &r.dsn,
                 status,
                 text: &r.text,
             })
         );
     }
-    results
+    a.results
 }
 
 fn all(req: &DeliveryRequest, f: &Failure) -> Vec<DeliveryResult> {
@@ -124,22 +130,50 @@ fn all(req: &DeliveryRequest, f: &Failure) -> Vec<DeliveryResult> {
         .collect()
 }
 
-/// Returns (results, relay for the log, connection set-up seconds, transmission seconds).
-async fn attempt(cfg: &AgentConfig, req: &DeliveryRequest) -> (Vec<DeliveryResult>, String, f64, f64) {
+/// How one attempt went, for the results and the log line.
+struct Attempt {
+    results: Vec<DeliveryResult>,
+    relay: String,
+    setup: f64,
+    xmit: f64,
+    conn_use: u32,
+}
+
+impl Attempt {
+    fn failed(req: &DeliveryRequest, f: &Failure, setup: f64) -> Attempt {
+        Attempt { results: all(req, f), relay: "none".into(), setup, xmit: 0.0, conn_use: 0 }
+    }
+}
+
+/// One try at a request: a cached connection to the next hop if there is a live one, else a new
+/// connection to the next hop's addresses in order.
+async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) -> Attempt {
     let start = Instant::now();
     let message = match read_message(cfg, req) {
         Ok(m) => m,
-        Err(text) => return (all(req, &deferred("4.3.0", text, false)), "none".into(), 0.0, 0.0),
+        Err(text) => return Attempt::failed(req, &deferred("4.3.0", text, false), 0.0),
     };
+    if let Some(mut c) = cache.take(&req.nexthop, cfg.cache_time) {
+        c.conn.timeout = cfg.command_timeout;
+        // A connection the server closed meanwhile fails here; then we connect afresh.
+        if matches!(c.conn.command("RSET").await, Ok(r) if r.class() == 2) {
+            let (results, healthy) = mail_transaction(cfg, req, &mut c.conn, &c.peer, &message).await;
+            let (relay, uses) = (c.relay.clone(), c.uses + 1);
+            if healthy {
+                cache.put(&req.nexthop, Cached { uses, since: Instant::now(), ..c });
+            }
+            return Attempt { results, relay, setup: 0.0, xmit: start.elapsed().as_secs_f64(), conn_use: uses };
+        }
+    }
     let Some(hop) = parse_nexthop(&req.nexthop) else {
         let f = Failure { outcome: Outcome::Bounced, dsn: "5.4.4".into(), text: format!("bad next hop: {}", req.nexthop), site: false };
-        return (all(req, &f), "none".into(), 0.0, 0.0);
+        return Attempt::failed(req, &f, 0.0);
     };
     let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((hop.host.as_str(), hop.port)).await {
         Ok(a) => a.collect(),
         Err(e) => {
             let f = deferred("4.4.3", format!("Host or domain name not found. Name service error for name={}: {e}", hop.host), true);
-            return (all(req, &f), "none".into(), 0.0, 0.0);
+            return Attempt::failed(req, &f, 0.0);
         }
     };
     let mut last_error = format!("no address for {}", hop.host);
@@ -159,10 +193,19 @@ async fn attempt(cfg: &AgentConfig, req: &DeliveryRequest) -> (Vec<DeliveryResul
         let _ = stream.set_nodelay(true);
         let relay = format!("{peer}:{}", addr.port());
         let mut conn = Connection::new(stream, cfg.helo_timeout);
-        let (results, setup, xmit) = transaction(cfg, req, &mut conn, &peer, &message, start).await;
-        return (results, relay, setup, xmit);
+        let handshake = handshake(cfg, &mut conn, &peer).await;
+        let setup = start.elapsed().as_secs_f64();
+        if let Err(f) = handshake {
+            return Attempt { relay, ..Attempt::failed(req, &f, setup) };
+        }
+        conn.timeout = cfg.command_timeout;
+        let (results, healthy) = mail_transaction(cfg, req, &mut conn, &peer, &message).await;
+        if healthy {
+            cache.put(&req.nexthop, Cached { conn, peer, relay: relay.clone(), uses: 1, since: Instant::now() });
+        }
+        return Attempt { results, relay, setup, xmit: start.elapsed().as_secs_f64() - setup, conn_use: 1 };
     }
-    (all(req, &deferred("4.4.1", last_error, true)), "none".into(), start.elapsed().as_secs_f64(), 0.0)
+    Attempt::failed(req, &deferred("4.4.1", last_error, true), start.elapsed().as_secs_f64())
 }
 
 fn io_text(e: &std::io::Error) -> String {
@@ -178,39 +221,35 @@ fn read_message(cfg: &AgentConfig, req: &DeliveryRequest) -> Result<Vec<u8>, Str
     file::read(&cfg.spool.path(queue, &id)).map(|qf| qf.message).map_err(|e| e.to_string())
 }
 
-async fn transaction(
+/// Greeting and EHLO (HELO when EHLO is refused).
+async fn handshake(cfg: &AgentConfig, conn: &mut Connection, peer: &str) -> Result<(), Failure> {
+    let greeting = conn.read_reply().await.map_err(|e| broken(e, peer, "receiving the initial server greeting"))?;
+    if greeting.class() != 2 {
+        let mut f = rejected(&greeting, peer, "the initial server greeting");
+        f.text = format!("host {peer} refused to talk to me: {}", greeting.text());
+        f.site = f.outcome == Outcome::Deferred;
+        return Err(f);
+    }
+    let mut hello =
+        conn.command(&format!("EHLO {}", cfg.myhostname)).await.map_err(|e| broken(e, peer, "performing the EHLO handshake"))?;
+    if hello.class() == 5 {
+        hello = conn.command(&format!("HELO {}", cfg.myhostname)).await.map_err(|e| broken(e, peer, "performing the HELO handshake"))?;
+    }
+    if hello.class() != 2 {
+        return Err(rejected(&hello, peer, "EHLO/HELO command"));
+    }
+    Ok(())
+}
+
+/// MAIL, RCPT per recipient, DATA. Returns the results and whether the connection is in a clean
+/// state for another transaction.
+async fn mail_transaction(
     cfg: &AgentConfig,
     req: &DeliveryRequest,
     conn: &mut Connection,
     peer: &str,
     message: &[u8],
-    start: Instant,
-) -> (Vec<DeliveryResult>, f64, f64) {
-    let outcome = async {
-        let greeting = conn.read_reply().await.map_err(|e| broken(e, peer, "receiving the initial server greeting"))?;
-        if greeting.class() != 2 {
-            let mut f = rejected(&greeting, peer, "the initial server greeting");
-            f.text = format!("host {peer} refused to talk to me: {}", greeting.text());
-            f.site = f.outcome == Outcome::Deferred;
-            return Err(f);
-        }
-        let mut hello =
-            conn.command(&format!("EHLO {}", cfg.myhostname)).await.map_err(|e| broken(e, peer, "performing the EHLO handshake"))?;
-        if hello.class() == 5 {
-            hello =
-                conn.command(&format!("HELO {}", cfg.myhostname)).await.map_err(|e| broken(e, peer, "performing the HELO handshake"))?;
-        }
-        if hello.class() != 2 {
-            return Err(rejected(&hello, peer, "EHLO/HELO command"));
-        }
-        Ok(())
-    }
-    .await;
-    let setup_done = start.elapsed().as_secs_f64();
-    if let Err(f) = outcome {
-        return (all(req, &f), setup_done, 0.0);
-    }
-    conn.timeout = cfg.command_timeout;
+) -> (Vec<DeliveryResult>, bool) {
     let mut results = Vec::new();
     let body = async {
         let mail = conn.command(&format!("MAIL FROM:<{}>", req.sender)).await.map_err(|e| broken(e, peer, "sending MAIL FROM"))?;
@@ -228,8 +267,7 @@ async fn transaction(
             }
         }
         if accepted.is_empty() {
-            let _ = conn.command("QUIT").await;
-            return Ok(accepted);
+            return Ok(());
         }
         let data = conn.command("DATA").await.map_err(|e| broken(e, peer, "sending DATA command"))?;
         if data.class() != 3 {
@@ -238,6 +276,7 @@ async fn transaction(
         conn.timeout = cfg.data_done_timeout;
         conn.send(&data_bytes(message)).await.map_err(|e| broken(e, peer, "sending message body"))?;
         let done = conn.read_reply().await.map_err(|e| broken(e, peer, "sending end of data -- message may be sent more than once"))?;
+        conn.timeout = cfg.command_timeout;
         let outcome = match done.class() {
             2 => Outcome::Sent,
             5 => Outcome::Bounced,
@@ -251,25 +290,80 @@ async fn transaction(
         for index in &accepted {
             results.push(DeliveryResult { index: *index, outcome, dsn: done.dsn(), text: text.clone(), site_failure: false });
         }
-        conn.timeout = cfg.command_timeout;
-        let _ = conn.command("QUIT").await;
-        Ok(accepted)
+        Ok(())
     }
     .await;
-    if let Err(f) = body {
-        // Recipients without a result yet share the failure.
-        let have: Vec<usize> = results.iter().map(|r| r.index).collect();
-        for r in req.recipients.iter().filter(|r| !have.contains(&r.index)) {
-            results.push(DeliveryResult {
-                index: r.index,
-                outcome: f.outcome,
-                dsn: f.dsn.clone(),
-                text: f.text.clone(),
-                site_failure: f.site,
-            });
+    let healthy = match body {
+        Ok(()) => true,
+        Err(f) => {
+            // Recipients without a result yet share the failure.
+            let have: Vec<usize> = results.iter().map(|r| r.index).collect();
+            for r in req.recipients.iter().filter(|r| !have.contains(&r.index)) {
+                results.push(DeliveryResult {
+                    index: r.index,
+                    outcome: f.outcome,
+                    dsn: f.dsn.clone(),
+                    text: f.text.clone(),
+                    site_failure: f.site,
+                });
+            }
+            // A rejected MAIL or DATA leaves the session usable; a broken conversation does not.
+            !f.site && f.dsn != "4.4.2"
+        }
+    };
+    (results, healthy)
+}
+
+/// An open connection kept for the next request to the same next hop.
+pub struct Cached {
+    conn: Connection,
+    peer: String,
+    relay: String,
+    uses: u32,
+    since: Instant,
+}
+
+/// Idle connections by next hop (`smtp_connection_cache_time_limit`).
+#[derive(Clone, Default)]
+pub struct ConnCache(Arc<Mutex<HashMap<String, Vec<Cached>>>>);
+
+impl ConnCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Cached>>> {
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
         }
     }
-    (results, setup_done, start.elapsed().as_secs_f64() - setup_done)
+
+    fn take(&self, nexthop: &str, max_idle: Duration) -> Option<Cached> {
+        let mut map = self.lock();
+        let list = map.get_mut(nexthop)?;
+        list.retain(|c| c.since.elapsed() < max_idle);
+        list.pop()
+    }
+
+    fn put(&self, nexthop: &str, c: Cached) {
+        self.lock().entry(nexthop.to_string()).or_default().push(c);
+    }
+
+    /// Close connections idle for longer than `max_idle` (with a polite QUIT).
+    pub async fn sweep(&self, max_idle: Duration) {
+        let stale: Vec<Cached> = {
+            let mut map = self.lock();
+            let mut out = Vec::new();
+            for list in map.values_mut() {
+                let (old, keep): (Vec<Cached>, Vec<Cached>) = list.drain(..).partition(|c| c.since.elapsed() >= max_idle);
+                *list = keep;
+                out.extend(old);
+            }
+            map.retain(|_, l| !l.is_empty());
+            out
+        };
+        for mut c in stale {
+            c.conn.timeout = Duration::from_secs(2);
+            let _ = c.conn.command("QUIT").await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! message from its queue file, connects to the next hop (`[host]:port` literally, otherwise the
 //! host's addresses), and runs one SMTP transaction (EHLO, falling back to HELO; MAIL; one RCPT
 //! per recipient; DATA) with a result per recipient: 2xx sent, 4xx deferred, 5xx bounced, with
-//! the remote reply in the text. Connection and greeting failures are reported as site
+//! the remote reply in the text. An idle connection is kept for `smtp_connection_cache_time_limit`
+//! and reused (RSET, then MAIL) for the next request to the same next hop. Connection and greeting failures are reported as site
 //! failures, so the queue manager stops trying that next hop for a while.
 //!
 //! # Diagnostics
@@ -20,7 +21,7 @@
 //!
 //! # Bugs
 //! No MX lookup yet: a next hop without brackets is resolved by its A/AAAA records (the RFC 5321
-//! fallback for domains without MX). No connection reuse between requests yet. No STARTTLS.
+//! fallback for domains without MX). No STARTTLS.
 
 pub mod client;
 pub mod deliver;

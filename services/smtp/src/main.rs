@@ -8,7 +8,7 @@ use common::ipc::control::MasterCommand;
 use common::ipc::delivery::{DeliveryProtocol, DeliveryReply, DeliveryRequest};
 use common::ipc::server::serve;
 use common::log_warning;
-use smtp::deliver::{AgentConfig, deliver};
+use smtp::deliver::{AgentConfig, ConnCache, deliver};
 
 fn main() {
     let (args, params) = daemon::start("smtp");
@@ -22,19 +22,28 @@ fn main() {
     rt.block_on(async move {
         let mut d = Daemon::new(&args.service, listeners).unwrap_or_else(|e| fatal(&e.to_string()));
         let mut cfg = Arc::new(cfg);
+        let cache = ConnCache::default();
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
         d.ready();
         loop {
-            match d.next().await {
+            let ev = tokio::select! {
+                ev = d.next() => ev,
+                _ = sweep.tick() => {
+                    cache.sweep(cfg.cache_time).await;
+                    continue;
+                }
+            };
+            match ev {
                 Event::Unix(stream) => {
-                    let cfg = cfg.clone();
+                    let (cfg, cache) = (cfg.clone(), cache.clone());
                     tokio::spawn(serve::<DeliveryProtocol, _, _>(
                         stream,
                         "smtp",
                         Duration::from_secs(3600),
                         None,
                         move |req: DeliveryRequest, _| {
-                            let cfg = cfg.clone();
-                            async move { DeliveryReply { results: deliver(&cfg, &req).await } }
+                            let (cfg, cache) = (cfg.clone(), cache.clone());
+                            async move { DeliveryReply { results: deliver(&cfg, &cache, &req).await } }
                         },
                     ));
                 }
