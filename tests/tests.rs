@@ -10,6 +10,7 @@ mod harness;
 mod clients;
 mod config;
 mod crash;
+mod dns;
 mod etrn;
 mod flush;
 mod mail;

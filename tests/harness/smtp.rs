@@ -30,9 +30,14 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Start accepting on `port`.
+    /// Start accepting on 127.0.0.1:`port`.
     pub fn start(port: u16) -> Sink {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind sink");
+        Sink::start_on("127.0.0.1", port)
+    }
+
+    /// Start accepting on `ip`:`port` (any 127/8 address works on Linux loopback).
+    pub fn start_on(ip: &str, port: u16) -> Sink {
+        let listener = TcpListener::bind((ip, port)).expect("bind sink");
         listener.set_nonblocking(true).unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));

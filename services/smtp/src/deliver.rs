@@ -2,7 +2,6 @@
 //! a per-recipient result with Postfix's texts, and log Postfix's delivery lines.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,10 +13,11 @@ use common::queue::file::{self, Outcome, now_us};
 use common::queue::{QueueId, QueueName, Spool};
 
 use crate::client::{ClientError, Connection, Reply, data_bytes};
+use crate::resolve::{Dns, Target};
 
 /// The agent's settings.
-#[derive(Debug, Clone)]
 pub struct AgentConfig {
+    pub dns: Dns,
     pub spool: Spool,
     pub myhostname: String,
     pub connect_timeout: Duration,
@@ -30,7 +30,10 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     pub fn from_params(p: &Params) -> Result<AgentConfig, ConfigError> {
+        let dns = Dns::new(&p.list("smtp_dns_nameservers")?)
+            .map_err(|what| ConfigError::Table(common::config::table::TableError::Syntax { spec: "smtp_dns_nameservers".into(), what }))?;
         Ok(AgentConfig {
+            dns,
             spool: Spool::from_params(p)?,
             myhostname: p.get("myhostname")?,
             connect_timeout: p.time("smtp_connect_timeout")?,
@@ -169,24 +172,27 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         let f = Failure { outcome: Outcome::Bounced, dsn: "5.4.4".into(), text: format!("bad next hop: {}", req.nexthop), site: false };
         return Attempt::failed(req, &f, 0.0);
     };
-    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((hop.host.as_str(), hop.port)).await {
-        Ok(a) => a.collect(),
-        Err(e) => {
-            let f = deferred("4.4.3", format!("Host or domain name not found. Name service error for name={}: {e}", hop.host), true);
+    let targets = match cfg.dns.resolve(&hop).await {
+        Ok(t) => t,
+        Err(e) if e.permanent => {
+            let f = Failure { outcome: Outcome::Bounced, dsn: "5.4.4".into(), text: e.to_string(), site: false };
             return Attempt::failed(req, &f, 0.0);
         }
+        Err(e) => return Attempt::failed(req, &deferred("4.4.3", e.to_string(), true), 0.0),
     };
     let mut last_error = format!("no address for {}", hop.host);
-    for addr in addrs {
-        let peer = format!("{}[{}]", hop.host, addr.ip());
+    for Target { host, addr } in targets {
+        let peer = format!("{host}[{}]", addr.ip());
         let stream = match tokio::time::timeout(cfg.connect_timeout, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 last_error = format!("connect to {peer}:{}: {}", addr.port(), io_text(&e));
+                log_info!("{last_error}");
                 continue;
             }
             Err(_) => {
                 last_error = format!("connect to {peer}:{}: Connection timed out", addr.port());
+                log_info!("{last_error}");
                 continue;
             }
         };

@@ -1,0 +1,92 @@
+//! MX routing against a real DNS server on loopback (dnsmasq, started by the test): the preferred
+//! MX host is down, so mail goes to the second one; a domain without MX gets its A record; a
+//! domain that does not exist bounces.
+
+use std::process::{Child, Command, Stdio};
+
+use crate::harness::smtp::{Client, Sink, free_port, queued_id};
+use crate::harness::{Install, wait_for};
+
+struct Dnsmasq(Child);
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn dnsmasq(port: u16) -> Dnsmasq {
+    let child = Command::new("dnsmasq")
+        .args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            &format!("--port={port}"),
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            // Authoritative for the test domain: NODATA and NXDOMAIN instead of REFUSED.
+            "--local=/example.test/",
+            "--user=root",
+            "--mx-host=mx.example.test,mx1.mx.example.test,10",
+            "--mx-host=mx.example.test,mx2.mx.example.test,20",
+            "--host-record=mx1.mx.example.test,127.0.0.2",
+            "--host-record=mx2.mx.example.test,127.0.0.3",
+            "--host-record=amx.example.test,127.0.0.3",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dnsmasq is not installed (.ci/run installs dnsmasq-base)");
+    // Ready when it answers on its port.
+    wait_for("dnsmasq", || {
+        std::net::UdpSocket::bind("127.0.0.1:0").ok().and_then(|s| {
+            s.set_read_timeout(Some(std::time::Duration::from_millis(100))).ok()?;
+            let q = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, b't', b'e', b's', b't', 0, 0, 1, 0, 1];
+            s.send_to(&q, ("127.0.0.1", port)).ok()?;
+            let mut buf = [0u8; 512];
+            s.recv(&mut buf).ok().map(|_| ())
+        })
+    });
+    Dnsmasq(child)
+}
+
+#[test]
+fn mx_preference_order_with_the_preferred_host_down() {
+    let dns_port = free_port();
+    let _dns = dnsmasq(dns_port);
+    let port = free_port();
+    let sink = Sink::start_on("127.0.0.3", port);
+    let smtpd = free_port();
+    let main = format!(
+        "smtp_dns_nameservers = 127.0.0.1:{dns_port}\nrelay_domains = example.test\ntransport_maps = inline:{{mx.example.test=smtp:mx.example.test:{port}, amx.example.test=smtp:amx.example.test:{port}, nx.example.test=smtp:nx.example.test:{port}}}\n"
+    );
+    let mut inst = Install::new(&main, &crate::harness::mail_system_master_cf(smtpd));
+    inst.start();
+    let mut c = Client::connect(smtpd);
+    c.cmd("EHLO x.test");
+    let a = queued_id(&c.send_mail("s@sender.test", &["u@mx.example.test"], "Subject: mx\n\nx\n"));
+    let line = inst.wait_log(&format!("{a}: to=<u@mx.example.test>, relay=mx2.mx.example.test[127.0.0.3]:{port}"));
+    assert!(line.contains("status=sent"), "{line}");
+    let log = inst.log();
+    let refused = log
+        .find(&format!("connect to mx1.mx.example.test[127.0.0.2]:{port}: Connection refused"))
+        .expect("the preferred MX was tried first");
+    assert!(refused < log.find(&line).unwrap());
+
+    let b = queued_id(&c.send_mail("s@sender.test", &["u@amx.example.test"], "Subject: a\n\nx\n"));
+    let line = inst.wait_log(&format!("{b}: to=<u@amx.example.test>, relay=amx.example.test[127.0.0.3]:{port}"));
+    assert!(line.contains("status=sent"), "{line}");
+    assert_eq!(sink.count(), 2);
+
+    let n = queued_id(&c.send_mail("s@sender.test", &["u@nx.example.test"], "Subject: nx\n\nx\n"));
+    let line = inst.wait_log(&format!("{n}: to=<u@nx.example.test>"));
+    // A domain that does not exist is a permanent failure, as in Postfix.
+    assert!(
+        line.contains(
+            "dsn=5.4.4, status=bounced (Host or domain name not found. Name service error for name=nx.example.test type=MX: Host not found)"
+        ),
+        "{line}"
+    );
+}
