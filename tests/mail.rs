@@ -137,6 +137,12 @@ fn malformed_input_gets_clear_replies_and_no_partial_queue_file() {
     assert_eq!(c.reply(), "250 2.0.0 Ok");
     assert_eq!(c.reply(), "250 2.1.0 Ok");
     assert_eq!(c.reply(), "250 2.1.5 Ok");
+    // Pipelined garbage gets one reply per line, in order.
+    c.send_raw(b"FOO\r\nBAR baz\r\n\r\nNOOP\r\n");
+    assert_eq!(c.reply(), "502 5.5.2 Error: command not recognized");
+    assert_eq!(c.reply(), "502 5.5.2 Error: command not recognized");
+    assert_eq!(c.reply(), "500 5.5.2 Error: bad syntax");
+    assert_eq!(c.reply(), "250 2.0.0 Ok");
     // Bare LF inside DATA is accepted and stored as CRLF.
     assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>");
     c.send_raw(b"Subject: bare\nMessage-ID: <bare@test>\n\nline one\nline two\r\n.\r\n");

@@ -152,3 +152,19 @@ fn postsuper_holds_releases_requeues_and_deletes() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stderr), "postsuper: fatal: invalid queue id: bad/id\n");
 }
+
+#[test]
+fn postqueue_p_marks_mail_being_delivered_as_active() {
+    let sink = Sink::start(free_port());
+    sink.data_delay_ms.store(3000, std::sync::atomic::Ordering::Relaxed);
+    let (inst, port) = Install::mail_system("", sink.port);
+    let mut c = Client::connect(port);
+    c.cmd("EHLO x.test");
+    let id = queued_id(&c.send_mail("s@sender.test", &["u@customer.example"], "Subject: slow\n\nx\n"));
+    let line = wait_for("the message in active", || {
+        let out = text(&inst.cli("postqueue", &["-p"]).stdout);
+        out.lines().find(|l| l.starts_with(&format!("{id}*"))).map(str::to_string)
+    });
+    assert!(line.ends_with(" s@sender.test"), "{line}");
+    inst.wait_log(&format!("{id}: removed"));
+}

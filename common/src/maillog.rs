@@ -75,14 +75,19 @@ pub fn init(syslog_name: &str, service: &str, maillog_file: &str, also_stderr: b
     });
 }
 
+/// The `maillog_file` of a configuration, relative paths taken relative to the configuration
+/// directory like `queue_directory` (the embedded default); `None` means syslog.
+pub fn maillog_path(p: &Params) -> Option<std::path::PathBuf> {
+    match p.get("maillog_file") {
+        Ok(f) if !f.is_empty() => p.dir("maillog_file").ok(),
+        _ => None,
+    }
+}
+
 /// [`init`] from a configuration (`syslog_name`, `maillog_file`).
 pub fn init_from_params(p: &Params, service: &str, also_stderr: bool) {
     let name = p.get("syslog_name").unwrap_or_else(|_| "postern".into());
-    // Relative to the configuration directory, like queue_directory (the embedded default).
-    let file = match p.get("maillog_file") {
-        Ok(f) if !f.is_empty() => p.dir("maillog_file").map(|d| d.display().to_string()).unwrap_or(f),
-        _ => String::new(),
-    };
+    let file = maillog_path(p).map(|f| f.display().to_string()).unwrap_or_default();
     init(&name, service, &file, also_stderr);
 }
 

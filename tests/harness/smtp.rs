@@ -26,6 +26,8 @@ pub struct Sink {
     pub received: Arc<Mutex<Vec<Received>>>,
     /// Connections accepted so far.
     pub connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Milliseconds to wait before answering the end of DATA (to keep mail in `active`).
+    pub data_delay_ms: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -42,20 +44,21 @@ impl Sink {
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (r, st, conns) = (received.clone(), stop.clone(), connections.clone());
+        let data_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (r, st, conns, delay) = (received.clone(), stop.clone(), connections.clone(), data_delay_ms.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
                         conns.fetch_add(1, Ordering::Relaxed);
-                        let r = r.clone();
-                        std::thread::spawn(move || session(s, r));
+                        let (r, delay) = (r.clone(), delay.clone());
+                        std::thread::spawn(move || session(s, r, delay));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Sink { port, received, connections, stop }
+        Sink { port, received, connections, data_delay_ms, stop }
     }
 
     pub fn count(&self) -> usize {
@@ -78,7 +81,7 @@ impl Drop for Sink {
     }
 }
 
-fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>) {
+fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, delay: Arc<std::sync::atomic::AtomicU64>) {
     s.set_nodelay(true).ok();
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut w = s.try_clone().unwrap();
@@ -120,6 +123,7 @@ fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>) {
                 }
                 data.push_str(line.strip_prefix('.').unwrap_or(&line));
             }
+            std::thread::sleep(Duration::from_millis(delay.load(Ordering::Relaxed)));
             out.lock().unwrap().push(Received { sender: sender.clone(), recipients: std::mem::take(&mut rcpts), data });
             "250 2.0.0 Ok: queued".into()
         } else if upper == "QUIT" {

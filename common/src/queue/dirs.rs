@@ -134,11 +134,25 @@ impl Spool {
                 if !src.exists() {
                     return Ok(false);
                 }
-                fs::create_dir_all(&dst_dir)?;
+                self.create_hash_dir(to, &dst_dir)?;
                 fs::rename(&src, &dst).map(|()| true).or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(false) } else { Err(e) })
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Create a hash subdirectory owned like its queue, so that a root program (postsuper)
+    /// never leaves a directory the daemons cannot write.
+    fn create_hash_dir(&self, queue: QueueName, dir: &Path) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        fs::create_dir_all(dir)?;
+        let top = fs::metadata(self.queue_dir(queue))?;
+        let here = fs::metadata(dir)?;
+        if (here.uid(), here.gid()) != (top.uid(), top.gid()) {
+            // Only root can give a directory away; anyone else created it as the right user.
+            let _ = std::os::unix::fs::chown(dir, Some(top.uid()), Some(top.gid()));
+        }
+        Ok(())
     }
 
     /// Every queue ID in `queue` (walking hash levels), in no particular order. Names that are

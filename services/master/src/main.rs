@@ -84,6 +84,10 @@ fn run(config_dir: PathBuf, params: &Params, test_only: bool) -> Result<u8, Stri
             let dir = spool.root.join(q);
             nix::unistd::chown(&dir, Some(id.uid.into()), Some(id.gid.into())).map_err(|e| format!("chown {}: {e}", dir.display()))?;
         }
+        // Daemons running as mail_owner append to the mail log that root programs created.
+        if let Some(log) = common::maillog::maillog_path(params).filter(|p| p.is_file()) {
+            nix::unistd::chown(&log, Some(id.uid.into()), Some(id.gid.into())).map_err(|e| format!("chown {}: {e}", log.display()))?;
+        }
     }
     let _lock = pidfile::acquire(&pid_path).map_err(|e| e.to_string())?;
     let ready_pipe = std::env::var(READY_FD_ENV).ok().and_then(|fd| fd.parse().ok()).map(|fd| {

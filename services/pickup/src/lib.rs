@@ -4,8 +4,9 @@
 //! `pickup unix n - n 60 1 pickup` in master.cf.
 //!
 //! # Description
-//! Moves mail that `sendmail` wrote into `maildrop` (durably, so submission works while the mail
-//! system is down) to `incoming`, and tells the queue manager. It runs on every master wakeup
+//! Copies mail that `sendmail` wrote into `maildrop` (durably, so submission works while the mail
+//! system is down) into `incoming` as a new queue file owned by the mail system, removes the
+//! maildrop file, and tells the queue manager. It runs on every master wakeup
 //! and whenever it is triggered (`sendmail` triggers it after each submission). A file that is
 //! not a complete queue file is removed with a warning: maildrop is writable by every local
 //! user, so nothing there is trusted until it parses.
@@ -37,13 +38,17 @@ pub fn pickup_all(spool: &Spool) -> usize {
         let path = spool.path(QueueName::Maildrop, &id);
         let uid = std::fs::metadata(&path).map(|m| m.uid()).unwrap_or(u32::MAX);
         match file::read(&path) {
-            Ok(qf) => match spool.move_file(&id, QueueName::Maildrop, QueueName::Incoming) {
-                Ok(true) => {
-                    log_info!("{id}: uid={uid} from=<{}>", qf.envelope.sender);
+            // A copy, not a rename: the new file belongs to the mail system (the submitter owns
+            // the maildrop file) and gets a fresh queue ID, as Postfix's cleanup does.
+            Ok(qf) => match file::write_new(spool, QueueName::Incoming, &qf.envelope, &qf.message) {
+                Ok(new_id) => {
+                    log_info!("{new_id}: uid={uid} from=<{}>", qf.envelope.sender);
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        log_warning!("{id}: remove maildrop file: {e}");
+                    }
                     moved += 1;
                 }
-                Ok(false) => {}
-                Err(e) => log_warning!("{id}: move from maildrop to incoming: {e}"),
+                Err(e) => log_warning!("{id}: copy from maildrop to incoming: {e}"),
             },
             Err(e) => {
                 log_warning!("{id}: removing malformed maildrop file: {e}");

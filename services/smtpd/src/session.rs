@@ -116,7 +116,7 @@ impl<'a> Session<'a> {
         let Ok(line) = std::str::from_utf8(line) else {
             return ("unknown".into(), Step::Reply("500 5.5.2 Error: bad UTF-8 syntax".into()));
         };
-        if line.contains('\0') {
+        if line.contains('\0') || line.trim().is_empty() {
             return ("unknown".into(), Step::Reply("500 5.5.2 Error: bad syntax".into()));
         }
         let (verb, arg) = match line.split_once(' ') {
