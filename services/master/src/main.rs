@@ -80,7 +80,7 @@ fn run(config_dir: PathBuf, params: &Params, test_only: bool) -> Result<u8, Stri
     let identity = service_identity(params)?;
     if let Some(id) = identity {
         // Daemons that run as mail_owner must be able to write the queues.
-        for q in common::queue::QueueName::ALL.iter().map(|q| q.as_str()).chain(["flush"]) {
+        for q in common::queue::QueueName::ALL.iter().map(|q| q.as_str()).chain(["flush", "public", "private"]) {
             let dir = spool.root.join(q);
             nix::unistd::chown(&dir, Some(id.uid.into()), Some(id.gid.into())).map_err(|e| format!("chown {}: {e}", dir.display()))?;
         }
