@@ -47,3 +47,4 @@ pub mod logfile;
 pub mod reconcile;
 pub mod server;
 pub mod service;
+pub mod trigger;

@@ -1,23 +1,9 @@
 //! The `flush` program: skeleton start-up, the actor, the background reconciliation, the loop.
 
 use common::daemon::{self, Daemon, fatal};
-use common::ipc::client::call_blocking;
-use common::ipc::endpoint::Class;
-use common::ipc::endpoint::display_path;
-use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
-use common::log_warning;
+use common::ipc::endpoint::{Class, display_path};
 use flush::actor::FlushHandle;
-use flush::service::{FlushConfig, FlushState, Notify};
-
-fn qmgr_notifier(cfg: &FlushConfig, service: String) -> Notify {
-    let socket = cfg.qmgr_socket.clone();
-    let timeout = cfg.trigger_timeout;
-    Box::new(move |triggers: &[QmgrTrigger]| {
-        if let Err(e) = call_blocking::<QmgrProtocol>(&socket, &triggers.to_vec(), timeout) {
-            log_warning!("trigger {}: {e}", display_path(Class::Public, &service));
-        }
-    })
-}
+use flush::service::{FlushConfig, FlushState};
 
 fn main() {
     let (args, params) = daemon::start("flush");
@@ -29,7 +15,8 @@ fn main() {
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let state = FlushState::load(cfg.clone(), qmgr_notifier(&cfg, qmgr_name))
+        let notify = flush::trigger::qmgr_notifier(cfg.qmgr_socket.clone(), cfg.trigger_timeout, display_path(Class::Public, &qmgr_name));
+        let state = FlushState::load(cfg.clone(), notify)
             .unwrap_or_else(|e| fatal(&format!("open fast flush logfiles in {}: {e}", cfg.spool.root.join("flush").display())));
         let handle = FlushHandle::start(state);
         let d = Daemon::new(&args.service, listeners).unwrap_or_else(|e| fatal(&e.to_string()));

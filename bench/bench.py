@@ -1,0 +1,293 @@
+"""Postern and Postfix side by side, in one run: fast ETRN latency at queue scale, whole-queue
+flush, acceptance and relay throughput, resource use. Prints a table and writes BENCHMARKS.md
+and bench/etrn-latency.png. Speed is measured here, never asserted in the test suite."""
+
+import argparse
+import os
+import platform
+import smtplib
+import socket
+import statistics
+import subprocess
+import threading
+import time
+
+import sink
+from systems import ROOT, Postern, Postfix, wait_port
+
+HZ = os.sysconf("SC_CLK_TCK")
+BASE = "/tmp/postern-bench"
+SINK_PORT = 10099
+
+
+def free_sink():
+    """Make sure nothing listens on the sink port (mail must defer while queues fill)."""
+    try:
+        socket.create_connection(("127.0.0.1", SINK_PORT), timeout=0.2).close()
+        raise RuntimeError(f"something listens on {SINK_PORT}")
+    except OSError:
+        pass
+
+
+def wait_until(what, cond, timeout):
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise RuntimeError(f"timed out: {what}")
+        time.sleep(0.005)
+
+
+def fill(system, n, domains, threads=8):
+    """Queue n messages over SMTP, recipients spread over `domains` domains."""
+    def worker(start):
+        s = smtplib.SMTP("127.0.0.1", system.port, timeout=60)
+        s.ehlo("fill.bench")
+        for i in range(start, n, threads):
+            d = i % domains
+            body = f"Subject: bench {i}\r\nMessage-ID: <{i}.{system.name}@bench>\r\n\r\n" + "x" * 1000 + "\r\n"
+            s.sendmail("sender@bench.test", [f"u{i}@d{d}.example.test"], body)
+        s.quit()
+    ts = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def etrn(port, site):
+    """Send ETRN over an established session; return (reply, seconds for the ETRN alone)."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"HELO etrn.bench\r\n")
+    f.readline()
+    t = time.time()
+    s.sendall(f"ETRN {site}\r\n".encode())
+    reply = f.readline().decode().strip()
+    dt = time.time() - t
+    s.sendall(b"QUIT\r\n")
+    f.readline()
+    s.close()
+    return reply, dt, t + dt
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def etrn_scale(systems, n, domains, probes):
+    """Fill each system's deferred queue, bring the sink up, ETRN `probes` domains."""
+    out = {}
+    for sysm in systems:
+        free_sink()
+        sysm.fresh()
+        sysm.start()
+        t = time.time()
+        fill(sysm, n, domains)
+        fill_s = time.time() - t
+        wait_until(f"{sysm.name}: {n} deferred", lambda: sysm.deferred_count() >= n, 60 + n / 50)
+        time.sleep(1)
+        srv = sink.start(SINK_PORT)
+        per = n // domains
+        rows = []
+        for k in range(probes):
+            d = (k * 7919) % domains
+            suffix = f"@d{d}.example.test"
+            cpu0 = sysm.cpu_ticks()
+            reply, reply_s, t_reply = etrn(sysm.port, f"d{d}.example.test")
+            wait_until(f"{sysm.name}: d{d} delivered", lambda: srv.recorder.count(suffix) >= per, 60)
+            times = srv.recorder.times(suffix)
+            time.sleep(0.2)
+            cpu = (sysm.cpu_ticks() - cpu0) / HZ
+            rows.append({"reply_ms": reply_s * 1000, "first_ms": (min(times) - t_reply) * 1000, "last_ms": (max(times) - t_reply) * 1000, "cpu_ms": cpu * 1000, "reply": reply})
+        # Workload 2: the whole remaining queue.
+        remaining = n - srv.recorder.count()
+        t = time.time()
+        sysm.flush_all()
+        wait_until(f"{sysm.name}: whole queue", lambda: srv.recorder.count() >= n, 120 + n / 20)
+        flush_s = time.time() - t
+        srv.shutdown()
+        srv.server_close()
+        sysm.stop()
+        out[sysm.name] = {
+            "fill_s": fill_s,
+            "reply_ms": median([r["reply_ms"] for r in rows]),
+            "first_ms": median([r["first_ms"] for r in rows]),
+            "last_ms": median([r["last_ms"] for r in rows]),
+            "cpu_ms": median([r["cpu_ms"] for r in rows]),
+            "replies": sorted({r["reply"] for r in rows}),
+            "flush_rate": remaining / flush_s,
+            "per_domain": per,
+        }
+        print(f"  {sysm.name:8} n={n:>6} domains={domains:>5}: ETRN reply {out[sysm.name]['reply_ms']:.2f} ms, first {out[sysm.name]['first_ms']:.1f} ms, last {out[sysm.name]['last_ms']:.1f} ms, cpu {out[sysm.name]['cpu_ms']:.1f} ms; whole-queue flush {out[sysm.name]['flush_rate']:.0f} msg/s", flush=True)
+    return out
+
+
+def throughput(systems, sessions, messages):
+    """smtp-source into each system with smtp-sink up: acceptance and end-to-end rates."""
+    out = {}
+    for sysm in systems:
+        free_sink()
+        sysm.fresh()
+        ssink = subprocess.Popen(["smtp-sink", "-u", "postfix", f"127.0.0.1:{SINK_PORT}", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            r = relay_run(sysm, sessions, messages)
+        finally:
+            ssink.terminate()
+            ssink.wait()
+            sysm.stop()
+        out[sysm.name] = r
+        print(f"  {sysm.name:8} accept {r['accept_rate']:.0f} msg/s, relay {r['relay_rate']:.0f} msg/s, cpu {r['cpu_per_msg_ms']:.2f} ms/msg, rss idle {r['idle_rss_mb']:.1f} MB peak {r['peak_rss_mb']:.1f} MB, start {r['start_s']*1000:.0f} ms", flush=True)
+    return out
+
+
+def relay_run(sysm, sessions, messages):
+    """One smtp-source run against a started sink; returns the figures."""
+    wait_port(SINK_PORT)
+    start_s = sysm.start()
+    time.sleep(1)
+    idle_rss = sysm.rss_kb()
+    peak = [idle_rss]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], sysm.rss_kb())
+            time.sleep(0.1)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        cpu0 = sysm.cpu_ticks()
+        t = time.time()
+        subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "4096", "-f", "sender@bench.test",
+                        "-t", "u@d1.example.test", f"127.0.0.1:{sysm.port}"], check=True, stdout=subprocess.DEVNULL)
+        accept_s = time.time() - t
+        wait_until(f"{sysm.name}: all relayed", lambda: sysm.log_count("status=sent") >= messages, 300)
+        relay_s = time.time() - t
+        time.sleep(0.5)
+        cpu = (sysm.cpu_ticks() - cpu0) / HZ
+    finally:
+        stop.set()
+        sampler.join()
+    return {"accept_rate": messages / accept_s, "relay_rate": messages / relay_s, "cpu_per_msg_ms": cpu * 1000 / messages,
+            "idle_rss_mb": idle_rss / 1024, "peak_rss_mb": peak[0] / 1024, "start_s": start_s}
+
+
+def ratio(a, b, higher_is_better):
+    if not a or not b:
+        return "n/a"
+    return f"{(a / b if higher_is_better else b / a):.2f}x"
+
+
+def plot(scale, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    sizes = sorted(scale)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, marker, color in (("Postern", "o", "tab:blue"), ("Postfix", "s", "tab:orange")):
+        ax.plot(sizes, [scale[n][name]["last_ms"] for n in sizes], marker=marker, linestyle="-", color=color, label=f"{name}: last message at sink")
+        ax.plot(sizes, [scale[n][name]["reply_ms"] for n in sizes], marker=marker, linestyle=":", color=color, alpha=0.7, label=f"{name}: ETRN reply")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("deferred messages in the queue")
+    ax.set_ylabel("milliseconds after ETRN (median)")
+    ax.set_title("Fast ETRN latency versus queue size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def machine():
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({model}), {mem:.0f} GiB, {platform.system()} {platform.release()}"
+
+
+def write_report(args, systems, scale, tput, path):
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    L = []
+    L.append("# Benchmarks: Postern and Postfix side by side\n")
+    L.append(f"Written by `bench/run{' --quick' if args.quick else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Both systems ran in the same run, one after the other, on loopback, with the same main.cf settings (relay to one sink port, fsync on in both). Figures are medians where several probes were taken; a ratio above 1 means Postern is better.\n")
+    L.append(f"- Machine: {machine()}\n- Postfix {systems[0].version()} (Debian package), Postern {systems[1].version()} (release build, {rustc})\n- Settings: `relay_domains = example.test`, `relayhost = [127.0.0.1]:{SINK_PORT}`, `default_destination_concurrency_limit = 20`, `qmgr_message_active_limit = 20000`; Postfix with its stock master.cf (chroot off), Postern with its etc/ services; both started as root, services as `postfix`.\n")
+    L.append("## 1. Fast ETRN latency at queue scale (the headline)\n")
+    L.append("A deferred queue of N messages over D domains (`dK.example.test`) is filled over SMTP while the sink is down; then the sink comes up and `ETRN dK.example.test` is sent for several domains. Reply = time for the ETRN reply; first/last = time from the reply until the domain's first/last message reached the sink; CPU = CPU time of all daemons during one ETRN and its deliveries.\n")
+    L.append("| queue (N / D, per domain) | system | ETRN reply ms | first msg ms | last msg ms | CPU ms | reply text |")
+    L.append("|---|---|---|---|---|---|---|")
+    for n in sorted(scale):
+        for name in ("Postern", "Postfix"):
+            r = scale[n][name]
+            L.append(f"| {n} / {n // r['per_domain']}, {r['per_domain']} | {name} | {r['reply_ms']:.2f} | {r['first_ms']:.1f} | {r['last_ms']:.1f} | {r['cpu_ms']:.1f} | {'; '.join(r['replies'])} |")
+        a, b = scale[n]["Postern"], scale[n]["Postfix"]
+        L.append(f"| {n} | ratio | {ratio(a['reply_ms'], b['reply_ms'], False)} | {ratio(a['first_ms'], b['first_ms'], False)} | {ratio(a['last_ms'], b['last_ms'], False)} | {ratio(a['cpu_ms'], b['cpu_ms'], False)} | |")
+    sizes = sorted(scale)
+    if len(sizes) > 1:
+        lo, hi = sizes[0], sizes[-1]
+        growth = scale[hi]["Postern"]["last_ms"] / max(scale[lo]["Postern"]["last_ms"], 1e-9)
+        L.append(f"\nPostern's time to the last message at {hi} queued is {growth:.2f}x its time at {lo} (target: at most 1.5x at 100k versus 1k).\n")
+    L.append("![ETRN latency versus queue size](bench/etrn-latency.png)\n")
+    L.append("## 2. Whole-queue flush (`postqueue -f`)\n")
+    L.append("After the ETRN probes, the rest of the same queue is flushed; rate = messages until the last one reached the sink.\n")
+    L.append("| queue | Postern msg/s | Postfix msg/s | ratio |")
+    L.append("|---|---|---|---|")
+    for n in sizes:
+        a, b = scale[n]["Postern"]["flush_rate"], scale[n]["Postfix"]["flush_rate"]
+        L.append(f"| {n} | {a:.0f} | {b:.0f} | {ratio(a, b, True)} |")
+    L.append("\n## 3-5. Acceptance and relay throughput, resource use\n")
+    L.append(f"`smtp-source -s {args.sessions} -m {args.messages} -l 4096` into each smtpd while Postfix's `smtp-sink` accepts the relayed mail. Acceptance = messages / time until smtp-source finished; relay = messages / time until the last `status=sent`; CPU = all daemons' CPU time / messages; memory = resident set of the master and all its children (idle after start, peak sampled every 100 ms); start = `postfix start` until smtpd answers.\n")
+    L.append("| figure | Postern | Postfix | ratio |")
+    L.append("|---|---|---|---|")
+    a, b = tput["Postern"], tput["Postfix"]
+    rows = [("acceptance msg/s", "accept_rate", True, "{:.0f}"), ("relay msg/s (end to end)", "relay_rate", True, "{:.0f}"),
+            ("CPU ms per message", "cpu_per_msg_ms", False, "{:.2f}"), ("RSS idle MB", "idle_rss_mb", False, "{:.1f}"),
+            ("RSS peak MB", "peak_rss_mb", False, "{:.1f}"), ("start-up s", "start_s", False, "{:.3f}")]
+    for label, key, hib, fmt in rows:
+        L.append(f"| {label} | {fmt.format(a[key])} | {fmt.format(b[key])} | {ratio(a[key], b[key], hib)} |")
+    L.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small queues and loads, under 5 minutes")
+    ap.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    args = ap.parse_args()
+    if args.quick:
+        sizes, probes = [(500, 50), (2000, 200)], 3
+        args.sessions, args.messages = 20, 1000
+    else:
+        sizes, probes = [(1000, 100), (10000, 1000), (100000, 10000)], 5
+        args.sessions, args.messages = 20, 5000
+    systems = [Postfix(f"{BASE}/postfix", 10025, SINK_PORT), Postern(f"{BASE}/postern", 10026, SINK_PORT)]
+    try:
+        print("throughput and resources", flush=True)
+        tput = throughput(systems, args.sessions, args.messages)
+        scale = {}
+        for n, d in sizes:
+            print(f"ETRN at {n} queued over {d} domains", flush=True)
+            scale[n] = etrn_scale(systems, n, d, probes)
+    finally:
+        for s in systems:
+            s.stop()
+    plot(scale, os.path.join(ROOT, "bench", "etrn-latency.png"))
+    write_report(args, systems, scale, tput, args.output)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

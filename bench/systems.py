@@ -1,0 +1,240 @@
+"""The two systems under test: a private Postfix instance (Debian's package, its own config and
+queue directories, as in ../shared/reference/postfix-behavior.md section 15) and Postern, both
+on loopback, relaying everything to one sink port, with the same fast-flush settings."""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POSTERN_BIN = os.path.join(ROOT, "target", "release")
+
+
+def wait_port(port, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.recv(512)
+                return True
+        except OSError:
+            time.sleep(0.01)
+    raise RuntimeError(f"nothing answers on port {port}")
+
+
+def proc_stat(pid):
+    """(utime+stime, cutime+cstime) in clock ticks, or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def children(pid):
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            if int(rest[1]) == pid and rest[0] != "Z":
+                out.append(int(p))
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class System:
+    name = ""
+    port = 0
+
+    def __init__(self, base, port, sink_port):
+        self.base = base
+        self.port = port
+        self.sink_port = sink_port
+        self.etc = os.path.join(base, "etc")
+        self.spool = os.path.join(base, "spool")
+        self.maillog = os.path.join(base, "maillog")
+
+    def master_pid(self):
+        try:
+            with open(os.path.join(self.spool, "pid", "master.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def cpu_ticks(self):
+        """CPU used by the master, its live children and the children it has reaped."""
+        m = self.master_pid()
+        if m is None:
+            return 0
+        own = proc_stat(m) or (0, 0)
+        total = own[0] + own[1]
+        for c in children(m):
+            st = proc_stat(c)
+            if st:
+                total += st[0]
+        return total
+
+    def rss_kb(self):
+        m = self.master_pid()
+        if m is None:
+            return 0
+        return rss_kb(m) + sum(rss_kb(c) for c in children(m))
+
+    def deferred_count(self):
+        n = 0
+        for _dirpath, _dirs, files in os.walk(os.path.join(self.spool, "deferred")):
+            n += len(files)
+        return n
+
+    def queue_count(self):
+        n = 0
+        for q in ("incoming", "active", "deferred", "maildrop", "hold"):
+            for _dirpath, _dirs, files in os.walk(os.path.join(self.spool, q)):
+                n += len([f for f in files if not f.startswith(".")])
+        return n
+
+    def log_count(self, needle):
+        try:
+            with open(self.maillog, errors="replace") as f:
+                return sum(1 for line in f if needle in line)
+        except OSError:
+            return 0
+
+    def fresh(self):
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+        os.makedirs(self.etc)
+        os.chmod(self.base, 0o755)
+        self.configure()
+
+    def start(self):
+        """Start and return the seconds until the SMTP port answers."""
+        t = time.time()
+        self.run_start()
+        wait_port(self.port)
+        return time.time() - t
+
+
+COMMON_MAIN = """
+relay_domains = example.test
+relayhost = [127.0.0.1]:{sink}
+inet_interfaces = 127.0.0.1
+mynetworks = 127.0.0.0/8
+myhostname = bench.test
+mydestination =
+maximal_backoff_time = 4000s
+qmgr_message_active_limit = 20000
+default_destination_concurrency_limit = 20
+smtpd_junk_command_limit = 100000
+smtpd_soft_error_limit = 100000
+smtpd_hard_error_limit = 100000
+"""
+
+
+class Postfix(System):
+    name = "Postfix"
+
+    def configure(self):
+        # Postfix creates the queue's subdirectories, but not the queue directory itself.
+        os.makedirs(self.spool)
+        os.makedirs(os.path.join(self.base, "data"))
+        shutil.chown(os.path.join(self.base, "data"), "postfix")
+        for f in os.listdir("/etc/postfix"):
+            if f == "master.cf" or f.startswith("dynamicmaps.cf"):
+                src = os.path.join("/etc/postfix", f)
+                if os.path.isfile(src):
+                    shutil.copy(src, self.etc)
+                elif os.path.isdir(src):
+                    shutil.copytree(src, os.path.join(self.etc, f))
+        main = f"""compatibility_level = 3.6
+queue_directory = {self.spool}
+data_directory = {self.base}/data
+maillog_file = {self.maillog}
+maillog_file_prefixes = /var, /dev/stdout, {self.base}
+syslog_name = postfix-bench
+inet_protocols = ipv4
+alias_maps =
+alias_database =
+smtp_dns_support_level = disabled
+""" + COMMON_MAIN.format(sink=self.sink_port)
+        with open(os.path.join(self.etc, "main.cf"), "w") as f:
+            f.write(main)
+        pc = ["postconf", "-c", self.etc]
+        subprocess.run(pc + ["-MX", "smtp/inet"], check=True)
+        subprocess.run(pc + ["-Me", f"127.0.0.1:{self.port}/inet=127.0.0.1:{self.port} inet n - n - - smtpd"], check=True)
+        subprocess.run(pc + ["-F", "*/*/chroot=n"], check=True)
+
+    def env(self):
+        return dict(os.environ, MAIL_CONFIG=self.etc)
+
+    def run_start(self):
+        subprocess.run(["postfix", "-c", self.etc, "start"], check=True, env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        if os.path.isdir(self.etc):
+            subprocess.run(["postfix", "-c", self.etc, "stop"], env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(100):
+                if self.master_pid() is None or proc_stat(self.master_pid()) is None:
+                    break
+                time.sleep(0.05)
+
+    def flush_all(self):
+        subprocess.run(["postqueue", "-c", self.etc, "-f"], check=True, env=self.env())
+
+    def version(self):
+        return subprocess.run(["postconf", "-d", "-h", "mail_version"], capture_output=True, text=True).stdout.strip()
+
+
+class Postern(System):
+    name = "Postern"
+
+    def configure(self):
+        main = f"""queue_directory = {self.spool}
+maillog_file = {self.maillog}
+mail_owner = postfix
+""" + COMMON_MAIN.format(sink=self.sink_port)
+        with open(os.path.join(self.etc, "main.cf"), "w") as f:
+            f.write(main)
+        master = f"""127.0.0.1:{self.port} inet n - n - - smtpd
+qmgr unix n - n 300 1 qmgr
+smtp unix - - n - - smtp
+flush unix n - n 1000? 0 flush
+pickup unix n - n 60 1 pickup
+showq unix n - n - - showq
+"""
+        with open(os.path.join(self.etc, "master.cf"), "w") as f:
+            f.write(master)
+
+    def cli(self, program):
+        return os.path.join(POSTERN_BIN, program)
+
+    def run_start(self):
+        subprocess.run([self.cli("postfix"), "-c", self.etc, "start"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        if os.path.isdir(self.etc):
+            subprocess.run([self.cli("postfix"), "-c", self.etc, "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def flush_all(self):
+        subprocess.run([self.cli("postqueue"), "-c", self.etc, "-f"], check=True)
+
+    def version(self):
+        return subprocess.run([self.cli("postconf"), "-c", self.etc, "-d", "-h", "mail_version"], capture_output=True, text=True).stdout.strip()
