@@ -217,12 +217,18 @@ fn write_temp_then_name(spool: &Spool, queue: QueueName, temp: &Path, envelope: 
     Err(QueueError::Io { path: temp.to_path_buf(), source: io::Error::other("cannot find a unique queue ID") })
 }
 
-/// Append a recipient result and fsync it, before the caller acts on it.
+/// Append a recipient result. It is not fsynced here: call [`sync`] before the file moves on
+/// (to `deferred`); a file that is removed next needs no sync, since a crash before the removal
+/// only means another delivery attempt (at-least-once, as in Postfix).
 pub fn append_result(path: &Path, result: &RecipientResult) -> Result<(), QueueError> {
     let line = serde_json::to_string(result).map_err(|e| QueueError::Corrupt { path: path.to_path_buf(), what: e.to_string() })?;
     let mut f: File = OpenOptions::new().append(true).open(path).map_err(io_err(path))?;
-    f.write_all(format!("R {line}\n").as_bytes()).map_err(io_err(path))?;
-    f.sync_data().map_err(io_err(path))
+    f.write_all(format!("R {line}\n").as_bytes()).map_err(io_err(path))
+}
+
+/// Make the appended results durable.
+pub fn sync(path: &Path) -> Result<(), QueueError> {
+    File::open(path).and_then(|f| f.sync_data()).map_err(io_err(path))
 }
 
 #[cfg(test)]

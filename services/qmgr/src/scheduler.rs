@@ -1,8 +1,9 @@
 //! The scheduler: owns the active queue. Scans move files from `incoming` and `deferred` into
 //! `active`, recipients are grouped by route and handed to delivery agents with at most
 //! `default_destination_concurrency_limit` requests per route in flight, results are appended to
-//! the queue file before anything else happens, and a finished message is removed, bounced or
-//! deferred with backoff (its mtime is its next retry time) and listed with the flush service.
+//! the queue file as they come (and fsynced once before the file moves to `deferred`), and a
+//! finished message is removed, bounced or deferred with backoff (its mtime is its next retry
+//! time) and listed with the flush service.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs;
@@ -290,7 +291,7 @@ impl Scheduler {
         self.finish_if_done(id);
     }
 
-    /// Append results to the queue file (durably, before acting on them) and note them.
+    /// Append results to the queue file and note them (made durable before the file moves on).
     fn record(&mut self, id: &QueueId, results: Vec<DeliveryResult>, log: bool) {
         let path = self.cfg.spool.path(QueueName::Active, id);
         let Some(msg) = self.active.get_mut(id) else { return };
@@ -379,6 +380,10 @@ impl Scheduler {
         // [minimal_backoff_time, maximal_backoff_time]; the file's mtime says when.
         let delay = age.clamp(self.cfg.minimal_backoff, self.cfg.maximal_backoff.max(self.cfg.minimal_backoff));
         let when = SystemTime::now() + delay;
+        // The recipients' results are made durable once, before the file moves on.
+        if let Err(e) = file::sync(&path) {
+            log_warning!("{id}: {e}");
+        }
         if let Err(e) = fs::File::open(&path).and_then(|f| f.set_times(fs::FileTimes::new().set_accessed(when).set_modified(when))) {
             log_warning!("{id}: set retry time: {e}");
         }
