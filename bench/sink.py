@@ -64,6 +64,8 @@ class Handler(socketserver.StreamRequestHandler):
 class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops SYNs when a sender opens 20 connections.
+    request_queue_size = 256
 
 
 def start(port):

@@ -27,7 +27,8 @@
 //! `<id>: sender non-delivery notification: <id>`, `<id>: flush service failure`.
 //!
 //! # Configuration parameters
-//! `qmgr_message_active_limit`, `default_destination_concurrency_limit`, `minimal_backoff_time`,
+//! `qmgr_message_active_limit`, `initial_destination_concurrency`,
+//! `default_destination_concurrency_limit`, `minimal_backoff_time`,
 //! `maximal_backoff_time`, `queue_run_delay`, `maximal_queue_lifetime`, `bounce_queue_lifetime`,
 //! `transport_maps`, `relayhost`, `default_transport`, `defer_transports`, `fast_flush_domains`.
 //!

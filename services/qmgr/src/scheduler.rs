@@ -55,6 +55,10 @@ pub struct Scheduler {
     active: HashMap<QueueId, ActiveMsg>,
     jobs: BTreeMap<Route, VecDeque<Job>>,
     inflight: HashMap<Route, usize>,
+    /// Per-route concurrency window (Postfix's slow start): starts at
+    /// `initial_destination_concurrency`, grows by one per delivered request up to the limit, and
+    /// starts over when the route fails.
+    window: HashMap<Route, usize>,
     /// Routes that failed recently: (until, reason). `F` clears it.
     dead: HashMap<Route, (Instant, String)>,
     want_incoming: bool,
@@ -71,6 +75,7 @@ impl Scheduler {
             active: HashMap::new(),
             jobs: BTreeMap::new(),
             inflight: HashMap::new(),
+            window: HashMap::new(),
             dead: HashMap::new(),
             want_incoming: true,
             want_deferred: true,
@@ -239,7 +244,8 @@ impl Scheduler {
                 }
                 continue;
             }
-            while self.inflight.get(&route).copied().unwrap_or(0) < self.cfg.destination_concurrency {
+            let window = self.window.get(&route).copied().unwrap_or(self.cfg.initial_concurrency).min(self.cfg.destination_concurrency);
+            while self.inflight.get(&route).copied().unwrap_or(0) < window {
                 let Some(job) = self.jobs.get_mut(&route).and_then(VecDeque::pop_front) else { break };
                 let Some(msg) = self.active.get(&job.id) else { continue };
                 *self.inflight.entry(route.clone()).or_insert(0) += 1;
@@ -276,8 +282,15 @@ impl Scheduler {
         if let Some(n) = self.inflight.get_mut(&route) {
             *n = n.saturating_sub(1);
         }
-        if let Some(r) = results.iter().find(|r| r.site_failure) {
-            self.dead.insert(route, (Instant::now() + self.cfg.minimal_backoff, r.text.clone()));
+        match results.iter().find(|r| r.site_failure) {
+            Some(r) => {
+                self.window.remove(&route);
+                self.dead.insert(route, (Instant::now() + self.cfg.minimal_backoff, r.text.clone()));
+            }
+            None => {
+                let w = self.window.entry(route).or_insert(self.cfg.initial_concurrency);
+                *w = (*w + 1).min(self.cfg.destination_concurrency);
+            }
         }
         // The agent has logged its own results.
         self.record(&id, results, false);
