@@ -11,6 +11,7 @@ pub mod hello;
 pub mod qmgr;
 pub mod server;
 pub mod showq;
+pub mod trigger;
 
 pub use frame::{FrameError, MAX_FRAME};
 pub use hello::{Hello, Protocol};

@@ -47,4 +47,3 @@ pub mod logfile;
 pub mod reconcile;
 pub mod server;
 pub mod service;
-pub mod trigger;

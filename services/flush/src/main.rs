@@ -2,6 +2,8 @@
 
 use common::daemon::{self, Daemon, fatal};
 use common::ipc::endpoint::{Class, display_path};
+use common::ipc::qmgr::QmgrTrigger;
+use common::ipc::trigger::TriggerSender;
 use flush::actor::FlushHandle;
 use flush::service::{FlushConfig, FlushState};
 
@@ -15,7 +17,9 @@ fn main() {
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let notify = flush::trigger::qmgr_notifier(cfg.qmgr_socket.clone(), cfg.trigger_timeout, display_path(Class::Public, &qmgr_name));
+        let sender = TriggerSender::start(cfg.qmgr_socket.clone(), cfg.trigger_timeout, display_path(Class::Public, &qmgr_name));
+        // ForgetDeadSites must be acknowledged before files move; the rest need not be waited for.
+        let notify: flush::service::Notify = Box::new(move |t: &[QmgrTrigger]| sender.send(t, t.contains(&QmgrTrigger::ForgetDeadSites)));
         let state = FlushState::load(cfg.clone(), notify)
             .unwrap_or_else(|e| fatal(&format!("open fast flush logfiles in {}: {e}", cfg.spool.root.join("flush").display())));
         let handle = FlushHandle::start(state);

@@ -55,7 +55,14 @@ fn main() {
                         return;
                     }
                 },
-                Some(msg) = rx.recv() => sched.handle(msg),
+                Some(msg) = rx.recv() => {
+                    sched.handle(msg);
+                    // Take a whole burst (triggers from busy clients, delivery results) before
+                    // feeding and dispatching once.
+                    while let Ok(more) = rx.try_recv() {
+                        sched.handle(more);
+                    }
+                }
                 _ = tick.tick() => sched.request_deferred_scan(),
             }
             sched.run();

@@ -32,6 +32,19 @@ pub enum SchedMsg {
     Done { id: QueueId, route: Route, results: Vec<DeliveryResult> },
 }
 
+/// A scan of one queue (Postfix's scan context): the listing being worked through, and whether
+/// another scan was asked for meanwhile.
+struct ScanCtx {
+    pending: VecDeque<QueueId>,
+    again: bool,
+}
+
+impl ScanCtx {
+    fn idle(&self) -> bool {
+        self.pending.is_empty() && !self.again
+    }
+}
+
 /// A message in the active queue.
 struct ActiveMsg {
     qf: QueueFile,
@@ -61,8 +74,8 @@ pub struct Scheduler {
     window: HashMap<Route, usize>,
     /// Routes that failed recently: (until, reason). `F` clears it.
     dead: HashMap<Route, (Instant, String)>,
-    want_incoming: bool,
-    want_deferred: bool,
+    incoming: ScanCtx,
+    deferred: ScanCtx,
     ignore_timestamps: bool,
     override_defer_transports: bool,
 }
@@ -77,8 +90,8 @@ impl Scheduler {
             inflight: HashMap::new(),
             window: HashMap::new(),
             dead: HashMap::new(),
-            want_incoming: true,
-            want_deferred: true,
+            incoming: ScanCtx { pending: VecDeque::new(), again: true },
+            deferred: ScanCtx { pending: VecDeque::new(), again: true },
             ignore_timestamps: false,
             override_defer_transports: false,
         }
@@ -103,7 +116,11 @@ impl Scheduler {
     }
 
     pub fn request_deferred_scan(&mut self) {
-        self.want_deferred = true;
+        self.deferred.again = true;
+    }
+
+    fn ctx(&mut self, queue: QueueName) -> &mut ScanCtx {
+        if queue == QueueName::Incoming { &mut self.incoming } else { &mut self.deferred }
     }
 
     pub fn handle(&mut self, msg: SchedMsg) {
@@ -111,8 +128,8 @@ impl Scheduler {
             SchedMsg::Triggers(ts) => {
                 for t in ts {
                     match t {
-                        QmgrTrigger::ScanIncoming | QmgrTrigger::Wakeup => self.want_incoming = true,
-                        QmgrTrigger::ScanDeferred => self.want_deferred = true,
+                        QmgrTrigger::ScanIncoming | QmgrTrigger::Wakeup => self.incoming.again = true,
+                        QmgrTrigger::ScanDeferred => self.deferred.again = true,
                         QmgrTrigger::IgnoreTimestamps => self.ignore_timestamps = true,
                         QmgrTrigger::ForgetDeadSites => {
                             self.dead.clear();
@@ -125,43 +142,40 @@ impl Scheduler {
         }
     }
 
-    /// Run the scans that were asked for (as far as the active queue has room), then dispatch.
+    /// Feed the active queue from the scans in progress (incoming first, as Postfix prefers new
+    /// mail when room is short), then dispatch.
     pub fn run(&mut self) {
-        let scanned = self.want_incoming || self.want_deferred;
-        if self.want_incoming {
-            self.want_incoming = false;
-            self.scan(QueueName::Incoming);
-        }
-        if self.want_deferred {
-            self.want_deferred = false;
-            self.scan(QueueName::Deferred);
-        }
-        if scanned && !self.want_incoming && !self.want_deferred {
-            // The modifiers applied to the scans that just completed.
+        self.feed(QueueName::Incoming);
+        self.feed(QueueName::Deferred);
+        if self.incoming.idle() && self.deferred.idle() {
+            // The modifiers applied to the scans that have now completed.
             self.ignore_timestamps = false;
             self.override_defer_transports = false;
         }
         self.dispatch();
     }
 
-    fn scan(&mut self, queue: QueueName) {
-        let ids = match self.cfg.spool.list(queue) {
-            Ok(ids) => ids,
-            Err(e) => {
-                log_warning!("scan {}: {e}", self.cfg.spool.queue_dir(queue).display());
-                return;
-            }
-        };
+    /// Admit files from `queue`'s scan while the active queue has room. The directory is listed
+    /// once per scan; a scan asked for meanwhile starts when this one is through, so a full
+    /// active queue never makes us list a large deferred queue again and again.
+    fn feed(&mut self, queue: QueueName) {
         let now = SystemTime::now();
-        for id in ids {
-            if self.active.len() >= self.cfg.active_limit {
-                // Come back when deliveries have made room.
-                match queue {
-                    QueueName::Incoming => self.want_incoming = true,
-                    _ => self.want_deferred = true,
+        loop {
+            if self.ctx(queue).pending.is_empty() {
+                if !self.ctx(queue).again {
+                    return;
                 }
+                self.ctx(queue).again = false;
+                match self.cfg.spool.list(queue) {
+                    Ok(ids) => self.ctx(queue).pending = ids.into(),
+                    Err(e) => log_warning!("scan {}: {e}", self.cfg.spool.queue_dir(queue).display()),
+                }
+                continue;
+            }
+            if self.active.len() >= self.cfg.active_limit {
                 return;
             }
+            let Some(id) = self.ctx(queue).pending.pop_front() else { continue };
             if self.active.contains_key(&id) {
                 continue;
             }
@@ -377,7 +391,7 @@ impl Scheduler {
             match queue_notification(&spool, &self.cfg.myhostname, id, &sender, msg.qf.envelope.arrival_us, &msg.failed, &msg.qf.message) {
                 Ok(bounce_id) => {
                     log_info!("{id}: sender non-delivery notification: {bounce_id}");
-                    self.want_incoming = true;
+                    self.incoming.again = true;
                 }
                 Err(e) => log_warning!("{id}: cannot queue the non-delivery notification: {e}"),
             }

@@ -90,6 +90,8 @@ pub struct SmtpdConfig {
     pub flush_socket: PathBuf,
     pub qmgr_socket: PathBuf,
     pub session_limit: usize,
+    /// Incoming-scan triggers to the queue manager, over one persistent connection.
+    pub qmgr_trigger: common::ipc::trigger::TriggerSender,
     /// When the last whole-queue run for a slow ETRN was asked for (shared by all sessions).
     pub last_slow_etrn: Arc<Mutex<Option<Instant>>>,
 }
@@ -116,7 +118,14 @@ impl SmtpdConfig {
         };
         let mynetworks = NetworkList::parse(&p.list("mynetworks")?).map_err(|e| bad("mynetworks", &e.0))?;
         let default_limit = u32::try_from(p.int("default_process_limit")?).unwrap_or(100);
+        let qmgr_name = p.get("queue_service_name")?;
+        let qmgr_trigger = common::ipc::trigger::TriggerSender::start(
+            service_path(&spool.root, Class::Public, &qmgr_name),
+            p.time("trigger_timeout")?,
+            common::ipc::endpoint::display_path(Class::Public, &qmgr_name),
+        );
         Ok(SmtpdConfig {
+            qmgr_trigger,
             flush_socket: service_path(&spool.root, Class::Public, &p.get("flush_service_name")?),
             qmgr_socket: service_path(&spool.root, Class::Public, &p.get("queue_service_name")?),
             spool,

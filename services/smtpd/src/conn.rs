@@ -10,8 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use common::ipc::client::call;
-use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
+use common::ipc::qmgr::QmgrTrigger;
 use common::queue::QueueName;
 use common::queue::file::{ClientInfo, Envelope, Recipient, now_us, write_new};
 use common::{log_info, log_warning};
@@ -237,12 +236,8 @@ async fn read_data(io: &mut Io, s: &mut Session<'_>) -> Option<String> {
     if let Some(mid) = message_id(&message) {
         log_info!("{id}: message-id={mid}");
     }
-    let socket = cfg.qmgr_socket.clone();
-    tokio::spawn(async move {
-        if let Err(e) = call::<QmgrProtocol>(&socket, &vec![QmgrTrigger::ScanIncoming], Duration::from_secs(10)).await {
-            log_warning!("unable to trigger the queue manager: {e}");
-        }
-    });
+    // Queued behind earlier triggers on one connection; the 250 does not wait for it.
+    cfg.qmgr_trigger.send(&[QmgrTrigger::ScanIncoming], false);
     Some(format!("250 2.0.0 Ok: queued as {id}"))
 }
 
