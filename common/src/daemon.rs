@@ -107,6 +107,17 @@ pub fn fatal(text: &str) -> ! {
     std::process::exit(1)
 }
 
+/// The tokio runtime of a daemon: `workers` threads (0: the current thread only). Failing to
+/// build one is fatal.
+pub fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    let built = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+    };
+    built.unwrap_or_else(|e| fatal(&format!("runtime: {e}")))
+}
+
 /// A listening socket handed down by the master (or by systemd socket activation).
 #[derive(Debug)]
 pub enum Listener {
@@ -156,6 +167,16 @@ pub enum Event {
     MasterGone,
     /// SIGTERM.
     Terminate,
+}
+
+impl Event {
+    /// Note a stop event (drain, SIGTERM, master gone) in the log the way Postfix does:
+    /// `master disconnect -- exiting` when the master went away.
+    pub fn log_stop(&self) {
+        if matches!(self, Event::MasterGone) {
+            crate::log_warning!("master disconnect -- exiting");
+        }
+    }
 }
 
 /// The daemon's connection to the world: accepted clients and master commands.

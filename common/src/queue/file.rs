@@ -81,6 +81,17 @@ pub enum Outcome {
     Deferred,
 }
 
+impl Outcome {
+    /// The word in `status=` of the delivery log line.
+    pub fn status(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::Bounced => "bounced",
+            Outcome::Deferred => "deferred",
+        }
+    }
+}
+
 /// A delivery result for the recipient at `index`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecipientResult {

@@ -95,11 +95,7 @@ pub async fn run(mut daemon: Daemon, handle: FlushHandle, args: DaemonArgs, para
                 },
                 Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
             },
-            Event::Command(MasterCommand::Drain) | Event::Terminate => return,
-            Event::MasterGone => {
-                log_warning!("master disconnect -- exiting");
-                return;
-            }
+            stop @ (Event::Command(MasterCommand::Drain) | Event::Terminate | Event::MasterGone) => return stop.log_stop(),
         }
     }
 }

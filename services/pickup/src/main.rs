@@ -15,7 +15,7 @@ fn main() {
     let spool = Spool::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
     let qmgr = service_path(&spool.root, Class::Public, &params.get("queue_service_name").unwrap_or_else(|e| fatal(&e.to_string())));
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| fatal(&format!("runtime: {e}")));
+    let rt = daemon::runtime(0);
     rt.block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let mut d = Daemon::new(&args.service, listeners).unwrap_or_else(|e| fatal(&e.to_string()));
@@ -37,11 +37,7 @@ fn main() {
                     }
                     Event::Tcp(..) => log_warning!("pickup: ignoring a TCP connection; this is a unix service"),
                     Event::Command(MasterCommand::Reload) => {}
-                    Event::Command(MasterCommand::Drain) | Event::Terminate => return,
-                    Event::MasterGone => {
-                        log_warning!("master disconnect -- exiting");
-                        return;
-                    }
+                    stop @ (Event::Command(MasterCommand::Drain) | Event::Terminate | Event::MasterGone) => return stop.log_stop(),
                 },
                 Some(()) = rx.recv() => {
                     while rx.try_recv().is_ok() {}

@@ -49,11 +49,7 @@ fn main() {
                         Ok(cfg) => sched.set_config(cfg),
                         Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
                     },
-                    Event::Command(MasterCommand::Drain) | Event::Terminate => return,
-                    Event::MasterGone => {
-                        log_warning!("master disconnect -- exiting");
-                        return;
-                    }
+                    stop @ (Event::Command(MasterCommand::Drain) | Event::Terminate | Event::MasterGone) => return stop.log_stop(),
                 },
                 Some(msg) = rx.recv() => {
                     sched.handle(msg);

@@ -332,11 +332,6 @@ impl Scheduler {
             msg.qf.results.push(rr);
             if log {
                 let secs = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e6;
-                let status = match r.outcome {
-                    Outcome::Sent => "sent",
-                    Outcome::Bounced => "bounced",
-                    Outcome::Deferred => "deferred",
-                };
                 log_info!(
                     "{}",
                     delivery_line(&DeliveryLine {
@@ -346,7 +341,7 @@ impl Scheduler {
                         conn_use: None,
                         delays: [secs(msg.qf.envelope.arrival_us, msg.active_us), secs(msg.active_us, now), 0.0, 0.0],
                         dsn: &r.dsn,
-                        status,
+                        status: r.outcome.status(),
                         text: &r.text,
                     })
                 );

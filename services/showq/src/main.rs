@@ -11,7 +11,7 @@ fn main() {
     let mut spool = Spool::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
     let mut users = UserList::new(&params.list("authorized_mailq_users").unwrap_or_else(|e| fatal(&e.to_string())));
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| fatal(&format!("runtime: {e}")));
+    let rt = daemon::runtime(0);
     rt.block_on(async move {
         let mut d = Daemon::new(&args.service, listeners).unwrap_or_else(|e| fatal(&e.to_string()));
         d.ready();
@@ -31,11 +31,7 @@ fn main() {
                     Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
                 },
                 Event::Command(MasterCommand::Wakeup) => {}
-                Event::Command(MasterCommand::Drain) | Event::Terminate => return,
-                Event::MasterGone => {
-                    log_warning!("master disconnect -- exiting");
-                    return;
-                }
+                stop @ (Event::Command(MasterCommand::Drain) | Event::Terminate | Event::MasterGone) => return stop.log_stop(),
             }
         }
     });

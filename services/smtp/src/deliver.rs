@@ -104,11 +104,6 @@ pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest
     for r in &a.results {
         let Some(rcpt) = req.recipients.iter().find(|x| x.index == r.index) else { continue };
         let secs = |x: u64, y: u64| y.saturating_sub(x) as f64 / 1e6;
-        let status = match r.outcome {
-            Outcome::Sent => "sent",
-            Outcome::Bounced => "bounced",
-            Outcome::Deferred => "deferred",
-        };
         log_info!(
             "{}",
             delivery_line(&DeliveryLine {
@@ -118,7 +113,7 @@ pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest
                 conn_use: (a.conn_use > 1).then_some(a.conn_use),
                 delays: [secs(req.arrival_us, req.active_us), secs(req.active_us, received_us), a.setup, a.xmit],
                 dsn: &r.dsn,
-                status,
+                status: r.outcome.status(),
                 text: &r.text,
             })
         );

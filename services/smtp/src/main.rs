@@ -57,11 +57,7 @@ fn main() {
                     Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
                 },
                 Event::Command(MasterCommand::Wakeup) => {}
-                Event::Command(MasterCommand::Drain) | Event::Terminate => return,
-                Event::MasterGone => {
-                    log_warning!("master disconnect -- exiting");
-                    return;
-                }
+                stop @ (Event::Command(MasterCommand::Drain) | Event::Terminate | Event::MasterGone) => return stop.log_stop(),
             }
         }
     });

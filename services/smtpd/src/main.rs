@@ -58,11 +58,7 @@ fn main() {
                     }
                 }
                 Event::Command(MasterCommand::Wakeup) => {}
-                Event::Command(MasterCommand::Drain) | Event::Terminate => return,
-                Event::MasterGone => {
-                    log_warning!("master disconnect -- exiting");
-                    return;
-                }
+                stop @ (Event::Command(MasterCommand::Drain) | Event::Terminate | Event::MasterGone) => return stop.log_stop(),
             }
         }
     });
