@@ -21,11 +21,7 @@ fn main() {
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
     // Two workers: trigger acknowledgements and delivery results are handled while the
     // scheduler (which alone owns the queue state) is busy with a scan.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| fatal(&format!("runtime: {e}")));
+    let rt = daemon::runtime(2);
     rt.block_on(async move {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut d = Daemon::new(&args.service, listeners).unwrap_or_else(|e| fatal(&e.to_string()));

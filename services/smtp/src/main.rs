@@ -14,11 +14,7 @@ fn main() {
     let (args, params) = daemon::start("smtp");
     let cfg = AgentConfig::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| fatal(&format!("runtime: {e}")));
+    let rt = daemon::runtime(2);
     rt.block_on(async move {
         let mut d = Daemon::new(&args.service, listeners).unwrap_or_else(|e| fatal(&e.to_string()));
         let mut cfg = Arc::new(cfg);
