@@ -43,4 +43,13 @@ pub enum ConfigError {
     DomainList(#[from] domain_list::DomainListError),
     #[error(transparent)]
     Table(#[from] table::TableError),
+    /// A parameter whose value a service cannot use (an unknown keyword, a bad address).
+    #[error("{param}: {what}")]
+    Value { param: String, what: String },
+}
+
+impl ConfigError {
+    pub fn value(param: &str, what: impl Into<String>) -> ConfigError {
+        ConfigError::Value { param: param.to_string(), what: what.into() }
+    }
 }

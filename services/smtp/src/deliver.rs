@@ -30,8 +30,7 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     pub fn from_params(p: &Params) -> Result<AgentConfig, ConfigError> {
-        let dns = Dns::new(&p.list("smtp_dns_nameservers")?)
-            .map_err(|what| ConfigError::Table(common::config::table::TableError::Syntax { spec: "smtp_dns_nameservers".into(), what }))?;
+        let dns = Dns::new(&p.list("smtp_dns_nameservers")?).map_err(|what| ConfigError::value("smtp_dns_nameservers", what))?;
         Ok(AgentConfig {
             dns,
             spool: Spool::from_params(p)?,

@@ -29,12 +29,10 @@ fn parse_restrictions(p: &Params, name: &str) -> Result<Vec<Restriction>, Config
     let mut it = items.iter();
     while let Some(item) = it.next() {
         let mut table = |what: &str| -> Result<Table, ConfigError> {
-            let spec = it.next().filter(|t| is_table_spec(t)).ok_or_else(|| {
-                ConfigError::Table(common::config::table::TableError::Syntax {
-                    spec: name.to_string(),
-                    what: format!("{what} requires a type:table argument"),
-                })
-            })?;
+            let spec = it
+                .next()
+                .filter(|t| is_table_spec(t))
+                .ok_or_else(|| ConfigError::value(name, format!("{what} requires a type:table argument")))?;
             Ok(Table::open(spec, &p.config_dir)?)
         };
         out.push(match item.as_str() {
@@ -47,10 +45,7 @@ fn parse_restrictions(p: &Params, name: &str) -> Result<Vec<Restriction>, Config
             "check_client_access" => Restriction::CheckClientAccess(table("check_client_access")?),
             "check_etrn_access" => Restriction::CheckEtrnAccess(table("check_etrn_access")?),
             other => {
-                return Err(ConfigError::Table(common::config::table::TableError::Syntax {
-                    spec: name.to_string(),
-                    what: format!("unknown restriction: \"{other}\""),
-                }));
+                return Err(ConfigError::value(name, format!("unknown restriction: \"{other}\"")));
             }
         });
     }
@@ -103,9 +98,7 @@ fn limit(n: i64) -> u32 {
 impl SmtpdConfig {
     pub fn from_params(p: &Params, process_limit: Option<u32>) -> Result<SmtpdConfig, ConfigError> {
         let spool = Spool::from_params(p)?;
-        let bad = |name: &str, v: &str| {
-            ConfigError::Table(common::config::table::TableError::Syntax { spec: name.to_string(), what: format!("bad value: \"{v}\"") })
-        };
+        let bad = |name: &str, v: &str| ConfigError::value(name, format!("bad value: \"{v}\""));
         let fallback = match p.get("etrn_fallback")?.as_str() {
             "slow" => EtrnFallback::Slow,
             "reject" => EtrnFallback::Reject,
