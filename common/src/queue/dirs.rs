@@ -8,7 +8,9 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::group_sync::GroupSync;
 use super::id::QueueId;
 
 /// A queue (a directory of queue files).
@@ -63,6 +65,8 @@ pub struct Spool {
     pub root: PathBuf,
     hashed: Vec<String>,
     depth: usize,
+    /// Directory fsyncs shared by the clones of this spool (the writers of one process).
+    syncs: Arc<GroupSync>,
 }
 
 /// FNV-1a: a stable, cheap hash for spreading IDs over subdirectories.
@@ -72,7 +76,7 @@ fn fnv1a(s: &str) -> u64 {
 
 impl Spool {
     pub fn new(root: PathBuf, hash_queue_names: &[String], hash_queue_depth: usize) -> Spool {
-        Spool { root, hashed: hash_queue_names.to_vec(), depth: hash_queue_depth.min(8) }
+        Spool { root, hashed: hash_queue_names.to_vec(), depth: hash_queue_depth.min(8), syncs: Arc::default() }
     }
 
     pub fn queue_dir(&self, queue: QueueName) -> PathBuf {
@@ -143,7 +147,7 @@ impl Spool {
 
     /// Create a hash subdirectory owned like its queue, so that a root program (postsuper)
     /// never leaves a directory the daemons cannot write.
-    fn create_hash_dir(&self, queue: QueueName, dir: &Path) -> io::Result<()> {
+    pub(super) fn create_hash_dir(&self, queue: QueueName, dir: &Path) -> io::Result<()> {
         use std::os::unix::fs::MetadataExt;
         fs::create_dir_all(dir)?;
         let top = fs::metadata(self.queue_dir(queue))?;
@@ -153,6 +157,12 @@ impl Spool {
             let _ = std::os::unix::fs::chown(dir, Some(top.uid()), Some(top.gid()));
         }
         Ok(())
+    }
+
+    /// Make the entries of `dir` (a queue directory) durable, sharing the fsync with other
+    /// writers of this spool that need the same.
+    pub fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.syncs.sync(dir)
     }
 
     /// Every queue ID in `queue` (walking hash levels), in no particular order. Names that are

@@ -10,21 +10,27 @@
 //! END\n
 //! R <recipient result as one line of JSON>\n     (zero or more, appended as delivery goes on)
 //! ```
-//! A new file is written under a temporary name, fsynced, renamed to its queue ID without
-//! replacing anything, and its directory fsynced: only then may the caller say `250`. A file
+//! A new file is written as an anonymous file (or under a temporary name where the file system
+//! cannot do that), fsynced, linked or renamed to its queue ID without replacing anything, and
+//! its directory fsynced (shared between concurrent writers): only then may the caller say
+//! `250`. A file
 //! that lacks the `END` line is torn and is never taken for a message; a result line without
 //! its newline is a torn append and is ignored (that recipient is simply tried again).
 
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::dirs::{QueueName, Spool, sync_dir};
+use super::dirs::{QueueName, Spool};
 use super::id::QueueId;
 
 const MAGIC: &str = "POSTERN-QUEUE 1\n";
@@ -178,54 +184,120 @@ pub fn read(path: &Path) -> Result<QueueFile, QueueError> {
 
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
+fn c_path(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput.into())
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
 /// Rename without replacing an existing file (`renameat2(RENAME_NOREPLACE)`).
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let f = CString::new(from.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
-    let t = CString::new(to.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let (f, t) = (c_path(from)?, c_path(to)?);
     // SAFETY: both arguments are valid NUL-terminated paths that outlive the call.
-    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    check(unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) })
+}
+
+/// Give an anonymous (`O_TMPFILE`) file a name; fails with `AlreadyExists` rather than replace.
+fn link_anonymous(file: &File, to: &Path) -> io::Result<()> {
+    let from = c_path(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())))?;
+    let t = c_path(to)?;
+    // SAFETY: both arguments are valid NUL-terminated paths that outlive the call; `file` keeps
+    // the descriptor open.
+    check(unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::AT_SYMLINK_FOLLOW) })
+}
+
+/// How a new queue file comes to exist before it gets its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Creation {
+    /// An anonymous `O_TMPFILE` inode, linked in under its queue ID: one change to the directory
+    /// per message, no directory lock held while the file system allocates the inode, and
+    /// nothing left behind by a crash mid-write.
+    Anonymous,
+    /// A dot-named temporary file renamed to its queue ID, for file systems without `O_TMPFILE`
+    /// (or a system without `/proc/self/fd`).
+    Temporary,
 }
 
 /// Write a new queue file into `queue` durably and return its ID. When this returns `Ok`, the
 /// file and its name are on disk; on error no file is left behind under a queue-ID name.
 pub fn write_new(spool: &Spool, queue: QueueName, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
-    let dir = spool.queue_dir(queue);
-    let temp = dir.join(format!(".tmp.{}.{}", std::process::id(), TEMP_SEQ.fetch_add(1, Ordering::Relaxed)));
-    let result = write_temp_then_name(spool, queue, &temp, envelope, message);
+    static PROC_FD: OnceLock<bool> = OnceLock::new();
+    let creation = if *PROC_FD.get_or_init(|| Path::new("/proc/self/fd").is_dir()) { Creation::Anonymous } else { Creation::Temporary };
+    write_new_by(spool, queue, envelope, message, creation)
+}
+
+fn write_new_by(spool: &Spool, queue: QueueName, envelope: &Envelope, message: &[u8], creation: Creation) -> Result<QueueId, QueueError> {
+    let top = spool.queue_dir(queue);
+    let bytes = encode(envelope, message).map_err(|e| QueueError::Corrupt { path: top.clone(), what: e.to_string() })?;
+    // Maildrop files are written by local users and read by pickup, which may run as another
+    // user; the maildrop directory itself cannot be listed by users.
+    let mode = if queue == QueueName::Maildrop { 0o644 } else { 0o600 };
+    if creation == Creation::Anonymous {
+        match OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE).mode(mode).open(&top) {
+            Ok(f) => {
+                let inode = write_durably(f.try_clone().map_err(io_err(&top))?, &bytes, &top)?;
+                return name_file(spool, queue, inode, |dest| link_anonymous(&f, dest));
+            }
+            // The file system cannot make anonymous files: name a temporary one instead.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {}
+            Err(e) => return Err(io_err(&top)(e)),
+        }
+    }
+    let temp = top.join(format!(".tmp.{}.{}", std::process::id(), TEMP_SEQ.fetch_add(1, Ordering::Relaxed)));
+    let result = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&temp)
+        .map_err(io_err(&temp))
+        .and_then(|f| write_durably(f, &bytes, &temp))
+        .and_then(|inode| name_file(spool, queue, inode, |dest| rename_noreplace(&temp, dest)));
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
     result
 }
 
-fn write_temp_then_name(spool: &Spool, queue: QueueName, temp: &Path, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
-    let bytes = encode(envelope, message).map_err(|e| QueueError::Corrupt { path: temp.to_path_buf(), what: e.to_string() })?;
-    // Maildrop files are written by local users and read by pickup, which may run as another
-    // user; the maildrop directory itself cannot be listed by users.
-    let mode = if queue == QueueName::Maildrop { 0o644 } else { 0o600 };
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(temp).map_err(io_err(temp))?;
-    f.write_all(&bytes).map_err(io_err(temp))?;
-    f.sync_all().map_err(io_err(temp))?;
-    let inode = f.metadata().map_err(io_err(temp))?.ino();
-    drop(f);
+/// Write the whole file and fsync it; returns its inode number (part of the queue ID).
+fn write_durably(mut f: File, bytes: &[u8], path: &Path) -> Result<u64, QueueError> {
+    f.write_all(bytes).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))?;
+    Ok(f.metadata().map_err(io_err(path))?.ino())
+}
+
+/// Give a durable file its queue-ID name with `place` (which must not replace an existing
+/// name), then make the name durable.
+fn name_file(spool: &Spool, queue: QueueName, inode: u64, mut place: impl FnMut(&Path) -> io::Result<()>) -> Result<QueueId, QueueError> {
     // The ID embeds the time, so a collision (only possible with a reused inode in the same
     // microsecond) is resolved by trying again a moment later.
     for _ in 0..100 {
         let id = QueueId::generate(SystemTime::now(), inode);
         let dest = spool.path(queue, &id);
-        match rename_noreplace(temp, &dest) {
+        let dir = dest.parent().unwrap_or(&dest);
+        let top = spool.queue_dir(queue);
+        let mut placed = place(&dest);
+        if matches!(&placed, Err(e) if e.kind() == io::ErrorKind::NotFound) && dir != top {
+            // A hashed queue whose subdirectory did not exist (another writer may have made it
+            // since: creating it is idempotent). The new directories' own entries must survive
+            // a power cut as much as the file's.
+            spool.create_hash_dir(queue, dir).map_err(io_err(dir))?;
+            for parent in dir.ancestors().skip(1).take_while(|p| p.starts_with(&top)) {
+                spool.sync_dir(parent).map_err(io_err(parent))?;
+            }
+            placed = place(&dest);
+        }
+        match placed {
             Ok(()) => {
-                sync_dir(&spool.queue_dir(queue)).map_err(io_err(&dest))?;
+                spool.sync_dir(dir).map_err(io_err(&dest))?;
                 return Ok(id);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => std::thread::sleep(std::time::Duration::from_micros(1)),
             Err(e) => return Err(io_err(&dest)(e)),
         }
     }
-    Err(QueueError::Io { path: temp.to_path_buf(), source: io::Error::other("cannot find a unique queue ID") })
+    Err(QueueError::Io { path: spool.queue_dir(queue), source: io::Error::other("cannot find a unique queue ID") })
 }
 
 /// Append a recipient result. It is not fsynced here: call [`sync`] before the file moves on
@@ -303,6 +375,43 @@ mod tests {
         let mut bad = whole;
         bad.extend_from_slice(b"R nonsense\nR {}\n");
         assert!(decode(&bad, &path).is_err());
+    }
+
+    #[test]
+    fn both_creations_name_a_complete_file_in_a_hashed_queue() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::new(tmp.path().to_path_buf(), &["incoming".into()], 2);
+        spool.create_dirs().unwrap();
+        for creation in [Creation::Anonymous, Creation::Temporary] {
+            let id = write_new_by(&spool, QueueName::Incoming, &envelope(), b"hello\r\n", creation).unwrap();
+            let path = spool.path(QueueName::Incoming, &id);
+            assert_ne!(path.parent().unwrap(), spool.queue_dir(QueueName::Incoming), "{creation:?}: hashed");
+            assert_eq!(read(&path).unwrap().message, b"hello\r\n", "{creation:?}");
+            let mode = fs::metadata(&path).unwrap().mode() & 0o777;
+            assert_eq!(mode & !0o600, 0, "{creation:?}: private file, mode {mode:o}");
+        }
+        assert_eq!(spool.list(QueueName::Incoming).unwrap().len(), 2);
+        let top: Vec<_> = fs::read_dir(spool.queue_dir(QueueName::Incoming)).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(top.iter().all(|n| n.len() <= 2), "only hash directories at the top, no temporary files: {top:?}");
+    }
+
+    #[test]
+    fn concurrent_writers_create_hash_directories_without_failing() {
+        for _round in 0..10 {
+            let tmp = tempfile::tempdir().unwrap();
+            let spool = Spool::new(tmp.path().to_path_buf(), &["incoming".into()], 1);
+            spool.create_dirs().unwrap();
+            let threads: Vec<_> = (0..16)
+                .map(|_| {
+                    let spool = spool.clone();
+                    std::thread::spawn(move || {
+                        (0..8).map(|_| write_new(&spool, QueueName::Incoming, &envelope(), b"x")).collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            let written: usize = threads.into_iter().map(|t| t.join().unwrap().unwrap().len()).sum();
+            assert_eq!(spool.list(QueueName::Incoming).unwrap().len(), written);
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod dirs;
 pub mod file;
+mod group_sync;
 pub mod id;
 
 pub use dirs::{QueueName, Spool};
