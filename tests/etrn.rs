@@ -151,6 +151,24 @@ fn flush_service_unreachable_gives_458() {
 }
 
 #[test]
+fn etrn_after_the_flush_service_restarted() {
+    // smtpd keeps its connection to the flush service between ETRNs; a restarted service must
+    // not turn the next ETRN into a failure or a repeated request.
+    let (inst, port) = Install::mail_system("", free_port());
+    let queued = submit(port, &["a@customer.example".into()]);
+    wait_deferred(&inst, &queued);
+    let mut c = Client::connect(port);
+    c.cmd("HELO my.client.name");
+    assert_eq!(c.cmd("ETRN other.customer.example"), "251 OK, no messages waiting for node other.customer.example");
+    let old = inst.program_pid("flush").expect("flush runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("a new flush process", || inst.program_pid("flush").filter(|&p| p != old));
+    wait_deferred(&inst, &queued);
+    assert_eq!(c.cmd("ETRN customer.example"), "253 OK, 1 pending messages for node customer.example started");
+    assert_eq!(inst.log_count("unable to talk to fast flush service"), 0, "{}", inst.log());
+}
+
+#[test]
 fn two_thousand_messages_for_two_hundred_domains() {
     let sink_port = free_port();
     let (inst, port) = Install::mail_system("", sink_port);

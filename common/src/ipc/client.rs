@@ -1,9 +1,11 @@
-//! One-request clients: connect, expect the server's hello, send the request, read the reply.
+//! Clients: connect, expect the server's hello, send the request, read the reply.
 //! `call_blocking` serves the master and the command-line programs (no runtime); `call` serves
-//! the async daemons. Both are bounded by a timeout.
+//! the async daemons' occasional requests and [`Persistent`] their frequent ones. All are
+//! bounded by a timeout.
 
+use std::marker::PhantomData;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::frame::{FrameError, MAX_FRAME, read_frame, read_frame_blocking, write_frame, write_frame_blocking};
@@ -38,4 +40,97 @@ pub async fn call<P: Protocol>(path: &Path, request: &P::Request, timeout: Durat
         read_frame(&mut s, MAX_FRAME).await?.ok_or(FrameError::Truncated)
     };
     tokio::time::timeout(timeout, exchange).await.map_err(|_| FrameError::Timeout)?
+}
+
+/// A client that keeps its connection for the next call: a busy caller (qmgr adding flush
+/// entries, smtpd answering ETRNs) pays for the connection and the hello once, not per request.
+/// Calls are serialized. A connection the server closed meanwhile (restart, idle timeout) is
+/// noticed before the request is written and replaced, so no request is sent twice.
+pub struct Persistent<P: Protocol> {
+    path: PathBuf,
+    conn: tokio::sync::Mutex<Option<tokio::net::UnixStream>>,
+    _protocol: PhantomData<P>,
+}
+
+impl<P: Protocol> std::fmt::Debug for Persistent<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Persistent({} at {})", P::NAME, self.path.display())
+    }
+}
+
+impl<P: Protocol> Persistent<P> {
+    pub fn new(path: PathBuf) -> Persistent<P> {
+        Persistent { path, conn: tokio::sync::Mutex::new(None), _protocol: PhantomData }
+    }
+
+    /// Send one request and wait for its reply, on the kept connection or a new one.
+    pub async fn call(&self, request: &P::Request, timeout: Duration) -> Result<P::Reply, FrameError> {
+        let mut conn = self.conn.lock().await;
+        if conn.as_ref().is_some_and(|s| !idle_and_open(s)) {
+            *conn = None;
+        }
+        let exchange = async {
+            if conn.is_none() {
+                let mut s = tokio::net::UnixStream::connect(&self.path).await?;
+                check_hello::<P>(read_frame(&mut s, MAX_FRAME).await?)?;
+                *conn = Some(s);
+            }
+            let s = conn.as_mut().ok_or(FrameError::Truncated)?;
+            write_frame(s, request).await?;
+            read_frame(s, MAX_FRAME).await?.ok_or(FrameError::Truncated)
+        };
+        let result = tokio::time::timeout(timeout, exchange).await.map_err(|_| FrameError::Timeout).and_then(|r| r);
+        if result.is_err() {
+            // Whatever state the stream is in, it is not at a frame boundary any more.
+            *conn = None;
+        }
+        result
+    }
+}
+
+/// Between requests the server has nothing to say: anything readable (end of file, stray
+/// bytes, an error) means the connection is no use.
+fn idle_and_open(s: &tokio::net::UnixStream) -> bool {
+    matches!(s.try_read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
+    use crate::ipc::server::serve;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[test]
+    fn persistent_client_reuses_its_connection_and_replaces_a_closed_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("flush");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::UnixListener::bind(&path).unwrap();
+            let accepted = Arc::new(AtomicU64::new(0));
+            let counter = accepted.clone();
+            // Each connection answers with its own number; the server drops it after 40 ms.
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let conn = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    let serving = serve::<FlushProtocol, _, _>(stream, "test", Duration::from_secs(5), None, move |_, _| async move {
+                        FlushReply::Ok { moved: conn }
+                    });
+                    tokio::spawn(tokio::time::timeout(Duration::from_millis(40), serving));
+                }
+            });
+            let client = Persistent::<FlushProtocol>::new(path.clone());
+            let req = FlushRequest::Refresh;
+            let t = Duration::from_secs(5);
+            assert_eq!(client.call(&req, t).await.unwrap(), FlushReply::Ok { moved: 1 });
+            assert_eq!(client.call(&req, t).await.unwrap(), FlushReply::Ok { moved: 1 }, "the same connection");
+            // The server side of connection 1 is gone after 40 ms; the client notices before
+            // writing and takes a new connection instead of failing or sending twice.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(client.call(&req, t).await.unwrap(), FlushReply::Ok { moved: 2 });
+            assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        });
+    }
 }

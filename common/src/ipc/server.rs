@@ -41,8 +41,11 @@ pub async fn serve<P, H, Fut>(
     if write_frame(&mut stream, &P::hello()).await.is_err() {
         return;
     }
+    let mut served = false;
     loop {
         let req = match tokio::time::timeout(timeout, read_frame::<P::Request, _>(&mut stream, MAX_FRAME)).await {
+            // A client that keeps its connection between requests is not stalled, just idle.
+            Err(_) if served => return,
             Err(_) => {
                 log_warning!("timeout while waiting for data from {service} socket");
                 return;
@@ -65,5 +68,6 @@ pub async fn serve<P, H, Fut>(
         if write_frame(&mut stream, &reply).await.is_err() {
             return;
         }
+        served = true;
     }
 }

@@ -3,7 +3,7 @@
 use common::daemon::{self, Daemon, fatal};
 use common::ipc::endpoint::{Class, display_path};
 use common::ipc::qmgr::QmgrTrigger;
-use common::ipc::trigger::TriggerSender;
+use common::ipc::trigger::{TriggerConn, TriggerSender};
 use flush::actor::FlushHandle;
 use flush::service::{FlushConfig, FlushState};
 
@@ -17,9 +17,13 @@ fn main() {
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let sender = TriggerSender::start(cfg.qmgr_socket.clone(), cfg.trigger_timeout, display_path(Class::Public, &qmgr_name));
-        // ForgetDeadSites must be acknowledged before files move; the rest need not be waited for.
-        let notify: flush::service::Notify = Box::new(move |t: &[QmgrTrigger]| sender.send(t, t.contains(&QmgrTrigger::ForgetDeadSites)));
+        let shown = display_path(Class::Public, &qmgr_name);
+        let sender = TriggerSender::start(cfg.qmgr_socket.clone(), cfg.trigger_timeout, shown.clone());
+        // ForgetDeadSites must be acknowledged before files move: the actor sends it itself and
+        // waits. The scans asked for after the moves need no waiting.
+        let mut direct = TriggerConn::new(cfg.qmgr_socket.clone(), cfg.trigger_timeout, shown);
+        let notify: flush::service::Notify =
+            Box::new(move |t: &[QmgrTrigger]| if t.contains(&QmgrTrigger::ForgetDeadSites) { direct.send(t) } else { sender.send(t) });
         let state = FlushState::load(cfg.clone(), notify)
             .unwrap_or_else(|e| fatal(&format!("open fast flush logfiles in {}: {e}", cfg.spool.root.join("flush").display())));
         let handle = FlushHandle::start(state);

@@ -45,7 +45,7 @@ impl FlushConfig {
 }
 
 /// Where to send queue manager triggers (a real socket in the daemon, a recorder in tests).
-pub type Notify = Box<dyn Fn(&[QmgrTrigger]) + Send>;
+pub type Notify = Box<dyn FnMut(&[QmgrTrigger]) + Send>;
 
 /// What happened to one queue ID during a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,12 +2,15 @@
 //! (exact domain, then `.parent` entries), then `relayhost`, then the recipient's domain.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::table::{Table, split_braced_list};
 use common::config::{ConfigError, DomainList, Params};
 use common::domain::address_domain;
+use common::ipc::client::Persistent;
 use common::ipc::endpoint::{Class, service_path};
+use common::ipc::flush::FlushProtocol;
 use common::queue::Spool;
 
 /// Where a recipient goes: a master.cf transport (a `private/` service) and its next hop.
@@ -31,7 +34,8 @@ pub struct QmgrConfig {
     pub bounce_queue_lifetime: Duration,
     pub ipc_timeout: Duration,
     pub fast_flush: DomainList,
-    pub flush_socket: PathBuf,
+    /// The fast flush service (for `Add`), over one kept connection.
+    pub flush: Arc<Persistent<FlushProtocol>>,
     pub defer_transports: Vec<String>,
     transport_maps: Vec<Table>,
     relayhost: String,
@@ -48,7 +52,7 @@ impl QmgrConfig {
         let transport_maps =
             split_braced_list(&p.get("transport_maps")?).iter().map(|t| Table::open(t, &p.config_dir)).collect::<Result<_, _>>()?;
         Ok(QmgrConfig {
-            flush_socket: service_path(&spool.root, Class::Public, &p.get("flush_service_name")?),
+            flush: Arc::new(Persistent::new(service_path(&spool.root, Class::Public, &p.get("flush_service_name")?))),
             spool,
             myhostname: p.get("myhostname")?,
             active_limit: to_usize(p.int("qmgr_message_active_limit")?),

@@ -15,7 +15,7 @@ use common::datetime::from_us;
 use common::domain::address_domain;
 use common::ipc::client::call;
 use common::ipc::delivery::{DeliveryProtocol, DeliveryRecipient, DeliveryRequest, DeliveryResult};
-use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
+use common::ipc::flush::{FlushReply, FlushRequest};
 use common::ipc::qmgr::QmgrTrigger;
 use common::maillog::{DeliveryLine, delivery_line};
 use common::queue::file::{self, Outcome, QueueFile, RecipientResult, now_us};
@@ -417,12 +417,12 @@ impl Scheduler {
         // earlier would not have found the file.
         for domain in msg.deferred_domains {
             if !self.cfg.fast_flush.is_empty() && self.cfg.fast_flush.matches(&domain) {
-                let socket = self.cfg.flush_socket.clone();
+                let flush = self.cfg.flush.clone();
                 let req = FlushRequest::Add { site: domain, queue_id: id.to_string() };
                 let timeout = self.cfg.ipc_timeout.min(Duration::from_secs(30));
                 let id = id.clone();
                 tokio::spawn(async move {
-                    match call::<FlushProtocol>(&socket, &req, timeout).await {
+                    match flush.call(&req, timeout).await {
                         Ok(FlushReply::Ok { .. } | FlushReply::Deny) => {}
                         _ => log_warning!("{id}: flush service failure"),
                     }

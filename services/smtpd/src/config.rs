@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use common::config::table::{Table, is_table_spec, split_braced_list};
 use common::config::{ConfigError, DomainList, Params};
+use common::ipc::client::Persistent;
 use common::ipc::endpoint::{Class, service_path};
+use common::ipc::flush::FlushProtocol;
 use common::net::NetworkList;
 use common::queue::Spool;
 
@@ -82,7 +84,8 @@ pub struct SmtpdConfig {
     pub etrn_fallback: EtrnFallback,
     pub etrn_rfc1985: bool,
     pub queue_run_delay: Duration,
-    pub flush_socket: PathBuf,
+    /// The fast flush service, over one kept connection shared by all sessions.
+    pub flush: Arc<Persistent<FlushProtocol>>,
     pub qmgr_socket: PathBuf,
     pub session_limit: usize,
     /// Incoming-scan triggers to the queue manager, over one persistent connection.
@@ -119,7 +122,7 @@ impl SmtpdConfig {
         );
         Ok(SmtpdConfig {
             qmgr_trigger,
-            flush_socket: service_path(&spool.root, Class::Public, &p.get("flush_service_name")?),
+            flush: Arc::new(Persistent::new(service_path(&spool.root, Class::Public, &p.get("flush_service_name")?))),
             qmgr_socket: service_path(&spool.root, Class::Public, &p.get("queue_service_name")?),
             spool,
             myhostname: p.get("myhostname")?,

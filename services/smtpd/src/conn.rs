@@ -237,7 +237,7 @@ async fn read_data(io: &mut Io, s: &mut Session<'_>) -> Option<String> {
         log_info!("{id}: message-id={mid}");
     }
     // Queued behind earlier triggers on one connection; the 250 does not wait for it.
-    cfg.qmgr_trigger.send(&[QmgrTrigger::ScanIncoming], false);
+    cfg.qmgr_trigger.send(&[QmgrTrigger::ScanIncoming]);
     Some(format!("250 2.0.0 Ok: queued as {id}"))
 }
 

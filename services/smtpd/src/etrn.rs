@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::config::table::Table;
 use common::domain::Site;
 use common::ipc::client::call;
-use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
+use common::ipc::flush::{FlushReply, FlushRequest};
 use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
 use common::{log_info, log_warning};
 
@@ -85,7 +85,7 @@ pub async fn run(s: &Session<'_>, site: &str, subdomains: bool) -> String {
     let eligible = Site::parse(site).is_ok() && !cfg.fast_flush_domains.is_empty() && cfg.fast_flush_domains.matches(site);
     if eligible {
         let req = FlushRequest::SendSite { site: site.to_string(), subdomains };
-        match call::<FlushProtocol>(&cfg.flush_socket, &req, Duration::from_secs(60)).await {
+        match cfg.flush.call(&req, Duration::from_secs(60)).await {
             Ok(FlushReply::Ok { moved }) => {
                 return match (cfg.etrn_rfc1985, moved) {
                     (false, _) => "250 Queuing started".into(),
