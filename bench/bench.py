@@ -12,12 +12,14 @@ import subprocess
 import threading
 import time
 
+import fswatch
 import sink
-from systems import ROOT, Postern, Postfix, wait_port
+from systems import CPUACCT, ROOT, Postern, Postfix, wait_port
 
-HZ = os.sysconf("SC_CLK_TCK")
 BASE = "/tmp/postern-bench"
+CPU_SOURCE = "cpuacct cgroup per system, nanoseconds" if os.path.isdir(CPUACCT) else "/proc clock ticks, 10 ms resolution"
 SINK_PORT = 10099
+WATCHED_PROBES = 3
 
 
 def free_sink():
@@ -27,6 +29,14 @@ def free_sink():
         raise RuntimeError(f"something listens on {SINK_PORT}")
     except OSError:
         pass
+
+
+def settle():
+    """Start every measurement from the same disk state: write back what is dirty and let
+    ext4's "recently deleted" inode window (5 s once the inode table is clean) pass, so the
+    system measured second does not pay for the files the first one deleted."""
+    os.sync()
+    time.sleep(6)
 
 
 def wait_until(what, cond, timeout):
@@ -82,6 +92,7 @@ def etrn_scale(systems, n, domains, probes):
     for sysm in systems:
         free_sink()
         sysm.fresh()
+        settle()
         sysm.start()
         t = time.time()
         fill(sysm, n, domains)
@@ -90,17 +101,29 @@ def etrn_scale(systems, n, domains, probes):
         time.sleep(1)
         srv = sink.start(SINK_PORT)
         per = n // domains
-        rows = []
-        for k in range(probes):
+        rows, touched = [], []
+        # Latency probes run unwatched; the watched probes after them (other domains) count the
+        # files touched, since reading inotify events costs CPU the latency would pay for.
+        for k in range(probes + WATCHED_PROBES):
             d = (k * 7919) % domains
             suffix = f"@d{d}.example.test"
-            cpu0 = sysm.cpu_ticks()
+            watch = None
+            if k >= probes:
+                watch = fswatch.Watch(sysm.spool)
+                time.sleep(0.2)
+                watch.reset()
+            cpu0 = sysm.cpu_seconds()
             reply, reply_s, t_reply = etrn(sysm.port, f"d{d}.example.test")
             wait_until(f"{sysm.name}: d{d} delivered", lambda: srv.recorder.count(suffix) >= per, 60)
             times = srv.recorder.times(suffix)
             time.sleep(0.2)
-            cpu = (sysm.cpu_ticks() - cpu0) / HZ
-            rows.append({"reply_ms": reply_s * 1000, "first_ms": (min(times) - t_reply) * 1000, "last_ms": (max(times) - t_reply) * 1000, "cpu_ms": cpu * 1000, "reply": reply})
+            cpu = sysm.cpu_seconds() - cpu0
+            if watch:
+                touched.append(watch.stop())
+            else:
+                rows.append({"reply_ms": reply_s * 1000, "first_ms": (min(times) - t_reply) * 1000, "last_ms": (max(times) - t_reply) * 1000, "cpu_ms": cpu * 1000,
+                             "reply": reply})
+            time.sleep(0.3)
         # Workload 2: the whole remaining queue.
         remaining = n - srv.recorder.count()
         t = time.time()
@@ -116,29 +139,37 @@ def etrn_scale(systems, n, domains, probes):
             "first_ms": median([r["first_ms"] for r in rows]),
             "last_ms": median([r["last_ms"] for r in rows]),
             "cpu_ms": median([r["cpu_ms"] for r in rows]),
+            "touched": median(touched),
             "replies": sorted({r["reply"] for r in rows}),
             "flush_rate": remaining / flush_s,
             "per_domain": per,
         }
-        print(f"  {sysm.name:8} n={n:>6} domains={domains:>5}: ETRN reply {out[sysm.name]['reply_ms']:.2f} ms, first {out[sysm.name]['first_ms']:.1f} ms, last {out[sysm.name]['last_ms']:.1f} ms, cpu {out[sysm.name]['cpu_ms']:.1f} ms; whole-queue flush {out[sysm.name]['flush_rate']:.0f} msg/s", flush=True)
+        print(f"  {sysm.name:8} n={n:>6} domains={domains:>5}: ETRN reply {out[sysm.name]['reply_ms']:.2f} ms, first {out[sysm.name]['first_ms']:.1f} ms, last {out[sysm.name]['last_ms']:.1f} ms, cpu {out[sysm.name]['cpu_ms']:.1f} ms, {out[sysm.name]['touched']:.0f} files touched; whole-queue flush {out[sysm.name]['flush_rate']:.0f} msg/s", flush=True)
     return out
 
 
-def throughput(systems, sessions, messages):
-    """smtp-source into each system with smtp-sink up: acceptance and end-to-end rates."""
+def throughput(systems, sessions, messages, reps):
+    """smtp-source into each system with smtp-sink up, `reps` times each, alternating the
+    systems: medians of acceptance and end-to-end rates, CPU and memory."""
+    runs = {s.name: [] for s in systems}
+    for rep in range(reps):
+        for sysm in (systems if rep % 2 == 0 else systems[::-1]):
+            free_sink()
+            sysm.fresh()
+            settle()
+            ssink = subprocess.Popen(["smtp-sink", "-u", "postfix", f"127.0.0.1:{SINK_PORT}", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                r = relay_run(sysm, sessions, messages)
+            finally:
+                ssink.terminate()
+                ssink.wait()
+                sysm.stop()
+            runs[sysm.name].append(r)
+            print(f"  {sysm.name:8} accept {r['accept_rate']:.0f} msg/s, relay {r['relay_rate']:.0f} msg/s, cpu {r['cpu_per_msg_ms']:.2f} ms/msg, rss idle {r['idle_rss_mb']:.1f} MB peak {r['peak_rss_mb']:.1f} MB, start {r['start_s']*1000:.0f} ms", flush=True)
     out = {}
-    for sysm in systems:
-        free_sink()
-        sysm.fresh()
-        ssink = subprocess.Popen(["smtp-sink", "-u", "postfix", f"127.0.0.1:{SINK_PORT}", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            r = relay_run(sysm, sessions, messages)
-        finally:
-            ssink.terminate()
-            ssink.wait()
-            sysm.stop()
-        out[sysm.name] = r
-        print(f"  {sysm.name:8} accept {r['accept_rate']:.0f} msg/s, relay {r['relay_rate']:.0f} msg/s, cpu {r['cpu_per_msg_ms']:.2f} ms/msg, rss idle {r['idle_rss_mb']:.1f} MB peak {r['peak_rss_mb']:.1f} MB, start {r['start_s']*1000:.0f} ms", flush=True)
+    for name, rs in runs.items():
+        out[name] = {k: median([r[k] for r in rs]) for k in rs[0]}
+        out[name]["range"] = {k: (min(r[k] for r in rs), max(r[k] for r in rs)) for k in rs[0]}
     return out
 
 
@@ -158,7 +189,7 @@ def relay_run(sysm, sessions, messages):
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        cpu0 = sysm.cpu_ticks()
+        cpu0 = sysm.cpu_seconds()
         t = time.time()
         subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "4096", "-f", "sender@bench.test",
                         "-t", "u@d1.example.test", f"127.0.0.1:{sysm.port}"], check=True, stdout=subprocess.DEVNULL)
@@ -166,7 +197,7 @@ def relay_run(sysm, sessions, messages):
         wait_until(f"{sysm.name}: all relayed", lambda: sysm.log_count("status=sent") >= messages, 300)
         relay_s = time.time() - t
         time.sleep(0.5)
-        cpu = (sysm.cpu_ticks() - cpu0) / HZ
+        cpu = sysm.cpu_seconds() - cpu0
     finally:
         stop.set()
         sampler.join()
@@ -225,15 +256,15 @@ def write_report(args, systems, scale, tput, path):
     L.append(f"Written by `bench/run{' --quick' if args.quick else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Both systems ran in the same run, one after the other, on loopback, with the same main.cf settings (relay to one sink port, fsync on in both). Figures are medians where several probes were taken; a ratio above 1 means Postern is better.\n")
     L.append(f"- Machine: {machine()}\n- Postfix {systems[0].version()} (Debian package), Postern {systems[1].version()} (release build, {rustc})\n- Settings: `relay_domains = example.test`, `relayhost = [127.0.0.1]:{SINK_PORT}`, `default_destination_concurrency_limit = 20`, `qmgr_message_active_limit = 20000`; Postfix with its stock master.cf (chroot off), Postern with its etc/ services; both started as root, services as `postfix`.\n")
     L.append("## 1. Fast ETRN latency at queue scale (the headline)\n")
-    L.append("A deferred queue of N messages over D domains (`dK.example.test`) is filled over SMTP while the sink is down; then the sink comes up and `ETRN dK.example.test` is sent for several domains. Reply = time for the ETRN reply; first/last = time from the reply until the domain's first/last message reached the sink; CPU = CPU time of all daemons during one ETRN and its deliveries.\n")
-    L.append("| queue (N / D, per domain) | system | ETRN reply ms | first msg ms | last msg ms | CPU ms | reply text |")
-    L.append("|---|---|---|---|---|---|---|")
+    L.append("A deferred queue of N messages over D domains (`dK.example.test`) is filled over SMTP while the sink is down; then the sink comes up and `ETRN dK.example.test` is sent for several domains, one at a time, each after the previous domain's mail arrived. Reply = time for the ETRN reply; first/last = time from the reply until the domain's first/last message reached the sink; CPU = CPU time of all the system's processes during one ETRN and its deliveries (" + CPU_SOURCE + "); files touched = distinct queue files and directories that saw any inotify event (open, read, write, attribute change, create, delete, rename) in that time, counted in " + str(WATCHED_PROBES) + " further probes of other domains (watching costs CPU, so the latency probes run unwatched); `stat` calls are invisible to inotify.\n")
+    L.append("| queue (N / D, per domain) | system | ETRN reply ms | first msg ms | last msg ms | CPU ms | files touched | reply text |")
+    L.append("|---|---|---|---|---|---|---|---|")
     for n in sorted(scale):
         for name in ("Postern", "Postfix"):
             r = scale[n][name]
-            L.append(f"| {n} / {n // r['per_domain']}, {r['per_domain']} | {name} | {r['reply_ms']:.2f} | {r['first_ms']:.1f} | {r['last_ms']:.1f} | {r['cpu_ms']:.1f} | {'; '.join(r['replies'])} |")
+            L.append(f"| {n} / {n // r['per_domain']}, {r['per_domain']} | {name} | {r['reply_ms']:.2f} | {r['first_ms']:.1f} | {r['last_ms']:.1f} | {r['cpu_ms']:.1f} | {r['touched']:.0f} | {'; '.join(r['replies'])} |")
         a, b = scale[n]["Postern"], scale[n]["Postfix"]
-        L.append(f"| {n} | ratio | {ratio(a['reply_ms'], b['reply_ms'], False)} | {ratio(a['first_ms'], b['first_ms'], False)} | {ratio(a['last_ms'], b['last_ms'], False)} | {ratio(a['cpu_ms'], b['cpu_ms'], False)} | |")
+        L.append(f"| {n} | ratio | {ratio(a['reply_ms'], b['reply_ms'], False)} | {ratio(a['first_ms'], b['first_ms'], False)} | {ratio(a['last_ms'], b['last_ms'], False)} | {ratio(a['cpu_ms'], b['cpu_ms'], False)} | {ratio(a['touched'], b['touched'], False)} | |")
     sizes = sorted(scale)
     if len(sizes) > 1:
         lo, hi = sizes[0], sizes[-1]
@@ -248,15 +279,18 @@ def write_report(args, systems, scale, tput, path):
         a, b = scale[n]["Postern"]["flush_rate"], scale[n]["Postfix"]["flush_rate"]
         L.append(f"| {n} | {a:.0f} | {b:.0f} | {ratio(a, b, True)} |")
     L.append("\n## 3-5. Acceptance and relay throughput, resource use\n")
-    L.append(f"`smtp-source -s {args.sessions} -m {args.messages} -l 4096` into each smtpd while Postfix's `smtp-sink` accepts the relayed mail. Acceptance = messages / time until smtp-source finished; relay = messages / time until the last `status=sent`; CPU = all daemons' CPU time / messages; memory = resident set of the master and all its children (idle after start, peak sampled every 100 ms); start = `postfix start` until smtpd answers.\n")
+    L.append(f"`smtp-source -s {args.sessions} -m {args.messages} -l 4096` into each smtpd while Postfix's `smtp-sink` accepts the relayed mail, {args.reps} run(s) per system, alternating which system goes first, each from a fresh queue after `sync` and a 6 s pause; medians, with the range in brackets. Acceptance = messages / time until smtp-source finished; relay = messages / time until the last `status=sent`; CPU = CPU time of all the system's processes / messages ({CPU_SOURCE}); memory = resident set of the master and all its children (idle after start, peak sampled every 100 ms); start = `postfix start` until smtpd answers.\n")
     L.append("| figure | Postern | Postfix | ratio |")
     L.append("|---|---|---|---|")
     a, b = tput["Postern"], tput["Postfix"]
     rows = [("acceptance msg/s", "accept_rate", True, "{:.0f}"), ("relay msg/s (end to end)", "relay_rate", True, "{:.0f}"),
             ("CPU ms per message", "cpu_per_msg_ms", False, "{:.2f}"), ("RSS idle MB", "idle_rss_mb", False, "{:.1f}"),
             ("RSS peak MB", "peak_rss_mb", False, "{:.1f}"), ("start-up s", "start_s", False, "{:.3f}")]
+    def cell(r, key, fmt):
+        lo, hi = r["range"][key]
+        return fmt.format(r[key]) + (f" [{fmt.format(lo)}-{fmt.format(hi)}]" if args.reps > 1 else "")
     for label, key, hib, fmt in rows:
-        L.append(f"| {label} | {fmt.format(a[key])} | {fmt.format(b[key])} | {ratio(a[key], b[key], hib)} |")
+        L.append(f"| {label} | {cell(a, key, fmt)} | {cell(b, key, fmt)} | {ratio(a[key], b[key], hib)} |")
     L.append("")
     L.append("## Flush index micro-benchmark\n")
     L.append("`cargo bench -p postern-flush --bench index` (divan): the cost of the index operations stays flat from 10k to 1M IDs.\n")
@@ -282,14 +316,14 @@ def main():
     args = ap.parse_args()
     if args.quick:
         sizes, probes = [(500, 50), (2000, 200)], 3
-        args.sessions, args.messages = 20, 1000
+        args.sessions, args.messages, args.reps = 20, 1000, 1
     else:
-        sizes, probes = [(1000, 100), (10000, 1000), (100000, 10000)], 5
-        args.sessions, args.messages = 20, 5000
+        sizes, probes = [(1000, 100), (10000, 1000), (100000, 10000)], 7
+        args.sessions, args.messages, args.reps = 20, 5000, 3
     systems = [Postfix(f"{BASE}/postfix", 10025, SINK_PORT), Postern(f"{BASE}/postern", 10026, SINK_PORT)]
     try:
         print("throughput and resources", flush=True)
-        tput = throughput(systems, args.sessions, args.messages)
+        tput = throughput(systems, args.sessions, args.messages, args.reps)
         scale = {}
         for n, d in sizes:
             print(f"ETRN at {n} queued over {d} domains", flush=True)

@@ -264,3 +264,28 @@ fn consecutive_deliveries_reuse_the_connection() {
     assert_eq!(sink.count(), 2);
     assert_eq!(sink.connections.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+#[test]
+fn a_reload_reaches_the_delivery_agent_on_its_kept_connection() {
+    // qmgr keeps its connections to smtp between deliveries; smtp must still use the
+    // configuration of the moment for each delivery. (No SMTP connection caching, so that each
+    // delivery says EHLO.)
+    let sink = Sink::start(free_port());
+    let (inst, port) = Install::mail_system("smtp_connection_cache_time_limit = 0s\n", sink.port);
+    let mut c = Client::connect(port);
+    c.cmd("EHLO x.test");
+    let a = queued_id(&c.send_mail("s@sender.test", &["u@customer.example"], "Subject: one\n\nx\n"));
+    inst.wait_log(&format!("{a}: removed"));
+    let smtp = inst.program_pid("smtp");
+    assert!(inst.cli("postconf", &["-e", "myhostname=renamed.test"]).status.success());
+    assert!(inst.cli("postfix", &["reload"]).status.success());
+    inst.wait_log("reload -- version");
+    let mut c = Client::connect(port);
+    c.cmd("EHLO x.test");
+    let b = queued_id(&c.send_mail("s@sender.test", &["v@customer.example"], "Subject: two\n\nx\n"));
+    inst.wait_log(&format!("{b}: removed"));
+    assert_eq!(inst.program_pid("smtp"), smtp, "the agent was reloaded, not restarted");
+    let helos: Vec<String> = sink.messages().into_iter().map(|m| m.helo).collect();
+    assert_eq!(helos.len(), 2);
+    assert_eq!(helos[1], "renamed.test", "{helos:?}");
+}

@@ -11,6 +11,8 @@ use std::time::Duration;
 /// One message the sink accepted.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The client's EHLO/HELO name in the session that delivered the message.
+    pub helo: String,
     pub sender: String,
     pub recipients: Vec<String>,
     pub data: String,
@@ -87,7 +89,7 @@ fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, delay: Arc<std::sync::a
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     let _ = w.write_all(b"220 sink.test ESMTP\r\n");
-    let (mut sender, mut rcpts) = (String::new(), Vec::new());
+    let (mut helo, mut sender, mut rcpts) = (String::new(), String::new(), Vec::new());
     let mut line = String::new();
     loop {
         line.clear();
@@ -97,6 +99,7 @@ fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, delay: Arc<std::sync::a
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            helo = cmd[4..].trim().to_string();
             "250 sink.test".to_string()
         } else if upper.starts_with("MAIL FROM:") {
             sender = cmd[10..].trim().trim_matches(['<', '>']).to_string();
@@ -124,7 +127,7 @@ fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, delay: Arc<std::sync::a
                 data.push_str(line.strip_prefix('.').unwrap_or(&line));
             }
             std::thread::sleep(Duration::from_millis(delay.load(Ordering::Relaxed)));
-            out.lock().unwrap().push(Received { sender: sender.clone(), recipients: std::mem::take(&mut rcpts), data });
+            out.lock().unwrap().push(Received { helo: helo.clone(), sender: sender.clone(), recipients: std::mem::take(&mut rcpts), data });
             "250 2.0.0 Ok: queued".into()
         } else if upper == "QUIT" {
             let _ = w.write_all(b"221 2.0.0 Bye\r\n");

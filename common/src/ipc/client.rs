@@ -42,15 +42,20 @@ pub async fn call<P: Protocol>(path: &Path, request: &P::Request, timeout: Durat
     tokio::time::timeout(timeout, exchange).await.map_err(|_| FrameError::Timeout)?
 }
 
-/// A client that keeps its connection for the next call: a busy caller (qmgr adding flush
-/// entries, smtpd answering ETRNs) pays for the connection and the hello once, not per request.
-/// Calls are serialized. A connection the server closed meanwhile (restart, idle timeout) is
-/// noticed before the request is written and replaced, so no request is sent twice.
+/// A client that keeps its connections for the next calls: a busy caller (qmgr handing out
+/// deliveries and adding flush entries, smtpd answering ETRNs) pays for a connection and its
+/// hello once, not per request. Concurrent calls use separate connections; after a call its
+/// connection waits for the next one (up to [`KEPT`] of them). A kept connection the server
+/// closed meanwhile (restart, idle timeout) is noticed before a request is written on it and
+/// dropped, so no request is sent twice.
 pub struct Persistent<P: Protocol> {
     path: PathBuf,
-    conn: tokio::sync::Mutex<Option<tokio::net::UnixStream>>,
+    idle: std::sync::Mutex<Vec<tokio::net::UnixStream>>,
     _protocol: PhantomData<P>,
 }
+
+/// At most this many idle connections are kept per service.
+pub const KEPT: usize = 64;
 
 impl<P: Protocol> std::fmt::Debug for Persistent<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,31 +65,48 @@ impl<P: Protocol> std::fmt::Debug for Persistent<P> {
 
 impl<P: Protocol> Persistent<P> {
     pub fn new(path: PathBuf) -> Persistent<P> {
-        Persistent { path, conn: tokio::sync::Mutex::new(None), _protocol: PhantomData }
+        Persistent { path, idle: std::sync::Mutex::new(Vec::new()), _protocol: PhantomData }
     }
 
-    /// Send one request and wait for its reply, on the kept connection or a new one.
-    pub async fn call(&self, request: &P::Request, timeout: Duration) -> Result<P::Reply, FrameError> {
-        let mut conn = self.conn.lock().await;
-        if conn.as_ref().is_some_and(|s| !idle_and_open(s)) {
-            *conn = None;
-        }
-        let exchange = async {
-            if conn.is_none() {
-                let mut s = tokio::net::UnixStream::connect(&self.path).await?;
-                check_hello::<P>(read_frame(&mut s, MAX_FRAME).await?)?;
-                *conn = Some(s);
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<tokio::net::UnixStream>> {
+        // A list of sockets stays usable whatever a panicking holder was doing.
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A kept connection that is still open, if any.
+    fn take_idle(&self) -> Option<tokio::net::UnixStream> {
+        let mut idle = self.idle();
+        while let Some(s) = idle.pop() {
+            if idle_and_open(&s) {
+                return Some(s);
             }
-            let s = conn.as_mut().ok_or(FrameError::Truncated)?;
-            write_frame(s, request).await?;
-            read_frame(s, MAX_FRAME).await?.ok_or(FrameError::Truncated)
-        };
-        let result = tokio::time::timeout(timeout, exchange).await.map_err(|_| FrameError::Timeout).and_then(|r| r);
-        if result.is_err() {
-            // Whatever state the stream is in, it is not at a frame boundary any more.
-            *conn = None;
         }
-        result
+        None
+    }
+
+    /// Send one request and wait for its reply, on a kept connection or a new one.
+    pub async fn call(&self, request: &P::Request, timeout: Duration) -> Result<P::Reply, FrameError> {
+        let kept = self.take_idle();
+        let exchange = async {
+            let mut s = match kept {
+                Some(s) => s,
+                None => {
+                    let mut s = tokio::net::UnixStream::connect(&self.path).await?;
+                    check_hello::<P>(read_frame(&mut s, MAX_FRAME).await?)?;
+                    s
+                }
+            };
+            write_frame(&mut s, request).await?;
+            let reply = read_frame(&mut s, MAX_FRAME).await?.ok_or(FrameError::Truncated)?;
+            Ok::<_, FrameError>((s, reply))
+        };
+        // On any error the stream is dropped: it is not at a frame boundary any more.
+        let (s, reply) = tokio::time::timeout(timeout, exchange).await.map_err(|_| FrameError::Timeout)??;
+        let mut idle = self.idle();
+        if idle.len() < KEPT {
+            idle.push(s);
+        }
+        Ok(reply)
     }
 }
 
@@ -131,6 +153,13 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
             assert_eq!(client.call(&req, t).await.unwrap(), FlushReply::Ok { moved: 2 });
             assert_eq!(accepted.load(Ordering::SeqCst), 2);
+            // Concurrent calls take separate connections, which are kept for later calls.
+            let (a, b) = tokio::join!(client.call(&req, t), client.call(&req, t));
+            let mut got = [a.unwrap(), b.unwrap()];
+            got.sort_by_key(|r| if let FlushReply::Ok { moved } = r { *moved } else { 0 });
+            assert_eq!(got, [FlushReply::Ok { moved: 2 }, FlushReply::Ok { moved: 3 }]);
+            assert_eq!(client.call(&req, t).await.unwrap(), client.call(&req, t).await.unwrap());
+            assert_eq!(accepted.load(Ordering::SeqCst), 3);
         });
     }
 }

@@ -85,14 +85,24 @@ impl TriggerSender {
         let (tx, rx) = mpsc::channel::<Vec<QmgrTrigger>>();
         std::thread::spawn(move || {
             let mut conn = TriggerConn::new(socket, timeout, shown);
-            for triggers in rx {
+            for mut triggers in rx.iter() {
+                // Whatever queued up while the last send was on its way goes as one frame: the
+                // receiver acts on a burst of triggers once anyway.
+                while let Ok(more) = rx.try_recv() {
+                    for t in more {
+                        if !triggers.contains(&t) {
+                            triggers.push(t);
+                        }
+                    }
+                }
                 conn.send(&triggers);
             }
         });
         TriggerSender { tx }
     }
 
-    /// Queue `triggers` behind every earlier one; nobody waits.
+    /// Queue `triggers` behind every earlier one (a trigger already queued and not yet sent is
+    /// not sent twice); nobody waits.
     pub fn send(&self, triggers: &[QmgrTrigger]) {
         let _ = self.tx.send(triggers.to_vec());
     }

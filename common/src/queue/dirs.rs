@@ -194,11 +194,6 @@ fn walk(dir: &Path, levels: usize, out: &mut Vec<QueueId>) -> io::Result<()> {
     Ok(())
 }
 
-/// fsync a directory, so that a rename or create in it survives a power cut.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

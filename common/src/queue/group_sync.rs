@@ -8,11 +8,10 @@
 //! message under load (the file's own fsync remains one per message).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-
-use super::dirs::sync_dir;
 
 /// Shared directory syncs, one state per directory.
 #[derive(Debug, Default)]
@@ -51,6 +50,12 @@ impl GroupSync {
 }
 
 impl DirSync {
+    /// Opened afresh every time: a kept handle would go on syncing a directory that was
+    /// replaced under the same name.
+    fn fsync(dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
     fn sync(&self, dir: &Path) -> io::Result<()> {
         let mut st = lock(&self.state);
         st.issued += 1;
@@ -66,7 +71,7 @@ impl DirSync {
             st.running = true;
             let covers = st.issued;
             drop(st);
-            let result = sync_dir(dir);
+            let result = DirSync::fsync(dir);
             st = lock(&self.state);
             st.running = false;
             self.done.notify_all();

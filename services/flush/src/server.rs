@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use tokio::net::UnixStream;
+use tokio::sync::watch;
 
 use common::config::Params;
 use common::config::users::UserList;
@@ -44,11 +45,13 @@ impl FlushAuth {
     }
 }
 
-/// Serve one client connection: authorize each request by the peer's uid, then ask the actor.
-async fn serve_client(stream: UnixStream, handle: FlushHandle, auth: FlushAuth, timeout: Duration) {
+/// Serve one client connection: authorize each request by the peer's uid (with the
+/// authorization current at that moment: smtpd and qmgr keep their connections across reloads),
+/// then ask the actor.
+async fn serve_client(stream: UnixStream, handle: FlushHandle, auth: watch::Receiver<FlushAuth>, timeout: Duration) {
     let malformed: fn(String) -> FlushReply = |reason| FlushReply::Bad { reason };
     serve::<FlushProtocol, _, _>(stream, "flush", timeout, Some(malformed), |req, client| {
-        let refusal = auth.check(&req, client.uid);
+        let refusal = auth.borrow().check(&req, client.uid);
         let handle = handle.clone();
         async move {
             match refusal {
@@ -65,7 +68,7 @@ async fn serve_client(stream: UnixStream, handle: FlushHandle, auth: FlushAuth, 
 
 /// The daemon's main loop, until the master says drain or goes away.
 pub async fn run(mut daemon: Daemon, handle: FlushHandle, args: DaemonArgs, params: Params) {
-    let mut auth = FlushAuth::from_params(&params);
+    let (auth_tx, auth) = watch::channel(FlushAuth::from_params(&params));
     let mut timeout = params.time("ipc_timeout").unwrap_or(Duration::from_secs(3600));
     daemon.ready();
     loop {
@@ -88,7 +91,7 @@ pub async fn run(mut daemon: Daemon, handle: FlushHandle, args: DaemonArgs, para
                 Ok(p) => match FlushConfig::from_params(&p) {
                     Ok(cfg) => {
                         handle.reload(cfg);
-                        auth = FlushAuth::from_params(&p);
+                        auth_tx.send_replace(FlushAuth::from_params(&p));
                         timeout = p.time("ipc_timeout").unwrap_or(timeout);
                     }
                     Err(e) => log_warning!("reload: {e}; keeping the running configuration"),

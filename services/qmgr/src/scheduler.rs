@@ -7,13 +7,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use common::datetime::from_us;
 use common::domain::address_domain;
-use common::ipc::client::call;
+use common::ipc::client::Persistent;
 use common::ipc::delivery::{DeliveryProtocol, DeliveryRecipient, DeliveryRequest, DeliveryResult};
 use common::ipc::flush::{FlushReply, FlushRequest};
 use common::ipc::qmgr::QmgrTrigger;
@@ -74,6 +76,8 @@ pub struct Scheduler {
     window: HashMap<Route, usize>,
     /// Routes that failed recently: (until, reason). `F` clears it.
     dead: HashMap<Route, (Instant, String)>,
+    /// Kept connections to the delivery agents, by socket.
+    agents: HashMap<PathBuf, Arc<Persistent<DeliveryProtocol>>>,
     incoming: ScanCtx,
     deferred: ScanCtx,
     ignore_timestamps: bool,
@@ -90,6 +94,7 @@ impl Scheduler {
             inflight: HashMap::new(),
             window: HashMap::new(),
             dead: HashMap::new(),
+            agents: HashMap::new(),
             incoming: ScanCtx { pending: VecDeque::new(), again: true },
             deferred: ScanCtx { pending: VecDeque::new(), again: true },
             ignore_timestamps: false,
@@ -273,11 +278,12 @@ impl Scheduler {
                     active_us: msg.active_us,
                 };
                 let socket = self.cfg.agent_socket(&route.transport);
+                let agent = self.agents.entry(socket.clone()).or_insert_with(|| Arc::new(Persistent::new(socket))).clone();
                 let timeout = self.cfg.ipc_timeout;
                 let tx = self.tx.clone();
                 let (id, route) = (job.id, route.clone());
                 tokio::spawn(async move {
-                    let results = match call::<DeliveryProtocol>(&socket, &req, timeout).await {
+                    let results = match agent.call(&req, timeout).await {
                         Ok(reply) => reply.results,
                         Err(e) => {
                             log_warning!("{id}: delivery agent {}: {e}", route.transport);

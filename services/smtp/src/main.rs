@@ -17,7 +17,9 @@ fn main() {
     let rt = daemon::runtime(2);
     rt.block_on(async move {
         let mut d = Daemon::new(&args.service, listeners).unwrap_or_else(|e| fatal(&e.to_string()));
-        let mut cfg = Arc::new(cfg);
+        // Connections from the queue manager are kept between requests: each request reads the
+        // configuration current at that moment.
+        let (cfg_tx, cfg_rx) = tokio::sync::watch::channel(Arc::new(cfg));
         let cache = ConnCache::default();
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
         d.ready();
@@ -25,20 +27,21 @@ fn main() {
             let ev = tokio::select! {
                 ev = d.next() => ev,
                 _ = sweep.tick() => {
-                    cache.sweep(cfg.cache_time).await;
+                    let cache_time = cfg_rx.borrow().cache_time;
+                    cache.sweep(cache_time).await;
                     continue;
                 }
             };
             match ev {
                 Event::Unix(stream) => {
-                    let (cfg, cache) = (cfg.clone(), cache.clone());
+                    let (cfg_rx, cache) = (cfg_rx.clone(), cache.clone());
                     tokio::spawn(serve::<DeliveryProtocol, _, _>(
                         stream,
                         "smtp",
                         Duration::from_secs(3600),
                         None,
                         move |req: DeliveryRequest, _| {
-                            let (cfg, cache) = (cfg.clone(), cache.clone());
+                            let (cfg, cache) = (cfg_rx.borrow().clone(), cache.clone());
                             async move { DeliveryReply { results: deliver(&cfg, &cache, &req).await } }
                         },
                     ));
@@ -49,7 +52,9 @@ fn main() {
                     .map_err(|e| e.to_string())
                     .and_then(|p| AgentConfig::from_params(&p).map_err(|e| e.to_string()))
                 {
-                    Ok(c) => cfg = Arc::new(c),
+                    Ok(c) => {
+                        cfg_tx.send_replace(Arc::new(c));
+                    }
                     Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
                 },
                 Event::Command(MasterCommand::Wakeup) => {}
