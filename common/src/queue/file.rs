@@ -236,8 +236,8 @@ fn write_new_by(spool: &Spool, queue: QueueName, envelope: &Envelope, message: &
     let mode = if queue == QueueName::Maildrop { 0o644 } else { 0o600 };
     if creation == Creation::Anonymous {
         match OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE).mode(mode).open(&top) {
-            Ok(f) => {
-                let inode = write_durably(f.try_clone().map_err(io_err(&top))?, &bytes, &top)?;
+            Ok(mut f) => {
+                let inode = write_durably(&mut f, &bytes, &top)?;
                 return name_file(spool, queue, inode, |dest| link_anonymous(&f, dest));
             }
             // The file system cannot make anonymous files: name a temporary one instead.
@@ -252,7 +252,7 @@ fn write_new_by(spool: &Spool, queue: QueueName, envelope: &Envelope, message: &
         .mode(mode)
         .open(&temp)
         .map_err(io_err(&temp))
-        .and_then(|f| write_durably(f, &bytes, &temp))
+        .and_then(|mut f| write_durably(&mut f, &bytes, &temp))
         .and_then(|inode| name_file(spool, queue, inode, |dest| rename_noreplace(&temp, dest)));
     if result.is_err() {
         let _ = fs::remove_file(&temp);
@@ -261,7 +261,7 @@ fn write_new_by(spool: &Spool, queue: QueueName, envelope: &Envelope, message: &
 }
 
 /// Write the whole file and fsync it; returns its inode number (part of the queue ID).
-fn write_durably(mut f: File, bytes: &[u8], path: &Path) -> Result<u64, QueueError> {
+fn write_durably(f: &mut File, bytes: &[u8], path: &Path) -> Result<u64, QueueError> {
     f.write_all(bytes).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))?;
     Ok(f.metadata().map_err(io_err(path))?.ino())

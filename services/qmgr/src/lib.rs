@@ -33,8 +33,9 @@
 //! `transport_maps`, `relayhost`, `default_transport`, `defer_transports`, `fast_flush_domains`.
 //!
 //! # Bugs
-//! Scans run on the scheduler's thread; a very large deferred queue delays trigger handling while
-//! it is listed. A result recorded but not yet acted on when qmgr is killed is acted on again
+//! Scans run on the scheduler's thread: listing a very large deferred queue (one pass over its
+//! directories) delays trigger handling while it runs; the listed files are then looked at in
+//! slices between other events. A result recorded but not yet acted on when qmgr is killed is acted on again
 //! after restart (at-least-once delivery).
 
 pub mod bounce;

@@ -29,8 +29,11 @@ fn main() {
         let mut sched = Scheduler::new(cfg, tx.clone());
         sched.recover();
         d.ready();
+        let mut more = false;
         loop {
             tokio::select! {
+                // Events first; a scan with more to do goes on when there are none.
+                biased;
                 ev = d.next() => match ev {
                     Event::Unix(stream) => {
                         let tx = tx.clone();
@@ -56,8 +59,9 @@ fn main() {
                     }
                 }
                 _ = tick.tick() => sched.request_deferred_scan(),
+                () = std::future::ready(()), if more => {}
             }
-            sched.run();
+            more = sched.run();
         }
     });
 }

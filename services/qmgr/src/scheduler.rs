@@ -27,6 +27,9 @@ use common::{log_info, log_warning};
 use crate::bounce::{Failed, queue_notification};
 use crate::config::{QmgrConfig, Route};
 
+/// Files a scan looks at per [`Scheduler::run`] before events are handled again.
+const FEED_SLICE: usize = 500;
+
 /// Messages the scheduler reacts to, besides scans it decides on itself.
 #[derive(Debug)]
 pub enum SchedMsg {
@@ -148,27 +151,33 @@ impl Scheduler {
     }
 
     /// Feed the active queue from the scans in progress (incoming first, as Postfix prefers new
-    /// mail when room is short), then dispatch.
-    pub fn run(&mut self) {
-        self.feed(QueueName::Incoming);
-        self.feed(QueueName::Deferred);
+    /// mail when room is short), then dispatch. True when a scan has more files to look at
+    /// right away: the caller handles the events that arrived meanwhile and calls again.
+    pub fn run(&mut self) -> bool {
+        let more = self.feed(QueueName::Incoming) | self.feed(QueueName::Deferred);
         if self.incoming.idle() && self.deferred.idle() {
             // The modifiers applied to the scans that have now completed.
             self.ignore_timestamps = false;
             self.override_defer_transports = false;
         }
         self.dispatch();
+        more
     }
 
-    /// Admit files from `queue`'s scan while the active queue has room. The directory is listed
-    /// once per scan; a scan asked for meanwhile starts when this one is through, so a full
-    /// active queue never makes us list a large deferred queue again and again.
-    fn feed(&mut self, queue: QueueName) {
+    /// Admit files from `queue`'s scan while the active queue has room, at most [`FEED_SLICE`]
+    /// of them per call (true when the slice ran out first): a scan of a large deferred queue,
+    /// which looks at every file's retry time, must not hold up the triggers and delivery
+    /// results that arrive meanwhile (Postfix's queue manager interleaves them likewise). The
+    /// directory is listed once per scan; a scan asked for meanwhile starts when this one is
+    /// through, so a full active queue never makes us list a large deferred queue again and
+    /// again.
+    fn feed(&mut self, queue: QueueName) -> bool {
         let now = SystemTime::now();
+        let mut slice = FEED_SLICE;
         loop {
             if self.ctx(queue).pending.is_empty() {
                 if !self.ctx(queue).again {
-                    return;
+                    return false;
                 }
                 self.ctx(queue).again = false;
                 match self.cfg.spool.list(queue) {
@@ -178,8 +187,12 @@ impl Scheduler {
                 continue;
             }
             if self.active.len() >= self.cfg.active_limit {
-                return;
+                return false;
             }
+            if slice == 0 {
+                return true;
+            }
+            slice -= 1;
             let Some(id) = self.ctx(queue).pending.pop_front() else { continue };
             if self.active.contains_key(&id) {
                 continue;
@@ -440,4 +453,41 @@ impl Scheduler {
 
 fn result(index: usize, outcome: Outcome, dsn: &str, text: &str) -> DeliveryResult {
     DeliveryResult { index, outcome, dsn: dsn.to_string(), text: text.to_string(), site_failure: false }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::config::{MainCf, Params};
+    use std::path::Path;
+
+    #[test]
+    fn a_large_scan_is_worked_through_in_slices() {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = format!("queue_directory = {}\n", tmp.path().display());
+        let main = MainCf::parse(&text, Path::new("main.cf")).unwrap();
+        let cfg = QmgrConfig::from_params(&Params::from_parts(Path::new("/tmp"), main, &[])).unwrap();
+        cfg.spool.create_dirs().unwrap();
+        // Deferred files whose retry time has not come: each is looked at, none is activated.
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let files = FEED_SLICE * 2 + FEED_SLICE / 2;
+        for inode in 0..files as u64 {
+            let id = QueueId::generate(SystemTime::now(), inode + 1);
+            let path = cfg.spool.path(QueueName::Deferred, &id);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let f = fs::File::create(&path).unwrap();
+            f.set_times(fs::FileTimes::new().set_accessed(later).set_modified(later)).unwrap();
+        }
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut sched = Scheduler::new(cfg, tx);
+        sched.incoming.again = false;
+        sched.request_deferred_scan();
+        let mut slices = 1;
+        while sched.run() {
+            slices += 1;
+            assert!(slices <= 3, "the scan does not end");
+        }
+        assert_eq!(slices, 3, "{files} files in slices of {FEED_SLICE}");
+        assert!(sched.deferred.idle() && sched.active.is_empty());
+    }
 }
