@@ -24,8 +24,14 @@ struct Request(FlushRequest);
 
 impl Handler<Request> for FlushActor {
     type Result = MessageResult<Request>;
-    fn handle(&mut self, msg: Request, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.0.handle(msg.0))
+    fn handle(&mut self, msg: Request, ctx: &mut Context<Self>) -> Self::Result {
+        let reply = self.0.handle(msg.0);
+        if self.0.has_sent() {
+            // After the reply has gone out (a timer tick later), unless another request comes
+            // first: every request empties the sent logfiles before it does anything else.
+            ctx.run_later(std::time::Duration::ZERO, |act, _| act.0.finish_sent());
+        }
+        MessageResult(reply)
     }
 }
 

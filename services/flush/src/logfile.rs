@@ -1,5 +1,6 @@
 //! Per-destination logfiles `$queue_directory/flush/<site>`: one queue ID per line, appended
-//! under an exclusive flock, read and truncated under the same lock when the site is sent.
+//! under an exclusive flock, read and truncated under the same lock (held from the read to the
+//! truncation) when the site is sent.
 //! The files are the truth; the in-memory index is a cache of them.
 
 use std::fs::{self, File, OpenOptions};
@@ -84,27 +85,17 @@ impl FlushDir {
         }
     }
 
-    /// Under the exclusive lock: read the IDs, let `each` handle them, truncate the file and
-    /// stamp its times with `now` (so refresh sees it as just flushed, also on noatime mounts).
-    /// `Ok(None)` when the site has no logfile.
-    pub fn drain<F: FnMut(&QueueId)>(&self, site: &Site, now: SystemTime, mut each: F) -> io::Result<Option<LogfileContents>> {
-        let mut f = match OpenOptions::new().read(true).write(true).open(self.path(site)) {
+    /// Open the site's logfile, take its exclusive lock and read the IDs; the lock is held until
+    /// the returned [`Taken`] is finished or dropped. `Ok(None)` when the site has no logfile.
+    pub fn take(&self, site: &Site) -> io::Result<Option<Taken>> {
+        let file = match OpenOptions::new().read(true).write(true).open(self.path(site)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        f.lock()?;
-        let contents = parse_lines(BufReader::new(&f))?;
-        for id in &contents.ids {
-            each(id);
-        }
-        if contents.lines > 0 {
-            f.set_len(0)?;
-            f.seek(SeekFrom::Start(0))?;
-        }
-        f.set_times(fs::FileTimes::new().set_accessed(now).set_modified(now))?;
-        f.unlock()?;
-        Ok(Some(contents))
+        file.lock()?;
+        let contents = parse_lines(BufReader::new(&file))?;
+        Ok(Some(Taken { file, contents }))
     }
 
     /// Rewrite the logfile with exactly `ids` (start-up reconciliation dropping stale entries).
@@ -148,6 +139,27 @@ impl FlushDir {
     }
 }
 
+/// A logfile read under its exclusive lock, waiting to be emptied.
+#[derive(Debug)]
+pub struct Taken {
+    file: File,
+    pub contents: LogfileContents,
+}
+
+impl Taken {
+    /// Truncate the file if it had lines, stamp its times with `now` (so refresh sees it as
+    /// just flushed, also on noatime mounts) and release the lock. Truncating frees the file's
+    /// blocks, which costs a discard on some disks: the caller may answer its client first.
+    pub fn finish(mut self, now: SystemTime) -> io::Result<()> {
+        if self.contents.lines > 0 {
+            self.file.set_len(0)?;
+            self.file.seek(SeekFrom::Start(0))?;
+        }
+        self.file.set_times(fs::FileTimes::new().set_accessed(now).set_modified(now))?;
+        self.file.unlock()
+    }
+}
+
 /// True when `path` names an existing file (errors other than "not found" count as existing,
 /// so that a transient problem never makes us forget mail).
 pub fn exists(path: &Path) -> bool {
@@ -181,13 +193,19 @@ mod tests {
         assert_eq!(read.ids, vec![id("A1"), id("B2")]);
         let mut seen = Vec::new();
         let old = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-        let got = fd.drain(&s, old, |i| seen.push(i.clone())).unwrap().unwrap();
+        let taken = fd.take(&s).unwrap().unwrap();
+        seen.extend(taken.contents.ids.iter().cloned());
         assert_eq!(seen, vec![id("A1"), id("B2")]);
-        assert_eq!(got.lines, 4);
-        assert_eq!(got.bad_lines, vec!["../evil".to_string()]);
+        assert_eq!(taken.contents.lines, 4);
+        assert_eq!(taken.contents.bad_lines, vec!["../evil".to_string()]);
+        // The lock is held until the logfile is finished.
+        let other = File::open(fd.path(&s)).unwrap();
+        assert!(other.try_lock().is_err());
+        taken.finish(old).unwrap();
+        assert!(other.try_lock().is_ok());
         let t = fd.times(&s).unwrap();
         assert_eq!((t.size, t.modified), (0, old));
-        assert_eq!(fd.drain(&site("none.example"), old, |_| ()).unwrap(), None);
+        assert!(fd.take(&site("none.example")).unwrap().is_none());
         assert_eq!(fd.sites().unwrap(), vec![s]);
     }
 }

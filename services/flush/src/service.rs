@@ -15,7 +15,7 @@ use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, log_warning};
 
 use crate::index::Index;
-use crate::logfile::{FlushDir, exists};
+use crate::logfile::{FlushDir, Taken, exists};
 
 /// The settings the flush service uses, re-read on reload.
 #[derive(Debug, Clone)]
@@ -63,6 +63,9 @@ pub struct FlushState {
     logs: FlushDir,
     index: Index,
     notify: Notify,
+    /// Logfiles that were sent and are still locked, to be emptied after the reply (see
+    /// [`FlushState::finish_sent`]).
+    sent: Vec<(Site, Taken, SystemTime)>,
 }
 
 fn bad(reason: impl Into<String>) -> FlushReply {
@@ -91,11 +94,30 @@ impl FlushState {
                 index.insert(&site, id);
             }
         }
-        Ok(FlushState { cfg, logs, index, notify })
+        Ok(FlushState { cfg, logs, index, notify, sent: Vec::new() })
     }
 
     pub fn set_config(&mut self, cfg: FlushConfig) {
+        self.finish_sent();
         self.cfg = cfg;
+    }
+
+    /// Empty the logfiles of the sites sent so far and release their locks. Sending answers
+    /// before this (truncating a logfile costs a block discard, 0.15-0.3 ms on the benchmark's
+    /// disk), and every other operation on the logfiles calls it first, so nothing that is
+    /// appended later can be truncated away. A crash before it leaves IDs of moved messages in
+    /// a logfile: harmless, the next send finds them gone from `deferred`.
+    pub fn finish_sent(&mut self) {
+        for (site, taken, now) in self.sent.drain(..) {
+            if let Err(e) = taken.finish(now) {
+                log_warning!("fast flush logfile {}: {e}", self.logs.path(&site).display());
+            }
+        }
+    }
+
+    /// Whether [`FlushState::finish_sent`] has work to do.
+    pub fn has_sent(&self) -> bool {
+        !self.sent.is_empty()
     }
 
     pub fn index(&self) -> &Index {
@@ -107,6 +129,7 @@ impl FlushState {
     }
 
     pub fn handle(&mut self, req: FlushRequest) -> FlushReply {
+        self.finish_sent();
         match req {
             FlushRequest::Add { site, queue_id } => self.add(&site, &queue_id),
             FlushRequest::SendSite { site, subdomains } => self.send_site(&site, subdomains),
@@ -165,30 +188,27 @@ impl FlushState {
         FlushReply::Ok { moved }
     }
 
-    /// Move every queue ID of one logfile to incoming; returns (moved, lines read).
+    /// Move every queue ID of one logfile to incoming; returns (moved, lines read). The
+    /// logfile stays locked until [`FlushState::finish_sent`] empties it.
     fn send_logfile(&mut self, site: &Site) -> Result<(u64, usize), FlushReply> {
         let now = SystemTime::now();
-        let mut moved = 0u64;
-        let spool = &self.cfg.spool;
-        let result = self.logs.drain(site, now, |id| {
-            if flush_one(spool, id, now) == FlushOne::Moved {
-                moved += 1;
-            }
-        });
-        match result {
-            Ok(Some(contents)) => {
-                for line in &contents.bad_lines {
-                    log_warning!("bad queue id \"{line}...\" in fast flush logfile {}", self.logs.path(site).display());
-                }
-                self.index.clear(site);
-                Ok((moved, contents.lines))
-            }
-            Ok(None) => Ok((0, 0)),
+        let taken = match self.logs.take(site) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok((0, 0)),
             Err(e) => {
                 log_warning!("fast flush logfile {}: {e}", self.logs.path(site).display());
-                Err(FlushReply::Fail { reason: e.to_string() })
+                return Err(FlushReply::Fail { reason: e.to_string() });
             }
+        };
+        let spool = &self.cfg.spool;
+        let moved = taken.contents.ids.iter().filter(|id| flush_one(spool, id, now) == FlushOne::Moved).count() as u64;
+        for line in &taken.contents.bad_lines {
+            log_warning!("bad queue id \"{line}...\" in fast flush logfile {}", self.logs.path(site).display());
         }
+        self.index.clear(site);
+        let lines = taken.contents.lines;
+        self.sent.push((site.clone(), taken, now));
+        Ok((moved, lines))
     }
 
     fn send_file(&mut self, queue_id: &str) -> FlushReply {
@@ -248,6 +268,7 @@ impl FlushState {
     /// Bring the index and logfiles in line with the deferred queue as scanned at start-up:
     /// add what is missing (a fresh install, a lost logfile), drop IDs of mail that is gone.
     pub fn reconcile(&mut self, found: Vec<(Site, QueueId)>) {
+        self.finish_sent();
         let found_set: HashSet<(Site, QueueId)> = found.iter().cloned().collect();
         let mut added = 0;
         for (site, id) in found {
@@ -391,12 +412,19 @@ mod tests {
         assert_eq!(send(&mut f, "example.net", false), FlushReply::Ok { moved: 1 });
         assert!(f.spool.path(QueueName::Incoming, &a).exists());
         assert!(f.spool.path(QueueName::Deferred, &b).exists());
-        assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), "");
         assert_eq!(*f.triggers.lock().unwrap(), vec![QmgrTrigger::ForgetDeadSites, QmgrTrigger::ScanIncoming]);
-        // The re-deferral is appended again after the send.
+        // The logfile is emptied after the reply, and before anything else happens to it: the
+        // re-deferral appended by the next request survives.
+        assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), format!("{a}\nGONE123\n"));
+        assert!(f.state.has_sent());
         f.spool.move_file(&a, QueueName::Incoming, QueueName::Deferred).unwrap();
         assert_eq!(add(&mut f, "example.net", a.as_str()), FlushReply::Ok { moved: 0 });
         assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), format!("{a}\n"));
+        assert!(!f.state.has_sent());
+        // Emptied without another request (the actor does this once the reply is out).
+        assert_eq!(send(&mut f, "example.net", false), FlushReply::Ok { moved: 1 });
+        f.state.finish_sent();
+        assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), "");
     }
 
     #[test]
