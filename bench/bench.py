@@ -5,6 +5,7 @@ and bench/etrn-latency.png. Speed is measured here, never asserted in the test s
 import argparse
 import os
 import platform
+import shutil
 import smtplib
 import socket
 import statistics
@@ -37,6 +38,17 @@ def settle():
     system measured second does not pay for the files the first one deleted."""
     os.sync()
     time.sleep(6)
+
+
+def clean(systems, quiet_s):
+    """Stop both systems and delete their spools. Deleting a 100k-message queue keeps this
+    disk busy (inode table writeback, discards) well after `sync` returns, so a run that starts
+    by deleting the previous run's queues waits `quiet_s` before measuring anything."""
+    for s in systems:
+        s.stop()
+    shutil.rmtree(BASE, ignore_errors=True)
+    os.sync()
+    time.sleep(quiet_s)
 
 
 def wait_until(what, cond, timeout, poll=0.005):
@@ -98,7 +110,8 @@ def etrn_scale(systems, n, domains, probes):
         fill(sysm, n, domains)
         fill_s = time.time() - t
         wait_until(f"{sysm.name}: {n} deferred", lambda: sysm.deferred_count() >= n, 60 + n / 50)
-        time.sleep(1)
+        # The customer comes back later: the queue is on disk, nothing is being written back.
+        settle()
         srv = sink.start(SINK_PORT)
         per = n // domains
         rows, touched = [], []
@@ -265,7 +278,7 @@ def write_report(args, systems, scale, tput, path):
     L.append(f"Written by `bench/run{' --quick' if args.quick else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Both systems ran in the same run, one after the other, on loopback, with the same main.cf settings (relay to one sink port, fsync on in both). Figures are medians where several probes were taken; a ratio above 1 means Postern is better.\n")
     L.append(f"- Machine: {machine()}\n- Postfix {systems[0].version()} (Debian package), Postern {systems[1].version()} (release build, {rustc})\n- Settings: `relay_domains = example.test`, `relayhost = [127.0.0.1]:{SINK_PORT}`, `default_destination_concurrency_limit = 20`, `qmgr_message_active_limit = 20000`; Postfix with its stock master.cf (chroot off), Postern with its etc/ services; both started as root, services as `postfix`.\n")
     L.append("## 1. Fast ETRN latency at queue scale (the headline)\n")
-    L.append("A deferred queue of N messages over D domains (`dK.example.test`) is filled over SMTP while the sink is down; then the sink comes up and `ETRN dK.example.test` is sent for several domains, one at a time, each after the previous domain's mail arrived. Reply = time for the ETRN reply; first/last = time from the reply until the domain's first/last message reached the sink; CPU = CPU time of all the system's processes during one ETRN and its deliveries (" + CPU_SOURCE + "); files touched = distinct queue files and directories that saw any inotify event (open, read, write, attribute change, create, delete, rename) in that time, counted in " + str(WATCHED_PROBES) + " further probes of other domains (watching costs CPU, so the latency probes run unwatched); `stat` calls are invisible to inotify.\n")
+    L.append("A deferred queue of N messages over D domains (`dK.example.test`) is filled over SMTP while the sink is down and left to settle (`sync`, 6 s); then the sink comes up and `ETRN dK.example.test` is sent for several domains, one at a time, each after the previous domain's mail arrived. Reply = time for the ETRN reply; first/last = time from the reply until the domain's first/last message reached the sink; CPU = CPU time of all the system's processes during one ETRN and its deliveries (" + CPU_SOURCE + "); files touched = distinct queue files and directories that saw any inotify event (open, read, write, attribute change, create, delete, rename) in that time, counted in " + str(WATCHED_PROBES) + " further probes of other domains (watching costs CPU, so the latency probes run unwatched); `stat` calls are invisible to inotify.\n")
     L.append("| queue (N / D, per domain) | system | ETRN reply ms | first msg ms | last msg ms | CPU ms | files touched | reply text |")
     L.append("|---|---|---|---|---|---|---|---|")
     for n in sorted(scale):
@@ -328,8 +341,9 @@ def main():
         args.sessions, args.messages, args.reps = 20, 1000, 1
     else:
         sizes, probes = [(1000, 100), (10000, 1000), (100000, 10000)], 7
-        args.sessions, args.messages, args.reps = 20, 5000, 3
+        args.sessions, args.messages, args.reps = 20, 5000, 5
     systems = [Postfix(f"{BASE}/postfix", 10025, SINK_PORT), Postern(f"{BASE}/postern", 10026, SINK_PORT)]
+    clean(systems, quiet_s=5 if args.quick else 30)
     try:
         print("throughput and resources", flush=True)
         tput = throughput(systems, args.sessions, args.messages, args.reps)
@@ -338,8 +352,7 @@ def main():
             print(f"ETRN at {n} queued over {d} domains", flush=True)
             scale[n] = etrn_scale(systems, n, d, probes)
     finally:
-        for s in systems:
-            s.stop()
+        clean(systems, quiet_s=0)
     plot(scale, os.path.join(ROOT, "bench", "etrn-latency.png"))
     write_report(args, systems, scale, tput, args.output)
     print(f"wrote {args.output}")
