@@ -250,15 +250,20 @@ fn flush_service_down_does_not_change_delivery() {
     assert_eq!(sink.count(), 1);
 }
 
+/// Send one message to `rcpt` in a session of its own; returns its queue ID.
+fn send_one(port: u16, rcpt: &str) -> String {
+    let mut c = Client::connect(port);
+    c.cmd("EHLO x.test");
+    queued_id(&c.send_mail("s@sender.test", &[rcpt], &format!("Subject: for {rcpt}\n\nx\n")))
+}
+
 #[test]
 fn consecutive_deliveries_reuse_the_connection() {
     let sink = Sink::start(free_port());
     let (inst, port) = Install::mail_system("smtp_connection_cache_time_limit = 5s\n", sink.port);
-    let mut c = Client::connect(port);
-    c.cmd("EHLO x.test");
-    let a = queued_id(&c.send_mail("s@sender.test", &["u@customer.example"], "Subject: one\n\nx\n"));
+    let a = send_one(port, "u@customer.example");
     inst.wait_log(&format!("{a}: removed"));
-    let b = queued_id(&c.send_mail("s@sender.test", &["v@customer.example"], "Subject: two\n\nx\n"));
+    let b = send_one(port, "v@customer.example");
     let line = inst.wait_log(&format!("{b}: to=<v@customer.example>"));
     assert!(line.contains(", conn_use=2, ") && line.contains("status=sent"), "{line}");
     assert_eq!(sink.count(), 2);
@@ -272,17 +277,13 @@ fn a_reload_reaches_the_delivery_agent_on_its_kept_connection() {
     // delivery says EHLO.)
     let sink = Sink::start(free_port());
     let (inst, port) = Install::mail_system("smtp_connection_cache_time_limit = 0s\n", sink.port);
-    let mut c = Client::connect(port);
-    c.cmd("EHLO x.test");
-    let a = queued_id(&c.send_mail("s@sender.test", &["u@customer.example"], "Subject: one\n\nx\n"));
+    let a = send_one(port, "u@customer.example");
     inst.wait_log(&format!("{a}: removed"));
     let smtp = inst.program_pid("smtp");
     assert!(inst.cli("postconf", &["-e", "myhostname=renamed.test"]).status.success());
     assert!(inst.cli("postfix", &["reload"]).status.success());
     inst.wait_log("reload -- version");
-    let mut c = Client::connect(port);
-    c.cmd("EHLO x.test");
-    let b = queued_id(&c.send_mail("s@sender.test", &["v@customer.example"], "Subject: two\n\nx\n"));
+    let b = send_one(port, "v@customer.example");
     inst.wait_log(&format!("{b}: removed"));
     assert_eq!(inst.program_pid("smtp"), smtp, "the agent was reloaded, not restarted");
     let helos: Vec<String> = sink.messages().into_iter().map(|m| m.helo).collect();
