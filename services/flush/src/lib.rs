@@ -12,8 +12,10 @@
 //! * `Add{site, queue_id}`: append the ID to the site's logfile (once: duplicates are dropped).
 //! * `SendSite{site, subdomains}`: tell the queue manager to forget dead sites, then under the
 //!   logfile's lock move each listed message from `deferred` to `incoming` with its times set
-//!   to now, truncate the logfile, and trigger an incoming scan. Replies with the number moved.
-//!   `subdomains` also sends every site below `site` (RFC 1985 `ETRN @domain`).
+//!   to now, and trigger an incoming scan. Replies with the number moved; the logfile is then
+//!   emptied and unlocked right after the reply or before the next request, whichever comes
+//!   first (truncating can cost a synchronous block discard). `subdomains` also sends every
+//!   site below `site` (RFC 1985 `ETRN @domain`).
 //! * `SendFile{queue_id}`: the same for one message, regardless of site.
 //! * `Refresh` (also on every master wakeup): send logfiles not flushed for
 //!   `fast_flush_refresh_time`, remove empty ones untouched for `fast_flush_purge_time`.
