@@ -408,6 +408,13 @@ def report(output):
     res["scale"] = {int(n): v for n, v in res["scale"].items()}
     plot(res["scale"], os.path.join(ROOT, "bench", "etrn-latency.png") if output == DEFAULT_OUTPUT else output + ".png")
     write_report(res, output)
+    # The tables, for the terminal (headings and prose are in the file).
+    with open(output) as f:
+        for line in f:
+            if line.startswith("## ") and "micro-benchmark" in line:
+                break
+            if line.startswith("|") or line.startswith("## "):
+                print(line.rstrip()[:160])
     print(f"wrote {output}")
 
 
