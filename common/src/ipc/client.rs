@@ -31,15 +31,23 @@ pub fn call_blocking<P: Protocol>(path: &Path, request: &P::Request, timeout: Du
     read_frame_blocking(&mut s, MAX_FRAME)?.ok_or(FrameError::Truncated)
 }
 
+/// Connect to the service at `path` and check its hello.
+async fn connect<P: Protocol>(path: &Path) -> Result<tokio::net::UnixStream, FrameError> {
+    let mut s = tokio::net::UnixStream::connect(path).await?;
+    check_hello::<P>(read_frame(&mut s, MAX_FRAME).await?)?;
+    Ok(s)
+}
+
+/// One request and its reply on an open connection.
+async fn exchange<P: Protocol>(s: &mut tokio::net::UnixStream, request: &P::Request) -> Result<P::Reply, FrameError> {
+    write_frame(s, request).await?;
+    read_frame(s, MAX_FRAME).await?.ok_or(FrameError::Truncated)
+}
+
 /// Async [`call_blocking`].
 pub async fn call<P: Protocol>(path: &Path, request: &P::Request, timeout: Duration) -> Result<P::Reply, FrameError> {
-    let exchange = async {
-        let mut s = tokio::net::UnixStream::connect(path).await?;
-        check_hello::<P>(read_frame(&mut s, MAX_FRAME).await?)?;
-        write_frame(&mut s, request).await?;
-        read_frame(&mut s, MAX_FRAME).await?.ok_or(FrameError::Truncated)
-    };
-    tokio::time::timeout(timeout, exchange).await.map_err(|_| FrameError::Timeout)?
+    let once = async { exchange::<P>(&mut connect::<P>(path).await?, request).await };
+    tokio::time::timeout(timeout, once).await.map_err(|_| FrameError::Timeout)?
 }
 
 /// A client that keeps its connections for the next calls: a busy caller (qmgr handing out
@@ -87,21 +95,16 @@ impl<P: Protocol> Persistent<P> {
     /// Send one request and wait for its reply, on a kept connection or a new one.
     pub async fn call(&self, request: &P::Request, timeout: Duration) -> Result<P::Reply, FrameError> {
         let kept = self.take_idle();
-        let exchange = async {
+        let once = async {
             let mut s = match kept {
                 Some(s) => s,
-                None => {
-                    let mut s = tokio::net::UnixStream::connect(&self.path).await?;
-                    check_hello::<P>(read_frame(&mut s, MAX_FRAME).await?)?;
-                    s
-                }
+                None => connect::<P>(&self.path).await?,
             };
-            write_frame(&mut s, request).await?;
-            let reply = read_frame(&mut s, MAX_FRAME).await?.ok_or(FrameError::Truncated)?;
+            let reply = exchange::<P>(&mut s, request).await?;
             Ok::<_, FrameError>((s, reply))
         };
         // On any error the stream is dropped: it is not at a frame boundary any more.
-        let (s, reply) = tokio::time::timeout(timeout, exchange).await.map_err(|_| FrameError::Timeout)??;
+        let (s, reply) = tokio::time::timeout(timeout, once).await.map_err(|_| FrameError::Timeout)??;
         let mut idle = self.idle();
         if idle.len() < KEPT {
             idle.push(s);

@@ -44,7 +44,13 @@ impl GroupSync {
     /// Make every change made so far to the entries of `dir` durable: either this thread runs
     /// an fsync of `dir`, or it waits for one that started after this call.
     pub fn sync(&self, dir: &Path) -> io::Result<()> {
-        let ds = lock(&self.dirs).entry(dir.to_path_buf()).or_default().clone();
+        let ds = {
+            let mut dirs = lock(&self.dirs);
+            match dirs.get(dir) {
+                Some(ds) => ds.clone(),
+                None => dirs.entry(dir.to_path_buf()).or_default().clone(),
+            }
+        };
         ds.sync(dir)
     }
 }

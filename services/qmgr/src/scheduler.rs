@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -79,8 +78,8 @@ pub struct Scheduler {
     window: HashMap<Route, usize>,
     /// Routes that failed recently: (until, reason). `F` clears it.
     dead: HashMap<Route, (Instant, String)>,
-    /// Kept connections to the delivery agents, by socket.
-    agents: HashMap<PathBuf, Arc<Persistent<DeliveryProtocol>>>,
+    /// Kept connections to the delivery agents, by transport (`private/<transport>`).
+    agents: HashMap<String, Arc<Persistent<DeliveryProtocol>>>,
     incoming: ScanCtx,
     deferred: ScanCtx,
     ignore_timestamps: bool,
@@ -290,8 +289,14 @@ impl Scheduler {
                     arrival_us: msg.qf.envelope.arrival_us,
                     active_us: msg.active_us,
                 };
-                let socket = self.cfg.agent_socket(&route.transport);
-                let agent = self.agents.entry(socket.clone()).or_insert_with(|| Arc::new(Persistent::new(socket))).clone();
+                let agent = match self.agents.get(&route.transport) {
+                    Some(agent) => agent.clone(),
+                    None => {
+                        let agent = Arc::new(Persistent::new(self.cfg.agent_socket(&route.transport)));
+                        self.agents.insert(route.transport.clone(), agent.clone());
+                        agent
+                    }
+                };
                 let timeout = self.cfg.ipc_timeout;
                 let tx = self.tx.clone();
                 let (id, route) = (job.id, route.clone());
