@@ -5,7 +5,7 @@
 //! ```text
 //! POSTERN-QUEUE 1\n
 //! <envelope as one line of JSON>\n
-//! <message length in decimal>\n
+//! <message length in decimal, zero-padded to 20 digits by writers>\n
 //! <message bytes>\n
 //! END\n
 //! R <recipient result as one line of JSON>\n     (zero or more, appended as delivery goes on)
@@ -13,7 +13,9 @@
 //! A new file is written as an anonymous file (or under a temporary name where the file system
 //! cannot do that), fsynced, linked or renamed to its queue ID without replacing anything, and
 //! its directory fsynced (shared between concurrent writers): only then may the caller say
-//! `250`. A file
+//! `250`. The message may be streamed in ([`NewQueueFile`]): the length field has a fixed width
+//! so that it can be filled in when the message is complete, and a writer holds at most
+//! [`WRITE_CHUNK`] bytes of it in memory. A file
 //! that lacks the `END` line is torn and is never taken for a message; a result line without
 //! its newline is a torn append and is ignored (that recipient is simply tried again).
 
@@ -136,18 +138,6 @@ pub fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-fn encode(envelope: &Envelope, message: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
-    let env = serde_json::to_string(envelope)?;
-    let mut out = Vec::with_capacity(MAGIC.len() + env.len() + message.len() + 32);
-    out.extend_from_slice(MAGIC.as_bytes());
-    out.extend_from_slice(env.as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(format!("{}\n", message.len()).as_bytes());
-    out.extend_from_slice(message);
-    out.extend_from_slice(END);
-    Ok(out)
-}
-
 /// Parse the bytes of a queue file.
 pub fn decode(bytes: &[u8], path: &Path) -> Result<QueueFile, QueueError> {
     let corrupt = |what: &str| QueueError::Corrupt { path: path.to_path_buf(), what: what.to_string() };
@@ -220,51 +210,136 @@ enum Creation {
     Temporary,
 }
 
+/// How much of a message a [`NewQueueFile`] keeps in memory before it writes to the file.
+pub const WRITE_CHUNK: usize = 64 * 1024;
+
+/// Width of the length field: any `u64` fits, so the field can be filled in last.
+const LENGTH_WIDTH: usize = 20;
+
+/// A queue file being written: the envelope first, then the message in pieces of any size,
+/// then [`NewQueueFile::commit`] makes it durable and names it. Dropped without a commit, it
+/// leaves nothing behind under a queue-ID name (an anonymous file simply vanishes).
+pub struct NewQueueFile {
+    file: File,
+    /// Where errors point: the queue directory, or the temporary file's name.
+    path: PathBuf,
+    /// The temporary name to remove when the file is dropped uncommitted.
+    temp: Option<PathBuf>,
+    queue: QueueName,
+    /// Bytes not yet written to the file (at most about [`WRITE_CHUNK`]).
+    pending: Vec<u8>,
+    /// Bytes already written to the file.
+    flushed: u64,
+    /// File offset of the length field.
+    length_at: u64,
+    message_len: u64,
+}
+
+impl NewQueueFile {
+    /// Start a new queue file in `queue` holding `envelope`.
+    pub fn create(spool: &Spool, queue: QueueName, envelope: &Envelope) -> Result<NewQueueFile, QueueError> {
+        static PROC_FD: OnceLock<bool> = OnceLock::new();
+        let creation = if *PROC_FD.get_or_init(|| Path::new("/proc/self/fd").is_dir()) { Creation::Anonymous } else { Creation::Temporary };
+        Self::create_by(spool, queue, envelope, creation)
+    }
+
+    fn create_by(spool: &Spool, queue: QueueName, envelope: &Envelope, creation: Creation) -> Result<NewQueueFile, QueueError> {
+        let top = spool.queue_dir(queue);
+        let env = serde_json::to_string(envelope).map_err(|e| QueueError::Corrupt { path: top.clone(), what: e.to_string() })?;
+        // Maildrop files are written by local users and read by pickup, which may run as another
+        // user; the maildrop directory itself cannot be listed by users.
+        let mode = if queue == QueueName::Maildrop { 0o644 } else { 0o600 };
+        let (file, path, temp) = match creation {
+            Creation::Anonymous => match OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE).mode(mode).open(&top) {
+                Ok(f) => (f, top, None),
+                // The file system cannot make anonymous files: name a temporary one instead.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
+                    return Self::create_by(spool, queue, envelope, Creation::Temporary);
+                }
+                Err(e) => return Err(io_err(&top)(e)),
+            },
+            Creation::Temporary => {
+                let temp = top.join(format!(".tmp.{}.{}", std::process::id(), TEMP_SEQ.fetch_add(1, Ordering::Relaxed)));
+                let f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp).map_err(io_err(&temp))?;
+                (f, temp.clone(), Some(temp))
+            }
+        };
+        let mut pending = Vec::with_capacity(MAGIC.len() + env.len() + LENGTH_WIDTH + 2);
+        pending.extend_from_slice(MAGIC.as_bytes());
+        pending.extend_from_slice(env.as_bytes());
+        pending.push(b'\n');
+        let length_at = pending.len() as u64;
+        pending.extend_from_slice(&[b'0'; LENGTH_WIDTH]);
+        pending.push(b'\n');
+        Ok(NewQueueFile { file, path, temp, queue, pending, flushed: 0, length_at, message_len: 0 })
+    }
+
+    /// Bytes of message written so far.
+    pub fn message_len(&self) -> u64 {
+        self.message_len
+    }
+
+    /// Append message bytes; they reach the file once [`WRITE_CHUNK`] bytes are pending.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), QueueError> {
+        self.pending.extend_from_slice(bytes);
+        self.message_len += bytes.len() as u64;
+        if self.pending.len() >= WRITE_CHUNK {
+            self.flush_pending()?;
+        }
+        Ok(())
+    }
+
+    fn flush_pending(&mut self) -> Result<(), QueueError> {
+        self.file.write_all(&self.pending).map_err(io_err(&self.path))?;
+        self.flushed += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Fill in the length, end the file, fsync it and give it its queue-ID name. When this
+    /// returns `Ok`, the file and its name are on disk.
+    pub fn commit(mut self, spool: &Spool) -> Result<QueueId, QueueError> {
+        let length = format!("{:0width$}", self.message_len, width = LENGTH_WIDTH);
+        match self.length_at.checked_sub(self.flushed) {
+            // Still in memory (every small message): one write for the whole file.
+            Some(at) => {
+                let at = at as usize;
+                self.pending[at..at + LENGTH_WIDTH].copy_from_slice(length.as_bytes());
+            }
+            None => {
+                use std::os::unix::fs::FileExt;
+                self.file.write_all_at(length.as_bytes(), self.length_at).map_err(io_err(&self.path))?;
+            }
+        }
+        self.pending.extend_from_slice(END);
+        self.flush_pending()?;
+        self.file.sync_all().map_err(io_err(&self.path))?;
+        let inode = self.file.metadata().map_err(io_err(&self.path))?.ino();
+        let queue = self.queue;
+        let id = match self.temp.clone() {
+            None => name_file(spool, queue, inode, |dest| link_anonymous(&self.file, dest))?,
+            Some(temp) => name_file(spool, queue, inode, |dest| rename_noreplace(&temp, dest))?,
+        };
+        // Named: nothing to clean up any more.
+        self.temp = None;
+        Ok(id)
+    }
+}
+
+impl Drop for NewQueueFile {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            let _ = fs::remove_file(temp);
+        }
+    }
+}
+
 /// Write a new queue file into `queue` durably and return its ID. When this returns `Ok`, the
 /// file and its name are on disk; on error no file is left behind under a queue-ID name.
 pub fn write_new(spool: &Spool, queue: QueueName, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
-    static PROC_FD: OnceLock<bool> = OnceLock::new();
-    let creation = if *PROC_FD.get_or_init(|| Path::new("/proc/self/fd").is_dir()) { Creation::Anonymous } else { Creation::Temporary };
-    write_new_by(spool, queue, envelope, message, creation)
-}
-
-fn write_new_by(spool: &Spool, queue: QueueName, envelope: &Envelope, message: &[u8], creation: Creation) -> Result<QueueId, QueueError> {
-    let top = spool.queue_dir(queue);
-    let bytes = encode(envelope, message).map_err(|e| QueueError::Corrupt { path: top.clone(), what: e.to_string() })?;
-    // Maildrop files are written by local users and read by pickup, which may run as another
-    // user; the maildrop directory itself cannot be listed by users.
-    let mode = if queue == QueueName::Maildrop { 0o644 } else { 0o600 };
-    if creation == Creation::Anonymous {
-        match OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE).mode(mode).open(&top) {
-            Ok(mut f) => {
-                let inode = write_durably(&mut f, &bytes, &top)?;
-                return name_file(spool, queue, inode, |dest| link_anonymous(&f, dest));
-            }
-            // The file system cannot make anonymous files: name a temporary one instead.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {}
-            Err(e) => return Err(io_err(&top)(e)),
-        }
-    }
-    let temp = top.join(format!(".tmp.{}.{}", std::process::id(), TEMP_SEQ.fetch_add(1, Ordering::Relaxed)));
-    let result = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&temp)
-        .map_err(io_err(&temp))
-        .and_then(|mut f| write_durably(&mut f, &bytes, &temp))
-        .and_then(|inode| name_file(spool, queue, inode, |dest| rename_noreplace(&temp, dest)));
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
-}
-
-/// Write the whole file and fsync it; returns its inode number (part of the queue ID).
-fn write_durably(f: &mut File, bytes: &[u8], path: &Path) -> Result<u64, QueueError> {
-    f.write_all(bytes).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))?;
-    Ok(f.metadata().map_err(io_err(path))?.ino())
+    let mut f = NewQueueFile::create(spool, queue, envelope)?;
+    f.write(message)?;
+    f.commit(spool)
 }
 
 /// Give a durable file its queue-ID name with `place` (which must not replace an existing
@@ -378,12 +453,36 @@ mod tests {
     }
 
     #[test]
+    fn streamed_messages_larger_than_a_chunk_and_abandoned_files() {
+        let (_t, spool) = spool();
+        for creation in [Creation::Anonymous, Creation::Temporary] {
+            // Pieces of odd sizes, so that the length field is written after the file has grown.
+            let message: Vec<u8> = (0..3 * WRITE_CHUNK + 17).map(|i| (i % 251) as u8).collect();
+            let mut f = NewQueueFile::create_by(&spool, QueueName::Incoming, &envelope(), creation).unwrap();
+            for piece in message.chunks(1000 + 7) {
+                f.write(piece).unwrap();
+            }
+            assert_eq!(f.message_len(), message.len() as u64);
+            let id = f.commit(&spool).unwrap();
+            assert_eq!(read(&spool.path(QueueName::Incoming, &id)).unwrap().message, message, "{creation:?}");
+            // A file dropped before its commit leaves nothing behind.
+            let mut f = NewQueueFile::create_by(&spool, QueueName::Incoming, &envelope(), creation).unwrap();
+            f.write(&message).unwrap();
+            drop(f);
+        }
+        let names: Vec<_> = fs::read_dir(spool.queue_dir(QueueName::Incoming)).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "two messages and no temporary file: {names:?}");
+    }
+
+    #[test]
     fn both_creations_name_a_complete_file_in_a_hashed_queue() {
         let tmp = tempfile::tempdir().unwrap();
         let spool = Spool::new(tmp.path().to_path_buf(), &["incoming".into()], 2);
         spool.create_dirs().unwrap();
         for creation in [Creation::Anonymous, Creation::Temporary] {
-            let id = write_new_by(&spool, QueueName::Incoming, &envelope(), b"hello\r\n", creation).unwrap();
+            let mut f = NewQueueFile::create_by(&spool, QueueName::Incoming, &envelope(), creation).unwrap();
+            f.write(b"hello\r\n").unwrap();
+            let id = f.commit(&spool).unwrap();
             let path = spool.path(QueueName::Incoming, &id);
             assert_ne!(path.parent().unwrap(), spool.queue_dir(QueueName::Incoming), "{creation:?}: hashed");
             assert_eq!(read(&path).unwrap().message, b"hello\r\n", "{creation:?}");
