@@ -20,3 +20,5 @@ pub mod net;
 pub mod pidfile;
 /// Owns the queue directory layout, queue IDs and queue files.
 pub mod queue;
+/// Owns making outside text safe to show (printable, truncation).
+pub mod text;

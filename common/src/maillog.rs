@@ -99,8 +99,15 @@ fn prefix(sev: Severity) -> &'static str {
     }
 }
 
-/// Log one line.
+/// The longest text one log line carries; the rest is cut (a client's 10 MB command must not
+/// become a 10 MB log line).
+pub const LOG_LINE_MAX: usize = 2048;
+
+/// Log one line. Control characters become `?`, so that no text from a peer can forge a
+/// second line.
 pub fn log(sev: Severity, text: &str) {
+    let text = crate::text::printable(crate::text::truncate(text, LOG_LINE_MAX), '?');
+    let text = text.as_ref();
     let pid = std::process::id();
     let Some(logger) = LOGGER.get() else {
         eprintln!("{}[{pid}]: {}{text}", program_name(), prefix(sev));

@@ -165,6 +165,12 @@ impl Spool {
         self.syncs.sync(dir)
     }
 
+    /// Bytes free for unprivileged writers on the queue's file system (Postfix's `fsspace`).
+    pub fn free_space(&self) -> io::Result<u64> {
+        let st = nix::sys::statvfs::statvfs(&self.root).map_err(io::Error::from)?;
+        Ok((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
+    }
+
     /// Every queue ID in `queue` (walking hash levels), in no particular order. Names that are
     /// not valid IDs (temporary files, strays) are skipped.
     pub fn list(&self, queue: QueueName) -> io::Result<Vec<QueueId>> {

@@ -6,8 +6,18 @@
 pub struct Address {
     /// The address without angle brackets and source route (empty for `<>`).
     pub addr: String,
-    /// ESMTP parameters after the address (`SIZE=123`), uppercase names.
-    pub params: Vec<(String, String)>,
+    /// ESMTP parameters after the address (`SIZE=123`).
+    pub params: Vec<EsmtpParam>,
+}
+
+/// One ESMTP parameter of MAIL or RCPT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EsmtpParam {
+    /// The keyword, uppercased.
+    pub name: String,
+    pub value: String,
+    /// As the client sent it, for replies (`555 5.5.4 Unsupported option: FOO=bar`).
+    pub text: String,
 }
 
 impl Address {
@@ -59,6 +69,11 @@ pub fn parse_path(text: &str) -> Option<Address> {
     if addr.contains(['<', '>', ' ', '\t', '\0']) && !addr.starts_with('"') {
         return None;
     }
+    // Control characters (a bare CR above all) have no place in an address, quoted or not:
+    // refused here, they can reach no queue file, log line or SMTP command.
+    if addr.chars().any(char::is_control) {
+        return None;
+    }
     if !addr.is_empty() {
         let (_, domain) = addr.rsplit_once('@')?;
         if domain.is_empty() || !(common::domain::valid_hostname(domain) || common::domain::valid_address_literal(domain)) {
@@ -68,7 +83,7 @@ pub fn parse_path(text: &str) -> Option<Address> {
     let mut params = Vec::new();
     for p in rest.split_whitespace() {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        params.push((k.to_ascii_uppercase(), v.to_string()));
+        params.push(EsmtpParam { name: k.to_ascii_uppercase(), value: v.to_string(), text: p.to_string() });
     }
     Some(Address { addr: addr.to_string(), params })
 }
@@ -82,7 +97,8 @@ mod tests {
         let a = parse_path("<user@Example.NET> SIZE=100 BODY=8BITMIME").unwrap();
         assert_eq!(a.addr, "user@Example.NET");
         assert_eq!(a.domain(), "example.net");
-        assert_eq!(a.params, vec![("SIZE".into(), "100".into()), ("BODY".into(), "8BITMIME".into())]);
+        let params: Vec<(&str, &str, &str)> = a.params.iter().map(|p| (p.name.as_str(), p.value.as_str(), p.text.as_str())).collect();
+        assert_eq!(params, vec![("SIZE", "100", "SIZE=100"), ("BODY", "8BITMIME", "BODY=8BITMIME")]);
         assert_eq!(parse_path("<>").unwrap().addr, "");
         assert_eq!(parse_path(" bare@example.net").unwrap().addr, "bare@example.net");
         assert_eq!(parse_path("<@a.example,@b.example:u@c.example>").unwrap().addr, "u@c.example");
@@ -90,7 +106,7 @@ mod tests {
         assert!(parse_path("<a%b@relay.example>").unwrap().has_routing());
         assert!(parse_path("<b!a@relay.example>").unwrap().has_routing());
         assert!(!parse_path("<a@relay.example>").unwrap().has_routing());
-        for bad in ["<a@b", "<a b@c.example>", "<user@>", "<user@bad..domain>", "<@a.example>", "<u@[1.2.3]>"] {
+        for bad in ["<a@b", "<a b@c.example>", "<user@>", "<user@bad..domain>", "<@a.example>", "<u@[1.2.3]>", "<a\r@b.example>", "<\"a\x01\"@b.example>"] {
             assert_eq!(parse_path(bad), None, "{bad}");
         }
         assert!(parse_path("<u@[127.0.0.1]>").is_some());

@@ -63,6 +63,18 @@ pub enum EtrnFallback {
     Reject,
 }
 
+/// What `smtpd_forbid_bare_newline` does with a line that ends in a bare LF. In every mode the
+/// end of data is `<CR><LF>.<CR><LF>` only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareNewline {
+    /// Store the line with CRLF (`normalize`, `yes`, and `no`, which Postern takes as `normalize`).
+    Normalize,
+    /// As `Normalize`, and say `notes=bare_lf` in the disconnect line.
+    Note,
+    /// Refuse the command (and disconnect) or the message.
+    Reject,
+}
+
 #[derive(Debug, Clone)]
 pub struct SmtpdConfig {
     pub spool: Spool,
@@ -74,7 +86,13 @@ pub struct SmtpdConfig {
     pub relay_restrictions: Vec<Restriction>,
     pub etrn_restrictions: Vec<Restriction>,
     pub helo_required: bool,
-    pub message_size_limit: usize,
+    /// `message_size_limit`; `None` for 0, no limit.
+    pub message_size_limit: Option<u64>,
+    pub queue_minfree: u64,
+    pub hopcount_limit: u32,
+    pub bare_newline: BareNewline,
+    pub bare_newline_exclusions: NetworkList,
+    pub bare_newline_reject_code: u16,
     pub line_length_limit: usize,
     pub timeout: Duration,
     pub soft_error_limit: u32,
@@ -113,6 +131,23 @@ impl SmtpdConfig {
             v => return Err(bad("etrn_reply_style", v)),
         };
         let mynetworks = NetworkList::parse(&p.list("mynetworks")?).map_err(|e| bad("mynetworks", &e.0))?;
+        let bare_newline = match p.get("smtpd_forbid_bare_newline")?.to_ascii_lowercase().as_str() {
+            "normalize" | "yes" | "no" => BareNewline::Normalize,
+            "note" => BareNewline::Note,
+            "reject" => BareNewline::Reject,
+            v => return Err(bad("smtpd_forbid_bare_newline", v)),
+        };
+        let exclusions = "smtpd_forbid_bare_newline_exclusions";
+        let bare_newline_exclusions = NetworkList::parse(&p.list(exclusions)?).map_err(|e| bad(exclusions, &e.0))?;
+        let reject_code = p.int("smtpd_forbid_bare_newline_reject_code")?;
+        let bare_newline_reject_code = u16::try_from(reject_code)
+            .ok()
+            .filter(|c| (500..=599).contains(c))
+            .ok_or_else(|| bad("smtpd_forbid_bare_newline_reject_code", &reject_code.to_string()))?;
+        let nonnegative = |name: &str| -> Result<u64, ConfigError> {
+            let v = p.int(name)?;
+            u64::try_from(v).map_err(|_| bad(name, &v.to_string()))
+        };
         let default_limit = u32::try_from(p.int("default_process_limit")?).unwrap_or(100);
         let qmgr_name = p.get("queue_service_name")?;
         let qmgr_trigger = common::ipc::trigger::TriggerSender::start(
@@ -133,7 +168,12 @@ impl SmtpdConfig {
             relay_restrictions: parse_restrictions(p, "smtpd_relay_restrictions")?,
             etrn_restrictions: parse_restrictions(p, "smtpd_etrn_restrictions")?,
             helo_required: p.bool("smtpd_helo_required")?,
-            message_size_limit: usize::try_from(p.int("message_size_limit")?).unwrap_or(usize::MAX),
+            message_size_limit: Some(nonnegative("message_size_limit")?).filter(|&n| n > 0),
+            queue_minfree: nonnegative("queue_minfree")?,
+            hopcount_limit: limit(p.int("hopcount_limit")?),
+            bare_newline,
+            bare_newline_exclusions,
+            bare_newline_reject_code,
             line_length_limit: usize::try_from(p.int("line_length_limit")?).unwrap_or(2048).max(512),
             timeout: p.time("smtpd_timeout")?,
             soft_error_limit: limit(p.int("smtpd_soft_error_limit")?),

@@ -1,7 +1,13 @@
 //! One client connection: read command lines with a time limit and a length limit, run them
-//! through the session, write replies (batched while the client pipelines), read DATA, queue
-//! the message durably before the 250 reply, and log Postfix's connect/disconnect lines.
+//! through the session, write replies (batched while the client pipelines) with the same time
+//! limit, stream DATA into a queue file that is durable before the 250 reply, and log
+//! Postfix's connect/disconnect lines.
+//!
+//! Memory per session does not grow with what the client sends: a command line is cut at
+//! `line_length_limit`, and message content goes to the queue file in pieces of at most
+//! [`WRITE_CHUNK`] bytes (see the manual page in lib.rs for the whole bound).
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +17,13 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use common::ipc::qmgr::QmgrTrigger;
-use common::queue::QueueName;
-use common::queue::file::{ClientInfo, Envelope, Recipient, now_us, write_new};
+use common::queue::file::{ClientInfo, Envelope, NewQueueFile, QueueError, Recipient, WRITE_CHUNK, now_us};
+use common::queue::{QueueId, QueueName, Spool};
+use common::text::printable;
 use common::{log_info, log_warning};
 
-use crate::config::SmtpdConfig;
+use crate::config::{BareNewline, SmtpdConfig};
+use crate::data::{DataReader, Feed};
 use crate::session::{Peer, Session, Step};
 
 /// How a read ended other than with a line.
@@ -26,8 +34,15 @@ enum ReadEnd {
     Io,
 }
 
+/// A command line, without its line end.
+struct Line {
+    text: Vec<u8>,
+    /// It ended in LF without CR.
+    bare_lf: bool,
+}
+
 /// Read one line of at most `max` bytes (the rest of a longer line is discarded).
-async fn read_line(r: &mut BufReader<OwnedReadHalf>, max: usize, timeout: Duration) -> Result<Vec<u8>, ReadEnd> {
+async fn read_line(r: &mut BufReader<OwnedReadHalf>, max: usize, timeout: Duration) -> Result<Line, ReadEnd> {
     let work = async {
         let mut line = Vec::new();
         let mut too_long = false;
@@ -44,43 +59,78 @@ async fn read_line(r: &mut BufReader<OwnedReadHalf>, max: usize, timeout: Durati
                 line.extend_from_slice(&buf[..take]);
                 if line.len() > max {
                     too_long = true;
-                    line.clear();
+                    line = Vec::new();
                 }
             }
             r.consume(take);
             if done {
-                return if too_long { Err(ReadEnd::TooLong) } else { Ok(line) };
+                return if too_long { Err(ReadEnd::TooLong) } else { Ok(trim_eol(line)) };
             }
         }
     };
     tokio::time::timeout(timeout, work).await.map_err(|_| ReadEnd::Timeout)?
 }
 
-fn trim_eol(mut line: Vec<u8>) -> Vec<u8> {
-    if line.ends_with(b"\n") {
-        line.pop();
+fn trim_eol(mut text: Vec<u8>) -> Line {
+    text.pop(); // the LF
+    let bare_lf = text.last() != Some(&b'\r');
+    if !bare_lf {
+        text.pop();
     }
-    if line.ends_with(b"\r") {
-        line.pop();
-    }
-    line
+    Line { text, bare_lf }
 }
 
 struct Io {
     r: BufReader<OwnedReadHalf>,
     w: BufWriter<OwnedWriteHalf>,
+    /// `smtpd_timeout`, for writes as for reads: a client that never reads its replies must
+    /// not hold a session slot for ever.
+    timeout: Duration,
 }
 
 impl Io {
-    async fn reply(&mut self, text: &str) -> std::io::Result<()> {
-        self.w.write_all(text.as_bytes()).await?;
-        self.w.write_all(b"\r\n").await?;
+    async fn reply(&mut self, text: &str) -> io::Result<()> {
         // While the client has pipelined more commands, keep collecting replies.
-        if self.r.buffer().is_empty() {
-            self.w.flush().await?;
-        }
-        Ok(())
+        let flush = self.r.buffer().is_empty();
+        let write = async {
+            self.w.write_all(text.as_bytes()).await?;
+            self.w.write_all(b"\r\n").await?;
+            if flush {
+                self.w.flush().await?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, write).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
     }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        tokio::time::timeout(self.timeout, self.w.flush()).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+    }
+
+    /// A reply that ends the session: best effort, bounded by the time limit.
+    async fn last_reply(&mut self, text: &str) {
+        if self.reply(text).await.is_ok() {
+            let _ = self.flush().await;
+        }
+    }
+}
+
+/// Log why a write failed: a time-out, or the client went away.
+fn log_write_failure(e: &io::Error, s: &Session<'_>) {
+    if e.kind() == io::ErrorKind::TimedOut {
+        log_info!("timeout after {} from {}", s.last_command, s.peer.show());
+    } else {
+        log_info!("lost connection after {} from {}", s.last_command, s.peer.show());
+    }
+}
+
+/// What `smtpd_forbid_bare_newline` means for this client.
+fn bare_newline_policy(cfg: &SmtpdConfig, peer: &Peer) -> BareNewline {
+    if cfg.bare_newline_exclusions.contains(peer.addr) { BareNewline::Normalize } else { cfg.bare_newline }
+}
+
+fn bare_lf_reply(cfg: &SmtpdConfig) -> String {
+    format!("{} 5.5.2 {} Error: bare <LF> received", cfg.bare_newline_reject_code, cfg.myhostname)
 }
 
 /// Serve one SMTP client until it quits, times out, errs too often or goes away.
@@ -92,27 +142,28 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>) {
     // Replies are already batched per pipelined group; do not let Nagle delay them further.
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
-    let mut io = Io { r: BufReader::new(r), w: BufWriter::new(w) };
+    let mut io = Io { r: BufReader::new(r), w: BufWriter::new(w), timeout: cfg.timeout };
     let mut s = Session::new(&cfg, peer);
-    if io.reply(&format!("220 {}", cfg.banner)).await.is_err() || io.w.flush().await.is_err() {
-        log_info!("lost connection after CONNECT from {}", s.peer.show());
+    let bare_newline = bare_newline_policy(&cfg, &s.peer);
+    if let Err(e) = io.reply(&format!("220 {}", cfg.banner)).await.and(io.flush().await) {
+        log_write_failure(&e, &s);
         return;
     }
     loop {
         let line = match read_line(&mut io.r, cfg.line_length_limit, cfg.timeout).await {
-            Ok(l) => trim_eol(l),
+            Ok(l) => l,
             Err(ReadEnd::TooLong) => {
                 let reply = "500 5.5.0 Error: line too long";
                 s.count("unknown", reply);
-                if io.reply(reply).await.is_err() {
+                if let Err(e) = io.reply(reply).await {
+                    log_write_failure(&e, &s);
                     break;
                 }
                 continue;
             }
             Err(ReadEnd::Timeout) => {
                 log_info!("timeout after {} from {}", s.last_command, s.peer.show());
-                let _ = io.reply(&format!("421 4.4.2 {} Error: timeout exceeded", cfg.myhostname)).await;
-                let _ = io.w.flush().await;
+                io.last_reply(&format!("421 4.4.2 {} Error: timeout exceeded", cfg.myhostname)).await;
                 break;
             }
             Err(ReadEnd::Eof | ReadEnd::Io) => {
@@ -120,16 +171,30 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>) {
                 break;
             }
         };
-        let (verb, step) = s.command(&line);
+        if line.bare_lf {
+            match bare_newline {
+                BareNewline::Reject => {
+                    s.log_reject("bare <LF> received");
+                    io.last_reply(&bare_lf_reply(&cfg)).await;
+                    break;
+                }
+                BareNewline::Note => s.note_bare_lf = true,
+                BareNewline::Normalize => {}
+            }
+        }
+        let (verb, step) = s.command(&line.text);
         let (reply, close) = match step {
             Step::Reply(r) => (r, false),
             Step::Close(r) => (r, true),
             Step::Etrn { site, subdomains } => (crate::etrn::run(&s, &site, subdomains).await, false),
             Step::Data => {
-                if io.reply("354 End data with <CR><LF>.<CR><LF>").await.is_err() || io.w.flush().await.is_err() {
+                if let Err(e) = io.reply("354 End data with <CR><LF>.<CR><LF>").await.and(io.flush().await) {
+                    log_write_failure(&e, &s);
                     break;
                 }
-                match read_data(&mut io, &mut s).await {
+                let reply = receive_message(&mut io, &mut s, bare_newline).await;
+                s.reset();
+                match reply {
                     Some(r) => (r, false),
                     None => break,
                 }
@@ -139,70 +204,78 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>) {
         if s.errors >= cfg.soft_error_limit && !(reply.starts_with('2') || reply.starts_with('3')) {
             tokio::time::sleep(cfg.error_sleep).await;
         }
-        if io.reply(&reply).await.is_err() {
-            log_info!("lost connection after {} from {}", s.last_command, s.peer.show());
+        if let Err(e) = io.reply(&reply).await {
+            log_write_failure(&e, &s);
             break;
         }
         if close {
-            let _ = io.w.flush().await;
+            let _ = io.flush().await;
             break;
         }
         if s.errors >= cfg.hard_error_limit {
             log_info!("too many errors after {} from {}", s.last_command, s.peer.show());
-            let _ = io.reply(&format!("421 4.7.0 {} Error: too many errors", cfg.myhostname)).await;
-            let _ = io.w.flush().await;
+            io.last_reply(&format!("421 4.7.0 {} Error: too many errors", cfg.myhostname)).await;
             break;
         }
     }
     log_info!("disconnect from {} {}", s.peer.show(), s.stats());
 }
 
-/// Read the message after 354 and queue it. `None` when the client went away mid-DATA (no
-/// queue file is left behind: nothing is written before the final dot).
-async fn read_data(io: &mut Io, s: &mut Session<'_>) -> Option<String> {
-    let cfg = s.cfg;
-    let mut message = Vec::new();
-    let mut too_big = false;
-    loop {
-        // Message lines may be long; they are bounded only by the message size limit.
-        let line = match read_line(&mut io.r, cfg.message_size_limit.max(cfg.line_length_limit) + 2, cfg.timeout).await {
-            Ok(l) => l,
-            Err(ReadEnd::TooLong) => {
-                too_big = true;
-                continue;
-            }
-            Err(ReadEnd::Timeout) => {
-                log_info!("timeout after DATA from {}", s.peer.show());
-                let _ = io.reply(&format!("421 4.4.2 {} Error: timeout exceeded", cfg.myhostname)).await;
-                let _ = io.w.flush().await;
-                return None;
-            }
-            Err(_) => {
-                log_info!("lost connection after DATA ({} bytes) from {}", message.len(), s.peer.show());
-                return None;
-            }
-        };
-        let line = trim_eol(line);
-        if line == b"." {
-            break;
+/// The reply for a queue file that could not be written.
+fn write_error_reply(e: &QueueError) -> String {
+    log_warning!("queue file write error: {e}");
+    match e {
+        QueueError::Io { source, .. } if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) => {
+            "452 4.3.1 Insufficient system storage".into()
         }
-        let body = line.strip_prefix(b".").unwrap_or(&line);
-        if message.len() + body.len() + 2 > cfg.message_size_limit {
-            too_big = true;
-        }
-        if !too_big {
-            // Bare LF and CRLF both end a line; the queue file always has CRLF.
-            message.extend_from_slice(body);
-            message.extend_from_slice(b"\r\n");
-        }
+        _ => "451 4.3.0 Error: queue file write error".into(),
     }
-    let (Some(sender), recipients) = (s.sender.take(), std::mem::take(&mut s.recipients)) else {
+}
+
+/// Run queue file work off the session's thread (writes may wait for the disk).
+async fn off_thread<T: Send + 'static>(spool: &Spool, work: impl FnOnce() -> Result<T, QueueError> + Send + 'static) -> Result<T, QueueError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(QueueError::Io { path: spool.queue_dir(QueueName::Incoming), source: io::Error::other(e.to_string()) }))
+}
+
+/// Hand one piece of the message to the queue file (the first piece creates it); the emptied
+/// buffer comes back for the next piece.
+async fn store_piece(
+    spool: &Spool,
+    env: &Arc<Envelope>,
+    file: Option<NewQueueFile>,
+    mut piece: Vec<u8>,
+) -> Result<(NewQueueFile, Vec<u8>), QueueError> {
+    let (spool2, env) = (spool.clone(), env.clone());
+    off_thread(spool, move || {
+        let mut file = match file {
+            Some(f) => f,
+            None => NewQueueFile::create(&spool2, QueueName::Incoming, &env)?,
+        };
+        file.write(&piece)?;
+        piece.clear();
+        Ok((file, piece))
+    })
+    .await
+}
+
+/// Write the last piece, make the file durable and give it its name.
+async fn commit(spool: &Spool, env: &Arc<Envelope>, file: Option<NewQueueFile>, piece: Vec<u8>) -> Result<QueueId, QueueError> {
+    let (file, _) = store_piece(spool, env, file, piece).await?;
+    let spool2 = spool.clone();
+    off_thread(spool, move || file.commit(&spool2)).await
+}
+
+/// Receive the message after 354 and queue it. `None` when the client went away mid-DATA or
+/// timed out (no queue file is left behind: a file gets its name only after the final dot).
+/// The transaction stays in `s` for the log lines; the caller resets it.
+async fn receive_message(io: &mut Io, s: &mut Session<'_>, bare_newline: BareNewline) -> Option<String> {
+    let cfg = s.cfg;
+    let Some(sender) = &s.sender else {
         return Some("503 5.5.1 Error: need RCPT command".into());
     };
-    if too_big {
-        return Some("552 5.3.4 Message size exceeds fixed limit".into());
-    }
-    let helo = s.helo.clone().unwrap_or_default();
+    let helo = printable(s.helo.as_deref().unwrap_or_default(), '?').into_owned();
     let received = format!(
         "Received: from {helo} ({} [{}])\r\n\tby {} (Postern) with {};\r\n\t{}\r\n",
         s.peer.name,
@@ -211,48 +284,86 @@ async fn read_data(io: &mut Io, s: &mut Session<'_>) -> Option<String> {
         s.proto(),
         common::datetime::rfc5322(std::time::SystemTime::now())
     );
-    let mut full = received.into_bytes();
-    full.extend_from_slice(&message);
-    let env = Envelope {
-        sender: sender.addr,
-        recipients: recipients.into_iter().map(|a| Recipient { address: a.addr, orig: None }).collect(),
+    let env = Arc::new(Envelope {
+        sender: sender.addr.clone(),
+        recipients: s.recipients.iter().map(|a| Recipient { address: a.addr.clone(), orig: None }).collect(),
         arrival_us: now_us(),
         client: ClientInfo { name: s.peer.name.clone(), addr: s.peer.addr.to_string(), helo, protocol: s.proto().into() },
-    };
-    let spool = cfg.spool.clone();
-    let written = tokio::task::spawn_blocking(move || write_new(&spool, QueueName::Incoming, &env, &full)).await;
-    let id = match written {
-        Ok(Ok(id)) => id,
-        Ok(Err(e)) => {
-            log_warning!("queue file write error: {e}");
-            return Some("451 4.3.0 Error: queue file write error".into());
+    });
+    let mut reader = DataReader::new();
+    let mut piece = Vec::with_capacity(WRITE_CHUNK + 8192);
+    piece.extend_from_slice(received.as_bytes());
+    let mut file = None;
+    // Once set, the rest of the message is read and thrown away, and this is the reply.
+    let mut refused: Option<String> = None;
+    loop {
+        let buf = match tokio::time::timeout(cfg.timeout, io.r.fill_buf()).await {
+            Ok(Ok(buf)) if !buf.is_empty() => buf,
+            Ok(_) => {
+                log_info!("lost connection after DATA ({} bytes) from {}", reader.size, s.peer.show());
+                return None;
+            }
+            Err(_) => {
+                log_info!("timeout after DATA ({} bytes) from {}", reader.size, s.peer.show());
+                io.last_reply(&format!("421 4.4.2 {} Error: timeout exceeded", cfg.myhostname)).await;
+                return None;
+            }
+        };
+        let fed = reader.feed(buf, &mut piece);
+        let used = match fed {
+            Feed::More => buf.len(),
+            Feed::End(n) => n,
+        };
+        io.r.consume(used);
+        if refused.is_none()
+            && let Some(limit) = cfg.message_size_limit
+            && reader.size > limit
+        {
+            log_warning!("NOQUEUE: queue file size limit exceeded");
+            refused = Some("552 5.3.4 Message size exceeds fixed limit".into());
+            file = None;
         }
-        Err(e) => {
-            log_warning!("queue file write error: {e}");
-            return Some("451 4.3.0 Error: queue file write error".into());
+        if refused.is_some() {
+            piece.clear();
+        } else if piece.len() >= WRITE_CHUNK {
+            match store_piece(&cfg.spool, &env, file.take(), std::mem::take(&mut piece)).await {
+                Ok((f, p)) => (file, piece) = (Some(f), p),
+                Err(e) => refused = Some(write_error_reply(&e)),
+            }
         }
+        if fed != Feed::More {
+            break;
+        }
+    }
+    if reader.bare_lf {
+        match bare_newline {
+            BareNewline::Reject => {
+                s.log_reject("bare <LF> received");
+                return Some(bare_lf_reply(cfg));
+            }
+            BareNewline::Note => s.note_bare_lf = true,
+            BareNewline::Normalize => {}
+        }
+    }
+    if let Some(reply) = refused {
+        return Some(reply);
+    }
+    // Our own Received: header counts, as in Postfix's cleanup.
+    if reader.received + 1 > cfg.hopcount_limit {
+        let reply = "554 5.4.0 Error: too many hops";
+        s.log_reject(reply);
+        return Some(reply.into());
+    }
+    let id = match commit(&cfg.spool, &env, file, piece).await {
+        Ok(id) => id,
+        Err(e) => return Some(write_error_reply(&e)),
     };
     log_info!("{id}: client={}", s.peer.show());
-    if let Some(mid) = message_id(&message) {
+    if let Some(mid) = &reader.message_id {
         log_info!("{id}: message-id={mid}");
     }
     // Queued behind earlier triggers on one connection; the 250 does not wait for it.
     cfg.qmgr_trigger.send(&[QmgrTrigger::ScanIncoming]);
+    s.message_received();
     Some(format!("250 2.0.0 Ok: queued as {id}"))
-}
-
-/// The Message-ID header's value, if the header section has one.
-fn message_id(message: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(message);
-    for line in text.split("\r\n") {
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("message-id")
-        {
-            return Some(value.trim().to_string());
-        }
-    }
-    None
 }

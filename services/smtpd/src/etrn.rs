@@ -10,7 +10,7 @@ use common::domain::Site;
 use common::ipc::client::call;
 use common::ipc::flush::{FlushReply, FlushRequest};
 use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
-use common::{log_info, log_warning};
+use common::log_warning;
 
 use crate::config::{EtrnFallback, Restriction, SmtpdConfig};
 use crate::session::Session;
@@ -78,7 +78,7 @@ fn check_restrictions(s: &Session<'_>, site: &str) -> Option<String> {
 pub async fn run(s: &Session<'_>, site: &str, subdomains: bool) -> String {
     let cfg = s.cfg;
     if let Some(reply) = check_restrictions(s, site) {
-        log_info!("NOQUEUE: reject: ETRN from {}: {reply}; proto={} helo=<{}>", s.peer.show(), s.proto(), s.helo.as_deref().unwrap_or(""));
+        s.log_reject(&reply);
         return reply;
     }
     let shown: String = site.chars().take(100).collect();

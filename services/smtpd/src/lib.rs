@@ -37,5 +37,6 @@
 pub mod address;
 pub mod config;
 pub mod conn;
+pub mod data;
 pub mod etrn;
 pub mod session;

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use common::text::printable;
+
 use crate::address::{Address, parse_path};
 use crate::config::{Restriction, SmtpdConfig};
 
@@ -49,6 +51,8 @@ pub struct Session<'a> {
     counts: BTreeMap<String, (u32, u32)>,
     order: Vec<String>,
     pub last_command: String,
+    /// A line ended in a bare LF (`smtpd_forbid_bare_newline = note`): `notes=bare_lf`.
+    pub note_bare_lf: bool,
 }
 
 /// Recipients per message at most (Postfix smtpd_recipient_limit).
@@ -70,6 +74,7 @@ impl<'a> Session<'a> {
             counts: BTreeMap::new(),
             order: Vec::new(),
             last_command: "CONNECT".into(),
+            note_bare_lf: false,
         }
     }
 
@@ -99,12 +104,40 @@ impl<'a> Session<'a> {
         let mut parts: Vec<String> = self.order.iter().map(|n| format!("{n}={}", show(self.counts[n]))).collect();
         let total = self.counts.values().fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
         parts.push(format!("commands={}", show(total)));
+        if self.note_bare_lf {
+            parts.push("notes=bare_lf".into());
+        }
         parts.join(" ")
     }
 
     pub fn reset(&mut self) {
         self.sender = None;
         self.recipients.clear();
+    }
+
+    /// Log a refusal the way Postfix's `log_whatsup` does:
+    /// `NOQUEUE: reject: DATA from name[addr]: text; from=<s> to=<r> proto=ESMTP helo=<h>`.
+    pub fn log_reject(&self, text: &str) {
+        let mut line = format!("NOQUEUE: reject: {} from {}: {text};", self.last_command, self.peer.show());
+        if let Some(sender) = &self.sender {
+            line.push_str(&format!(" from=<{}>", sender.addr));
+        }
+        if let Some(rcpt) = self.recipients.last() {
+            line.push_str(&format!(" to=<{}>", rcpt.addr));
+        }
+        line.push_str(&format!(" proto={}", self.proto()));
+        if let Some(helo) = &self.helo {
+            line.push_str(&format!(" helo=<{helo}>"));
+        }
+        common::log_info!("{line}");
+    }
+
+    /// A message was queued: past errors are forgiven, as Postfix does after cleanup succeeds
+    /// (a client that sends many messages on one session, with RSET between them, is no junk
+    /// sender).
+    pub fn message_received(&mut self) {
+        self.errors = 0;
+        self.junk = 0;
     }
 
     pub fn in_transaction(&self) -> bool {
@@ -171,7 +204,7 @@ impl<'a> Session<'a> {
         let lines = [
             host.clone(),
             "PIPELINING".into(),
-            format!("SIZE {}", self.cfg.message_size_limit),
+            self.cfg.message_size_limit.map_or("SIZE".into(), |n| format!("SIZE {n}")),
             "VRFY".into(),
             "ETRN".into(),
             "ENHANCEDSTATUSCODES".into(),
@@ -192,12 +225,27 @@ impl<'a> Session<'a> {
         }
         let Some(rest) = strip_keyword(arg, "FROM:") else { return Step::Reply("501 5.5.4 Syntax: MAIL FROM:<address>".into()) };
         let Some(addr) = parse_path(rest) else { return Step::Reply("501 5.1.7 Bad sender address syntax".into()) };
-        if let Some((_, size)) = addr.params.iter().find(|(k, _)| k == "SIZE") {
-            match size.parse::<usize>() {
-                Ok(n) if n > self.cfg.message_size_limit => return Step::Reply("552 5.3.4 Message size exceeds fixed limit".into()),
-                Ok(_) => {}
-                Err(_) => return Step::Reply("501 5.5.4 Bad message size syntax".into()),
+        let mut size = None;
+        for p in &addr.params {
+            match (p.name.as_str(), p.value.to_ascii_uppercase().as_str()) {
+                ("BODY", "7BIT" | "8BITMIME") => {}
+                ("SIZE", _) => match p.value.parse::<u64>() {
+                    Ok(n) => size = Some(n),
+                    Err(_) if !p.value.is_empty() && p.value.bytes().all(|b| b.is_ascii_digit()) => {
+                        return Step::Reply("552 5.3.4 Message size exceeds file system imposed limit".into());
+                    }
+                    Err(_) => return Step::Reply("501 5.5.4 Bad message size syntax".into()),
+                },
+                _ => return Step::Reply(format!("555 5.5.4 Unsupported option: {}", printable(&p.text, '?'))),
             }
+        }
+        if let (Some(n), Some(limit)) = (size, self.cfg.message_size_limit)
+            && n > limit
+        {
+            return Step::Reply("552 5.3.4 Message size exceeds fixed limit".into());
+        }
+        if let Some(reply) = self.check_queue_space(size.unwrap_or(0)) {
+            return Step::Reply(reply);
         }
         self.sender = Some(addr);
         Step::Reply("250 2.1.0 Ok".into())
@@ -211,6 +259,9 @@ impl<'a> Session<'a> {
         let Some(addr) = parse_path(rest).filter(|a| !a.addr.is_empty()) else {
             return Step::Reply("501 5.1.3 Bad recipient address syntax".into());
         };
+        if let Some(p) = addr.params.first() {
+            return Step::Reply(format!("555 5.5.4 Unsupported option: {}", printable(&p.text, '?')));
+        }
         if self.recipients.len() >= RECIPIENT_LIMIT {
             return Step::Reply("452 4.5.3 Error: too many recipients".into());
         }
@@ -219,6 +270,26 @@ impl<'a> Session<'a> {
         }
         self.recipients.push(addr);
         Step::Reply("250 2.1.5 Ok".into())
+    }
+
+    /// Postfix's `smtpd_check_queue`: the queue file system must keep `queue_minfree` bytes
+    /// and 1.5 times `message_size_limit` free. Postern also refuses a declared `SIZE` that
+    /// does not fit, instead of taking the message only to fail at its end.
+    fn check_queue_space(&self, size: u64) -> Option<String> {
+        let free = match self.cfg.spool.free_space() {
+            Ok(free) => free,
+            Err(e) => {
+                common::log_warning!("queue file system: {e}");
+                return Some("451 4.3.0 Error: queue file write error".into());
+            }
+        };
+        let limit = self.cfg.message_size_limit.unwrap_or(0);
+        let reserve = limit.saturating_add(limit / 2).max(self.cfg.queue_minfree);
+        if free <= reserve || size > free - self.cfg.queue_minfree.min(free) {
+            common::log_warning!("not enough free space in mail queue: {free} bytes < 1.5*message size limit");
+            return Some("452 4.3.1 Insufficient system storage".into());
+        }
+        None
     }
 
     /// `smtpd_relay_restrictions`; `None` when the recipient is accepted.
