@@ -16,5 +16,6 @@ mod flush;
 mod mail;
 mod master;
 mod postconf;
+mod smtpd_input;
 mod submission;
 mod systemd;

@@ -106,7 +106,16 @@ mod tests {
         assert!(parse_path("<a%b@relay.example>").unwrap().has_routing());
         assert!(parse_path("<b!a@relay.example>").unwrap().has_routing());
         assert!(!parse_path("<a@relay.example>").unwrap().has_routing());
-        for bad in ["<a@b", "<a b@c.example>", "<user@>", "<user@bad..domain>", "<@a.example>", "<u@[1.2.3]>", "<a\r@b.example>", "<\"a\x01\"@b.example>"] {
+        for bad in [
+            "<a@b",
+            "<a b@c.example>",
+            "<user@>",
+            "<user@bad..domain>",
+            "<@a.example>",
+            "<u@[1.2.3]>",
+            "<a\r@b.example>",
+            "<\"a\x01\"@b.example>",
+        ] {
             assert_eq!(parse_path(bad), None, "{bad}");
         }
         assert!(parse_path("<u@[127.0.0.1]>").is_some());

@@ -233,7 +233,10 @@ fn write_error_reply(e: &QueueError) -> String {
 }
 
 /// Run queue file work off the session's thread (writes may wait for the disk).
-async fn off_thread<T: Send + 'static>(spool: &Spool, work: impl FnOnce() -> Result<T, QueueError> + Send + 'static) -> Result<T, QueueError> {
+async fn off_thread<T: Send + 'static>(
+    spool: &Spool,
+    work: impl FnOnce() -> Result<T, QueueError> + Send + 'static,
+) -> Result<T, QueueError> {
     tokio::task::spawn_blocking(work)
         .await
         .unwrap_or_else(|e| Err(QueueError::Io { path: spool.queue_dir(QueueName::Incoming), source: io::Error::other(e.to_string()) }))

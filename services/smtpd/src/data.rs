@@ -240,7 +240,8 @@ mod tests {
 
     #[test]
     fn headers_are_counted_and_message_id_kept() {
-        let input = b"Received: a\r\nreceived: b\r\n\tfolded\r\nMessage-ID:\r\n <id@x>\r\nSubject: s\r\n\r\nReceived: not a header\r\n.\r\n";
+        let input =
+            b"Received: a\r\nreceived: b\r\n\tfolded\r\nMessage-ID:\r\n <id@x>\r\nSubject: s\r\n\r\nReceived: not a header\r\n.\r\n";
         let (_, end, r) = run(input, 5);
         assert_eq!(end, Some(input.len()));
         assert_eq!(r.received, 2);

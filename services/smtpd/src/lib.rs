@@ -11,6 +11,33 @@
 //! `reject_unauth_destination` against `relay_domains`, `permit`, `reject`, `defer`); routing
 //! characters in the local part (`user%host@`, `host!user@`, `"user@host"@`) are never relayed.
 //!
+//! # Input
+//! The end of data is `<CR><LF>.<CR><LF>` and nothing else, for every client: a `.` line that
+//! ends in a bare LF, or follows a line that did, is dropped (never stored, never an end), so
+//! no smuggling sequence (`\n.\n`, `\r\n.\n`, `\n.\r\n`, ...) can end a message here or at a
+//! next hop. Other lines ending in a bare LF follow `smtpd_forbid_bare_newline`: `normalize`
+//! (the default) stores them with CRLF, `note` also logs `notes=bare_lf` in the disconnect line,
+//! `reject` answers `550 5.5.2 <myhostname> Error: bare <LF> received`
+//! (`smtpd_forbid_bare_newline_reject_code`) and, for a command, disconnects. Clients in
+//! `smtpd_forbid_bare_newline_exclusions` (`$mynetworks`) are treated as `normalize`; `no` is
+//! taken as `normalize` too (deliberately stricter than Postfix). Every read and every write has
+//! the `smtpd_timeout` deadline. A queued message resets the error and junk counters.
+//! MAIL takes `SIZE` and `BODY=7BIT|8BITMIME`, RCPT no parameters; any other option gets `555
+//! 5.5.4 Unsupported option: ...`. Addresses with control characters are refused (501); HELO
+//! names are made printable before they reach a `Received:` header, and every log line is.
+//! MAIL is refused with `452 4.3.1 Insufficient system storage` when the queue file system
+//! has less than `queue_minfree` or 1.5 × `message_size_limit` free, or less than a declared
+//! `SIZE`; a disk that fills mid-message gives 452 and leaves no file. `message_size_limit =
+//! 0` is no limit. More `Received:` headers than `hopcount_limit` (ours included): `554 5.4.0
+//! Error: too many hops`.
+//!
+//! # Memory
+//! A session holds at most one command line (`line_length_limit`), the socket buffers (8 KiB
+//! each way) and two pieces of message of 64 KiB (one being read, one being written to the
+//! queue file): about 160 KiB, whatever the message or line size. Measured: 52 concurrent
+//! sessions sending 20 MB messages and 10 MB lines kept smtpd under 16 MB resident
+//! (`tests/smtpd_input.rs` asserts under 32 MB + 256 KiB per session).
+//!
 //! ETRN: `ETRN site` and `ETRN @domain` (domain and subdomains) ask the fast flush service; the
 //! replies are RFC 1985's (`250`/`251`/`253`) or, with `etrn_reply_style = postfix`, Postfix's
 //! `250 Queuing started`. A site without fast flush service gets the `etrn_fallback`: `slow`
@@ -21,11 +48,17 @@
 //! # Diagnostics
 //! `connect from name[addr]`, `<id>: client=name[addr]`, `<id>: message-id=<...>`,
 //! `disconnect from name[addr] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5`,
-//! `NOQUEUE: reject: ETRN from ...`, `timeout after CMD from ...`, `lost connection after ...`.
+//! `NOQUEUE: reject: ETRN from ...`, `NOQUEUE: reject: DATA from name[addr]: bare <LF> received;
+//! from=<...> to=<...> proto=ESMTP helo=<...>`, `... 554 5.4.0 Error: too many hops; ...`,
+//! `warning: NOQUEUE: queue file size limit exceeded`, `warning: not enough free space in mail
+//! queue: ...`, `warning: queue file write error: ...`, `timeout after CMD from ...` (a read or
+//! a write), `lost connection after ...`.
 //!
 //! # Configuration parameters
 //! `smtpd_banner`, `myhostname`, `mynetworks`, `relay_domains`, `smtpd_relay_restrictions`,
 //! `smtpd_etrn_restrictions`, `smtpd_helo_required`, `message_size_limit`, `line_length_limit`,
+//! `queue_minfree`, `hopcount_limit`, `smtpd_forbid_bare_newline`,
+//! `smtpd_forbid_bare_newline_exclusions`, `smtpd_forbid_bare_newline_reject_code`,
 //! `smtpd_timeout`, `smtpd_soft_error_limit`, `smtpd_hard_error_limit`,
 //! `smtpd_junk_command_limit`, `smtpd_error_sleep_time`, `fast_flush_domains`, `etrn_fallback`,
 //! `etrn_reply_style`, `queue_run_delay`.
