@@ -38,7 +38,7 @@ fn dnsmasq(port: u16) -> Dnsmasq {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("dnsmasq is not installed (.ci/run installs dnsmasq-base)");
+        .expect("dnsmasq is not installed (tests/run installs dnsmasq-base)");
     // Ready when it answers on its port.
     wait_for("dnsmasq", || {
         std::net::UdpSocket::bind("127.0.0.1:0").ok().and_then(|s| {
