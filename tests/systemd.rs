@@ -7,7 +7,8 @@ use crate::harness::{bin, text};
 
 fn verify(unit: &str) {
     // A missing tool is a failed test, not a pass: tests/run installs it.
-    let found = Command::new("systemd-analyze").arg("--version").output().expect("systemd-analyze is not installed (tests/run installs systemd)");
+    let found =
+        Command::new("systemd-analyze").arg("--version").output().expect("systemd-analyze is not installed (tests/run installs systemd)");
     assert!(found.status.success());
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd").join(unit);
     let text_in = std::fs::read_to_string(&src).unwrap();

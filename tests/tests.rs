@@ -16,6 +16,7 @@ mod flush;
 mod mail;
 mod master;
 mod postconf;
+mod smtpd_floods;
 mod smtpd_input;
 mod submission;
 mod systemd;

@@ -6,10 +6,13 @@
 //! Arguments the master passes: `-n service -t type [-o name=value]...` followed by the
 //! master.cf arguments; the configuration directory comes in `MAIL_CONFIG`.
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::config::{self, Params};
 use crate::ipc::control::{CONTROL_FD_ENV, ChildEvent, MasterCommand};
@@ -157,11 +160,124 @@ pub fn inherited_listeners() -> Result<Vec<Listener>, DaemonError> {
     Ok(out)
 }
 
+/// How many sessions a service holds at once (its master.cf `maxproc`). The acceptor takes a
+/// slot before it accepts, so a client beyond the limit waits in the listen backlog, as it
+/// would for a busy Postfix service, instead of being refused. While a client waits the
+/// service is under stress (Postfix's `stress` parameter), which sessions watch through
+/// [`SessionLimit::stress`]. A reload may change the limit; sessions running across it keep
+/// their slots, so old and new sessions together never exceed the new limit.
+#[derive(Clone)]
+pub struct SessionLimit {
+    slots: Arc<Semaphore>,
+    limit: Arc<AtomicUsize>,
+    stress: Arc<watch::Sender<bool>>,
+}
+
+/// Slots beyond this are "unlimited" (maxproc 0).
+const UNLIMITED_SESSIONS: usize = Semaphore::MAX_PERMITS >> 1;
+
+/// How often a service at its limit looks for clients waiting in the backlog.
+const BACKLOG_CHECK: Duration = Duration::from_millis(100);
+
+/// Postfix's master warns about a busy service at most this often.
+const BUSY_WARNING_INTERVAL: Duration = Duration::from_secs(1000);
+
+impl SessionLimit {
+    /// `limit` sessions at once; 0 means no limit.
+    pub fn new(limit: usize) -> SessionLimit {
+        let limit = if limit == 0 { UNLIMITED_SESSIONS } else { limit.min(UNLIMITED_SESSIONS) };
+        SessionLimit {
+            slots: Arc::new(Semaphore::new(limit)),
+            limit: Arc::new(AtomicUsize::new(limit)),
+            stress: Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// The limit in force.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Change the limit (reload). Slots taken by running sessions stay taken: a lower limit
+    /// takes effect as those sessions end.
+    pub fn set(&self, limit: usize) {
+        let limit = if limit == 0 { UNLIMITED_SESSIONS } else { limit.min(UNLIMITED_SESSIONS) };
+        let old = self.limit.swap(limit, Ordering::Relaxed);
+        if limit > old {
+            self.slots.add_permits(limit - old);
+        } else if limit < old {
+            let excess = old - limit;
+            let rest = excess - self.slots.forget_permits(excess);
+            if rest > 0 {
+                let slots = self.slots.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = slots.acquire_many_owned(u32::try_from(rest).unwrap_or(u32::MAX)).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+    }
+
+    /// Whether clients are waiting for a session slot, and when that changes.
+    pub fn stress(&self) -> watch::Receiver<bool> {
+        self.stress.subscribe()
+    }
+
+    /// Sessions running now.
+    pub fn in_use(&self) -> usize {
+        self.limit().saturating_sub(self.slots.available_permits())
+    }
+}
+
+/// Whether a listening socket has a client waiting to be accepted (no waiting, no accepting).
+fn backlog_waiting(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, a zero timeout: poll only reports readiness.
+    unsafe { libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLIN != 0 }
+}
+
+/// Take a session slot; while none is free and a client waits, the service is under stress.
+async fn take_slot(limit: &SessionLimit, fd: RawFd, service: &str, last_warning: &mut Option<Instant>) -> OwnedSemaphorePermit {
+    if let Ok(p) = limit.slots.clone().try_acquire_owned() {
+        return p;
+    }
+    let acquire = limit.slots.clone().acquire_owned();
+    tokio::pin!(acquire);
+    loop {
+        tokio::select! {
+            p = &mut acquire => match p {
+                Ok(p) => {
+                    if !backlog_waiting(fd) {
+                        limit.stress.send_replace(false);
+                    }
+                    return p;
+                }
+                // The semaphore is never closed; should it be, stop taking clients.
+                Err(_) => std::future::pending::<()>().await,
+            },
+            _ = tokio::time::sleep(BACKLOG_CHECK) => {
+                if backlog_waiting(fd) && !*limit.stress.borrow() {
+                    limit.stress.send_replace(true);
+                    if last_warning.is_none_or(|t| t.elapsed() >= BUSY_WARNING_INTERVAL) {
+                        *last_warning = Some(Instant::now());
+                        crate::log_warning!(
+                            "service \"{service}\" has reached its process limit \"{}\": new clients may experience noticeable delays",
+                            limit.limit()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// What the daemon's main loop reacts to.
 #[derive(Debug)]
 pub enum Event {
     Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream, std::net::SocketAddr),
+    /// A TCP client, with its session slot when the service has a [`SessionLimit`].
+    Tcp(tokio::net::TcpStream, std::net::SocketAddr, Option<OwnedSemaphorePermit>),
     Command(MasterCommand),
     /// The master went away (control channel closed): finish up and exit.
     MasterGone,
@@ -191,9 +307,14 @@ impl Daemon {
     /// Start accepting on `listeners` and reading the control channel. Must run inside a tokio
     /// runtime.
     pub fn new(service: &str, listeners: Vec<Listener>) -> Result<Daemon, DaemonError> {
+        Daemon::with_session_limit(service, listeners, None)
+    }
+
+    /// As [`Daemon::new`], with TCP clients accepted only while `limit` has a free slot.
+    pub fn with_session_limit(service: &str, listeners: Vec<Listener>, limit: Option<SessionLimit>) -> Result<Daemon, DaemonError> {
         let (tx, rx) = mpsc::channel(1024);
         for l in listeners {
-            spawn_acceptor(l, tx.clone()).map_err(|e| DaemonError::Descriptors(e.to_string()))?;
+            spawn_acceptor(l, tx.clone(), limit.clone(), service.to_string()).map_err(|e| DaemonError::Descriptors(e.to_string()))?;
         }
         let control_tx = spawn_control(tx.clone())?;
         spawn_signal_watch(tx);
@@ -222,7 +343,7 @@ impl Daemon {
     }
 }
 
-fn spawn_acceptor(l: Listener, tx: mpsc::Sender<Event>) -> std::io::Result<()> {
+fn spawn_acceptor(l: Listener, tx: mpsc::Sender<Event>, limit: Option<SessionLimit>, service: String) -> std::io::Result<()> {
     match l {
         Listener::Unix(l) => {
             l.set_nonblocking(true)?;
@@ -244,10 +365,16 @@ fn spawn_acceptor(l: Listener, tx: mpsc::Sender<Event>) -> std::io::Result<()> {
             l.set_nonblocking(true)?;
             let l = tokio::net::TcpListener::from_std(l)?;
             tokio::spawn(async move {
+                let fd = l.as_raw_fd();
+                let mut last_warning = None;
                 loop {
+                    let slot = match &limit {
+                        Some(limit) => Some(take_slot(limit, fd, &service, &mut last_warning).await),
+                        None => None,
+                    };
                     match l.accept().await {
                         Ok((s, a)) => {
-                            if tx.send(Event::Tcp(s, a)).await.is_err() {
+                            if tx.send(Event::Tcp(s, a, slot)).await.is_err() {
                                 break;
                             }
                         }

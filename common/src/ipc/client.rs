@@ -76,6 +76,11 @@ impl<P: Protocol> Persistent<P> {
         Persistent { path, idle: std::sync::Mutex::new(Vec::new()), _protocol: PhantomData }
     }
 
+    /// The server's socket.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<tokio::net::UnixStream>> {
         // A list of sockets stays usable whatever a panicking holder was doing.
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

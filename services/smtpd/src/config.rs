@@ -12,6 +12,8 @@ use common::ipc::flush::FlushProtocol;
 use common::net::NetworkList;
 use common::queue::Spool;
 
+use crate::anvil::Anvil;
+
 /// One entry of a restriction list.
 #[derive(Debug, Clone)]
 pub enum Restriction {
@@ -75,8 +77,40 @@ pub enum BareNewline {
     Reject,
 }
 
+/// The limits that Postfix's `stress` parameter changes (`smtpd_timeout =
+/// ${stress?{10}:{300}}s` and the like): one set for normal times, one for a service whose
+/// clients wait for a session slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StressLimits {
+    pub timeout: Duration,
+    pub hard_error_limit: u32,
+    pub junk_command_limit: u32,
+}
+
+impl StressLimits {
+    fn from_params(p: &Params) -> Result<StressLimits, ConfigError> {
+        Ok(StressLimits {
+            timeout: p.time("smtpd_timeout")?,
+            hard_error_limit: limit(p.int("smtpd_hard_error_limit")?),
+            junk_command_limit: limit(p.int("smtpd_junk_command_limit")?),
+        })
+    }
+}
+
+/// Per-client limits (Postfix's anvil); 0 is no limit.
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    pub connection_count: u32,
+    pub connection_rate: u32,
+    pub message_rate: u32,
+    pub rate_time_unit: Duration,
+    pub exceptions: NetworkList,
+}
+
 #[derive(Debug, Clone)]
 pub struct SmtpdConfig {
+    /// The master.cf service name, for log lines.
+    pub service: String,
     pub spool: Spool,
     pub myhostname: String,
     pub banner: String,
@@ -94,10 +128,12 @@ pub struct SmtpdConfig {
     pub bare_newline_exclusions: NetworkList,
     pub bare_newline_reject_code: u16,
     pub line_length_limit: usize,
-    pub timeout: Duration,
+    /// The limits in normal times.
+    pub normal: StressLimits,
+    /// The limits while clients wait for a session slot.
+    pub stressed: StressLimits,
     pub soft_error_limit: u32,
-    pub hard_error_limit: u32,
-    pub junk_command_limit: u32,
+    pub client_limits: ClientLimits,
     pub error_sleep: Duration,
     pub etrn_fallback: EtrnFallback,
     pub etrn_rfc1985: bool,
@@ -105,11 +141,26 @@ pub struct SmtpdConfig {
     /// The fast flush service, over one kept connection shared by all sessions.
     pub flush: Arc<Persistent<FlushProtocol>>,
     pub qmgr_socket: PathBuf,
+    /// Concurrent sessions (master.cf maxproc); 0 is no limit.
     pub session_limit: usize,
+    /// Per-client counts.
+    pub anvil: Arc<Anvil>,
     /// Incoming-scan triggers to the queue manager, over one persistent connection.
     pub qmgr_trigger: common::ipc::trigger::TriggerSender,
     /// When the last whole-queue run for a slow ETRN was asked for (shared by all sessions).
     pub last_slow_etrn: Arc<Mutex<Option<Instant>>>,
+}
+
+impl SmtpdConfig {
+    /// Take over the state that must outlive a reload from the configuration it replaces:
+    /// per-client counts, the slow-ETRN clock and the kept connections.
+    pub fn keep_state_of(&mut self, old: &SmtpdConfig) {
+        self.anvil = old.anvil.clone();
+        self.last_slow_etrn = old.last_slow_etrn.clone();
+        if self.flush.path() == old.flush.path() {
+            self.flush = old.flush.clone();
+        }
+    }
 }
 
 fn limit(n: i64) -> u32 {
@@ -148,6 +199,7 @@ impl SmtpdConfig {
             let v = p.int(name)?;
             u64::try_from(v).map_err(|_| bad(name, &v.to_string()))
         };
+        let count = |name: &str| -> Result<u32, ConfigError> { Ok(u32::try_from(nonnegative(name)?).unwrap_or(u32::MAX)) };
         let default_limit = u32::try_from(p.int("default_process_limit")?).unwrap_or(100);
         let qmgr_name = p.get("queue_service_name")?;
         let qmgr_trigger = common::ipc::trigger::TriggerSender::start(
@@ -156,6 +208,7 @@ impl SmtpdConfig {
             common::ipc::endpoint::display_path(Class::Public, &qmgr_name),
         );
         Ok(SmtpdConfig {
+            service: p.get("service_name")?,
             qmgr_trigger,
             flush: Arc::new(Persistent::new(service_path(&spool.root, Class::Public, &p.get("flush_service_name")?))),
             qmgr_socket: service_path(&spool.root, Class::Public, &p.get("queue_service_name")?),
@@ -175,19 +228,28 @@ impl SmtpdConfig {
             bare_newline_exclusions,
             bare_newline_reject_code,
             line_length_limit: usize::try_from(p.int("line_length_limit")?).unwrap_or(2048).max(512),
-            timeout: p.time("smtpd_timeout")?,
+            normal: StressLimits::from_params(p)?,
+            stressed: {
+                let mut under_stress = p.clone();
+                under_stress.set_override("stress", "yes");
+                StressLimits::from_params(&under_stress)?
+            },
             soft_error_limit: limit(p.int("smtpd_soft_error_limit")?),
-            hard_error_limit: limit(p.int("smtpd_hard_error_limit")?),
-            junk_command_limit: limit(p.int("smtpd_junk_command_limit")?),
+            client_limits: ClientLimits {
+                connection_count: count("smtpd_client_connection_count_limit")?,
+                connection_rate: count("smtpd_client_connection_rate_limit")?,
+                message_rate: count("smtpd_client_message_rate_limit")?,
+                rate_time_unit: p.time("anvil_rate_time_unit")?,
+                exceptions: NetworkList::parse(&p.list("smtpd_client_event_limit_exceptions")?)
+                    .map_err(|e| bad("smtpd_client_event_limit_exceptions", &e.0))?,
+            },
             error_sleep: p.time("smtpd_error_sleep_time")?,
             etrn_fallback: fallback,
             etrn_rfc1985: rfc1985,
             queue_run_delay: p.time("queue_run_delay")?,
-            session_limit: match process_limit.unwrap_or(default_limit) {
-                0 => usize::MAX >> 4,
-                n => n as usize,
-            },
+            session_limit: process_limit.unwrap_or(default_limit) as usize,
             last_slow_etrn: Arc::new(Mutex::new(None)),
+            anvil: Arc::new(Anvil::default()),
         })
     }
 }

@@ -12,6 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+use tokio::time::Instant;
+
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -41,8 +44,23 @@ struct Line {
     bare_lf: bool,
 }
 
+/// The deadline of one read: `smtpd_timeout` from `start`, or its stress value as soon as
+/// the service comes under stress (a session idle for long gives up its slot at once then).
+async fn read_deadline(start: Instant, cfg: &SmtpdConfig, stress: &mut watch::Receiver<bool>) {
+    loop {
+        let limit = if *stress.borrow_and_update() { cfg.stressed.timeout } else { cfg.normal.timeout };
+        tokio::select! {
+            _ = tokio::time::sleep_until(start + limit) => return,
+            changed = stress.changed() => if changed.is_err() {
+                // No more news about stress: the limit in force is final.
+                return tokio::time::sleep_until(start + limit).await;
+            },
+        }
+    }
+}
+
 /// Read one line of at most `max` bytes (the rest of a longer line is discarded).
-async fn read_line(r: &mut BufReader<OwnedReadHalf>, max: usize, timeout: Duration) -> Result<Line, ReadEnd> {
+async fn read_line(r: &mut BufReader<OwnedReadHalf>, max: usize, deadline: impl Future<Output = ()>) -> Result<Line, ReadEnd> {
     let work = async {
         let mut line = Vec::new();
         let mut too_long = false;
@@ -68,7 +86,10 @@ async fn read_line(r: &mut BufReader<OwnedReadHalf>, max: usize, timeout: Durati
             }
         }
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| ReadEnd::Timeout)?
+    tokio::select! {
+        r = work => r,
+        _ = deadline => Err(ReadEnd::Timeout),
+    }
 }
 
 fn trim_eol(mut text: Vec<u8>) -> Line {
@@ -133,8 +154,27 @@ fn bare_lf_reply(cfg: &SmtpdConfig) -> String {
     format!("{} 5.5.2 {} Error: bare <LF> received", cfg.bare_newline_reject_code, cfg.myhostname)
 }
 
-/// Serve one SMTP client until it quits, times out, errs too often or goes away.
-pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>) {
+/// Postfix's anvil checks at connect time: the reply that refuses the client, if any.
+fn check_client_limits(s: &Session<'_>, conn: &crate::anvil::Connection) -> Option<String> {
+    let (limits, cfg) = (&s.cfg.client_limits, s.cfg);
+    if s.unlimited_client {
+        return None;
+    }
+    let refuse = || format!("421 4.7.0 {} Error: too many connections from {}", cfg.myhostname, s.peer.addr);
+    if limits.connection_count > 0 && conn.count > limits.connection_count {
+        log_warning!("Connection concurrency limit exceeded: {} from {} for service {}", conn.count, s.peer.show(), cfg.service);
+        return Some(refuse());
+    }
+    if limits.connection_rate > 0 && conn.rate > limits.connection_rate {
+        log_warning!("Connection rate limit exceeded: {} from {} for service {}", conn.rate, s.peer.show(), cfg.service);
+        return Some(refuse());
+    }
+    None
+}
+
+/// Serve one SMTP client until it quits, times out, errs too often or goes away. `stress`
+/// says whether other clients wait for a session slot.
+pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, mut stress: watch::Receiver<bool>) {
     let ip = addr.ip();
     let name = if ip.is_loopback() { "localhost" } else { "unknown" };
     let peer = Peer { name: name.to_string(), addr: ip };
@@ -142,15 +182,24 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>) {
     // Replies are already batched per pipelined group; do not let Nagle delay them further.
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
-    let mut io = Io { r: BufReader::new(r), w: BufWriter::new(w), timeout: cfg.timeout };
+    let mut io = Io { r: BufReader::new(r), w: BufWriter::new(w), timeout: cfg.normal.timeout };
     let mut s = Session::new(&cfg, peer);
     let bare_newline = bare_newline_policy(&cfg, &s.peer);
-    if let Err(e) = io.reply(&format!("220 {}", cfg.banner)).await.and(io.flush().await) {
+    let counted = cfg.anvil.connect(ip, cfg.client_limits.rate_time_unit);
+    // Instead of the greeting, as Postfix does.
+    let greeting = check_client_limits(&s, &counted).unwrap_or_else(|| format!("220 {}", cfg.banner));
+    if let Err(e) = io.reply(&greeting).await.and(io.flush().await) {
         log_write_failure(&e, &s);
         return;
     }
+    if !greeting.starts_with("220") {
+        log_info!("disconnect from {} {}", s.peer.show(), s.stats());
+        return;
+    }
     loop {
-        let line = match read_line(&mut io.r, cfg.line_length_limit, cfg.timeout).await {
+        s.stressed = *stress.borrow();
+        io.timeout = s.limits().timeout;
+        let line = match read_line(&mut io.r, cfg.line_length_limit, read_deadline(Instant::now(), &cfg, &mut stress)).await {
             Ok(l) => l,
             Err(ReadEnd::TooLong) => {
                 let reply = "500 5.5.0 Error: line too long";
@@ -212,7 +261,7 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>) {
             let _ = io.flush().await;
             break;
         }
-        if s.errors >= cfg.hard_error_limit {
+        if s.errors >= s.limits().hard_error_limit {
             log_info!("too many errors after {} from {}", s.last_command, s.peer.show());
             io.last_reply(&format!("421 4.7.0 {} Error: too many errors", cfg.myhostname)).await;
             break;
@@ -300,7 +349,7 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, bare_newline: BareNew
     // Once set, the rest of the message is read and thrown away, and this is the reply.
     let mut refused: Option<String> = None;
     loop {
-        let buf = match tokio::time::timeout(cfg.timeout, io.r.fill_buf()).await {
+        let buf = match tokio::time::timeout(io.timeout, io.r.fill_buf()).await {
             Ok(Ok(buf)) if !buf.is_empty() => buf,
             Ok(_) => {
                 log_info!("lost connection after DATA ({} bytes) from {}", reader.size, s.peer.show());

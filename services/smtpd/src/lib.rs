@@ -31,6 +31,21 @@
 //! 0` is no limit. More `Received:` headers than `hopcount_limit` (ours included): `554 5.4.0
 //! Error: too many hops`.
 //!
+//! # Floods
+//! At its master.cf `maxproc` sessions, smtpd stops accepting: new clients wait in the listen
+//! backlog (as with Postfix's busy processes) instead of getting a 421, and the warning
+//! `service "NAME" has reached its process limit "N": new clients may experience noticeable
+//! delays` is logged at most once per 1000 s. While clients wait the service is under stress:
+//! `smtpd_timeout`, `smtpd_hard_error_limit` and `smtpd_junk_command_limit` take their
+//! `${stress?...}` values (10 s, 1, 1 by default), also for sessions already waiting for a
+//! command, so idle sessions give up their slots. A reload keeps the session count (and the
+//! per-client counts): old and new sessions together never exceed the limit. Per client
+//! (`smtpd_client_event_limit_exceptions`, `$mynetworks`, are exempt):
+//! `smtpd_client_connection_count_limit` and `smtpd_client_connection_rate_limit` answer
+//! `421 4.7.0 <myhostname> Error: too many connections from <addr>` instead of the greeting,
+//! `smtpd_client_message_rate_limit` answers MAIL with `450 4.7.1 Error: too much mail from
+//! <addr>`, each with Postfix's warning; rates count per `anvil_rate_time_unit`.
+//!
 //! # Memory
 //! A session holds at most one command line (`line_length_limit`), the socket buffers (8 KiB
 //! each way) and two pieces of message of 64 KiB (one being read, one being written to the
@@ -58,6 +73,9 @@
 //! `smtpd_banner`, `myhostname`, `mynetworks`, `relay_domains`, `smtpd_relay_restrictions`,
 //! `smtpd_etrn_restrictions`, `smtpd_helo_required`, `message_size_limit`, `line_length_limit`,
 //! `queue_minfree`, `hopcount_limit`, `smtpd_forbid_bare_newline`,
+//! `smtpd_client_connection_count_limit`, `smtpd_client_connection_rate_limit`,
+//! `smtpd_client_message_rate_limit`, `smtpd_client_event_limit_exceptions`,
+//! `anvil_rate_time_unit`,
 //! `smtpd_forbid_bare_newline_exclusions`, `smtpd_forbid_bare_newline_reject_code`,
 //! `smtpd_timeout`, `smtpd_soft_error_limit`, `smtpd_hard_error_limit`,
 //! `smtpd_junk_command_limit`, `smtpd_error_sleep_time`, `fast_flush_domains`, `etrn_fallback`,
@@ -68,6 +86,7 @@
 //! No STARTTLS, AUTH, BDAT or SMTPUTF8. `mydestination` is not delivered locally.
 
 pub mod address;
+pub mod anvil;
 pub mod config;
 pub mod conn;
 pub mod data;

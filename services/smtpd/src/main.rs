@@ -2,10 +2,7 @@
 
 use std::sync::Arc;
 
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Semaphore;
-
-use common::daemon::{self, Daemon, Event, fatal};
+use common::daemon::{self, Daemon, Event, SessionLimit, fatal};
 use common::ipc::control::MasterCommand;
 use common::log_warning;
 use smtpd::config::SmtpdConfig;
@@ -16,29 +13,20 @@ fn main() {
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
     let rt = daemon::runtime(2);
     rt.block_on(async move {
-        let mut d = Daemon::new(&args.service, listeners).unwrap_or_else(|e| fatal(&e.to_string()));
+        // Clients beyond the limit wait in the listen backlog; the limit outlives reloads.
+        let sessions = SessionLimit::new(cfg.session_limit);
+        let mut d = Daemon::with_session_limit(&args.service, listeners, Some(sessions.clone())).unwrap_or_else(|e| fatal(&e.to_string()));
         let mut cfg = Arc::new(cfg);
-        let mut sessions = Arc::new(Semaphore::new(cfg.session_limit));
         d.ready();
         loop {
             match d.next().await {
-                Event::Tcp(mut stream, addr) => match sessions.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let cfg = cfg.clone();
-                        tokio::spawn(async move {
-                            smtpd::conn::serve(stream, addr, cfg).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        log_warning!(
-                            "service \"{}\" has reached its session limit {}: new clients may experience noticeable delays",
-                            args.service,
-                            cfg.session_limit
-                        );
-                        let _ = stream.write_all(b"421 4.3.2 Service currently unavailable\r\n").await;
-                    }
-                },
+                Event::Tcp(stream, addr, slot) => {
+                    let (cfg, stress) = (cfg.clone(), sessions.stress());
+                    tokio::spawn(async move {
+                        smtpd::conn::serve(stream, addr, cfg, stress).await;
+                        drop(slot);
+                    });
+                }
                 Event::Unix(_) => log_warning!("smtpd: ignoring a Unix connection; this is an inet service"),
                 Event::Command(MasterCommand::Reload) => {
                     match args
@@ -46,9 +34,10 @@ fn main() {
                         .map_err(|e| e.to_string())
                         .and_then(|p| SmtpdConfig::from_params(&p, args.process_limit).map_err(|e| e.to_string()))
                     {
-                        Ok(c) => {
+                        Ok(mut c) => {
+                            c.keep_state_of(&cfg);
+                            sessions.set(c.session_limit);
                             cfg = Arc::new(c);
-                            sessions = Arc::new(Semaphore::new(cfg.session_limit));
                         }
                         Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
                     }

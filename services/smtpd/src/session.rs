@@ -53,6 +53,10 @@ pub struct Session<'a> {
     pub last_command: String,
     /// A line ended in a bare LF (`smtpd_forbid_bare_newline = note`): `notes=bare_lf`.
     pub note_bare_lf: bool,
+    /// Clients wait for a session slot: the stress limits apply.
+    pub stressed: bool,
+    /// The client is exempt from per-client limits (`smtpd_client_event_limit_exceptions`).
+    pub unlimited_client: bool,
 }
 
 /// Recipients per message at most (Postfix smtpd_recipient_limit).
@@ -62,6 +66,7 @@ const KNOWN: [&str; 12] = ["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop
 
 impl<'a> Session<'a> {
     pub fn new(cfg: &'a SmtpdConfig, peer: Peer) -> Session<'a> {
+        let peer_addr = peer.addr;
         Session {
             cfg,
             peer,
@@ -75,6 +80,8 @@ impl<'a> Session<'a> {
             order: Vec::new(),
             last_command: "CONNECT".into(),
             note_bare_lf: false,
+            stressed: false,
+            unlimited_client: cfg.client_limits.exceptions.contains(peer_addr),
         }
     }
 
@@ -181,12 +188,21 @@ impl<'a> Session<'a> {
         (verb, step)
     }
 
+    /// The limits in force now (normal, or under stress).
+    pub fn limits(&self) -> &crate::config::StressLimits {
+        if self.stressed { &self.cfg.stressed } else { &self.cfg.normal }
+    }
+
     /// NOOP, VRFY, RSET and ETRN beyond `smtpd_junk_command_limit` count as errors.
-    fn junk_reply(&mut self, reply: String) -> Step {
+    fn count_junk(&mut self) {
         self.junk += 1;
-        if self.junk > self.cfg.junk_command_limit {
+        if self.junk > self.limits().junk_command_limit {
             self.errors += 1;
         }
+    }
+
+    fn junk_reply(&mut self, reply: String) -> Step {
+        self.count_junk();
         Step::Reply(reply)
     }
 
@@ -243,6 +259,18 @@ impl<'a> Session<'a> {
             && n > limit
         {
             return Step::Reply("552 5.3.4 Message size exceeds fixed limit".into());
+        }
+        let limits = &self.cfg.client_limits;
+        if limits.message_rate > 0 && !self.unlimited_client {
+            let rate = self.cfg.anvil.mail(self.peer.addr, limits.rate_time_unit);
+            if rate > limits.message_rate {
+                common::log_warning!(
+                    "Message delivery request rate limit exceeded: {rate} from {} for service {}",
+                    self.peer.show(),
+                    self.cfg.service
+                );
+                return Step::Reply(format!("450 4.7.1 Error: too much mail from {}", self.peer.addr));
+            }
         }
         if let Some(reply) = self.check_queue_space(size.unwrap_or(0)) {
             return Step::Reply(reply);
@@ -326,10 +354,7 @@ impl<'a> Session<'a> {
 
     /// ETRN checks in Postfix's order (the reply texts carry no enhanced status codes).
     fn etrn(&mut self, arg: &str) -> Step {
-        self.junk += 1;
-        if self.junk > self.cfg.junk_command_limit {
-            self.errors += 1;
-        }
+        self.count_junk();
         if self.cfg.helo_required && self.helo.is_none() {
             return Step::Reply("503 Error: send HELO/EHLO first".into());
         }
