@@ -10,29 +10,54 @@ use hickory_resolver::proto::rr::RData;
 use hickory_resolver::{Resolver, TokioResolver};
 
 use crate::deliver::NextHop;
+use crate::myself::Myself;
 
 /// A host to connect to: its name for the log and one address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub host: String,
     pub addr: SocketAddr,
+    /// The host is a most preferred MX host (or the next hop has no MX): a loop found there
+    /// is final (5.4.6), elsewhere it is not (4.4.6), as in Postfix.
+    pub best: bool,
 }
 
-/// Why no address could be found.
+/// Why there is nothing to connect to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Host or domain name not found. Name service error for name={name} type={kind}: {why}")]
-pub struct ResolveError {
-    pub name: String,
-    pub kind: &'static str,
-    pub why: String,
-    /// The name does not exist (NXDOMAIN): bounce. Anything else may pass: defer.
-    pub permanent: bool,
+pub enum ResolveError {
+    /// The lookup failed; `permanent` when the name does not exist (NXDOMAIN: bounce),
+    /// otherwise it may pass (defer).
+    #[error("Host or domain name not found. Name service error for name={name} type={kind}: {why}")]
+    NotFound { name: String, kind: &'static str, why: String, permanent: bool },
+    /// The domain publishes a null MX (RFC 7505): it takes no mail at all.
+    #[error("Domain {0} does not accept mail (nullMX)")]
+    NullMx(String),
+    /// The next hop is this mail system (port 25 only).
+    #[error("mail for {0} loops back to myself")]
+    Loop(String),
+    /// This system is an MX host of the domain, and no more preferred one has an address.
+    #[error("unable to find primary relay for {0}")]
+    NoPrimary(String),
+}
+
+impl ResolveError {
+    /// The enhanced status code, as Postfix's smtp_addr.c gives it (the null MX code is RFC
+    /// 7505's, which Postfix's smtpd uses; its smtp client says 5.1.0).
+    pub fn dsn(&self) -> &'static str {
+        match self {
+            ResolveError::NotFound { permanent: true, .. } => "5.4.4",
+            ResolveError::NotFound { .. } => "4.4.3",
+            ResolveError::NullMx(_) => "5.1.10",
+            ResolveError::Loop(_) => "5.4.6",
+            ResolveError::NoPrimary(_) => "4.4.4",
+        }
+    }
 }
 
 fn resolve_error(name: &str, kind: &'static str, e: &hickory_resolver::net::NetError) -> ResolveError {
     let permanent = e.is_nx_domain();
     let why = if permanent { "Host not found".to_string() } else { format!("Host not found, try again ({e})") };
-    ResolveError { name: name.to_string(), kind, why, permanent }
+    ResolveError::NotFound { name: name.to_string(), kind, why, permanent }
 }
 
 /// The agent's DNS resolver.
@@ -71,50 +96,86 @@ impl Dns {
         Ok(Dns { resolver })
     }
 
-    async fn addresses(&self, host: &str, port: u16) -> Result<Vec<Target>, ResolveError> {
+    async fn addresses(&self, host: &str, port: u16, best: bool) -> Result<Vec<Target>, ResolveError> {
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![Target { host: host.to_string(), addr: SocketAddr::new(ip, port) }]);
+            return Ok(vec![Target { host: host.to_string(), addr: SocketAddr::new(ip, port), best }]);
         }
         let fqdn = format!("{}.", host.trim_end_matches('.'));
         let ips = self.resolver.lookup_ip(fqdn.as_str()).await.map_err(|e| resolve_error(host, "A", &e))?;
-        Ok(ips.iter().map(|ip| Target { host: host.to_string(), addr: SocketAddr::new(ip, port) }).collect())
+        Ok(ips.iter().map(|ip| Target { host: host.to_string(), addr: SocketAddr::new(ip, port), best }).collect())
     }
 
-    /// Every address to try for `hop`, best first.
-    pub async fn resolve(&self, hop: &NextHop) -> Result<Vec<Target>, ResolveError> {
+    /// A host's own addresses (a literal next hop, or a domain without MX): none of them may
+    /// be this system when `myself` is given (port 25).
+    async fn host_targets(&self, host: &str, port: u16, myself: Option<&Myself>) -> Result<Vec<Target>, ResolveError> {
+        let targets = self.addresses(host, port, true).await?;
+        if myself.is_some_and(|me| targets.iter().any(|t| me.contains(t.addr.ip()))) {
+            return Err(ResolveError::Loop(host.to_string()));
+        }
+        Ok(targets)
+    }
+
+    /// Every address to try for `hop`, best first. With `myself` (loop detection, port 25),
+    /// MX hosts at or after the preference of this system are dropped, as Postfix's
+    /// `smtp_find_self()` and `smtp_truncate_self()` do.
+    pub async fn resolve(&self, hop: &NextHop, myself: Option<&Myself>) -> Result<Vec<Target>, ResolveError> {
         if !hop.mx || hop.host.parse::<IpAddr>().is_ok() {
-            return self.addresses(&hop.host, hop.port).await;
+            return self.host_targets(&hop.host, hop.port, myself).await;
         }
         let fqdn = format!("{}.", hop.host.trim_end_matches('.'));
         let lookup = match self.resolver.mx_lookup(fqdn.as_str()).await {
             Ok(l) => l,
             // The name exists but has no MX record: its own addresses (RFC 5321 5.1).
-            Err(e) if e.is_no_records_found() && !e.is_nx_domain() => return self.addresses(&hop.host, hop.port).await,
+            Err(e) if e.is_no_records_found() && !e.is_nx_domain() => return self.host_targets(&hop.host, hop.port, myself).await,
             Err(e) => return Err(resolve_error(&hop.host, "MX", &e)),
         };
-        let mut mxs: Vec<(u16, String)> = lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::MX(mx) => Some((mx.preference, mx.exchange.to_string().trim_end_matches('.').to_string())),
-                _ => None,
-            })
-            .collect();
+        let mut mxs = Vec::new();
+        for r in lookup.answers() {
+            if let RData::MX(mx) = &r.data {
+                // One MX with the root as its exchange says "no mail here" (RFC 7505); Postfix
+                // takes any such record so, and never connects.
+                if mx.exchange.is_root() {
+                    return Err(ResolveError::NullMx(hop.host.clone()));
+                }
+                mxs.push((mx.preference, mx.exchange.to_string().trim_end_matches('.').to_string()));
+            }
+        }
         if mxs.is_empty() {
-            return self.addresses(&hop.host, hop.port).await;
+            return self.host_targets(&hop.host, hop.port, myself).await;
         }
         mxs.sort();
-        let mut out = Vec::new();
+        let best_pref = mxs[0].0;
+        let mut found: Vec<(u16, Target)> = Vec::new();
         let mut last_error = None;
-        for (_, host) in mxs {
-            match self.addresses(&host, hop.port).await {
-                Ok(t) => out.extend(t),
+        for (pref, host) in mxs {
+            match self.addresses(&host, hop.port, pref == best_pref).await {
+                Ok(t) => found.extend(t.into_iter().map(|t| (pref, t))),
                 Err(e) => last_error = Some(e),
             }
         }
-        match (out.is_empty(), last_error) {
-            (true, Some(e)) => Err(e),
-            _ => Ok(out),
+        if found.is_empty() {
+            return Err(last_error.unwrap_or_else(|| ResolveError::NotFound {
+                name: hop.host.clone(),
+                kind: "MX",
+                why: "no MX host has an address".into(),
+                permanent: false,
+            }));
         }
+        if let Some(me) = myself
+            && let Some(self_pref) = found.iter().find(|(_, t)| me.contains(t.addr.ip())).map(|(p, _)| *p)
+        {
+            let best_found = found[0].0;
+            found.retain(|(p, _)| *p < self_pref);
+            if found.is_empty() {
+                // Only this system and less preferred hosts: a loop if we are the best MX,
+                // otherwise the better ones had no address (for now).
+                return Err(if best_found == best_pref {
+                    ResolveError::Loop(hop.host.clone())
+                } else {
+                    ResolveError::NoPrimary(hop.host.clone())
+                });
+            }
+        }
+        Ok(found.into_iter().map(|(_, t)| t).collect())
     }
 }
