@@ -56,6 +56,15 @@ fn dnsmasq(port: u16) -> Dnsmasq {
             "--host-record=b1.example.test,127.0.0.51",
             "--host-record=b2.example.test,127.0.0.52",
             "--host-record=b3.example.test,127.0.0.53",
+            // This system (127.0.0.9) as the best MX, as a backup MX, and as the only MX with
+            // an address.
+            "--mx-host=selfmx.example.test,self9.example.test,10",
+            "--host-record=self9.example.test,127.0.0.9",
+            "--mx-host=backup.example.test,p.example.test,10",
+            "--mx-host=backup.example.test,self9.example.test,20",
+            "--host-record=p.example.test,127.0.0.61",
+            "--mx-host=nopri.example.test,noaddr.example.test,10",
+            "--mx-host=nopri.example.test,self9.example.test,20",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -152,4 +161,35 @@ fn null_mx_bounces_at_once_and_mx_lists_are_bounded() {
     assert!(line.contains("relay=b2.example.test[127.0.0.52]") && line.contains("status=deferred"), "{line}");
     let sessions: Vec<usize> = busy.iter().map(|s| s.connections.load(std::sync::atomic::Ordering::Relaxed)).collect();
     assert_eq!(sessions, vec![1, 1, 0]);
+}
+
+#[test]
+fn this_system_in_an_mx_list_on_port_25() {
+    let dns_port = free_port();
+    let _dns = dnsmasq(dns_port);
+    let smtpd = free_port();
+    // Port 25 (no port in the next hop), and 127.0.0.9 is one of ours; nothing needs to listen.
+    let main = format!(
+        "smtp_dns_nameservers = 127.0.0.1:{dns_port}\ninet_interfaces = 127.0.0.1, 127.0.0.9\nrelay_domains = example.test\n\
+         transport_maps = inline:{{selfmx.example.test=smtp:selfmx.example.test, backup.example.test=smtp:backup.example.test, nopri.example.test=smtp:nopri.example.test}}\n"
+    );
+    let mut inst = Install::new(&main, &crate::harness::mail_system_master_cf(smtpd));
+    inst.start();
+    let mut c = Client::connect(smtpd);
+    c.cmd("EHLO x.test");
+    let a = queued_id(&c.send_mail("s@sender.test", &["u@selfmx.example.test"], "Subject: a\n\nx\n"));
+    let line = inst.wait_log(&format!("{a}: to=<u@selfmx.example.test>"));
+    assert!(
+        line.contains("relay=none") && line.contains("dsn=5.4.6, status=bounced (mail for selfmx.example.test loops back to myself)"),
+        "{line}"
+    );
+    // A backup MX only tries the better hosts.
+    let b = queued_id(&c.send_mail("s@sender.test", &["u@backup.example.test"], "Subject: b\n\nx\n"));
+    let line = inst.wait_log(&format!("{b}: to=<u@backup.example.test>"));
+    assert!(line.contains("status=deferred (connect to p.example.test[127.0.0.61]:25: Connection refused)"), "{line}");
+    // The better host has no address: not a loop, a deferral.
+    let n = queued_id(&c.send_mail("s@sender.test", &["u@nopri.example.test"], "Subject: n\n\nx\n"));
+    let line = inst.wait_log(&format!("{n}: to=<u@nopri.example.test>"));
+    assert!(line.contains("dsn=4.4.4, status=deferred (unable to find primary relay for nopri.example.test)"), "{line}");
+    assert_eq!(inst.log_count("[127.0.0.9]"), 0, "this system was never connected to:\n{}", inst.log());
 }

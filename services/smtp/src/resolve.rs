@@ -161,21 +161,78 @@ impl Dns {
                 permanent: false,
             }));
         }
-        if let Some(me) = myself
-            && let Some(self_pref) = found.iter().find(|(_, t)| me.contains(t.addr.ip())).map(|(p, _)| *p)
-        {
-            let best_found = found[0].0;
-            found.retain(|(p, _)| *p < self_pref);
-            if found.is_empty() {
-                // Only this system and less preferred hosts: a loop if we are the best MX,
-                // otherwise the better ones had no address (for now).
-                return Err(if best_found == best_pref {
-                    ResolveError::Loop(hop.host.clone())
-                } else {
-                    ResolveError::NoPrimary(hop.host.clone())
-                });
-            }
+        match myself {
+            Some(me) => drop_self(found, best_pref, me, &hop.host),
+            None => Ok(found.into_iter().map(|(_, t)| t).collect()),
         }
-        Ok(found.into_iter().map(|(_, t)| t).collect())
+    }
+}
+
+/// The MX addresses (by preference, best first) that are more preferred than this system,
+/// as Postfix's `smtp_find_self()` and `smtp_truncate_self()`: when none is left, a loop if
+/// this system is a best MX host, otherwise the better hosts had no address (for now).
+fn drop_self(mut found: Vec<(u16, Target)>, best_pref: u16, me: &Myself, domain: &str) -> Result<Vec<Target>, ResolveError> {
+    if let Some(self_pref) = found.iter().find(|(_, t)| me.contains(t.addr.ip())).map(|(p, _)| *p) {
+        let best_found = found.first().map_or(best_pref, |(p, _)| *p);
+        found.retain(|(p, _)| *p < self_pref);
+        if found.is_empty() {
+            return Err(if best_found == best_pref {
+                ResolveError::Loop(domain.to_string())
+            } else {
+                ResolveError::NoPrimary(domain.to_string())
+            });
+        }
+    }
+    Ok(found.into_iter().map(|(_, t)| t).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mx(pref: u16, ip: [u8; 4]) -> (u16, Target) {
+        (pref, Target { host: format!("mx{pref}"), addr: SocketAddr::from((ip, 25)), best: pref == 10 })
+    }
+
+    #[test]
+    fn this_system_in_the_mx_list() {
+        let me = Myself::new(vec![IpAddr::from([127, 0, 0, 9])]);
+        let hosts = |r: Result<Vec<Target>, ResolveError>| r.map(|t| t.into_iter().map(|t| t.host).collect::<Vec<_>>());
+        struct Case {
+            name: &'static str,
+            found: Vec<(u16, Target)>,
+            want: Result<Vec<&'static str>, ResolveError>,
+        }
+        let cases = [
+            Case { name: "not listed", found: vec![mx(10, [192, 0, 2, 1]), mx(20, [192, 0, 2, 2])], want: Ok(vec!["mx10", "mx20"]) },
+            Case {
+                name: "backup MX: only the better hosts",
+                found: vec![mx(10, [192, 0, 2, 1]), mx(20, [127, 0, 0, 9]), mx(30, [192, 0, 2, 3])],
+                want: Ok(vec!["mx10"]),
+            },
+            Case {
+                name: "best MX",
+                found: vec![mx(10, [127, 0, 0, 9]), mx(20, [192, 0, 2, 2])],
+                want: Err(ResolveError::Loop("d.test".into())),
+            },
+            Case {
+                name: "equal preference as myself is dropped too",
+                found: vec![mx(10, [192, 0, 2, 1]), mx(10, [127, 0, 0, 9])],
+                want: Err(ResolveError::Loop("d.test".into())),
+            },
+            Case {
+                name: "better hosts without an address",
+                found: vec![mx(20, [127, 0, 0, 9])],
+                want: Err(ResolveError::NoPrimary("d.test".into())),
+            },
+        ];
+        for c in cases {
+            let got = hosts(drop_self(c.found, 10, &me, "d.test"));
+            let want = c.want.map(|v| v.into_iter().map(String::from).collect::<Vec<_>>());
+            assert_eq!(got, want, "{}", c.name);
+        }
+        assert_eq!(ResolveError::Loop("d.test".into()).to_string(), "mail for d.test loops back to myself");
+        assert_eq!(ResolveError::NoPrimary("d.test".into()).to_string(), "unable to find primary relay for d.test");
+        assert_eq!(ResolveError::NullMx("d.test".into()).to_string(), "Domain d.test does not accept mail (nullMX)");
     }
 }
