@@ -238,7 +238,7 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
     // Like Postfix, look for ourselves on port 25 only: on another port a content filter may
     // hand mail back on purpose.
     let myself = (hop.port == 25).then_some(&cfg.myself);
-    let mut targets = match cfg.dns.resolve(&hop, myself).await {
+    let mut targets = match cfg.dns.resolve(&hop, myself, cfg.mx_address_limit).await {
         Ok(t) => t,
         Err(e) => {
             let f = if e.dsn().starts_with('5') {

@@ -60,6 +60,9 @@ fn resolve_error(name: &str, kind: &'static str, e: &hickory_resolver::net::NetE
     ResolveError::NotFound { name: name.to_string(), kind, why, permanent }
 }
 
+/// Most records taken from one lookup, as Postfix's `var_dns_rr_list_limit`.
+const DNS_RR_LIST_LIMIT: usize = 100;
+
 /// The agent's DNS resolver.
 pub struct Dns {
     resolver: TokioResolver,
@@ -102,7 +105,7 @@ impl Dns {
         }
         let fqdn = format!("{}.", host.trim_end_matches('.'));
         let ips = self.resolver.lookup_ip(fqdn.as_str()).await.map_err(|e| resolve_error(host, "A", &e))?;
-        Ok(ips.iter().map(|ip| Target { host: host.to_string(), addr: SocketAddr::new(ip, port), best }).collect())
+        Ok(ips.iter().take(DNS_RR_LIST_LIMIT).map(|ip| Target { host: host.to_string(), addr: SocketAddr::new(ip, port), best }).collect())
     }
 
     /// A host's own addresses (a literal next hop, or a domain without MX): none of them may
@@ -118,7 +121,9 @@ impl Dns {
     /// Every address to try for `hop`, best first. With `myself` (loop detection, port 25),
     /// MX hosts at or after the preference of this system are dropped, as Postfix's
     /// `smtp_find_self()` and `smtp_truncate_self()` do.
-    pub async fn resolve(&self, hop: &NextHop, myself: Option<&Myself>) -> Result<Vec<Target>, ResolveError> {
+    /// `address_limit` (`smtp_mx_address_limit`, 0: none) only spares lookups: the caller
+    /// still cuts the list.
+    pub async fn resolve(&self, hop: &NextHop, myself: Option<&Myself>, address_limit: usize) -> Result<Vec<Target>, ResolveError> {
         if !hop.mx || hop.host.parse::<IpAddr>().is_ok() {
             return self.host_targets(&hop.host, hop.port, myself).await;
         }
@@ -144,14 +149,22 @@ impl Dns {
             return self.host_targets(&hop.host, hop.port, myself).await;
         }
         mxs.sort();
+        mxs.truncate(DNS_RR_LIST_LIMIT);
         let best_pref = mxs[0].0;
         let mut found: Vec<(u16, Target)> = Vec::new();
         let mut last_error = None;
         for (pref, host) in mxs {
+            // Enough addresses, and this host and the rest are less preferred than all of
+            // them: their addresses would be cut off by the limit, and this system among
+            // them would drop nothing we keep. A hostile MX list costs no more lookups.
+            if address_limit > 0 && found.len() >= address_limit && found.last().is_some_and(|(p, _)| *p < pref) {
+                break;
+            }
             match self.addresses(&host, hop.port, pref == best_pref).await {
                 Ok(t) => found.extend(t.into_iter().map(|t| (pref, t))),
                 Err(e) => last_error = Some(e),
             }
+            found.truncate(DNS_RR_LIST_LIMIT);
         }
         if found.is_empty() {
             return Err(last_error.unwrap_or_else(|| ResolveError::NotFound {
