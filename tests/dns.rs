@@ -37,6 +37,8 @@ fn dnsmasq(port: u16) -> Dnsmasq {
             "--host-record=amx.example.test,127.0.0.3",
             // RFC 7505 null MX: preference 0, the root as exchange (wire format 00 00 00).
             "--dns-rr=nullmx.example.test,15,000000",
+            // An MX exchange that is no host name: the label "x y".
+            "--dns-rr=badmx.example.test,15,000a0378207900",
             // Six MX hosts where nobody listens, and three that defer every recipient.
             "--mx-host=dead.example.test,d1.example.test,1",
             "--mx-host=dead.example.test,d2.example.test,2",
@@ -130,7 +132,7 @@ fn null_mx_bounces_at_once_and_mx_lists_are_bounded() {
     let busy: Vec<Sink> = ["127.0.0.51", "127.0.0.52", "127.0.0.53"].iter().map(|ip| Sink::start_on(ip, port)).collect();
     let smtpd = free_port();
     let main = format!(
-        "smtp_dns_nameservers = 127.0.0.1:{dns_port}\nrelay_domains = example.test\ntransport_maps = inline:{{nullmx.example.test=smtp:nullmx.example.test:{port}, dead.example.test=smtp:dead.example.test:{port}, busy.example.test=smtp:busy.example.test:{port}}}\n"
+        "smtp_dns_nameservers = 127.0.0.1:{dns_port}\nrelay_domains = example.test\ntransport_maps = inline:{{nullmx.example.test=smtp:nullmx.example.test:{port}, badmx.example.test=smtp:badmx.example.test:{port}, dead.example.test=smtp:dead.example.test:{port}, busy.example.test=smtp:busy.example.test:{port}}}\n"
     );
     let mut inst = Install::new(&main, &crate::harness::mail_system_master_cf(smtpd));
     inst.start();
@@ -145,6 +147,16 @@ fn null_mx_bounces_at_once_and_mx_lists_are_bounded() {
             && line.contains("dsn=5.1.10, status=bounced (Domain nullmx.example.test does not accept mail (nullMX))"),
         "{line}"
     );
+    // A malformed MX answer: Postfix's bounce and warning, no lookup of the bad name.
+    let m = queued_id(&c.send_mail("s@sender.test", &["u@badmx.example.test"], "Subject: m\n\nx\n"));
+    let line = inst.wait_log(&format!("{m}: to=<u@badmx.example.test>"));
+    assert!(
+        line.contains(
+            "dsn=5.4.4, status=bounced (Name service error for name=badmx.example.test type=MX: Malformed or unexpected name server reply)"
+        ),
+        "{line}"
+    );
+    inst.wait_log("warning: malformed domain name in resource data of MX record for badmx.example.test: x\\040y");
     assert_eq!(inst.log_count("connect to"), 0, "{}", inst.log());
 
     // Six dead MX hosts: smtp_mx_address_limit (5) addresses are tried, the sixth is not.

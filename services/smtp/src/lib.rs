@@ -40,7 +40,8 @@
 //! `<id>: breaking line > N bytes with <CR><LF>SPACE` once per message with a long line;
 //! `warning: host H[A]:P replied to HELO/EHLO with my own hostname N` (and `greeted me with`
 //! for a greeting, which is only a warning, as in Postfix); `warning: <id>: sender|recipient
-//! address with a control character: <...>`.
+//! address with a control character: <...>`; `warning: malformed domain name in resource data of
+//! MX record for D: N` (the delivery bounces, 5.4.4, as in Postfix).
 //!
 //! # Configuration parameters
 //! `smtp_connect_timeout`, `smtp_helo_timeout`, `smtp_data_done_timeout`, `myhostname`,

@@ -9,6 +9,10 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::{Resolver, TokioResolver};
 
+use common::domain::valid_hostname;
+use common::log_warning;
+use common::printable::printable;
+
 use crate::deliver::NextHop;
 use crate::myself::Myself;
 
@@ -29,6 +33,9 @@ pub enum ResolveError {
     /// otherwise it may pass (defer).
     #[error("Host or domain name not found. Name service error for name={name} type={kind}: {why}")]
     NotFound { name: String, kind: &'static str, why: String, permanent: bool },
+    /// An answer that names something that is not a host (a malformed MX exchange).
+    #[error("Name service error for name={name} type={kind}: Malformed or unexpected name server reply")]
+    Malformed { name: String, kind: &'static str },
     /// The domain publishes a null MX (RFC 7505): it takes no mail at all.
     #[error("Domain {0} does not accept mail (nullMX)")]
     NullMx(String),
@@ -47,6 +54,7 @@ impl ResolveError {
         match self {
             ResolveError::NotFound { permanent: true, .. } => "5.4.4",
             ResolveError::NotFound { .. } => "4.4.3",
+            ResolveError::Malformed { .. } => "5.4.4",
             ResolveError::NullMx(_) => "5.1.10",
             ResolveError::Loop(_) => "5.4.6",
             ResolveError::NoPrimary(_) => "4.4.4",
@@ -142,7 +150,18 @@ impl Dns {
                 if mx.exchange.is_root() {
                     return Err(ResolveError::NullMx(hop.host.clone()));
                 }
-                mxs.push((mx.preference, mx.exchange.to_string().trim_end_matches('.').to_string()));
+                let name = mx.exchange.to_string().trim_end_matches('.').to_string();
+                // As Postfix's valid_rr_name(): a name that is no host name (or address) makes
+                // the whole answer unusable; it never reaches a lookup, a log line or a bounce.
+                if !valid_hostname(&name) && name.parse::<IpAddr>().is_err() {
+                    log_warning!(
+                        "malformed domain name in resource data of MX record for {}: {}",
+                        hop.host,
+                        printable(&name.chars().take(100).collect::<String>())
+                    );
+                    return Err(ResolveError::Malformed { name: hop.host.clone(), kind: "MX" });
+                }
+                mxs.push((mx.preference, name));
             }
         }
         if mxs.is_empty() {
