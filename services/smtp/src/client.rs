@@ -239,4 +239,21 @@ mod tests {
         assert_eq!(c.command("NOOP").await.unwrap().code, 250);
         assert_eq!(server.await.unwrap(), b"NOOP\r\n".to_vec());
     }
+
+    /// The next hop's reply lines are outside input: any bytes give a reply or an error, never
+    /// a panic, and the text that comes out has no control characters.
+    #[test]
+    fn any_reply_line_parses_or_fails_cleanly() {
+        use proptest::prelude::*;
+        proptest!(ProptestConfig::with_cases(512), |(code in 0u16..1000, sep in prop_oneof![Just(' '), Just('-'), any::<char>()], text in any::<String>(), junk in any::<String>())| {
+            let _ = parse_reply_line(&junk);
+            let line = format!("{code:03}{sep}{text}\r\n");
+            if let Ok((c, last, t)) = parse_reply_line(&line) {
+                prop_assert_eq!(c, code);
+                prop_assert!((200..600).contains(&c));
+                prop_assert_eq!(last, sep == ' ');
+                prop_assert!(!t.chars().any(|ch| ch.is_ascii_control()), "{:?}", t);
+            }
+        });
+    }
 }
