@@ -15,6 +15,7 @@ mod etrn;
 mod flush;
 mod mail;
 mod master;
+mod outbound;
 mod postconf;
 mod smtpd_floods;
 mod smtpd_input;

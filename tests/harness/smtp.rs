@@ -16,6 +16,9 @@ pub struct Received {
     pub sender: String,
     pub recipients: Vec<String>,
     pub data: String,
+    /// The bytes after the 354 reply exactly as they came, up to and with the final
+    /// `.<CR><LF>`.
+    pub raw: Vec<u8>,
 }
 
 /// A free loopback port (bound and released; the sink binds it again later).
@@ -30,6 +33,8 @@ pub struct Sink {
     pub connections: Arc<std::sync::atomic::AtomicUsize>,
     /// Milliseconds to wait before answering the end of DATA (to keep mail in `active`).
     pub data_delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Every command line of every session, raw (line end included).
+    pub commands: Arc<Mutex<Vec<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -47,20 +52,21 @@ impl Sink {
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let data_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (r, st, conns, delay) = (received.clone(), stop.clone(), connections.clone(), data_delay_ms.clone());
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let (r, st, conns, delay, cmds) = (received.clone(), stop.clone(), connections.clone(), data_delay_ms.clone(), commands.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
                         conns.fetch_add(1, Ordering::Relaxed);
-                        let (r, delay) = (r.clone(), delay.clone());
-                        std::thread::spawn(move || session(s, r, delay));
+                        let (r, delay, cmds) = (r.clone(), delay.clone(), cmds.clone());
+                        std::thread::spawn(move || session(s, r, delay, cmds));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Sink { port, received, connections, data_delay_ms, stop }
+        Sink { port, received, connections, data_delay_ms, commands, stop }
     }
 
     pub fn count(&self) -> usize {
@@ -83,20 +89,22 @@ impl Drop for Sink {
     }
 }
 
-fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, delay: Arc<std::sync::atomic::AtomicU64>) {
+fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, delay: Arc<std::sync::atomic::AtomicU64>, commands: Arc<Mutex<Vec<Vec<u8>>>>) {
     s.set_nodelay(true).ok();
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     let _ = w.write_all(b"220 sink.test ESMTP\r\n");
     let (mut helo, mut sender, mut rcpts) = (String::new(), String::new(), Vec::new());
-    let mut line = String::new();
+    // Lines are bytes: a message need not be UTF-8.
+    let mut line = Vec::new();
     loop {
         line.clear();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
+        if r.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
             return;
         }
-        let cmd = line.trim_end().to_string();
+        commands.lock().unwrap().push(line.clone());
+        let cmd = String::from_utf8_lossy(&line).trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
             helo = cmd[4..].trim().to_string();
@@ -109,25 +117,38 @@ fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, delay: Arc<std::sync::a
             let rcpt = cmd[8..].trim().trim_matches(['<', '>']).to_string();
             if rcpt.starts_with("reject") {
                 format!("550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown")
+            } else if rcpt.starts_with("defer") {
+                format!("451 4.3.0 <{rcpt}>: Temporary lookup failure")
             } else {
                 rcpts.push(rcpt);
                 "250 2.1.5 Ok".into()
             }
         } else if upper == "DATA" {
             let _ = w.write_all(b"354 go ahead\r\n");
-            let mut data = String::new();
+            let (mut data, mut raw) = (Vec::new(), Vec::new());
+            // As RFC 5321 says: the end is <CR><LF>.<CR><LF> and nothing else.
+            let mut after_crlf = true;
             loop {
                 line.clear();
-                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                if r.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
                     return;
                 }
-                if line == ".\r\n" {
+                raw.extend_from_slice(&line);
+                if after_crlf && line == b".\r\n" {
                     break;
                 }
-                data.push_str(line.strip_prefix('.').unwrap_or(&line));
+                after_crlf = line.ends_with(b"\r\n");
+                data.extend_from_slice(line.strip_prefix(b".").unwrap_or(&line));
             }
             std::thread::sleep(Duration::from_millis(delay.load(Ordering::Relaxed)));
-            out.lock().unwrap().push(Received { helo: helo.clone(), sender: sender.clone(), recipients: std::mem::take(&mut rcpts), data });
+            let data = String::from_utf8_lossy(&data).into_owned();
+            out.lock().unwrap().push(Received {
+                helo: helo.clone(),
+                sender: sender.clone(),
+                recipients: std::mem::take(&mut rcpts),
+                data,
+                raw,
+            });
             "250 2.0.0 Ok: queued".into()
         } else if upper == "QUIT" {
             let _ = w.write_all(b"221 2.0.0 Bye\r\n");

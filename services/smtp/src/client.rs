@@ -7,6 +7,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use common::printable::printable;
+
+use crate::data::DataEncoder;
+
 /// Longest reply line we accept (RFC 5321 says 512; be generous, never unbounded).
 const MAX_REPLY_LINE: usize = 4096;
 /// Most lines in one multi-line reply.
@@ -24,6 +28,10 @@ pub enum ClientError {
     /// The server sent something that is not an SMTP reply.
     #[error("malformed reply: {0}")]
     Malformed(String),
+    /// A command would have carried CR, LF or NUL (an address with control characters): it
+    /// was not sent, so it cannot turn into more commands on this or a reused connection.
+    #[error("refusing to send a command with a control character: {0}")]
+    UnsafeCommand(String),
 }
 
 /// An SMTP reply.
@@ -74,8 +82,9 @@ pub fn parse_reply_line(line: &str) -> Result<(u16, bool, String), ClientError> 
     }
     match line.as_bytes().get(3) {
         None => Ok((code, true, String::new())),
-        Some(b' ') => Ok((code, true, line[4..].to_string())),
-        Some(b'-') => Ok((code, false, line[4..].to_string())),
+        // The text reaches log lines and bounces: no control characters from the peer.
+        Some(b' ') => Ok((code, true, printable(&line[4..]))),
+        Some(b'-') => Ok((code, false, printable(&line[4..]))),
         Some(_) => Err(bad()),
     }
 }
@@ -119,15 +128,42 @@ impl Connection {
         }
     }
 
-    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+    /// The only raw write: callers go through [`Connection::command`] (checked command
+    /// lines) or [`Connection::send_message`] (encoded message text).
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         tokio::time::timeout(self.timeout, self.writer.write_all(bytes)).await.map_err(|_| ClientError::Timeout)??;
         Ok(())
     }
 
-    /// Send a command line and read its reply.
+    /// Send a command line and read its reply. A line with CR, LF or NUL is refused before a
+    /// byte is written (defence in depth behind the address checks of the caller).
     pub async fn command(&mut self, line: &str) -> Result<Reply, ClientError> {
-        self.send(format!("{line}\r\n").as_bytes()).await?;
+        if line.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err(ClientError::UnsafeCommand(printable(line)));
+        }
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        self.send(&bytes).await?;
         self.read_reply().await
+    }
+
+    /// Send the message after a 354 reply, in pieces, through the one encoder that makes it
+    /// clean SMTP text (see [`crate::data`]), ending with `.<CR><LF>`. Returns whether a long
+    /// line was broken.
+    pub async fn send_message(&mut self, message: &[u8], line_limit: usize) -> Result<bool, ClientError> {
+        const PIECE: usize = 64 * 1024;
+        let mut encoder = DataEncoder::new(line_limit);
+        let mut out = Vec::with_capacity(PIECE + PIECE / 8);
+        for piece in message.chunks(PIECE) {
+            out.clear();
+            encoder.encode(piece, &mut out);
+            self.send(&out).await?;
+        }
+        out.clear();
+        encoder.finish(&mut out);
+        self.send(&out).await?;
+        Ok(encoder.broke_line())
     }
 }
 
@@ -154,29 +190,6 @@ async fn read_line_bounded(r: &mut BufReader<OwnedReadHalf>, buf: &mut Vec<u8>) 
     }
 }
 
-/// The message as it goes on the wire after DATA: CRLF line endings, dot-stuffed, terminated.
-pub fn data_bytes(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 40 + 5);
-    let mut at_line_start = true;
-    let mut prev = 0u8;
-    for &b in message {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-        prev = b;
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,10 +208,52 @@ mod tests {
         assert_eq!(Reply { code: 451, lines: vec!["try later".into()] }.dsn(), "4.0.0");
     }
 
+    /// A command line with CR, LF or NUL never reaches the peer, not even its harmless start;
+    /// the connection stays usable.
+    #[tokio::test]
+    async fn commands_with_line_breaks_are_not_written() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 256];
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+                if n == 0 || got.ends_with(b"\r\n") {
+                    break;
+                }
+            }
+            s.write_all(b"250 2.0.0 Ok\r\n").await.unwrap();
+            got
+        });
+        let mut c = Connection::new(tokio::net::TcpStream::connect(addr).await.unwrap(), Duration::from_secs(5));
+        for bad in ["MAIL FROM:<a@client.test>\r\nRCPT TO:<injected@x>", "RCPT TO:<a@x>\nDATA", "MAIL FROM:<a\r@x>", "RCPT TO:<a\0@x>"] {
+            match c.command(bad).await {
+                Err(ClientError::UnsafeCommand(shown)) => assert!(!shown.contains(['\r', '\n', '\0']), "{shown:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        assert_eq!(c.command("NOOP").await.unwrap().code, 250);
+        assert_eq!(server.await.unwrap(), b"NOOP\r\n".to_vec());
+    }
+
+    /// The next hop's reply lines are outside input: any bytes give a reply or an error, never
+    /// a panic, and the text that comes out has no control characters.
     #[test]
-    fn dot_stuffing_and_line_ends() {
-        assert_eq!(data_bytes(b"a\n.b\r\n..c\nd"), b"a\r\n..b\r\n...c\r\nd\r\n.\r\n".to_vec());
-        assert_eq!(data_bytes(b".\r\n"), b"..\r\n.\r\n".to_vec());
-        assert_eq!(data_bytes(b""), b"\r\n.\r\n".to_vec());
+    fn any_reply_line_parses_or_fails_cleanly() {
+        use proptest::prelude::*;
+        proptest!(ProptestConfig::with_cases(512), |(code in 0u16..1000, sep in prop_oneof![Just(' '), Just('-'), any::<char>()], text in any::<String>(), junk in any::<String>())| {
+            let _ = parse_reply_line(&junk);
+            let line = format!("{code:03}{sep}{text}\r\n");
+            if let Ok((c, last, t)) = parse_reply_line(&line) {
+                prop_assert_eq!(c, code);
+                prop_assert!((200..600).contains(&c));
+                prop_assert_eq!(last, sep == ' ');
+                prop_assert!(!t.chars().any(|ch| ch.is_ascii_control()), "{:?}", t);
+            }
+        });
     }
 }
