@@ -18,8 +18,6 @@ pub mod maillog;
 pub mod net;
 /// Owns the master's pid file and its lock.
 pub mod pidfile;
-/// Owns the rule that makes outside text safe for logs and bounces (Postfix's printable()).
-pub mod printable;
 /// Owns the queue directory layout, queue IDs and queue files.
 pub mod queue;
 /// Owns making outside text safe to show (printable, truncation).

@@ -12,6 +12,11 @@ pub fn printable(text: &str, replacement: char) -> Cow<'_, str> {
     }
 }
 
+/// True when `text` holds a control character that [`printable`] would replace.
+pub fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
 /// At most `max` bytes of `text`, cut at a character boundary.
 pub fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
@@ -34,6 +39,7 @@ mod tests {
         assert!(matches!(printable("mx.example", '?'), Cow::Borrowed(_)));
         assert_eq!(printable("a\r\nRCPT TO:<x>\0\x7f\x1b", '?'), "a??RCPT TO:<x>???");
         assert_eq!(printable("grüße\u{85}", '?'), "grüße?");
+        assert!(has_control("a\rb") && !has_control("für@x.test"));
         assert_eq!(truncate("grüße", 3), "gr");
         assert_eq!(truncate("abc", 10), "abc");
     }

@@ -7,7 +7,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use common::printable::printable;
+use common::text::printable;
 
 use crate::data::DataEncoder;
 
@@ -83,8 +83,8 @@ pub fn parse_reply_line(line: &str) -> Result<(u16, bool, String), ClientError> 
     match line.as_bytes().get(3) {
         None => Ok((code, true, String::new())),
         // The text reaches log lines and bounces: no control characters from the peer.
-        Some(b' ') => Ok((code, true, printable(&line[4..]))),
-        Some(b'-') => Ok((code, false, printable(&line[4..]))),
+        Some(b' ') => Ok((code, true, printable(&line[4..], '?').into_owned())),
+        Some(b'-') => Ok((code, false, printable(&line[4..], '?').into_owned())),
         Some(_) => Err(bad()),
     }
 }
@@ -139,7 +139,7 @@ impl Connection {
     /// byte is written (defence in depth behind the address checks of the caller).
     pub async fn command(&mut self, line: &str) -> Result<Reply, ClientError> {
         if line.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            return Err(ClientError::UnsafeCommand(printable(line)));
+            return Err(ClientError::UnsafeCommand(printable(line, '?').into_owned()));
         }
         let mut bytes = Vec::with_capacity(line.len() + 2);
         bytes.extend_from_slice(line.as_bytes());

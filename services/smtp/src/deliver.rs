@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use common::config::{ConfigError, Params};
 use common::ipc::delivery::{DeliveryRecipient, DeliveryRequest, DeliveryResult};
 use common::maillog::{DeliveryLine, delivery_line};
-use common::printable::{has_control, printable};
 use common::queue::file::{self, Outcome, now_us};
 use common::queue::{QueueId, QueueName, Spool};
+use common::text::{has_control, printable};
 use common::{log_info, log_warning};
 
 use crate::client::{ClientError, Connection, Reply};
@@ -139,7 +139,7 @@ pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest
                 "{}",
                 delivery_line(&DeliveryLine {
                     queue_id: &req.queue_id,
-                    recipient: &printable(&rcpt.address),
+                    recipient: &printable(&rcpt.address, '?'),
                     relay: &a.relay,
                     conn_use: (a.conn_use > 1).then_some(a.conn_use),
                     delays: [secs(req.arrival_us, req.active_us), secs(req.active_us, received_us), a.setup, a.xmit],
@@ -182,7 +182,7 @@ impl Attempt {
 /// request narrowed to the good recipients and the results for the others.
 fn screen_envelope(req: &DeliveryRequest) -> (Option<DeliveryRequest>, Vec<Attempt>) {
     if has_control(&req.sender) {
-        log_warning!("{}: sender address with a control character: <{}>", req.queue_id, printable(&req.sender));
+        log_warning!("{}: sender address with a control character: <{}>", req.queue_id, printable(&req.sender, '?'));
         let f = bounced("5.1.7", "bad sender address syntax: control character in address".into());
         return (None, vec![Attempt::failed(&req.recipients, &f, 0.0)]);
     }
@@ -192,7 +192,7 @@ fn screen_envelope(req: &DeliveryRequest) -> (Option<DeliveryRequest>, Vec<Attem
         return (Some(req.clone()), Vec::new());
     }
     for r in &bad {
-        log_warning!("{}: recipient address with a control character: <{}>", req.queue_id, printable(&r.address));
+        log_warning!("{}: recipient address with a control character: <{}>", req.queue_id, printable(&r.address, '?'));
     }
     let f = bounced("5.1.3", "bad recipient address syntax: control character in address".into());
     let refused = vec![Attempt::failed(&bad, &f, 0.0)];

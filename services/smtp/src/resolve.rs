@@ -11,7 +11,7 @@ use hickory_resolver::{Resolver, TokioResolver};
 
 use common::domain::valid_hostname;
 use common::log_warning;
-use common::printable::printable;
+use common::text::printable;
 
 use crate::deliver::NextHop;
 use crate::myself::Myself;
@@ -157,7 +157,7 @@ impl Dns {
                     log_warning!(
                         "malformed domain name in resource data of MX record for {}: {}",
                         hop.host,
-                        printable(&name.chars().take(100).collect::<String>())
+                        printable(&name.chars().take(100).collect::<String>(), '?').into_owned()
                     );
                     return Err(ResolveError::Malformed { name: hop.host.clone(), kind: "MX" });
                 }
