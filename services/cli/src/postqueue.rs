@@ -15,7 +15,7 @@ use common::domain::{valid_address_literal, valid_hostname};
 use common::ipc::client::call_blocking;
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
-use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
+use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger, TriggerReply};
 use common::queue::id::queue_id_ok;
 
 use common::ipc::showq::{QueueEntry, ShowqItem, ShowqProtocol, ShowqRequest};
@@ -46,7 +46,11 @@ fn service(p: &Params, name_param: &str) -> Result<std::path::PathBuf, Fatal> {
 /// `postqueue -f`, also `postfix flush` and `sendmail -q`.
 pub fn flush_queue(p: &Params) -> Result<(), Fatal> {
     let triggers = vec![QmgrTrigger::ForgetDeadSites, QmgrTrigger::IgnoreTimestamps, QmgrTrigger::ScanDeferred, QmgrTrigger::ScanIncoming];
-    call_blocking::<QmgrProtocol>(&service(p, "queue_service_name")?, &triggers, ipc_wait(p)).map(|_| ()).map_err(|_| fatal(DOWN))
+    match call_blocking::<QmgrProtocol>(&service(p, "queue_service_name")?, &triggers, ipc_wait(p)).map_err(|_| fatal(DOWN))? {
+        TriggerReply::Accepted => Ok(()),
+        // The queue manager checks the peer (authorized_flush_users); its text is Postfix's.
+        TriggerReply::Denied { reason } => Err(fatal(reason)),
+    }
 }
 
 fn flush_request(p: &Params, req: &FlushRequest) -> Result<FlushReply, Fatal> {
