@@ -5,7 +5,9 @@
 //! `-p` lists the queue in Postfix's mailq layout, `-j` as one JSON object per message. `-f` asks the queue manager to attempt delivery of all queued mail now (forget dead sites,
 //! ignore retry times, scan deferred and incoming). `-s site` asks the flush service to deliver
 //! the mail queued for `site`; `-i queue_id` one message. As in Postfix, every fatal error exits
-//! with status 69 (EX_UNAVAILABLE).
+//! with status 69 (EX_UNAVAILABLE). Who may flush (`authorized_flush_users`) is checked by the
+//! servers (qmgr for `-f`, flush for `-s` and `-i`) with `SO_PEERCRED`: `fatal: User
+//! name(uid) is not allowed to flush the mail queue`.
 
 use std::path::Path;
 use std::time::Duration;

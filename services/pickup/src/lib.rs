@@ -41,7 +41,8 @@
 //! as it is (the queue file writer takes a whole message).
 //!
 //! # Configuration parameters
-//! `message_size_limit`, `myhostname`, `queue_directory`.
+//! `message_size_limit`, `myhostname`, `queue_directory`, `local_client_connection_limit`,
+//! `local_client_timeout` (for clients of `public/pickup`).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
