@@ -39,7 +39,7 @@ fn mailq_answers(inst: &Install) -> String {
 #[test]
 fn sendmail_refuses_control_characters_in_envelope_addresses() {
     let sink = Sink::start(free_port());
-    let (inst, _port) = Install::mail_system("", sink.port);
+    let (inst, _port) = Install::mail_system("message_size_limit = 100000\n", sink.port);
     let injected = "a@client.test>\r\nRCPT TO:<injected@customer.example>";
     let cases: &[(&[&str], &[u8], &str)] = &[
         (
@@ -65,6 +65,12 @@ fn sendmail_refuses_control_characters_in_envelope_addresses() {
         assert_eq!(text(&out.stderr), *want, "{args:?}");
         assert!(inst.queue_files("maildrop").is_empty() && inst.queue_files("incoming").is_empty(), "{args:?}: nothing was queued");
     }
+    // Larger than message_size_limit: refused before anything is written.
+    let big = format!("Subject: big\n\n{}\n", "x".repeat(100_000));
+    let out = run_env("sendmail", &inst.etc, &["-f", "me@sender.test", "u@customer.example"], big.as_bytes());
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "sendmail: fatal: message file too big\n");
+    assert!(inst.queue_files("maildrop").is_empty());
     // Mail after them goes through, and the next hop never saw an injected recipient.
     let out = run_env("sendmail", &inst.etc, &["-f", "me@sender.test", "u@customer.example"], b"Subject: after\n\nafter\n");
     assert!(out.status.success(), "{}", text(&out.stderr));

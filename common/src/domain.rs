@@ -117,6 +117,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn printable_addresses() {
+        let cases: &[(&str, bool, &str)] = &[
+            ("a@b.example", true, "a@b.example"),
+            ("", true, ""),
+            ("Ünïcode@b.example", true, "Ünïcode@b.example"),
+            ("a@b>\r\nRCPT TO:<c@d>", false, "a@b>??RCPT TO:<c@d>"),
+            ("a\0@b", false, "a?@b"),
+            ("a\x7f\x1b@b", false, "a??@b"),
+            ("a\u{85}@b", false, "a?@b"),
+        ];
+        for (input, ok, shown) in cases {
+            assert_eq!(address_is_printable(input), *ok, "{input:?}");
+            assert_eq!(printable(input), *shown, "{input:?}");
+        }
+    }
+
+    #[test]
     fn hostnames() {
         let long_label = "a".repeat(64);
         let long_name = format!("{}.example", ["abcdefghij"; 25].join("."));

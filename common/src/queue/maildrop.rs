@@ -300,6 +300,36 @@ mod tests {
         assert!(matches!(read(&dir.join("NOSUCH"), None), Err(MaildropError::Vanished)));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever a local user writes, reading it ends in a message or an error, never a
+        /// panic; a cut or mutated good file is never taken for a different envelope.
+        #[test]
+        fn any_file_content_never_panics(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+            cut in 0usize..400,
+            flip in 0usize..400,
+        ) {
+            let (_t, spool) = spool();
+            let dir = spool.queue_dir(QueueName::Maildrop);
+            let me = nix::unistd::geteuid().as_raw();
+            let id = file::write_new(&spool, QueueName::Maildrop, &envelope("a@x.example", "b@y.example"), &bytes).unwrap();
+            let good = fs::read(spool.path(QueueName::Maildrop, &id)).unwrap();
+            let mut mutated = good.clone();
+            if let Some(b) = mutated.get_mut(flip) {
+                *b ^= 0x5a;
+            }
+            for (name, content) in [("RANDOM", bytes.clone()), ("CUT", good[..cut.min(good.len())].to_vec()), ("FLIPPED", mutated)] {
+                let path = dir.join(name);
+                fs::write(&path, &content).unwrap();
+                release(&path, me).unwrap();
+                if let Ok(d) = read(&path, size_cap(1000)) {
+                    proptest::prop_assert!(check_envelope(&d.file).is_ok());
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_acl_grants_the_reader_alone() {
         let acl = acl_owner_and(1234);
