@@ -38,7 +38,9 @@
 //!
 //! # Bugs
 //! With `message_size_limit = 0` there is no size cap: a maildrop file is read whole, as large
-//! as it is (the queue file writer takes a whole message).
+//! as it is (the queue file writer takes a whole message). A file that never becomes ready
+//! (`sendmail` killed between writing and releasing it) stays in `maildrop` unlisted and
+//! untouched, as in Postfix; remove it by hand.
 //!
 //! # Configuration parameters
 //! `message_size_limit`, `myhostname`, `queue_directory`, `local_client_connection_limit`,

@@ -46,8 +46,9 @@ fn main() {
                     }
                     Event::Tcp(..) => log_warning!("pickup: ignoring a TCP connection; this is a unix service"),
                     Event::Command(MasterCommand::Reload) => match args.load_params("pickup").map_err(|e| e.to_string()).and_then(|p| {
+                        let taken = (Spool::from_params(&p).map_err(|e| e.to_string())?, pickup::PickupConfig::from_params(&p).map_err(|e| e.to_string())?);
                         gate.reconfigure(&p).map_err(|e| e.to_string())?;
-                        Ok((Spool::from_params(&p).map_err(|e| e.to_string())?, pickup::PickupConfig::from_params(&p).map_err(|e| e.to_string())?))
+                        Ok(taken)
                     }) {
                         Ok((s, c)) => (spool, cfg) = (s, c),
                         Err(e) => log_warning!("reload: {e}; keeping the running configuration"),

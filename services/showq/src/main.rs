@@ -32,8 +32,9 @@ fn main() {
                 }
                 Event::Tcp(..) => log_warning!("showq: ignoring a TCP connection; this is a unix service"),
                 Event::Command(MasterCommand::Reload) => match args.load_params("showq").map_err(|e| e.to_string()).and_then(|p| {
+                    let c = ShowqConfig::from_params(&p).map_err(|e| e.to_string())?;
                     gate.reconfigure(&p).map_err(|e| e.to_string())?;
-                    ShowqConfig::from_params(&p).map_err(|e| e.to_string())
+                    Ok(c)
                 }) {
                     Ok(c) => cfg = c,
                     Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
