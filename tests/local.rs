@@ -77,6 +77,12 @@ fn sendmail_refuses_control_characters_in_envelope_addresses() {
     wait_for("delivery", || (sink.count_containing("Subject: after") == 1).then_some(()));
     let all: Vec<String> = sink.messages().iter().flat_map(|m| m.recipients.clone()).collect();
     assert_eq!(all, vec!["u@customer.example"]);
+    // Angle brackets are the address's, not part of it: `-f '<>'` is the null sender.
+    let out = run_env("sendmail", &inst.etc, &["-f", "<>", "<v@customer.example>"], b"Subject: null sender\n\nx\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_for("delivery", || (sink.count_containing("Subject: null sender") == 1).then_some(()));
+    let m = sink.messages().into_iter().find(|m| m.data.contains("Subject: null sender")).unwrap();
+    assert_eq!((m.sender.as_str(), m.recipients.clone()), ("", vec!["v@customer.example".to_string()]));
 }
 
 #[test]

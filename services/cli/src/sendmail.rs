@@ -196,6 +196,13 @@ fn etrn_via_smtp(p: &Params, dir: &std::path::Path, site: &str) -> Result<(), Fa
     Ok(())
 }
 
+/// An address as given on the command line, without surrounding space and one pair of angle
+/// brackets (`-f '<>'` is the null sender, as in Postfix).
+fn bare_address(a: &str) -> &str {
+    let a = a.trim_matches([' ', '\t']);
+    a.strip_prefix('<').and_then(|a| a.strip_suffix('>')).unwrap_or(a)
+}
+
 /// Addresses in To:, Cc: and Bcc: header lines (`-t`).
 fn header_recipients(headers: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -257,7 +264,10 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
     let user = common::config::users::UserList::user_name(uid);
     let myhostname = p.get("myhostname").map_err(|e| fatal(e.to_string()))?;
     let myorigin = p.get("myorigin").map_err(|e| fatal(e.to_string()))?;
-    let qualify = |a: &str| if a.contains('@') || a.is_empty() { a.to_string() } else { format!("{a}@{myorigin}") };
+    let qualify = |a: &str| {
+        let a = bare_address(a);
+        if a.contains('@') || a.is_empty() { a.to_string() } else { format!("{a}@{myorigin}") }
+    };
     let sender = o.sender.as_deref().map(qualify).unwrap_or_else(|| qualify(&user));
     if !address_is_printable(&sender) {
         return Err(Fatal::new(EX_USAGE, format!("bad sender address: {}", printable(&sender))));
@@ -276,7 +286,8 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
         message.push_str(&format!("Message-ID: <{}.{}@{myhostname}>\r\n", now_us(), std::process::id()));
     }
     if !has("from") {
-        message.push_str(&format!("From: {sender}\r\n"));
+        // The null sender has no mailbox to name (Postfix's cleanup says MAILER-DAEMON).
+        message.push_str(&format!("From: {}\r\n", if sender.is_empty() { "MAILER-DAEMON" } else { &sender }));
     }
     // Bcc: headers are for the envelope only.
     let mut in_bcc = false;
@@ -344,6 +355,21 @@ mod tests {
         assert_eq!(parse(&s(&["-qRexample.net"])).unwrap().queue.as_deref(), Some("Rexample.net"));
         assert_eq!(parse(&s(&["-fme@x"])).unwrap().sender.as_deref(), Some("me@x"));
         assert!(parse(&s(&["-bs"])).is_err());
+    }
+
+    #[test]
+    fn bare_addresses() {
+        let cases = [
+            ("a@b.example", "a@b.example"),
+            ("<a@b.example>", "a@b.example"),
+            (" <> ", ""),
+            ("<>", ""),
+            ("<<a@b>>", "<a@b>"),
+            ("a\r\n", "a\r\n"),
+        ];
+        for (given, want) in cases {
+            assert_eq!(bare_address(given), want, "{given:?}");
+        }
     }
 
     #[test]
