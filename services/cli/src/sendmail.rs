@@ -19,6 +19,11 @@
 //! POSIX ACL entry lets `mail_owner` (pickup) read it and nobody else, and the owner-execute bit
 //! marks it ready (mode 0740). On a file system without POSIX ACLs the file is made readable by
 //! everyone instead (0744) with a warning; its name is still not listable by other users.
+//!
+//! # Bugs
+//! A user other than root and `mail_owner` may not open `maildrop/` (mode 1733) to fsync it,
+//! so the new file's directory entry is made durable with `syncfs(2)` of the queue file system,
+//! which costs more than a directory fsync on a busy file system.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
