@@ -8,7 +8,8 @@
 //! connections; any other user may hold at most `local_client_connection_limit` connections to
 //! the service at once (more are closed at once) and must send each request within
 //! `local_client_timeout`. A local user holding sockets thus costs the daemon a bounded number
-//! of descriptors, for a few seconds.
+//! of descriptors, for a few seconds. The limit is per user: many local users together are
+//! bounded only by their number (and the mail system's own clients are never refused).
 
 use std::collections::HashMap;
 use std::future::Future;
