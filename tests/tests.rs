@@ -13,6 +13,7 @@ mod crash;
 mod dns;
 mod etrn;
 mod flush;
+mod local;
 mod mail;
 mod master;
 mod outbound;

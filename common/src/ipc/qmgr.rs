@@ -27,6 +27,19 @@ pub struct QmgrProtocol;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TriggerReply {
     Accepted,
+    /// The client's user may not force this work (`F`, `A`, `D` need root, `mail_owner` or a
+    /// user in `authorized_flush_users`); nothing was recorded.
+    Denied {
+        reason: String,
+    },
+}
+
+impl QmgrTrigger {
+    /// Triggers that force work the queue would otherwise do later (Postfix's `postqueue -f`):
+    /// only users allowed to flush the queue may send them.
+    pub fn forces_work(self) -> bool {
+        matches!(self, QmgrTrigger::ScanDeferred | QmgrTrigger::IgnoreTimestamps | QmgrTrigger::ForgetDeadSites)
+    }
 }
 
 impl Protocol for QmgrProtocol {

@@ -148,7 +148,9 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<QueueFile, QueueError> {
     let nl = rest.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("truncated length"))?;
     let len: usize = std::str::from_utf8(&rest[..nl]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| corrupt("bad length"))?;
     let rest = &rest[nl + 1..];
-    if rest.len() < len + END.len() || &rest[len..len + END.len()] != END {
+    // The length is outside data (a maildrop file is written by any local user): no overflow.
+    let end = len.checked_add(END.len()).ok_or_else(|| corrupt("bad length"))?;
+    if rest.len() < end || &rest[len..end] != END {
         return Err(corrupt("missing end marker"));
     }
     let message = rest[..len].to_vec();
@@ -246,9 +248,9 @@ impl NewQueueFile {
     fn create_by(spool: &Spool, queue: QueueName, envelope: &Envelope, creation: Creation) -> Result<NewQueueFile, QueueError> {
         let top = spool.queue_dir(queue);
         let env = serde_json::to_string(envelope).map_err(|e| QueueError::Corrupt { path: top.clone(), what: e.to_string() })?;
-        // Maildrop files are written by local users and read by pickup, which may run as another
-        // user; the maildrop directory itself cannot be listed by users.
-        let mode = if queue == QueueName::Maildrop { 0o644 } else { 0o600 };
+        // Private to the writer, in maildrop too: sendmail then grants pickup (and only pickup)
+        // read access (`maildrop::release`).
+        let mode = 0o600;
         let (file, path, temp) = match creation {
             Creation::Anonymous => match OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE).mode(mode).open(&top) {
                 Ok(f) => (f, top, None),

@@ -59,7 +59,24 @@ impl DirSync {
     /// Opened afresh every time: a kept handle would go on syncing a directory that was
     /// replaced under the same name.
     fn fsync(dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
+        match File::open(dir) {
+            Ok(f) => f.sync_all(),
+            // A local user submitting into maildrop (mode 1733) may not read that directory:
+            // sync the whole file system that holds it, through the queue directory above it
+            // (when that is on the same file system).
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                use std::os::fd::AsRawFd;
+                use std::os::unix::fs::MetadataExt;
+                let parent = dir.parent().ok_or(e)?;
+                let f = File::open(parent)?;
+                if std::fs::metadata(dir)?.dev() != f.metadata()?.dev() {
+                    return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+                }
+                // SAFETY: `f` keeps the descriptor open for the call.
+                if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn sync(&self, dir: &Path) -> io::Result<()> {

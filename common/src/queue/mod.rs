@@ -5,6 +5,7 @@ pub mod dirs;
 pub mod file;
 mod group_sync;
 pub mod id;
+pub mod maildrop;
 
 pub use dirs::{QueueName, Spool};
 pub use id::QueueId;

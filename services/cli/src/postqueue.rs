@@ -5,7 +5,9 @@
 //! `-p` lists the queue in Postfix's mailq layout, `-j` as one JSON object per message. `-f` asks the queue manager to attempt delivery of all queued mail now (forget dead sites,
 //! ignore retry times, scan deferred and incoming). `-s site` asks the flush service to deliver
 //! the mail queued for `site`; `-i queue_id` one message. As in Postfix, every fatal error exits
-//! with status 69 (EX_UNAVAILABLE).
+//! with status 69 (EX_UNAVAILABLE). Who may flush (`authorized_flush_users`) is checked by the
+//! servers (qmgr for `-f`, flush for `-s` and `-i`) with `SO_PEERCRED`: `fatal: User
+//! name(uid) is not allowed to flush the mail queue`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,7 +17,7 @@ use common::domain::{valid_address_literal, valid_hostname};
 use common::ipc::client::call_blocking;
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
-use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
+use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger, TriggerReply};
 use common::queue::id::queue_id_ok;
 
 use common::ipc::showq::{QueueEntry, ShowqItem, ShowqProtocol, ShowqRequest};
@@ -46,7 +48,11 @@ fn service(p: &Params, name_param: &str) -> Result<std::path::PathBuf, Fatal> {
 /// `postqueue -f`, also `postfix flush` and `sendmail -q`.
 pub fn flush_queue(p: &Params) -> Result<(), Fatal> {
     let triggers = vec![QmgrTrigger::ForgetDeadSites, QmgrTrigger::IgnoreTimestamps, QmgrTrigger::ScanDeferred, QmgrTrigger::ScanIncoming];
-    call_blocking::<QmgrProtocol>(&service(p, "queue_service_name")?, &triggers, ipc_wait(p)).map(|_| ()).map_err(|_| fatal(DOWN))
+    match call_blocking::<QmgrProtocol>(&service(p, "queue_service_name")?, &triggers, ipc_wait(p)).map_err(|_| fatal(DOWN))? {
+        TriggerReply::Accepted => Ok(()),
+        // The queue manager checks the peer (authorized_flush_users); its text is Postfix's.
+        TriggerReply::Denied { reason } => Err(fatal(reason)),
+    }
 }
 
 fn flush_request(p: &Params, req: &FlushRequest) -> Result<FlushReply, Fatal> {

@@ -4,8 +4,26 @@
 //! standard input and writes it durably into `maildrop/` (so submission works while the mail
 //! system is down), then nudges the pickup service. Queue options: `-bp` (= `mailq`), `-q`
 //! (deliver all queued mail now), `-qRsite` (ETRN `site` over SMTP to the local smtpd, as in the
-//! seed README), `-qIqueue_id`, `-q<interval>` (accepted, no action). As in Postfix, every
-//! fatal error exits with status 75 (EX_TEMPFAIL).
+//! seed README), `-qIqueue_id`, `-q<interval>` (accepted, no action). As in Postfix, a fatal
+//! error exits with status 75 (EX_TEMPFAIL), a bad command line or address with 64 (EX_USAGE).
+//!
+//! # Security
+//! Envelope addresses (`-f`, recipient arguments, `-t` headers) with control characters (CR,
+//! LF, NUL, ...) are refused (`fatal: bad sender address: ...`, `fatal: bad recipient address:
+//! ...`, status 64): such an address could end an SMTP command early at the next hop. (Postfix's
+//! sendmail instead keeps only the first address it can parse from such text.) A message larger
+//! than `message_size_limit`, or an envelope larger than the maildrop envelope allowance, is
+//! refused with `fatal: message file too big` (status 75 as in Postfix).
+//!
+//! The maildrop file is written private (mode 0600) and then released to the mail system: a
+//! POSIX ACL entry lets `mail_owner` (pickup) read it and nobody else, and the owner-execute bit
+//! marks it ready (mode 0740). On a file system without POSIX ACLs the file is made readable by
+//! everyone instead (0744) with a warning; its name is still not listable by other users.
+//!
+//! # Bugs
+//! A user other than root and `mail_owner` may not open `maildrop/` (mode 1733) to fsync it,
+//! so the new file's directory entry is made durable with `syncfs(2)` of the queue file system,
+//! which costs more than a directory fsync on a busy file system.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -13,16 +31,20 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use common::config::{self, MasterCf, Params, ServiceType};
+use common::domain::{address_is_printable, printable};
 use common::ipc::client::call_blocking;
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
 use common::queue::file::{ClientInfo, Envelope, Recipient, now_us, write_new};
+use common::queue::maildrop::{self, Release};
 use common::queue::{QueueName, Spool};
 
 use crate::Fatal;
 
-/// sendmail's exit status for every fatal error.
+/// sendmail's exit status for a fatal error.
 pub const EX_TEMPFAIL: u8 = 75;
+/// sendmail's exit status for a bad command line or address.
+pub const EX_USAGE: u8 = 64;
 
 fn fatal(text: impl Into<String>) -> Fatal {
     Fatal::new(EX_TEMPFAIL, text)
@@ -179,6 +201,13 @@ fn etrn_via_smtp(p: &Params, dir: &std::path::Path, site: &str) -> Result<(), Fa
     Ok(())
 }
 
+/// An address as given on the command line, without surrounding space and one pair of angle
+/// brackets (`-f '<>'` is the null sender, as in Postfix).
+fn bare_address(a: &str) -> &str {
+    let a = a.trim_matches([' ', '\t']);
+    a.strip_prefix('<').and_then(|a| a.strip_suffix('>')).unwrap_or(a)
+}
+
 /// Addresses in To:, Cc: and Bcc: header lines (`-t`).
 fn header_recipients(headers: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -240,11 +269,21 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
     let user = common::config::users::UserList::user_name(uid);
     let myhostname = p.get("myhostname").map_err(|e| fatal(e.to_string()))?;
     let myorigin = p.get("myorigin").map_err(|e| fatal(e.to_string()))?;
-    let qualify = |a: &str| if a.contains('@') || a.is_empty() { a.to_string() } else { format!("{a}@{myorigin}") };
+    let qualify = |a: &str| {
+        let a = bare_address(a);
+        if a.contains('@') || a.is_empty() { a.to_string() } else { format!("{a}@{myorigin}") }
+    };
     let sender = o.sender.as_deref().map(qualify).unwrap_or_else(|| qualify(&user));
+    if !address_is_printable(&sender) {
+        return Err(Fatal::new(EX_USAGE, format!("bad sender address: {}", printable(&sender))));
+    }
+    if let Some(bad) = recipients.iter().find(|r| !address_is_printable(r)) {
+        return Err(Fatal::new(EX_USAGE, format!("bad recipient address: {}", printable(bad))));
+    }
     let has = |name: &str| headers.lines().any(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")));
     let now = SystemTime::now();
-    let mut message = format!("Received: by {myhostname} (Postern, from userid {uid});\r\n\t{}\r\n", common::datetime::rfc5322(now));
+    // pickup prepends the Received: header, from the file's owner: nothing here is trusted.
+    let mut message = String::new();
     if !has("date") {
         message.push_str(&format!("Date: {}\r\n", common::datetime::rfc5322(now)));
     }
@@ -252,7 +291,8 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
         message.push_str(&format!("Message-ID: <{}.{}@{myhostname}>\r\n", now_us(), std::process::id()));
     }
     if !has("from") {
-        message.push_str(&format!("From: {sender}\r\n"));
+        // The null sender has no mailbox to name (Postfix's cleanup says MAILER-DAEMON).
+        message.push_str(&format!("From: {}\r\n", if sender.is_empty() { "MAILER-DAEMON" } else { &sender }));
     }
     // Bcc: headers are for the envelope only.
     let mut in_bcc = false;
@@ -276,7 +316,27 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
     };
-    write_new(&spool, QueueName::Maildrop, &env, message.as_bytes()).map_err(|e| fatal(format!("queue file write error: {e}")))?;
+    let size_limit = u64::try_from(p.int("message_size_limit").map_err(|e| fatal(e.to_string()))?).unwrap_or(0);
+    let envelope_size = serde_json::to_vec(&env).map(|v| v.len() as u64).unwrap_or(u64::MAX);
+    if (size_limit > 0 && message.len() as u64 > size_limit) || envelope_size > maildrop::ENVELOPE_SLACK {
+        return Err(fatal("message file too big"));
+    }
+    let id = write_new(&spool, QueueName::Maildrop, &env, message.as_bytes()).map_err(|e| fatal(format!("queue file write error: {e}")))?;
+    let path = spool.path(QueueName::Maildrop, &id);
+    // Without a mail_owner user the master runs every service as root (with a warning), and
+    // root needs no grant.
+    let owner = p.get("mail_owner").map_err(|e| fatal(e.to_string()))?;
+    let owner_uid = nix::unistd::User::from_name(&owner).ok().flatten().map_or(0, |u| u.uid.as_raw());
+    match maildrop::release(&path, owner_uid) {
+        Ok(Release::Private) => {}
+        Ok(Release::WorldReadable) => {
+            eprintln!("sendmail: warning: no POSIX ACLs on the maildrop file system: queue file {id} is readable by other local users")
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(fatal(format!("queue file write error: {}: {e}", path.display())));
+        }
+    }
     // A running pickup takes it at once; otherwise it waits for the next start or wakeup.
     let pickup = service_path(&spool.root, Class::Public, &p.get("pickup_service_name").unwrap_or_else(|_| "pickup".into()));
     let _ = call_blocking::<QmgrProtocol>(&pickup, &vec![QmgrTrigger::Wakeup], Duration::from_secs(5));
@@ -300,6 +360,21 @@ mod tests {
         assert_eq!(parse(&s(&["-qRexample.net"])).unwrap().queue.as_deref(), Some("Rexample.net"));
         assert_eq!(parse(&s(&["-fme@x"])).unwrap().sender.as_deref(), Some("me@x"));
         assert!(parse(&s(&["-bs"])).is_err());
+    }
+
+    #[test]
+    fn bare_addresses() {
+        let cases = [
+            ("a@b.example", "a@b.example"),
+            ("<a@b.example>", "a@b.example"),
+            (" <> ", ""),
+            ("<>", ""),
+            ("<<a@b>>", "<a@b>"),
+            ("a\r\n", "a\r\n"),
+        ];
+        for (given, want) in cases {
+            assert_eq!(bare_address(given), want, "{given:?}");
+        }
     }
 
     #[test]

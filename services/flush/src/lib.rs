@@ -29,7 +29,9 @@
 //! Only syntactically valid host names (lowercased) name logfiles; address literals and
 //! anything else are answered `Bad`, so no request can touch a file outside `flush/`. `Add`
 //! is accepted only from the mail system's own user (or root); the other requests from users
-//! in `authorized_flush_users`, identified by `SO_PEERCRED`.
+//! in `authorized_flush_users`, identified by `SO_PEERCRED`. A local user other than root
+//! and the mail system's own may hold at most `local_client_connection_limit` connections and
+//! must send each request within `local_client_timeout`; the daemons keep theirs.
 //!
 //! # Diagnostics
 //! Problems are logged as warnings; the service keeps serving. Success is silent, as in Postfix.
@@ -37,7 +39,8 @@
 //! # Configuration parameters
 //! `fast_flush_domains` (default `$relay_domains`; empty turns the service off),
 //! `fast_flush_refresh_time` (12h), `fast_flush_purge_time` (7d), `authorized_flush_users`,
-//! `queue_service_name`, `trigger_timeout`, `ipc_timeout`.
+//! `queue_service_name`, `trigger_timeout`, `ipc_timeout`, `local_client_connection_limit`,
+//! `local_client_timeout`.
 //!
 //! # Bugs
 //! A message with recipients in several domains is listed under each, and sending one site

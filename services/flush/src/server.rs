@@ -13,7 +13,7 @@ use common::daemon::Daemon;
 use common::daemon::{DaemonArgs, Event};
 use common::ipc::control::MasterCommand;
 use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
-use common::ipc::server::serve;
+use common::ipc::server::{PublicGate, serve};
 use common::log_warning;
 
 use crate::actor::FlushHandle;
@@ -70,11 +70,20 @@ async fn serve_client(stream: UnixStream, handle: FlushHandle, auth: watch::Rece
 pub async fn run(mut daemon: Daemon, handle: FlushHandle, args: DaemonArgs, params: Params) {
     let (auth_tx, auth) = watch::channel(FlushAuth::from_params(&params));
     let mut timeout = params.time("ipc_timeout").unwrap_or(Duration::from_secs(3600));
+    let gate = match PublicGate::from_params("flush", &params) {
+        Ok(g) => g,
+        Err(e) => common::daemon::fatal(&e.to_string()),
+    };
     daemon.ready();
     loop {
         match daemon.next().await {
             Event::Unix(stream) => {
-                actix_rt::spawn(serve_client(stream, handle.clone(), auth.clone(), timeout));
+                let Some(permit) = gate.admit(&stream) else { continue };
+                let serving = serve_client(stream, handle.clone(), auth.clone(), permit.timeout(timeout));
+                actix_rt::spawn(async move {
+                    serving.await;
+                    drop(permit);
+                });
             }
             Event::Tcp(..) => {
                 log_warning!("flush: ignoring a TCP connection; this is a unix service")
@@ -93,6 +102,9 @@ pub async fn run(mut daemon: Daemon, handle: FlushHandle, args: DaemonArgs, para
                         handle.reload(cfg);
                         auth_tx.send_replace(FlushAuth::from_params(&p));
                         timeout = p.time("ipc_timeout").unwrap_or(timeout);
+                        if let Err(e) = gate.reconfigure(&p) {
+                            log_warning!("reload: {e}; keeping the connection limits");
+                        }
                     }
                     Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
                 },

@@ -6,26 +6,75 @@
 //! # Description
 //! Copies mail that `sendmail` wrote into `maildrop` (durably, so submission works while the mail
 //! system is down) into `incoming` as a new queue file owned by the mail system, removes the
-//! maildrop file, and tells the queue manager. It runs on every master wakeup
-//! and whenever it is triggered (`sendmail` triggers it after each submission). A file that is
-//! not a complete queue file is removed with a warning: maildrop is writable by every local
-//! user, so nothing there is trusted until it parses.
+//! maildrop file, and tells the queue manager. It runs on every master wakeup and whenever it
+//! is triggered (`sendmail` triggers it after each submission).
+//!
+//! # Security
+//! `maildrop` is writable by every local user, so nothing there is trusted until it is checked
+//! (`common::queue::maildrop`): a name is looked at with `lstat` and opened with
+//! `O_NOFOLLOW|O_NONBLOCK`, and must be a regular file with one link and at most
+//! `message_size_limit` plus 4 MB of envelope; it is read within that cap and parsed
+//! defensively, and its envelope addresses must be free of control characters. A FIFO, a
+//! symbolic link, a hard link, a huge (sparse) file or garbage never stops pickup: such a file
+//! goes to `corrupt/` with a warning that names its owner, and pickup goes on with the next.
+//! A file that cannot be *read* now (EACCES, EMFILE, ENOMEM, EIO) is not corrupt: it stays where
+//! it is and is tried again at the next scan; pickup never moves or removes a file it could not
+//! read.
+//!
+//! Who submitted a message comes from the file's owner, not from its content: the arrival time
+//! is pickup's clock, the client information is that of a local submission, and pickup itself
+//! prepends the `Received: by $myhostname (Postern, from userid N)` header.
+//!
+//! Pending maildrop files are not readable by other local users: `sendmail` writes them with
+//! mode 0600 and grants read access to `mail_owner` alone with a POSIX ACL entry; it sets the
+//! owner-execute bit last, and pickup takes only files that have it (Postfix's "ready" mode), so
+//! a file whose ACL is not in place yet is left for the next scan. See `sendmail` for file
+//! systems without ACLs.
 //!
 //! # Diagnostics
-//! `<id>: uid=<uid> from=<sender>`, `warning: <id>: removing malformed maildrop file: ...`.
+//! `<id>: uid=<uid> from=<sender>` for each message taken;
+//! `warning: saving corrupt file "<name>" from queue "maildrop" to queue "corrupt": uid=<uid>: <why>`;
+//! `warning: maildrop/<name>: uid=<uid>: <error>; leaving it for a later attempt`.
+//!
+//! # Bugs
+//! With `message_size_limit = 0` there is no size cap: a maildrop file is read whole, as large
+//! as it is (the queue file writer takes a whole message). A file that never becomes ready
+//! (`sendmail` killed between writing and releasing it) stays in `maildrop` unlisted and
+//! untouched, as in Postfix; remove it by hand.
+//!
+//! # Configuration parameters
+//! `message_size_limit`, `myhostname`, `queue_directory`, `local_client_connection_limit`,
+//! `local_client_timeout` (for clients of `public/pickup`).
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use common::config::{ParamError, Params};
 use common::ipc::client::call;
 use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
-use common::queue::file;
+use common::queue::file::{self, ClientInfo, Envelope, now_us};
+use common::queue::maildrop::{self, MaildropError};
 use common::queue::{QueueName, Spool};
 use common::{log_info, log_warning};
 
-/// Move every complete maildrop file to incoming; returns how many were moved.
-pub fn pickup_all(spool: &Spool) -> usize {
+/// What pickup needs from main.cf.
+#[derive(Debug, Clone)]
+pub struct PickupConfig {
+    /// The largest maildrop file taken (`None`: no limit).
+    pub cap: Option<u64>,
+    pub myhostname: String,
+}
+
+impl PickupConfig {
+    pub fn from_params(p: &Params) -> Result<PickupConfig, ParamError> {
+        let limit = u64::try_from(p.int("message_size_limit")?).unwrap_or(0);
+        Ok(PickupConfig { cap: maildrop::size_cap(limit), myhostname: p.get("myhostname")? })
+    }
+}
+
+/// Move every good maildrop file to incoming and every bad one to corrupt; returns how many
+/// were moved to incoming.
+pub fn pickup_all(spool: &Spool, cfg: &PickupConfig) -> usize {
     let ids = match spool.list(QueueName::Maildrop) {
         Ok(ids) => ids,
         Err(e) => {
@@ -36,24 +85,45 @@ pub fn pickup_all(spool: &Spool) -> usize {
     let mut moved = 0;
     for id in ids {
         let path = spool.path(QueueName::Maildrop, &id);
-        let uid = std::fs::metadata(&path).map(|m| m.uid()).unwrap_or(u32::MAX);
-        match file::read(&path) {
-            // A copy, not a rename: the new file belongs to the mail system (the submitter owns
-            // the maildrop file) and gets a fresh queue ID, as Postfix's cleanup does.
-            Ok(qf) => match file::write_new(spool, QueueName::Incoming, &qf.envelope, &qf.message) {
-                Ok(new_id) => {
-                    log_info!("{new_id}: uid={uid} from=<{}>", qf.envelope.sender);
-                    if let Err(e) = std::fs::remove_file(&path) {
-                        log_warning!("{id}: remove maildrop file: {e}");
-                    }
-                    moved += 1;
-                }
-                Err(e) => log_warning!("{id}: copy from maildrop to incoming: {e}"),
-            },
-            Err(e) => {
-                log_warning!("{id}: removing malformed maildrop file: {e}");
-                let _ = std::fs::remove_file(&path);
+        let dropped = match maildrop::read(&path, cfg.cap) {
+            Ok(d) => d,
+            Err(MaildropError::Vanished | MaildropError::NotReady) => continue,
+            Err(e @ MaildropError::Transient { .. }) => {
+                log_warning!("maildrop/{id}: {e}; leaving it for a later attempt");
+                continue;
             }
+            Err(e @ MaildropError::Bad { .. }) => {
+                log_warning!("saving corrupt file \"{id}\" from queue \"maildrop\" to queue \"corrupt\": {e}");
+                if let Err(e) = spool.move_file(&id, QueueName::Maildrop, QueueName::Corrupt) {
+                    log_warning!("maildrop/{id}: move to corrupt: {e}");
+                }
+                continue;
+            }
+        };
+        let uid = dropped.uid;
+        let now = SystemTime::now();
+        // Only the addresses come from the file; when and from whom is ours to say.
+        let envelope = Envelope {
+            sender: dropped.file.envelope.sender,
+            recipients: dropped.file.envelope.recipients,
+            arrival_us: now_us(),
+            client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
+        };
+        let mut message =
+            format!("Received: by {} (Postern, from userid {uid});\r\n\t{}\r\n", cfg.myhostname, common::datetime::rfc5322(now))
+                .into_bytes();
+        message.extend_from_slice(&dropped.file.message);
+        // A copy, not a rename: the new file belongs to the mail system (the submitter owns
+        // the maildrop file) and gets a fresh queue ID, as Postfix's cleanup does.
+        match file::write_new(spool, QueueName::Incoming, &envelope, &message) {
+            Ok(new_id) => {
+                log_info!("{new_id}: uid={uid} from=<{}>", envelope.sender);
+                if let Err(e) = maildrop::remove(&path, dropped.dev_ino) {
+                    log_warning!("remove maildrop/{id}: {e}");
+                }
+                moved += 1;
+            }
+            Err(e) => log_warning!("{id}: copy from maildrop to incoming: {e}"),
         }
     }
     moved

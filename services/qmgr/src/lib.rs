@@ -19,6 +19,14 @@
 //! `defer_transports`), `Wakeup` (W). The master's wakeup asks for an incoming scan; the
 //! deferred queue is scanned every `queue_run_delay`.
 //!
+//! # Security
+//! `public/qmgr` is reachable by every local user. A request with D, A or F (work forced
+//! ahead of time, `postqueue -f`) is refused as a whole (`Denied`, and a warning `User
+//! name(uid) is not allowed to flush the mail queue`) unless its `SO_PEERCRED` user is root,
+//! `mail_owner` or in `authorized_flush_users`. A local user may hold at most
+//! `local_client_connection_limit` connections and must send each request within
+//! `local_client_timeout`.
+//!
 //! At start, files left in `active` by a crash go back to `incoming`: nothing is lost.
 //!
 //! # Diagnostics
@@ -30,7 +38,8 @@
 //! `qmgr_message_active_limit`, `initial_destination_concurrency`,
 //! `default_destination_concurrency_limit`, `minimal_backoff_time`,
 //! `maximal_backoff_time`, `queue_run_delay`, `maximal_queue_lifetime`, `bounce_queue_lifetime`,
-//! `transport_maps`, `relayhost`, `default_transport`, `defer_transports`, `fast_flush_domains`.
+//! `transport_maps`, `relayhost`, `default_transport`, `defer_transports`, `fast_flush_domains`,
+//! `authorized_flush_users`, `local_client_connection_limit`, `local_client_timeout`.
 //!
 //! # Bugs
 //! Scans run on the scheduler's thread: listing a very large deferred queue (one pass over its

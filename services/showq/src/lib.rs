@@ -11,29 +11,38 @@
 //!
 //! # Security
 //! Clients are identified with `SO_PEERCRED`; only users in `authorized_mailq_users` (and root
-//! and the mail system's own user) get a listing.
+//! and the mail system's own user) get a listing. A local user may hold at most
+//! `local_client_connection_limit` connections and must ask within `local_client_timeout`.
+//! Maildrop files are read as pickup reads them (never a FIFO or a link, never more than
+//! pickup's size cap), so no local user can make the listing block; a bad one is left out.
 //!
 //! # Configuration parameters
-//! `authorized_mailq_users`, `queue_directory`.
+//! `authorized_mailq_users`, `local_client_connection_limit`, `local_client_timeout`,
+//! `message_size_limit`, `queue_directory`.
 
 use std::time::Duration;
 
 use tokio::net::UnixStream;
 
 use common::config::users::UserList;
+use common::config::{ParamError, Params};
 use common::ipc::Protocol;
 use common::ipc::frame::{MAX_FRAME, read_frame, write_frame};
 use common::ipc::showq::{QueueEntry, QueueRecipient, ShowqItem, ShowqProtocol, ShowqRequest};
 use common::log_warning;
 use common::queue::file::{self, Outcome};
+use common::queue::maildrop;
 use common::queue::{QueueName, Spool};
 
 /// The queues listed, in Postfix's order.
 const LISTED: [QueueName; 5] = [QueueName::Maildrop, QueueName::Incoming, QueueName::Active, QueueName::Deferred, QueueName::Hold];
 
 /// The listing entry of one queue file, or `None` when it vanished or cannot be read.
-pub fn entry(spool: &Spool, queue: QueueName, id: &common::queue::QueueId) -> Option<QueueEntry> {
-    let qf = file::read(&spool.path(queue, id)).ok()?;
+/// A maildrop file is read as pickup reads it (`maildrop_cap`): never a FIFO, a link or more
+/// than the cap, so that no local user can make the listing block or balloon.
+pub fn entry(spool: &Spool, queue: QueueName, id: &common::queue::QueueId, maildrop_cap: Option<u64>) -> Option<QueueEntry> {
+    let path = spool.path(queue, id);
+    let qf = if queue == QueueName::Maildrop { maildrop::read(&path, maildrop_cap).ok()?.file } else { file::read(&path).ok()? };
     let recipients = qf
         .pending()
         .map(|(i, r)| QueueRecipient {
@@ -52,13 +61,34 @@ pub fn entry(spool: &Spool, queue: QueueName, id: &common::queue::QueueId) -> Op
     })
 }
 
-/// Serve one listing request.
-pub async fn serve_client(mut stream: UnixStream, spool: Spool, users: UserList) {
-    let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else { return };
+/// What showq needs from main.cf.
+#[derive(Debug, Clone)]
+pub struct ShowqConfig {
+    pub spool: Spool,
+    /// `authorized_mailq_users`.
+    pub users: UserList,
+    /// The largest maildrop file read (pickup's cap).
+    pub maildrop_cap: Option<u64>,
+}
+
+impl ShowqConfig {
+    pub fn from_params(p: &Params) -> Result<ShowqConfig, ParamError> {
+        let limit = u64::try_from(p.int("message_size_limit")?).unwrap_or(0);
+        Ok(ShowqConfig {
+            spool: Spool::from_params(p)?,
+            users: UserList::new(&p.list("authorized_mailq_users")?),
+            maildrop_cap: maildrop::size_cap(limit),
+        })
+    }
+}
+
+/// Serve one listing request; the client must ask within `timeout` (the gate's).
+pub async fn serve_client(mut stream: UnixStream, cfg: ShowqConfig, uid: u32, timeout: Duration) {
+    let ShowqConfig { spool, users, maildrop_cap } = cfg;
     if write_frame(&mut stream, &ShowqProtocol::hello()).await.is_err() {
         return;
     }
-    match tokio::time::timeout(Duration::from_secs(60), read_frame::<ShowqRequest, _>(&mut stream, MAX_FRAME)).await {
+    match tokio::time::timeout(timeout, read_frame::<ShowqRequest, _>(&mut stream, MAX_FRAME)).await {
         Ok(Ok(Some(ShowqRequest::List))) => {}
         Ok(Err(e)) => {
             log_warning!("showq socket client uid {uid}: {e}");
@@ -75,7 +105,7 @@ pub async fn serve_client(mut stream: UnixStream, spool: Spool, users: UserList)
     for queue in LISTED {
         let ids = spool.list(queue).unwrap_or_default();
         for id in ids {
-            let Some(e) = entry(&spool, queue, &id) else { continue };
+            let Some(e) = entry(&spool, queue, &id, maildrop_cap) else { continue };
             if write_frame(&mut stream, &ShowqItem::Entry(e)).await.is_err() {
                 return;
             }

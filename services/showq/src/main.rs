@@ -1,15 +1,20 @@
 //! The `showq` program.
 
-use common::config::users::UserList;
+use std::time::Duration;
+
 use common::daemon::{self, Daemon, Event, fatal};
 use common::ipc::control::MasterCommand;
+use common::ipc::server::PublicGate;
 use common::log_warning;
-use common::queue::Spool;
+use showq::ShowqConfig;
+
+/// How long the mail system's own clients may take to ask.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() {
     let (args, params) = daemon::start("showq");
-    let mut spool = Spool::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
-    let mut users = UserList::new(&params.list("authorized_mailq_users").unwrap_or_else(|e| fatal(&e.to_string())));
+    let mut cfg = ShowqConfig::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
+    let gate = PublicGate::from_params("showq", &params).unwrap_or_else(|e| fatal(&e.to_string()));
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
     let rt = daemon::runtime(0);
     rt.block_on(async move {
@@ -18,16 +23,20 @@ fn main() {
         loop {
             match d.next().await {
                 Event::Unix(stream) => {
-                    tokio::spawn(showq::serve_client(stream, spool.clone(), users.clone()));
+                    let Some(permit) = gate.admit(&stream) else { continue };
+                    let serving = showq::serve_client(stream, cfg.clone(), permit.uid, permit.timeout(REQUEST_TIMEOUT));
+                    tokio::spawn(async move {
+                        serving.await;
+                        drop(permit);
+                    });
                 }
                 Event::Tcp(..) => log_warning!("showq: ignoring a TCP connection; this is a unix service"),
-                Event::Command(MasterCommand::Reload) => match args.load_params("showq") {
-                    Ok(p) => {
-                        if let Ok(s) = Spool::from_params(&p) {
-                            spool = s;
-                        }
-                        users = UserList::new(&p.list("authorized_mailq_users").unwrap_or_default());
-                    }
+                Event::Command(MasterCommand::Reload) => match args.load_params("showq").map_err(|e| e.to_string()).and_then(|p| {
+                    let c = ShowqConfig::from_params(&p).map_err(|e| e.to_string())?;
+                    gate.reconfigure(&p).map_err(|e| e.to_string())?;
+                    Ok(c)
+                }) {
+                    Ok(c) => cfg = c,
                     Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
                 },
                 Event::Command(MasterCommand::Wakeup) => {}
