@@ -46,18 +46,6 @@ pub fn address_domain(address: &str) -> &str {
     address.rsplit_once('@').map_or("", |(_, d)| d)
 }
 
-/// Whether an envelope address is free of control characters (CR, LF, NUL, DEL and the rest):
-/// such an address could end an SMTP command early or split a log line, wherever it came from.
-pub fn address_is_printable(address: &str) -> bool {
-    !address.chars().any(char::is_control)
-}
-
-/// Postfix `printable()`: the text with every control character replaced by `?`, fit for a log
-/// line or an error message.
-pub fn printable(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
-}
-
 /// A destination site that may have a fast-flush logfile: a valid host name, lowercased.
 /// Address literals are refused (ARCHITECTURE.md §4): they cannot be a file name safely and
 /// Postfix itself denies them in its EAI builds.
@@ -115,23 +103,6 @@ impl fmt::Display for Site {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn printable_addresses() {
-        let cases: &[(&str, bool, &str)] = &[
-            ("a@b.example", true, "a@b.example"),
-            ("", true, ""),
-            ("Ünïcode@b.example", true, "Ünïcode@b.example"),
-            ("a@b>\r\nRCPT TO:<c@d>", false, "a@b>??RCPT TO:<c@d>"),
-            ("a\0@b", false, "a?@b"),
-            ("a\x7f\x1b@b", false, "a??@b"),
-            ("a\u{85}@b", false, "a?@b"),
-        ];
-        for (input, ok, shown) in cases {
-            assert_eq!(address_is_printable(input), *ok, "{input:?}");
-            assert_eq!(printable(input), *shown, "{input:?}");
-        }
-    }
 
     #[test]
     fn hostnames() {

@@ -40,6 +40,9 @@ mod tests {
         assert_eq!(printable("a\r\nRCPT TO:<x>\0\x7f\x1b", '?'), "a??RCPT TO:<x>???");
         assert_eq!(printable("grüße\u{85}", '?'), "grüße?");
         assert!(has_control("a\rb") && !has_control("für@x.test"));
+        for bad in ["a@b>\r\nRCPT TO:<c@d>", "a\0@b", "a\x7f@b", "a\u{85}@b"] {
+            assert!(has_control(bad), "{bad:?}");
+        }
         assert_eq!(truncate("grüße", 3), "gr");
         assert_eq!(truncate("abc", 10), "abc");
     }

@@ -20,7 +20,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::file::{self, QueueFile};
-use crate::domain::{address_is_printable, printable};
+use crate::text::{has_control, printable};
 
 /// Room for the envelope on top of the message in a maildrop file: the header line, the
 /// envelope as one line of JSON (a few tens of thousands of recipients), the length line and
@@ -147,16 +147,16 @@ pub fn read(path: &Path, cap: Option<u64>) -> Result<Dropped, MaildropError> {
 /// Envelope addresses with control characters could inject commands or log lines later on.
 fn check_envelope(qf: &QueueFile) -> Result<(), String> {
     let env = &qf.envelope;
-    if !address_is_printable(&env.sender) {
-        return Err(format!("malformed sender address: {}", printable(&env.sender)));
+    if has_control(&env.sender) {
+        return Err(format!("malformed sender address: {}", printable(&env.sender, '?')));
     }
     if env.recipients.is_empty() {
         return Err("no recipients".into());
     }
     for r in &env.recipients {
         for a in std::iter::once(&r.address).chain(r.orig.as_ref()) {
-            if !address_is_printable(a) {
-                return Err(format!("malformed recipient address: {}", printable(a)));
+            if has_control(a) {
+                return Err(format!("malformed recipient address: {}", printable(a, '?')));
             }
         }
     }

@@ -31,13 +31,13 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use common::config::{self, MasterCf, Params, ServiceType};
-use common::domain::{address_is_printable, printable};
 use common::ipc::client::call_blocking;
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
 use common::queue::file::{ClientInfo, Envelope, Recipient, now_us, write_new};
 use common::queue::maildrop::{self, Release};
 use common::queue::{QueueName, Spool};
+use common::text::{has_control, printable};
 
 use crate::Fatal;
 
@@ -274,11 +274,11 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
         if a.contains('@') || a.is_empty() { a.to_string() } else { format!("{a}@{myorigin}") }
     };
     let sender = o.sender.as_deref().map(qualify).unwrap_or_else(|| qualify(&user));
-    if !address_is_printable(&sender) {
-        return Err(Fatal::new(EX_USAGE, format!("bad sender address: {}", printable(&sender))));
+    if has_control(&sender) {
+        return Err(Fatal::new(EX_USAGE, format!("bad sender address: {}", printable(&sender, '?'))));
     }
-    if let Some(bad) = recipients.iter().find(|r| !address_is_printable(r)) {
-        return Err(Fatal::new(EX_USAGE, format!("bad recipient address: {}", printable(bad))));
+    if let Some(bad) = recipients.iter().find(|r| has_control(r)) {
+        return Err(Fatal::new(EX_USAGE, format!("bad recipient address: {}", printable(bad, '?'))));
     }
     let has = |name: &str| headers.lines().any(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")));
     let now = SystemTime::now();
