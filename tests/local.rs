@@ -327,15 +327,7 @@ fn pickup_as_mail_owner_reads_released_files_and_leaves_unreadable_ones_alone() 
     let port = free_port();
     let inst =
         Install::new(&format!("relayhost = [127.0.0.1]:{}\nrelay_domains = customer.example\n", sink.port), &mail_system_master_cf(port));
-    // The services run as nobody: give them programs they can reach.
-    let programs = inst.dir.path().join("libexec");
-    std::fs::create_dir(&programs).unwrap();
-    for p in ["master", "smtpd", "qmgr", "smtp", "pickup", "showq", "flush"] {
-        std::fs::copy(bin(p), programs.join(p)).unwrap();
-    }
-    let mut main = std::fs::read_to_string(inst.etc.join("main.cf")).unwrap();
-    main.push_str(&format!("mail_owner = nobody\ndaemon_directory = {}\n", programs.display()));
-    std::fs::write(inst.etc.join("main.cf"), main).unwrap();
+    inst.run_services_as_nobody();
     let mut inst = inst;
     inst.start();
     inst.stop();

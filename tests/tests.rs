@@ -12,6 +12,7 @@ mod config;
 mod crash;
 mod dns;
 mod etrn;
+mod failures;
 mod flush;
 mod local;
 mod mail;

@@ -83,12 +83,15 @@ impl DaemonArgs {
     }
 
     /// Load main.cf with this service's overrides, plus the read-only `service_name` and
-    /// `process_name` parameters.
+    /// `process_name` parameters, and check the values every program relies on.
     pub fn load_params(&self, program: &str) -> Result<Params, DaemonError> {
         let mut overrides = self.overrides.clone();
         overrides.push(("service_name".into(), self.service.clone()));
         overrides.push(("process_name".into(), program.to_string()));
-        Ok(Params::load(&self.config_dir, &overrides)?)
+        let params = Params::load(&self.config_dir, &overrides)?;
+        // At start and at every reload: a value no program can use is refused before use.
+        params.check_values()?;
+        Ok(params)
     }
 }
 

@@ -106,30 +106,44 @@ pub const LOG_LINE_MAX: usize = 2048;
 /// Log one line. Control characters become `?`, so that no text from a peer can forge a
 /// second line.
 pub fn log(sev: Severity, text: &str) {
+    write_line(None, std::process::id(), sev, text);
+}
+
+/// Log a line on behalf of another program of this system (the master relays what its
+/// children write to standard error): `<syslog_name>/<program>[pid]: text`.
+pub fn log_for(program: &str, pid: u32, text: &str) {
+    write_line(Some(program), pid, Severity::Info, text);
+}
+
+fn write_line(program: Option<&str>, pid: u32, sev: Severity, text: &str) {
     let text = crate::text::printable(crate::text::truncate(text, LOG_LINE_MAX), '?');
     let text = text.as_ref();
-    let pid = std::process::id();
     let Some(logger) = LOGGER.get() else {
-        eprintln!("{}[{pid}]: {}{text}", program_name(), prefix(sev));
+        eprintln!("{}[{pid}]: {}{text}", program.map_or_else(program_name, str::to_string), prefix(sev));
         return;
+    };
+    let tag = match program {
+        Some(p) => format!("{}/{p}", logger.tag.split('/').next().unwrap_or(&logger.tag)),
+        None => logger.tag.clone(),
     };
     let body = format!("{}{text}", prefix(sev));
     if logger.also_stderr {
-        eprintln!("{}: {body}", logger.tag.rsplit('/').next().unwrap_or(&logger.tag));
+        eprintln!("{}: {body}", tag.rsplit('/').next().unwrap_or(&tag));
     }
     let mut sink = match logger.sink.lock() {
         Ok(s) => s,
         Err(poisoned) => poisoned.into_inner(),
     };
-    let line =
-        format!("{} {} {}[{pid}]: {body}\n", crate::datetime::syslog_stamp(std::time::SystemTime::now()), logger.hostname, logger.tag);
-    if write_sink(&mut sink, sev, &line, &body) {
+    let line = format!("{} {} {tag}[{pid}]: {body}\n", crate::datetime::syslog_stamp(std::time::SystemTime::now()), logger.hostname);
+    // The syslog connection carries our own tag and pid: a relayed line names its program.
+    let syslog_body = if program.is_some() { format!("{tag}[{pid}]: {body}") } else { body.clone() };
+    if write_sink(&mut sink, sev, &line, &syslog_body) {
         return;
     }
     // Reconnect once (the syslog daemon may have restarted, the file may have been rotated away).
     if !matches!(*sink, Sink::Stderr) {
         *sink = open_sink(&logger.tag, &logger.maillog_file);
-        if write_sink(&mut sink, sev, &line, &body) {
+        if write_sink(&mut sink, sev, &line, &syslog_body) {
             return;
         }
     }

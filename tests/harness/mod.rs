@@ -121,6 +121,19 @@ impl Install {
         (inst, port)
     }
 
+    /// Make the services run as `nobody` (the master must run as root): `mail_owner = nobody`,
+    /// and the daemon programs copied where that user can reach them.
+    pub fn run_services_as_nobody(&self) {
+        let programs = self.dir.path().join("libexec");
+        std::fs::create_dir_all(&programs).expect("mkdir libexec");
+        for p in ["master", "smtpd", "qmgr", "smtp", "pickup", "showq", "flush"] {
+            std::fs::copy(bin(p), programs.join(p)).expect("copy program");
+        }
+        let mut main = std::fs::read_to_string(self.etc.join("main.cf")).expect("read main.cf");
+        main.push_str(&format!("mail_owner = nobody\ndaemon_directory = {}\n", programs.display()));
+        std::fs::write(self.etc.join("main.cf"), main).expect("write main.cf");
+    }
+
     /// Log lines containing `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
         self.log().lines().filter(|l| l.contains(needle)).count()

@@ -23,7 +23,27 @@ pub fn config_dir(arg: Option<PathBuf>) -> PathBuf {
     arg.or_else(|| std::env::var_os("MAIL_CONFIG").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("/etc/postern"))
 }
 
+/// Parameters whose value must be a valid host name (Postfix checks them at every start).
+const HOSTNAME_PARAMS: [&str; 2] = ["myhostname", "mydomain"];
+
 impl Params {
+    /// Postfix's value checks that every program makes before it does anything: today the
+    /// host name parameters, which end up in every banner, `Received:` header and EHLO (a
+    /// 10,000-character `myhostname` would make a banner line no client accepts).
+    pub fn check_values(&self) -> Result<(), ConfigError> {
+        for name in HOSTNAME_PARAMS {
+            let value = self.get(name)?;
+            if !crate::domain::valid_hostname(&value) {
+                let shown = crate::text::printable(crate::text::truncate(&value, 100), '?').into_owned();
+                return Err(ConfigError::Value {
+                    param: format!("file {}: parameter {name}", self.config_dir.join("main.cf").display()),
+                    what: format!("bad parameter value: {shown}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Compile the domain-list parameter `name`.
     pub fn domain_list(&self, name: &str) -> Result<DomainList, ConfigError> {
         let value = self.get(name)?;

@@ -74,6 +74,7 @@ pub fn check(dir: &Path, params: &Params) -> Result<(), String> {
             return Err(format!("{}, line {line}: {e}", dir.join("main.cf").display()));
         }
     }
+    params.check_values().map_err(|e| e.to_string())?;
     for list in ["relay_domains", "fast_flush_domains"] {
         params.domain_list(list).map_err(|e| e.to_string())?;
     }
@@ -83,7 +84,62 @@ pub fn check(dir: &Path, params: &Params) -> Result<(), String> {
     }
     let spool = Spool::from_params(params).map_err(|e| e.to_string())?;
     spool.create_dirs().map_err(|e| format!("create {}: {e}", spool.root.display()))?;
+    check_mail_owner_access(dir, params, &spool)
+}
+
+/// Running as root, the daemons run as `mail_owner`: that user must be able to read the
+/// configuration and reach the queue, or every daemon would die at start (and say so only
+/// in the mail log).
+fn check_mail_owner_access(dir: &Path, params: &Params, spool: &Spool) -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let name = params.get("mail_owner").map_err(|e| e.to_string())?;
+    let Some(user) = nix::unistd::User::from_name(&name).ok().flatten() else {
+        return Ok(()); // the master warns and runs the services as root
+    };
+    if user.uid.is_root() {
+        return Ok(());
+    }
+    let cname = std::ffi::CString::new(name.as_str()).map_err(|e| e.to_string())?;
+    let groups: Vec<u32> =
+        nix::unistd::getgrouplist(&cname, user.gid).unwrap_or_else(|_| vec![user.gid]).iter().map(|g| g.as_raw()).collect();
+    let uid = user.uid.as_raw();
+    for (path, want, what) in
+        [(dir.join("main.cf"), READ, "read"), (dir.join("master.cf"), READ, "read"), (spool.root.clone(), SEARCH, "search")]
+    {
+        if !may_access(&path, uid, &groups, want) {
+            return Err(format!(
+                "{}: mail_owner {name} (uid {uid}) cannot {what} it: the mail system's daemons run as that user",
+                path.display()
+            ));
+        }
+    }
     Ok(())
+}
+
+/// Permission bits: read, and search (execute) for a directory.
+const READ: u32 = 4;
+const SEARCH: u32 = 1;
+
+/// Whether `uid` with `groups` may `want` on `path` and search every directory above it, by
+/// the mode bits, as the kernel decides without ACLs.
+fn may_access(path: &Path, uid: u32, groups: &[u32], want: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let allowed = |p: &Path, want: u32| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            let bits = if m.uid() == uid {
+                m.mode() >> 6
+            } else if groups.contains(&m.gid()) {
+                m.mode() >> 3
+            } else {
+                m.mode()
+            };
+            bits & want == want
+        })
+    };
+    let Ok(path) = std::fs::canonicalize(path) else { return false };
+    path.ancestors().skip(1).all(|d| allowed(d, SEARCH)) && allowed(&path, want)
 }
 
 fn start(ctx: &Ctx, foreground: bool) -> Result<u8, String> {

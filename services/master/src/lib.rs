@@ -26,6 +26,11 @@
 //! # Diagnostics
 //! `daemon started -- version V, configuration DIR`, `reload -- ...`, `terminating on signal N`,
 //! `warning: process PATH pid N exit status S`, `warning: PATH: bad command startup -- throttling`.
+//! What a child writes to standard error (a fatal error before its mail log is open, a panic
+//! report, marked `panic:`) is copied into the mail log under the child's own name and pid,
+//! so a daemon that cannot start says why there. The master refuses to start with a
+//! `myhostname` or `mydomain` that is not a valid host name (`parameter myhostname: bad
+//! parameter value`), as every daemon does at start and reload.
 //!
 //! # Files
 //! `$queue_directory/pid/master.pid`, locked while the master runs.

@@ -43,6 +43,10 @@ fn main() -> ExitCode {
         }
     };
     maillog::init_from_params(&params, "master", false);
+    if let Err(e) = params.check_values() {
+        log_fatal!("{e}");
+        return ExitCode::from(1);
+    }
     match run(config_dir, &params, test_only) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

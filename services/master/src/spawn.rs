@@ -26,6 +26,43 @@ pub struct Spawned {
     pub pid: i32,
     /// The master's end of the control channel.
     pub control: UnixStream,
+    /// What the child writes to standard error, for [`relay_stderr`].
+    pub stderr: Option<std::process::ChildStderr>,
+}
+
+/// Copy a child's standard error into the mail log, line by line, under the child's name:
+/// a daemon that dies before it can open the mail log (an unreadable main.cf, a panic) still
+/// says why where the administrator looks. Ends when the child closes its standard error.
+pub fn relay_stderr(program: String, pid: i32, stderr: std::process::ChildStderr) {
+    use std::io::{BufRead, Read};
+    let spawned = std::thread::Builder::new().name(format!("stderr-{pid}")).spawn(move || {
+        let mut reader = std::io::BufReader::new(stderr);
+        let mut line = Vec::new();
+        // Bounded lines: a child cannot make the master hold an endless one.
+        while reader.by_ref().take(common::maillog::LOG_LINE_MAX as u64 + 1).read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\r', '\n']);
+            if !text.is_empty() {
+                common::maillog::log_for(&program, pid as u32, &stderr_text(text, pid));
+            }
+            line.clear();
+        }
+    });
+    if let Err(e) = spawned {
+        common::log_warning!("relay standard error of pid {pid}: {e}");
+    }
+}
+
+/// A child's standard error line as a mail log text: without the `program[pid]: ` that a
+/// program writes there before its mail log is open, and with Rust's panic report marked as
+/// Postfix marks one.
+fn stderr_text(line: &str, pid: i32) -> String {
+    let own = format!("[{pid}]: ");
+    let text = match line.find(&own) {
+        Some(at) if !line[..at].contains(' ') => &line[at + own.len()..],
+        _ => line,
+    };
+    if text.contains(" panicked at ") { format!("panic: {text}") } else { text.to_string() }
 }
 
 /// The program a master.cf command names: absolute paths as they are, anything else below
@@ -59,6 +96,7 @@ pub fn spawn_child(
     cmd.env_remove("LISTEN_PID");
     cmd.env_remove("NOTIFY_SOCKET");
     cmd.stdin(Stdio::null());
+    cmd.stderr(Stdio::piped());
 
     // Descriptors to place at 3, 4, ...: built before fork so the pre_exec hook only indexes.
     let mut fds: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).chain(std::iter::once(child_end.as_raw_fd())).collect();
@@ -89,7 +127,20 @@ pub fn spawn_child(
             Ok(())
         });
     }
-    let child = cmd.spawn()?;
+    let mut child = cmd.spawn()?;
     drop(child_end);
-    Ok(Spawned { pid: child.id() as i32, control: master_end })
+    Ok(Spawned { pid: child.id() as i32, control: master_end, stderr: child.stderr.take() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_lines() {
+        assert_eq!(stderr_text("smtpd[12]: fatal: open etc/main.cf: Permission denied", 12), "fatal: open etc/main.cf: Permission denied");
+        assert_eq!(stderr_text("thread 'main' panicked at services/x.rs:1:2:", 12), "panic: thread 'main' panicked at services/x.rs:1:2:");
+        assert_eq!(stderr_text("some text [12]: here", 12), "some text [12]: here");
+        assert_eq!(stderr_text("other[13]: text", 12), "other[13]: text");
+    }
 }

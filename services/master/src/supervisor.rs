@@ -23,7 +23,7 @@ use common::{log_info, log_warning};
 
 use crate::listen::open_listeners;
 use crate::notify::sd_notify;
-use crate::spawn::{Identity, command_path, spawn_child};
+use crate::spawn::{Identity, command_path, relay_stderr, spawn_child};
 
 /// Restarts of one service within `service_throttle_time` that count as a crash loop.
 const CRASH_LOOP_RESTARTS: usize = 10;
@@ -224,7 +224,13 @@ impl Supervisor {
         let limit = self.services[i].entry.process_limit(self.default_process_limit());
         let svc = &mut self.services[i];
         match spawn_child(&svc.entry, &svc.path, &self.config_dir, &svc.listeners, limit, self.identity) {
-            Ok(spawned) => {
+            Ok(mut spawned) => {
+                if let Some(stderr) = spawned.stderr.take() {
+                    let program = Path::new(&svc.entry.command)
+                        .file_name()
+                        .map_or_else(|| svc.entry.command.clone(), |n| n.to_string_lossy().into_owned());
+                    relay_stderr(program, spawned.pid, stderr);
+                }
                 let reader = match spawned.control.try_clone() {
                     Ok(r) => r,
                     Err(e) => {
