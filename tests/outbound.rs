@@ -11,7 +11,7 @@ use common::queue::file::{Envelope, Recipient, now_us, write_new};
 use common::queue::{QueueId, QueueName, Spool};
 
 use crate::harness::smtp::{Client, Sink, free_port, queued_id};
-use crate::harness::{Install, WAIT, mail_system_master_cf};
+use crate::harness::{Install, WAIT, mail_system_master_cf, wait_for};
 
 /// Put a message into `incoming` as smtpd or pickup would, and tell the queue manager.
 fn enqueue(inst: &Install, sender: &str, rcpts: &[&str], message: &[u8]) -> QueueId {
@@ -183,4 +183,30 @@ fn own_smtpd_on_port_25_is_recognized_by_its_ehlo_name() {
     inst.wait_log(&format!("{id}: removed"));
     // No hop at all: the only message smtpd took is the one the test sent.
     assert_eq!(inst.log_count(": client="), 1, "{}", inst.log());
+}
+
+#[test]
+fn a_relay_domain_routed_to_our_own_smtpd_on_another_port_ends_at_hopcount_limit() {
+    // Not port 25, so no loop detection (it could be a content filter): the hop count ends it
+    // with one bounce, which goes to the sender's own next hop (the sink).
+    let sink = Sink::start(free_port());
+    let smtpd = free_port();
+    let main = format!(
+        "relayhost = [127.0.0.1]:{}\nrelay_domains = loop.example\ntransport_maps = inline:{{loop.example=smtp:[127.0.0.1]:{smtpd}}}\n",
+        sink.port
+    );
+    let mut inst = Install::new(&main, &mail_system_master_cf(smtpd));
+    inst.start();
+    let mut c = Client::connect(smtpd);
+    c.cmd("EHLO client.test");
+    queued_id(&c.send_mail("s@sender.test", &["u@loop.example"], "Subject: round and round\n\nx\n"));
+    wait_for("the bounce at the sink", || (sink.count() == 1).then_some(()));
+    let bounce = &sink.messages()[0];
+    assert_eq!(bounce.recipients, vec!["s@sender.test".to_string()]);
+    assert!(bounce.data.contains("554 5.4.0 Error: too many hops"), "{}", bounce.data);
+    // The test's message, then one hop per Received: header up to the limit; no more (every
+    // message taken by smtpd is removed, and so is the bounce).
+    wait_for("the loop's messages removed", || (inst.log_count(": removed") == inst.log_count(": client=") + 1).then_some(()));
+    assert_eq!(inst.log_count(": client=localhost[127.0.0.1]"), 50, "{}", inst.log_count(": client="));
+    assert_eq!(inst.log_count("NOQUEUE: reject: DATA from localhost[127.0.0.1]: 554 5.4.0 Error: too many hops"), 1);
 }
