@@ -270,4 +270,28 @@ mod tests {
         assert_eq!(r.size, 3_000_002);
         assert!(most <= 16384, "output per piece stays piece-sized: {most}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Whatever the client sends and however it arrives: the same content and end, every
+        /// stored line ends in CRLF, and an end of data is always CRLF.CRLF.
+        #[test]
+        fn any_input_any_pieces(input in proptest::collection::vec(proptest::prop_oneof![
+            proptest::prelude::Just(b'\r'), proptest::prelude::Just(b'\n'), proptest::prelude::Just(b'.'),
+            proptest::prelude::Just(0u8), proptest::prelude::any::<u8>()], 0..300), piece in 1usize..40) {
+            let (whole, whole_end, _) = run(&input, input.len().max(1));
+            let (pieces, pieces_end, _) = run(&input, piece);
+            proptest::prop_assert_eq!(&whole, &pieces);
+            proptest::prop_assert_eq!(whole_end, pieces_end);
+            for (i, &b) in whole.iter().enumerate() {
+                if b == b'\n' {
+                    proptest::prop_assert!(i > 0 && whole[i - 1] == b'\r', "bare LF stored at {}", i);
+                }
+            }
+            if let Some(end) = whole_end {
+                let seen = &input[..end];
+                proptest::prop_assert!(seen == b".\r\n" || seen.ends_with(b"\r\n.\r\n"), "{:?}", seen);
+            }
+        }
+    }
 }

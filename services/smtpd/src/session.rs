@@ -385,3 +385,156 @@ fn strip_keyword<'t>(arg: &'t str, keyword: &str) -> Option<&'t str> {
     let head = arg.get(..keyword.len())?;
     head.eq_ignore_ascii_case(keyword).then(|| &arg[keyword.len()..])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::config::{MainCf, Params};
+
+    /// A configuration on a temporary spool: relay for customer.example, loopback trusted.
+    fn config(extra: &str) -> (tempfile::TempDir, SmtpdConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        let text = format!("queue_directory = {}\nmyhostname = mx.test\nrelay_domains = customer.example\n{extra}", spool.display());
+        let main = MainCf::parse(&text, &dir.path().join("main.cf")).unwrap();
+        let p = Params::from_parts(dir.path(), main, &[("service_name".into(), "smtpd".into())]);
+        (dir, SmtpdConfig::from_params(&p, Some(10)).unwrap())
+    }
+
+    /// The reply to one line, as the connection would send it (or what it would do instead).
+    fn cmd(s: &mut Session<'_>, line: &[u8]) -> String {
+        match s.command(line).1 {
+            Step::Reply(r) | Step::Close(r) => r,
+            Step::Data => "354".into(),
+            Step::Etrn { site, subdomains } => format!("ETRN {site} subdomains={subdomains}"),
+        }
+    }
+
+    struct Case {
+        name: &'static str,
+        /// Who connects: a trusted (loopback) client or a stranger.
+        trusted: bool,
+        /// Lines and the start of each reply.
+        dialogue: &'static [(&'static str, &'static str)],
+    }
+
+    #[test]
+    fn every_verb_in_order_and_out_of_order() {
+        let cases = [
+            Case {
+                name: "a whole transaction",
+                trusted: false,
+                dialogue: &[
+                    ("EHLO client.test", "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n250-ETRN\r\n"),
+                    ("MAIL FROM:<s@sender.test> SIZE=100 BODY=8BITMIME", "250 2.1.0 Ok"),
+                    ("RCPT TO:<u@customer.example>", "250 2.1.5 Ok"),
+                    ("RCPT TO:<u@stranger.example>", "554 5.7.1 <u@stranger.example>: Relay access denied"),
+                    ("RCPT TO:<u%stranger.example@customer.example>", "554 5.7.1"),
+                    ("DATA", "354"),
+                ],
+            },
+            Case {
+                name: "out of sequence",
+                trusted: true,
+                dialogue: &[
+                    ("RCPT TO:<u@customer.example>", "503 5.5.1 Error: need MAIL command"),
+                    ("DATA", "503 5.5.1 Error: need RCPT command"),
+                    ("MAIL FROM:<s@sender.test>", "250 2.1.0 Ok"),
+                    ("MAIL FROM:<s@sender.test>", "503 5.5.1 Error: nested MAIL command"),
+                    ("DATA", "503 5.5.1 Error: need RCPT command"),
+                    ("ETRN customer.example", "503 Error: MAIL transaction in progress"),
+                    ("RSET", "250 2.0.0 Ok"),
+                    ("DATA extra", "501 5.5.4 Syntax: DATA"),
+                ],
+            },
+            Case {
+                name: "syntax",
+                trusted: true,
+                dialogue: &[
+                    ("HELO", "501 Syntax: HELO hostname"),
+                    ("MAIL TO:<s@sender.test>", "501 5.5.4 Syntax: MAIL FROM:<address>"),
+                    ("MAIL FROM:<s@bad..domain>", "501 5.1.7 Bad sender address syntax"),
+                    ("MAIL FROM:<s@sender.test> FOO=bar", "555 5.5.4 Unsupported option: FOO=bar"),
+                    ("MAIL FROM:<s@sender.test> SIZE=x", "501 5.5.4 Bad message size syntax"),
+                    ("MAIL FROM:<s@sender.test> SIZE=99999999999", "552 5.3.4 Message size exceeds fixed limit"),
+                    ("MAIL FROM:<s@sender.test>", "250 2.1.0 Ok"),
+                    ("RCPT TO:<>", "501 5.1.3 Bad recipient address syntax"),
+                    ("RCPT TO:<u@customer.example> NOTIFY=NEVER", "555 5.5.4 Unsupported option: NOTIFY=NEVER"),
+                    ("VRFY", "501 5.5.4 Syntax: VRFY address"),
+                    ("VRFY someone", "252 2.0.0 someone"),
+                    ("NOOP", "250 2.0.0 Ok"),
+                    ("FROBNICATE", "502 5.5.2 Error: command not recognized"),
+                    ("", "500 5.5.2 Error: bad syntax"),
+                    ("QUIT", "221 2.0.0 Bye"),
+                ],
+            },
+            Case {
+                name: "ETRN",
+                trusted: true,
+                dialogue: &[
+                    ("ETRN", "500 Syntax: ETRN domain"),
+                    ("ETRN a b", "500 Syntax: ETRN domain"),
+                    ("ETRN #queue", "501 Error: ETRN #queue is not supported"),
+                    ("ETRN bad..name", "501 Error: invalid parameter syntax"),
+                    ("ETRN customer.example", "ETRN customer.example subdomains=false"),
+                    ("ETRN @customer.example", "ETRN customer.example subdomains=true"),
+                    ("ETRN [127.0.0.1]", "ETRN [127.0.0.1] subdomains=false"),
+                ],
+            },
+        ];
+        let (_dir, cfg) = config("");
+        for c in &cases {
+            let addr = if c.trusted { "127.0.0.1" } else { "192.0.2.1" };
+            let mut s = Session::new(&cfg, Peer { name: "client".into(), addr: addr.parse().unwrap() });
+            for (line, want) in c.dialogue {
+                let got = cmd(&mut s, line.as_bytes());
+                assert!(got.starts_with(want), "{}: {line:?} answered {got:?}, want {want:?}", c.name);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_bytes_and_limits() {
+        let (_dir, cfg) = config("smtpd_helo_required = yes\nmessage_size_limit = 0\n");
+        let mut s = Session::new(&cfg, Peer { name: "client".into(), addr: "127.0.0.1".parse().unwrap() });
+        assert_eq!(cmd(&mut s, b"MAIL FROM:<s@sender.test>"), "503 5.5.1 Error: send HELO/EHLO first");
+        assert_eq!(cmd(&mut s, b"ETRN customer.example"), "503 Error: send HELO/EHLO first");
+        assert_eq!(cmd(&mut s, b"EHLO \xff"), "500 5.5.2 Error: bad UTF-8 syntax");
+        assert!(cmd(&mut s, b"EHLO c.test").contains("\r\n250-SIZE\r\n"), "no limit: SIZE without a number");
+        assert_eq!(cmd(&mut s, b"MAIL FROM:<s\x01@sender.test>"), "501 5.1.7 Bad sender address syntax");
+        // No size limit, but a declared size must still fit the queue file system.
+        assert_eq!(cmd(&mut s, b"MAIL FROM:<s@sender.test> SIZE=999999999999999"), "452 4.3.1 Insufficient system storage");
+        assert_eq!(cmd(&mut s, b"MAIL FROM:<s@sender.test> SIZE=20000000"), "250 2.1.0 Ok");
+        // Junk commands beyond the limit count as errors; a queued message forgives them.
+        for _ in 0..cfg.normal.junk_command_limit + 5 {
+            cmd(&mut s, b"NOOP");
+        }
+        assert_eq!(s.errors, 6, "the ETRN above was junk too");
+        s.message_received();
+        assert_eq!((s.errors, s.junk), (0, 0));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Any command line gets one well-formed reply (or a step), never a panic, and no reply
+        /// carries a line break the client did not get from a multi-line EHLO.
+        #[test]
+        fn any_line_gets_a_well_formed_reply(lines in proptest::collection::vec(
+            proptest::collection::vec(proptest::strategy::Strategy::prop_filter(proptest::prelude::any::<u8>(), "no LF", |b| *b != b'\n'), 0..80), 1..8)) {
+            use proptest::prelude::*;
+            let (_dir, cfg) = config("");
+            let mut s = Session::new(&cfg, Peer { name: "client".into(), addr: "192.0.2.1".parse().unwrap() });
+            for line in &lines {
+                let reply = cmd(&mut s, line);
+                if reply == "354" || reply.starts_with("ETRN ") {
+                    continue;
+                }
+                for l in reply.split("\r\n") {
+                    prop_assert!(l.len() >= 3 && l.as_bytes()[..3].iter().all(u8::is_ascii_digit), "{:?}", reply);
+                    prop_assert!(!l.contains(['\r', '\n']), "{:?}", reply);
+                }
+            }
+        }
+    }
+}
