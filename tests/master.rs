@@ -25,6 +25,10 @@ fn start_status_stop_leaves_no_process() {
     assert_eq!(again.status.code(), Some(1));
     assert!(text(&again.stderr).contains("fatal: the Postern mail system is already running"));
     inst.wait_log(&format!("postern/master[{master}]: daemon started -- version"));
+    // Public sockets are born 0666 (no chmod by path in mail_owner's directory).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::symlink_metadata(inst.socket("public", "flush")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o666, "{mode:o}");
 
     let kids: Vec<i32> = inst.children().into_iter().map(|(p, _)| p).collect();
     assert_eq!(kids.len(), 1, "{:?}", inst.children());

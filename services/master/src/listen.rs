@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -87,9 +87,14 @@ pub fn open_listeners(entry: &MasterEntry, queue_dir: &Path, inet_interfaces: &[
             {
                 std::fs::remove_file(&path).map_err(bind_err)?;
             }
-            let l = UnixListener::bind(&path).map_err(bind_err)?;
-            // Access is controlled by the public/private directory modes, as in Postfix.
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).map_err(bind_err)?;
+            // Access is controlled by the public/private directory modes, as in Postfix, so the
+            // socket itself is 0666. It is born with that mode (umask around bind) instead of a
+            // chmod by path afterwards: those directories belong to mail_owner, who could put
+            // another file under the name in between, and root must never change it.
+            let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o111));
+            let bound = UnixListener::bind(&path);
+            nix::sys::stat::umask(old_umask);
+            let l = bound.map_err(bind_err)?;
             Ok(vec![OwnedFd::from(l)])
         }
         other => Err(ListenError::Unsupported(other.as_str())),

@@ -56,6 +56,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Give `path` to mail_owner without following a symbolic link: root must not be made to
+/// hand over whatever a link points to.
+fn chown_nofollow(path: &std::path::Path, id: Identity) -> Result<(), String> {
+    nix::unistd::fchownat(nix::fcntl::AT_FDCWD, path, Some(id.uid.into()), Some(id.gid.into()), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(|e| format!("chown {}: {e}", path.display()))
+}
+
 /// Who unprivileged services run as: `mail_owner` when the master is root and that is another
 /// user; otherwise nobody changes identity.
 fn service_identity(params: &Params) -> Result<Option<Identity>, String> {
@@ -86,11 +93,11 @@ fn run(config_dir: PathBuf, params: &Params, test_only: bool) -> Result<u8, Stri
         // Daemons that run as mail_owner must be able to write the queues.
         for q in common::queue::QueueName::ALL.iter().map(|q| q.as_str()).chain(["flush", "public", "private"]) {
             let dir = spool.root.join(q);
-            nix::unistd::chown(&dir, Some(id.uid.into()), Some(id.gid.into())).map_err(|e| format!("chown {}: {e}", dir.display()))?;
+            chown_nofollow(&dir, id)?;
         }
         // Daemons running as mail_owner append to the mail log that root programs created.
         if let Some(log) = common::maillog::maillog_path(params).filter(|p| p.is_file()) {
-            nix::unistd::chown(&log, Some(id.uid.into()), Some(id.gid.into())).map_err(|e| format!("chown {}: {e}", log.display()))?;
+            chown_nofollow(&log, id)?;
         }
     }
     let _lock = pidfile::acquire(&pid_path).map_err(|e| e.to_string())?;
