@@ -21,5 +21,6 @@ mod outbound;
 mod postconf;
 mod smtpd_floods;
 mod smtpd_input;
+mod stuck;
 mod submission;
 mod systemd;

@@ -17,13 +17,14 @@ use common::domain::address_domain;
 use common::ipc::client::Persistent;
 use common::ipc::delivery::{DeliveryProtocol, DeliveryRecipient, DeliveryRequest, DeliveryResult};
 use common::ipc::flush::{FlushReply, FlushRequest};
+use common::ipc::frame::FrameError;
 use common::ipc::qmgr::QmgrTrigger;
 use common::maillog::{DeliveryLine, delivery_line};
-use common::queue::file::{self, Outcome, QueueFile, RecipientResult, now_us};
+use common::queue::file::{self, Outcome, QueueEnvelope, RecipientResult, now_us};
 use common::queue::{QueueId, QueueName};
 use common::{log_info, log_warning};
 
-use crate::bounce::{Failed, queue_notification};
+use crate::bounce::{Discard, Failed, Notice, Original, notice_for, queue_notification, read_original};
 use crate::config::{QmgrConfig, Route};
 
 /// Files a scan looks at per [`Scheduler::run`] before events are handled again.
@@ -33,7 +34,14 @@ const FEED_SLICE: usize = 500;
 #[derive(Debug)]
 pub enum SchedMsg {
     Triggers(Vec<QmgrTrigger>),
-    Done { id: QueueId, route: Route, results: Vec<DeliveryResult> },
+    /// A delivery request ended: the agent's results (`logged`: it logged them itself), or
+    /// the queue manager's own when the agent failed to answer.
+    Done {
+        id: QueueId,
+        route: Route,
+        results: Vec<DeliveryResult>,
+        logged: bool,
+    },
 }
 
 /// A scan of one queue (Postfix's scan context): the listing being worked through, and whether
@@ -49,9 +57,10 @@ impl ScanCtx {
     }
 }
 
-/// A message in the active queue.
+/// A message in the active queue: its envelope and results, never its body (the delivery
+/// agent reads that from the queue file), so memory per message does not grow with its size.
 struct ActiveMsg {
-    qf: QueueFile,
+    qf: QueueEnvelope,
     active_us: u64,
     /// Delivery jobs not finished yet.
     outstanding: usize,
@@ -145,7 +154,7 @@ impl Scheduler {
                     }
                 }
             }
-            SchedMsg::Done { id, route, results } => self.on_done(id, route, results),
+            SchedMsg::Done { id, route, results, logged } => self.on_done(id, route, results, logged),
         }
     }
 
@@ -219,7 +228,7 @@ impl Scheduler {
             }
         }
         let path = spool.path(QueueName::Active, &id);
-        let qf = match file::read(&path) {
+        let qf = match file::read_envelope(&path) {
             Ok(qf) => qf,
             Err(e) => {
                 log_warning!("saving corrupt file \"{id}\" from queue \"active\" to queue \"corrupt\": {e}");
@@ -227,7 +236,10 @@ impl Scheduler {
                 return;
             }
         };
-        log_info!("{id}: from=<{}>, size={}, nrcpt={} (queue active)", qf.envelope.sender, qf.message.len(), qf.envelope.recipients.len());
+        if qf.torn_records > 0 {
+            log_warning!("{id}: skipped {} torn delivery status record(s) in the queue file", qf.torn_records);
+        }
+        log_info!("{id}: from=<{}>, size={}, nrcpt={} (queue active)", qf.envelope.sender, qf.message_len, qf.envelope.recipients.len());
         let mut by_route: BTreeMap<Route, Vec<DeliveryRecipient>> = BTreeMap::new();
         for (index, r) in qf.pending() {
             by_route.entry(self.cfg.route(&r.address)).or_default().push(DeliveryRecipient { index, address: r.address.clone() });
@@ -297,26 +309,36 @@ impl Scheduler {
                         agent
                     }
                 };
-                let timeout = self.cfg.ipc_timeout;
+                // Postfix's watchdog on the delivery agent: a request that is not answered in
+                // time, like an agent that dies in the middle of one, must not keep the
+                // message in `active` until the queue manager restarts.
+                let timeout = self.cfg.delivery_timeout;
                 let tx = self.tx.clone();
                 let (id, route) = (job.id, route.clone());
                 tokio::spawn(async move {
-                    let results = match agent.call(&req, timeout).await {
-                        Ok(reply) => reply.results,
+                    let done = match agent.call(&req, timeout).await {
+                        Ok(reply) => SchedMsg::Done { id, route, results: reply.results, logged: true },
                         Err(e) => {
-                            log_warning!("{id}: delivery agent {}: {e}", route.transport);
-                            let text = format!("delivery agent {} unavailable", route.transport);
-                            req.recipients.iter().map(|r| result(r.index, Outcome::Deferred, "4.3.0", &text)).collect()
+                            let (reason, warning) = agent_failure(&id, &route.transport, &e);
+                            log_warning!("{warning}");
+                            // Like Postfix, the route is then suspended for a while (a site
+                            // failure), and the request's recipients are deferred.
+                            let results = req
+                                .recipients
+                                .iter()
+                                .map(|r| DeliveryResult { site_failure: true, ..result(r.index, Outcome::Deferred, "4.3.0", reason) })
+                                .collect();
+                            SchedMsg::Done { id, route, results, logged: false }
                         }
                     };
-                    let _ = tx.send(SchedMsg::Done { id, route, results });
+                    let _ = tx.send(done);
                 });
             }
         }
         self.jobs.retain(|_, q| !q.is_empty());
     }
 
-    fn on_done(&mut self, id: QueueId, route: Route, results: Vec<DeliveryResult>) {
+    fn on_done(&mut self, id: QueueId, route: Route, results: Vec<DeliveryResult>, logged: bool) {
         if let Some(n) = self.inflight.get_mut(&route) {
             *n = n.saturating_sub(1);
         }
@@ -330,8 +352,8 @@ impl Scheduler {
                 *w = (*w + 1).min(self.cfg.destination_concurrency);
             }
         }
-        // The agent has logged its own results.
-        self.record(&id, results, false);
+        // The agent has logged its own results; the queue manager logs the ones it made up.
+        self.record(&id, results, !logged);
         self.job_finished(&id);
     }
 
@@ -406,14 +428,8 @@ impl Scheduler {
                 });
             }
         }
-        if !msg.failed.is_empty() && !sender.is_empty() {
-            match queue_notification(&spool, &self.cfg.myhostname, id, &sender, msg.qf.envelope.arrival_us, &msg.failed, &msg.qf.message) {
-                Ok(bounce_id) => {
-                    log_info!("{id}: sender non-delivery notification: {bounce_id}");
-                    self.incoming.again = true;
-                }
-                Err(e) => log_warning!("{id}: cannot queue the non-delivery notification: {e}"),
-            }
+        if !msg.failed.is_empty() {
+            self.notify_failed(id, &path, &msg.qf, &msg.failed);
         }
         if pending.is_empty() || expired {
             match fs::remove_file(&path) {
@@ -452,6 +468,56 @@ impl Scheduler {
                     }
                 });
             }
+        }
+    }
+}
+
+impl Scheduler {
+    /// Return failed recipients: to the sender, or to the postmaster when the failed message
+    /// was itself a notification (a double bounce), never silently dropped.
+    fn notify_failed(&mut self, id: &QueueId, path: &std::path::Path, qf: &QueueEnvelope, failed: &[Failed]) {
+        let cfg = &self.cfg.bounce;
+        let sender = qf.envelope.sender.as_str();
+        let notice = match notice_for(cfg, sender) {
+            Ok(n) => n,
+            Err(Discard::PostmasterNotice) => return log_warning!("{id}: undeliverable postmaster notification discarded"),
+            Err(Discard::NotEnabled) => {
+                return log_info!("{id}: undeliverable non-delivery notification discarded (notify_classes has no 2bounce)");
+            }
+        };
+        // Read only now, and at most bounce_size_limit bytes (plus one to tell whether the
+        // message fits): the body is not kept while the message is active.
+        let (prefix, size) = read_original(path, cfg.size_limit).unwrap_or_else(|e| {
+            log_warning!("{id}: read the original message for the notification: {e}");
+            (Vec::new(), 0)
+        });
+        let original = Original { queue_id: id, sender, arrival_us: qf.envelope.arrival_us, prefix: &prefix, size };
+        match queue_notification(&self.cfg.spool, cfg, notice, &original, failed) {
+            Ok(bounce_id) => {
+                let whom = if notice == Notice::Sender { "sender" } else { "postmaster" };
+                log_info!("{id}: {whom} non-delivery notification: {bounce_id}");
+                self.incoming.again = true;
+            }
+            Err(e) => log_warning!("{id}: cannot queue the non-delivery notification: {e}"),
+        }
+    }
+}
+
+/// The reason recorded for the recipients of a request the agent did not answer, and the
+/// warning that says what happened (Postfix's texts).
+fn agent_failure(id: &QueueId, transport: &str, e: &FrameError) -> (&'static str, String) {
+    use std::io::ErrorKind::{ConnectionRefused, NotFound, PermissionDenied};
+    match e {
+        FrameError::Timeout => {
+            ("unknown mail transport error", format!("{id}: timeout receiving delivery status from transport: {transport}"))
+        }
+        FrameError::Io(io) if matches!(io.kind(), NotFound | ConnectionRefused | PermissionDenied) => {
+            ("mail transport unavailable", format!("connect to private/{transport}: {io}"))
+        }
+        FrameError::Protocol { .. } => ("mail transport unavailable", format!("private/{transport}: {e}")),
+        FrameError::Truncated | FrameError::Io(_) => ("unknown mail transport error", format!("private/{transport}: premature disconnect")),
+        FrameError::Decode(_) | FrameError::TooLarge(..) => {
+            ("unknown mail transport error", format!("private/{transport}: malformed response"))
         }
     }
 }

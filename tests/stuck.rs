@@ -1,0 +1,57 @@
+//! No message stays in `active/`: a delivery agent that dies in the middle of a request, or
+//! a request that never gets an answer, ends in a deferral with Postfix's reason, and the
+//! message is delivered once things work again.
+
+use std::sync::atomic::Ordering;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::harness::smtp::{Client, Sink, free_port, queued_id};
+use crate::harness::{Install, text, wait_for};
+
+fn queue_one(port: u16, mid: &str) -> String {
+    let mut c = Client::connect(port);
+    c.cmd("EHLO client.test");
+    let reply = c.send_mail("s@sender.test", &["u@customer.example"], &format!("Subject: stuck\nMessage-ID: <{mid}>\n\nbody\n"));
+    assert!(reply.starts_with("250 "), "{reply}");
+    queued_id(&reply)
+}
+
+#[test]
+fn a_delivery_agent_killed_mid_request_defers_the_message() {
+    let sink = Sink::start(free_port());
+    // The sink takes the message and never answers the end of DATA: the agent is mid-request.
+    sink.data_delay_ms.store(600_000, Ordering::Relaxed);
+    let (inst, port) = Install::mail_system("", sink.port);
+    let id = queue_one(port, "killed@test");
+    wait_for("the agent to send the message", || (sink.connections.load(Ordering::Relaxed) > 0).then_some(()));
+    inst.wait_log(&format!("{id}: from=<s@sender.test>"));
+    let smtp = wait_for("the smtp agent", || inst.program_pid("smtp"));
+    assert!(!inst.queue_files("active").is_empty(), "the message is active while the agent works");
+    kill(Pid::from_raw(smtp), Signal::SIGKILL).unwrap();
+    let line = inst.wait_log(&format!("{id}: to=<u@customer.example>, relay=none"));
+    assert!(line.contains("dsn=4.3.0, status=deferred (unknown mail transport error)"), "{line}");
+    inst.wait_log("warning: private/smtp: premature disconnect");
+    wait_for("the message to leave active", || inst.queue_files("active").is_empty().then_some(()));
+    assert_eq!(inst.queue_files("deferred").len(), 1);
+    // Once the next hop answers, the deferred message is delivered.
+    sink.data_delay_ms.store(0, Ordering::Relaxed);
+    let out = inst.cli("postqueue", &["-f"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    inst.wait_log(&format!("{id}: removed"));
+}
+
+#[test]
+fn a_request_without_an_answer_times_out_and_defers() {
+    let sink = Sink::start(free_port());
+    sink.data_delay_ms.store(600_000, Ordering::Relaxed);
+    let (inst, port) = Install::mail_system("daemon_timeout = 2s\n", sink.port);
+    let id = queue_one(port, "timeout@test");
+    let warning = inst.wait_log(&format!("{id}: timeout receiving delivery status from transport: smtp"));
+    assert!(warning.contains("warning: "), "{warning}");
+    let line = inst.wait_log(&format!("{id}: to=<u@customer.example>, relay=none"));
+    assert!(line.contains("dsn=4.3.0, status=deferred (unknown mail transport error)"), "{line}");
+    wait_for("the message to leave active", || inst.queue_files("active").is_empty().then_some(()));
+    assert_eq!(inst.queue_files("deferred").len(), 1);
+}
