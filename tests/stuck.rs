@@ -21,11 +21,16 @@ fn queue_one(port: u16, mid: &str) -> String {
 #[test]
 fn a_delivery_agent_killed_mid_request_defers_the_message() {
     let sink = Sink::start(free_port());
-    // The sink takes the message and never answers the end of DATA: the agent is mid-request.
-    sink.data_delay_ms.store(600_000, Ordering::Relaxed);
     let (inst, port) = Install::mail_system("", sink.port);
+    // A first delivery leaves qmgr a kept connection to the agent: the death must be noticed
+    // on that one too.
+    let first = queue_one(port, "first@test");
+    inst.wait_log(&format!("{first}: removed"));
+    // The sink takes the next message and never answers the end of DATA: the agent is
+    // mid-request.
+    sink.data_delay_ms.store(600_000, Ordering::Relaxed);
     let id = queue_one(port, "killed@test");
-    wait_for("the agent to send the message", || (sink.connections.load(Ordering::Relaxed) > 0).then_some(()));
+    wait_for("the agent to send the message", || (sink.data_ends.load(Ordering::Relaxed) == 2).then_some(()));
     inst.wait_log(&format!("{id}: from=<s@sender.test>"));
     let smtp = wait_for("the smtp agent", || inst.program_pid("smtp"));
     assert!(!inst.queue_files("active").is_empty(), "the message is active while the agent works");
@@ -35,7 +40,8 @@ fn a_delivery_agent_killed_mid_request_defers_the_message() {
     inst.wait_log("warning: private/smtp: premature disconnect");
     wait_for("the message to leave active", || inst.queue_files("active").is_empty().then_some(()));
     assert_eq!(inst.queue_files("deferred").len(), 1);
-    // Once the next hop answers, the deferred message is delivered.
+    // The route is suspended, as in Postfix, until `postqueue -f` (F) lifts it. Once the next
+    // hop answers, the deferred message is delivered.
     sink.data_delay_ms.store(0, Ordering::Relaxed);
     let out = inst.cli("postqueue", &["-f"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -529,6 +529,23 @@ fn result(index: usize, outcome: Outcome, dsn: &str, text: &str) -> DeliveryResu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_failures_get_postfix_reasons_and_warnings() {
+        let id = QueueId::parse("ABC123").unwrap();
+        let io = |kind: std::io::ErrorKind| FrameError::Io(std::io::Error::from(kind));
+        let cases = [
+            (FrameError::Timeout, "unknown mail transport error", "ABC123: timeout receiving delivery status from transport: smtp"),
+            (FrameError::Truncated, "unknown mail transport error", "private/smtp: premature disconnect"),
+            (io(std::io::ErrorKind::ConnectionReset), "unknown mail transport error", "private/smtp: premature disconnect"),
+            (FrameError::TooLarge(2, 1), "unknown mail transport error", "private/smtp: malformed response"),
+            (io(std::io::ErrorKind::NotFound), "mail transport unavailable", "connect to private/smtp: entity not found"),
+            (io(std::io::ErrorKind::ConnectionRefused), "mail transport unavailable", "connect to private/smtp: connection refused"),
+        ];
+        for (e, reason, warning) in cases {
+            assert_eq!(agent_failure(&id, "smtp", &e), (reason, warning.to_string()), "{e:?}");
+        }
+    }
     use common::config::{MainCf, Params};
     use std::path::Path;
 
