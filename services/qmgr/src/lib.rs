@@ -61,7 +61,8 @@
 //! <id>`, `<id>: undeliverable non-delivery notification discarded (notify_classes has no
 //! 2bounce)`, `warning: <id>: undeliverable postmaster notification discarded`,
 //! `<id>: flush service failure`, `warning: private/<transport>: premature disconnect` (or
-//! `malformed response`), `warning: <id>: timeout receiving delivery status from transport:
+//! `malformed response`, also for a reply that leaves requested recipients without a result;
+//! results for recipients that were not requested are ignored), `warning: <id>: timeout receiving delivery status from transport:
 //! <transport>`, `warning: <id>: skipped N torn delivery status record(s) in the queue file`.
 //!
 //! # Configuration parameters
@@ -83,6 +84,11 @@
 //! delivered twice; Postfix's queue manager exits instead, with the same effect. A
 //! notification that cannot be written to the queue (full disk) is lost with a warning, and
 //! the message is removed anyway.
+//!
+//! Of `notify_classes`, only the double bounce is implemented (`2bounce`, or `bounce`, which
+//! in Postfix also enables it): the `bounce` class's postmaster copy of every single bounce
+//! (`bounce_notice_recipient`) and the `delay`, `policy`, `protocol`, `resource` and
+//! `software` reports are not sent by Postern.
 
 pub mod bounce;
 pub mod config;

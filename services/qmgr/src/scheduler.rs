@@ -34,13 +34,13 @@ const FEED_SLICE: usize = 500;
 #[derive(Debug)]
 pub enum SchedMsg {
     Triggers(Vec<QmgrTrigger>),
-    /// A delivery request ended: the agent's results (`logged`: it logged them itself), or
-    /// the queue manager's own when the agent failed to answer.
+    /// A delivery request ended: the agent's results (it logged them itself), and the queue
+    /// manager's own for the recipients the agent gave none for (to be logged here).
     Done {
         id: QueueId,
         route: Route,
         results: Vec<DeliveryResult>,
-        logged: bool,
+        own: Vec<DeliveryResult>,
     },
 }
 
@@ -154,7 +154,7 @@ impl Scheduler {
                     }
                 }
             }
-            SchedMsg::Done { id, route, results, logged } => self.on_done(id, route, results, logged),
+            SchedMsg::Done { id, route, results, own } => self.on_done(id, route, results, own),
         }
     }
 
@@ -316,33 +316,35 @@ impl Scheduler {
                 let tx = self.tx.clone();
                 let (id, route) = (job.id, route.clone());
                 tokio::spawn(async move {
-                    let done = match agent.call(&req, timeout).await {
-                        Ok(reply) => SchedMsg::Done { id, route, results: reply.results, logged: true },
-                        Err(e) => {
-                            let (reason, warning) = agent_failure(&id, &route.transport, &e);
-                            log_warning!("{warning}");
-                            // Like Postfix, the route is then suspended for a while (a site
-                            // failure), and the request's recipients are deferred.
-                            let results = req
-                                .recipients
-                                .iter()
-                                .map(|r| DeliveryResult { site_failure: true, ..result(r.index, Outcome::Deferred, "4.3.0", reason) })
-                                .collect();
-                            SchedMsg::Done { id, route, results, logged: false }
-                        }
+                    let (results, failure) = match agent.call(&req, timeout).await {
+                        Ok(reply) => checked_results(&route.transport, &req.recipients, reply.results),
+                        Err(e) => (Vec::new(), Some(agent_failure(&id, &route.transport, &e))),
                     };
-                    let _ = tx.send(done);
+                    // Like Postfix, a failed agent suspends the route for a while (a site
+                    // failure), and the recipients it gave no result for are deferred.
+                    let own = match failure {
+                        Some((reason, warning)) => {
+                            log_warning!("{warning}");
+                            req.recipients
+                                .iter()
+                                .filter(|r| !results.iter().any(|got| got.index == r.index))
+                                .map(|r| DeliveryResult { site_failure: true, ..result(r.index, Outcome::Deferred, "4.3.0", reason) })
+                                .collect()
+                        }
+                        None => Vec::new(),
+                    };
+                    let _ = tx.send(SchedMsg::Done { id, route, results, own });
                 });
             }
         }
         self.jobs.retain(|_, q| !q.is_empty());
     }
 
-    fn on_done(&mut self, id: QueueId, route: Route, results: Vec<DeliveryResult>, logged: bool) {
+    fn on_done(&mut self, id: QueueId, route: Route, results: Vec<DeliveryResult>, own: Vec<DeliveryResult>) {
         if let Some(n) = self.inflight.get_mut(&route) {
             *n = n.saturating_sub(1);
         }
-        match results.iter().find(|r| r.site_failure) {
+        match results.iter().chain(&own).find(|r| r.site_failure) {
             Some(r) => {
                 self.window.remove(&route);
                 self.dead.insert(route, (Instant::now() + self.cfg.minimal_backoff, r.text.clone()));
@@ -353,7 +355,8 @@ impl Scheduler {
             }
         }
         // The agent has logged its own results; the queue manager logs the ones it made up.
-        self.record(&id, results, !logged);
+        self.record(&id, results, false);
+        self.record(&id, own, true);
         self.job_finished(&id);
     }
 
@@ -503,6 +506,22 @@ impl Scheduler {
     }
 }
 
+/// The agent's results for the recipients it was asked about (one each; others are ignored,
+/// so that a confused agent cannot settle recipients of another request), and the failure to
+/// report when some have none.
+fn checked_results(
+    transport: &str,
+    asked: &[DeliveryRecipient],
+    got: Vec<DeliveryResult>,
+) -> (Vec<DeliveryResult>, Option<(&'static str, String)>) {
+    let mut open: BTreeSet<usize> = asked.iter().map(|a| a.index).collect();
+    let results: Vec<DeliveryResult> = got.into_iter().filter(|r| open.remove(&r.index)).collect();
+    let failure = (!open.is_empty()).then(|| {
+        ("unknown mail transport error", format!("private/{transport}: malformed response: no result for {} recipient(s)", open.len()))
+    });
+    (results, failure)
+}
+
 /// The reason recorded for the recipients of a request the agent did not answer, and the
 /// warning that says what happened (Postfix's texts).
 fn agent_failure(id: &QueueId, transport: &str, e: &FrameError) -> (&'static str, String) {
@@ -529,6 +548,22 @@ fn result(index: usize, outcome: Outcome, dsn: &str, text: &str) -> DeliveryResu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_results_only_settle_the_recipients_asked_about() {
+        let asked: Vec<DeliveryRecipient> =
+            [1, 3].iter().map(|&index| DeliveryRecipient { index, address: format!("u{index}@x") }).collect();
+        let sent = |index| result(index, Outcome::Sent, "2.0.0", "ok");
+        let (got, failure) = checked_results("smtp", &asked, vec![sent(1), sent(3)]);
+        assert_eq!((got.len(), failure), (2, None));
+        // Another request's recipient and a duplicate are ignored; the missing one is reported.
+        let (got, failure) = checked_results("smtp", &asked, vec![sent(0), sent(1), sent(1)]);
+        assert_eq!(got.iter().map(|r| r.index).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            failure,
+            Some(("unknown mail transport error", "private/smtp: malformed response: no result for 1 recipient(s)".to_string()))
+        );
+    }
 
     #[test]
     fn agent_failures_get_postfix_reasons_and_warnings() {
