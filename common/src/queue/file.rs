@@ -23,7 +23,7 @@
 //! inside a record. A torn record (a crash or a full disk during an append, possibly followed
 //! by later appends on the same line, or a block of NULs the file system left behind) is
 //! therefore skipped wherever it is, and the records after it are still read: a line that is
-//! not a record is searched for the start of one. A skipped record only means that its
+//! not a record is read again from its last `R {"`. A skipped record only means that its
 //! recipient is tried again (at-least-once, as after any crash).
 //!
 //! The queue manager reads only the envelope and the results ([`read_envelope`] seeks over the
@@ -286,8 +286,9 @@ fn parse_results(tail: &[u8], recipients: usize) -> (Vec<RecipientResult>, usize
     (results, torn)
 }
 
-/// A record in `line`: the whole line, or else the first place in it where a record starts
-/// and runs to the end of the line (torn bytes before it). True when bytes were skipped.
+/// A record in `line`: the whole line, or else one that starts after torn bytes and runs to
+/// the end of the line (true: bytes were skipped). Since `R {"` never occurs inside a record,
+/// such a record starts at the last `R {"` of the line: one more parse, however long the line.
 fn parse_record(line: &[u8], recipients: usize) -> Option<(RecipientResult, bool)> {
     let record = |from: &[u8]| {
         from.strip_prefix(b"R ").and_then(|j| serde_json::from_slice::<RecipientResult>(j).ok()).filter(|r| r.index < recipients)
@@ -295,7 +296,8 @@ fn parse_record(line: &[u8], recipients: usize) -> Option<(RecipientResult, bool
     if let Some(r) = record(line) {
         return Some((r, false));
     }
-    (1..line.len()).filter(|&i| line[i..].starts_with(b"R {\"")).find_map(|i| record(&line[i..])).map(|r| (r, true))
+    let start = line.windows(4).rposition(|w| w == b"R {\"").filter(|&i| i > 0)?;
+    record(&line[start..]).map(|r| (r, true))
 }
 
 /// Parse the bytes of a queue file.
@@ -633,6 +635,8 @@ mod tests {
             Case { name: "zeros with newlines", middle: [vec![0; 100], b"\n".to_vec(), vec![0; 100]].concat(), torn: 2 },
             Case { name: "garbage lines", middle: b"R nonsense\nR {}\n\xff\xfe\n".to_vec(), torn: 3 },
             Case { name: "a record for no recipient", middle: record(7, Outcome::Sent, "x"), torn: 1 },
+            // One parse per line, not one per record start in it.
+            Case { name: "a long line of record starts", middle: b"R {\"a\":[\"".repeat(50_000), torn: 1 },
             Case { name: "a reply text that looks like a record", middle: tricky.clone(), torn: 0 },
             Case { name: "that text torn", middle: tricky[..tricky.len() - 3].to_vec(), torn: 1 },
         ];
@@ -656,6 +660,53 @@ mod tests {
             fs::write(&path, &bytes).unwrap();
             let env = read_envelope(&path).unwrap();
             assert_eq!((env.results, env.torn_records, env.message_len), (qf.results, qf.torn_records, 7), "{}", c.name);
+        }
+    }
+
+    fn head_bytes() -> Vec<u8> {
+        let env = serde_json::to_string(&envelope()).unwrap();
+        format!("{MAGIC}{env}\n{:020}\nhello{}", 5, std::str::from_utf8(END).unwrap()).into_bytes()
+    }
+
+    fn outcome() -> impl proptest::strategy::Strategy<Value = Outcome> {
+        proptest::prop_oneof![
+            proptest::strategy::Just(Outcome::Sent),
+            proptest::strategy::Just(Outcome::Bounced),
+            proptest::strategy::Just(Outcome::Deferred)
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever follows a queue file's end marker, decoding never fails or panics.
+        #[test]
+        fn any_tail_never_fails(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let bytes = [head_bytes(), tail].concat();
+            proptest::prop_assert!(decode(&bytes, Path::new("q")).is_ok());
+        }
+
+        /// Any bytes at all give an error or a file, never a panic.
+        #[test]
+        fn any_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode(&bytes, Path::new("q"));
+        }
+
+        /// Records with torn bytes before each (a crash mid-append, zeros, garbage lines) are
+        /// all read back, in order.
+        #[test]
+        fn every_record_survives_torn_bytes_before_it(
+            records in proptest::collection::vec((0..2usize, outcome(), ".{0,40}"), 1..8),
+            torn in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..60), 8),
+        ) {
+            let mut bytes = head_bytes();
+            let mut want = Vec::new();
+            for (i, (index, outcome, text)) in records.into_iter().enumerate() {
+                bytes.extend_from_slice(&torn[i]);
+                let r = RecipientResult { index, outcome, dsn: "4.0.0".into(), text };
+                bytes.extend_from_slice(format!("R {}\n", serde_json::to_string(&r).unwrap()).as_bytes());
+                want.push(r);
+            }
+            let qf = decode(&bytes, Path::new("q")).unwrap();
+            proptest::prop_assert_eq!(qf.results, want);
         }
     }
 
