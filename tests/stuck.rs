@@ -61,3 +61,30 @@ fn a_request_without_an_answer_times_out_and_defers() {
     wait_for("the message to leave active", || inst.queue_files("active").is_empty().then_some(()));
     assert_eq!(inst.queue_files("deferred").len(), 1);
 }
+
+#[test]
+fn a_deferral_that_cannot_reach_deferred_leaves_active_for_incoming() {
+    let port = free_port();
+    let (inst, smtpd) = Install::mail_system("", port);
+    // The deferred queue cannot take files: each hash directory is a plain file instead (a
+    // permission change would not stop a test that runs as root).
+    let hash_dirs: Vec<_> = (0..16).map(|h| inst.spool.join(format!("deferred/{h:X}"))).collect();
+    for d in &hash_dirs {
+        let _ = std::fs::remove_dir(d);
+        std::fs::write(d, "").unwrap();
+    }
+    // Nothing listens on the next hop: the message is deferred.
+    let id = queue_one(smtpd, "nowhere@test");
+    inst.wait_log(&format!("warning: {id}: move from active to deferred: "));
+    wait_for("the message to leave active", || inst.queue_files("active").is_empty().then_some(()));
+    assert!(inst.queue_files("incoming").iter().any(|p| p.ends_with(&id)), "{:?}", inst.queue_files("incoming"));
+    for d in &hash_dirs {
+        std::fs::remove_file(d).unwrap();
+    }
+    // It is retried from there.
+    let sink = Sink::start(port);
+    let out = inst.cli("postqueue", &["-f"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    inst.wait_log(&format!("{id}: removed"));
+    assert_eq!(sink.count_containing("Message-ID: <nowhere@test>"), 1);
+}

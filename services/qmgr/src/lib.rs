@@ -34,6 +34,8 @@
 //! watchdog), has that request's recipients deferred with `4.3.0 unknown mail transport
 //! error` (`mail transport unavailable` when it cannot be reached at all), and the route is
 //! suspended for `minimal_backoff_time` as after any site failure (`postqueue -f` lifts that).
+//! A deferred message that cannot be moved to `deferred` goes back to `incoming` (its retry
+//! time kept), not left in `active`.
 //!
 //! A queue file's result records that were torn by a crash or a full disk are skipped
 //! wherever they are, with a warning; the recipients they were about are simply tried again.

@@ -454,6 +454,11 @@ impl Scheduler {
         }
         if let Err(e) = spool.move_file(id, QueueName::Active, QueueName::Deferred) {
             log_warning!("{id}: move from active to deferred: {e}");
+            // Never leave a message in `active`, where only a restart would find it again:
+            // `incoming` is scanned again, and the retry time set above still applies there.
+            if let Err(e) = spool.move_file(id, QueueName::Active, QueueName::Incoming) {
+                log_warning!("{id}: move from active to incoming: {e}");
+            }
             return;
         }
         // Only now, with the file in `deferred`, tell the flush service: a send that arrived
