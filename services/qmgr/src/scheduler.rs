@@ -478,9 +478,7 @@ impl Scheduler {
             }
         }
     }
-}
 
-impl Scheduler {
     /// Return failed recipients: to the sender, or to the postmaster when the failed message
     /// was itself a notification (a double bounce), never silently dropped.
     fn notify_failed(&mut self, id: &QueueId, path: &std::path::Path, qf: &QueueEnvelope, failed: &[Failed]) {
@@ -553,6 +551,8 @@ fn result(index: usize, outcome: Outcome, dsn: &str, text: &str) -> DeliveryResu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::config::{MainCf, Params};
+    use std::path::Path;
 
     #[test]
     fn agent_results_only_settle_the_recipients_asked_about() {
@@ -586,8 +586,6 @@ mod tests {
             assert_eq!(agent_failure(&id, "smtp", &e), (reason, warning.to_string()), "{e:?}");
         }
     }
-    use common::config::{MainCf, Params};
-    use std::path::Path;
 
     #[test]
     fn a_large_scan_is_worked_through_in_slices() {
