@@ -54,7 +54,8 @@
 //! messages of any size up to `message_size_limit`, qmgr needs at most 16 MiB plus 4 KiB per
 //! active message of a few recipients (plus each further recipient's address and about 100
 //! bytes): about 100 MiB for the default 20000, whatever `message_size_limit` is (measured:
-//! 6 MiB plus 1.2 KiB per active 10 MB message).
+//! 6 MiB plus 1.2 KiB per active 10 MB message). Building a notification needs about twice
+//! `bounce_size_limit` more for a moment (twice the message size with `bounce_size_limit = 0`).
 //!
 //! # Diagnostics
 //! `<id>: from=<sender>, size=N, nrcpt=N (queue active)`, `<id>: removed`,
