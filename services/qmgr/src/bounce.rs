@@ -16,6 +16,7 @@ use std::time::SystemTime;
 use common::datetime::{from_us, rfc5322};
 use common::queue::file::{ClientInfo, Envelope, QueueError, Recipient, now_us, read_message_prefix, write_new};
 use common::queue::{QueueId, QueueName, Spool};
+use common::text::printable;
 
 use crate::config::BounceConfig;
 
@@ -76,10 +77,10 @@ pub fn read_original(path: &Path, size_limit: u64) -> Result<(Vec<u8>, u64), Que
     read_message_prefix(path, if size_limit == 0 { u64::MAX } else { size_limit.saturating_add(1) })
 }
 
-/// Control characters in text from elsewhere made printable, as Postfix's `printable()`
-/// does: a notification must not carry a peer's CR, LF, escape or NUL bytes.
-pub fn printable(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+/// Text from elsewhere made printable (Postfix's `printable()`): a notification must not
+/// carry a peer's CR, LF, escape or NUL bytes.
+fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+    printable(text, '?')
 }
 
 /// The header section of a message (up to and including the line ending before the first
@@ -111,7 +112,7 @@ pub fn build(cfg: &BounceConfig, notice: Notice, to: &str, original: &Original<'
     };
     let mut out = String::new();
     out.push_str(&format!("From: MAILER-DAEMON@{host} (Mail Delivery System)\r\n"));
-    out.push_str(&format!("To: {}\r\n", printable(to)));
+    out.push_str(&format!("To: {}\r\n", safe(to)));
     out.push_str(&format!("Subject: {subject}\r\n"));
     out.push_str(&format!("Date: {}\r\n", rfc5322(SystemTime::now())));
     out.push_str("Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
@@ -123,20 +124,20 @@ pub fn build(cfg: &BounceConfig, notice: Notice, to: &str, original: &Original<'
         out.push_str("I'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.\r\n\r\n");
     }
     for f in failed {
-        out.push_str(&format!("<{}>: {}\r\n", printable(&f.address), printable(&f.text)));
+        out.push_str(&format!("<{}>: {}\r\n", safe(&f.address), safe(&f.text)));
     }
     out.push_str(&format!("\r\n--{boundary}\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n"));
     out.push_str(&format!(
         "Reporting-MTA: dns; {host}\r\nX-Postern-Queue-ID: {queue_id}\r\nX-Postern-Sender: rfc822; {}\r\nArrival-Date: {}\r\n",
-        printable(original.sender),
+        safe(original.sender),
         rfc5322(from_us(original.arrival_us))
     ));
     for f in failed {
         out.push_str(&format!(
             "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\nDiagnostic-Code: X-Postern; {}\r\n",
-            printable(&f.address),
-            printable(&f.dsn),
-            printable(&f.text)
+            safe(&f.address),
+            safe(&f.dsn),
+            safe(&f.text)
         ));
     }
     // Postfix returns the complete original only when it fits in the limit; cutting a message
@@ -148,7 +149,7 @@ pub fn build(cfg: &BounceConfig, notice: Notice, to: &str, original: &Original<'
         ("Undelivered Message Headers", "text/rfc822-headers", headers_of(original.prefix, cfg.size_limit))
     };
     out.push_str(&format!("\r\n--{boundary}\r\nContent-Description: {description}\r\nContent-Type: {kind}\r\n\r\n"));
-    out.push_str(&format!("Return-Path: <{}>\r\n", printable(original.sender)));
+    out.push_str(&format!("Return-Path: <{}>\r\n", safe(original.sender)));
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(content);
     if !content.ends_with(b"\n") {
