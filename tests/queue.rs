@@ -1,5 +1,6 @@
 //! Queue files and the active queue: a torn result record in the middle of a queue file does
-//! not make it unreadable, and the queue manager keeps envelopes, not messages, in memory.
+//! not make it unreadable, a file that cannot be read now is not corrupt, and the queue
+//! manager keeps envelopes, not messages, in memory.
 
 use std::fs::{self, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -118,4 +119,41 @@ fn qmgr_memory_stays_envelope_sized_with_a_thousand_active_10mb_messages() {
     assert!(rss_kb < bound_kb, "qmgr uses {rss_kb} kB, over its bound of {bound_kb} kB");
     assert_eq!(inst.queue_files("active").len(), MESSAGES);
     assert!(inst.queue_files("corrupt").is_empty());
+}
+
+#[test]
+fn a_queue_file_qmgr_cannot_read_now_is_retried_not_corrupt() {
+    if !nix::unistd::geteuid().is_root() || nix::unistd::User::from_name("nobody").ok().flatten().is_none() {
+        eprintln!("skipped: needs root and a user nobody to run the services as mail_owner");
+        return;
+    }
+    let sink = Sink::start(free_port());
+    let port = free_port();
+    let mut inst = Install::new(&format!("relayhost = [127.0.0.1]:{}\n", sink.port), &crate::harness::mail_system_master_cf(port));
+    // The services run as nobody: give them programs they can reach.
+    let programs = inst.dir.path().join("libexec");
+    fs::create_dir(&programs).unwrap();
+    for p in ["master", "smtpd", "qmgr", "smtp", "pickup", "showq", "flush"] {
+        fs::copy(crate::harness::bin(p), programs.join(p)).unwrap();
+    }
+    let mut main = fs::read_to_string(inst.etc.join("main.cf")).unwrap();
+    main.push_str(&format!("mail_owner = nobody\ndaemon_directory = {}\n", programs.display()));
+    fs::write(inst.etc.join("main.cf"), main).unwrap();
+    inst.start();
+    // A queue file qmgr cannot open (root's, mode 0600): a read error, not corruption.
+    let spool = spool(&inst);
+    let id = write_new(&spool, QueueName::Hold, &envelope(&["u@customer.example"]), b"Subject: later\r\n\r\nbody\r\n").unwrap();
+    release(&inst, &spool, &id);
+    let warning = inst.wait_log(&format!("warning: {id}: cannot read the queue file now, left in incoming for a later scan: "));
+    assert!(warning.contains("Permission denied"), "{warning}");
+    assert!(inst.queue_files("corrupt").is_empty(), "{:?}", inst.queue_files("corrupt"));
+    let path = spool.path(QueueName::Incoming, &id);
+    assert!(path.exists(), "left where it came from");
+    // Once it can be read, the next scan delivers it.
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    nix::unistd::chown(&path, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    let out = inst.cli("postqueue", &["-f"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    inst.wait_log(&format!("{id}: removed"));
+    assert_eq!(sink.count(), 1);
 }

@@ -39,6 +39,9 @@
 //!
 //! A queue file's result records that were torn by a crash or a full disk are skipped
 //! wherever they are, with a warning; the recipients they were about are simply tried again.
+//! A queue file that cannot be read now (EACCES, EMFILE, ENOMEM, EIO) is not corrupt: it goes
+//! back to the queue it came from for a later scan; only one that cannot be parsed is moved
+//! to `corrupt`.
 //!
 //! Failed recipients are returned to the sender in one notification (from the null sender)
 //! holding the whole original when it fits in `bounce_size_limit`, its headers otherwise.
@@ -66,7 +69,8 @@
 //! `<id>: flush service failure`, `warning: private/<transport>: premature disconnect` (or
 //! `malformed response`, also for a reply that leaves requested recipients without a result;
 //! results for recipients that were not requested are ignored), `warning: <id>: timeout receiving delivery status from transport:
-//! <transport>`, `warning: <id>: skipped N torn delivery status record(s) in the queue file`.
+//! <transport>`, `warning: <id>: skipped N torn delivery status record(s) in the queue file`,
+//! `warning: <id>: cannot read the queue file now, left in <queue> for a later scan: ...`.
 //!
 //! # Configuration parameters
 //! `qmgr_message_active_limit`, `initial_destination_concurrency`,

@@ -20,7 +20,7 @@ use common::ipc::flush::{FlushReply, FlushRequest};
 use common::ipc::frame::FrameError;
 use common::ipc::qmgr::QmgrTrigger;
 use common::maillog::{DeliveryLine, delivery_line};
-use common::queue::file::{self, Outcome, QueueEnvelope, RecipientResult, now_us};
+use common::queue::file::{self, Outcome, QueueEnvelope, QueueError, RecipientResult, now_us};
 use common::queue::{QueueId, QueueName};
 use common::{log_info, log_warning};
 
@@ -230,7 +230,16 @@ impl Scheduler {
         let path = spool.path(QueueName::Active, &id);
         let qf = match file::read_envelope(&path) {
             Ok(qf) => qf,
-            Err(e) => {
+            // A file that cannot be read now (EMFILE, ENOMEM, EIO) is not corrupt: it goes
+            // back where it came from, and a later scan tries again.
+            Err(e @ QueueError::Io { .. }) => {
+                log_warning!("{id}: cannot read the queue file now, left in {} for a later scan: {e}", queue.as_str());
+                if let Err(e) = spool.move_file(&id, QueueName::Active, queue) {
+                    log_warning!("{id}: move from active to {}: {e}", queue.as_str());
+                }
+                return;
+            }
+            Err(e @ QueueError::Corrupt { .. }) => {
                 log_warning!("saving corrupt file \"{id}\" from queue \"active\" to queue \"corrupt\": {e}");
                 let _ = spool.move_file(&id, QueueName::Active, QueueName::Corrupt);
                 return;
