@@ -276,3 +276,32 @@ fn authorized_flush_users_is_enforced_by_peer_credentials() {
     inst.wait_log("(65534) is not allowed to flush the mail queue");
     assert!(inst.cli("postqueue", &["-s", "example.net"]).status.success());
 }
+
+/// Subdomains in the descriptor test: many more logfiles than the flush process may open.
+const SUBDOMAINS: usize = 500;
+
+#[test]
+fn at_domain_over_many_logfiles_works_in_groups_within_few_descriptors() {
+    let mut inst = Install::new(RELAY, FLUSH_ONLY);
+    inst.start();
+    let sp = spool(&inst);
+    let ids: Vec<QueueId> = (0..SUBDOMAINS).map(|n| deferred(&sp, &[&format!("u@s{n}.example.net")])).collect();
+    inst.stop();
+    inst.start();
+    inst.wait_log(&format!("fast flush index reconciled with the deferred queue: {SUBDOMAINS} added"));
+    // The flush process may hold 128 descriptors: far fewer than the logfiles one request covers.
+    let flush = wait_for("the flush process", || inst.program_pid("flush"));
+    let out = Command::new("prlimit").arg("--pid").arg(flush.to_string()).arg("--nofile=128:128").output().unwrap();
+    assert!(out.status.success(), "prlimit: {}", text(&out.stderr));
+    let reply = inst.flush(FlushRequest::SendSite { site: "example.net".into(), subdomains: true });
+    assert_eq!(reply, FlushReply::Ok { moved: SUBDOMAINS as u64 }, "{}", inst.log());
+    assert!(ids.iter().all(|id| in_queue(&sp, QueueName::Incoming, id)));
+    // Every logfile was emptied: a second request finds nothing to move.
+    assert_eq!(inst.flush(FlushRequest::SendSite { site: "example.net".into(), subdomains: true }), FlushReply::Ok { moved: 0 });
+    for id in &ids {
+        assert!(sp.move_file(id, QueueName::Incoming, QueueName::Deferred).unwrap());
+        assert_eq!(add(&inst, &format!("s{}.example.net", ids.iter().position(|i| i == id).unwrap()), id), FlushReply::Ok { moved: 0 });
+    }
+    // Purge covers every logfile the same way.
+    assert_eq!(inst.flush(FlushRequest::Purge), FlushReply::Ok { moved: SUBDOMAINS as u64 }, "{}", inst.log());
+}

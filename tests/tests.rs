@@ -7,6 +7,7 @@
 
 mod harness;
 
+mod bounce;
 mod clients;
 mod config;
 mod crash;
@@ -19,7 +20,9 @@ mod mail;
 mod master;
 mod outbound;
 mod postconf;
+mod queue;
 mod smtpd_floods;
 mod smtpd_input;
+mod stuck;
 mod submission;
 mod systemd;

@@ -35,6 +35,10 @@ pub struct Sink {
     pub data_delay_ms: Arc<std::sync::atomic::AtomicU64>,
     /// Every command line of every session, raw (line end included).
     pub commands: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Messages whose end of DATA the sink has read (before any `data_delay_ms`).
+    pub data_ends: Arc<std::sync::atomic::AtomicUsize>,
+    /// When set, the reply to a `reject…` recipient (raw bytes, CRLF added).
+    pub reject_reply: Arc<Mutex<Option<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -53,20 +57,24 @@ impl Sink {
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let data_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let commands = Arc::new(Mutex::new(Vec::new()));
-        let (r, st, conns, delay, cmds) = (received.clone(), stop.clone(), connections.clone(), data_delay_ms.clone(), commands.clone());
+        let reject_reply = Arc::new(Mutex::new(None));
+        let data_ends = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (r, st, conns) = (received.clone(), stop.clone(), connections.clone());
+        let peer =
+            Peer { delay: data_delay_ms.clone(), commands: commands.clone(), reject: reject_reply.clone(), data_ends: data_ends.clone() };
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
                         conns.fetch_add(1, Ordering::Relaxed);
-                        let (r, delay, cmds) = (r.clone(), delay.clone(), cmds.clone());
-                        std::thread::spawn(move || session(s, r, delay, cmds));
+                        let (r, peer) = (r.clone(), peer.clone());
+                        std::thread::spawn(move || session(s, r, peer));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Sink { port, received, connections, data_delay_ms, commands, stop }
+        Sink { port, received, connections, data_delay_ms, commands, data_ends, reject_reply, stop }
     }
 
     pub fn count(&self) -> usize {
@@ -89,7 +97,16 @@ impl Drop for Sink {
     }
 }
 
-fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, delay: Arc<std::sync::atomic::AtomicU64>, commands: Arc<Mutex<Vec<Vec<u8>>>>) {
+/// What a sink session shares with its [`Sink`].
+#[derive(Clone)]
+struct Peer {
+    delay: Arc<std::sync::atomic::AtomicU64>,
+    commands: Arc<Mutex<Vec<Vec<u8>>>>,
+    reject: Arc<Mutex<Option<Vec<u8>>>>,
+    data_ends: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, peer: Peer) {
     s.set_nodelay(true).ok();
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut w = s.try_clone().unwrap();
@@ -103,7 +120,7 @@ fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, delay: Arc<std::sync::a
         if r.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
             return;
         }
-        commands.lock().unwrap().push(line.clone());
+        peer.commands.lock().unwrap().push(line.clone());
         let cmd = String::from_utf8_lossy(&line).trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
@@ -115,7 +132,12 @@ fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, delay: Arc<std::sync::a
             "250 2.1.0 Ok".into()
         } else if upper.starts_with("RCPT TO:") {
             let rcpt = cmd[8..].trim().trim_matches(['<', '>']).to_string();
-            if rcpt.starts_with("reject") {
+            let custom = peer.reject.lock().unwrap().clone();
+            if let (true, Some(raw)) = (rcpt.starts_with("reject"), custom) {
+                let _ = w.write_all(&raw);
+                let _ = w.write_all(b"\r\n");
+                continue;
+            } else if rcpt.starts_with("reject") {
                 format!("550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown")
             } else if rcpt.starts_with("defer") {
                 format!("451 4.3.0 <{rcpt}>: Temporary lookup failure")
@@ -140,7 +162,8 @@ fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, delay: Arc<std::sync::a
                 after_crlf = line.ends_with(b"\r\n");
                 data.extend_from_slice(line.strip_prefix(b".").unwrap_or(&line));
             }
-            std::thread::sleep(Duration::from_millis(delay.load(Ordering::Relaxed)));
+            peer.data_ends.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(peer.delay.load(Ordering::Relaxed)));
             let data = String::from_utf8_lossy(&data).into_owned();
             out.lock().unwrap().push(Received {
                 helo: helo.clone(),

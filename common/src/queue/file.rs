@@ -16,12 +16,22 @@
 //! `250`. The message may be streamed in ([`NewQueueFile`]): the length field has a fixed width
 //! so that it can be filled in when the message is complete, and a writer holds at most
 //! [`WRITE_CHUNK`] bytes of it in memory. A file
-//! that lacks the `END` line is torn and is never taken for a message; a result line without
-//! its newline is a torn append and is ignored (that recipient is simply tried again).
+//! that lacks the `END` line is torn and is never taken for a message.
+//!
+//! Result records are self-delimiting: each starts with `R {` and is one JSON object ending at
+//! its newline, and JSON never has an unescaped `"` inside a string, so `R {"` cannot occur
+//! inside a record. A torn record (a crash or a full disk during an append, possibly followed
+//! by later appends on the same line, or a block of NULs the file system left behind) is
+//! therefore skipped wherever it is, and the records after it are still read: a line that is
+//! not a record is read again from its last `R {"`. A skipped record only means that its
+//! recipient is tried again (at-least-once, as after any crash).
+//!
+//! The queue manager reads only the envelope and the results ([`read_envelope`] seeks over the
+//! message); the delivery agent reads the message itself.
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -115,22 +125,56 @@ pub struct QueueFile {
     pub envelope: Envelope,
     pub message: Vec<u8>,
     pub results: Vec<RecipientResult>,
+    /// Result records that were torn and skipped.
+    pub torn_records: usize,
 }
 
 impl QueueFile {
     /// The last result recorded for each recipient.
     pub fn last_result(&self, index: usize) -> Option<&RecipientResult> {
-        self.results.iter().rev().find(|r| r.index == index)
+        last_result(&self.results, index)
     }
 
     /// Recipients that are neither sent nor bounced.
     pub fn pending(&self) -> impl Iterator<Item = (usize, &Recipient)> {
-        self.envelope
-            .recipients
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !matches!(self.last_result(*i).map(|r| r.outcome), Some(Outcome::Sent | Outcome::Bounced)))
+        pending(&self.envelope, &self.results)
     }
+}
+
+/// A queue file without its message: what the queue manager keeps of an active message, so
+/// that its memory per message is envelope-sized whatever the message size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEnvelope {
+    pub envelope: Envelope,
+    /// The message's length in bytes (`size=` in the log).
+    pub message_len: u64,
+    pub results: Vec<RecipientResult>,
+    /// Result records that were torn and skipped.
+    pub torn_records: usize,
+}
+
+impl QueueEnvelope {
+    /// The last result recorded for each recipient.
+    pub fn last_result(&self, index: usize) -> Option<&RecipientResult> {
+        last_result(&self.results, index)
+    }
+
+    /// Recipients that are neither sent nor bounced.
+    pub fn pending(&self) -> impl Iterator<Item = (usize, &Recipient)> {
+        pending(&self.envelope, &self.results)
+    }
+}
+
+fn last_result(results: &[RecipientResult], index: usize) -> Option<&RecipientResult> {
+    results.iter().rev().find(|r| r.index == index)
+}
+
+fn pending<'a>(envelope: &'a Envelope, results: &'a [RecipientResult]) -> impl Iterator<Item = (usize, &'a Recipient)> {
+    envelope
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !matches!(last_result(results, *i).map(|r| r.outcome), Some(Outcome::Sent | Outcome::Bounced)))
 }
 
 /// Microseconds since the epoch, now.
@@ -138,40 +182,151 @@ pub fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-/// Parse the bytes of a queue file.
-pub fn decode(bytes: &[u8], path: &Path) -> Result<QueueFile, QueueError> {
-    let corrupt = |what: &str| QueueError::Corrupt { path: path.to_path_buf(), what: what.to_string() };
-    let rest = bytes.strip_prefix(MAGIC.as_bytes()).ok_or_else(|| corrupt("bad header"))?;
-    let nl = rest.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("truncated envelope"))?;
-    let envelope: Envelope = serde_json::from_slice(&rest[..nl]).map_err(|e| corrupt(&format!("envelope: {e}")))?;
-    let rest = &rest[nl + 1..];
-    let nl = rest.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("truncated length"))?;
-    let len: usize = std::str::from_utf8(&rest[..nl]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| corrupt("bad length"))?;
-    let rest = &rest[nl + 1..];
-    // The length is outside data (a maildrop file is written by any local user): no overflow.
-    let end = len.checked_add(END.len()).ok_or_else(|| corrupt("bad length"))?;
-    if rest.len() < end || &rest[len..end] != END {
-        return Err(corrupt("missing end marker"));
+/// What a reader wants of the message between the envelope and the results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// All of it.
+    Whole,
+    /// Nothing: it is skipped with a seek.
+    Skip,
+}
+
+/// The parts of a queue file, read from `r` (a file or a byte slice).
+struct Parts {
+    envelope: Envelope,
+    message_len: u64,
+    message: Vec<u8>,
+    results: Vec<RecipientResult>,
+    torn_records: usize,
+}
+
+fn corrupt(path: &Path, what: &str) -> QueueError {
+    QueueError::Corrupt { path: path.to_path_buf(), what: what.to_string() }
+}
+
+/// One `\n`-terminated header line; end of input before the newline is a torn file.
+fn read_line<R: BufRead>(r: &mut R, path: &Path, what: &str) -> Result<Vec<u8>, QueueError> {
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line).map_err(io_err(path))?;
+    if line.pop() != Some(b'\n') {
+        return Err(corrupt(path, what));
     }
-    let message = rest[..len].to_vec();
-    let mut results = Vec::new();
-    let mut tail = &rest[len + END.len()..];
-    while let Some(nl) = tail.iter().position(|&b| b == b'\n') {
-        let line = &tail[..nl];
-        tail = &tail[nl + 1..];
-        let r = line.strip_prefix(b"R ").and_then(|j| serde_json::from_slice::<RecipientResult>(j).ok());
-        match r {
-            Some(r) if r.index < envelope.recipients.len() => results.push(r),
-            _ => return Err(corrupt("bad result record")),
+    Ok(line)
+}
+
+/// The envelope and the message length; `r` is left at the first byte of the message.
+fn read_head<R: BufRead>(r: &mut R, path: &Path) -> Result<(Envelope, u64), QueueError> {
+    if read_line(r, path, "bad header")? != MAGIC.as_bytes()[..MAGIC.len() - 1] {
+        return Err(corrupt(path, "bad header"));
+    }
+    let env = read_line(r, path, "truncated envelope")?;
+    let envelope: Envelope = serde_json::from_slice(&env).map_err(|e| corrupt(path, &format!("envelope: {e}")))?;
+    let len = read_line(r, path, "truncated length")?;
+    let len: u64 = std::str::from_utf8(&len).ok().and_then(|s| s.parse().ok()).ok_or_else(|| corrupt(path, "bad length"))?;
+    Ok((envelope, len))
+}
+
+fn read_parts<R: BufRead + Seek>(r: &mut R, path: &Path, body: Body) -> Result<Parts, QueueError> {
+    let (envelope, message_len) = read_head(r, path)?;
+    let mut message = Vec::new();
+    match body {
+        // `take` grows the buffer as bytes arrive: a hostile length cannot make us allocate
+        // more than the file holds.
+        Body::Whole => {
+            r.by_ref().take(message_len).read_to_end(&mut message).map_err(io_err(path))?;
+        }
+        Body::Skip => {
+            let skip = i64::try_from(message_len).map_err(|_| corrupt(path, "bad length"))?;
+            r.seek_relative(skip).map_err(io_err(path))?;
         }
     }
-    Ok(QueueFile { envelope, message, results })
+    let mut end = [0u8; END.len()];
+    let got = read_up_to(r, &mut end, path)?;
+    if (body == Body::Whole && message.len() as u64 != message_len) || got != END.len() || end != END {
+        return Err(corrupt(path, "missing end marker"));
+    }
+    let mut tail = Vec::new();
+    r.read_to_end(&mut tail).map_err(io_err(path))?;
+    let (results, torn_records) = parse_results(&tail, envelope.recipients.len());
+    Ok(Parts { envelope, message_len, message, results, torn_records })
+}
+
+/// Fill `buf` as far as the input goes; returns how much was read.
+fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8], path: &Path) -> Result<usize, QueueError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err(path)(e)),
+        }
+    }
+    Ok(got)
+}
+
+/// The result records after the end marker, and how many torn ones were skipped.
+fn parse_results(tail: &[u8], recipients: usize) -> (Vec<RecipientResult>, usize) {
+    let (mut results, mut torn) = (Vec::new(), 0);
+    let mut lines = tail.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        // The piece after the last newline is empty, or an append torn before its newline.
+        let last = lines.peek().is_none();
+        if line.is_empty() {
+            continue;
+        }
+        match (last, parse_record(line, recipients)) {
+            (false, Some((r, garbage))) => {
+                results.push(r);
+                torn += usize::from(garbage);
+            }
+            _ => torn += 1,
+        }
+    }
+    (results, torn)
+}
+
+/// A record in `line`: the whole line, or else one that starts after torn bytes and runs to
+/// the end of the line (true: bytes were skipped). Since `R {"` never occurs inside a record,
+/// such a record starts at the last `R {"` of the line: one more parse, however long the line.
+fn parse_record(line: &[u8], recipients: usize) -> Option<(RecipientResult, bool)> {
+    let record = |from: &[u8]| {
+        from.strip_prefix(b"R ").and_then(|j| serde_json::from_slice::<RecipientResult>(j).ok()).filter(|r| r.index < recipients)
+    };
+    if let Some(r) = record(line) {
+        return Some((r, false));
+    }
+    let start = line.windows(4).rposition(|w| w == b"R {\"").filter(|&i| i > 0)?;
+    record(&line[start..]).map(|r| (r, true))
+}
+
+/// Parse the bytes of a queue file.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<QueueFile, QueueError> {
+    let p = read_parts(&mut io::Cursor::new(bytes), path, Body::Whole)?;
+    Ok(QueueFile { envelope: p.envelope, message: p.message, results: p.results, torn_records: p.torn_records })
 }
 
 /// Read and parse a queue file.
 pub fn read(path: &Path) -> Result<QueueFile, QueueError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
     decode(&bytes, path)
+}
+
+/// Read a queue file's envelope and results; the message is skipped over, not read.
+pub fn read_envelope(path: &Path) -> Result<QueueEnvelope, QueueError> {
+    let mut r = BufReader::new(File::open(path).map_err(io_err(path))?);
+    let p = read_parts(&mut r, path, Body::Skip)?;
+    Ok(QueueEnvelope { envelope: p.envelope, message_len: p.message_len, results: p.results, torn_records: p.torn_records })
+}
+
+/// The first `limit` bytes of a queue file's message (all of it when shorter), and its whole
+/// length; for a bounce, which returns at most `bounce_size_limit` bytes of the original.
+pub fn read_message_prefix(path: &Path, limit: u64) -> Result<(Vec<u8>, u64), QueueError> {
+    let mut r = BufReader::new(File::open(path).map_err(io_err(path))?);
+    let (_, len) = read_head(&mut r, path)?;
+    let mut prefix = Vec::new();
+    r.take(len.min(limit)).read_to_end(&mut prefix).map_err(io_err(path))?;
+    Ok((prefix, len))
 }
 
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -443,15 +598,138 @@ mod tests {
         for cut in 0..whole.len() {
             assert!(decode(&whole[..cut], &path).is_err(), "a file cut at {cut} of {} parsed", whole.len());
         }
-        // A torn result append: the partial line is ignored, the rest is intact.
+        // A torn result append: the partial line is skipped and counted, the rest is intact.
         let mut torn = whole.clone();
         torn.extend_from_slice(b"R {\"index\":0,\"outc");
         let qf = decode(&torn, &path).unwrap();
         assert!(qf.results.is_empty());
-        // A garbage result line in the middle is corruption, not silence.
-        let mut bad = whole;
-        bad.extend_from_slice(b"R nonsense\nR {}\n");
-        assert!(decode(&bad, &path).is_err());
+        assert_eq!(qf.torn_records, 1);
+    }
+
+    fn record(index: usize, outcome: Outcome, text: &str) -> Vec<u8> {
+        let r = RecipientResult { index, outcome, dsn: "2.0.0".into(), text: text.into() };
+        format!("R {}\n", serde_json::to_string(&r).unwrap()).into_bytes()
+    }
+
+    #[test]
+    fn torn_records_anywhere_are_skipped_and_the_rest_is_read() {
+        struct Case {
+            name: &'static str,
+            /// What comes between the first good record (recipient 0) and the last (recipient 1).
+            middle: Vec<u8>,
+            torn: usize,
+        }
+        let sent0 = record(0, Outcome::Sent, "ok");
+        let cut = |n: usize| sent0[..n].to_vec();
+        // A reply text that looks like a record start: inside JSON its quotes are escaped.
+        let tricky = record(0, Outcome::Deferred, "R {\"index\":1,\"outcome\":\"sent\",\"dsn\":\"2.0.0\",\"text\":\"x\"}");
+        let cases = [
+            Case { name: "nothing", middle: vec![], torn: 0 },
+            // A crash mid-append, then later appends: the next record follows on the same line.
+            Case { name: "torn, glued to the next", middle: cut(20), torn: 1 },
+            Case { name: "torn inside the record start", middle: cut(3), torn: 1 },
+            Case { name: "torn after the prefix", middle: cut(1), torn: 1 },
+            Case { name: "torn line of its own", middle: [cut(25), b"\n".to_vec()].concat(), torn: 1 },
+            Case { name: "two torn in a row", middle: [cut(10), cut(30)].concat(), torn: 1 },
+            Case { name: "zeros the file system left", middle: vec![0; 4096], torn: 1 },
+            Case { name: "zeros with newlines", middle: [vec![0; 100], b"\n".to_vec(), vec![0; 100]].concat(), torn: 2 },
+            Case { name: "garbage lines", middle: b"R nonsense\nR {}\n\xff\xfe\n".to_vec(), torn: 3 },
+            Case { name: "a record for no recipient", middle: record(7, Outcome::Sent, "x"), torn: 1 },
+            // One parse per line, not one per record start in it.
+            Case { name: "a long line of record starts", middle: b"R {\"a\":[\"".repeat(50_000), torn: 1 },
+            Case { name: "a reply text that looks like a record", middle: tricky.clone(), torn: 0 },
+            Case { name: "that text torn", middle: tricky[..tricky.len() - 3].to_vec(), torn: 1 },
+        ];
+        let (_t, spool) = spool();
+        let id = write_new(&spool, QueueName::Incoming, &envelope(), b"hello\r\n").unwrap();
+        let path = spool.path(QueueName::Incoming, &id);
+        let whole = fs::read(&path).unwrap();
+        for c in &cases {
+            let bytes = [whole.clone(), sent0.clone(), c.middle.clone(), record(1, Outcome::Bounced, "no")].concat();
+            let qf = decode(&bytes, &path).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            assert_eq!(qf.torn_records, c.torn, "{}", c.name);
+            assert_eq!(
+                qf.last_result(0).map(|r| r.outcome),
+                Some(if c.name.starts_with("a reply") { Outcome::Deferred } else { Outcome::Sent }),
+                "{}",
+                c.name
+            );
+            assert_eq!(qf.last_result(1).map(|r| r.outcome), Some(Outcome::Bounced), "{}: the record after it is read", c.name);
+            assert_eq!(qf.message, b"hello\r\n", "{}", c.name);
+            // The queue manager's reader sees the same.
+            fs::write(&path, &bytes).unwrap();
+            let env = read_envelope(&path).unwrap();
+            assert_eq!((env.results, env.torn_records, env.message_len), (qf.results, qf.torn_records, 7), "{}", c.name);
+        }
+    }
+
+    fn head_bytes() -> Vec<u8> {
+        let env = serde_json::to_string(&envelope()).unwrap();
+        format!("{MAGIC}{env}\n{:020}\nhello{}", 5, std::str::from_utf8(END).unwrap()).into_bytes()
+    }
+
+    fn outcome() -> impl proptest::strategy::Strategy<Value = Outcome> {
+        proptest::prop_oneof![
+            proptest::strategy::Just(Outcome::Sent),
+            proptest::strategy::Just(Outcome::Bounced),
+            proptest::strategy::Just(Outcome::Deferred)
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever follows a queue file's end marker, decoding never fails or panics.
+        #[test]
+        fn any_tail_never_fails(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let bytes = [head_bytes(), tail].concat();
+            proptest::prop_assert!(decode(&bytes, Path::new("q")).is_ok());
+        }
+
+        /// Any bytes at all give an error or a file, never a panic.
+        #[test]
+        fn any_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode(&bytes, Path::new("q"));
+        }
+
+        /// Records with torn bytes before each (a crash mid-append, zeros, garbage lines) are
+        /// all read back, in order.
+        #[test]
+        fn every_record_survives_torn_bytes_before_it(
+            records in proptest::collection::vec((0..2usize, outcome(), ".{0,40}"), 1..8),
+            torn in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..60), 8),
+        ) {
+            let mut bytes = head_bytes();
+            let mut want = Vec::new();
+            for (i, (index, outcome, text)) in records.into_iter().enumerate() {
+                bytes.extend_from_slice(&torn[i]);
+                let r = RecipientResult { index, outcome, dsn: "4.0.0".into(), text };
+                bytes.extend_from_slice(format!("R {}\n", serde_json::to_string(&r).unwrap()).as_bytes());
+                want.push(r);
+            }
+            let qf = decode(&bytes, Path::new("q")).unwrap();
+            proptest::prop_assert_eq!(qf.results, want);
+        }
+    }
+
+    #[test]
+    fn envelope_reader_and_message_prefix() {
+        let (_t, spool) = spool();
+        let msg = b"Subject: x\r\n\r\nEND\n\nR {}\n".to_vec();
+        let id = write_new(&spool, QueueName::Incoming, &envelope(), &msg).unwrap();
+        let path = spool.path(QueueName::Incoming, &id);
+        append_result(&path, &RecipientResult { index: 1, outcome: Outcome::Sent, dsn: "2.0.0".into(), text: "ok".into() }).unwrap();
+        let env = read_envelope(&path).unwrap();
+        assert_eq!(env.envelope, envelope());
+        assert_eq!(env.message_len, msg.len() as u64);
+        assert_eq!(env.pending().map(|(i, _)| i).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(read_message_prefix(&path, 9).unwrap(), (msg[..9].to_vec(), msg.len() as u64));
+        assert_eq!(read_message_prefix(&path, 1 << 20).unwrap(), (msg.clone(), msg.len() as u64));
+        // A file cut anywhere before its end marker is never an envelope either.
+        let whole = fs::read(&path).unwrap();
+        let end = whole.windows(END.len()).rposition(|w| w == END).unwrap() + END.len();
+        for cut in 0..end {
+            fs::write(&path, &whole[..cut]).unwrap();
+            assert!(read_envelope(&path).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]

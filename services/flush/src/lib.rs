@@ -21,6 +21,12 @@
 //!   `fast_flush_refresh_time`, remove empty ones untouched for `fast_flush_purge_time`.
 //! * `Purge`: send every non-empty logfile.
 //!
+//! A request that covers many logfiles (`ETRN @domain` over thousands of subdomains, refresh,
+//! purge) works through them in groups of 64: each group's logfiles are emptied and unlocked
+//! before the next is taken, so no request runs out of descriptors. A logfile that cannot be
+//! sent does not stop the others; the reply is then `Fail`, naming how many logfiles failed
+//! and how many messages moved (the queue manager is told about those).
+//!
 //! An in-memory index (site → IDs) caches the logfiles, so subdomain requests and duplicate
 //! checks cost O(that site's mail). At start the index is loaded from the logfiles and then
 //! reconciled with the deferred queue in the background.

@@ -19,8 +19,9 @@ pub fn scan_deferred(spool: &Spool) -> Vec<(Site, QueueId)> {
     };
     let mut out = Vec::new();
     for id in ids {
-        // Unreadable or torn files are the queue manager's to quarantine; skip them here.
-        let Ok(qf) = file::read(&spool.path(QueueName::Deferred, &id)) else {
+        // Unreadable or torn files are the queue manager's to quarantine; skip them here. Only
+        // the envelope is read: a deferred queue of large messages costs no more than a small.
+        let Ok(qf) = file::read_envelope(&spool.path(QueueName::Deferred, &id)) else {
             continue;
         };
         let mut sites: Vec<Site> = qf.pending().filter_map(|(_, r)| Site::parse(address_domain(&r.address)).ok()).collect();

@@ -44,6 +44,11 @@ impl FlushConfig {
     }
 }
 
+/// Logfiles a request keeps locked (open) at most before it empties and releases them: a
+/// request that covers thousands of logfiles (`ETRN @domain` over many subdomains, refresh,
+/// purge) works through them in groups of this size, so it never runs out of descriptors.
+pub const SEND_GROUP: usize = 64;
+
 /// Where to send queue manager triggers (a real socket in the daemon, a recorder in tests).
 pub type Notify = Box<dyn FnMut(&[QmgrTrigger]) + Send>;
 
@@ -171,33 +176,55 @@ impl FlushState {
         if subdomains {
             targets.extend(self.index.site_and_subdomains(&site).into_iter().filter(|s| *s != site && self.eligible(s)));
         }
-        let mut moved = 0;
-        let mut lines = 0;
+        let mut sent = Sent::default();
         for t in &targets {
-            match self.send_logfile(t) {
-                Ok((m, l)) => {
-                    moved += m;
-                    lines += l;
-                }
-                Err(reply) => return reply,
+            self.send_in_group(t, &mut sent);
+        }
+        self.sent_reply(sent, targets.len())
+    }
+
+    /// Send one logfile as part of a request that covers many: the logfiles taken so far are
+    /// emptied and released once [`SEND_GROUP`] of them are held.
+    fn send_in_group(&mut self, site: &Site, sent: &mut Sent) {
+        if self.sent.len() >= SEND_GROUP {
+            self.finish_sent();
+        }
+        match self.send_logfile(site) {
+            Ok((m, l)) => {
+                sent.moved += m;
+                sent.lines += l;
+            }
+            Err(reason) => {
+                sent.failed += 1;
+                sent.first_failure.get_or_insert(reason);
             }
         }
-        if lines > 0 {
+    }
+
+    /// The answer to a request that sent `total` logfiles: the queue manager hears about what
+    /// moved even when some logfiles failed, and the client hears about the failures.
+    fn sent_reply(&mut self, sent: Sent, total: usize) -> FlushReply {
+        if sent.lines > 0 {
             (self.notify)(&[QmgrTrigger::ScanIncoming]);
         }
-        FlushReply::Ok { moved }
+        match sent.first_failure {
+            None => FlushReply::Ok { moved: sent.moved },
+            Some(reason) => FlushReply::Fail {
+                reason: format!("{} of {total} logfiles could not be sent ({reason}); {} messages moved", sent.failed, sent.moved),
+            },
+        }
     }
 
     /// Move every queue ID of one logfile to incoming; returns (moved, lines read). The
     /// logfile stays locked until [`FlushState::finish_sent`] empties it.
-    fn send_logfile(&mut self, site: &Site) -> Result<(u64, usize), FlushReply> {
+    fn send_logfile(&mut self, site: &Site) -> Result<(u64, usize), String> {
         let now = SystemTime::now();
         let taken = match self.logs.take(site) {
             Ok(Some(t)) => t,
             Ok(None) => return Ok((0, 0)),
             Err(e) => {
                 log_warning!("fast flush logfile {}: {e}", self.logs.path(site).display());
-                return Err(FlushReply::Fail { reason: e.to_string() });
+                return Err(e.to_string());
             }
         };
         let spool = &self.cfg.spool;
@@ -238,7 +265,8 @@ impl FlushState {
             }
         };
         let now = SystemTime::now();
-        let (mut moved, mut lines) = (0u64, 0usize);
+        let mut sent = Sent::default();
+        let mut total = 0;
         for site in sites {
             let Ok(t) = self.logs.times(&site) else {
                 continue;
@@ -252,17 +280,12 @@ impl FlushState {
                         }
                     }
                 }
-            } else if (max_age.is_zero() || t.accessed + max_age < now)
-                && let Ok((m, l)) = self.send_logfile(&site)
-            {
-                moved += m;
-                lines += l;
+            } else if max_age.is_zero() || t.accessed + max_age < now {
+                total += 1;
+                self.send_in_group(&site, &mut sent);
             }
         }
-        if lines > 0 {
-            (self.notify)(&[QmgrTrigger::ScanIncoming]);
-        }
-        FlushReply::Ok { moved }
+        self.sent_reply(sent, total)
     }
 
     /// Bring the index and logfiles in line with the deferred queue as scanned at start-up:
@@ -293,6 +316,15 @@ impl FlushState {
             log_info!("fast flush index reconciled with the deferred queue: {added} added, {} logfiles cleaned", dirty.len());
         }
     }
+}
+
+/// What a request that sends several logfiles did so far.
+#[derive(Debug, Default)]
+struct Sent {
+    moved: u64,
+    lines: usize,
+    failed: usize,
+    first_failure: Option<String>,
 }
 
 /// Is the message still somewhere it can be delivered from?
@@ -450,6 +482,36 @@ mod tests {
         assert!(f.spool.path(QueueName::Deferred, &a).exists());
         assert_eq!(send(&mut f, "example.net", true), FlushReply::Ok { moved: 1 });
         assert!(f.spool.path(QueueName::Deferred, &d).exists());
+    }
+
+    #[test]
+    fn a_logfile_that_cannot_be_sent_does_not_hide_what_moved() {
+        let mut f = fixture("example.net");
+        let a = deferred_message(&f.spool, &["u@a.example.net"]);
+        add(&mut f, "a.example.net", a.as_str());
+        // The site's own logfile cannot be read (a directory in its place).
+        std::fs::create_dir(f.spool.root.join("flush/example.net")).unwrap();
+        let reply = send(&mut f, "example.net", true);
+        let FlushReply::Fail { reason } = reply else { panic!("{reply:?}") };
+        assert!(reason.starts_with("1 of 2 logfiles could not be sent (") && reason.ends_with("); 1 messages moved"), "{reason}");
+        assert!(f.spool.path(QueueName::Incoming, &a).exists());
+        assert_eq!(
+            *f.triggers.lock().unwrap(),
+            vec![QmgrTrigger::ForgetDeadSites, QmgrTrigger::ScanIncoming],
+            "the moved mail is announced"
+        );
+    }
+
+    #[test]
+    fn many_logfiles_are_sent_in_groups() {
+        let mut f = fixture("example.net");
+        let sites = SEND_GROUP * 3 + 5;
+        for n in 0..sites {
+            let id = deferred_message(&f.spool, &[&format!("u@s{n}.example.net")]);
+            add(&mut f, &format!("s{n}.example.net"), id.as_str());
+        }
+        assert_eq!(send(&mut f, "example.net", true), FlushReply::Ok { moved: sites as u64 });
+        assert!(f.state.sent.len() <= SEND_GROUP, "{} logfiles held at once", f.state.sent.len());
     }
 
     #[test]

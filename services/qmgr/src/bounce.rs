@@ -1,12 +1,24 @@
-//! Non-delivery notifications (RFC 3464 multipart/report) to the sender of a message whose
-//! recipients bounced or expired. A notification is itself queued mail with the null sender,
-//! so it is never bounced again.
+//! Non-delivery notifications (RFC 3464 multipart/report) for a message whose recipients
+//! bounced or expired. A notification to the sender has the null sender; when that one fails
+//! in turn, the postmaster gets a copy (a double bounce, when `notify_classes` asks for it)
+//! from `double_bounce_sender`, and mail from that address that fails is discarded with a
+//! warning, so that notifications never loop.
+//!
+//! The original message is returned whole (`message/rfc822`) when it fits in
+//! `bounce_size_limit`, otherwise as its headers only (`text/rfc822-headers`, also cut at the
+//! limit), as Postfix does so that truncation never damages MIME structure. It is read from
+//! the queue file here, not kept in memory while the message is active. Reply text from other
+//! hosts is made printable before it goes into a notification.
 
+use std::path::Path;
 use std::time::SystemTime;
 
 use common::datetime::{from_us, rfc5322};
-use common::queue::file::{ClientInfo, Envelope, QueueError, Recipient, now_us, write_new};
+use common::queue::file::{ClientInfo, Envelope, QueueError, Recipient, now_us, read_message_prefix, write_new};
 use common::queue::{QueueId, QueueName, Spool};
+use common::text::printable;
+
+use crate::config::BounceConfig;
 
 /// One failed recipient.
 #[derive(Debug, Clone)]
@@ -16,67 +28,153 @@ pub struct Failed {
     pub text: String,
 }
 
-/// The headers of the original message (up to the first empty line).
-fn headers_of(message: &[u8]) -> &[u8] {
+/// Who a notification goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// The sender of the original message (from the null sender).
+    Sender,
+    /// The postmaster, for a notification that could not be delivered (from
+    /// `double_bounce_sender`).
+    Postmaster,
+}
+
+/// What to do about failed recipients of a message from `sender` (Postfix's bounce service
+/// decisions).
+pub fn notice_for(cfg: &BounceConfig, sender: &str) -> Result<Notice, Discard> {
+    if sender.eq_ignore_ascii_case(&cfg.double_bounce_sender) {
+        Err(Discard::PostmasterNotice)
+    } else if sender.is_empty() {
+        if cfg.notify_2bounce { Ok(Notice::Postmaster) } else { Err(Discard::NotEnabled) }
+    } else {
+        Ok(Notice::Sender)
+    }
+}
+
+/// Why no notification is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discard {
+    /// A postmaster notification failed: never a triple bounce.
+    PostmasterNotice,
+    /// A notification failed and `notify_classes` has neither `2bounce` nor `bounce`.
+    NotEnabled,
+}
+
+/// The original message as returned in a notification.
+#[derive(Debug, Clone)]
+pub struct Original<'a> {
+    pub queue_id: &'a QueueId,
+    pub sender: &'a str,
+    pub arrival_us: u64,
+    /// The first bytes of the message (see [`read_original`]).
+    pub prefix: &'a [u8],
+    /// The whole message's length.
+    pub size: u64,
+}
+
+/// Read what a notification returns of the message in `path`: with a limit, at most one byte
+/// more than the limit, so that [`build`] can tell whether the message fits.
+pub fn read_original(path: &Path, size_limit: u64) -> Result<(Vec<u8>, u64), QueueError> {
+    read_message_prefix(path, if size_limit == 0 { u64::MAX } else { size_limit.saturating_add(1) })
+}
+
+/// Text from elsewhere made printable (Postfix's `printable()`): a notification must not
+/// carry a peer's CR, LF, escape or NUL bytes.
+fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+    printable(text, '?')
+}
+
+/// The header section of a message (up to and including the line ending before the first
+/// empty line), and no more than `limit` bytes of it, cut after a whole line.
+fn headers_of(message: &[u8], limit: u64) -> &[u8] {
     let end = message
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|p| p + 2)
-        .or_else(|| message.windows(2).position(|w| w == b"\n\n").map(|p| p + 1));
-    &message[..end.unwrap_or(message.len())]
+        .or_else(|| message.windows(2).position(|w| w == b"\n\n").map(|p| p + 1))
+        .unwrap_or(message.len());
+    let headers = &message[..end];
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    if limit == 0 || headers.len() <= cap {
+        return headers;
+    }
+    let cut = &headers[..cap];
+    &cut[..cut.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)]
 }
 
 /// Build the notification text.
-pub fn build(myhostname: &str, queue_id: &QueueId, original_sender: &str, arrival_us: u64, failed: &[Failed], message: &[u8]) -> Vec<u8> {
-    let boundary = format!("{queue_id}.{}/{myhostname}", now_us() / 1_000_000);
+pub fn build(cfg: &BounceConfig, notice: Notice, to: &str, original: &Original<'_>, failed: &[Failed]) -> Vec<u8> {
+    let host = &cfg.myhostname;
+    let queue_id = original.queue_id;
+    let boundary = format!("{queue_id}.{}/{host}", now_us() / 1_000_000);
+    let subject = match notice {
+        Notice::Sender => "Undelivered Mail Returned to Sender",
+        Notice::Postmaster => "Postmaster Copy: Undelivered Mail",
+    };
     let mut out = String::new();
-    out.push_str(&format!("From: MAILER-DAEMON@{myhostname} (Mail Delivery System)\r\n"));
-    out.push_str(&format!("To: {original_sender}\r\n"));
-    out.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
+    out.push_str(&format!("From: MAILER-DAEMON@{host} (Mail Delivery System)\r\n"));
+    out.push_str(&format!("To: {}\r\n", safe(to)));
+    out.push_str(&format!("Subject: {subject}\r\n"));
     out.push_str(&format!("Date: {}\r\n", rfc5322(SystemTime::now())));
     out.push_str("Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
     out.push_str(&format!("Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n"));
     out.push_str("This is a MIME-encapsulated message.\r\n\r\n");
     out.push_str(&format!("--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"));
-    out.push_str(&format!("This is the mail system at host {myhostname}.\r\n\r\n"));
-    out.push_str("I'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.\r\n\r\n");
+    if notice == Notice::Sender {
+        out.push_str(&format!("This is the mail system at host {host}.\r\n\r\n"));
+        out.push_str("I'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.\r\n\r\n");
+    }
     for f in failed {
-        out.push_str(&format!("<{}>: {}\r\n", f.address, f.text));
+        out.push_str(&format!("<{}>: {}\r\n", safe(&f.address), safe(&f.text)));
     }
     out.push_str(&format!("\r\n--{boundary}\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n"));
     out.push_str(&format!(
-        "Reporting-MTA: dns; {myhostname}\r\nX-Postern-Queue-ID: {queue_id}\r\nArrival-Date: {}\r\n",
-        rfc5322(from_us(arrival_us))
+        "Reporting-MTA: dns; {host}\r\nX-Postern-Queue-ID: {queue_id}\r\nX-Postern-Sender: rfc822; {}\r\nArrival-Date: {}\r\n",
+        safe(original.sender),
+        rfc5322(from_us(original.arrival_us))
     ));
     for f in failed {
         out.push_str(&format!(
             "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\nDiagnostic-Code: X-Postern; {}\r\n",
-            f.address, f.dsn, f.text
+            safe(&f.address),
+            safe(&f.dsn),
+            safe(&f.text)
         ));
     }
-    out.push_str(&format!(
-        "\r\n--{boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-    ));
+    // Postfix returns the complete original only when it fits in the limit; cutting a message
+    // short would damage its MIME structure, so a larger one is returned as its headers.
+    let whole = cfg.size_limit == 0 || original.size <= cfg.size_limit;
+    let (description, kind, content) = if whole {
+        ("Undelivered Message", "message/rfc822", original.prefix)
+    } else {
+        ("Undelivered Message Headers", "text/rfc822-headers", headers_of(original.prefix, cfg.size_limit))
+    };
+    out.push_str(&format!("\r\n--{boundary}\r\nContent-Description: {description}\r\nContent-Type: {kind}\r\n\r\n"));
+    out.push_str(&format!("Return-Path: <{}>\r\n", safe(original.sender)));
     let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(headers_of(message));
+    bytes.extend_from_slice(content);
+    if !content.ends_with(b"\n") {
+        bytes.extend_from_slice(b"\r\n");
+    }
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     bytes
 }
 
-/// Queue a notification to `sender` in `incoming`; returns its queue ID.
+/// Queue a notification in `incoming`; returns its queue ID.
 pub fn queue_notification(
     spool: &Spool,
-    myhostname: &str,
-    queue_id: &QueueId,
-    sender: &str,
-    arrival_us: u64,
+    cfg: &BounceConfig,
+    notice: Notice,
+    original: &Original<'_>,
     failed: &[Failed],
-    message: &[u8],
 ) -> Result<QueueId, QueueError> {
-    let body = build(myhostname, queue_id, sender, arrival_us, failed, message);
+    let (env_sender, to) = match notice {
+        Notice::Sender => (String::new(), original.sender.to_string()),
+        Notice::Postmaster => (cfg.double_bounce_sender.clone(), cfg.postmaster.clone()),
+    };
+    let body = build(cfg, notice, &to, original, failed);
     let env = Envelope {
-        sender: String::new(),
-        recipients: vec![Recipient { address: sender.to_string(), orig: None }],
+        sender: env_sender,
+        recipients: vec![Recipient { address: to, orig: None }],
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
     };
@@ -87,15 +185,87 @@ pub fn queue_notification(
 mod tests {
     use super::*;
 
-    #[test]
-    fn report_shape() {
+    fn cfg(size_limit: u64, notify_2bounce: bool) -> BounceConfig {
+        BounceConfig {
+            myhostname: "mx.example".into(),
+            size_limit,
+            notify_2bounce,
+            postmaster: "postmaster@mx.example".into(),
+            double_bounce_sender: "double-bounce@mx.example".into(),
+        }
+    }
+
+    fn report(cfg: &BounceConfig, notice: Notice, failed: &[Failed], msg: &[u8]) -> String {
         let id = QueueId::parse("ABC123").unwrap();
-        let failed = [Failed { address: "u@example.net".into(), dsn: "5.1.1".into(), text: "host said: 550 no such user".into() }];
-        let msg = b"Subject: hi\r\nFrom: s@example.org\r\n\r\nsecret body\r\n";
-        let text = String::from_utf8(build("mx.example", &id, "s@example.org", 0, &failed, msg)).unwrap();
+        let original = Original { queue_id: &id, sender: "s@example.org", arrival_us: 0, prefix: msg, size: msg.len() as u64 };
+        String::from_utf8(build(cfg, notice, "s@example.org", &original, failed)).unwrap()
+    }
+
+    fn failed(text: &str) -> [Failed; 1] {
+        [Failed { address: "u@example.net".into(), dsn: "5.1.1".into(), text: text.into() }]
+    }
+
+    #[test]
+    fn report_shape_and_whole_original_within_the_limit() {
+        let msg = b"Subject: hi\r\nFrom: s@example.org\r\n\r\nsmall body\r\n";
+        let text = report(&cfg(50000, false), Notice::Sender, &failed("host said: 550 no such user"), msg);
         assert!(text.contains("Content-Type: multipart/report; report-type=delivery-status;"));
         assert!(text.contains("Final-Recipient: rfc822; u@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n"));
-        assert!(text.contains("Subject: hi\r\n"));
-        assert!(!text.contains("secret body"), "only the headers are returned");
+        assert!(text.contains("Content-Description: Undelivered Message\r\nContent-Type: message/rfc822\r\n\r\nReturn-Path: <s@example.org>\r\nSubject: hi\r\n"));
+        assert!(text.contains("small body\r\n"), "{text}");
+    }
+
+    #[test]
+    fn bounce_size_limit_returns_headers_only_and_caps_them() {
+        struct Case {
+            name: &'static str,
+            limit: u64,
+            message: Vec<u8>,
+            want_whole: bool,
+        }
+        let headers = b"Subject: big\r\nFrom: s@example.org\r\n\r\n".to_vec();
+        let big = [headers.clone(), vec![b'x'; 60000]].concat();
+        let cases = [
+            Case { name: "default limit, large message", limit: 50000, message: big.clone(), want_whole: false },
+            Case { name: "exactly the limit", limit: big.len() as u64, message: big.clone(), want_whole: true },
+            Case { name: "no limit", limit: 0, message: big.clone(), want_whole: true },
+            Case { name: "small message", limit: 50000, message: [headers.clone(), vec![b'x'; 1000]].concat(), want_whole: true },
+        ];
+        for c in &cases {
+            let text = report(&cfg(c.limit, false), Notice::Sender, &failed("550 no"), &c.message);
+            assert_eq!(text.contains("Content-Type: message/rfc822"), c.want_whole, "{}", c.name);
+            assert_eq!(text.contains("Content-Type: text/rfc822-headers"), !c.want_whole, "{}", c.name);
+            assert!(text.contains("Subject: big\r\n"), "{}", c.name);
+            assert_eq!(text.contains(&"x".repeat(100)), c.want_whole, "{}", c.name);
+            if c.limit > 0 {
+                assert!(text.len() < c.limit as usize + 4000, "{}: {} bytes", c.name, text.len());
+            }
+        }
+        // Headers larger than the limit are cut after a whole line.
+        let long = [b"Subject: long\r\n".to_vec(), b"X-Filler: yyyyyyyyyy\r\n".repeat(100), b"\r\nbody\r\n".to_vec()].concat();
+        let text = report(&cfg(100, false), Notice::Sender, &failed("550 no"), &long);
+        let part = text.split("text/rfc822-headers\r\n\r\n").nth(1).unwrap();
+        let returned = part.split("\r\n--").next().unwrap();
+        assert!(returned.len() <= 100 + "Return-Path: <s@example.org>\r\n".len() + 2, "{returned:?}");
+        assert!(returned.ends_with("yyyy\r\n"), "{returned:?}");
+    }
+
+    #[test]
+    fn remote_reply_text_is_made_printable() {
+        let text = report(&cfg(50000, false), Notice::Sender, &failed("550 evil\r\nX-Injected: yes\x1b[31m\0"), b"Subject: s\r\n\r\n");
+        assert!(!text.contains("\r\nX-Injected"), "{text}");
+        assert!(text.contains("550 evil??X-Injected: yes?[31m?"), "{text}");
+        assert!(!text.contains('\x1b') && !text.contains('\0'));
+    }
+
+    #[test]
+    fn who_gets_a_notification() {
+        let on = cfg(50000, true);
+        assert_eq!(notice_for(&on, "s@example.org"), Ok(Notice::Sender));
+        assert_eq!(notice_for(&on, ""), Ok(Notice::Postmaster));
+        assert_eq!(notice_for(&on, "Double-Bounce@mx.example"), Err(Discard::PostmasterNotice));
+        assert_eq!(notice_for(&cfg(50000, false), ""), Err(Discard::NotEnabled));
+        let text = report(&on, Notice::Postmaster, &failed("550 no"), b"Subject: s\r\n\r\n");
+        assert!(text.contains("Subject: Postmaster Copy: Undelivered Mail\r\n"));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::table::{Table, split_braced_list};
-use common::config::{ConfigError, DomainList, Params};
+use common::config::{ConfigError, DomainList, ParamError, Params};
 use common::domain::address_domain;
 use common::ipc::client::Persistent;
 use common::ipc::endpoint::{Class, service_path};
@@ -23,7 +23,6 @@ pub struct Route {
 #[derive(Debug, Clone)]
 pub struct QmgrConfig {
     pub spool: Spool,
-    pub myhostname: String,
     pub active_limit: usize,
     pub destination_concurrency: usize,
     pub initial_concurrency: usize,
@@ -33,6 +32,10 @@ pub struct QmgrConfig {
     pub maximal_queue_lifetime: Duration,
     pub bounce_queue_lifetime: Duration,
     pub ipc_timeout: Duration,
+    /// `daemon_timeout`: how long a delivery request may go unanswered (Postfix's queue
+    /// manager watchdog) before its recipients are deferred.
+    pub delivery_timeout: Duration,
+    pub bounce: BounceConfig,
     pub fast_flush: DomainList,
     /// The fast flush service (for `Add`), over one kept connection.
     pub flush: Arc<Persistent<FlushProtocol>>,
@@ -40,6 +43,38 @@ pub struct QmgrConfig {
     transport_maps: Vec<Table>,
     relayhost: String,
     default_transport: String,
+}
+
+/// What non-delivery notifications look like and where failed ones go.
+#[derive(Debug, Clone)]
+pub struct BounceConfig {
+    pub myhostname: String,
+    /// `bounce_size_limit`; 0 means no limit.
+    pub size_limit: u64,
+    /// `notify_classes` has `2bounce` or `bounce`: a failed notification goes to the postmaster.
+    pub notify_2bounce: bool,
+    /// `2bounce_notice_recipient`, qualified with `$myorigin`.
+    pub postmaster: String,
+    /// `double_bounce_sender`, qualified with `$myorigin`.
+    pub double_bounce_sender: String,
+}
+
+impl BounceConfig {
+    pub fn from_params(p: &Params) -> Result<BounceConfig, ConfigError> {
+        let myorigin = p.get("myorigin")?;
+        let qualify = |a: String| if a.contains('@') { a } else { format!("{a}@{myorigin}") };
+        let classes = p.list("notify_classes")?;
+        let limit = p.int("bounce_size_limit")?;
+        let size_limit =
+            u64::try_from(limit).map_err(|_| ParamError::Int { name: "bounce_size_limit".into(), value: limit.to_string() })?;
+        Ok(BounceConfig {
+            myhostname: p.get("myhostname")?,
+            size_limit,
+            notify_2bounce: classes.iter().any(|c| c.eq_ignore_ascii_case("2bounce") || c.eq_ignore_ascii_case("bounce")),
+            postmaster: qualify(p.get("2bounce_notice_recipient")?),
+            double_bounce_sender: qualify(p.get("double_bounce_sender")?),
+        })
+    }
 }
 
 fn to_usize(n: i64) -> usize {
@@ -54,7 +89,6 @@ impl QmgrConfig {
         Ok(QmgrConfig {
             flush: Arc::new(Persistent::new(service_path(&spool.root, Class::Public, &p.get("flush_service_name")?))),
             spool,
-            myhostname: p.get("myhostname")?,
             active_limit: to_usize(p.int("qmgr_message_active_limit")?),
             destination_concurrency: to_usize(p.int("default_destination_concurrency_limit")?),
             initial_concurrency: to_usize(p.int("initial_destination_concurrency")?),
@@ -64,6 +98,8 @@ impl QmgrConfig {
             maximal_queue_lifetime: p.time("maximal_queue_lifetime")?,
             bounce_queue_lifetime: p.time("bounce_queue_lifetime")?,
             ipc_timeout: p.time("ipc_timeout")?,
+            delivery_timeout: p.time("daemon_timeout")?,
+            bounce: BounceConfig::from_params(p)?,
             fast_flush: p.domain_list("fast_flush_domains")?,
             defer_transports: p.list("defer_transports")?,
             transport_maps,

@@ -29,23 +29,73 @@
 //!
 //! At start, files left in `active` by a crash go back to `incoming`: nothing is lost.
 //!
+//! No message stays in `active` while qmgr runs: a delivery agent that closes the connection
+//! in the middle of a request (it died), or does not answer within `daemon_timeout` (Postfix's
+//! watchdog), has that request's recipients deferred with `4.3.0 unknown mail transport
+//! error` (`mail transport unavailable` when it cannot be reached at all), and the route is
+//! suspended for `minimal_backoff_time` as after any site failure (`postqueue -f` lifts that).
+//! A deferred message that cannot be moved to `deferred` goes back to `incoming` (its retry
+//! time kept), not left in `active`.
+//!
+//! A queue file's result records that were torn by a crash or a full disk are skipped
+//! wherever they are, with a warning; the recipients they were about are simply tried again.
+//! A queue file that cannot be read now (EACCES, EMFILE, ENOMEM, EIO) is not corrupt: it goes
+//! back to the queue it came from for a later scan; only one that cannot be parsed is moved
+//! to `corrupt`.
+//!
+//! Failed recipients are returned to the sender in one notification (from the null sender)
+//! holding the whole original when it fits in `bounce_size_limit`, its headers otherwise.
+//! When a null-sender message fails, a copy goes to `2bounce_notice_recipient` from
+//! `double_bounce_sender` if `notify_classes` has `2bounce` (or `bounce`); otherwise the
+//! discard is logged. A failed postmaster copy is discarded with a warning, so notifications
+//! never loop. Reply text from other hosts is made printable before it goes into one.
+//!
+//! # Memory
+//! qmgr keeps each active message's envelope and delivery results, never its body: delivery
+//! agents read the message from the queue file, and a notification reads at most
+//! `bounce_size_limit` bytes of it when it is built. With `qmgr_message_active_limit`
+//! messages of any size up to `message_size_limit`, qmgr needs at most 16 MiB plus 4 KiB per
+//! active message of a few recipients (plus each further recipient's address and about 100
+//! bytes): about 100 MiB for the default 20000, whatever `message_size_limit` is (measured:
+//! 6 MiB plus 1.2 KiB per active 10 MB message). Building a notification needs about twice
+//! `bounce_size_limit` more for a moment (twice the message size with `bounce_size_limit = 0`).
+//!
 //! # Diagnostics
 //! `<id>: from=<sender>, size=N, nrcpt=N (queue active)`, `<id>: removed`,
 //! `<id>: to=<rcpt>, relay=none, ... status=deferred (delivery temporarily suspended: ...)`,
-//! `<id>: sender non-delivery notification: <id>`, `<id>: flush service failure`.
+//! `<id>: sender non-delivery notification: <id>`, `<id>: postmaster non-delivery notification:
+//! <id>`, `<id>: undeliverable non-delivery notification discarded (notify_classes has no
+//! 2bounce)`, `warning: <id>: undeliverable postmaster notification discarded`,
+//! `<id>: flush service failure`, `warning: private/<transport>: premature disconnect` (or
+//! `malformed response`, also for a reply that leaves requested recipients without a result;
+//! results for recipients that were not requested are ignored), `warning: <id>: timeout receiving delivery status from transport:
+//! <transport>`, `warning: <id>: skipped N torn delivery status record(s) in the queue file`,
+//! `warning: <id>: cannot read the queue file now, left in <queue> for a later scan: ...`.
 //!
 //! # Configuration parameters
 //! `qmgr_message_active_limit`, `initial_destination_concurrency`,
 //! `default_destination_concurrency_limit`, `minimal_backoff_time`,
 //! `maximal_backoff_time`, `queue_run_delay`, `maximal_queue_lifetime`, `bounce_queue_lifetime`,
 //! `transport_maps`, `relayhost`, `default_transport`, `defer_transports`, `fast_flush_domains`,
-//! `authorized_flush_users`, `local_client_connection_limit`, `local_client_timeout`.
+//! `authorized_flush_users`, `local_client_connection_limit`, `local_client_timeout`,
+//! `daemon_timeout` (18000s: the deadline of one delivery request), `ipc_timeout` (flush
+//! requests), `bounce_size_limit` (50000), `notify_classes`, `2bounce_notice_recipient`,
+//! `double_bounce_sender`, `myorigin` (qualifies those two), `myhostname`.
 //!
 //! # Bugs
 //! Scans run on the scheduler's thread: listing a very large deferred queue (one pass over its
 //! directories) delays trigger handling while it runs; the listed files are then looked at in
 //! slices between other events. A result recorded but not yet acted on when qmgr is killed is acted on again
-//! after restart (at-least-once delivery).
+//! after restart (at-least-once delivery). Likewise, a request given up on after
+//! `daemon_timeout` may still be completed by the agent, so the deferred message can be
+//! delivered twice; Postfix's queue manager exits instead, with the same effect. A
+//! notification that cannot be written to the queue (full disk) is lost with a warning, and
+//! the message is removed anyway.
+//!
+//! Of `notify_classes`, only the double bounce is implemented (`2bounce`, or `bounce`, which
+//! in Postfix also enables it): the `bounce` class's postmaster copy of every single bounce
+//! (`bounce_notice_recipient`) and the `delay`, `policy`, `protocol`, `resource` and
+//! `software` reports are not sent by Postern.
 
 pub mod bounce;
 pub mod config;

@@ -17,13 +17,14 @@ use common::domain::address_domain;
 use common::ipc::client::Persistent;
 use common::ipc::delivery::{DeliveryProtocol, DeliveryRecipient, DeliveryRequest, DeliveryResult};
 use common::ipc::flush::{FlushReply, FlushRequest};
+use common::ipc::frame::FrameError;
 use common::ipc::qmgr::QmgrTrigger;
 use common::maillog::{DeliveryLine, delivery_line};
-use common::queue::file::{self, Outcome, QueueFile, RecipientResult, now_us};
+use common::queue::file::{self, Outcome, QueueEnvelope, QueueError, RecipientResult, now_us};
 use common::queue::{QueueId, QueueName};
 use common::{log_info, log_warning};
 
-use crate::bounce::{Failed, queue_notification};
+use crate::bounce::{Discard, Failed, Notice, Original, notice_for, queue_notification, read_original};
 use crate::config::{QmgrConfig, Route};
 
 /// Files a scan looks at per [`Scheduler::run`] before events are handled again.
@@ -33,7 +34,14 @@ const FEED_SLICE: usize = 500;
 #[derive(Debug)]
 pub enum SchedMsg {
     Triggers(Vec<QmgrTrigger>),
-    Done { id: QueueId, route: Route, results: Vec<DeliveryResult> },
+    /// A delivery request ended: the agent's results (it logged them itself), and the queue
+    /// manager's own for the recipients the agent gave none for (to be logged here).
+    Done {
+        id: QueueId,
+        route: Route,
+        results: Vec<DeliveryResult>,
+        own: Vec<DeliveryResult>,
+    },
 }
 
 /// A scan of one queue (Postfix's scan context): the listing being worked through, and whether
@@ -49,9 +57,10 @@ impl ScanCtx {
     }
 }
 
-/// A message in the active queue.
+/// A message in the active queue: its envelope and results, never its body (the delivery
+/// agent reads that from the queue file), so memory per message does not grow with its size.
 struct ActiveMsg {
-    qf: QueueFile,
+    qf: QueueEnvelope,
     active_us: u64,
     /// Delivery jobs not finished yet.
     outstanding: usize,
@@ -145,7 +154,7 @@ impl Scheduler {
                     }
                 }
             }
-            SchedMsg::Done { id, route, results } => self.on_done(id, route, results),
+            SchedMsg::Done { id, route, results, own } => self.on_done(id, route, results, own),
         }
     }
 
@@ -219,15 +228,27 @@ impl Scheduler {
             }
         }
         let path = spool.path(QueueName::Active, &id);
-        let qf = match file::read(&path) {
+        let qf = match file::read_envelope(&path) {
             Ok(qf) => qf,
-            Err(e) => {
+            // A file that cannot be read now (EMFILE, ENOMEM, EIO) is not corrupt: it goes
+            // back where it came from, and a later scan tries again.
+            Err(e @ QueueError::Io { .. }) => {
+                log_warning!("{id}: cannot read the queue file now, left in {} for a later scan: {e}", queue.as_str());
+                if let Err(e) = spool.move_file(&id, QueueName::Active, queue) {
+                    log_warning!("{id}: move from active to {}: {e}", queue.as_str());
+                }
+                return;
+            }
+            Err(e @ QueueError::Corrupt { .. }) => {
                 log_warning!("saving corrupt file \"{id}\" from queue \"active\" to queue \"corrupt\": {e}");
                 let _ = spool.move_file(&id, QueueName::Active, QueueName::Corrupt);
                 return;
             }
         };
-        log_info!("{id}: from=<{}>, size={}, nrcpt={} (queue active)", qf.envelope.sender, qf.message.len(), qf.envelope.recipients.len());
+        if qf.torn_records > 0 {
+            log_warning!("{id}: skipped {} torn delivery status record(s) in the queue file", qf.torn_records);
+        }
+        log_info!("{id}: from=<{}>, size={}, nrcpt={} (queue active)", qf.envelope.sender, qf.message_len, qf.envelope.recipients.len());
         let mut by_route: BTreeMap<Route, Vec<DeliveryRecipient>> = BTreeMap::new();
         for (index, r) in qf.pending() {
             by_route.entry(self.cfg.route(&r.address)).or_default().push(DeliveryRecipient { index, address: r.address.clone() });
@@ -297,30 +318,42 @@ impl Scheduler {
                         agent
                     }
                 };
-                let timeout = self.cfg.ipc_timeout;
+                // Postfix's watchdog on the delivery agent: a request that is not answered in
+                // time, like an agent that dies in the middle of one, must not keep the
+                // message in `active` until the queue manager restarts.
+                let timeout = self.cfg.delivery_timeout;
                 let tx = self.tx.clone();
                 let (id, route) = (job.id, route.clone());
                 tokio::spawn(async move {
-                    let results = match agent.call(&req, timeout).await {
-                        Ok(reply) => reply.results,
-                        Err(e) => {
-                            log_warning!("{id}: delivery agent {}: {e}", route.transport);
-                            let text = format!("delivery agent {} unavailable", route.transport);
-                            req.recipients.iter().map(|r| result(r.index, Outcome::Deferred, "4.3.0", &text)).collect()
-                        }
+                    let (results, failure) = match agent.call(&req, timeout).await {
+                        Ok(reply) => checked_results(&route.transport, &req.recipients, reply.results),
+                        Err(e) => (Vec::new(), Some(agent_failure(&id, &route.transport, &e))),
                     };
-                    let _ = tx.send(SchedMsg::Done { id, route, results });
+                    // Like Postfix, a failed agent suspends the route for a while (a site
+                    // failure), and the recipients it gave no result for are deferred.
+                    let own = match failure {
+                        Some((reason, warning)) => {
+                            log_warning!("{warning}");
+                            req.recipients
+                                .iter()
+                                .filter(|r| !results.iter().any(|got| got.index == r.index))
+                                .map(|r| DeliveryResult { site_failure: true, ..result(r.index, Outcome::Deferred, "4.3.0", reason) })
+                                .collect()
+                        }
+                        None => Vec::new(),
+                    };
+                    let _ = tx.send(SchedMsg::Done { id, route, results, own });
                 });
             }
         }
         self.jobs.retain(|_, q| !q.is_empty());
     }
 
-    fn on_done(&mut self, id: QueueId, route: Route, results: Vec<DeliveryResult>) {
+    fn on_done(&mut self, id: QueueId, route: Route, results: Vec<DeliveryResult>, own: Vec<DeliveryResult>) {
         if let Some(n) = self.inflight.get_mut(&route) {
             *n = n.saturating_sub(1);
         }
-        match results.iter().find(|r| r.site_failure) {
+        match results.iter().chain(&own).find(|r| r.site_failure) {
             Some(r) => {
                 self.window.remove(&route);
                 self.dead.insert(route, (Instant::now() + self.cfg.minimal_backoff, r.text.clone()));
@@ -330,8 +363,9 @@ impl Scheduler {
                 *w = (*w + 1).min(self.cfg.destination_concurrency);
             }
         }
-        // The agent has logged its own results.
+        // The agent has logged its own results; the queue manager logs the ones it made up.
         self.record(&id, results, false);
+        self.record(&id, own, true);
         self.job_finished(&id);
     }
 
@@ -406,14 +440,8 @@ impl Scheduler {
                 });
             }
         }
-        if !msg.failed.is_empty() && !sender.is_empty() {
-            match queue_notification(&spool, &self.cfg.myhostname, id, &sender, msg.qf.envelope.arrival_us, &msg.failed, &msg.qf.message) {
-                Ok(bounce_id) => {
-                    log_info!("{id}: sender non-delivery notification: {bounce_id}");
-                    self.incoming.again = true;
-                }
-                Err(e) => log_warning!("{id}: cannot queue the non-delivery notification: {e}"),
-            }
+        if !msg.failed.is_empty() {
+            self.notify_failed(id, &path, &msg.qf, &msg.failed);
         }
         if pending.is_empty() || expired {
             match fs::remove_file(&path) {
@@ -435,6 +463,11 @@ impl Scheduler {
         }
         if let Err(e) = spool.move_file(id, QueueName::Active, QueueName::Deferred) {
             log_warning!("{id}: move from active to deferred: {e}");
+            // Never leave a message in `active`, where only a restart would find it again:
+            // `incoming` is scanned again, and the retry time set above still applies there.
+            if let Err(e) = spool.move_file(id, QueueName::Active, QueueName::Incoming) {
+                log_warning!("{id}: move from active to incoming: {e}");
+            }
             return;
         }
         // Only now, with the file in `deferred`, tell the flush service: a send that arrived
@@ -454,6 +487,70 @@ impl Scheduler {
             }
         }
     }
+
+    /// Return failed recipients: to the sender, or to the postmaster when the failed message
+    /// was itself a notification (a double bounce), never silently dropped.
+    fn notify_failed(&mut self, id: &QueueId, path: &std::path::Path, qf: &QueueEnvelope, failed: &[Failed]) {
+        let cfg = &self.cfg.bounce;
+        let sender = qf.envelope.sender.as_str();
+        let notice = match notice_for(cfg, sender) {
+            Ok(n) => n,
+            Err(Discard::PostmasterNotice) => return log_warning!("{id}: undeliverable postmaster notification discarded"),
+            Err(Discard::NotEnabled) => {
+                return log_info!("{id}: undeliverable non-delivery notification discarded (notify_classes has no 2bounce)");
+            }
+        };
+        // Read only now, and at most bounce_size_limit bytes (plus one to tell whether the
+        // message fits): the body is not kept while the message is active.
+        let (prefix, size) = read_original(path, cfg.size_limit).unwrap_or_else(|e| {
+            log_warning!("{id}: read the original message for the notification: {e}");
+            (Vec::new(), 0)
+        });
+        let original = Original { queue_id: id, sender, arrival_us: qf.envelope.arrival_us, prefix: &prefix, size };
+        match queue_notification(&self.cfg.spool, cfg, notice, &original, failed) {
+            Ok(bounce_id) => {
+                let whom = if notice == Notice::Sender { "sender" } else { "postmaster" };
+                log_info!("{id}: {whom} non-delivery notification: {bounce_id}");
+                self.incoming.again = true;
+            }
+            Err(e) => log_warning!("{id}: cannot queue the non-delivery notification: {e}"),
+        }
+    }
+}
+
+/// The agent's results for the recipients it was asked about (one each; others are ignored,
+/// so that a confused agent cannot settle recipients of another request), and the failure to
+/// report when some have none.
+fn checked_results(
+    transport: &str,
+    asked: &[DeliveryRecipient],
+    got: Vec<DeliveryResult>,
+) -> (Vec<DeliveryResult>, Option<(&'static str, String)>) {
+    let mut open: BTreeSet<usize> = asked.iter().map(|a| a.index).collect();
+    let results: Vec<DeliveryResult> = got.into_iter().filter(|r| open.remove(&r.index)).collect();
+    let failure = (!open.is_empty()).then(|| {
+        ("unknown mail transport error", format!("private/{transport}: malformed response: no result for {} recipient(s)", open.len()))
+    });
+    (results, failure)
+}
+
+/// The reason recorded for the recipients of a request the agent did not answer, and the
+/// warning that says what happened (Postfix's texts).
+fn agent_failure(id: &QueueId, transport: &str, e: &FrameError) -> (&'static str, String) {
+    use std::io::ErrorKind::{ConnectionRefused, NotFound, PermissionDenied};
+    match e {
+        FrameError::Timeout => {
+            ("unknown mail transport error", format!("{id}: timeout receiving delivery status from transport: {transport}"))
+        }
+        FrameError::Io(io) if matches!(io.kind(), NotFound | ConnectionRefused | PermissionDenied) => {
+            ("mail transport unavailable", format!("connect to private/{transport}: {io}"))
+        }
+        FrameError::Protocol { .. } => ("mail transport unavailable", format!("private/{transport}: {e}")),
+        FrameError::Truncated | FrameError::Io(_) => ("unknown mail transport error", format!("private/{transport}: premature disconnect")),
+        FrameError::Decode(_) | FrameError::TooLarge(..) => {
+            ("unknown mail transport error", format!("private/{transport}: malformed response"))
+        }
+    }
 }
 
 fn result(index: usize, outcome: Outcome, dsn: &str, text: &str) -> DeliveryResult {
@@ -465,6 +562,39 @@ mod tests {
     use super::*;
     use common::config::{MainCf, Params};
     use std::path::Path;
+
+    #[test]
+    fn agent_results_only_settle_the_recipients_asked_about() {
+        let asked: Vec<DeliveryRecipient> =
+            [1, 3].iter().map(|&index| DeliveryRecipient { index, address: format!("u{index}@x") }).collect();
+        let sent = |index| result(index, Outcome::Sent, "2.0.0", "ok");
+        let (got, failure) = checked_results("smtp", &asked, vec![sent(1), sent(3)]);
+        assert_eq!((got.len(), failure), (2, None));
+        // Another request's recipient and a duplicate are ignored; the missing one is reported.
+        let (got, failure) = checked_results("smtp", &asked, vec![sent(0), sent(1), sent(1)]);
+        assert_eq!(got.iter().map(|r| r.index).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            failure,
+            Some(("unknown mail transport error", "private/smtp: malformed response: no result for 1 recipient(s)".to_string()))
+        );
+    }
+
+    #[test]
+    fn agent_failures_get_postfix_reasons_and_warnings() {
+        let id = QueueId::parse("ABC123").unwrap();
+        let io = |kind: std::io::ErrorKind| FrameError::Io(std::io::Error::from(kind));
+        let cases = [
+            (FrameError::Timeout, "unknown mail transport error", "ABC123: timeout receiving delivery status from transport: smtp"),
+            (FrameError::Truncated, "unknown mail transport error", "private/smtp: premature disconnect"),
+            (io(std::io::ErrorKind::ConnectionReset), "unknown mail transport error", "private/smtp: premature disconnect"),
+            (FrameError::TooLarge(2, 1), "unknown mail transport error", "private/smtp: malformed response"),
+            (io(std::io::ErrorKind::NotFound), "mail transport unavailable", "connect to private/smtp: entity not found"),
+            (io(std::io::ErrorKind::ConnectionRefused), "mail transport unavailable", "connect to private/smtp: connection refused"),
+        ];
+        for (e, reason, warning) in cases {
+            assert_eq!(agent_failure(&id, "smtp", &e), (reason, warning.to_string()), "{e:?}");
+        }
+    }
 
     #[test]
     fn a_large_scan_is_worked_through_in_slices() {
