@@ -6,13 +6,14 @@
 //! Arguments the master passes: `-n service -t type [-o name=value]...` followed by the
 //! master.cf arguments; the configuration directory comes in `MAIL_CONFIG`.
 
+use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::config::{self, Params};
 use crate::ipc::control::{CONTROL_FD_ENV, ChildEvent, MasterCommand};
@@ -169,11 +170,52 @@ pub fn inherited_listeners() -> Result<Vec<Listener>, DaemonError> {
 /// service is under stress (Postfix's `stress` parameter), which sessions watch through
 /// [`SessionLimit::stress`]. A reload may change the limit; sessions running across it keep
 /// their slots, so old and new sessions together never exceed the new limit.
+///
+/// Beyond Postfix: a session costs kilobytes here, not a process, so a service can afford to
+/// know which of its sessions sit idle. Under stress, for each client waiting in the backlog,
+/// the session that has waited longest for a command (at least the eviction time) is told to
+/// give up its slot ([`IdleSession::evicted`]): a thousand idle connections delay a
+/// legitimate client by seconds, not by minutes.
 #[derive(Clone)]
 pub struct SessionLimit {
     slots: Arc<Semaphore>,
     limit: Arc<AtomicUsize>,
     stress: Arc<watch::Sender<bool>>,
+    idle: Arc<Mutex<IdleBoard>>,
+    /// Milliseconds a session must have been idle before it may be evicted; 0: never.
+    eviction_ms: Arc<AtomicU64>,
+}
+
+/// The sessions waiting for their client's next command, oldest first.
+#[derive(Default)]
+struct IdleBoard {
+    next_id: u64,
+    sessions: BTreeMap<(Instant, u64), Arc<Notify>>,
+}
+
+/// A session waiting for a command, registered until dropped.
+pub struct IdleSession {
+    board: Arc<Mutex<IdleBoard>>,
+    key: (Instant, u64),
+    evict: Arc<Notify>,
+}
+
+impl IdleSession {
+    /// Resolves when the service wants this session's slot for a waiting client.
+    pub async fn evicted(&self) {
+        self.evict.notified().await
+    }
+}
+
+impl Drop for IdleSession {
+    fn drop(&mut self) {
+        lock_board(&self.board).sessions.remove(&self.key);
+    }
+}
+
+fn lock_board(board: &Mutex<IdleBoard>) -> std::sync::MutexGuard<'_, IdleBoard> {
+    // A list of waiting sessions stays usable whatever a panicking holder was doing.
+    board.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Slots beyond this are "unlimited" (maxproc 0).
@@ -186,13 +228,16 @@ const BACKLOG_CHECK: Duration = Duration::from_millis(100);
 const BUSY_WARNING_INTERVAL: Duration = Duration::from_secs(1000);
 
 impl SessionLimit {
-    /// `limit` sessions at once; 0 means no limit.
-    pub fn new(limit: usize) -> SessionLimit {
+    /// `limit` sessions at once (0 means no limit); idle sessions may be evicted under stress
+    /// after `eviction` (zero: never).
+    pub fn new(limit: usize, eviction: Duration) -> SessionLimit {
         let limit = if limit == 0 { UNLIMITED_SESSIONS } else { limit.min(UNLIMITED_SESSIONS) };
         SessionLimit {
             slots: Arc::new(Semaphore::new(limit)),
             limit: Arc::new(AtomicUsize::new(limit)),
             stress: Arc::new(watch::Sender::new(false)),
+            idle: Arc::default(),
+            eviction_ms: Arc::new(AtomicU64::new(eviction.as_millis() as u64)),
         }
     }
 
@@ -201,9 +246,10 @@ impl SessionLimit {
         self.limit.load(Ordering::Relaxed)
     }
 
-    /// Change the limit (reload). Slots taken by running sessions stay taken: a lower limit
+    /// Change the limits (reload). Slots taken by running sessions stay taken: a lower limit
     /// takes effect as those sessions end.
-    pub fn set(&self, limit: usize) {
+    pub fn set(&self, limit: usize, eviction: Duration) {
+        self.eviction_ms.store(eviction.as_millis() as u64, Ordering::Relaxed);
         let limit = if limit == 0 { UNLIMITED_SESSIONS } else { limit.min(UNLIMITED_SESSIONS) };
         let old = self.limit.swap(limit, Ordering::Relaxed);
         if limit > old {
@@ -231,10 +277,52 @@ impl SessionLimit {
     pub fn in_use(&self) -> usize {
         self.limit().saturating_sub(self.slots.available_permits())
     }
+
+    /// Say that a session waits for its client's next command, until the guard is dropped.
+    pub fn idle(&self) -> IdleSession {
+        let mut board = lock_board(&self.idle);
+        board.next_id += 1;
+        let key = (Instant::now(), board.next_id);
+        let evict = Arc::new(Notify::new());
+        board.sessions.insert(key, evict.clone());
+        IdleSession { board: self.idle.clone(), key, evict }
+    }
+
+    /// Ask up to `waiting` sessions idle for at least the eviction time, oldest first, to give
+    /// up their slots. Returns how many were asked.
+    fn evict_idle(&self, waiting: usize) -> usize {
+        let ms = self.eviction_ms.load(Ordering::Relaxed);
+        if ms == 0 || waiting == 0 {
+            return 0;
+        }
+        let Some(cutoff) = Instant::now().checked_sub(Duration::from_millis(ms)) else { return 0 };
+        let mut board = lock_board(&self.idle);
+        let chosen: Vec<(Instant, u64)> = board.sessions.keys().take_while(|(since, _)| *since <= cutoff).take(waiting).copied().collect();
+        for key in &chosen {
+            if let Some(n) = board.sessions.remove(key) {
+                n.notify_one();
+            }
+        }
+        chosen.len()
+    }
+}
+
+/// How many clients wait in a TCP listening socket's backlog: Linux reports the accept queue
+/// of a listener in `tcpi_unacked`. `None` where that cannot be read.
+fn backlog_len(fd: RawFd) -> Option<usize> {
+    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes into it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: valid descriptor number, pointer and length for this option.
+    let rc = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len) };
+    (rc == 0).then_some(info.tcpi_unacked as usize)
 }
 
 /// Whether a listening socket has a client waiting to be accepted (no waiting, no accepting).
 fn backlog_waiting(fd: RawFd) -> bool {
+    if let Some(n) = backlog_len(fd) {
+        return n > 0;
+    }
     let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     // SAFETY: one valid pollfd, a zero timeout: poll only reports readiness.
     unsafe { libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLIN != 0 }
@@ -260,7 +348,11 @@ async fn take_slot(limit: &SessionLimit, fd: RawFd, service: &str, last_warning:
                 Err(_) => std::future::pending::<()>().await,
             },
             _ = tokio::time::sleep(BACKLOG_CHECK) => {
-                if backlog_waiting(fd) && !*limit.stress.borrow() {
+                if !backlog_waiting(fd) {
+                    continue;
+                }
+                limit.evict_idle(backlog_len(fd).unwrap_or(1));
+                if !*limit.stress.borrow() {
                     limit.stress.send_replace(true);
                     if last_warning.is_none_or(|t| t.elapsed() >= BUSY_WARNING_INTERVAL) {
                         *last_warning = Some(Instant::now());

@@ -195,8 +195,14 @@ pub struct Client {
 impl Client {
     pub fn connect(port: u16) -> Client {
         let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to smtpd");
-        s.set_nodelay(true).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client::from_stream(s)
+    }
+
+    /// A client on a stream connected by the caller (with its own read time limit); reads the
+    /// greeting.
+    pub fn from_stream(s: TcpStream) -> Client {
+        s.set_nodelay(true).unwrap();
         let w = s.try_clone().unwrap();
         let mut c = Client { r: BufReader::new(s), w, banner: String::new() };
         c.banner = c.reply();

@@ -72,11 +72,21 @@ pub fn unix_path(queue_dir: &Path, entry: &MasterEntry) -> PathBuf {
 }
 
 /// Create the listening sockets of one entry.
+/// A TCP listener with the longest backlog the kernel allows (`net.core.somaxconn`) instead of
+/// std's 128: clients beyond a service's session limit wait there, and a session here costs
+/// little, so the backlog, not a refusal, is where a flood queues up.
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<OwnedFd> {
+    let l = TcpListener::bind(addr)?;
+    // listen() again on a listening socket sets its backlog anew (Linux).
+    nix::sys::socket::listen(&l, nix::sys::socket::Backlog::MAXALLOWABLE).map_err(std::io::Error::from)?;
+    Ok(OwnedFd::from(l))
+}
+
 pub fn open_listeners(entry: &MasterEntry, queue_dir: &Path, inet_interfaces: &[String]) -> Result<Vec<OwnedFd>, ListenError> {
     match entry.kind {
         ServiceType::Inet => inet_addresses(&entry.service, inet_interfaces)?
             .into_iter()
-            .map(|a| TcpListener::bind(a).map(OwnedFd::from).map_err(|source| ListenError::Bind { what: a.to_string(), source }))
+            .map(|a| tcp_listener(a).map_err(|source| ListenError::Bind { what: a.to_string(), source }))
             .collect(),
         ServiceType::Unix => {
             let path = unix_path(queue_dir, entry);

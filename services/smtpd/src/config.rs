@@ -143,6 +143,8 @@ pub struct SmtpdConfig {
     pub qmgr_socket: PathBuf,
     /// Concurrent sessions (master.cf maxproc); 0 is no limit.
     pub session_limit: usize,
+    /// `smtpd_idle_eviction_time` (zero: never).
+    pub idle_eviction: Duration,
     /// Per-client counts.
     pub anvil: Arc<Anvil>,
     /// Incoming-scan triggers to the queue manager, over one persistent connection.
@@ -248,6 +250,7 @@ impl SmtpdConfig {
             etrn_rfc1985: rfc1985,
             queue_run_delay: p.time("queue_run_delay")?,
             session_limit: process_limit.unwrap_or(default_limit) as usize,
+            idle_eviction: p.time("smtpd_idle_eviction_time")?,
             last_slow_etrn: Arc::new(Mutex::new(None)),
             anvil: Arc::new(Anvil::default()),
         })

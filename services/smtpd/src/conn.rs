@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::daemon::SessionLimit;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -172,9 +173,10 @@ fn check_client_limits(s: &Session<'_>, conn: &crate::anvil::Connection) -> Opti
     None
 }
 
-/// Serve one SMTP client until it quits, times out, errs too often or goes away. `stress`
-/// says whether other clients wait for a session slot.
-pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, mut stress: watch::Receiver<bool>) {
+/// Serve one SMTP client until it quits, times out, errs too often or goes away. `sessions`
+/// says whether other clients wait for a session slot, and may ask an idle session for its.
+pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, sessions: SessionLimit) {
+    let mut stress = sessions.stress();
     let ip = addr.ip();
     let name = if ip.is_loopback() { "localhost" } else { "unknown" };
     let peer = Peer { name: name.to_string(), addr: ip };
@@ -199,7 +201,24 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, m
     loop {
         s.stressed = *stress.borrow();
         io.timeout = s.limits().timeout;
-        let line = match read_line(&mut io.r, cfg.line_length_limit, read_deadline(Instant::now(), &cfg, &mut stress)).await {
+        // Waiting for a command (none pipelined yet): a session the service may ask to give up
+        // its slot.
+        let idle = (!io.r.buffer().contains(&b'\n')).then(|| sessions.idle());
+        let deadline = async {
+            let evicted = async {
+                match &idle {
+                    Some(i) => i.evicted().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = read_deadline(Instant::now(), &cfg, &mut stress) => {}
+                _ = evicted => {}
+            }
+        };
+        let read = read_line(&mut io.r, cfg.line_length_limit, deadline).await;
+        drop(idle);
+        let line = match read {
             Ok(l) => l,
             Err(ReadEnd::TooLong) => {
                 let reply = "500 5.5.0 Error: line too long";

@@ -38,7 +38,14 @@
 //! delays` is logged at most once per 1000 s. While clients wait the service is under stress:
 //! `smtpd_timeout`, `smtpd_hard_error_limit` and `smtpd_junk_command_limit` take their
 //! `${stress?...}` values (10 s, 1, 1 by default), also for sessions already waiting for a
-//! command, so idle sessions give up their slots. A reload keeps the session count (and the
+//! command, so idle sessions give up their slots. Beyond Postfix (a session costs kilobytes
+//! here, not a process): under stress, for each client waiting in the backlog, the session
+//! that has waited longest for a command, at least `smtpd_idle_eviction_time` (1 s), gives up
+//! its slot with `421 4.4.2 <myhostname> Error: timeout exceeded` (logged `timeout after ...`).
+//! Measured: one client with mail behind 1,000 silent connections and 100 slots had its mail
+//! queued about 10 s after connecting (tests/smtpd_floods.rs); Postfix's 10 s stress timeout
+//! alone would take 90. The master listens with the longest backlog the kernel allows
+//! (`net.core.somaxconn`). A reload keeps the session count (and the
 //! per-client counts): old and new sessions together never exceed the limit. Per client
 //! (`smtpd_client_event_limit_exceptions`, `$mynetworks`, are exempt):
 //! `smtpd_client_connection_count_limit` and `smtpd_client_connection_rate_limit` answer
@@ -75,7 +82,7 @@
 //! `queue_minfree`, `hopcount_limit`, `smtpd_forbid_bare_newline`,
 //! `smtpd_client_connection_count_limit`, `smtpd_client_connection_rate_limit`,
 //! `smtpd_client_message_rate_limit`, `smtpd_client_event_limit_exceptions`,
-//! `anvil_rate_time_unit`,
+//! `anvil_rate_time_unit`, `smtpd_idle_eviction_time`,
 //! `smtpd_forbid_bare_newline_exclusions`, `smtpd_forbid_bare_newline_reject_code`,
 //! `smtpd_timeout`, `smtpd_soft_error_limit`, `smtpd_hard_error_limit`,
 //! `smtpd_junk_command_limit`, `smtpd_error_sleep_time`, `fast_flush_domains`, `etrn_fallback`,

@@ -14,16 +14,16 @@ fn main() {
     let rt = daemon::runtime(2);
     rt.block_on(async move {
         // Clients beyond the limit wait in the listen backlog; the limit outlives reloads.
-        let sessions = SessionLimit::new(cfg.session_limit);
+        let sessions = SessionLimit::new(cfg.session_limit, cfg.idle_eviction);
         let mut d = Daemon::with_session_limit(&args.service, listeners, Some(sessions.clone())).unwrap_or_else(|e| fatal(&e.to_string()));
         let mut cfg = Arc::new(cfg);
         d.ready();
         loop {
             match d.next().await {
                 Event::Tcp(stream, addr, slot) => {
-                    let (cfg, stress) = (cfg.clone(), sessions.stress());
+                    let (cfg, sessions) = (cfg.clone(), sessions.clone());
                     tokio::spawn(async move {
-                        smtpd::conn::serve(stream, addr, cfg, stress).await;
+                        smtpd::conn::serve(stream, addr, cfg, sessions).await;
                         drop(slot);
                     });
                 }
@@ -36,7 +36,7 @@ fn main() {
                     {
                         Ok(mut c) => {
                             c.keep_state_of(&cfg);
-                            sessions.set(c.session_limit);
+                            sessions.set(c.session_limit, c.idle_eviction);
                             cfg = Arc::new(c);
                         }
                         Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
