@@ -135,7 +135,10 @@ fn expand_braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>, depth: us
     if rest.is_empty() {
         return Ok(value);
     }
-    let (op, arg) = rest.split_at(1);
+    // The operator is one character, not one byte: `${name€...}` is an error, not a panic
+    // (found by fuzzing main.cf).
+    let op_len = rest.chars().next().map_or(0, char::len_utf8);
+    let (op, arg) = rest.split_at(op_len);
     match op {
         "?" => {
             let (v1, v2) = split_branches(arg);
@@ -251,5 +254,8 @@ mod tests {
     fn unbalanced() {
         assert!(matches!(run(&[], "${a"), Err(ExpandError::Unbalanced(_))));
         assert!(matches!(run(&[], "${{a} ?? {b}}"), Err(ExpandError::Relational(_))));
+        // A non-ASCII operator character (found by fuzzing): an error, not a panic.
+        assert!(matches!(run(&[("a", "A")], "${aê,O}"), Err(ExpandError::Unbalanced(_))));
+        assert!(matches!(run(&[("a", "A")], "$(sdeMê,O)"), Err(ExpandError::Unbalanced(_))));
     }
 }
