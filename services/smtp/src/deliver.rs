@@ -1,130 +1,22 @@
-//! One delivery request: resolve the next hop, run the SMTP transaction, turn every reply into
-//! a per-recipient result with Postfix's texts, and log Postfix's delivery lines.
+//! One delivery request: screen the envelope, read the message, then a kept connection to the
+//! next hop or new ones to its addresses in order (within `smtp_mx_address_limit` and
+//! `smtp_mx_session_limit`); every recipient gets a result, and Postfix's delivery line.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::config::{ConfigError, Params};
 use common::ipc::delivery::{DeliveryRecipient, DeliveryRequest, DeliveryResult};
 use common::maillog::{DeliveryLine, delivery_line};
 use common::queue::file::{self, Outcome, now_us};
-use common::queue::{QueueId, QueueName, Spool};
+use common::queue::{QueueId, QueueName};
 use common::text::{has_control, printable};
 use common::{log_info, log_warning};
 
-use crate::client::{ClientError, Connection, Reply};
-use crate::myself::Myself;
-use crate::resolve::{Dns, ResolveError, Target};
-
-/// The agent's settings.
-pub struct AgentConfig {
-    pub dns: Dns,
-    pub spool: Spool,
-    pub myhostname: String,
-    pub connect_timeout: Duration,
-    pub helo_timeout: Duration,
-    pub command_timeout: Duration,
-    pub data_done_timeout: Duration,
-    /// How long an idle connection is kept for reuse.
-    pub cache_time: Duration,
-    /// `smtp_line_length_limit`: longer message lines are broken (0: no limit).
-    pub line_length_limit: usize,
-    /// `smtp_mx_address_limit`: addresses tried per delivery (0: no limit).
-    pub mx_address_limit: usize,
-    /// `smtp_mx_session_limit`: sessions (past the handshake) per delivery (0: no limit).
-    pub mx_session_limit: usize,
-    /// This system's addresses (`inet_interfaces`, `proxy_interfaces`), for loop detection.
-    pub myself: Myself,
-}
-
-/// A count parameter: zero or more.
-fn count(p: &Params, name: &str) -> Result<usize, ConfigError> {
-    usize::try_from(p.int(name)?).map_err(|_| ConfigError::value(name, "must be zero or more"))
-}
-
-impl AgentConfig {
-    pub fn from_params(p: &Params) -> Result<AgentConfig, ConfigError> {
-        let dns = Dns::new(&p.list("smtp_dns_nameservers")?).map_err(|what| ConfigError::value("smtp_dns_nameservers", what))?;
-        let line_length_limit = count(p, "smtp_line_length_limit")?;
-        // A limit of one would leave no room after the folding space.
-        if line_length_limit == 1 {
-            return Err(ConfigError::value("smtp_line_length_limit", "must be 0 (no limit) or at least 2"));
-        }
-        Ok(AgentConfig {
-            dns,
-            spool: Spool::from_params(p)?,
-            myhostname: p.get("myhostname")?,
-            connect_timeout: p.time("smtp_connect_timeout")?,
-            helo_timeout: p.time("smtp_helo_timeout")?,
-            command_timeout: Duration::from_secs(300),
-            data_done_timeout: p.time("smtp_data_done_timeout")?,
-            cache_time: p.time("smtp_connection_cache_time_limit")?,
-            line_length_limit,
-            mx_address_limit: count(p, "smtp_mx_address_limit")?,
-            mx_session_limit: count(p, "smtp_mx_session_limit")?,
-            myself: Myself::from_params(p)?,
-        })
-    }
-}
-
-/// A parsed next hop: `[host]:port` means no MX lookup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NextHop {
-    pub host: String,
-    pub port: u16,
-    pub mx: bool,
-}
-
-pub fn parse_nexthop(text: &str) -> Option<NextHop> {
-    let (host, port, mx) = if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
-            None if after.is_empty() => 25,
-            None => return None,
-        };
-        (host, port, false)
-    } else {
-        match text.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().ok()?, true),
-            None => (text, 25, true),
-        }
-    };
-    (!host.is_empty()).then(|| NextHop { host: host.to_string(), port, mx })
-}
-
-/// How one attempt ended, before it becomes per-recipient results.
-struct Failure {
-    outcome: Outcome,
-    dsn: String,
-    text: String,
-    site: bool,
-}
-
-fn deferred(dsn: &str, text: String, site: bool) -> Failure {
-    Failure { outcome: Outcome::Deferred, dsn: dsn.into(), text, site }
-}
-
-fn bounced(dsn: &str, text: String) -> Failure {
-    Failure { outcome: Outcome::Bounced, dsn: dsn.into(), text, site: false }
-}
-
-/// A reply that ends the transaction for every recipient still open.
-fn rejected(reply: &Reply, peer: &str, after: &str) -> Failure {
-    let outcome = if reply.class() == 5 { Outcome::Bounced } else { Outcome::Deferred };
-    Failure { outcome, dsn: reply.dsn(), text: format!("host {peer} said: {} (in reply to {after})", reply.text()), site: false }
-}
-
-fn broken(e: ClientError, peer: &str, during: &str) -> Failure {
-    match e {
-        ClientError::Timeout => deferred("4.4.2", format!("conversation with {peer} timed out while {during}"), true),
-        ClientError::Io(_) => deferred("4.4.2", format!("lost connection with {peer} while {during}"), true),
-        ClientError::Malformed(m) => deferred("4.5.0", format!("malformed reply from {peer} while {during}: {m}"), true),
-        // Nothing was written: the session is still clean, the fault is ours.
-        e @ ClientError::UnsafeCommand(_) => deferred("4.3.0", format!("{e} while {during}"), false),
-    }
-}
+use crate::cache::{Cached, ConnCache};
+use crate::client::Connection;
+use crate::config::AgentConfig;
+use crate::nexthop::parse_nexthop;
+use crate::resolve::{ResolveError, Target};
+use crate::transaction::{Failure, Loop, bounced, deferred, handshake, mail_transaction, reset};
 
 /// Deliver one request; never fails as a whole: every recipient gets a result.
 pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) -> Vec<DeliveryResult> {
@@ -218,14 +110,13 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
             return parts;
         }
     };
-    if let Some(mut c) = cache.take(&req.nexthop, cfg.cache_time) {
-        c.conn.timeout = cfg.command_timeout;
+    if let Some(mut c) = cache.check_out(&req.nexthop).await {
         // A connection the server closed meanwhile fails here; then we connect afresh.
-        if matches!(c.conn.command("RSET").await, Ok(r) if r.class() == 2) {
-            let (results, healthy) = mail_transaction(cfg, &req, &mut c.conn, &c.peer, &message).await;
+        if reset(&cfg.session, &mut c.conn).await {
+            let (results, healthy) = mail_transaction(&cfg.session, &req, &mut c.conn, &c.peer, &message).await;
             let (relay, uses) = (c.relay.clone(), c.uses + 1);
             if healthy {
-                cache.put(&req.nexthop, Cached { uses, since: Instant::now(), ..c });
+                cache.check_in(&req.nexthop, Cached { uses, ..c });
             }
             parts.push(Attempt { results, relay, setup: 0.0, xmit: start.elapsed().as_secs_f64(), conn_use: uses });
             return parts;
@@ -279,7 +170,7 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         let relay = format!("{peer}:{}", addr.port());
         let mut conn = Connection::new(stream, cfg.helo_timeout);
         let looking = myself.map(|_| Loop { nexthop: &pending.nexthop, relay: &relay, best });
-        let handshake = handshake(cfg, &mut conn, &peer, looking).await;
+        let handshake = handshake(&cfg.session, &mut conn, &peer, looking).await;
         let setup = start.elapsed().as_secs_f64();
         if let Err(f) = handshake {
             let hard = f.outcome == Outcome::Bounced;
@@ -292,10 +183,10 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
             continue;
         }
         sessions += 1;
-        conn.timeout = cfg.command_timeout;
-        let (results, healthy) = mail_transaction(cfg, &pending, &mut conn, &peer, &message).await;
+        conn.timeout = cfg.session.command_timeout;
+        let (results, healthy) = mail_transaction(&cfg.session, &pending, &mut conn, &peer, &message).await;
         if healthy {
-            cache.put(&pending.nexthop, Cached { conn, peer, relay: relay.clone(), uses: 1, since: Instant::now() });
+            cache.check_in(&pending.nexthop, Cached { conn, peer, relay: relay.clone(), uses: 1 });
         }
         let xmit = start.elapsed().as_secs_f64() - setup;
         let session_limit = cfg.mx_session_limit > 0 && sessions >= cfg.mx_session_limit;
@@ -332,199 +223,9 @@ fn read_message(cfg: &AgentConfig, req: &DeliveryRequest) -> Result<Vec<u8>, Str
     file::read(&cfg.spool.path(queue, &id)).map(|qf| qf.message).map_err(|e| e.to_string())
 }
 
-/// Loop detection for one session (port 25 only).
-struct Loop<'a> {
-    /// The next hop as the request names it, for the bounce text.
-    nexthop: &'a str,
-    /// `host[addr]:port`, for the warning.
-    relay: &'a str,
-    /// The server is a most preferred MX host: a loop is final there.
-    best: bool,
-}
-
-/// The first word of a greeting or EHLO reply: the server's name for itself.
-fn reply_name(reply: &Reply) -> &str {
-    reply.lines.first().and_then(|l| l.split_whitespace().next()).unwrap_or("")
-}
-
-/// Greeting and EHLO (HELO when EHLO is refused). With `looking`, a server that answers EHLO
-/// with our own `myhostname` is ourselves: Postfix's `mail for <nexthop> loops back to
-/// myself`, 5.4.6 at a most preferred MX host, 4.4.6 at another (a greeting with our name
-/// only gets a warning, as in Postfix, since banners are often set by hand).
-async fn handshake(cfg: &AgentConfig, conn: &mut Connection, peer: &str, looking: Option<Loop<'_>>) -> Result<(), Failure> {
-    let greeting = conn.read_reply().await.map_err(|e| broken(e, peer, "receiving the initial server greeting"))?;
-    if greeting.class() != 2 {
-        let mut f = rejected(&greeting, peer, "the initial server greeting");
-        f.text = format!("host {peer} refused to talk to me: {}", greeting.text());
-        f.site = f.outcome == Outcome::Deferred;
-        return Err(f);
-    }
-    if let Some(l) = &looking
-        && reply_name(&greeting).eq_ignore_ascii_case(&cfg.myhostname)
-    {
-        log_warning!("host {} greeted me with my own hostname {}", l.relay, cfg.myhostname);
-    }
-    let mut hello =
-        conn.command(&format!("EHLO {}", cfg.myhostname)).await.map_err(|e| broken(e, peer, "performing the EHLO handshake"))?;
-    if hello.class() == 5 {
-        hello = conn.command(&format!("HELO {}", cfg.myhostname)).await.map_err(|e| broken(e, peer, "performing the HELO handshake"))?;
-    }
-    if hello.class() != 2 {
-        return Err(rejected(&hello, peer, "EHLO/HELO command"));
-    }
-    if let Some(l) = looking
-        && reply_name(&hello).eq_ignore_ascii_case(&cfg.myhostname)
-    {
-        log_warning!("host {} replied to HELO/EHLO with my own hostname {}", l.relay, cfg.myhostname);
-        let text = format!("mail for {} loops back to myself", l.nexthop);
-        let _ = conn.command("QUIT").await;
-        return Err(if l.best { bounced("5.4.6", text) } else { deferred("4.4.6", text, true) });
-    }
-    Ok(())
-}
-
-/// MAIL, RCPT per recipient, DATA. Returns the results and whether the connection is in a clean
-/// state for another transaction.
-async fn mail_transaction(
-    cfg: &AgentConfig,
-    req: &DeliveryRequest,
-    conn: &mut Connection,
-    peer: &str,
-    message: &[u8],
-) -> (Vec<DeliveryResult>, bool) {
-    let mut results = Vec::new();
-    let body = async {
-        let mail = conn.command(&format!("MAIL FROM:<{}>", req.sender)).await.map_err(|e| broken(e, peer, "sending MAIL FROM"))?;
-        if mail.class() != 2 {
-            return Err(rejected(&mail, peer, "MAIL FROM command"));
-        }
-        let mut accepted = Vec::new();
-        for r in &req.recipients {
-            let reply = conn.command(&format!("RCPT TO:<{}>", r.address)).await.map_err(|e| broken(e, peer, "sending RCPT TO"))?;
-            if reply.class() == 2 {
-                accepted.push(r.index);
-            } else {
-                let f = rejected(&reply, peer, "RCPT TO command");
-                results.push(DeliveryResult { index: r.index, outcome: f.outcome, dsn: f.dsn, text: f.text, site_failure: false });
-            }
-        }
-        if accepted.is_empty() {
-            return Ok(());
-        }
-        let data = conn.command("DATA").await.map_err(|e| broken(e, peer, "sending DATA command"))?;
-        if data.class() != 3 {
-            return Err(rejected(&data, peer, "DATA command"));
-        }
-        conn.timeout = cfg.data_done_timeout;
-        let broke = conn.send_message(message, cfg.line_length_limit).await.map_err(|e| broken(e, peer, "sending message body"))?;
-        if broke {
-            log_info!("{}: breaking line > {} bytes with <CR><LF>SPACE", req.queue_id, cfg.line_length_limit);
-        }
-        let done = conn.read_reply().await.map_err(|e| broken(e, peer, "sending end of data -- message may be sent more than once"))?;
-        conn.timeout = cfg.command_timeout;
-        let outcome = match done.class() {
-            2 => Outcome::Sent,
-            5 => Outcome::Bounced,
-            _ => Outcome::Deferred,
-        };
-        let text = if outcome == Outcome::Sent {
-            done.text()
-        } else {
-            format!("host {peer} said: {} (in reply to end of DATA command)", done.text())
-        };
-        for index in &accepted {
-            results.push(DeliveryResult { index: *index, outcome, dsn: done.dsn(), text: text.clone(), site_failure: false });
-        }
-        Ok(())
-    }
-    .await;
-    let healthy = match body {
-        Ok(()) => true,
-        Err(f) => {
-            // Recipients without a result yet share the failure.
-            let have: Vec<usize> = results.iter().map(|r| r.index).collect();
-            for r in req.recipients.iter().filter(|r| !have.contains(&r.index)) {
-                results.push(DeliveryResult {
-                    index: r.index,
-                    outcome: f.outcome,
-                    dsn: f.dsn.clone(),
-                    text: f.text.clone(),
-                    site_failure: f.site,
-                });
-            }
-            // A rejected MAIL or DATA leaves the session usable; a broken conversation does not.
-            !f.site && f.dsn != "4.4.2"
-        }
-    };
-    (results, healthy)
-}
-
-/// An open connection kept for the next request to the same next hop.
-pub struct Cached {
-    conn: Connection,
-    peer: String,
-    relay: String,
-    uses: u32,
-    since: Instant,
-}
-
-/// Idle connections by next hop (`smtp_connection_cache_time_limit`).
-#[derive(Clone, Default)]
-pub struct ConnCache(Arc<Mutex<HashMap<String, Vec<Cached>>>>);
-
-impl ConnCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Cached>>> {
-        match self.0.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
-    fn take(&self, nexthop: &str, max_idle: Duration) -> Option<Cached> {
-        let mut map = self.lock();
-        let list = map.get_mut(nexthop)?;
-        list.retain(|c| c.since.elapsed() < max_idle);
-        list.pop()
-    }
-
-    fn put(&self, nexthop: &str, c: Cached) {
-        self.lock().entry(nexthop.to_string()).or_default().push(c);
-    }
-
-    /// Close connections idle for longer than `max_idle` (with a polite QUIT).
-    pub async fn sweep(&self, max_idle: Duration) {
-        let stale: Vec<Cached> = {
-            let mut map = self.lock();
-            let mut out = Vec::new();
-            for list in map.values_mut() {
-                let (old, keep): (Vec<Cached>, Vec<Cached>) = list.drain(..).partition(|c| c.since.elapsed() >= max_idle);
-                *list = keep;
-                out.extend(old);
-            }
-            map.retain(|_, l| !l.is_empty());
-            out
-        };
-        for mut c in stale {
-            c.conn.timeout = Duration::from_secs(2);
-            let _ = c.conn.command("QUIT").await;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nexthops() {
-        assert_eq!(parse_nexthop("[127.0.0.1]:2599"), Some(NextHop { host: "127.0.0.1".into(), port: 2599, mx: false }));
-        assert_eq!(parse_nexthop("[mx.example]"), Some(NextHop { host: "mx.example".into(), port: 25, mx: false }));
-        assert_eq!(parse_nexthop("example.net"), Some(NextHop { host: "example.net".into(), port: 25, mx: true }));
-        assert_eq!(parse_nexthop("example.net:587"), Some(NextHop { host: "example.net".into(), port: 587, mx: true }));
-        for bad in ["", "[]", "[x]y", "[x]:port", "host:99999"] {
-            assert_eq!(parse_nexthop(bad), None, "{bad}");
-        }
-    }
 
     fn request(sender: &str, rcpts: &[&str]) -> DeliveryRequest {
         DeliveryRequest {

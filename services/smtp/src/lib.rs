@@ -10,7 +10,12 @@
 //! asked are `smtp_dns_nameservers` or /etc/resolv.conf), and runs one SMTP transaction (EHLO, falling back to HELO; MAIL; one RCPT
 //! per recipient; DATA) with a result per recipient: 2xx sent, 4xx deferred, 5xx bounced, with
 //! the remote reply in the text. A handshake that fails softly moves on to the next address. An idle connection is kept for `smtp_connection_cache_time_limit`
-//! and reused (RSET, then MAIL) for the next request to the same next hop. Connection and greeting failures are reported as site
+//! and reused (RSET, then MAIL) for the next request to the same next hop. The kept
+//! connections belong to one actor ([`cache`]): a delivery checks one out and back in by a
+//! message each; the actor closes those past the limit on its own one-second timer, with a
+//! QUIT that may take 2 s, without holding up anything else; a reload's limit applies to the
+//! connections already kept. The agent runs on one thread (an actix `System`), shared by the
+//! actor and the delivery tasks. Connection and greeting failures are reported as site
 //! failures, so the queue manager stops trying that next hop for a while.
 //!
 //! # Security
@@ -50,12 +55,26 @@
 //!
 //! # Bugs
 //! No STARTTLS, no DANE/MTA-STS. Equal-preference MX hosts are tried in the resolver's order,
-//! not shuffled. The message is read from its queue file whole (it is sent in pieces). The null
+//! not shuffled. The message is read from its queue file whole (it is sent in pieces), on the agent's one
+//! thread: a large message holds up the other deliveries for the time of the read. The null
 //! MX status is RFC 7505's 5.1.10, where Postfix's smtp client says 5.1.0 (its smtpd says
 //! 5.1.10). As in Postfix, the stuffed dot does not count towards `smtp_line_length_limit`.
 
+/// Owns the idle connections between deliveries and their expiry (an actix actor).
+pub mod cache;
+/// The SMTP client connection: command lines out, replies in, message text through [`data`].
 pub mod client;
+/// The agent's settings from the parameters.
+pub mod config;
+/// The message encoder for DATA.
 pub mod data;
+/// One delivery request from start to per-recipient results and delivery lines.
 pub mod deliver;
+/// This system's own addresses, for loop detection.
 pub mod myself;
+/// Next-hop syntax: `[host]:port` or `domain[:port]`.
+pub mod nexthop;
+/// From a next hop to the addresses to try (MX, A/AAAA, null MX, this system).
 pub mod resolve;
+/// The conversation on one connection: handshake and one mail transaction.
+pub mod transaction;

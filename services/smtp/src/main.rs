@@ -8,34 +8,29 @@ use common::ipc::control::MasterCommand;
 use common::ipc::delivery::{DeliveryProtocol, DeliveryReply, DeliveryRequest};
 use common::ipc::server::serve;
 use common::log_warning;
-use smtp::deliver::{AgentConfig, ConnCache, deliver};
+use smtp::cache::ConnCache;
+use smtp::config::AgentConfig;
+use smtp::deliver::deliver;
 
 fn main() {
     let (args, params) = daemon::start("smtp");
     let cfg = AgentConfig::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
-    let rt = daemon::runtime(2);
-    rt.block_on(async move {
+    // One thread, as flush: the connection cache's actor and the delivery tasks share it, so
+    // a checkout or checkin wakes no other thread.
+    let system = actix_rt::System::new();
+    system.block_on(async move {
         let mut d = Daemon::new(&args.service, listeners).unwrap_or_else(|e| fatal(&e.to_string()));
         // Connections from the queue manager are kept between requests: each request reads the
         // configuration current at that moment.
+        let cache = ConnCache::start(cfg.cache_time);
         let (cfg_tx, cfg_rx) = tokio::sync::watch::channel(Arc::new(cfg));
-        let cache = ConnCache::default();
-        let mut sweep = tokio::time::interval(Duration::from_secs(1));
         d.ready();
         loop {
-            let ev = tokio::select! {
-                ev = d.next() => ev,
-                _ = sweep.tick() => {
-                    let cache_time = cfg_rx.borrow().cache_time;
-                    cache.sweep(cache_time).await;
-                    continue;
-                }
-            };
-            match ev {
+            match d.next().await {
                 Event::Unix(stream) => {
                     let (cfg_rx, cache) = (cfg_rx.clone(), cache.clone());
-                    tokio::spawn(serve::<DeliveryProtocol, _, _>(
+                    actix_rt::spawn(serve::<DeliveryProtocol, _, _>(
                         stream,
                         "smtp",
                         Duration::from_secs(3600),
@@ -53,6 +48,7 @@ fn main() {
                     .and_then(|p| AgentConfig::from_params(&p).map_err(|e| e.to_string()))
                 {
                     Ok(c) => {
+                        cache.set_time_limit(c.cache_time);
                         cfg_tx.send_replace(Arc::new(c));
                     }
                     Err(e) => log_warning!("reload: {e}; keeping the running configuration"),

@@ -13,8 +13,8 @@ use common::domain::valid_hostname;
 use common::log_warning;
 use common::text::printable;
 
-use crate::deliver::NextHop;
 use crate::myself::Myself;
+use crate::nexthop::NextHop;
 
 /// A host to connect to: its name for the log and one address.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,61 @@
+//! The agent's settings, read from the parameters at start and on every reload.
+
+use std::time::Duration;
+
+use common::config::{ConfigError, Params};
+use common::queue::Spool;
+
+use crate::myself::Myself;
+use crate::resolve::Dns;
+use crate::transaction::SessionConfig;
+
+/// The agent's settings.
+pub struct AgentConfig {
+    pub dns: Dns,
+    pub spool: Spool,
+    /// What each SMTP conversation needs.
+    pub session: SessionConfig,
+    pub connect_timeout: Duration,
+    pub helo_timeout: Duration,
+    /// `smtp_connection_cache_time_limit`: how long an idle connection is kept for reuse.
+    pub cache_time: Duration,
+    /// `smtp_mx_address_limit`: addresses tried per delivery (0: no limit).
+    pub mx_address_limit: usize,
+    /// `smtp_mx_session_limit`: sessions (past the handshake) per delivery (0: no limit).
+    pub mx_session_limit: usize,
+    /// This system's addresses (`inet_interfaces`, `proxy_interfaces`), for loop detection.
+    pub myself: Myself,
+}
+
+/// A count parameter: zero or more.
+fn count(p: &Params, name: &str) -> Result<usize, ConfigError> {
+    usize::try_from(p.int(name)?).map_err(|_| ConfigError::value(name, "must be zero or more"))
+}
+
+impl AgentConfig {
+    pub fn from_params(p: &Params) -> Result<AgentConfig, ConfigError> {
+        let dns = Dns::new(&p.list("smtp_dns_nameservers")?).map_err(|what| ConfigError::value("smtp_dns_nameservers", what))?;
+        let line_length_limit = count(p, "smtp_line_length_limit")?;
+        // A limit of one would leave no room after the folding space.
+        if line_length_limit == 1 {
+            return Err(ConfigError::value("smtp_line_length_limit", "must be 0 (no limit) or at least 2"));
+        }
+        // Read in the order errors have always been reported in.
+        let spool = Spool::from_params(p)?;
+        let myhostname = p.get("myhostname")?;
+        let connect_timeout = p.time("smtp_connect_timeout")?;
+        let helo_timeout = p.time("smtp_helo_timeout")?;
+        let data_done_timeout = p.time("smtp_data_done_timeout")?;
+        Ok(AgentConfig {
+            dns,
+            spool,
+            session: SessionConfig { myhostname, command_timeout: Duration::from_secs(300), data_done_timeout, line_length_limit },
+            connect_timeout,
+            helo_timeout,
+            cache_time: p.time("smtp_connection_cache_time_limit")?,
+            mx_address_limit: count(p, "smtp_mx_address_limit")?,
+            mx_session_limit: count(p, "smtp_mx_session_limit")?,
+            myself: Myself::from_params(p)?,
+        })
+    }
+}

@@ -1,0 +1,438 @@
+//! The SMTP conversation on one connection: the greeting and EHLO (with loop detection), and
+//! one mail transaction (MAIL, one RCPT per recipient, DATA) with a result per recipient and
+//! Postfix's texts. It knows nothing of next hops, DNS or the connection cache.
+
+use std::time::Duration;
+
+use common::ipc::delivery::{DeliveryRequest, DeliveryResult};
+use common::log_info;
+use common::log_warning;
+use common::queue::file::Outcome;
+
+use crate::client::{ClientError, Connection, Reply};
+
+/// What one conversation needs to know (part of [`crate::config::AgentConfig`]).
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// `myhostname`: the EHLO name, and the name that gives a loop away.
+    pub myhostname: String,
+    /// The time limit for each command's reply after the handshake.
+    pub command_timeout: Duration,
+    /// `smtp_data_done_timeout`: for the reply to the end of the message.
+    pub data_done_timeout: Duration,
+    /// `smtp_line_length_limit`: longer message lines are broken (0: no limit).
+    pub line_length_limit: usize,
+}
+
+/// How one attempt ended, before it becomes per-recipient results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub outcome: Outcome,
+    pub dsn: String,
+    pub text: String,
+    /// The next hop failed as a whole (the queue manager holds back its other mail for a
+    /// while).
+    pub site: bool,
+}
+
+pub fn deferred(dsn: &str, text: String, site: bool) -> Failure {
+    Failure { outcome: Outcome::Deferred, dsn: dsn.into(), text, site }
+}
+
+pub fn bounced(dsn: &str, text: String) -> Failure {
+    Failure { outcome: Outcome::Bounced, dsn: dsn.into(), text, site: false }
+}
+
+/// A reply that ends the transaction for every recipient still open.
+fn rejected(reply: &Reply, peer: &str, after: &str) -> Failure {
+    let outcome = if reply.class() == 5 { Outcome::Bounced } else { Outcome::Deferred };
+    Failure { outcome, dsn: reply.dsn(), text: format!("host {peer} said: {} (in reply to {after})", reply.text()), site: false }
+}
+
+fn broken(e: ClientError, peer: &str, during: &str) -> Failure {
+    match e {
+        ClientError::Timeout => deferred("4.4.2", format!("conversation with {peer} timed out while {during}"), true),
+        ClientError::Io(_) => deferred("4.4.2", format!("lost connection with {peer} while {during}"), true),
+        ClientError::Malformed(m) => deferred("4.5.0", format!("malformed reply from {peer} while {during}: {m}"), true),
+        // Nothing was written: the session is still clean, the fault is ours.
+        e @ ClientError::UnsafeCommand(_) => deferred("4.3.0", format!("{e} while {during}"), false),
+    }
+}
+
+/// Loop detection for one session (port 25 only).
+pub struct Loop<'a> {
+    /// The next hop as the request names it, for the bounce text.
+    pub nexthop: &'a str,
+    /// `host[addr]:port`, for the warning.
+    pub relay: &'a str,
+    /// The server is a most preferred MX host: a loop is final there.
+    pub best: bool,
+}
+
+/// The first word of a greeting or EHLO reply: the server's name for itself.
+fn reply_name(reply: &Reply) -> &str {
+    reply.lines.first().and_then(|l| l.split_whitespace().next()).unwrap_or("")
+}
+
+/// Greeting and EHLO (HELO when EHLO is refused). With `looking`, a server that answers EHLO
+/// with our own `myhostname` is ourselves: Postfix's `mail for <nexthop> loops back to
+/// myself`, 5.4.6 at a most preferred MX host, 4.4.6 at another (a greeting with our name
+/// only gets a warning, as in Postfix, since banners are often set by hand).
+pub async fn handshake(cfg: &SessionConfig, conn: &mut Connection, peer: &str, looking: Option<Loop<'_>>) -> Result<(), Failure> {
+    let greeting = conn.read_reply().await.map_err(|e| broken(e, peer, "receiving the initial server greeting"))?;
+    if greeting.class() != 2 {
+        let mut f = rejected(&greeting, peer, "the initial server greeting");
+        f.text = format!("host {peer} refused to talk to me: {}", greeting.text());
+        f.site = f.outcome == Outcome::Deferred;
+        return Err(f);
+    }
+    if let Some(l) = &looking
+        && reply_name(&greeting).eq_ignore_ascii_case(&cfg.myhostname)
+    {
+        log_warning!("host {} greeted me with my own hostname {}", l.relay, cfg.myhostname);
+    }
+    let mut hello =
+        conn.command(&format!("EHLO {}", cfg.myhostname)).await.map_err(|e| broken(e, peer, "performing the EHLO handshake"))?;
+    if hello.class() == 5 {
+        hello = conn.command(&format!("HELO {}", cfg.myhostname)).await.map_err(|e| broken(e, peer, "performing the HELO handshake"))?;
+    }
+    if hello.class() != 2 {
+        return Err(rejected(&hello, peer, "EHLO/HELO command"));
+    }
+    if let Some(l) = looking
+        && reply_name(&hello).eq_ignore_ascii_case(&cfg.myhostname)
+    {
+        log_warning!("host {} replied to HELO/EHLO with my own hostname {}", l.relay, cfg.myhostname);
+        let text = format!("mail for {} loops back to myself", l.nexthop);
+        let _ = conn.command("QUIT").await;
+        return Err(if l.best { bounced("5.4.6", text) } else { deferred("4.4.6", text, true) });
+    }
+    Ok(())
+}
+
+/// Make a connection kept from an earlier delivery ready for another transaction: RSET, under
+/// the command time limit. `false` when the server closed it meanwhile or refuses; then the
+/// caller connects afresh.
+pub async fn reset(cfg: &SessionConfig, conn: &mut Connection) -> bool {
+    conn.timeout = cfg.command_timeout;
+    matches!(conn.command("RSET").await, Ok(r) if r.class() == 2)
+}
+
+/// MAIL, RCPT per recipient, DATA. Returns the results and whether the connection is in a clean
+/// state for another transaction.
+pub async fn mail_transaction(
+    cfg: &SessionConfig,
+    req: &DeliveryRequest,
+    conn: &mut Connection,
+    peer: &str,
+    message: &[u8],
+) -> (Vec<DeliveryResult>, bool) {
+    let mut results = Vec::new();
+    let body = async {
+        let mail = conn.command(&format!("MAIL FROM:<{}>", req.sender)).await.map_err(|e| broken(e, peer, "sending MAIL FROM"))?;
+        if mail.class() != 2 {
+            return Err(rejected(&mail, peer, "MAIL FROM command"));
+        }
+        let mut accepted = Vec::new();
+        for r in &req.recipients {
+            let reply = conn.command(&format!("RCPT TO:<{}>", r.address)).await.map_err(|e| broken(e, peer, "sending RCPT TO"))?;
+            if reply.class() == 2 {
+                accepted.push(r.index);
+            } else {
+                let f = rejected(&reply, peer, "RCPT TO command");
+                results.push(DeliveryResult { index: r.index, outcome: f.outcome, dsn: f.dsn, text: f.text, site_failure: false });
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(());
+        }
+        let data = conn.command("DATA").await.map_err(|e| broken(e, peer, "sending DATA command"))?;
+        if data.class() != 3 {
+            return Err(rejected(&data, peer, "DATA command"));
+        }
+        conn.timeout = cfg.data_done_timeout;
+        let broke = conn.send_message(message, cfg.line_length_limit).await.map_err(|e| broken(e, peer, "sending message body"))?;
+        if broke {
+            log_info!("{}: breaking line > {} bytes with <CR><LF>SPACE", req.queue_id, cfg.line_length_limit);
+        }
+        let done = conn.read_reply().await.map_err(|e| broken(e, peer, "sending end of data -- message may be sent more than once"))?;
+        conn.timeout = cfg.command_timeout;
+        let outcome = match done.class() {
+            2 => Outcome::Sent,
+            5 => Outcome::Bounced,
+            _ => Outcome::Deferred,
+        };
+        let text = if outcome == Outcome::Sent {
+            done.text()
+        } else {
+            format!("host {peer} said: {} (in reply to end of DATA command)", done.text())
+        };
+        for index in &accepted {
+            results.push(DeliveryResult { index: *index, outcome, dsn: done.dsn(), text: text.clone(), site_failure: false });
+        }
+        Ok(())
+    }
+    .await;
+    let healthy = match body {
+        Ok(()) => true,
+        Err(f) => {
+            // Recipients without a result yet share the failure.
+            let have: Vec<usize> = results.iter().map(|r| r.index).collect();
+            for r in req.recipients.iter().filter(|r| !have.contains(&r.index)) {
+                results.push(DeliveryResult {
+                    index: r.index,
+                    outcome: f.outcome,
+                    dsn: f.dsn.clone(),
+                    text: f.text.clone(),
+                    site_failure: f.site,
+                });
+            }
+            // A rejected MAIL or DATA leaves the session usable; a broken conversation does not.
+            !f.site && f.dsn != "4.4.2"
+        }
+    };
+    (results, healthy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::ipc::delivery::DeliveryRecipient;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// One step of a scripted next hop: what it answers to the next command (the first step
+    /// is the greeting). `None` closes the connection instead.
+    type Step = Option<&'static str>;
+
+    /// A real SMTP peer on 127.0.0.1 that answers from `script` and returns what it was sent
+    /// (the message text as one entry). Every read is bounded by the script's length and a
+    /// time limit.
+    async fn peer(script: Vec<Step>) -> (Connection, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let (r, mut w) = s.into_split();
+            let mut r = BufReader::new(r);
+            let mut got = Vec::new();
+            let mut in_data = false;
+            for (i, step) in script.into_iter().enumerate() {
+                if i > 0 {
+                    // Read one command, or the whole message after a 354.
+                    let mut text = String::new();
+                    loop {
+                        let mut line = String::new();
+                        let read = tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut line)).await;
+                        if !matches!(read, Ok(Ok(n)) if n > 0) {
+                            return got;
+                        }
+                        text.push_str(&line);
+                        if !in_data || line == ".\r\n" {
+                            break;
+                        }
+                    }
+                    got.push(text.trim_end().to_string());
+                }
+                let Some(reply) = step else { return got };
+                in_data = reply.starts_with("354");
+                w.write_all(format!("{reply}\r\n").as_bytes()).await.unwrap();
+            }
+            got
+        });
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        (Connection::new(stream, Duration::from_secs(10)), server)
+    }
+
+    fn cfg() -> SessionConfig {
+        SessionConfig {
+            myhostname: "me.test".into(),
+            command_timeout: Duration::from_secs(10),
+            data_done_timeout: Duration::from_secs(10),
+            line_length_limit: 998,
+        }
+    }
+
+    fn request(rcpts: &[&str]) -> DeliveryRequest {
+        DeliveryRequest {
+            queue_id: "ABC123".into(),
+            queue: "active".into(),
+            nexthop: "[127.0.0.1]:2525".into(),
+            sender: "s@x.test".into(),
+            recipients: rcpts.iter().enumerate().map(|(index, a)| DeliveryRecipient { index, address: a.to_string() }).collect(),
+            arrival_us: 0,
+            active_us: 0,
+        }
+    }
+
+    fn summary(results: &[DeliveryResult]) -> Vec<(usize, Outcome, String, bool)> {
+        let mut s: Vec<_> = results.iter().map(|r| (r.index, r.outcome, r.dsn.clone(), r.site_failure)).collect();
+        s.sort_by_key(|r| r.0);
+        s
+    }
+
+    #[tokio::test]
+    async fn handshakes() {
+        struct Case {
+            name: &'static str,
+            script: Vec<Step>,
+            best: Option<bool>,
+            want: Result<(), (Outcome, &'static str, bool)>,
+            sent: &'static [&'static str],
+        }
+        let cases = [
+            Case {
+                name: "EHLO",
+                script: vec![Some("220 peer.test ESMTP"), Some("250 peer.test")],
+                best: Some(true),
+                want: Ok(()),
+                sent: &["EHLO me.test"],
+            },
+            Case {
+                name: "HELO after a refused EHLO",
+                script: vec![Some("220 peer.test"), Some("502 5.5.2 no"), Some("250 peer.test")],
+                best: None,
+                want: Ok(()),
+                sent: &["EHLO me.test", "HELO me.test"],
+            },
+            Case {
+                name: "refused greeting is a site failure",
+                script: vec![Some("421 4.3.2 busy")],
+                best: None,
+                want: Err((Outcome::Deferred, "4.3.2", true)),
+                sent: &[],
+            },
+            Case {
+                name: "a greeting with my name is only a warning",
+                script: vec![Some("220 me.test ESMTP"), Some("250 peer.test")],
+                best: Some(true),
+                want: Ok(()),
+                sent: &["EHLO me.test"],
+            },
+            Case {
+                name: "loop at a best MX host",
+                script: vec![Some("220 peer.test"), Some("250 ME.test"), Some("221 bye")],
+                best: Some(true),
+                want: Err((Outcome::Bounced, "5.4.6", false)),
+                sent: &["EHLO me.test", "QUIT"],
+            },
+            Case {
+                name: "loop at another MX host",
+                script: vec![Some("220 peer.test"), Some("250 me.test"), Some("221 bye")],
+                best: Some(false),
+                want: Err((Outcome::Deferred, "4.4.6", true)),
+                sent: &["EHLO me.test", "QUIT"],
+            },
+            Case {
+                name: "no loop detection off port 25",
+                script: vec![Some("220 peer.test"), Some("250 me.test")],
+                best: None,
+                want: Ok(()),
+                sent: &["EHLO me.test"],
+            },
+            Case {
+                name: "lost connection",
+                script: vec![Some("220 peer.test"), None],
+                best: None,
+                want: Err((Outcome::Deferred, "4.4.2", true)),
+                sent: &["EHLO me.test"],
+            },
+        ];
+        for c in cases {
+            let (mut conn, server) = peer(c.script).await;
+            let looking = c.best.map(|best| Loop { nexthop: "d.test", relay: "peer.test[127.0.0.1]:25", best });
+            let got = handshake(&cfg(), &mut conn, "peer.test[127.0.0.1]", looking).await;
+            drop(conn);
+            let want = c.want.map_err(|(outcome, dsn, site)| (outcome, dsn.to_string(), site));
+            assert_eq!(got.map_err(|f| (f.outcome, f.dsn, f.site)), want, "{}", c.name);
+            let sent = server.await.unwrap();
+            let want: Vec<String> = c.sent.iter().map(|s| s.to_string()).collect();
+            assert_eq!(sent.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>(), want, "{}", c.name);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_result_per_recipient() {
+        let (mut conn, server) = peer(vec![
+            Some("220 peer.test"),
+            Some("250 2.1.0 Ok"),
+            Some("250 2.1.5 Ok"),
+            Some("550 5.1.1 <v@x.test>: no such user"),
+            Some("451 4.3.0 try later"),
+            Some("354 go ahead"),
+            Some("250 2.0.0 Ok: queued"),
+        ])
+        .await;
+        conn.read_reply().await.unwrap();
+        let (results, healthy) =
+            mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test", "w@x.test"]), &mut conn, "peer", b"Subject: t\n\n.dot\n").await;
+        assert!(healthy);
+        assert_eq!(
+            summary(&results),
+            vec![
+                (0, Outcome::Sent, "2.0.0".into(), false),
+                (1, Outcome::Bounced, "5.1.1".into(), false),
+                (2, Outcome::Deferred, "4.3.0".into(), false)
+            ]
+        );
+        assert_eq!(
+            results.iter().find(|r| r.index == 1).unwrap().text,
+            "host peer said: 550 5.1.1 <v@x.test>: no such user (in reply to RCPT TO command)"
+        );
+        drop(conn);
+        let sent = server.await.unwrap();
+        assert_eq!(sent[..4], ["MAIL FROM:<s@x.test>", "RCPT TO:<u@x.test>", "RCPT TO:<v@x.test>", "RCPT TO:<w@x.test>"]);
+        assert_eq!(sent[5], "Subject: t\r\n\r\n..dot\r\n.");
+    }
+
+    #[tokio::test]
+    async fn how_a_transaction_ends_decides_reuse() {
+        struct Case {
+            name: &'static str,
+            script: Vec<Step>,
+            want: Vec<(usize, Outcome, String, bool)>,
+            healthy: bool,
+        }
+        let both = |outcome, dsn: &str, site| vec![(0, outcome, dsn.to_string(), site), (1, outcome, dsn.to_string(), site)];
+        let cases = [
+            Case {
+                name: "MAIL rejected: the session is still usable",
+                script: vec![Some("220 peer"), Some("553 5.7.1 sender refused")],
+                want: both(Outcome::Bounced, "5.7.1", false),
+                healthy: true,
+            },
+            Case {
+                name: "no recipient accepted: no DATA",
+                script: vec![Some("220 peer"), Some("250 Ok"), Some("550 5.1.1 no"), Some("550 5.1.1 no")],
+                want: both(Outcome::Bounced, "5.1.1", false),
+                healthy: true,
+            },
+            Case {
+                name: "DATA refused",
+                script: vec![Some("220 peer"), Some("250 Ok"), Some("250 Ok"), Some("250 Ok"), Some("451 4.3.0 not now")],
+                want: both(Outcome::Deferred, "4.3.0", false),
+                healthy: true,
+            },
+            Case {
+                name: "lost after MAIL: never reused",
+                script: vec![Some("220 peer"), Some("250 Ok"), None],
+                want: both(Outcome::Deferred, "4.4.2", true),
+                healthy: false,
+            },
+            Case {
+                name: "end of data refused for good",
+                script: vec![Some("220 peer"), Some("250 Ok"), Some("250 Ok"), Some("250 Ok"), Some("354 go"), Some("554 5.6.0 no")],
+                want: both(Outcome::Bounced, "5.6.0", false),
+                healthy: true,
+            },
+        ];
+        for c in cases {
+            let (mut conn, server) = peer(c.script).await;
+            conn.read_reply().await.unwrap();
+            let (results, healthy) = mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test"]), &mut conn, "peer", b"x\n").await;
+            assert_eq!(summary(&results), c.want, "{}", c.name);
+            assert_eq!(healthy, c.healthy, "{}", c.name);
+            drop(conn);
+            server.await.unwrap();
+        }
+    }
+}
