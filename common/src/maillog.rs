@@ -20,11 +20,17 @@ enum Sink {
 }
 
 struct Logger {
-    tag: String,
     hostname: String,
     maillog_file: String,
     also_stderr: bool,
-    sink: Mutex<Sink>,
+    out: Mutex<Output>,
+}
+
+/// The tag and where lines go: together, since the syslog connection carries the tag and a
+/// reload may change it (`syslog_name`).
+struct Output {
+    tag: String,
+    sink: Sink,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
@@ -67,12 +73,30 @@ pub fn init(syslog_name: &str, service: &str, maillog_file: &str, also_stderr: b
     let tag = if service.is_empty() { syslog_name.to_string() } else { format!("{syslog_name}/{service}") };
     let sink = open_sink(&tag, maillog_file);
     let _ = LOGGER.set(Logger {
-        tag,
         hostname: crate::config::params::system_hostname(),
         maillog_file: maillog_file.to_string(),
         also_stderr,
-        sink: Mutex::new(sink),
+        out: Mutex::new(Output { tag, sink }),
     });
+}
+
+fn lock_output(logger: &Logger) -> std::sync::MutexGuard<'_, Output> {
+    logger.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A reload's `syslog_name`: later lines carry `<syslog_name>/<service>` (the destination,
+/// `maillog_file`, stays what it was at start, as in Postfix).
+pub fn retag_from_params(p: &Params, service: &str) {
+    let Some(logger) = LOGGER.get() else { return };
+    let name = p.get("syslog_name").unwrap_or_else(|_| "postern".into());
+    let tag = format!("{name}/{service}");
+    let mut out = lock_output(logger);
+    if out.tag != tag {
+        if matches!(out.sink, Sink::Syslog(_)) {
+            out.sink = open_sink(&tag, &logger.maillog_file);
+        }
+        out.tag = tag;
+    }
 }
 
 /// The `maillog_file` of a configuration, relative paths taken relative to the configuration
@@ -122,28 +146,25 @@ fn write_line(program: Option<&str>, pid: u32, sev: Severity, text: &str) {
         eprintln!("{}[{pid}]: {}{text}", program.map_or_else(program_name, str::to_string), prefix(sev));
         return;
     };
+    let mut out = lock_output(logger);
     let tag = match program {
-        Some(p) => format!("{}/{p}", logger.tag.split('/').next().unwrap_or(&logger.tag)),
-        None => logger.tag.clone(),
+        Some(p) => format!("{}/{p}", out.tag.split('/').next().unwrap_or(&out.tag)),
+        None => out.tag.clone(),
     };
     let body = format!("{}{text}", prefix(sev));
     if logger.also_stderr {
         eprintln!("{}: {body}", tag.rsplit('/').next().unwrap_or(&tag));
     }
-    let mut sink = match logger.sink.lock() {
-        Ok(s) => s,
-        Err(poisoned) => poisoned.into_inner(),
-    };
     let line = format!("{} {} {tag}[{pid}]: {body}\n", crate::datetime::syslog_stamp(std::time::SystemTime::now()), logger.hostname);
     // The syslog connection carries our own tag and pid: a relayed line names its program.
     let syslog_body = if program.is_some() { format!("{tag}[{pid}]: {body}") } else { body.clone() };
-    if write_sink(&mut sink, sev, &line, &syslog_body) {
+    if write_sink(&mut out.sink, sev, &line, &syslog_body) {
         return;
     }
     // Reconnect once (the syslog daemon may have restarted, the file may have been rotated away).
-    if !matches!(*sink, Sink::Stderr) {
-        *sink = open_sink(&logger.tag, &logger.maillog_file);
-        if write_sink(&mut sink, sev, &line, &syslog_body) {
+    if !matches!(out.sink, Sink::Stderr) {
+        out.sink = open_sink(&out.tag, &logger.maillog_file);
+        if write_sink(&mut out.sink, sev, &line, &syslog_body) {
             return;
         }
     }

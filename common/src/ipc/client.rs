@@ -145,9 +145,10 @@ mod tests {
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let conn = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                    let serving = serve::<FlushProtocol, _, _>(stream, "test", Duration::from_secs(5), None, move |_, _| async move {
-                        FlushReply::Ok { moved: conn }
-                    });
+                    let serving =
+                        serve::<FlushProtocol, _, _>(stream, "test", Duration::from_secs(5), None, None, move |_, _| async move {
+                            FlushReply::Ok { moved: conn }
+                        });
                     tokio::spawn(tokio::time::timeout(Duration::from_millis(40), serving));
                 }
             });

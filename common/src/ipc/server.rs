@@ -147,12 +147,15 @@ pub struct Client {
 }
 
 /// Serve one connection of protocol `P` with `handle`. `malformed` turns a decode error into
-/// a reply, for protocols that answer garbage instead of just closing.
+/// a reply, for protocols that answer garbage instead of just closing. When the daemon drains
+/// (`session`), a connection kept open between requests is closed; a request under way is
+/// answered first.
 pub async fn serve<P, H, Fut>(
     mut stream: UnixStream,
     service: &str,
     timeout: Duration,
     malformed: Option<fn(String) -> P::Reply>,
+    session: Option<&crate::daemon::Session>,
     mut handle: H,
 ) where
     P: Protocol,
@@ -171,7 +174,16 @@ pub async fn serve<P, H, Fut>(
     }
     let mut served = false;
     loop {
-        let req = match tokio::time::timeout(timeout, read_frame::<P::Request, _>(&mut stream, MAX_FRAME)).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(session) = session {
+            tokio::select! {
+                biased;
+                _ = stream.readable() => {}
+                _ = session.drained() => return,
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+        let req = match tokio::time::timeout_at(deadline, read_frame::<P::Request, _>(&mut stream, MAX_FRAME)).await {
             // A client that keeps its connection between requests is not stalled, just idle.
             Err(_) if served => return,
             Err(_) => {

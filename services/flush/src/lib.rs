@@ -58,3 +58,5 @@ pub mod logfile;
 pub mod reconcile;
 pub mod server;
 pub mod service;
+
+pub use server::run;

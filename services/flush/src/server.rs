@@ -1,4 +1,4 @@
-//! The flush daemon's event loop and client connections: hello, then any number of
+//! The flush daemon as a service of the skeleton, and its client connections: hello, then any number of
 //! request/reply frames until the client closes. Garbage gets a `Bad` reply or a close, plus a
 //! warning; it never stops the service.
 
@@ -9,15 +9,16 @@ use tokio::sync::watch;
 
 use common::config::Params;
 use common::config::users::UserList;
-use common::daemon::Daemon;
-use common::daemon::{DaemonArgs, Event};
-use common::ipc::control::MasterCommand;
+use common::daemon::{self, Client, Service, Session, fatal};
+use common::ipc::endpoint::{Class, display_path};
 use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
+use common::ipc::qmgr::QmgrTrigger;
 use common::ipc::server::{PublicGate, serve};
+use common::ipc::trigger::{TriggerConn, TriggerSender};
 use common::log_warning;
 
 use crate::actor::FlushHandle;
-use crate::service::FlushConfig;
+use crate::service::{FlushConfig, FlushState};
 
 /// Who may ask for deliveries (`authorized_flush_users`) and who may add entries.
 #[derive(Debug, Clone)]
@@ -48,9 +49,9 @@ impl FlushAuth {
 /// Serve one client connection: authorize each request by the peer's uid (with the
 /// authorization current at that moment: smtpd and qmgr keep their connections across reloads),
 /// then ask the actor.
-async fn serve_client(stream: UnixStream, handle: FlushHandle, auth: watch::Receiver<FlushAuth>, timeout: Duration) {
+async fn serve_client(stream: UnixStream, handle: FlushHandle, auth: watch::Receiver<FlushAuth>, timeout: Duration, session: &Session) {
     let malformed: fn(String) -> FlushReply = |reason| FlushReply::Bad { reason };
-    serve::<FlushProtocol, _, _>(stream, "flush", timeout, Some(malformed), |req, client| {
+    serve::<FlushProtocol, _, _>(stream, "flush", timeout, Some(malformed), Some(session), |req, client| {
         let refusal = auth.borrow().check(&req, client.uid);
         let handle = handle.clone();
         async move {
@@ -66,53 +67,86 @@ async fn serve_client(stream: UnixStream, handle: FlushHandle, auth: watch::Rece
     .await;
 }
 
-/// The daemon's main loop, until the master says drain or goes away.
-pub async fn run(mut daemon: Daemon, handle: FlushHandle, args: DaemonArgs, params: Params) {
-    let (auth_tx, auth) = watch::channel(FlushAuth::from_params(&params));
-    let mut timeout = params.time("ipc_timeout").unwrap_or(Duration::from_secs(3600));
-    let gate = match PublicGate::from_params("flush", &params) {
-        Ok(g) => g,
-        Err(e) => common::daemon::fatal(&e.to_string()),
-    };
-    daemon.ready();
-    loop {
-        match daemon.next().await {
-            Event::Unix(stream) => {
-                let Some(permit) = gate.admit(&stream) else { continue };
-                let serving = serve_client(stream, handle.clone(), auth.clone(), permit.timeout(timeout));
-                actix_rt::spawn(async move {
-                    serving.await;
-                    drop(permit);
-                });
-            }
-            Event::Tcp(..) => {
-                log_warning!("flush: ignoring a TCP connection; this is a unix service")
-            }
-            Event::Command(MasterCommand::Wakeup) => {
-                let h = handle.clone();
-                actix_rt::spawn(async move {
-                    if let FlushReply::Fail { reason } = h.request(FlushRequest::Refresh).await {
-                        log_warning!("fast flush refresh: {reason}");
-                    }
-                });
-            }
-            Event::Command(MasterCommand::Reload) => match args.load_params("flush") {
-                Ok(p) => match FlushConfig::from_params(&p) {
-                    Ok(cfg) => {
-                        handle.reload(cfg);
-                        auth_tx.send_replace(FlushAuth::from_params(&p));
-                        timeout = p.time("ipc_timeout").unwrap_or(timeout);
-                        if let Err(e) = gate.reconfigure(&p) {
-                            log_warning!("reload: {e}; keeping the connection limits");
-                        }
-                    }
-                    Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
-                },
-                Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
-            },
-            stop @ (Event::Command(MasterCommand::Drain) | Event::Terminate | Event::MasterGone) => return stop.log_stop(),
-        }
+/// flush as a [`Service`] of the daemon skeleton: each client a task that asks the actor;
+/// the wakeup timer a refresh; a reload new parameters for the actor and the authorization.
+pub struct FlushService {
+    handle: FlushHandle,
+    auth: watch::Sender<FlushAuth>,
+    gate: PublicGate,
+    /// `ipc_timeout`: how long a client may take to send a request.
+    timeout: Duration,
+}
+
+impl FlushService {
+    pub fn new(handle: FlushHandle, params: &Params) -> Result<FlushService, String> {
+        Ok(FlushService {
+            handle,
+            auth: watch::Sender::new(FlushAuth::from_params(params)),
+            gate: PublicGate::from_params("flush", params).map_err(|e| e.to_string())?,
+            timeout: params.time("ipc_timeout").map_err(|e| e.to_string())?,
+        })
     }
+}
+
+impl Service for FlushService {
+    fn connection(&mut self, client: Client, session: Session) {
+        let Client::Unix(stream) = client else {
+            return log_warning!("flush: ignoring a TCP connection; this is a unix service");
+        };
+        let Some(permit) = self.gate.admit(&stream) else { return };
+        let (handle, auth, timeout) = (self.handle.clone(), self.auth.subscribe(), permit.timeout(self.timeout));
+        actix_rt::spawn(async move {
+            serve_client(stream, handle, auth, timeout, &session).await;
+            drop(permit);
+        });
+    }
+
+    fn reload(&mut self, params: &Params) -> Result<(), String> {
+        let cfg = FlushConfig::from_params(params).map_err(|e| e.to_string())?;
+        self.gate.reconfigure(params).map_err(|e| e.to_string())?;
+        self.timeout = params.time("ipc_timeout").map_err(|e| e.to_string())?;
+        self.handle.reload(cfg);
+        self.auth.send_replace(FlushAuth::from_params(params));
+        Ok(())
+    }
+
+    fn wakeup(&mut self) {
+        let h = self.handle.clone();
+        actix_rt::spawn(async move {
+            if let FlushReply::Fail { reason } = h.request(FlushRequest::Refresh).await {
+                log_warning!("fast flush refresh: {reason}");
+            }
+        });
+    }
+}
+
+/// The flush program: start-up (the actor, the background reconciliation), then the
+/// skeleton's loop until drain or stop.
+pub fn run() {
+    let (args, params) = daemon::start("flush");
+    if args.process_limit.is_some_and(|n| n != 0) {
+        fatal(&format!("service {} requires a process limit of 0", args.service));
+    }
+    let cfg = FlushConfig::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
+    let qmgr_name = params.get("queue_service_name").unwrap_or_else(|_| "qmgr".into());
+    let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
+    actix_rt::System::new().block_on(async move {
+        let shown = display_path(Class::Public, &qmgr_name);
+        let sender = TriggerSender::start(cfg.qmgr_socket.clone(), cfg.trigger_timeout, shown.clone());
+        // ForgetDeadSites must be acknowledged before files move: the actor sends it itself and
+        // waits. The scans asked for after the moves need no waiting.
+        let mut direct = TriggerConn::new(cfg.qmgr_socket.clone(), cfg.trigger_timeout, shown);
+        let notify: crate::service::Notify =
+            Box::new(move |t: &[QmgrTrigger]| if t.contains(&QmgrTrigger::ForgetDeadSites) { direct.send(t) } else { sender.send(t) });
+        let state = FlushState::load(cfg.clone(), notify)
+            .unwrap_or_else(|e| fatal(&format!("open fast flush logfiles in {}: {e}", cfg.spool.root.join("flush").display())));
+        let handle = FlushHandle::start(state);
+        let scan_handle = handle.clone();
+        let spool = cfg.spool.clone();
+        std::thread::spawn(move || scan_handle.reconciled(crate::reconcile::scan_deferred(&spool)));
+        let service = FlushService::new(handle, &params).unwrap_or_else(|e| fatal(&e));
+        daemon::serve("flush", &args, &params, listeners, None, service).await;
+    });
 }
 
 #[cfg(test)]

@@ -46,6 +46,10 @@
 //! `message_size_limit`, `myhostname`, `queue_directory`, `local_client_connection_limit`,
 //! `local_client_timeout` (for clients of `public/pickup`).
 
+mod service;
+
+pub use service::run;
+
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 

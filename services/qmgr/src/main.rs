@@ -54,7 +54,7 @@ fn main() {
                         let (tx, users) = (tx.clone(), flush_users.clone());
                         let timeout = permit.timeout(Duration::from_secs(10));
                         tokio::spawn(async move {
-                            serve::<QmgrProtocol, _, _>(stream, "qmgr", timeout, None, move |triggers: Vec<QmgrTrigger>, client| {
+                            serve::<QmgrProtocol, _, _>(stream, "qmgr", timeout, None, None, move |triggers: Vec<QmgrTrigger>, client| {
                                 let reply = match authorize(&triggers, client.uid, &users) {
                                     Ok(()) => {
                                         let _ = tx.send(SchedMsg::Triggers(triggers));

@@ -20,6 +20,10 @@
 //! `authorized_mailq_users`, `local_client_connection_limit`, `local_client_timeout`,
 //! `message_size_limit`, `queue_directory`.
 
+mod service;
+
+pub use service::run;
+
 use std::time::Duration;
 
 use tokio::net::UnixStream;

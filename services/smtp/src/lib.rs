@@ -76,5 +76,9 @@ pub mod myself;
 pub mod nexthop;
 /// From a next hop to the addresses to try (MX, A/AAAA, null MX, this system).
 pub mod resolve;
+/// The daemon: the skeleton's service and `run`.
+mod service;
 /// The conversation on one connection: handshake and one mail transaction.
 pub mod transaction;
+
+pub use service::run;

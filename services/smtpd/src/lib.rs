@@ -98,4 +98,7 @@ pub mod config;
 pub mod conn;
 pub mod data;
 pub mod etrn;
+mod service;
 pub mod session;
+
+pub use service::run;

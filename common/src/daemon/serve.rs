@@ -1,0 +1,137 @@
+//! The loop every daemon runs (Postfix's `single_server_main`, mini-redis's `run(listener,
+//! shutdown)`): accept clients and hand them to the [`Service`], apply reloads and wakeups,
+//! and on the master's word drain gracefully or stop.
+//!
+//! Drain (a reload replaced or removed this service): stop accepting at once (the master keeps
+//! the sockets, so new clients reach the process that takes over), let every open session
+//! finish, bounded by `drain_timeout`, then exit. SIGTERM (`postfix stop`) ends the process at
+//! once, draining or not.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+
+use super::events::{Daemon, Event};
+use super::limit::SessionLimit;
+use super::{DaemonArgs, Listener, fatal};
+use crate::config::Params;
+use crate::ipc::control::MasterCommand;
+use crate::{log_warning, maillog};
+
+/// What a daemon does; [`serve`] owns the loop around it.
+pub trait Service {
+    /// A client connected. Serve it (on a task of the service's choosing) and keep `session`
+    /// until the client is done: a draining daemon waits for every session it handed out.
+    fn connection(&mut self, client: Client, session: Session);
+
+    /// main.cf (with this service's `-o` overrides) was read again and passed the checks every
+    /// program makes. Take the new parameters, or say why not: the running ones then stay.
+    /// Live resources (kept connections, counters, caches) stay either way.
+    fn reload(&mut self, params: &Params) -> Result<(), String>;
+
+    /// The master's wakeup timer (master.cf column 6).
+    fn wakeup(&mut self) {}
+}
+
+/// An accepted client.
+#[derive(Debug)]
+pub enum Client {
+    Unix(UnixStream),
+    /// A TCP client, with its session slot when the service has a [`SessionLimit`].
+    Tcp {
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: Option<OwnedSemaphorePermit>,
+    },
+}
+
+/// One client being served. The skeleton knows the client is done when this is dropped, and
+/// tells it through [`Session::drained`] that the process is draining.
+#[derive(Debug, Clone)]
+pub struct Session {
+    _open: mpsc::Sender<()>,
+    draining: watch::Receiver<bool>,
+}
+
+impl Session {
+    /// Resolves once the process drains: a session that waits for its client's next request
+    /// (a kept connection between requests) should end then; one in the middle of work
+    /// finishes it first.
+    pub async fn drained(&self) {
+        let mut d = self.draining.clone();
+        let _ = d.wait_for(|&draining| draining).await;
+    }
+}
+
+/// The longest a draining process waits for its sessions when the configuration says nothing
+/// usable.
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn drain_timeout(params: &Params) -> Duration {
+    params.time("drain_timeout").unwrap_or(DEFAULT_DRAIN_TIMEOUT)
+}
+
+/// Run `service` for `program` on `listeners` until the master says drain or stop. `params`
+/// are the parameters the daemon started with; `limit` bounds concurrent TCP clients.
+pub async fn serve(
+    program: &str,
+    args: &DaemonArgs,
+    params: &Params,
+    listeners: Vec<Listener>,
+    limit: Option<SessionLimit>,
+    mut service: impl Service,
+) {
+    let mut daemon = Daemon::with_session_limit(&args.service, listeners, limit).unwrap_or_else(|e| fatal(&e.to_string()));
+    let (open_tx, open_rx) = mpsc::channel::<()>(1);
+    let (draining_tx, draining) = watch::channel(false);
+    let session = || Session { _open: open_tx.clone(), draining: draining.clone() };
+    let mut timeout = drain_timeout(params);
+    daemon.ready();
+    loop {
+        match daemon.next().await {
+            Event::Unix(stream) => service.connection(Client::Unix(stream), session()),
+            Event::Tcp(stream, peer, slot) => service.connection(Client::Tcp { stream, peer, slot }, session()),
+            Event::Command(MasterCommand::Reload) => match args.load_params(program) {
+                Ok(p) => {
+                    // Postfix applies syslog_name on reload too.
+                    maillog::retag_from_params(&p, program);
+                    timeout = drain_timeout(&p);
+                    if let Err(e) = service.reload(&p) {
+                        log_warning!("reload: {e}; keeping the running configuration");
+                    }
+                }
+                Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
+            },
+            Event::Command(MasterCommand::Wakeup) => service.wakeup(),
+            Event::Command(MasterCommand::Drain) => {
+                daemon.stop_accepting();
+                draining_tx.send_replace(true);
+                drop(open_tx);
+                return drain(daemon, open_rx, timeout).await;
+            }
+            stop @ (Event::Terminate | Event::MasterGone) => return stop.log_stop(),
+        }
+    }
+}
+
+/// Wait for the open sessions (each holds a sender of `open`), at most `timeout`; SIGTERM or
+/// the master's end stops the wait.
+async fn drain(mut daemon: Daemon, mut open: mpsc::Receiver<()>, timeout: Duration) {
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            // No message is ever sent: this ends when the last session's sender is dropped.
+            _ = open.recv() => return,
+            _ = &mut deadline => {
+                log_warning!("sessions still open after drain_timeout ({}s): exiting", timeout.as_secs());
+                return;
+            }
+            ev = daemon.next() => if let stop @ (Event::Terminate | Event::MasterGone) = ev {
+                return stop.log_stop();
+            },
+        }
+    }
+}

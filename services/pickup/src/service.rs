@@ -1,0 +1,99 @@
+//! pickup as a [`Service`] of the daemon skeleton: triggers (from sendmail, the wakeup timer)
+//! ask one scanner task for a scan of `maildrop/`; requests that pile up meanwhile make one scan.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use common::config::Params;
+use common::daemon::{self, Client, Service, Session, fatal};
+use common::ipc::endpoint::{Class, service_path};
+use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger, TriggerReply};
+use common::ipc::server::{PublicGate, serve};
+use common::log_warning;
+use common::queue::Spool;
+
+use crate::{PickupConfig, pickup_all, trigger_qmgr};
+
+/// What a scan needs; replaced on reload.
+#[derive(Clone)]
+struct ScanConfig {
+    spool: Spool,
+    cfg: PickupConfig,
+    qmgr: PathBuf,
+}
+
+impl ScanConfig {
+    fn from_params(p: &Params) -> Result<ScanConfig, String> {
+        let spool = Spool::from_params(p).map_err(|e| e.to_string())?;
+        let qmgr = service_path(&spool.root, Class::Public, &p.get("queue_service_name").map_err(|e| e.to_string())?);
+        Ok(ScanConfig { cfg: PickupConfig::from_params(p).map_err(|e| e.to_string())?, spool, qmgr })
+    }
+}
+
+struct Pickup {
+    scan: mpsc::UnboundedSender<()>,
+    config: watch::Sender<ScanConfig>,
+    gate: PublicGate,
+}
+
+impl Service for Pickup {
+    fn connection(&mut self, client: Client, session: Session) {
+        let Client::Unix(stream) = client else {
+            return log_warning!("pickup: ignoring a TCP connection; this is a unix service");
+        };
+        let Some(permit) = self.gate.admit(&stream) else { return };
+        let scan = self.scan.clone();
+        let timeout = permit.timeout(Duration::from_secs(10));
+        tokio::spawn(async move {
+            // Any user may ask for a scan: it only takes what is there anyway.
+            serve::<QmgrProtocol, _, _>(stream, "pickup", timeout, None, Some(&session), move |_: Vec<QmgrTrigger>, _| {
+                let _ = scan.send(());
+                async { TriggerReply::Accepted }
+            })
+            .await;
+            drop(permit);
+        });
+    }
+
+    fn reload(&mut self, params: &Params) -> Result<(), String> {
+        let cfg = ScanConfig::from_params(params)?;
+        self.gate.reconfigure(params).map_err(|e| e.to_string())?;
+        self.config.send_replace(cfg);
+        Ok(())
+    }
+
+    fn wakeup(&mut self) {
+        let _ = self.scan.send(());
+    }
+}
+
+/// Scan whenever asked, one scan for any number of requests that came in meanwhile.
+async fn scanner(mut requests: mpsc::UnboundedReceiver<()>, config: watch::Receiver<ScanConfig>) {
+    while requests.recv().await.is_some() {
+        while requests.try_recv().is_ok() {}
+        let c = config.borrow().clone();
+        let (spool, cfg) = (c.spool.clone(), c.cfg.clone());
+        let moved = tokio::task::spawn_blocking(move || pickup_all(&spool, &cfg)).await.unwrap_or(0);
+        if moved > 0 {
+            trigger_qmgr(&c.qmgr).await;
+        }
+    }
+}
+
+/// The pickup program: start-up, then the skeleton's loop until drain or stop.
+pub fn run() {
+    let (args, params) = daemon::start("pickup");
+    let config = ScanConfig::from_params(&params).unwrap_or_else(|e| fatal(&e));
+    let gate = PublicGate::from_params("pickup", &params).unwrap_or_else(|e| fatal(&e.to_string()));
+    let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
+    daemon::runtime(0).block_on(async move {
+        let (scan, requests) = mpsc::unbounded_channel();
+        let (config, config_rx) = watch::channel(config);
+        tokio::spawn(scanner(requests, config_rx));
+        // Mail submitted while the system was down is waiting already.
+        let _ = scan.send(());
+        daemon::serve("pickup", &args, &params, listeners, None, Pickup { scan, config, gate }).await;
+    });
+}
