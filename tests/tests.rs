@@ -21,6 +21,7 @@ mod master;
 mod outbound;
 mod postconf;
 mod queue;
+mod reload;
 mod smtpd_floods;
 mod smtpd_input;
 mod stuck;

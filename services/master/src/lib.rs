@@ -16,8 +16,11 @@
 //!
 //! # Signals
 //! SIGHUP re-reads both files: new services start, removed ones stop, changed ones are
-//! replaced with their sockets kept, unchanged ones re-read main.cf (`Reload`). SIGTERM, SIGINT
-//! and SIGQUIT stop every child (SIGKILL after 5 seconds) and end the master.
+//! replaced with their sockets kept, unchanged ones re-read main.cf (`Reload`). A removed or
+//! replaced service's process is told to drain: it stops accepting at once (new clients reach
+//! the new process through the sockets the master keeps) and finishes its open sessions; after
+//! `drain_timeout` (300 s) it gets SIGTERM. SIGTERM, SIGINT and SIGQUIT stop every child,
+//! draining ones included (SIGKILL after 5 seconds), and end the master.
 //!
 //! # Security
 //! Running as root, services marked unprivileged run as `mail_owner` (when that is another
@@ -37,7 +40,7 @@
 //!
 //! # Configuration parameters
 //! `queue_directory`, `daemon_directory`, `default_process_limit`, `service_throttle_time`,
-//! `inet_interfaces`, `master_service_disable`, `mail_owner`.
+//! `inet_interfaces`, `master_service_disable`, `mail_owner`, `drain_timeout`.
 //!
 //! # Bugs
 //! One process per service: `maxproc` is passed to the daemon as its client limit instead of

@@ -58,6 +58,13 @@ struct Service {
     restarts: VecDeque<Instant>,
 }
 
+/// A child told to drain: it finishes its sessions and exits; at `stop_at` it gets SIGTERM.
+#[derive(Debug)]
+struct Retired {
+    path: PathBuf,
+    stop_at: Option<Instant>,
+}
+
 /// Configuration read at start and at every reload.
 struct Loaded {
     params: Params,
@@ -72,7 +79,7 @@ pub struct Supervisor {
     identity: Option<Identity>,
     services: Vec<Service>,
     /// Children of removed or replaced services, draining; never restarted.
-    retired: HashMap<i32, PathBuf>,
+    retired: HashMap<i32, Retired>,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
     ready_pipe: Option<File>,
@@ -201,6 +208,7 @@ impl Supervisor {
 
     fn next_deadline(&self) -> Option<Instant> {
         let mut deadlines: Vec<Instant> = self.services.iter().flat_map(|s| [s.throttled_until, s.next_wakeup]).flatten().collect();
+        deadlines.extend(self.retired.values().filter_map(|r| r.stop_at));
         if self.ready_pipe.is_some() {
             deadlines.push(self.started + READY_WAIT);
         }
@@ -284,9 +292,9 @@ impl Supervisor {
             let Some(pid) = status.pid().map(Pid::as_raw) else {
                 continue;
             };
-            if let Some(path) = self.retired.remove(&pid) {
+            if let Some(r) = self.retired.remove(&pid) {
                 if let Some(why) = describe_exit(status).filter(|_| !matches!(status, WaitStatus::Signaled(_, Signal::SIGTERM, _))) {
-                    log_warning!("process {} pid {pid} {why}", path.display());
+                    log_warning!("process {} pid {pid} {why}", r.path.display());
                 }
                 continue;
             }
@@ -351,6 +359,13 @@ impl Supervisor {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
+        for (pid, r) in &mut self.retired {
+            if r.stop_at.is_some_and(|t| t <= now) {
+                log_warning!("process {} pid {pid} still draining after drain_timeout: stopping it", r.path.display());
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+                r.stop_at = None;
+            }
+        }
         for i in 0..self.services.len() {
             if self.services[i].throttled_until.is_some_and(|t| t <= now) {
                 self.services[i].throttled_until = None;
@@ -430,13 +445,25 @@ impl Supervisor {
         sd_notify("READY=1");
     }
 
-    /// Stop a service's child without restarting it.
+    /// Stop a service's child without restarting it: it stops accepting at once (its clients
+    /// go to the process that takes over: the master keeps the sockets) and finishes its
+    /// sessions, or gets SIGTERM after `drain_timeout`.
     fn retire(&mut self, svc: &mut Service) {
         if let Some(mut c) = svc.child.take() {
-            let _ = send_command(&mut c.control, &MasterCommand::Drain);
-            let _ = kill(Pid::from_raw(c.pid), Signal::SIGTERM);
-            self.retired.insert(c.pid, svc.path.clone());
+            let stop_at = match send_command(&mut c.control, &MasterCommand::Drain) {
+                Ok(()) => Some(Instant::now() + self.drain_timeout()),
+                // A child that cannot hear us (not ready, stuck) is stopped now.
+                Err(_) => {
+                    let _ = kill(Pid::from_raw(c.pid), Signal::SIGTERM);
+                    None
+                }
+            };
+            self.retired.insert(c.pid, Retired { path: svc.path.clone(), stop_at });
         }
+    }
+
+    fn drain_timeout(&self) -> Duration {
+        self.params.time("drain_timeout").unwrap_or(Duration::from_secs(300))
     }
 
     /// SIGTERM: stop every child, wait for them a little, then kill what is left.
