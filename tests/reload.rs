@@ -89,3 +89,41 @@ fn reloads_cut_no_session_and_lose_no_message() {
     assert_eq!(cut, 0, "{}", inst.log());
     assert_eq!(inst.log_count("timeout after"), 0);
 }
+
+#[test]
+fn a_replaced_smtpd_and_its_successor_share_maxproc() {
+    let sink = Sink::start(free_port());
+    let port = free_port();
+    let service = format!("127.0.0.1:{port}");
+    let master = mail_system_master_cf(port).replace(" inet n - n - - smtpd", " inet n - n - 3 smtpd");
+    let mut inst = Install::new(&format!("relayhost = [127.0.0.1]:{}\nrelay_domains = customer.example\n", sink.port), &master);
+    inst.start();
+    // The old process serves three sessions: all of maxproc.
+    let mut old: Vec<Client> = (0..3).map(|_| Client::connect(port)).collect();
+    for c in &mut old {
+        assert!(c.cmd("EHLO client.test").starts_with("250"));
+    }
+    let old_smtpd = inst.program_pid("smtpd").unwrap();
+    assert!(inst.cli("postconf", &["-Pe", &format!("{service}/inet/syslog_name=postern-next")]).status.success());
+    assert!(inst.cli("postfix", &["reload"]).status.success());
+    wait_for("the successor", || inst.children().iter().any(|(p, cmd)| *p != old_smtpd && cmd.starts_with("smtpd")).then_some(()));
+    // A fourth client waits: the successor keeps the three slots its predecessor still uses.
+    let fourth = std::thread::spawn(move || {
+        let mut c = Client::connect(port);
+        let banner = c.banner.clone();
+        assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye");
+        banner
+    });
+    inst.wait_log("postern-next/smtpd[");
+    inst.wait_log("has reached its process limit \"3\"");
+    assert!(!fourth.is_finished());
+    // One old session ends: its slot passes to the successor, which serves the fourth client.
+    assert_eq!(old[0].cmd("QUIT"), "221 2.0.0 Bye");
+    assert!(fourth.join().unwrap().starts_with("220 "));
+    // The old sessions were never cut.
+    for c in &mut old[1..] {
+        assert_eq!(c.cmd("NOOP"), "250 2.0.0 Ok");
+        assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye");
+    }
+    wait_for("the old smtpd gone", || (!crate::harness::alive(old_smtpd)).then_some(()));
+}

@@ -76,6 +76,11 @@ impl Daemon {
         self.notify(ChildEvent::Ready);
     }
 
+    /// Tell the master how many clients this process serves now.
+    pub fn report_load(&self, clients: usize) {
+        self.notify(ChildEvent::Load { clients: u32::try_from(clients).unwrap_or(u32::MAX) });
+    }
+
     fn notify(&self, ev: ChildEvent) {
         if let Some(tx) = &self.control_tx {
             let _ = tx.send(ev);

@@ -28,6 +28,16 @@ pub struct SessionLimit {
     idle: Arc<Mutex<IdleBoard>>,
     /// Milliseconds a session must have been idle before it may be evicted; 0: never.
     eviction_ms: Arc<AtomicU64>,
+    /// Slots held back for the sessions of a process this one replaces.
+    reserved: Arc<Reserve>,
+}
+
+/// Slots held for another process's sessions: `target` of them, `held` so far (a slot in use
+/// here is taken over as soon as its session ends).
+#[derive(Default)]
+struct Reserve {
+    target: AtomicUsize,
+    held: Mutex<Vec<OwnedSemaphorePermit>>,
 }
 
 /// The sessions waiting for their client's next command, oldest first.
@@ -82,6 +92,40 @@ impl SessionLimit {
             stress: Arc::new(watch::Sender::new(false)),
             idle: Arc::default(),
             eviction_ms: Arc::new(AtomicU64::new(eviction.as_millis() as u64)),
+            reserved: Arc::default(),
+        }
+    }
+
+    /// Hold back `sessions` slots (the master's [`Reserve`] command): the sessions a draining
+    /// predecessor still serves count against this process's limit too.
+    ///
+    /// [`Reserve`]: crate::ipc::control::MasterCommand::Reserve
+    pub fn reserve(&self, sessions: usize) {
+        let r = &self.reserved;
+        r.target.store(sessions, Ordering::Relaxed);
+        let mut held = r.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.truncate(sessions);
+        while held.len() < sessions {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(p) => held.push(p),
+                Err(_) => break,
+            }
+        }
+        if held.len() < sessions {
+            // The rest as this process's own sessions end.
+            let (slots, reserved) = (self.slots.clone(), r.clone());
+            tokio::spawn(async move {
+                let wanted = || {
+                    reserved.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() < reserved.target.load(Ordering::Relaxed)
+                };
+                while wanted() {
+                    let Ok(p) = slots.clone().acquire_owned().await else { return };
+                    let mut held = reserved.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if held.len() < reserved.target.load(Ordering::Relaxed) {
+                        held.push(p);
+                    }
+                }
+            });
         }
     }
 

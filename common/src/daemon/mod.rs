@@ -39,10 +39,16 @@ pub struct DaemonArgs {
     /// The master.cf process limit (`POSTERN_PROCESS_LIMIT`): concurrent clients of this
     /// service; `Some(0)` is unlimited; `None` when not started by the master.
     pub process_limit: Option<u32>,
+    /// This process replaces one that still drains (`POSTERN_SLOTS_RESERVED`): it starts with
+    /// every session slot reserved until the master says how many the old one still holds.
+    pub slots_reserved: bool,
 }
 
 /// Environment variable carrying the master.cf process limit to the child.
 pub const PROCESS_LIMIT_ENV: &str = "POSTERN_PROCESS_LIMIT";
+
+/// Environment variable set for a process that replaces one still draining.
+pub const SLOTS_RESERVED_ENV: &str = "POSTERN_SLOTS_RESERVED";
 
 /// A command line the skeleton does not understand.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +70,7 @@ impl DaemonArgs {
             service: program.to_string(),
             config_dir: config::config_dir(None),
             process_limit: std::env::var(PROCESS_LIMIT_ENV).ok().and_then(|v| v.parse().ok()),
+            slots_reserved: std::env::var_os(SLOTS_RESERVED_ENV).is_some(),
             ..DaemonArgs::default()
         };
         let mut it = argv.iter();

@@ -8,6 +8,8 @@
 //! once, draining or not.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpStream, UnixStream};
@@ -49,10 +51,17 @@ pub enum Client {
 
 /// One client being served. The skeleton knows the client is done when this is dropped, and
 /// tells it through [`Session::drained`] that the process is draining.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Session {
     _open: mpsc::Sender<()>,
     draining: watch::Receiver<bool>,
+    count: Arc<AtomicUsize>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Session {
@@ -83,10 +92,18 @@ pub async fn serve(
     limit: Option<SessionLimit>,
     mut service: impl Service,
 ) {
-    let mut daemon = Daemon::with_session_limit(&args.service, listeners, limit).unwrap_or_else(|e| fatal(&e.to_string()));
+    if let Some(limit) = limit.as_ref().filter(|_| args.slots_reserved) {
+        // A predecessor still drains: no slot is ours until the master says how many it holds.
+        limit.reserve(limit.limit());
+    }
+    let mut daemon = Daemon::with_session_limit(&args.service, listeners, limit.clone()).unwrap_or_else(|e| fatal(&e.to_string()));
     let (open_tx, open_rx) = mpsc::channel::<()>(1);
     let (draining_tx, draining) = watch::channel(false);
-    let session = || Session { _open: open_tx.clone(), draining: draining.clone() };
+    let count = Arc::new(AtomicUsize::new(0));
+    let session = || {
+        count.fetch_add(1, Ordering::Relaxed);
+        Session { _open: open_tx.clone(), draining: draining.clone(), count: count.clone() }
+    };
     let mut timeout = drain_timeout(params);
     daemon.ready();
     loop {
@@ -105,24 +122,43 @@ pub async fn serve(
                 Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
             },
             Event::Command(MasterCommand::Wakeup) => service.wakeup(),
+            Event::Command(MasterCommand::Reserve { sessions }) => {
+                if let Some(limit) = &limit {
+                    limit.reserve(sessions as usize);
+                }
+            }
             Event::Command(MasterCommand::Drain) => {
                 daemon.stop_accepting();
                 draining_tx.send_replace(true);
                 drop(open_tx);
-                return drain(daemon, open_rx, timeout).await;
+                return drain(daemon, open_rx, count, timeout).await;
             }
             stop @ (Event::Terminate | Event::MasterGone) => return stop.log_stop(),
         }
     }
 }
 
-/// Wait for the open sessions (each holds a sender of `open`), at most `timeout`; SIGTERM or
-/// the master's end stops the wait.
-async fn drain(mut daemon: Daemon, mut open: mpsc::Receiver<()>, timeout: Duration) {
+/// How often a draining process tells the master how many sessions it still serves.
+const LOAD_REPORT: Duration = Duration::from_millis(100);
+
+/// Wait for the open sessions (each holds a sender of `open`), at most `timeout`, telling the
+/// master as their number falls (the process that takes over keeps their slots free); SIGTERM
+/// or the master's end stops the wait.
+async fn drain(mut daemon: Daemon, mut open: mpsc::Receiver<()>, count: Arc<AtomicUsize>, timeout: Duration) {
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
+    let mut reported = count.load(Ordering::Relaxed);
+    daemon.report_load(reported);
+    let mut ticks = tokio::time::interval(LOAD_REPORT);
     loop {
         tokio::select! {
+            _ = ticks.tick() => {
+                let now = count.load(Ordering::Relaxed);
+                if now != reported {
+                    reported = now;
+                    daemon.report_load(now);
+                }
+            }
             // No message is ever sent: this ends when the last session's sender is dropped.
             _ = open.recv() => return,
             _ = &mut deadline => {

@@ -13,7 +13,7 @@ pub enum ChildEvent {
     Ready,
     /// The first client was accepted (starts `?` wakeup timers).
     FirstUse,
-    /// Periodic load report: clients being served right now.
+    /// Clients being served right now (a draining process reports it as it falls).
     Load { clients: u32 },
 }
 
@@ -26,4 +26,7 @@ pub enum MasterCommand {
     Reload,
     /// Stop accepting, finish current clients, exit.
     Drain,
+    /// The process this one replaces still serves `sessions` clients of the service: keep that
+    /// many session slots unused, so that old and new sessions together stay within maxproc.
+    Reserve { sessions: u32 },
 }

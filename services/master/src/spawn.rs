@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::config::MasterEntry;
-use common::daemon::{LISTEN_FDS_START, PROCESS_LIMIT_ENV};
+use common::daemon::{LISTEN_FDS_START, PROCESS_LIMIT_ENV, SLOTS_RESERVED_ENV};
 use common::ipc::control::CONTROL_FD_ENV;
 
 /// The user unprivileged services run as, when the master may change identity.
@@ -72,7 +72,8 @@ pub fn command_path(daemon_dir: &Path, command: &str) -> PathBuf {
     if p.is_absolute() { p.to_path_buf() } else { daemon_dir.join(p) }
 }
 
-/// Start `entry`'s command with `listeners`.
+/// Start `entry`'s command with `listeners`; `slots_reserved` when it replaces a process that
+/// still drains.
 pub fn spawn_child(
     entry: &MasterEntry,
     path: &Path,
@@ -80,6 +81,7 @@ pub fn spawn_child(
     listeners: &[OwnedFd],
     process_limit: u32,
     identity: Option<Identity>,
+    slots_reserved: bool,
 ) -> std::io::Result<Spawned> {
     let (master_end, child_end) = UnixStream::pair()?;
     let mut cmd = Command::new(path);
@@ -93,6 +95,12 @@ pub fn spawn_child(
     cmd.env("LISTEN_FDS", listeners.len().to_string());
     cmd.env(CONTROL_FD_ENV, (LISTEN_FDS_START + listeners.len() as RawFd).to_string());
     cmd.env(PROCESS_LIMIT_ENV, process_limit.to_string());
+    if slots_reserved {
+        // It replaces a process still draining: its slots stay held until we say how many.
+        cmd.env(SLOTS_RESERVED_ENV, "1");
+    } else {
+        cmd.env_remove(SLOTS_RESERVED_ENV);
+    }
     cmd.env_remove("LISTEN_PID");
     cmd.env_remove("NOTIFY_SOCKET");
     cmd.stdin(Stdio::null());

@@ -63,6 +63,10 @@ struct Service {
 struct Retired {
     path: PathBuf,
     stop_at: Option<Instant>,
+    /// The master.cf service it served (`MasterEntry::key`).
+    key: String,
+    /// The sessions it last said it still serves.
+    clients: u32,
 }
 
 /// Configuration read at start and at every reload.
@@ -231,7 +235,9 @@ impl Supervisor {
     fn start_child(&mut self, i: usize) {
         let limit = self.services[i].entry.process_limit(self.default_process_limit());
         let svc = &mut self.services[i];
-        match spawn_child(&svc.entry, &svc.path, &self.config_dir, &svc.listeners, limit, self.identity) {
+        let key = svc.entry.key();
+        let reserved = self.retired.values().any(|r| r.key == key);
+        match spawn_child(&svc.entry, &svc.path, &self.config_dir, &svc.listeners, limit, self.identity, reserved) {
             Ok(mut spawned) => {
                 if let Some(stderr) = spawned.stderr.take() {
                     let program = Path::new(&svc.entry.command)
@@ -296,6 +302,7 @@ impl Supervisor {
                 if let Some(why) = describe_exit(status).filter(|_| !matches!(status, WaitStatus::Signaled(_, Signal::SIGTERM, _))) {
                     log_warning!("process {} pid {pid} {why}", r.path.display());
                 }
+                self.send_reserve(&r.key);
                 continue;
             }
             if let Some(i) = self.services.iter().position(|s| s.child.as_ref().is_some_and(|c| c.pid == pid)) {
@@ -328,7 +335,24 @@ impl Supervisor {
         self.start_child(i);
     }
 
+    /// Tell a service's process how many of its session slots draining predecessors hold.
+    fn send_reserve(&mut self, key: &str) {
+        let sessions = self.retired.values().filter(|r| r.key == key).map(|r| r.clients).sum();
+        if let Some(c) = self.services.iter_mut().find(|s| s.entry.key() == key).and_then(|s| s.child.as_mut()).filter(|c| c.ready) {
+            let _ = send_command(&mut c.control, &MasterCommand::Reserve { sessions });
+        }
+    }
+
     fn on_child_event(&mut self, pid: i32, event: ChildEvent) {
+        if let (Some(r), ChildEvent::Load { clients }) = (self.retired.get_mut(&pid), &event) {
+            r.clients = *clients;
+            let key = r.key.clone();
+            return self.send_reserve(&key);
+        }
+        let ready_key = match (&event, self.services.iter().find(|s| s.child.as_ref().is_some_and(|c| c.pid == pid))) {
+            (ChildEvent::Ready, Some(s)) => Some(s.entry.key()),
+            _ => None,
+        };
         let Some(svc) = self.services.iter_mut().find(|s| s.child.as_ref().is_some_and(|c| c.pid == pid)) else {
             return;
         };
@@ -354,6 +378,10 @@ impl Supervisor {
                 }
             }
             ChildEvent::Load { .. } => {}
+        }
+        // A process that replaced a draining one started with every slot held back.
+        if let Some(key) = ready_key.filter(|k| self.retired.values().any(|r| &r.key == k)) {
+            self.send_reserve(&key);
         }
     }
 
@@ -458,7 +486,7 @@ impl Supervisor {
                     None
                 }
             };
-            self.retired.insert(c.pid, Retired { path: svc.path.clone(), stop_at });
+            self.retired.insert(c.pid, Retired { path: svc.path.clone(), stop_at, key: svc.entry.key(), clients: 0 });
         }
     }
 

@@ -82,6 +82,8 @@ fn main() {
                         }
                         Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
                     },
+                    // qmgr has no session limit to share with a predecessor.
+                    Event::Command(MasterCommand::Reserve { .. }) => {}
                     stop @ (Event::Command(MasterCommand::Drain) | Event::Terminate | Event::MasterGone) => return stop.log_stop(),
                 },
                 Some(msg) = rx.recv() => {
