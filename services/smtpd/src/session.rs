@@ -185,7 +185,7 @@ impl<'a> Session<'a> {
             "etrn" => self.etrn(arg),
             _ => Step::Reply("502 5.5.2 Error: command not recognized".into()),
         };
-        (verb, step)
+        (verb, printable_step(step))
     }
 
     /// The limits in force now (normal, or under stress).
@@ -380,6 +380,24 @@ impl<'a> Session<'a> {
     }
 }
 
+/// Replies that echo the client (VRFY's argument above all) never carry its control
+/// characters back: a bare CR in a reply line could end it early for the client (found by
+/// fuzzing). The CRLFs between the lines of a multi-line reply are ours.
+fn printable_step(step: Step) -> Step {
+    let clean = |r: String| {
+        if r.split("\r\n").any(common::text::has_control) {
+            r.split("\r\n").map(|l| printable(l, '?').into_owned()).collect::<Vec<_>>().join("\r\n")
+        } else {
+            r
+        }
+    };
+    match step {
+        Step::Reply(r) => Step::Reply(clean(r)),
+        Step::Close(r) => Step::Close(clean(r)),
+        other => other,
+    }
+}
+
 /// `FROM:<...>` / `TO:<...>`, keyword case-insensitive, spaces after the colon allowed.
 fn strip_keyword<'t>(arg: &'t str, keyword: &str) -> Option<&'t str> {
     let head = arg.get(..keyword.len())?;
@@ -463,6 +481,7 @@ mod tests {
                     ("RCPT TO:<u@customer.example> NOTIFY=NEVER", "555 5.5.4 Unsupported option: NOTIFY=NEVER"),
                     ("VRFY", "501 5.5.4 Syntax: VRFY address"),
                     ("VRFY someone", "252 2.0.0 someone"),
+                    ("VRFY a\rb\x02c", "252 2.0.0 a?b?c"),
                     ("NOOP", "250 2.0.0 Ok"),
                     ("FROBNICATE", "502 5.5.2 Error: command not recognized"),
                     ("", "500 5.5.2 Error: bad syntax"),
