@@ -1,0 +1,81 @@
+//! The disk worker: one thread that does the scheduler's blocking work (listing queues,
+//! moving, reading, appending to, syncing and removing queue files, writing notifications)
+//! so that the scheduler's thread only ever waits for events. Jobs run one at a time in the
+//! order they were given, which is what keeps each message's files consistent: its results
+//! are appended before it is finished, and a scan slice given after a finish sees the file
+//! where the finish left it. Reports go back through a callback (a message to the actor).
+//!
+//! One thread, not a pool: the queue manager's disk work was sequential before and the order
+//! matters; a queue of jobs also batches them: a busy worker takes the next without a wake-up.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use common::daemon::fatal;
+use common::queue::QueueId;
+use common::queue::file::RecipientResult;
+
+use crate::active::append_results;
+use crate::finish::{FinishJob, Finished, finish};
+use crate::scan::{Fed, FeedJob, feed};
+
+/// Blocking work, in the order given.
+#[derive(Debug)]
+pub enum DiskJob {
+    /// Feed the active queue from the scans; reports [`Report::Fed`].
+    Feed(FeedJob),
+    /// Append results to an active message's queue file.
+    Append { path: PathBuf, id: QueueId, results: Vec<RecipientResult> },
+    /// Finish a message; reports [`Report::Finished`] when there is something to do.
+    Finish(FinishJob),
+}
+
+/// What the worker tells the scheduler.
+#[derive(Debug)]
+pub enum Report {
+    Fed(Fed),
+    Finished(Finished),
+}
+
+/// The handle of the worker thread; dropping it ends the thread after the queued jobs.
+#[derive(Debug)]
+pub struct Worker {
+    jobs: mpsc::Sender<DiskJob>,
+}
+
+impl Worker {
+    /// Start the thread; `report` is called on it for each report.
+    pub fn start(report: impl Fn(Report) + Send + 'static) -> Worker {
+        let (jobs, rx) = mpsc::channel::<DiskJob>();
+        let spawned = std::thread::Builder::new().name("qmgr-disk".into()).spawn(move || {
+            for job in rx {
+                if let Some(r) = run(job) {
+                    report(r);
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            fatal(&format!("start the disk worker thread: {e}"));
+        }
+        Worker { jobs }
+    }
+
+    pub fn submit(&self, job: DiskJob) {
+        // The thread ends only when this handle is dropped, or by a panic: without it no
+        // message can move any more, so the queue manager stops and the master restarts it.
+        if self.jobs.send(job).is_err() {
+            fatal("the disk worker thread has stopped");
+        }
+    }
+}
+
+fn run(job: DiskJob) -> Option<Report> {
+    match job {
+        DiskJob::Feed(job) => Some(Report::Fed(feed(job))),
+        DiskJob::Append { path, id, results } => {
+            append_results(&path, &id, &results);
+            None
+        }
+        DiskJob::Finish(job) => finish(job).map(Report::Finished),
+    }
+}
