@@ -16,7 +16,7 @@ use crate::config::QmgrConfig;
 use crate::defer::add_to_flush;
 use crate::deliver::{Done, deliver};
 use crate::scheduler::{Effect, Scheduler};
-use crate::worker::{Report, Worker};
+use crate::worker::{DiskJob, Report, Worker};
 
 struct QmgrActor {
     sched: Scheduler,
@@ -130,6 +130,24 @@ impl Handler<Reload> for QmgrActor {
     }
 }
 
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Settle;
+
+impl Handler<Settle> for QmgrActor {
+    type Result = ResponseFuture<()>;
+    /// Give the worker what is already decided (results to append, messages to finish) and
+    /// wait until it has done it. Nothing new is started: only a [`Run`] starts work.
+    fn handle(&mut self, _: Settle, ctx: &mut Context<Self>) -> Self::Result {
+        self.perform(ctx);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.worker.submit(DiskJob::Barrier(tx));
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
 /// The only way other code talks to the scheduler.
 #[derive(Clone)]
 pub struct QmgrHandle {
@@ -160,8 +178,57 @@ impl QmgrHandle {
         self.addr.do_send(Triggers(vec![QmgrTrigger::Wakeup]));
     }
 
+    /// Stopping: returns when the disk work already decided on is done, so that no result
+    /// that an agent reported is lost to the exit (the mail would be delivered again).
+    pub async fn settle(&self) {
+        let _ = self.addr.send(Settle).await;
+    }
+
     /// New parameters (a reload).
     pub fn reload(&self, cfg: QmgrConfig) {
         self.addr.do_send(Reload(cfg));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::config;
+    use common::queue::{QueueId, QueueName};
+
+    /// Wait (bounded) until `cond` holds.
+    async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[test]
+    fn triggers_are_acknowledged_while_the_disk_worker_is_stuck() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), "");
+        let spool = cfg.spool.clone();
+        // A queue file whose open never returns until someone writes to it: a FIFO.
+        let id = QueueId::generate(std::time::SystemTime::now(), 1);
+        let incoming = spool.path(QueueName::Incoming, &id);
+        std::fs::create_dir_all(incoming.parent().unwrap()).unwrap();
+        nix::unistd::mkfifo(&incoming, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let active = spool.path(QueueName::Active, &id);
+        actix_rt::System::new().block_on(async {
+            let sched = QmgrHandle::start(cfg);
+            // The worker has taken the file into `active` and is stuck reading it.
+            wait_for("the activation", || active.exists()).await;
+            for _ in 0..3 {
+                let acked = tokio::time::timeout(Duration::from_secs(10), sched.triggers(vec![QmgrTrigger::ScanIncoming])).await;
+                assert_eq!(acked, Ok(true), "the scheduler answers while its disk work is stuck");
+            }
+            // Released (a writer that closes at once), the file is dealt with and leaves `active`.
+            drop(std::fs::OpenOptions::new().write(true).open(&active).unwrap());
+            wait_for("the file to leave active", || !active.exists()).await;
+        });
     }
 }

@@ -61,7 +61,8 @@ pub struct FeedJob {
 }
 
 /// What a feed job did: the listings left to work through, the messages now in `active`, and
-/// whether a slice ran out (there is more to look at right away).
+/// whether a slice ran out (there is more to look at right away: the scheduler runs again
+/// after every report anyway, so this only says why).
 #[derive(Debug)]
 pub struct Fed {
     pub parts: Vec<ScanPart>,
@@ -164,7 +165,6 @@ impl Scheduler {
         for a in fed.activated {
             self.admit(a);
         }
-        let _ = fed.more; // the owner runs again after every report
     }
 }
 

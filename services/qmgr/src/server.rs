@@ -18,6 +18,9 @@ use crate::config::QmgrConfig;
 /// How long a trigger client may take to send its request.
 const TRIGGER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a stop waits for the disk work already decided on.
+const STOP_SETTLE: Duration = Duration::from_secs(1);
+
 /// Triggers that force work (`postqueue -f`) are honoured only from root, `mail_owner` and
 /// `authorized_flush_users`, as Postfix's postqueue enforces; the whole request is refused.
 fn authorize(triggers: &[QmgrTrigger], uid: u32, users: &UserList) -> Result<(), String> {
@@ -80,7 +83,11 @@ pub async fn run(args: DaemonArgs, params: Params, listeners: Vec<common::daemon
                 }
                 Err(e) => log_warning!("reload: {e}; keeping the running configuration"),
             },
-            stop @ (Event::Command(MasterCommand::Drain) | Event::Terminate | Event::MasterGone) => return stop.log_stop(),
+            stop @ (Event::Command(MasterCommand::Drain) | Event::Terminate | Event::MasterGone) => {
+                // A worker job is one file operation; a stop stays prompt however slow the disk.
+                let _ = tokio::time::timeout(STOP_SETTLE, sched.settle()).await;
+                return stop.log_stop();
+            }
         }
     }
 }

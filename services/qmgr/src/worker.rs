@@ -28,6 +28,8 @@ pub enum DiskJob {
     Append { path: PathBuf, id: QueueId, results: Vec<RecipientResult> },
     /// Finish a message; reports [`Report::Finished`] when there is something to do.
     Finish(FinishJob),
+    /// Answer once every job given before it is done (stopping).
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 /// What the worker tells the scheduler.
@@ -77,5 +79,9 @@ fn run(job: DiskJob) -> Option<Report> {
             None
         }
         DiskJob::Finish(job) => finish(job).map(Report::Finished),
+        DiskJob::Barrier(done) => {
+            let _ = done.send(());
+            None
+        }
     }
 }
