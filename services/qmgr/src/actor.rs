@@ -193,8 +193,14 @@ impl QmgrHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::config;
+    use crate::testutil::{config, queue_message};
+    use common::ipc::delivery::{DeliveryProtocol, DeliveryReply, DeliveryRequest, DeliveryResult};
+    use common::ipc::server::serve;
+    use common::queue::file::Outcome;
     use common::queue::{QueueId, QueueName};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use tokio::sync::oneshot;
 
     /// Wait (bounded) until `cond` holds.
     async fn wait_for(what: &str, cond: impl Fn() -> bool) {
@@ -205,6 +211,64 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("timed out waiting for {what}");
+    }
+
+    /// Requests a fake agent holds until the test answers them.
+    type Held = Rc<RefCell<Vec<(DeliveryRequest, oneshot::Sender<DeliveryReply>)>>>;
+
+    /// A fake delivery agent on its real socket: each request waits in `held`.
+    fn fake_agent(socket: &std::path::Path) -> Held {
+        std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+        let held = Held::default();
+        let h = held.clone();
+        actix_rt::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let h = h.clone();
+                actix_rt::spawn(serve::<DeliveryProtocol, _, _>(stream, "smtp", Duration::from_secs(60), None, move |req, _| {
+                    let (tx, rx) = oneshot::channel();
+                    h.borrow_mut().push((req, tx));
+                    async move { rx.await.unwrap_or(DeliveryReply { results: Vec::new() }) }
+                }));
+            }
+        });
+        held
+    }
+
+    #[test]
+    fn slow_start_against_a_fake_agent_on_its_socket() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), "initial_destination_concurrency = 2\ndefault_destination_concurrency_limit = 4\n");
+        let spool = cfg.spool.clone();
+        for i in 0..12 {
+            queue_message(&spool, QueueName::Incoming, "s@example.org", &[&format!("u{i}@dest.example")]);
+        }
+        let socket = cfg.agent_socket("smtp");
+        actix_rt::System::new().block_on(async move {
+            let held = fake_agent(&socket);
+            let _sched = QmgrHandle::start(cfg);
+            // Each time the expected number of requests is in flight, one is answered: the
+            // window starts at 2 and grows by one per delivered request up to 4, and drains
+            // at the end.
+            for (step, want) in [2, 3, 4, 4, 4, 4, 4, 4, 4, 3, 2, 1].into_iter().enumerate() {
+                wait_for("requests in flight", || held.borrow().len() >= want).await;
+                assert_eq!(held.borrow().len(), want, "in flight at step {step}");
+                let (req, reply) = held.borrow_mut().remove(0);
+                let results = req.recipients.iter().map(|r| DeliveryResult {
+                    index: r.index,
+                    outcome: Outcome::Sent,
+                    dsn: "2.0.0".into(),
+                    text: "250 ok".into(),
+                    site_failure: false,
+                });
+                reply.send(DeliveryReply { results: results.collect() }).unwrap();
+            }
+            let empty = |q| spool.list(q).is_ok_and(|ids| ids.is_empty());
+            wait_for("every message delivered and removed", || empty(QueueName::Active) && empty(QueueName::Incoming)).await;
+            assert!(held.borrow().is_empty());
+        });
     }
 
     #[test]
