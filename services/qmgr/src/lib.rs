@@ -70,7 +70,9 @@
 //! `malformed response`, also for a reply that leaves requested recipients without a result;
 //! results for recipients that were not requested are ignored), `warning: <id>: timeout receiving delivery status from transport:
 //! <transport>`, `warning: <id>: skipped N torn delivery status record(s) in the queue file`,
-//! `warning: <id>: cannot read the queue file now, left in <queue> for a later scan: ...`.
+//! `warning: <id>: cannot read the queue file now, left in <queue> for a later scan: ...`,
+//! `fatal: the disk worker thread panicked` (or `has stopped`): the queue manager exits and
+//! the master restarts it; nothing is lost (files left in `active` go back to `incoming`).
 //!
 //! # Configuration parameters
 //! `qmgr_message_active_limit`, `initial_destination_concurrency`,
@@ -95,10 +97,15 @@
 //! # Bugs
 //! Listing a very large deferred queue (one pass over its directories) delays, while it runs,
 //! the other disk work (finishing messages), not trigger handling; the listed files are then
-//! looked at in slices of 500, between which the worker finishes messages. A result recorded but not yet acted on when qmgr is killed is acted on again
-//! after restart (at-least-once delivery). Likewise, a request given up on after
-//! `daemon_timeout` may still be completed by the agent, so the deferred message can be
-//! delivered twice; Postfix's queue manager exits instead, with the same effect. A
+//! looked at in slices of 500, between which the worker finishes messages. Likewise a queue
+//! file whose open blocks (a FIFO that root or `mail_owner` put in a queue) stalls the disk
+//! work until someone writes to it.
+//!
+//! A result recorded but not yet acted on when qmgr is killed is acted on again after
+//! restart (at-least-once delivery); a stop waits at most a second for the disk work already
+//! decided (results to append, messages to finish) before it exits. Likewise, a request given
+//! up on after `daemon_timeout` may still be completed by the agent, so the deferred message
+//! can be delivered twice; Postfix's queue manager exits instead, with the same effect. A
 //! notification that cannot be written to the queue (full disk) is lost with a warning, and
 //! the message is removed anyway.
 //!

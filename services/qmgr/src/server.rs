@@ -15,7 +15,8 @@ use common::log_warning;
 use crate::actor::QmgrHandle;
 use crate::config::QmgrConfig;
 
-/// How long a trigger client may take to send its request.
+/// How long a trigger client may take to send its request: Postfix's trigger server waits
+/// 10 seconds too (`read_wait(fd, 10)` in trigger_server.c), with no parameter for it.
 const TRIGGER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a stop waits for the disk work already decided on.

@@ -50,6 +50,7 @@ impl Worker {
     pub fn start(report: impl Fn(Report) + Send + 'static) -> Worker {
         let (jobs, rx) = mpsc::channel::<DiskJob>();
         let spawned = std::thread::Builder::new().name("qmgr-disk".into()).spawn(move || {
+            let _exit = ExitOnPanic;
             for job in rx {
                 if let Some(r) = run(job) {
                     report(r);
@@ -67,6 +68,18 @@ impl Worker {
         // message can move any more, so the queue manager stops and the master restarts it.
         if self.jobs.send(job).is_err() {
             fatal("the disk worker thread has stopped");
+        }
+    }
+}
+
+/// A worker that panicked can report nothing, and a scheduler waiting for its report would
+/// stop scanning without a word: the queue manager exits instead, and the master restarts it.
+struct ExitOnPanic;
+
+impl Drop for ExitOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            fatal("the disk worker thread panicked");
         }
     }
 }
