@@ -13,10 +13,7 @@ use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, log_warning};
 
 use crate::bounce::Failed;
-use crate::config::Route;
-use crate::deliver::{Job, result};
-use crate::scheduler::{Effect, Scheduler};
-use crate::worker::DiskJob;
+use crate::config::{QmgrConfig, Route};
 
 /// A message in the active queue: its envelope and results, never its body (the delivery
 /// agent reads that from the queue file), so memory per message does not grow with its size.
@@ -101,46 +98,54 @@ pub fn recover(spool: &Spool) {
     }
 }
 
-impl Scheduler {
-    /// A message is in `active`: group its pending recipients by route; those of the `error`
-    /// transport bounce and those of `defer_transports` are deferred at once, the others wait
-    /// for their route's window.
-    pub(crate) fn admit(&mut self, a: Activated) {
-        let Activated { id, qf, active_us } = a;
-        let mut by_route: BTreeMap<Route, Vec<DeliveryRecipient>> = BTreeMap::new();
-        for (index, r) in qf.pending() {
-            by_route.entry(self.cfg.route(&r.address)).or_default().push(DeliveryRecipient { index, address: r.address.clone() });
+/// Where an activated message's pending recipients go: requests waiting for their route's
+/// window, and results settled at once (the `error` transport bounces, `defer_transports`
+/// defers unless `postqueue -f` overrides it), in route order.
+#[derive(Debug, Default)]
+pub struct Admission {
+    pub waiting: Vec<(Route, Vec<DeliveryRecipient>)>,
+    pub settled: Vec<DeliveryResult>,
+}
+
+/// Group a message's pending recipients by route and settle what needs no agent.
+pub fn admit(cfg: &QmgrConfig, qf: &QueueEnvelope, override_defer_transports: bool) -> Admission {
+    let mut by_route: BTreeMap<Route, Vec<DeliveryRecipient>> = BTreeMap::new();
+    for (index, r) in qf.pending() {
+        by_route.entry(cfg.route(&r.address)).or_default().push(DeliveryRecipient { index, address: r.address.clone() });
+    }
+    let mut a = Admission::default();
+    for (route, recipients) in by_route {
+        if route.transport == "error" {
+            a.settled.extend(recipients.iter().map(|r| own_result(r.index, Outcome::Bounced, "5.0.0", &route.nexthop)));
+        } else if !override_defer_transports && cfg.defer_transports.contains(&route.transport) {
+            a.settled.extend(recipients.iter().map(|r| own_result(r.index, Outcome::Deferred, "4.3.2", "deferred transport")));
+        } else {
+            a.waiting.push((route, recipients));
         }
-        let msg = ActiveMsg { qf, active_us, outstanding: 0, failed: Vec::new(), deferred_domains: BTreeSet::new() };
-        self.active.insert(id.clone(), msg);
-        for (route, recipients) in by_route {
-            if route.transport == "error" {
-                let results = recipients.iter().map(|r| result(r.index, Outcome::Bounced, "5.0.0", &route.nexthop)).collect();
-                self.record(&id, results, true);
-            } else if !self.override_defer_transports && self.cfg.defer_transports.contains(&route.transport) {
-                let results = recipients.iter().map(|r| result(r.index, Outcome::Deferred, "4.3.2", "deferred transport")).collect();
-                self.record(&id, results, true);
-            } else {
-                if let Some(m) = self.active.get_mut(&id) {
-                    m.outstanding += 1;
-                }
-                self.jobs.entry(route).or_default().push_back(Job { id: id.clone(), recipients });
-            }
-        }
-        self.finish_if_done(&id);
+    }
+    a
+}
+
+/// A result the queue manager makes up (it has no agent's word for it).
+pub fn own_result(index: usize, outcome: Outcome, dsn: &str, text: &str) -> DeliveryResult {
+    DeliveryResult { index, outcome, dsn: dsn.to_string(), text: text.to_string(), site_failure: false }
+}
+
+impl ActiveMsg {
+    pub fn new(a: Activated, outstanding: usize) -> ActiveMsg {
+        ActiveMsg { qf: a.qf, active_us: a.active_us, outstanding, failed: Vec::new(), deferred_domains: BTreeSet::new() }
     }
 
-    /// Note results in the active message (logging them when `log`: the agents log their
-    /// own) and have them appended to its queue file.
-    pub(crate) fn record(&mut self, id: &QueueId, results: Vec<DeliveryResult>, log: bool) {
-        let Some(msg) = self.active.get_mut(id) else { return };
+    /// Note results (logging them when `log`: the agents log their own); returns what is to
+    /// be appended to the queue file.
+    pub fn record(&mut self, id: &QueueId, results: Vec<DeliveryResult>, log: bool) -> Vec<RecipientResult> {
         let now = now_us();
         let mut appended = Vec::with_capacity(results.len());
         for r in results {
-            let Some(rcpt) = msg.qf.envelope.recipients.get(r.index).cloned() else { continue };
+            let Some(rcpt) = self.qf.envelope.recipients.get(r.index).cloned() else { continue };
             let rr = RecipientResult { index: r.index, outcome: r.outcome, dsn: r.dsn.clone(), text: r.text.clone() };
             appended.push(rr.clone());
-            msg.qf.results.push(rr);
+            self.qf.results.push(rr);
             if log {
                 let secs = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e6;
                 log_info!(
@@ -150,7 +155,7 @@ impl Scheduler {
                         recipient: &rcpt.address,
                         relay: "none",
                         conn_use: None,
-                        delays: [secs(msg.qf.envelope.arrival_us, msg.active_us), secs(msg.active_us, now), 0.0, 0.0],
+                        delays: [secs(self.qf.envelope.arrival_us, self.active_us), secs(self.active_us, now), 0.0, 0.0],
                         dsn: &r.dsn,
                         status: r.outcome.status(),
                         text: &r.text,
@@ -158,17 +163,14 @@ impl Scheduler {
                 );
             }
             match r.outcome {
-                Outcome::Bounced => msg.failed.push(Failed { address: rcpt.address, dsn: r.dsn, text: r.text }),
+                Outcome::Bounced => self.failed.push(Failed { address: rcpt.address, dsn: r.dsn, text: r.text }),
                 Outcome::Deferred => {
-                    msg.deferred_domains.insert(address_domain(&rcpt.address).to_string());
+                    self.deferred_domains.insert(address_domain(&rcpt.address).to_string());
                 }
                 Outcome::Sent => {}
             }
         }
-        if !appended.is_empty() {
-            let path = self.cfg.spool.path(QueueName::Active, id);
-            self.emit(Effect::Disk(DiskJob::Append { path, id: id.clone(), results: appended }));
-        }
+        appended
     }
 }
 
@@ -199,27 +201,23 @@ mod tests {
     #[test]
     fn error_and_deferred_transports_are_settled_on_admission() {
         let tmp = tempfile::tempdir().unwrap();
-        let cfg = config(
-            tmp.path(),
-            "transport_maps = inline:{{ bad.example = error:no such domain }, slow.example=slow:}\ndefer_transports = slow\n",
-        );
+        let maps = "transport_maps = inline:{{ bad.example = error:no such domain }, slow.example=slow:}\ndefer_transports = slow\n";
+        let cfg = config(tmp.path(), maps);
         let spool = cfg.spool.clone();
         let id = queue_message(&spool, QueueName::Incoming, "s@example.org", &["a@bad.example", "b@slow.example", "c@ok.example"]);
-        let mut sched = Scheduler::new(cfg);
-        sched.admit(activate_file(&spool, QueueName::Incoming, id.clone()).unwrap());
-        let m = &sched.active[&id];
-        assert_eq!((m.outstanding, m.failed.len()), (1, 1));
-        assert_eq!(m.failed[0].text, "no such domain");
+        let a = activate_file(&spool, QueueName::Incoming, id.clone()).unwrap();
+        let adm = admit(&cfg, &a.qf, false);
+        assert_eq!(adm.waiting.iter().map(|(r, rc)| (r.nexthop.as_str(), rc.len())).collect::<Vec<_>>(), [("ok.example", 1)]);
+        let settled: Vec<_> = adm.settled.iter().map(|r| (r.index, r.outcome, r.dsn.as_str(), r.text.as_str())).collect();
+        assert_eq!(settled, [(0, Outcome::Bounced, "5.0.0", "no such domain"), (1, Outcome::Deferred, "4.3.2", "deferred transport")]);
+        // `postqueue -f` overrides defer_transports: the slow transport's agent is asked.
+        assert_eq!(admit(&cfg, &a.qf, true).waiting.len(), 2);
+        // Recording them notes the bounce and the deferred domain, and appends both.
+        let mut m = ActiveMsg::new(a, 1);
+        assert_eq!(m.record(&id, adm.settled, true).len(), 2);
+        assert_eq!((m.failed.len(), m.failed[0].text.as_str()), (1, "no such domain"));
         assert!(m.deferred_domains.contains("slow.example"));
-        assert_eq!(sched.jobs.len(), 1, "only ok.example waits for a route");
-        let appended: usize = sched
-            .take_effects()
-            .iter()
-            .map(|e| match e {
-                Effect::Disk(DiskJob::Append { results, .. }) => results.len(),
-                _ => 0,
-            })
-            .sum();
-        assert_eq!(appended, 2);
+        // Deferred is not final: b and c are still pending.
+        assert_eq!(m.qf.pending().count(), 2);
     }
 }

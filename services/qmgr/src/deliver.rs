@@ -4,7 +4,7 @@
 //! for each of them: the agent's, or the queue manager's own when the agent died, stalled
 //! past `daemon_timeout` or answered for fewer recipients than it was asked about.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,9 @@ use common::log_warning;
 use common::queue::file::Outcome;
 use common::queue::{QueueId, QueueName};
 
-use crate::config::Route;
-use crate::scheduler::{Effect, Scheduler};
+use crate::active::{ActiveMsg, own_result as result};
+use crate::config::{QmgrConfig, Route};
+use crate::feedback::{Feedback, Limits};
 
 /// Recipients of one message for one route: one delivery request.
 #[derive(Debug)]
@@ -108,41 +109,67 @@ fn agent_failure(id: &QueueId, transport: &str, e: &FrameError) -> (&'static str
     }
 }
 
-/// A result the queue manager makes up.
-pub(crate) fn result(index: usize, outcome: Outcome, dsn: &str, text: &str) -> DeliveryResult {
-    DeliveryResult { index, outcome, dsn: dsn.to_string(), text: text.to_string(), site_failure: false }
+/// The requests waiting for their routes, those in flight, and the agents' kept connections.
+#[derive(Debug, Default)]
+pub struct Queues {
+    /// Requests waiting for a free place in their route's window.
+    jobs: BTreeMap<Route, VecDeque<Job>>,
+    inflight: HashMap<Route, usize>,
+    /// Kept connections to the delivery agents, by transport (`private/<transport>`); they
+    /// survive reloads.
+    agents: HashMap<String, Arc<Persistent<DeliveryProtocol>>>,
 }
 
-impl Scheduler {
-    /// The kept connections to a transport's agent (created on first use, kept across reloads).
-    fn agent(&mut self, transport: &str) -> Arc<Persistent<DeliveryProtocol>> {
+/// What one dispatch round decided: requests to send, and requests of suspended routes with
+/// the suspension's reason (their recipients are deferred without a request).
+#[derive(Debug, Default)]
+pub struct Dispatched {
+    pub deliveries: Vec<Delivery>,
+    pub suspended: Vec<(Job, String)>,
+}
+
+impl Queues {
+    /// A request waits for its route.
+    pub fn push(&mut self, route: Route, job: Job) {
+        self.jobs.entry(route).or_default().push_back(job);
+    }
+
+    /// Nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// The kept connections to a transport's agent (created on first use).
+    fn agent(&mut self, cfg: &QmgrConfig, transport: &str) -> Arc<Persistent<DeliveryProtocol>> {
         if let Some(a) = self.agents.get(transport) {
             return a.clone();
         }
-        let agent = Arc::new(Persistent::new(self.cfg.agent_socket(transport)));
+        let agent = Arc::new(Persistent::new(cfg.agent_socket(transport)));
         self.agents.insert(transport.to_string(), agent.clone());
         agent
     }
 
-    /// Send what each route's window allows; a suspended route's recipients are deferred.
-    pub(crate) fn dispatch(&mut self) {
+    /// Send what each route's window allows; a suspended route's requests are given up.
+    pub fn dispatch(
+        &mut self,
+        cfg: &QmgrConfig,
+        active: &HashMap<QueueId, ActiveMsg>,
+        feedback: &mut Feedback,
+        now: Instant,
+    ) -> Dispatched {
+        let mut out = Dispatched::default();
         let routes: Vec<Route> = self.jobs.iter().filter(|(_, q)| !q.is_empty()).map(|(r, _)| r.clone()).collect();
-        let limits = self.limits();
+        let limits = Limits { initial: cfg.initial_concurrency, limit: cfg.destination_concurrency };
         for route in routes {
-            if let Some(why) = self.feedback.dead(&route, Instant::now()) {
-                let jobs: Vec<Job> = self.jobs.remove(&route).map(Vec::from).unwrap_or_default();
-                for job in jobs {
-                    let text = format!("delivery temporarily suspended: {why}");
-                    let results = job.recipients.iter().map(|r| result(r.index, Outcome::Deferred, "4.4.1", &text)).collect();
-                    self.record(&job.id, results, true);
-                    self.job_finished(&job.id);
-                }
+            if let Some(why) = feedback.dead(&route, now) {
+                let jobs = self.jobs.remove(&route).map(Vec::from).unwrap_or_default();
+                out.suspended.extend(jobs.into_iter().map(|job| (job, why.clone())));
                 continue;
             }
-            let window = self.feedback.window(&route, limits);
+            let window = feedback.window(&route, limits);
             while self.inflight.get(&route).copied().unwrap_or(0) < window {
                 let Some(job) = self.jobs.get_mut(&route).and_then(VecDeque::pop_front) else { break };
-                let Some(msg) = self.active.get(&job.id) else { continue };
+                let Some(msg) = active.get(&job.id) else { continue };
                 let request = DeliveryRequest {
                     queue_id: job.id.to_string(),
                     queue: QueueName::Active.as_str().to_string(),
@@ -153,35 +180,24 @@ impl Scheduler {
                     active_us: msg.active_us,
                 };
                 *self.inflight.entry(route.clone()).or_insert(0) += 1;
-                let agent = self.agent(&route.transport);
-                let timeout = self.cfg.delivery_timeout;
-                self.emit(Effect::Deliver(Delivery { id: job.id, route: route.clone(), agent, request, timeout }));
+                let agent = self.agent(cfg, &route.transport);
+                out.deliveries.push(Delivery { id: job.id, route: route.clone(), agent, request, timeout: cfg.delivery_timeout });
             }
         }
         self.jobs.retain(|_, q| !q.is_empty());
+        out
     }
 
-    /// A request ended: its route's window and suspension follow its outcome, and its results
-    /// are recorded.
-    pub(crate) fn on_done(&mut self, done: Done) {
-        let Done { id, route, results, own } = done;
-        if let Some(n) = self.inflight.get_mut(&route) {
+    /// A request ended: its place in the window is free, and the route's window and
+    /// suspension follow its outcome (a site failure suspends it for `minimal_backoff_time`).
+    pub fn ended(&mut self, done: &Done, cfg: &QmgrConfig, feedback: &mut Feedback, now: Instant) {
+        if let Some(n) = self.inflight.get_mut(&done.route) {
             *n = n.saturating_sub(1);
         }
-        match results.iter().chain(&own).find(|r| r.site_failure) {
-            Some(r) => {
-                let until = Instant::now() + self.cfg.minimal_backoff;
-                self.feedback.failure(route, r.text.clone(), until);
-            }
-            None => {
-                let limits = self.limits();
-                self.feedback.success(route, limits);
-            }
+        match done.results.iter().chain(&done.own).find(|r| r.site_failure) {
+            Some(r) => feedback.failure(done.route.clone(), r.text.clone(), now + cfg.minimal_backoff),
+            None => feedback.success(done.route.clone(), Limits { initial: cfg.initial_concurrency, limit: cfg.destination_concurrency }),
         }
-        // The agent has logged its own results; the queue manager logs the ones it made up.
-        self.record(&id, results, false);
-        self.record(&id, own, true);
-        self.job_finished(&id);
     }
 }
 
@@ -190,8 +206,6 @@ mod tests {
     use super::*;
     use crate::active::activate_file;
     use crate::testutil::{config, queue_message};
-    use crate::worker::DiskJob;
-    use common::ipc::qmgr::QmgrTrigger;
 
     #[test]
     fn agent_results_only_settle_the_recipients_asked_about() {
@@ -233,91 +247,84 @@ mod tests {
         SiteFails,
     }
 
-    /// Answer every request the scheduler sends (as a fake agent would) after one dispatch
-    /// round; returns how many were in flight at once.
-    fn answer_round(sched: &mut Scheduler, agent: Agent) -> usize {
-        sched.run();
-        let deliveries: Vec<Delivery> = sched
-            .take_effects()
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Deliver(d) => Some(d),
-                _ => None,
-            })
-            .collect();
-        let n = deliveries.len();
-        for d in deliveries {
-            let results = d
-                .request
-                .recipients
-                .iter()
-                .map(|r| match agent {
-                    Agent::Delivers => result(r.index, Outcome::Sent, "2.0.0", "250 ok"),
-                    Agent::SiteFails => {
-                        DeliveryResult { site_failure: true, ..result(r.index, Outcome::Deferred, "4.4.1", "connect refused") }
-                    }
-                })
-                .collect();
-            sched.on_done(Done { id: d.id, route: d.route, results, own: Vec::new() });
-        }
-        n
+    /// Active messages waiting for their routes, as the scheduler keeps them.
+    struct Setup {
+        _tmp: tempfile::TempDir,
+        cfg: QmgrConfig,
+        active: HashMap<QueueId, ActiveMsg>,
+        queues: Queues,
+        feedback: Feedback,
     }
 
-    fn scheduler_with_messages(extra: &str, n: usize) -> (tempfile::TempDir, Scheduler) {
+    fn setup(extra: &str, n: usize) -> Setup {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = config(tmp.path(), extra);
-        let spool = cfg.spool.clone();
-        let mut sched = Scheduler::new(cfg);
-        sched.incoming.again = false;
-        sched.deferred.again = false;
+        let mut s = Setup { _tmp: tmp, cfg, active: HashMap::new(), queues: Queues::default(), feedback: Feedback::default() };
         for i in 0..n {
-            let id = queue_message(&spool, QueueName::Incoming, "s@example.org", &[&format!("u{i}@dest.example")]);
-            sched.admit(activate_file(&spool, QueueName::Incoming, id).unwrap());
+            s.add(&format!("u{i}@dest.example"));
         }
-        (tmp, sched)
+        s
+    }
+
+    impl Setup {
+        fn add(&mut self, rcpt: &str) {
+            let id = queue_message(&self.cfg.spool, QueueName::Incoming, "s@example.org", &[rcpt]);
+            let a = activate_file(&self.cfg.spool, QueueName::Incoming, id.clone()).unwrap();
+            let adm = crate::active::admit(&self.cfg, &a.qf, false);
+            for (route, recipients) in adm.waiting {
+                self.queues.push(route, Job { id: id.clone(), recipients });
+            }
+            self.active.insert(id, ActiveMsg::new(a, 1));
+        }
+
+        /// One dispatch round, every request answered by the fake agent: how many were in
+        /// flight at once, and the requests given up for a suspended route.
+        fn round(&mut self, agent: Agent) -> (usize, Vec<(Job, String)>) {
+            let d = self.queues.dispatch(&self.cfg, &self.active, &mut self.feedback, Instant::now());
+            let sent = d.deliveries.len();
+            for delivery in d.deliveries {
+                let results = delivery
+                    .request
+                    .recipients
+                    .iter()
+                    .map(|r| match agent {
+                        Agent::Delivers => result(r.index, Outcome::Sent, "2.0.0", "250 ok"),
+                        Agent::SiteFails => {
+                            DeliveryResult { site_failure: true, ..result(r.index, Outcome::Deferred, "4.4.1", "connect refused") }
+                        }
+                    })
+                    .collect();
+                let done = Done { id: delivery.id, route: delivery.route, results, own: Vec::new() };
+                self.queues.ended(&done, &self.cfg, &mut self.feedback, Instant::now());
+            }
+            (sent, d.suspended)
+        }
     }
 
     #[test]
     fn slow_start_against_a_fake_agent() {
-        let extra = "initial_destination_concurrency = 2\ndefault_destination_concurrency_limit = 4\n";
-        let (_tmp, mut sched) = scheduler_with_messages(extra, 20);
-        let mut rounds = Vec::new();
-        for _ in 0..6 {
-            rounds.push(answer_round(&mut sched, Agent::Delivers));
-        }
+        let mut s = setup("initial_destination_concurrency = 2\ndefault_destination_concurrency_limit = 4\n", 20);
+        let rounds: Vec<usize> = (0..7).map(|_| s.round(Agent::Delivers).0).collect();
         // 2 at once, then one more per delivered request, up to the limit; 20 in all.
-        assert_eq!(rounds, [2, 4, 4, 4, 4, 2]);
-        assert!(sched.active.is_empty(), "every message is finished");
+        assert_eq!(rounds, [2, 4, 4, 4, 4, 2, 0]);
+        assert!(s.queues.is_empty());
     }
 
     #[test]
-    fn a_failing_site_suspends_its_route_and_defers_what_waits() {
-        let extra = "initial_destination_concurrency = 2\nminimal_backoff_time = 300s\n";
-        let (_tmp, mut sched) = scheduler_with_messages(extra, 5);
-        assert_eq!(answer_round(&mut sched, Agent::SiteFails), 2);
-        // The route is dead now: the three waiting messages are deferred without a request,
-        // with the failure as the reason.
-        sched.run();
-        let effects = sched.take_effects();
-        assert!(!effects.iter().any(|e| matches!(e, Effect::Deliver(_))));
-        let suspended = effects
-            .iter()
-            .filter(|e| {
-                matches!(e, Effect::Disk(DiskJob::Append { results, .. })
-                if results[0].text == "delivery temporarily suspended: connect refused" && results[0].dsn == "4.4.1")
-            })
-            .count();
-        assert_eq!(suspended, 3);
-        // All five are finished with their recipient pending (deferred).
-        let finished =
-            effects.iter().filter(|e| matches!(e, Effect::Disk(DiskJob::Finish(f)) if f.pending.len() == 1 && !f.expired)).count();
-        assert_eq!(finished, 5);
-        assert!(sched.active.is_empty() && sched.jobs.is_empty());
-        // `postqueue -f` lifts the suspension: new mail for the route goes out again.
-        sched.triggers(&[QmgrTrigger::ForgetDeadSites]);
-        let spool = sched.cfg.spool.clone();
-        let id = queue_message(&spool, QueueName::Incoming, "s@example.org", &["v@dest.example"]);
-        sched.admit(activate_file(&spool, QueueName::Incoming, id).unwrap());
-        assert_eq!(answer_round(&mut sched, Agent::Delivers), 1);
+    fn a_failing_site_suspends_its_route_until_forgotten() {
+        let mut s = setup("initial_destination_concurrency = 2\nminimal_backoff_time = 300s\n", 5);
+        assert_eq!(s.round(Agent::SiteFails).0, 2);
+        // The route is dead now: the three waiting requests are given up with its reason.
+        let (sent, suspended) = s.round(Agent::Delivers);
+        assert_eq!(sent, 0);
+        assert_eq!(suspended.iter().map(|(j, why)| (j.recipients.len(), why.as_str())).collect::<Vec<_>>(), [(1, "connect refused"); 3]);
+        assert!(s.queues.is_empty());
+        // Still dead for new mail; `postqueue -f` (ForgetDeadSites) lifts it at once.
+        s.add("v@dest.example");
+        assert_eq!(s.round(Agent::Delivers).1.len(), 1);
+        s.add("w@dest.example");
+        s.feedback.forget_dead();
+        let (sent, suspended) = s.round(Agent::Delivers);
+        assert_eq!((sent, suspended.len()), (1, 0));
     }
 }

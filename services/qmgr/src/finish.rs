@@ -4,9 +4,9 @@
 //! for a notification) is returned as expired, and one with deferred recipients goes to
 //! `deferred` with backoff ([`crate::defer`]).
 //!
-//! The decisions are taken on the scheduler's thread, where the message's state is; the files
-//! are written, synced, moved and removed by the worker ([`FinishJob`]), which reports back
-//! only what the scheduler must act on ([`Finished`]).
+//! The decisions are taken on the scheduler's thread, where the message's state is ([`plan`]);
+//! the files are written, synced, moved and removed by the worker ([`finish`]), which reports
+//! back only what the scheduler must act on ([`Finished`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -17,12 +17,10 @@ use common::queue::file::{Outcome, RecipientResult};
 use common::queue::{QueueId, QueueName};
 use common::{log_info, log_warning};
 
-use crate::active::append_results;
+use crate::active::{ActiveMsg, append_results};
 use crate::bounce::{Failed, notify_failed};
 use crate::config::QmgrConfig;
 use crate::defer::{defer_file, flush_sites, retry_delay};
-use crate::scheduler::{Effect, Scheduler};
-use crate::worker::DiskJob;
 
 /// Disk work for the worker: finish one message as decided.
 #[derive(Debug)]
@@ -60,49 +58,22 @@ pub fn expired(pending: bool, age: Duration, lifetime: Duration) -> bool {
     pending && age >= lifetime
 }
 
-impl Scheduler {
-    /// One of a message's requests has ended (or was settled without one).
-    pub(crate) fn job_finished(&mut self, id: &QueueId) {
-        if let Some(m) = self.active.get_mut(id) {
-            m.outstanding = m.outstanding.saturating_sub(1);
-        }
-        self.finish_if_done(id);
-    }
-
-    /// When no request for `id` is in flight, take it out of the active queue (its place is
-    /// free for the next scan slice, which the worker runs after this finish) and have it
-    /// finished.
-    pub(crate) fn finish_if_done(&mut self, id: &QueueId) {
-        if self.active.get(id).is_none_or(|m| m.outstanding > 0) {
-            return;
-        }
-        let Some(msg) = self.active.remove(id) else { return };
-        let now = SystemTime::now();
-        let sender = msg.qf.envelope.sender.clone();
-        let pending: Vec<(usize, String)> = msg.qf.pending().map(|(i, r)| (i, r.address.clone())).collect();
-        let age = now.duration_since(from_us(msg.qf.envelope.arrival_us)).unwrap_or_default();
-        let job = FinishJob {
-            expired: expired(!pending.is_empty(), age, lifetime(&self.cfg, &sender)),
-            retry_at: now + retry_delay(age, self.cfg.minimal_backoff, self.cfg.maximal_backoff),
-            cfg: self.cfg.clone(),
-            id: id.clone(),
-            sender,
-            arrival_us: msg.qf.envelope.arrival_us,
-            pending,
-            failed: msg.failed,
-            deferred_domains: msg.deferred_domains,
-        };
-        self.emit(Effect::Disk(DiskJob::Finish(job)));
-    }
-
-    /// The worker's report on a finish.
-    pub(crate) fn on_finished(&mut self, f: Finished) {
-        if f.notice_queued {
-            self.incoming.again = true;
-        }
-        for site in f.flush_sites {
-            self.emit(Effect::FlushAdd { id: f.id.clone(), site });
-        }
+/// Decide how message `id`, whose requests have all ended, is finished at `now`: expired or
+/// not, and when its next attempt would be.
+pub fn plan(cfg: &Arc<QmgrConfig>, id: QueueId, msg: ActiveMsg, now: SystemTime) -> FinishJob {
+    let sender = msg.qf.envelope.sender.clone();
+    let pending: Vec<(usize, String)> = msg.qf.pending().map(|(i, r)| (i, r.address.clone())).collect();
+    let age = now.duration_since(from_us(msg.qf.envelope.arrival_us)).unwrap_or_default();
+    FinishJob {
+        expired: expired(!pending.is_empty(), age, lifetime(cfg, &sender)),
+        retry_at: now + retry_delay(age, cfg.minimal_backoff, cfg.maximal_backoff),
+        cfg: cfg.clone(),
+        id,
+        sender,
+        arrival_us: msg.qf.envelope.arrival_us,
+        pending,
+        failed: msg.failed,
+        deferred_domains: msg.deferred_domains,
     }
 }
 
@@ -151,8 +122,7 @@ pub fn finish(job: FinishJob) -> Option<Finished> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::active::activate_file;
-    use crate::deliver::result;
+    use crate::active::{activate_file, own_result};
     use crate::testutil::{config, queue_message};
 
     #[test]
@@ -180,35 +150,27 @@ mod tests {
         assert_eq!(lifetime(&cfg, ""), Duration::from_secs(86400));
     }
 
-    fn finish_one(extra: &str, arrival_age: Duration, outcome: Outcome) -> (tempfile::TempDir, Scheduler, QueueId, Option<Finished>) {
+    /// A message to one recipient that got `outcome`, finished as the scheduler would.
+    fn finish_one(extra: &str, arrival_age: Duration, outcome: Outcome) -> (tempfile::TempDir, Arc<QmgrConfig>, QueueId, Option<Finished>) {
         let tmp = tempfile::tempdir().unwrap();
-        let cfg = config(tmp.path(), extra);
+        let cfg = Arc::new(config(tmp.path(), extra));
         let spool = cfg.spool.clone();
         let id = queue_message(&spool, QueueName::Incoming, "s@example.org", &["u@dest.example"]);
-        let mut sched = Scheduler::new(cfg);
         let mut a = activate_file(&spool, QueueName::Incoming, id.clone()).unwrap();
         a.qf.envelope.arrival_us -= arrival_age.as_micros() as u64;
-        sched.admit(a);
-        let route = sched.jobs.keys().next().unwrap().clone();
-        sched.jobs.clear();
-        let r = result(0, outcome, if outcome == Outcome::Deferred { "4.4.1" } else { "5.1.1" }, "no");
-        sched.on_done(crate::deliver::Done { id: id.clone(), route, results: vec![r], own: Vec::new() });
-        let mut report = None;
-        for e in sched.take_effects() {
-            match e {
-                Effect::Disk(DiskJob::Append { path, id, results }) => append_results(&path, &id, &results),
-                Effect::Disk(DiskJob::Finish(job)) => report = finish(job),
-                _ => {}
-            }
-        }
-        (tmp, sched, id, report)
+        let mut msg = ActiveMsg::new(a, 0);
+        let dsn = if outcome == Outcome::Deferred { "4.4.1" } else { "5.1.1" };
+        let appended = msg.record(&id, vec![own_result(0, outcome, dsn, "no")], false);
+        append_results(&spool.path(QueueName::Active, &id), &id, &appended);
+        let report = finish(plan(&cfg, id.clone(), msg, SystemTime::now()));
+        (tmp, cfg, id, report)
     }
 
     #[test]
     fn a_deferred_message_waits_in_deferred_until_its_retry_time() {
         let extra = "minimal_backoff_time = 300s\nmaximal_backoff_time = 4000s\nfast_flush_domains = dest.example\n";
-        let (_tmp, sched, id, report) = finish_one(extra, Duration::from_secs(3600), Outcome::Deferred);
-        let path = sched.cfg.spool.path(QueueName::Deferred, &id);
+        let (_tmp, cfg, id, report) = finish_one(extra, Duration::from_secs(3600), Outcome::Deferred);
+        let path = cfg.spool.path(QueueName::Deferred, &id);
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
         let wait = mtime.duration_since(SystemTime::now()).unwrap();
         // As long as it has already waited (an hour and the moments the test took), within the
@@ -220,18 +182,18 @@ mod tests {
     #[test]
     fn an_expired_message_is_returned_and_removed() {
         let extra = "maximal_queue_lifetime = 1h\n";
-        let (_tmp, sched, id, report) = finish_one(extra, Duration::from_secs(7200), Outcome::Deferred);
-        assert!(!sched.cfg.spool.path(QueueName::Deferred, &id).exists());
-        assert!(!sched.cfg.spool.path(QueueName::Active, &id).exists());
+        let (_tmp, cfg, id, report) = finish_one(extra, Duration::from_secs(7200), Outcome::Deferred);
+        assert!(!cfg.spool.path(QueueName::Deferred, &id).exists());
+        assert!(!cfg.spool.path(QueueName::Active, &id).exists());
         assert_eq!(report.map(|r| r.notice_queued), Some(true));
-        assert_eq!(sched.cfg.spool.list(QueueName::Incoming).unwrap().len(), 1, "the notification");
+        assert_eq!(cfg.spool.list(QueueName::Incoming).unwrap().len(), 1, "the notification");
     }
 
     #[test]
     fn a_bounced_message_is_returned_and_removed() {
-        let (_tmp, sched, id, report) = finish_one("", Duration::ZERO, Outcome::Bounced);
-        assert!(!sched.cfg.spool.path(QueueName::Active, &id).exists());
+        let (_tmp, cfg, id, report) = finish_one("", Duration::ZERO, Outcome::Bounced);
+        assert!(!cfg.spool.path(QueueName::Active, &id).exists());
         assert_eq!(report.map(|r| r.notice_queued), Some(true));
-        assert_eq!(sched.cfg.spool.list(QueueName::Incoming).unwrap().len(), 1, "the notification");
+        assert_eq!(cfg.spool.list(QueueName::Incoming).unwrap().len(), 1, "the notification");
     }
 }

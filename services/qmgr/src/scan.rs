@@ -17,8 +17,6 @@ use common::log_warning;
 use common::queue::{QueueId, QueueName, Spool};
 
 use crate::active::{Activated, activate_file};
-use crate::scheduler::{Effect, Scheduler};
-use crate::worker::DiskJob;
 
 /// Files a scan looks at per feed job before events are handled again.
 pub const FEED_SLICE: usize = 500;
@@ -26,18 +24,17 @@ pub const FEED_SLICE: usize = 500;
 /// A scan of one queue (Postfix's scan context): the listing being worked through, and whether
 /// another scan was asked for meanwhile.
 #[derive(Debug)]
-pub struct ScanCtx {
-    pub(crate) pending: VecDeque<QueueId>,
-    pub(crate) again: bool,
+struct ScanCtx {
+    pending: VecDeque<QueueId>,
+    again: bool,
 }
 
 impl ScanCtx {
-    /// At start each queue is scanned once.
-    pub(crate) fn new() -> ScanCtx {
+    fn new() -> ScanCtx {
         ScanCtx { pending: VecDeque::new(), again: true }
     }
 
-    pub(crate) fn idle(&self) -> bool {
+    fn idle(&self) -> bool {
         self.pending.is_empty() && !self.again
     }
 }
@@ -122,20 +119,44 @@ fn feed_part(spool: &Spool, part: &mut ScanPart, room: &mut usize, ignore: bool,
     }
 }
 
-impl Scheduler {
-    /// Room left in the active queue (`qmgr_message_active_limit`).
-    fn room(&self) -> usize {
-        self.cfg.active_limit.saturating_sub(self.active.len())
+/// Both scans, the feed job on the worker, and the `A` modifier that applies to them.
+#[derive(Debug)]
+pub struct Scans {
+    incoming: ScanCtx,
+    deferred: ScanCtx,
+    /// A feed job is on the worker (at most one: it holds the listings meanwhile).
+    feeding: bool,
+    /// `IgnoreTimestamps`: deferred files are taken whatever their retry time.
+    pub ignore_timestamps: bool,
+}
+
+impl Scans {
+    /// At start each queue is scanned once.
+    pub fn new() -> Scans {
+        Scans { incoming: ScanCtx::new(), deferred: ScanCtx::new(), feeding: false, ignore_timestamps: false }
     }
 
-    /// Hand the scans' next slice to the worker, unless one is there already or there is
-    /// nothing to do: a listing is taken even when the active queue is full, the files only
-    /// when there is room.
-    pub(crate) fn start_feed(&mut self) {
+    fn ctx(&mut self, queue: QueueName) -> &mut ScanCtx {
+        if queue == QueueName::Incoming { &mut self.incoming } else { &mut self.deferred }
+    }
+
+    /// Ask for a scan of `queue` (after the one in progress, if any).
+    pub fn ask(&mut self, queue: QueueName) {
+        self.ctx(queue).again = true;
+    }
+
+    /// No scan in progress or asked for: the modifiers have applied to the scans they came with.
+    pub fn idle(&self) -> bool {
+        !self.feeding && self.incoming.idle() && self.deferred.idle()
+    }
+
+    /// The scans' next slice for the worker, with `room` places in the active queue; none
+    /// when one is on the worker already or there is nothing to do. A listing is taken even
+    /// when the active queue is full, the files only when there is room.
+    pub fn next_job(&mut self, spool: &Spool, room: usize) -> Option<FeedJob> {
         if self.feeding {
-            return;
+            return None;
         }
-        let room = self.room();
         let mut parts = Vec::new();
         for queue in [QueueName::Incoming, QueueName::Deferred] {
             let ctx = self.ctx(queue);
@@ -146,25 +167,28 @@ impl Scheduler {
             }
         }
         if parts.is_empty() {
-            return;
+            return None;
         }
         self.feeding = true;
-        let job = FeedJob { spool: self.cfg.spool.clone(), parts, room, ignore_timestamps: self.ignore_timestamps };
-        self.emit(Effect::Disk(DiskJob::Feed(job)));
+        Some(FeedJob { spool: spool.clone(), parts, room, ignore_timestamps: self.ignore_timestamps })
     }
 
-    /// The worker's report on a feed job: the listings come back, the activated messages are
-    /// admitted.
-    pub(crate) fn on_fed(&mut self, fed: Fed) {
+    /// The worker's report on the feed job: the listings come back; returns the messages now
+    /// in `active`.
+    pub fn returned(&mut self, fed: Fed) -> Vec<Activated> {
         self.feeding = false;
         for part in fed.parts {
             let ctx = self.ctx(part.queue);
             ctx.pending = part.pending;
             ctx.again |= part.list;
         }
-        for a in fed.activated {
-            self.admit(a);
-        }
+        fed.activated
+    }
+}
+
+impl Default for Scans {
+    fn default() -> Scans {
+        Scans::new()
     }
 }
 
@@ -187,21 +211,20 @@ mod tests {
             let f = fs::File::create(&path).unwrap();
             f.set_times(fs::FileTimes::new().set_accessed(later).set_modified(later)).unwrap();
         }
-        let mut sched = Scheduler::new(cfg);
-        sched.incoming.again = false;
-        sched.request_deferred_scan();
+        let mut scans = Scans::new();
+        scans.incoming.again = false;
+        scans.ask(QueueName::Deferred);
         let mut slices = 0;
-        loop {
-            sched.run();
-            let Some(Effect::Disk(DiskJob::Feed(job))) = sched.take_effects().pop() else { break };
+        while let Some(job) = scans.next_job(&cfg.spool, 100) {
             slices += 1;
             assert!(slices <= 3, "the scan does not end");
+            assert!(scans.next_job(&cfg.spool, 100).is_none(), "one feed job at a time");
             let fed = feed(job);
             assert_eq!(fed.more, slices < 3, "slice {slices}");
-            sched.on_fed(fed);
+            assert!(scans.returned(fed).is_empty());
         }
         assert_eq!(slices, 3, "{files} files in slices of {FEED_SLICE}");
-        assert!(sched.deferred.idle() && sched.active.is_empty() && !sched.feeding);
+        assert!(scans.idle());
     }
 
     #[test]

@@ -1,24 +1,26 @@
-//! The scheduler's state, without I/O: what is active, what waits for which route, what the
-//! scans have still to look at. The actor ([`crate::actor`]) owns one and does what it asks
-//! for ([`Effect`]): disk work on the worker thread, delivery requests to the agents, flush
-//! `Add`s. Each concern works on this state from its own module: [`crate::scan`] (feeding the
-//! active queue), [`crate::active`] (admitting and recording), [`crate::deliver`] (dispatch
-//! and results), [`crate::feedback`] (windows and dead routes), [`crate::finish`] (expiry,
-//! bounce, backoff, flush).
+//! The scheduler's state and the order of its steps, without I/O (Postfix's `qmgr.c` main
+//! loop): what is active, what the scans have still to look at, what waits for which route.
+//! Each concern decides in its own module: [`crate::scan`] (feeding the active queue),
+//! [`crate::active`] (admitting and recording), [`crate::deliver`] (dispatch and results),
+//! [`crate::feedback`] (windows and dead routes), [`crate::finish`] (expiry, bounce, backoff,
+//! flush). The actor ([`crate::actor`]) owns one scheduler and does what it asks for
+//! ([`Effect`]): disk work on the worker thread, delivery requests, flush `Add`s.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
-use common::ipc::client::Persistent;
-use common::ipc::delivery::DeliveryProtocol;
+use common::ipc::delivery::DeliveryResult;
 use common::ipc::qmgr::QmgrTrigger;
+use common::queue::file::Outcome;
 use common::queue::{QueueId, QueueName};
 
-use crate::active::ActiveMsg;
-use crate::config::{QmgrConfig, Route};
-use crate::deliver::{Delivery, Job};
-use crate::feedback::{Feedback, Limits};
-use crate::scan::ScanCtx;
+use crate::active::{Activated, ActiveMsg, admit, own_result};
+use crate::config::QmgrConfig;
+use crate::deliver::{Delivery, Done, Job, Queues};
+use crate::feedback::Feedback;
+use crate::finish::{Finished, plan};
+use crate::scan::{Fed, Scans};
 use crate::worker::DiskJob;
 
 /// What the scheduler asks its owner to do.
@@ -26,27 +28,20 @@ use crate::worker::DiskJob;
 pub enum Effect {
     /// Work on the queue files, in order, off the scheduler's thread.
     Disk(DiskJob),
-    /// Send a delivery request to an agent and report its [`crate::deliver::Done`].
+    /// Send a delivery request to an agent and report its [`Done`].
     Deliver(Delivery),
     /// List a deferred message with the flush service.
     FlushAdd { id: QueueId, site: String },
 }
 
 pub struct Scheduler {
-    pub(crate) cfg: Arc<QmgrConfig>,
-    pub(crate) active: HashMap<QueueId, ActiveMsg>,
-    /// Requests waiting for a free place in their route's window.
-    pub(crate) jobs: BTreeMap<Route, VecDeque<Job>>,
-    pub(crate) inflight: HashMap<Route, usize>,
-    pub(crate) feedback: Feedback,
-    /// Kept connections to the delivery agents, by transport (`private/<transport>`).
-    pub(crate) agents: HashMap<String, Arc<Persistent<DeliveryProtocol>>>,
-    pub(crate) incoming: ScanCtx,
-    pub(crate) deferred: ScanCtx,
-    /// A feed job is on the worker (at most one: it holds the scans' listings meanwhile).
-    pub(crate) feeding: bool,
-    pub(crate) ignore_timestamps: bool,
-    pub(crate) override_defer_transports: bool,
+    cfg: Arc<QmgrConfig>,
+    active: HashMap<QueueId, ActiveMsg>,
+    scans: Scans,
+    queues: Queues,
+    feedback: Feedback,
+    /// `ForgetDeadSites` also overrides `defer_transports` for the scans it came with.
+    override_defer_transports: bool,
     effects: Vec<Effect>,
 }
 
@@ -55,14 +50,9 @@ impl Scheduler {
         Scheduler {
             cfg: Arc::new(cfg),
             active: HashMap::new(),
-            jobs: BTreeMap::new(),
-            inflight: HashMap::new(),
+            scans: Scans::new(),
+            queues: Queues::default(),
             feedback: Feedback::default(),
-            agents: HashMap::new(),
-            incoming: ScanCtx::new(),
-            deferred: ScanCtx::new(),
-            feeding: false,
-            ignore_timestamps: false,
             override_defer_transports: false,
             effects: Vec::new(),
         }
@@ -77,20 +67,8 @@ impl Scheduler {
         &self.cfg
     }
 
-    pub(crate) fn limits(&self) -> Limits {
-        Limits { initial: self.cfg.initial_concurrency, limit: self.cfg.destination_concurrency }
-    }
-
     pub fn request_deferred_scan(&mut self) {
-        self.deferred.again = true;
-    }
-
-    pub(crate) fn ctx(&mut self, queue: QueueName) -> &mut ScanCtx {
-        if queue == QueueName::Incoming { &mut self.incoming } else { &mut self.deferred }
-    }
-
-    pub(crate) fn emit(&mut self, e: Effect) {
-        self.effects.push(e);
+        self.scans.ask(QueueName::Deferred);
     }
 
     /// What has been asked for since the last call, in order.
@@ -102,9 +80,9 @@ impl Scheduler {
     pub fn triggers(&mut self, ts: &[QmgrTrigger]) {
         for t in ts {
             match t {
-                QmgrTrigger::ScanIncoming | QmgrTrigger::Wakeup => self.incoming.again = true,
-                QmgrTrigger::ScanDeferred => self.deferred.again = true,
-                QmgrTrigger::IgnoreTimestamps => self.ignore_timestamps = true,
+                QmgrTrigger::ScanIncoming | QmgrTrigger::Wakeup => self.scans.ask(QueueName::Incoming),
+                QmgrTrigger::ScanDeferred => self.scans.ask(QueueName::Deferred),
+                QmgrTrigger::IgnoreTimestamps => self.scans.ignore_timestamps = true,
                 QmgrTrigger::ForgetDeadSites => {
                     self.feedback.forget_dead();
                     self.override_defer_transports = true;
@@ -117,12 +95,167 @@ impl Scheduler {
     /// mail when room is short), then dispatch. The owner calls this after each burst of
     /// messages, so that a burst is fed and dispatched once.
     pub fn run(&mut self) {
-        self.start_feed();
-        if !self.feeding && self.incoming.idle() && self.deferred.idle() {
+        let room = self.cfg.active_limit.saturating_sub(self.active.len());
+        if let Some(job) = self.scans.next_job(&self.cfg.spool, room) {
+            self.effects.push(Effect::Disk(DiskJob::Feed(job)));
+        }
+        if self.scans.idle() {
             // The modifiers applied to the scans that have now completed.
-            self.ignore_timestamps = false;
+            self.scans.ignore_timestamps = false;
             self.override_defer_transports = false;
         }
         self.dispatch();
+    }
+
+    /// The worker's report on a feed job.
+    pub fn on_fed(&mut self, fed: Fed) {
+        for a in self.scans.returned(fed) {
+            self.admit(a);
+        }
+    }
+
+    /// A message is in `active`: what needs no agent is settled, the rest waits for its routes.
+    fn admit(&mut self, a: Activated) {
+        let id = a.id.clone();
+        let adm = admit(&self.cfg, &a.qf, self.override_defer_transports);
+        self.active.insert(id.clone(), ActiveMsg::new(a, adm.waiting.len()));
+        self.record(&id, adm.settled, true);
+        for (route, recipients) in adm.waiting {
+            self.queues.push(route, Job { id: id.clone(), recipients });
+        }
+        self.finish_if_done(&id);
+    }
+
+    /// Send what the routes' windows allow; the requests of suspended routes are deferred.
+    fn dispatch(&mut self) {
+        let d = self.queues.dispatch(&self.cfg, &self.active, &mut self.feedback, Instant::now());
+        self.effects.extend(d.deliveries.into_iter().map(Effect::Deliver));
+        for (job, why) in d.suspended {
+            let text = format!("delivery temporarily suspended: {why}");
+            let results = job.recipients.iter().map(|r| own_result(r.index, Outcome::Deferred, "4.4.1", &text)).collect();
+            self.record(&job.id, results, true);
+            self.job_finished(&job.id);
+        }
+    }
+
+    /// A delivery request ended.
+    pub fn on_done(&mut self, done: Done) {
+        self.queues.ended(&done, &self.cfg, &mut self.feedback, Instant::now());
+        // The agent has logged its own results; the queue manager logs the ones it made up.
+        self.record(&done.id, done.results, false);
+        self.record(&done.id, done.own, true);
+        self.job_finished(&done.id);
+    }
+
+    /// Note results in the active message and have them appended to its queue file.
+    fn record(&mut self, id: &QueueId, results: Vec<DeliveryResult>, log: bool) {
+        let Some(msg) = self.active.get_mut(id) else { return };
+        let results = msg.record(id, results, log);
+        if !results.is_empty() {
+            let path = self.cfg.spool.path(QueueName::Active, id);
+            self.effects.push(Effect::Disk(DiskJob::Append { path, id: id.clone(), results }));
+        }
+    }
+
+    /// One of a message's requests has ended (or was settled without one).
+    fn job_finished(&mut self, id: &QueueId) {
+        if let Some(m) = self.active.get_mut(id) {
+            m.outstanding = m.outstanding.saturating_sub(1);
+        }
+        self.finish_if_done(id);
+    }
+
+    /// When no request for `id` is in flight, take it out of the active queue (its place is
+    /// free for the next scan slice, which the worker runs after this finish) and have the
+    /// worker finish it.
+    fn finish_if_done(&mut self, id: &QueueId) {
+        if self.active.get(id).is_none_or(|m| m.outstanding > 0) {
+            return;
+        }
+        let Some(msg) = self.active.remove(id) else { return };
+        let job = plan(&self.cfg, id.clone(), msg, SystemTime::now());
+        self.effects.push(Effect::Disk(DiskJob::Finish(job)));
+    }
+
+    /// The worker's report on a finish: scan for the notification it queued, list the
+    /// deferred message with the flush service.
+    pub fn on_finished(&mut self, f: Finished) {
+        if f.notice_queued {
+            self.scans.ask(QueueName::Incoming);
+        }
+        for site in f.flush_sites {
+            self.effects.push(Effect::FlushAdd { id: f.id.clone(), site });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{config, queue_message};
+    use crate::worker::Report;
+
+    /// Do the scheduler's disk work here, in order, and hand it the reports, until it asks
+    /// for nothing but deliveries; returns those.
+    fn settle(sched: &mut Scheduler) -> Vec<Delivery> {
+        let mut deliveries = Vec::new();
+        for _ in 0..100 {
+            sched.run();
+            let effects = sched.take_effects();
+            if effects.iter().all(|e| matches!(e, Effect::Deliver(_))) {
+                deliveries.extend(effects.into_iter().filter_map(|e| if let Effect::Deliver(d) = e { Some(d) } else { None }));
+                return deliveries;
+            }
+            for e in effects {
+                match e {
+                    Effect::Deliver(d) => deliveries.push(d),
+                    Effect::Disk(job) => match crate::worker::run(job) {
+                        Some(Report::Fed(fed)) => sched.on_fed(fed),
+                        Some(Report::Finished(f)) => sched.on_finished(f),
+                        None => {}
+                    },
+                    Effect::FlushAdd { .. } => {}
+                }
+            }
+        }
+        panic!("the scheduler does not settle");
+    }
+
+    #[test]
+    fn a_message_goes_from_incoming_to_the_agent_and_is_removed_when_sent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), "");
+        let spool = cfg.spool.clone();
+        let id = queue_message(&spool, QueueName::Incoming, "s@example.org", &["a@dest.example", "b@dest.example"]);
+        let mut sched = Scheduler::new(cfg);
+        let deliveries = settle(&mut sched);
+        assert_eq!(deliveries.len(), 1, "one request for the route");
+        assert!(spool.path(QueueName::Active, &id).exists());
+        let d = deliveries.into_iter().next().unwrap();
+        let results = d.request.recipients.iter().map(|r| own_result(r.index, Outcome::Sent, "2.0.0", "250 ok")).collect();
+        sched.on_done(Done { id: id.clone(), route: d.route, results, own: Vec::new() });
+        assert!(settle(&mut sched).is_empty());
+        assert!(!spool.path(QueueName::Active, &id).exists(), "removed");
+        assert!(sched.active.is_empty());
+    }
+
+    #[test]
+    fn a_trigger_during_a_feed_job_waits_for_it_and_modifiers_end_with_the_scans() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut sched = Scheduler::new(config(tmp.path(), ""));
+        sched.run();
+        let Some(Effect::Disk(DiskJob::Feed(job))) = sched.take_effects().pop() else { panic!("no feed job") };
+        // `postqueue -f` while the first scans are on the worker: no second job meanwhile.
+        sched.triggers(&[QmgrTrigger::ForgetDeadSites, QmgrTrigger::IgnoreTimestamps, QmgrTrigger::ScanDeferred]);
+        sched.run();
+        assert!(sched.take_effects().is_empty());
+        sched.on_fed(crate::scan::feed(job));
+        // The deferred scan asked for meanwhile runs with the modifiers, then they end.
+        sched.run();
+        let Some(Effect::Disk(DiskJob::Feed(job))) = sched.take_effects().pop() else { panic!("no second feed job") };
+        assert!(job.ignore_timestamps && sched.override_defer_transports);
+        sched.on_fed(crate::scan::feed(job));
+        sched.run();
+        assert!(!sched.scans.ignore_timestamps && !sched.override_defer_transports);
     }
 }

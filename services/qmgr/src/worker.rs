@@ -84,7 +84,7 @@ impl Drop for ExitOnPanic {
     }
 }
 
-fn run(job: DiskJob) -> Option<Report> {
+pub(crate) fn run(job: DiskJob) -> Option<Report> {
     match job {
         DiskJob::Feed(job) => Some(Report::Fed(feed(job))),
         DiskJob::Append { path, id, results } => {
