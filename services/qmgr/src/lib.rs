@@ -89,10 +89,11 @@
 //! and never blocks: trigger connections and delivery requests are tasks that send it
 //! messages. Its disk work (listing, moving, reading, appending, syncing, removing queue
 //! files, writing notifications) runs in order on one worker thread (`worker`), which
-//! reports back as messages. By Postfix's concerns: `scan` (qmgr_scan), `active`
-//! (qmgr_active, qmgr_message), `deliver` (qmgr_deliver), `feedback` (qmgr_feedback and dead
-//! sites), `finish` (qmgr_active_done: expiry), `defer` (qmgr_defer: backoff, flush `Add`),
-//! `bounce` (qmgr_bounce), `scheduler` (the state they share), `server` (the daemon loop).
+//! reports back as messages. By Postfix's concerns, each deciding on its own data: `scan`
+//! (qmgr_scan), `active` (qmgr_active, qmgr_message), `deliver` (qmgr_deliver), `feedback`
+//! (qmgr_feedback and dead sites), `finish` (qmgr_active_done: expiry), `defer` (qmgr_defer:
+//! backoff, flush `Add`), `bounce` (qmgr_bounce); `scheduler` orders their steps (qmgr.c's
+//! loop) and `server` is the daemon loop.
 //!
 //! # Bugs
 //! Listing a very large deferred queue (one pass over its directories) delays, while it runs,
