@@ -58,8 +58,12 @@ impl Scheduler {
         }
     }
 
-    /// A reload: new parameters; kept agent connections, windows and suspensions stay.
-    pub fn set_config(&mut self, cfg: QmgrConfig) {
+    /// A reload: new parameters; kept agent connections, windows and suspensions stay, and
+    /// so do the kept connections to the flush service unless its socket changed.
+    pub fn set_config(&mut self, mut cfg: QmgrConfig) {
+        if cfg.flush.path() == self.cfg.flush.path() {
+            cfg.flush = self.cfg.flush.clone();
+        }
         self.cfg = Arc::new(cfg);
     }
 
@@ -237,6 +241,18 @@ mod tests {
         assert!(settle(&mut sched).is_empty());
         assert!(!spool.path(QueueName::Active, &id).exists(), "removed");
         assert!(sched.active.is_empty());
+    }
+
+    #[test]
+    fn a_reload_keeps_the_connections_to_the_flush_service() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut sched = Scheduler::new(config(tmp.path(), ""));
+        let kept = sched.config().flush.clone();
+        sched.set_config(config(tmp.path(), "minimal_backoff_time = 100s\n"));
+        assert!(Arc::ptr_eq(&sched.config().flush, &kept));
+        assert_eq!(sched.config().minimal_backoff, std::time::Duration::from_secs(100));
+        sched.set_config(config(tmp.path(), "flush_service_name = flush2\n"));
+        assert!(!Arc::ptr_eq(&sched.config().flush, &kept), "another service: new connections");
     }
 
     #[test]
