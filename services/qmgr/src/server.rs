@@ -1,6 +1,6 @@
 //! The queue manager's trigger server and daemon loop: `public/qmgr` connections (each
-//! request authorized, then handed to the scheduler, whose recording of it is the
-//! acknowledgement), the master's wakeups and reloads, and stopping.
+//! request authorized, then handed to the scheduler's mailbox in order, which is what the
+//! acknowledgement promises), the master's wakeups and reloads, and stopping.
 
 use std::time::Duration;
 
@@ -59,17 +59,14 @@ pub async fn run(args: DaemonArgs, params: Params, listeners: Vec<common::daemon
                 let timeout = permit.timeout(TRIGGER_REQUEST_TIMEOUT);
                 actix_rt::spawn(async move {
                     serve::<QmgrProtocol, _, _>(stream, "qmgr", timeout, None, move |triggers: Vec<QmgrTrigger>, client| {
-                        let allowed = authorize(&triggers, client.uid, &users);
-                        let sched = sched.clone();
-                        async move {
-                            match allowed {
-                                Ok(()) => {
-                                    sched.triggers(triggers).await;
-                                    TriggerReply::Accepted
-                                }
-                                Err(reason) => TriggerReply::Denied { reason },
+                        let reply = match authorize(&triggers, client.uid, &users) {
+                            Ok(()) => {
+                                sched.triggers(triggers);
+                                TriggerReply::Accepted
                             }
-                        }
+                            Err(reason) => TriggerReply::Denied { reason },
+                        };
+                        async { reply }
                     })
                     .await;
                     drop(permit);
