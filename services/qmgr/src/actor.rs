@@ -105,14 +105,16 @@ impl Handler<Delivered> for QmgrActor {
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct FromWorker(Report);
+struct FromWorker(Vec<Report>);
 
 impl Handler<FromWorker> for QmgrActor {
     type Result = ();
     fn handle(&mut self, msg: FromWorker, ctx: &mut Context<Self>) {
-        match msg.0 {
-            Report::Fed(fed) => self.sched.on_fed(fed),
-            Report::Finished(f) => self.sched.on_finished(f),
+        for report in msg.0 {
+            match report {
+                Report::Fed(fed) => self.sched.on_fed(fed),
+                Report::Finished(f) => self.sched.on_finished(f),
+            }
         }
         self.kick(ctx);
     }
@@ -162,7 +164,7 @@ impl QmgrHandle {
         recover(&cfg.spool);
         let addr = QmgrActor::create(|ctx| {
             let me = ctx.address();
-            let worker = Worker::start(move |report| me.do_send(FromWorker(report)));
+            let worker = Worker::start(move |reports| me.do_send(FromWorker(reports)));
             QmgrActor { sched: Scheduler::new(cfg), worker, run_queued: false }
         });
         QmgrHandle { addr }

@@ -19,6 +19,9 @@ use crate::active::append_results;
 use crate::finish::{FinishJob, Finished, finish};
 use crate::scan::{Fed, FeedJob, feed};
 
+/// At most this many reports go in one message.
+const REPORT_BATCH: usize = 64;
+
 /// Blocking work, in the order given.
 #[derive(Debug)]
 pub enum DiskJob {
@@ -46,14 +49,34 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Start the thread; `report` is called on it for each report.
-    pub fn start(report: impl Fn(Report) + Send + 'static) -> Worker {
+    /// Start the thread; `report` is called on it with the reports of a run of jobs.
+    pub fn start(report: impl Fn(Vec<Report>) + Send + 'static) -> Worker {
         let (jobs, rx) = mpsc::channel::<DiskJob>();
         let spawned = std::thread::Builder::new().name("qmgr-disk".into()).spawn(move || {
             let _exit = ExitOnPanic;
-            for job in rx {
-                if let Some(r) = run(job) {
-                    report(r);
+            // Reports of jobs queued back to back go together: one wake-up of the scheduler's
+            // thread per burst, not per message. A feed report goes at once (the scheduler
+            // dispatches what it brings), and a batch never waits for more than
+            // REPORT_BATCH jobs.
+            while let Ok(first) = rx.recv() {
+                let mut reports = Vec::new();
+                let mut job = Some(first);
+                while let Some(j) = job.take() {
+                    match run(j) {
+                        Some(r @ Report::Fed(_)) => {
+                            reports.push(r);
+                            break;
+                        }
+                        Some(r) => reports.push(r),
+                        None => {}
+                    }
+                    if reports.len() >= REPORT_BATCH {
+                        break;
+                    }
+                    job = rx.try_recv().ok();
+                }
+                if !reports.is_empty() {
+                    report(reports);
                 }
             }
         });
