@@ -127,3 +127,22 @@ fn a_replaced_smtpd_and_its_successor_share_maxproc() {
     }
     wait_for("the old smtpd gone", || (!crate::harness::alive(old_smtpd)).then_some(()));
 }
+
+#[test]
+fn a_successor_whose_predecessor_is_already_gone_serves_at_once() {
+    // An idle smtpd drains at once, often before its successor is ready: the successor must
+    // still learn that no slot is held for it.
+    let port = free_port();
+    let mut inst = Install::new("relay_domains = customer.example\n", &mail_system_master_cf(port));
+    inst.start();
+    for round in 0..3 {
+        let old = inst.program_pid("smtpd").unwrap();
+        assert!(inst.cli("postconf", &["-Pe", &format!("127.0.0.1:{port}/inet/smtpd_error_sleep_time={round}s")]).status.success());
+        assert!(inst.cli("postfix", &["reload"]).status.success());
+        wait_for("the old smtpd gone", || (!crate::harness::alive(old)).then_some(()));
+        wait_for("a new smtpd", || inst.program_pid("smtpd").filter(|p| *p != old));
+        let mut c = Client::connect(port);
+        assert!(c.banner.starts_with("220"), "round {round}: {}", c.banner);
+        assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye");
+    }
+}

@@ -34,7 +34,6 @@ impl Event {
 
 /// The daemon's connection to the world: accepted clients and master commands.
 pub struct Daemon {
-    pub service: String,
     events: mpsc::Receiver<Event>,
     /// The accepting tasks, ended by [`Daemon::stop_accepting`].
     acceptors: Vec<tokio::task::JoinHandle<()>>,
@@ -43,13 +42,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Start accepting on `listeners` and reading the control channel. Must run inside a tokio
-    /// runtime.
-    pub fn new(service: &str, listeners: Vec<Listener>) -> Result<Daemon, DaemonError> {
-        Daemon::with_session_limit(service, listeners, None)
-    }
-
-    /// As [`Daemon::new`], with TCP clients accepted only while `limit` has a free slot.
+    /// Start accepting on `listeners` (TCP clients only while `limit` has a free slot) and
+    /// reading the control channel. Must run inside a tokio runtime.
     pub fn with_session_limit(service: &str, listeners: Vec<Listener>, limit: Option<SessionLimit>) -> Result<Daemon, DaemonError> {
         let (tx, rx) = mpsc::channel(1024);
         let mut acceptors = Vec::new();
@@ -60,7 +54,7 @@ impl Daemon {
         }
         let control_tx = spawn_control(tx.clone())?;
         spawn_signal_watch(tx);
-        Ok(Daemon { service: service.to_string(), events: rx, acceptors, control_tx, used: false })
+        Ok(Daemon { events: rx, acceptors, control_tx, used: false })
     }
 
     /// Accept no more clients: this process's copies of the listening sockets close, and the

@@ -12,7 +12,6 @@ mod events;
 mod limit;
 mod serve;
 
-pub use events::{Daemon, Event};
 pub use limit::{IdleSession, SessionLimit};
 pub use serve::{Client, Service, Session, serve};
 

@@ -44,6 +44,9 @@ struct Child {
     pid: i32,
     control: UnixStream,
     ready: bool,
+    /// Started with every session slot held back (it replaced a draining process): it must
+    /// hear how many to keep once it is ready, even if the predecessor is gone by then.
+    slots_reserved: bool,
 }
 
 #[derive(Debug)]
@@ -254,7 +257,7 @@ impl Supervisor {
                     }
                 };
                 spawn_control_reader(spawned.pid, reader, self.tx.clone());
-                svc.child = Some(Child { pid: spawned.pid, control: spawned.control, ready: false });
+                svc.child = Some(Child { pid: spawned.pid, control: spawned.control, ready: false, slots_reserved: reserved });
             }
             Err(e) => {
                 log_warning!("master_spawn: exec {}: {e}", svc.path.display());
@@ -349,7 +352,7 @@ impl Supervisor {
             let key = r.key.clone();
             return self.send_reserve(&key);
         }
-        let ready_key = match (&event, self.services.iter().find(|s| s.child.as_ref().is_some_and(|c| c.pid == pid))) {
+        let ready_key = match (&event, self.services.iter().find(|s| s.child.as_ref().is_some_and(|c| c.pid == pid && c.slots_reserved))) {
             (ChildEvent::Ready, Some(s)) => Some(s.entry.key()),
             _ => None,
         };
@@ -380,7 +383,7 @@ impl Supervisor {
             ChildEvent::Load { .. } => {}
         }
         // A process that replaced a draining one started with every slot held back.
-        if let Some(key) = ready_key.filter(|k| self.retired.values().any(|r| &r.key == k)) {
+        if let Some(key) = ready_key {
             self.send_reserve(&key);
         }
     }

@@ -8,7 +8,8 @@
 //! `bounce_size_limit`, otherwise as its headers only (`text/rfc822-headers`, also cut at the
 //! limit), as Postfix does so that truncation never damages MIME structure. It is read from
 //! the queue file here, not kept in memory while the message is active. Reply text from other
-//! hosts is made printable before it goes into a notification.
+//! hosts is made printable before it goes into a notification (Postfix's `qmgr_bounce` and
+//! bounce service). Building and queueing one reads and writes files: it runs on the worker.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -17,8 +18,9 @@ use common::datetime::{from_us, rfc5322};
 use common::queue::file::{ClientInfo, Envelope, QueueError, Recipient, now_us, read_message_prefix, write_new};
 use common::queue::{QueueId, QueueName, Spool};
 use common::text::printable;
+use common::{log_info, log_warning};
 
-use crate::config::BounceConfig;
+use crate::config::{BounceConfig, QmgrConfig};
 
 /// One failed recipient.
 #[derive(Debug, Clone)]
@@ -179,6 +181,42 @@ pub fn queue_notification(
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
     };
     write_new(spool, QueueName::Incoming, &env, &body)
+}
+
+/// Worker side: return failed recipients of message `id` (in `path`) to the sender, or to the
+/// postmaster when the failed message was itself a notification (a double bounce), never
+/// silently dropped. True when a notification was queued in `incoming`.
+pub fn notify_failed(qcfg: &QmgrConfig, id: &QueueId, path: &Path, sender: &str, arrival_us: u64, failed: &[Failed]) -> bool {
+    let cfg = &qcfg.bounce;
+    let notice = match notice_for(cfg, sender) {
+        Ok(n) => n,
+        Err(Discard::PostmasterNotice) => {
+            log_warning!("{id}: undeliverable postmaster notification discarded");
+            return false;
+        }
+        Err(Discard::NotEnabled) => {
+            log_info!("{id}: undeliverable non-delivery notification discarded (notify_classes has no 2bounce)");
+            return false;
+        }
+    };
+    // Read only now, and at most bounce_size_limit bytes (plus one to tell whether the
+    // message fits): the body is not kept while the message is active.
+    let (prefix, size) = read_original(path, cfg.size_limit).unwrap_or_else(|e| {
+        log_warning!("{id}: read the original message for the notification: {e}");
+        (Vec::new(), 0)
+    });
+    let original = Original { queue_id: id, sender, arrival_us, prefix: &prefix, size };
+    match queue_notification(&qcfg.spool, cfg, notice, &original, failed) {
+        Ok(bounce_id) => {
+            let whom = if notice == Notice::Sender { "sender" } else { "postmaster" };
+            log_info!("{id}: {whom} non-delivery notification: {bounce_id}");
+            true
+        }
+        Err(e) => {
+            log_warning!("{id}: cannot queue the non-delivery notification: {e}");
+            false
+        }
+    }
 }
 
 #[cfg(test)]

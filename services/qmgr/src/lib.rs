@@ -70,7 +70,9 @@
 //! `malformed response`, also for a reply that leaves requested recipients without a result;
 //! results for recipients that were not requested are ignored), `warning: <id>: timeout receiving delivery status from transport:
 //! <transport>`, `warning: <id>: skipped N torn delivery status record(s) in the queue file`,
-//! `warning: <id>: cannot read the queue file now, left in <queue> for a later scan: ...`.
+//! `warning: <id>: cannot read the queue file now, left in <queue> for a later scan: ...`,
+//! `fatal: the disk worker thread panicked` (or `has stopped`): the queue manager exits and
+//! the master restarts it; nothing is lost (files left in `active` go back to `incoming`).
 //!
 //! # Configuration parameters
 //! `qmgr_message_active_limit`, `initial_destination_concurrency`,
@@ -82,13 +84,29 @@
 //! requests), `bounce_size_limit` (50000), `notify_classes`, `2bounce_notice_recipient`,
 //! `double_bounce_sender`, `myorigin` (qualifies those two), `myhostname`.
 //!
+//! # Structure
+//! The scheduler is one actix actor (`actor`, behind `QmgrHandle`) that owns all queue state
+//! and never blocks: trigger connections and delivery requests are tasks that send it
+//! messages. Its disk work (listing, moving, reading, appending, syncing, removing queue
+//! files, writing notifications) runs in order on one worker thread (`worker`), which
+//! reports back as messages. By Postfix's concerns, each deciding on its own data: `scan`
+//! (qmgr_scan), `active` (qmgr_active, qmgr_message), `deliver` (qmgr_deliver), `feedback`
+//! (qmgr_feedback and dead sites), `finish` (qmgr_active_done: expiry), `defer` (qmgr_defer:
+//! backoff, flush `Add`), `bounce` (qmgr_bounce); `scheduler` orders their steps (qmgr.c's
+//! loop) and `server` is the daemon loop.
+//!
 //! # Bugs
-//! Scans run on the scheduler's thread: listing a very large deferred queue (one pass over its
-//! directories) delays trigger handling while it runs; the listed files are then looked at in
-//! slices between other events. A result recorded but not yet acted on when qmgr is killed is acted on again
-//! after restart (at-least-once delivery). Likewise, a request given up on after
-//! `daemon_timeout` may still be completed by the agent, so the deferred message can be
-//! delivered twice; Postfix's queue manager exits instead, with the same effect. A
+//! Listing a very large deferred queue (one pass over its directories) delays, while it runs,
+//! the other disk work (finishing messages), not trigger handling; the listed files are then
+//! looked at in slices of 500, between which the worker finishes messages. Likewise a queue
+//! file whose open blocks (a FIFO that root or `mail_owner` put in a queue) stalls the disk
+//! work until someone writes to it.
+//!
+//! A result recorded but not yet acted on when qmgr is killed is acted on again after
+//! restart (at-least-once delivery); a stop waits at most a second for the disk work already
+//! decided (results to append, messages to finish) before it exits. Likewise, a request given
+//! up on after `daemon_timeout` may still be completed by the agent, so the deferred message
+//! can be delivered twice; Postfix's queue manager exits instead, with the same effect. A
 //! notification that cannot be written to the queue (full disk) is lost with a warning, and
 //! the message is removed anyway.
 //!
@@ -97,6 +115,20 @@
 //! (`bounce_notice_recipient`) and the `delay`, `policy`, `protocol`, `resource` and
 //! `software` reports are not sent by Postern.
 
+pub mod active;
+pub mod actor;
 pub mod bounce;
 pub mod config;
+pub mod defer;
+pub mod deliver;
+pub mod feedback;
+pub mod finish;
+pub mod scan;
 pub mod scheduler;
+pub mod server;
+
+pub use server::run;
+pub mod worker;
+
+#[cfg(test)]
+mod testutil;

@@ -1,0 +1,199 @@
+//! Finishing a message (Postfix's `qmgr_active_done`): once no request for it is in flight, a
+//! message whose recipients are all done is removed, one with bounced recipients returns a
+//! notification ([`crate::bounce`]), one past `maximal_queue_lifetime` (`bounce_queue_lifetime`
+//! for a notification) is returned as expired, and one with deferred recipients goes to
+//! `deferred` with backoff ([`crate::defer`]).
+//!
+//! The decisions are taken on the scheduler's thread, where the message's state is ([`plan`]);
+//! the files are written, synced, moved and removed by the worker ([`finish`]), which reports
+//! back only what the scheduler must act on ([`Finished`]).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use common::datetime::from_us;
+use common::queue::file::{Outcome, RecipientResult};
+use common::queue::{QueueId, QueueName};
+use common::{log_info, log_warning};
+
+use crate::active::{ActiveMsg, append_results};
+use crate::bounce::{Failed, notify_failed};
+use crate::config::QmgrConfig;
+use crate::defer::{defer_file, flush_sites, retry_delay};
+
+/// Disk work for the worker: finish one message as decided.
+#[derive(Debug)]
+pub struct FinishJob {
+    pub cfg: Arc<QmgrConfig>,
+    pub id: QueueId,
+    pub sender: String,
+    pub arrival_us: u64,
+    /// Recipients neither sent nor bounced: (index, address).
+    pub pending: Vec<(usize, String)>,
+    /// Past its queue lifetime with recipients pending: return them.
+    pub expired: bool,
+    pub failed: Vec<Failed>,
+    /// When deferred, the next attempt.
+    pub retry_at: SystemTime,
+    pub deferred_domains: BTreeSet<String>,
+}
+
+/// What the scheduler must do after a finish: scan `incoming` for the notification queued
+/// there, list the message with the flush service for these sites.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub id: QueueId,
+    pub notice_queued: bool,
+    pub flush_sites: Vec<String>,
+}
+
+/// The queue lifetime of mail from `sender`: notifications (the null sender) have their own.
+pub fn lifetime(cfg: &QmgrConfig, sender: &str) -> Duration {
+    if sender.is_empty() { cfg.bounce_queue_lifetime } else { cfg.maximal_queue_lifetime }
+}
+
+/// A message with recipients still pending is returned once it is `lifetime` old.
+pub fn expired(pending: bool, age: Duration, lifetime: Duration) -> bool {
+    pending && age >= lifetime
+}
+
+/// Decide how message `id`, whose requests have all ended, is finished at `now`: expired or
+/// not, and when its next attempt would be.
+pub fn plan(cfg: &Arc<QmgrConfig>, id: QueueId, msg: ActiveMsg, now: SystemTime) -> FinishJob {
+    let sender = msg.qf.envelope.sender.clone();
+    let pending: Vec<(usize, String)> = msg.qf.pending().map(|(i, r)| (i, r.address.clone())).collect();
+    let age = now.duration_since(from_us(msg.qf.envelope.arrival_us)).unwrap_or_default();
+    FinishJob {
+        expired: expired(!pending.is_empty(), age, lifetime(cfg, &sender)),
+        retry_at: now + retry_delay(age, cfg.minimal_backoff, cfg.maximal_backoff),
+        cfg: cfg.clone(),
+        id,
+        sender,
+        arrival_us: msg.qf.envelope.arrival_us,
+        pending,
+        failed: msg.failed,
+        deferred_domains: msg.deferred_domains,
+    }
+}
+
+/// Worker side: finish a message. `None` when the scheduler need not hear about it.
+pub fn finish(job: FinishJob) -> Option<Finished> {
+    let FinishJob { cfg, id, sender, arrival_us, pending, expired, mut failed, retry_at, deferred_domains } = job;
+    let spool = &cfg.spool;
+    let path = spool.path(QueueName::Active, &id);
+    if expired {
+        log_info!("{id}: from=<{sender}>, status=expired, returned to sender");
+        let results: Vec<RecipientResult> = pending
+            .iter()
+            .map(|(index, _)| RecipientResult {
+                index: *index,
+                outcome: Outcome::Bounced,
+                dsn: "4.4.7".into(),
+                text: "message expired".into(),
+            })
+            .collect();
+        append_results(&path, &id, &results);
+        failed.extend(pending.iter().map(|(_, address)| Failed {
+            address: address.clone(),
+            dsn: "4.4.7".into(),
+            text: "delivery temporarily suspended; message expired".into(),
+        }));
+    }
+    let notice_queued = !failed.is_empty() && notify_failed(&cfg, &id, &path, &sender, arrival_us, &failed);
+    let report = |flush_sites: Vec<String>| {
+        (notice_queued || !flush_sites.is_empty()).then(|| Finished { id: id.clone(), notice_queued, flush_sites })
+    };
+    if pending.is_empty() || expired {
+        match std::fs::remove_file(&path) {
+            Ok(()) => log_info!("{id}: removed"),
+            Err(e) => log_warning!("{id}: remove {}: {e}", path.display()),
+        }
+        return report(Vec::new());
+    }
+    if !defer_file(spool, &id, &path, retry_at) {
+        return report(Vec::new());
+    }
+    // Only now, with the file in `deferred`, tell the flush service: a send that arrived
+    // earlier would not have found the file.
+    report(flush_sites(&cfg, deferred_domains))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::active::{activate_file, own_result};
+    use crate::testutil::{config, queue_message};
+
+    #[test]
+    fn expiry() {
+        struct Case {
+            name: &'static str,
+            pending: bool,
+            age: u64,
+            want: bool,
+        }
+        let life = Duration::from_secs(5 * 86400);
+        let cases = [
+            Case { name: "young", pending: true, age: 3600, want: false },
+            Case { name: "just under", pending: true, age: 5 * 86400 - 1, want: false },
+            Case { name: "exactly the lifetime", pending: true, age: 5 * 86400, want: true },
+            Case { name: "old", pending: true, age: 9 * 86400, want: true },
+            Case { name: "old but nothing pending", pending: false, age: 9 * 86400, want: false },
+        ];
+        for c in &cases {
+            assert_eq!(expired(c.pending, Duration::from_secs(c.age), life), c.want, "{}", c.name);
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), "maximal_queue_lifetime = 5d\nbounce_queue_lifetime = 1d\n");
+        assert_eq!(lifetime(&cfg, "s@example.org"), Duration::from_secs(5 * 86400));
+        assert_eq!(lifetime(&cfg, ""), Duration::from_secs(86400));
+    }
+
+    /// A message to one recipient that got `outcome`, finished as the scheduler would.
+    fn finish_one(extra: &str, arrival_age: Duration, outcome: Outcome) -> (tempfile::TempDir, Arc<QmgrConfig>, QueueId, Option<Finished>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = Arc::new(config(tmp.path(), extra));
+        let spool = cfg.spool.clone();
+        let id = queue_message(&spool, QueueName::Incoming, "s@example.org", &["u@dest.example"]);
+        let mut a = activate_file(&spool, QueueName::Incoming, id.clone()).unwrap();
+        a.qf.envelope.arrival_us -= arrival_age.as_micros() as u64;
+        let mut msg = ActiveMsg::new(a, 0);
+        let dsn = if outcome == Outcome::Deferred { "4.4.1" } else { "5.1.1" };
+        let appended = msg.record(&id, vec![own_result(0, outcome, dsn, "no")], false);
+        append_results(&spool.path(QueueName::Active, &id), &id, &appended);
+        let report = finish(plan(&cfg, id.clone(), msg, SystemTime::now()));
+        (tmp, cfg, id, report)
+    }
+
+    #[test]
+    fn a_deferred_message_waits_in_deferred_until_its_retry_time() {
+        let extra = "minimal_backoff_time = 300s\nmaximal_backoff_time = 4000s\nfast_flush_domains = dest.example\n";
+        let (_tmp, cfg, id, report) = finish_one(extra, Duration::from_secs(3600), Outcome::Deferred);
+        let path = cfg.spool.path(QueueName::Deferred, &id);
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let wait = mtime.duration_since(SystemTime::now()).unwrap();
+        // As long as it has already waited (an hour and the moments the test took), within the
+        // backoff bounds.
+        assert!(wait > Duration::from_secs(3590) && wait < Duration::from_secs(3610), "{wait:?}");
+        assert_eq!(report, Some(Finished { id, notice_queued: false, flush_sites: vec!["dest.example".into()] }));
+    }
+
+    #[test]
+    fn an_expired_message_is_returned_and_removed() {
+        let extra = "maximal_queue_lifetime = 1h\n";
+        let (_tmp, cfg, id, report) = finish_one(extra, Duration::from_secs(7200), Outcome::Deferred);
+        assert!(!cfg.spool.path(QueueName::Deferred, &id).exists());
+        assert!(!cfg.spool.path(QueueName::Active, &id).exists());
+        assert_eq!(report.map(|r| r.notice_queued), Some(true));
+        assert_eq!(cfg.spool.list(QueueName::Incoming).unwrap().len(), 1, "the notification");
+    }
+
+    #[test]
+    fn a_bounced_message_is_returned_and_removed() {
+        let (_tmp, cfg, id, report) = finish_one("", Duration::ZERO, Outcome::Bounced);
+        assert!(!cfg.spool.path(QueueName::Active, &id).exists());
+        assert_eq!(report.map(|r| r.notice_queued), Some(true));
+        assert_eq!(cfg.spool.list(QueueName::Incoming).unwrap().len(), 1, "the notification");
+    }
+}

@@ -1,0 +1,245 @@
+//! Queue scans (Postfix's `qmgr_scan` and the feeding part of `qmgr_active_feed`): which files
+//! of `incoming` and `deferred` go into `active`, and when.
+//!
+//! A scan lists its queue once and works through the listing; a scan asked for meanwhile
+//! starts when this one is through, so a full active queue never makes us list a large
+//! deferred queue again and again. The listing and the look at each file (its retry time, the
+//! move into `active`, its envelope) are disk work: the scheduler hands them to the worker as
+//! one [`FeedJob`] for both queues, at most [`FEED_SLICE`] files per queue, and carries on
+//! with triggers and delivery results until the [`Fed`] report comes back (Postfix's queue
+//! manager interleaves them likewise).
+
+use std::collections::VecDeque;
+use std::fs;
+use std::time::{Duration, SystemTime};
+
+use common::log_warning;
+use common::queue::{QueueId, QueueName, Spool};
+
+use crate::active::{Activated, activate_file};
+
+/// Files a scan looks at per feed job before events are handled again.
+pub const FEED_SLICE: usize = 500;
+
+/// A scan of one queue (Postfix's scan context): the listing being worked through, and whether
+/// another scan was asked for meanwhile.
+#[derive(Debug)]
+struct ScanCtx {
+    pending: VecDeque<QueueId>,
+    again: bool,
+}
+
+impl ScanCtx {
+    fn new() -> ScanCtx {
+        ScanCtx { pending: VecDeque::new(), again: true }
+    }
+
+    fn idle(&self) -> bool {
+        self.pending.is_empty() && !self.again
+    }
+}
+
+/// One queue's part of a feed job: list it first (a new scan), then work through `pending`.
+#[derive(Debug)]
+pub struct ScanPart {
+    pub queue: QueueName,
+    pub list: bool,
+    pub pending: VecDeque<QueueId>,
+}
+
+/// Disk work for the worker: feed up to `room` messages into `active`.
+#[derive(Debug)]
+pub struct FeedJob {
+    pub spool: Spool,
+    /// Incoming first.
+    pub parts: Vec<ScanPart>,
+    pub room: usize,
+    pub ignore_timestamps: bool,
+}
+
+/// What a feed job did: the listings left to work through, the messages now in `active`, and
+/// whether a slice ran out (there is more to look at right away: the scheduler runs again
+/// after every report anyway, so this only says why).
+#[derive(Debug)]
+pub struct Fed {
+    pub parts: Vec<ScanPart>,
+    pub activated: Vec<Activated>,
+    pub more: bool,
+}
+
+/// Worker side: run a feed job.
+pub fn feed(job: FeedJob) -> Fed {
+    let FeedJob { spool, mut parts, mut room, ignore_timestamps } = job;
+    let now = SystemTime::now();
+    let mut activated = Vec::new();
+    let mut more = false;
+    for part in &mut parts {
+        more |= feed_part(&spool, part, &mut room, ignore_timestamps, now, &mut activated);
+    }
+    Fed { parts, activated, more }
+}
+
+/// Admit files from one queue's scan while there is room, at most [`FEED_SLICE`] of them
+/// looked at (true when the slice ran out first).
+fn feed_part(spool: &Spool, part: &mut ScanPart, room: &mut usize, ignore: bool, now: SystemTime, out: &mut Vec<Activated>) -> bool {
+    let mut slice = FEED_SLICE;
+    loop {
+        if part.pending.is_empty() {
+            if !part.list {
+                return false;
+            }
+            part.list = false;
+            match spool.list(part.queue) {
+                Ok(ids) => part.pending = ids.into(),
+                Err(e) => log_warning!("scan {}: {e}", spool.queue_dir(part.queue).display()),
+            }
+            continue;
+        }
+        if *room == 0 {
+            return false;
+        }
+        if slice == 0 {
+            return true;
+        }
+        slice -= 1;
+        let Some(id) = part.pending.pop_front() else { continue };
+        // A message already active has its file in `active`: it cannot be moved again from
+        // this queue, so a stale listing needs no check against the active set.
+        if !ignore {
+            let future =
+                fs::metadata(spool.path(part.queue, &id)).and_then(|m| m.modified()).is_ok_and(|m| m > now + Duration::from_secs(1));
+            if future {
+                continue;
+            }
+        }
+        if let Some(a) = activate_file(spool, part.queue, id) {
+            *room -= 1;
+            out.push(a);
+        }
+    }
+}
+
+/// Both scans, the feed job on the worker, and the `A` modifier that applies to them.
+#[derive(Debug)]
+pub struct Scans {
+    incoming: ScanCtx,
+    deferred: ScanCtx,
+    /// A feed job is on the worker (at most one: it holds the listings meanwhile).
+    feeding: bool,
+    /// `IgnoreTimestamps`: deferred files are taken whatever their retry time.
+    pub ignore_timestamps: bool,
+}
+
+impl Scans {
+    /// At start each queue is scanned once.
+    pub fn new() -> Scans {
+        Scans { incoming: ScanCtx::new(), deferred: ScanCtx::new(), feeding: false, ignore_timestamps: false }
+    }
+
+    fn ctx(&mut self, queue: QueueName) -> &mut ScanCtx {
+        if queue == QueueName::Incoming { &mut self.incoming } else { &mut self.deferred }
+    }
+
+    /// Ask for a scan of `queue` (after the one in progress, if any).
+    pub fn ask(&mut self, queue: QueueName) {
+        self.ctx(queue).again = true;
+    }
+
+    /// No scan in progress or asked for: the modifiers have applied to the scans they came with.
+    pub fn idle(&self) -> bool {
+        !self.feeding && self.incoming.idle() && self.deferred.idle()
+    }
+
+    /// The scans' next slice for the worker, with `room` places in the active queue; none
+    /// when one is on the worker already or there is nothing to do. A listing is taken even
+    /// when the active queue is full, the files only when there is room.
+    pub fn next_job(&mut self, spool: &Spool, room: usize) -> Option<FeedJob> {
+        if self.feeding {
+            return None;
+        }
+        let mut parts = Vec::new();
+        for queue in [QueueName::Incoming, QueueName::Deferred] {
+            let ctx = self.ctx(queue);
+            let list = ctx.pending.is_empty() && ctx.again;
+            if list || (room > 0 && !ctx.pending.is_empty()) {
+                ctx.again &= !list;
+                parts.push(ScanPart { queue, list, pending: std::mem::take(&mut ctx.pending) });
+            }
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        self.feeding = true;
+        Some(FeedJob { spool: spool.clone(), parts, room, ignore_timestamps: self.ignore_timestamps })
+    }
+
+    /// The worker's report on the feed job: the listings come back; returns the messages now
+    /// in `active`.
+    pub fn returned(&mut self, fed: Fed) -> Vec<Activated> {
+        self.feeding = false;
+        for part in fed.parts {
+            let ctx = self.ctx(part.queue);
+            ctx.pending = part.pending;
+            ctx.again |= part.list;
+        }
+        fed.activated
+    }
+}
+
+impl Default for Scans {
+    fn default() -> Scans {
+        Scans::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::config;
+
+    #[test]
+    fn a_large_scan_is_worked_through_in_slices() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), "");
+        // Deferred files whose retry time has not come: each is looked at, none is activated.
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let files = FEED_SLICE * 2 + FEED_SLICE / 2;
+        for inode in 0..files as u64 {
+            let id = QueueId::generate(SystemTime::now(), inode + 1);
+            let path = cfg.spool.path(QueueName::Deferred, &id);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let f = fs::File::create(&path).unwrap();
+            f.set_times(fs::FileTimes::new().set_accessed(later).set_modified(later)).unwrap();
+        }
+        let mut scans = Scans::new();
+        scans.incoming.again = false;
+        scans.ask(QueueName::Deferred);
+        let mut slices = 0;
+        while let Some(job) = scans.next_job(&cfg.spool, 100) {
+            slices += 1;
+            assert!(slices <= 3, "the scan does not end");
+            assert!(scans.next_job(&cfg.spool, 100).is_none(), "one feed job at a time");
+            let fed = feed(job);
+            assert_eq!(fed.more, slices < 3, "slice {slices}");
+            assert!(scans.returned(fed).is_empty());
+        }
+        assert_eq!(slices, 3, "{files} files in slices of {FEED_SLICE}");
+        assert!(scans.idle());
+    }
+
+    #[test]
+    fn a_full_active_queue_lists_but_takes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), "");
+        let spool = cfg.spool.clone();
+        let id = QueueId::generate(SystemTime::now(), 7);
+        let path = spool.path(QueueName::Incoming, &id);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, b"").unwrap();
+        let part = ScanPart { queue: QueueName::Incoming, list: true, pending: VecDeque::new() };
+        let fed = feed(FeedJob { spool, parts: vec![part], room: 0, ignore_timestamps: false });
+        assert!(fed.activated.is_empty() && !fed.more);
+        assert_eq!(fed.parts[0].pending, [id]);
+        assert!(path.exists());
+    }
+}

@@ -1,0 +1,99 @@
+//! The queue manager as a service of the daemon skeleton: `public/qmgr` connections (each
+//! request authorized, then handed to the scheduler's mailbox in order, which is what the
+//! acknowledgement promises), the master's wakeups and reloads, and stopping.
+
+use std::time::Duration;
+
+use common::config::Params;
+use common::config::users::UserList;
+use common::daemon::{self, Client, Service, Session, fatal};
+use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger, TriggerReply};
+use common::ipc::server::{PublicGate, serve};
+use common::log_warning;
+
+use crate::actor::QmgrHandle;
+use crate::config::QmgrConfig;
+
+/// How long a trigger client may take to send its request: Postfix's trigger server waits
+/// 10 seconds too (`read_wait(fd, 10)` in trigger_server.c), with no parameter for it.
+const TRIGGER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a stop waits for the disk work already decided on.
+const STOP_SETTLE: Duration = Duration::from_secs(1);
+
+/// Triggers that force work (`postqueue -f`) are honoured only from root, `mail_owner` and
+/// `authorized_flush_users`, as Postfix's postqueue enforces; the whole request is refused.
+fn authorize(triggers: &[QmgrTrigger], uid: u32, users: &UserList) -> Result<(), String> {
+    if !triggers.iter().any(|t| t.forces_work()) || users.allows(uid, nix::unistd::geteuid().as_raw()) {
+        return Ok(());
+    }
+    let reason = format!("User {}({uid}) is not allowed to flush the mail queue", UserList::user_name(uid));
+    log_warning!("{reason}");
+    Err(reason)
+}
+
+/// The queue manager as a [`Service`] of the daemon skeleton: trigger connections hand their
+/// requests to the scheduler's mailbox; wakeups and reloads go to the scheduler too.
+struct Qmgr {
+    sched: QmgrHandle,
+    flush_users: UserList,
+    gate: PublicGate,
+}
+
+impl Service for Qmgr {
+    fn connection(&mut self, client: Client, session: Session) {
+        let Client::Unix(stream) = client else {
+            return log_warning!("qmgr: ignoring a TCP connection; this is a unix service");
+        };
+        let Some(permit) = self.gate.admit(&stream) else { return };
+        let (sched, users) = (self.sched.clone(), self.flush_users.clone());
+        let timeout = permit.timeout(TRIGGER_REQUEST_TIMEOUT);
+        actix_rt::spawn(async move {
+            serve::<QmgrProtocol, _, _>(stream, "qmgr", timeout, None, Some(&session), move |triggers: Vec<QmgrTrigger>, client| {
+                let reply = match authorize(&triggers, client.uid, &users) {
+                    Ok(()) => {
+                        sched.triggers(triggers);
+                        TriggerReply::Accepted
+                    }
+                    Err(reason) => TriggerReply::Denied { reason },
+                };
+                async { reply }
+            })
+            .await;
+            drop(permit);
+        });
+    }
+
+    /// The parameters a reload changes here: the scheduler's, who may flush, the client limits.
+    fn reload(&mut self, p: &Params) -> Result<(), String> {
+        let cfg = QmgrConfig::from_params(p).map_err(|e| e.to_string())?;
+        let users = UserList::new(&p.list("authorized_flush_users").map_err(|e| e.to_string())?);
+        self.gate.reconfigure(p).map_err(|e| e.to_string())?;
+        self.sched.reload(cfg);
+        self.flush_users = users;
+        Ok(())
+    }
+
+    fn wakeup(&mut self) {
+        self.sched.wakeup();
+    }
+}
+
+/// The qmgr program: start-up, the scheduler, then the skeleton's loop until drain or stop.
+pub fn run() {
+    let (args, params) = daemon::start("qmgr");
+    if args.process_limit.is_some_and(|n| n != 1) {
+        fatal(&format!("service {} requires a process limit of 1", args.service));
+    }
+    let cfg = QmgrConfig::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
+    let flush_users = UserList::new(&params.list("authorized_flush_users").unwrap_or_else(|e| fatal(&e.to_string())));
+    let gate = PublicGate::from_params("qmgr", &params).unwrap_or_else(|e| fatal(&e.to_string()));
+    let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
+    actix_rt::System::new().block_on(async move {
+        let sched = QmgrHandle::start(cfg);
+        let qmgr = Qmgr { sched: sched.clone(), flush_users, gate };
+        daemon::serve("qmgr", &args, &params, listeners, None, qmgr).await;
+        // A worker job is one file operation; a stop stays prompt however slow the disk.
+        let _ = tokio::time::timeout(STOP_SETTLE, sched.settle()).await;
+    });
+}
