@@ -358,3 +358,33 @@ fn pickup_as_mail_owner_reads_released_files_and_leaves_unreadable_ones_alone() 
     wait_for("both delivered", || (sink.count() == 3).then_some(()));
     assert_eq!(sink.count_containing("Subject: unreadable"), 1);
 }
+
+#[test]
+fn postsuper_does_its_queue_work_as_mail_owner() {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root (as CI has) to see postsuper give up root");
+    let port = free_port();
+    let mut inst = Install::new("relay_domains = customer.example\n", &mail_system_master_cf(port));
+    inst.run_services_as_nobody();
+    inst.start();
+    inst.stop();
+    let spool = common::queue::Spool::new(inst.spool.clone(), &["deferred".into()], 1);
+    let env = common::queue::file::Envelope {
+        sender: "s@sender.test".into(),
+        recipients: vec![common::queue::file::Recipient { address: "u@customer.example".into(), orig: None }],
+        arrival_us: common::queue::file::now_us(),
+        client: Default::default(),
+    };
+    // One held message where mail_owner can reach it, one deferred in a directory only root
+    // can enter (as a hostile or broken file system state would have it).
+    let held = common::queue::file::write_new(&spool, common::queue::QueueName::Hold, &env, b"Subject: held\r\n\r\nx\r\n").unwrap();
+    let hidden = common::queue::file::write_new(&spool, common::queue::QueueName::Deferred, &env, b"Subject: hidden\r\n\r\nx\r\n").unwrap();
+    let hidden_path = spool.path(common::queue::QueueName::Deferred, &hidden);
+    let hash_dir = hidden_path.parent().unwrap();
+    nix::unistd::chown(hash_dir, Some(nix::unistd::Uid::from_raw(0)), Some(nix::unistd::Gid::from_raw(0))).unwrap();
+    std::fs::set_permissions(hash_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Run by root, postsuper works as mail_owner: what mail_owner may do is done, and nothing
+    // that only root could do.
+    assert!(inst.cli("postsuper", &["-d", "ALL"]).status.success());
+    assert!(!spool.path(common::queue::QueueName::Hold, &held).exists(), "the held message is deleted");
+    assert!(hidden_path.exists(), "root's privileges were not used on the queue");
+}

@@ -1,6 +1,40 @@
 //! User lists such as `authorized_flush_users` and `authorized_mailq_users`: user names, or
 //! `static:anyone`. The mail system's own user and root are always allowed.
 
+/// The `mail_owner` account when it exists and is not root: who the daemons run as under a
+/// root master, and who root's own programs (postsuper) become before they touch the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailOwner {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl MailOwner {
+    /// `Ok(None)` when the account does not exist or is root.
+    pub fn from_params(p: &super::Params) -> Result<Option<MailOwner>, super::ParamError> {
+        let name = p.get("mail_owner")?;
+        let user = nix::unistd::User::from_name(&name).ok().flatten();
+        Ok(user.filter(|u| !u.uid.is_root()).map(|u| MailOwner { name, uid: u.uid.as_raw(), gid: u.gid.as_raw() }))
+    }
+
+    /// Become this user for good (root only): groups, group, then user.
+    pub fn become_user(&self) -> nix::Result<()> {
+        let gid = nix::unistd::Gid::from_raw(self.gid);
+        nix::unistd::setgroups(&[gid])?;
+        nix::unistd::setgid(gid)?;
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(self.uid))
+    }
+
+    /// Every group of this user (for permission checks made on its behalf).
+    pub fn groups(&self) -> Vec<u32> {
+        std::ffi::CString::new(self.name.as_str())
+            .ok()
+            .and_then(|n| nix::unistd::getgrouplist(&n, nix::unistd::Gid::from_raw(self.gid)).ok())
+            .map_or_else(|| vec![self.gid], |g| g.iter().map(|g| g.as_raw()).collect())
+    }
+}
+
 /// A compiled user list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserList {

@@ -49,6 +49,19 @@ pub enum Client {
     },
 }
 
+impl Client {
+    /// The client of a `unix` service; a TCP client (a master.cf mistake) is logged and dropped.
+    pub fn into_unix(self, program: &str) -> Option<UnixStream> {
+        match self {
+            Client::Unix(stream) => Some(stream),
+            Client::Tcp { .. } => {
+                log_warning!("{program}: ignoring a TCP connection; this is a unix service");
+                None
+            }
+        }
+    }
+}
+
 /// One client being served. The skeleton knows the client is done when this is dropped, and
 /// tells it through [`Session::drained`] that the process is draining.
 #[derive(Debug)]

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+use common::config::users::MailOwner;
 use common::config::{self, MasterCf, Params, params::ParamKind, params::param_table};
 use common::queue::Spool;
 use common::{log_fatal, log_info, log_warning, maillog, pidfile};
@@ -94,17 +95,10 @@ fn check_mail_owner_access(dir: &Path, params: &Params, spool: &Spool) -> Result
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    let name = params.get("mail_owner").map_err(|e| e.to_string())?;
-    let Some(user) = nix::unistd::User::from_name(&name).ok().flatten() else {
+    let Some(owner) = MailOwner::from_params(params).map_err(|e| e.to_string())? else {
         return Ok(()); // the master warns and runs the services as root
     };
-    if user.uid.is_root() {
-        return Ok(());
-    }
-    let cname = std::ffi::CString::new(name.as_str()).map_err(|e| e.to_string())?;
-    let groups: Vec<u32> =
-        nix::unistd::getgrouplist(&cname, user.gid).unwrap_or_else(|_| vec![user.gid]).iter().map(|g| g.as_raw()).collect();
-    let uid = user.uid.as_raw();
+    let (name, uid, groups) = (&owner.name, owner.uid, owner.groups());
     for (path, want, what) in
         [(dir.join("main.cf"), READ, "read"), (dir.join("master.cf"), READ, "read"), (spool.root.clone(), SEARCH, "search")]
     {

@@ -8,6 +8,7 @@
 use std::io::BufRead;
 use std::time::SystemTime;
 
+use common::config::users::MailOwner;
 use common::config::{self, Params};
 use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, maillog};
@@ -106,6 +107,13 @@ pub fn run(args: &[String], stdin: &mut dyn BufRead) -> Result<u8, Fatal> {
     let p = Params::load(&dir, &[]).map_err(|e| Fatal::new(1, e.to_string()))?;
     maillog::init_from_params(&p, "postsuper", true);
     let spool = Spool::from_params(&p).map_err(|e| Fatal::new(1, e.to_string()))?;
+    // Root never acts on paths that mail_owner controls: the queue is mail_owner's, so the
+    // work is done as mail_owner, as Postfix's postsuper does.
+    if nix::unistd::geteuid().is_root()
+        && let Some(owner) = MailOwner::from_params(&p).map_err(|e| Fatal::new(1, e.to_string()))?
+    {
+        owner.become_user().map_err(|e| Fatal::new(1, format!("cannot become mail_owner {}: {e}", owner.name)))?;
+    }
     let mut stdin_ids: Option<Vec<String>> = None;
     for (op, id) in requests {
         let queues: Vec<QueueName> = if queue_args.is_empty() { op.queues().to_vec() } else { queue_args.clone() };

@@ -90,9 +90,7 @@ impl FlushService {
 
 impl Service for FlushService {
     fn connection(&mut self, client: Client, session: Session) {
-        let Client::Unix(stream) = client else {
-            return log_warning!("flush: ignoring a TCP connection; this is a unix service");
-        };
+        let Some(stream) = client.into_unix("flush") else { return };
         let Some(permit) = self.gate.admit(&stream) else { return };
         let (handle, auth, timeout) = (self.handle.clone(), self.auth.subscribe(), permit.timeout(self.timeout));
         actix_rt::spawn(async move {

@@ -69,16 +69,18 @@ fn service_identity(params: &Params) -> Result<Option<Identity>, String> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
-    let name = params.get("mail_owner").map_err(|e| e.to_string())?;
-    let Some(user) = nix::unistd::User::from_name(&name).ok().flatten() else {
-        // A development or test setup run by root: keep working, but say so loudly.
-        common::log_warning!("mail_owner user \"{name}\" does not exist -- running all services as root");
-        return Ok(None);
-    };
-    if user.uid.is_root() {
-        return Ok(None);
+    match common::config::users::MailOwner::from_params(params).map_err(|e| e.to_string())? {
+        Some(owner) => Ok(Some(Identity { uid: owner.uid, gid: owner.gid })),
+        None => {
+            // A development or test setup run by root: keep working, but say so loudly
+            // (unless mail_owner is root itself, which is said by choosing it).
+            let name = params.get("mail_owner").map_err(|e| e.to_string())?;
+            if nix::unistd::User::from_name(&name).ok().flatten().is_none() {
+                common::log_warning!("mail_owner user \"{name}\" does not exist -- running all services as root");
+            }
+            Ok(None)
+        }
     }
-    Ok(Some(Identity { uid: user.uid.as_raw(), gid: user.gid.as_raw() }))
 }
 
 fn run(config_dir: PathBuf, params: &Params, test_only: bool) -> Result<u8, String> {

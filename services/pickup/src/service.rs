@@ -11,7 +11,6 @@ use common::daemon::{self, Client, Service, Session, fatal};
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger, TriggerReply};
 use common::ipc::server::{PublicGate, serve};
-use common::log_warning;
 use common::queue::Spool;
 
 use crate::{PickupConfig, pickup_all, trigger_qmgr};
@@ -40,9 +39,7 @@ struct Pickup {
 
 impl Service for Pickup {
     fn connection(&mut self, client: Client, session: Session) {
-        let Client::Unix(stream) = client else {
-            return log_warning!("pickup: ignoring a TCP connection; this is a unix service");
-        };
+        let Some(stream) = client.into_unix("pickup") else { return };
         let Some(permit) = self.gate.admit(&stream) else { return };
         let scan = self.scan.clone();
         let timeout = permit.timeout(Duration::from_secs(10));

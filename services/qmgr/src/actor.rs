@@ -154,20 +154,26 @@ impl Handler<Settle> for QmgrActor {
 #[derive(Clone)]
 pub struct QmgrHandle {
     addr: Addr<QmgrActor>,
+    /// The actor's own thread (see [`QmgrHandle::start`]).
+    _arbiter: ArbiterHandle,
 }
 
 impl QmgrHandle {
     /// Put back what a crashed queue manager left in `active` (before anything else touches
     /// the queue), then start the worker thread and the actor on the current arbiter. Must be
-    /// called inside an actix `System`.
+    /// called inside an actix `System`; the actor runs on an arbiter thread of its own.
     pub fn start(cfg: QmgrConfig) -> QmgrHandle {
         recover(&cfg.spool);
-        let addr = QmgrActor::create(|ctx| {
+        // The actor has a thread of its own (an arbiter), apart from the trigger connections:
+        // a trigger is acknowledged at once even while the actor works through a burst (a
+        // large scan's slices, many results), and every ETRN waits for that acknowledgement.
+        let arbiter = Arbiter::new();
+        let addr = QmgrActor::start_in_arbiter(&arbiter.handle(), move |ctx| {
             let me = ctx.address();
             let worker = Worker::start(move |reports| me.do_send(FromWorker(reports)));
             QmgrActor { sched: Scheduler::new(cfg), worker, run_queued: false }
         });
-        QmgrHandle { addr }
+        QmgrHandle { addr, _arbiter: arbiter.handle() }
     }
 
     /// Hand over triggers, in order: the mailbox is FIFO, so whatever is handed over later (on

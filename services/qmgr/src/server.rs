@@ -42,9 +42,7 @@ struct Qmgr {
 
 impl Service for Qmgr {
     fn connection(&mut self, client: Client, session: Session) {
-        let Client::Unix(stream) = client else {
-            return log_warning!("qmgr: ignoring a TCP connection; this is a unix service");
-        };
+        let Some(stream) = client.into_unix("qmgr") else { return };
         let Some(permit) = self.gate.admit(&stream) else { return };
         let (sched, users) = (self.sched.clone(), self.flush_users.clone());
         let timeout = permit.timeout(TRIGGER_REQUEST_TIMEOUT);

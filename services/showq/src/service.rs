@@ -6,7 +6,6 @@ use std::time::Duration;
 use common::config::Params;
 use common::daemon::{self, Client, Service, Session, fatal};
 use common::ipc::server::PublicGate;
-use common::log_warning;
 
 use crate::{ShowqConfig, serve_client};
 
@@ -20,9 +19,7 @@ struct Showq {
 
 impl Service for Showq {
     fn connection(&mut self, client: Client, session: Session) {
-        let Client::Unix(stream) = client else {
-            return log_warning!("showq: ignoring a TCP connection; this is a unix service");
-        };
+        let Some(stream) = client.into_unix("showq") else { return };
         let Some(permit) = self.gate.admit(&stream) else { return };
         let serving = serve_client(stream, self.cfg.clone(), permit.uid, permit.timeout(REQUEST_TIMEOUT));
         tokio::spawn(async move {

@@ -11,7 +11,6 @@ use common::config::Params;
 use common::daemon::{self, Client, Service, Session, fatal};
 use common::ipc::delivery::{DeliveryProtocol, DeliveryReply, DeliveryRequest};
 use common::ipc::server::serve;
-use common::log_warning;
 
 use crate::cache::ConnCache;
 use crate::config::AgentConfig;
@@ -27,9 +26,7 @@ struct Smtp {
 
 impl Service for Smtp {
     fn connection(&mut self, client: Client, session: Session) {
-        let Client::Unix(stream) = client else {
-            return log_warning!("smtp: ignoring a TCP connection; this is a unix service");
-        };
+        let Some(stream) = client.into_unix("smtp") else { return };
         let (cfg, cache) = (self.cfg.subscribe(), self.cache.clone());
         actix_rt::spawn(async move {
             serve::<DeliveryProtocol, _, _>(stream, "smtp", IDLE_REQUEST_WAIT, None, Some(&session), move |req: DeliveryRequest, _| {
