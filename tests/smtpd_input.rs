@@ -257,12 +257,16 @@ fn memory_per_session_is_bounded_whatever_the_message_size() {
     assert!(peak < SMTPD_RSS_BOUND_KIB, "smtpd peaked at {peak} KiB, bound {SMTPD_RSS_BOUND_KIB} KiB");
 }
 
-/// A small tmpfs over the spool, unmounted when dropped (after the system is stopped).
-struct SmallDisk(std::path::PathBuf);
+/// A small tmpfs over the spool, unmounted when dropped. Declared before the installation, so
+/// that it is dropped after it: the system (found through the pid file on the tmpfs) is
+/// stopped first, whether the test passed or not.
+struct SmallDisk(Option<std::path::PathBuf>);
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        if let Some(path) = &self.0 {
+            let _ = std::process::Command::new("umount").arg("-l").arg(path).status();
+        }
     }
 }
 
@@ -273,11 +277,12 @@ fn a_full_queue_file_system_refuses_mail_and_keeps_what_it_acknowledged() {
     let port = free_port();
     let main =
         format!("relayhost = [127.0.0.1]:{sink_port}\nrelay_domains = customer.example\nmessage_size_limit = 0\nqueue_minfree = 0\n");
+    let mut disk = SmallDisk(None);
     let mut inst = Install::new(&main, &crate::harness::mail_system_master_cf(port));
     std::fs::create_dir_all(&inst.spool).unwrap();
     let ok = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(&inst.spool).status().unwrap();
     assert!(ok.success(), "mount tmpfs");
-    let _disk = SmallDisk(inst.spool.clone());
+    disk.0 = Some(inst.spool.clone());
     inst.start();
     // Acknowledged while there is room; the next hop is down, so it stays queued.
     let mut c = Client::connect(port);
