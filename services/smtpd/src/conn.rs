@@ -28,6 +28,7 @@ use common::{log_info, log_warning};
 
 use crate::config::{BareNewline, SmtpdConfig};
 use crate::data::{DataReader, Feed};
+use crate::reply::Reply;
 use crate::session::{Peer, Session, Step};
 
 /// How a read ended other than with a line.
@@ -151,8 +152,8 @@ fn bare_newline_policy(cfg: &SmtpdConfig, peer: &Peer) -> BareNewline {
     if cfg.bare_newline_exclusions.contains(peer.addr) { BareNewline::Normalize } else { cfg.bare_newline }
 }
 
-fn bare_lf_reply(cfg: &SmtpdConfig) -> String {
-    format!("{} 5.5.2 {} Error: bare <LF> received", cfg.bare_newline_reject_code, cfg.myhostname)
+fn bare_lf_reply(cfg: &SmtpdConfig) -> Reply {
+    Reply::new(cfg.bare_newline_reject_code, "5.5.2", format!("{} Error: bare <LF> received", cfg.myhostname))
 }
 
 /// Postfix's anvil checks at connect time: the reply that refuses the client, if any.
@@ -221,9 +222,9 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
         let line = match read {
             Ok(l) => l,
             Err(ReadEnd::TooLong) => {
-                let reply = "500 5.5.0 Error: line too long";
-                s.count("unknown", reply);
-                if let Err(e) = io.reply(reply).await {
+                let reply = Reply::new(500, "5.5.0", "Error: line too long");
+                s.count("unknown", &reply);
+                if let Err(e) = io.reply(&reply.to_string()).await {
                     log_write_failure(&e, &s);
                     break;
                 }
@@ -243,7 +244,7 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
             match bare_newline {
                 BareNewline::Reject => {
                     s.log_reject("bare <LF> received");
-                    io.last_reply(&bare_lf_reply(&cfg)).await;
+                    io.last_reply(&bare_lf_reply(&cfg).to_string()).await;
                     break;
                 }
                 BareNewline::Note => s.note_bare_lf = true,
@@ -269,10 +270,10 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
             }
         };
         s.count(&verb, &reply);
-        if s.errors >= cfg.soft_error_limit && !(reply.starts_with('2') || reply.starts_with('3')) {
+        if s.errors >= cfg.soft_error_limit && !reply.is_success() {
             tokio::time::sleep(cfg.error_sleep).await;
         }
-        if let Err(e) = io.reply(&reply).await {
+        if let Err(e) = io.reply(&reply.to_string()).await {
             log_write_failure(&e, &s);
             break;
         }
@@ -290,13 +291,13 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
 }
 
 /// The reply for a queue file that could not be written.
-fn write_error_reply(e: &QueueError) -> String {
+fn write_error_reply(e: &QueueError) -> Reply {
     log_warning!("queue file write error: {e}");
     match e {
         QueueError::Io { source, .. } if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) => {
-            "452 4.3.1 Insufficient system storage".into()
+            Reply::new(452, "4.3.1", "Insufficient system storage")
         }
-        _ => "451 4.3.0 Error: queue file write error".into(),
+        _ => Reply::new(451, "4.3.0", "Error: queue file write error"),
     }
 }
 
@@ -341,10 +342,10 @@ async fn commit(spool: &Spool, env: &Arc<Envelope>, file: Option<NewQueueFile>, 
 /// Receive the message after 354 and queue it. `None` when the client went away mid-DATA or
 /// timed out (no queue file is left behind: a file gets its name only after the final dot).
 /// The transaction stays in `s` for the log lines; the caller resets it.
-async fn receive_message(io: &mut Io, s: &mut Session<'_>, bare_newline: BareNewline) -> Option<String> {
+async fn receive_message(io: &mut Io, s: &mut Session<'_>, bare_newline: BareNewline) -> Option<Reply> {
     let cfg = s.cfg;
     let Some(sender) = &s.sender else {
-        return Some("503 5.5.1 Error: need RCPT command".into());
+        return Some(Reply::new(503, "5.5.1", "Error: need RCPT command"));
     };
     let helo = printable(s.helo.as_deref().unwrap_or_default(), '?').into_owned();
     let received = format!(
@@ -366,7 +367,7 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, bare_newline: BareNew
     piece.extend_from_slice(received.as_bytes());
     let mut file = None;
     // Once set, the rest of the message is read and thrown away, and this is the reply.
-    let mut refused: Option<String> = None;
+    let mut refused: Option<Reply> = None;
     loop {
         let buf = match tokio::time::timeout(io.timeout, io.r.fill_buf()).await {
             Ok(Ok(buf)) if !buf.is_empty() => buf,
@@ -391,7 +392,7 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, bare_newline: BareNew
             && reader.size > limit
         {
             log_warning!("NOQUEUE: queue file size limit exceeded");
-            refused = Some("552 5.3.4 Message size exceeds fixed limit".into());
+            refused = Some(Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
             file = None;
         }
         if refused.is_some() {
@@ -421,9 +422,9 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, bare_newline: BareNew
     }
     // Our own Received: header counts, as in Postfix's cleanup.
     if reader.received + 1 > cfg.hopcount_limit {
-        let reply = "554 5.4.0 Error: too many hops";
-        s.log_reject(reply);
-        return Some(reply.into());
+        let reply = Reply::new(554, "5.4.0", "Error: too many hops");
+        s.log_reject(&reply.first_line());
+        return Some(reply);
     }
     let id = match commit(&cfg.spool, &env, file, piece).await {
         Ok(id) => id,
@@ -436,5 +437,5 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, bare_newline: BareNew
     // Queued behind earlier triggers on one connection; the 250 does not wait for it.
     cfg.qmgr_trigger.send(&[QmgrTrigger::ScanIncoming]);
     s.message_received();
-    Some(format!("250 2.0.0 Ok: queued as {id}"))
+    Some(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")))
 }

@@ -13,24 +13,26 @@ use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
 use common::log_warning;
 
 use crate::config::{EtrnFallback, Restriction, SmtpdConfig};
+use crate::reply::Reply;
 use crate::session::Session;
 
-const UNABLE: &str = "458 Unable to queue messages";
+/// Postfix's reply when the fast flush service or the queue manager cannot be reached.
+fn unable() -> Reply {
+    Reply::plain(458, "Unable to queue messages")
+}
 
 /// What an access table entry says.
-fn access_action(value: &str, site: &str) -> Option<Result<(), String>> {
+fn access_action(value: &str, site: &str) -> Option<Result<(), Reply>> {
     let (word, text) = value.split_once(char::is_whitespace).map_or((value, ""), |(w, t)| (w, t.trim()));
     match word.to_ascii_uppercase().as_str() {
         "OK" | "PERMIT" => Some(Ok(())),
         "REJECT" => {
             let why = if text.is_empty() { "Access denied" } else { text };
-            Some(Err(format!("554 5.7.1 <{site}>: Etrn command rejected: {why}")))
+            Some(Err(Reply::new(554, "5.7.1", format!("<{site}>: Etrn command rejected: {why}"))))
         }
-        "DEFER" => Some(Err(format!("450 4.3.2 <{site}>: Etrn command rejected: Try again later"))),
+        "DEFER" => Some(Err(Reply::new(450, "4.3.2", format!("<{site}>: Etrn command rejected: Try again later")))),
         "DUNNO" => None,
-        w if w.len() == 3 && (w.starts_with('4') || w.starts_with('5')) && w.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(Err(value.to_string()))
-        }
+        _ if Reply::parse_rejection(value).is_some() => Reply::parse_rejection(value).map(Err),
         other => {
             log_warning!("access table: action {other} is unavailable in smtpd_etrn_restrictions");
             None
@@ -52,12 +54,12 @@ fn lookup_domain(t: &Table, site: &str) -> Option<String> {
 }
 
 /// `Some(reply)` when a restriction rejects.
-fn check_restrictions(s: &Session<'_>, site: &str) -> Option<String> {
+fn check_restrictions(s: &Session<'_>, site: &str) -> Option<Reply> {
     for r in &s.cfg.etrn_restrictions {
         let verdict = match r {
             Restriction::Permit => Some(Ok(())),
-            Restriction::Reject => Some(Err(format!("554 5.7.1 <{site}>: Etrn command rejected: Access denied"))),
-            Restriction::Defer => Some(Err(format!("450 4.3.2 <{site}>: Etrn command rejected: Try again later"))),
+            Restriction::Reject => Some(Err(Reply::new(554, "5.7.1", format!("<{site}>: Etrn command rejected: Access denied")))),
+            Restriction::Defer => Some(Err(Reply::new(450, "4.3.2", format!("<{site}>: Etrn command rejected: Try again later")))),
             Restriction::PermitMynetworks => s.cfg.mynetworks.contains(s.peer.addr).then_some(Ok(())),
             Restriction::CheckClientAccess(t) => {
                 t.lookup(&s.peer.addr.to_string()).or_else(|| t.lookup(&s.peer.name)).and_then(|v| access_action(v, site))
@@ -75,10 +77,10 @@ fn check_restrictions(s: &Session<'_>, site: &str) -> Option<String> {
 }
 
 /// Run an ETRN that passed the syntax checks; returns the reply.
-pub async fn run(s: &Session<'_>, site: &str, subdomains: bool) -> String {
+pub async fn run(s: &Session<'_>, site: &str, subdomains: bool) -> Reply {
     let cfg = s.cfg;
     if let Some(reply) = check_restrictions(s, site) {
-        s.log_reject(&reply);
+        s.log_reject(&reply.first_line());
         return reply;
     }
     let shown: String = site.chars().take(100).collect();
@@ -88,32 +90,36 @@ pub async fn run(s: &Session<'_>, site: &str, subdomains: bool) -> String {
         match cfg.flush.call(&req, Duration::from_secs(60)).await {
             Ok(FlushReply::Ok { moved }) => {
                 return match (cfg.etrn_rfc1985, moved) {
-                    (false, _) => "250 Queuing started".into(),
-                    (true, 0) => format!("251 OK, no messages waiting for node {site}"),
-                    (true, n) => format!("253 OK, {n} pending messages for node {site} started"),
+                    (false, _) => Reply::plain(250, "Queuing started"),
+                    (true, 0) => Reply::plain(251, format!("OK, no messages waiting for node {site}")),
+                    (true, n) => Reply::plain(253, format!("OK, {n} pending messages for node {site} started")),
                 };
             }
             Ok(FlushReply::Deny) => {}
             Ok(FlushReply::Bad { .. }) => {
                 log_warning!("bad ETRN {shown}... from {}", s.peer.show());
-                return UNABLE.into();
+                return unable();
             }
             Ok(FlushReply::Fail { .. }) | Err(_) => {
                 log_warning!("unable to talk to fast flush service");
-                return UNABLE.into();
+                return unable();
             }
         }
     }
     match cfg.etrn_fallback {
         EtrnFallback::Reject => {
             log_warning!("reject: ETRN {shown}... from {}", s.peer.show());
-            format!("459 <{site}>: service unavailable")
+            Reply::plain(459, format!("<{site}>: service unavailable"))
         }
         EtrnFallback::Slow => {
             if !slow_run(cfg).await {
-                return UNABLE.into();
+                return unable();
             }
-            if cfg.etrn_rfc1985 { format!("250 OK, queuing for node {site} started") } else { "250 Queuing started".into() }
+            if cfg.etrn_rfc1985 {
+                Reply::plain(250, format!("OK, queuing for node {site} started"))
+            } else {
+                Reply::plain(250, "Queuing started")
+            }
         }
     }
 }

@@ -98,6 +98,7 @@ pub mod config;
 pub mod conn;
 pub mod data;
 pub mod etrn;
+pub mod reply;
 mod service;
 pub mod session;
 

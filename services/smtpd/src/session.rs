@@ -8,11 +8,12 @@ use common::text::printable;
 
 use crate::address::{Address, parse_path};
 use crate::config::{Restriction, SmtpdConfig};
+use crate::reply::Reply;
 
 /// What the connection loop does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    Reply(String),
+    Reply(Reply),
     /// Send 354 and read the message.
     Data,
     /// Run ETRN for `site` (`subdomains` for `ETRN @site`).
@@ -21,7 +22,7 @@ pub enum Step {
         subdomains: bool,
     },
     /// Send the reply and close.
-    Close(String),
+    Close(Reply),
 }
 
 /// Who is on the other end.
@@ -90,9 +91,9 @@ impl<'a> Session<'a> {
     }
 
     /// Count a command and whether it succeeded (a 2xx or 3xx reply).
-    pub fn count(&mut self, verb: &str, reply: &str) {
+    pub fn count(&mut self, verb: &str, reply: &Reply) {
         let name = if KNOWN.contains(&verb) { verb.to_string() } else { "unknown".to_string() };
-        let ok = reply.starts_with('2') || reply.starts_with('3');
+        let ok = reply.is_success();
         if !self.counts.contains_key(&name) {
             self.order.push(name.clone());
         }
@@ -100,7 +101,7 @@ impl<'a> Session<'a> {
         c.1 += 1;
         if ok {
             c.0 += 1;
-        } else if reply.starts_with('4') || reply.starts_with('5') {
+        } else if reply.is_error() {
             self.errors += 1;
         }
     }
@@ -154,10 +155,10 @@ impl<'a> Session<'a> {
     /// Handle one command line (without CRLF). The verb is returned for counting.
     pub fn command(&mut self, line: &[u8]) -> (String, Step) {
         let Ok(line) = std::str::from_utf8(line) else {
-            return ("unknown".into(), Step::Reply("500 5.5.2 Error: bad UTF-8 syntax".into()));
+            return ("unknown".into(), Step::Reply(Reply::new(500, "5.5.2", "Error: bad UTF-8 syntax")));
         };
         if line.contains('\0') || line.trim().is_empty() {
-            return ("unknown".into(), Step::Reply("500 5.5.2 Error: bad syntax".into()));
+            return ("unknown".into(), Step::Reply(Reply::new(500, "5.5.2", "Error: bad syntax")));
         }
         let (verb, arg) = match line.split_once(' ') {
             Some((v, a)) => (v, a.trim()),
@@ -173,17 +174,17 @@ impl<'a> Session<'a> {
             "data" => self.data(arg),
             "rset" => {
                 self.reset();
-                self.junk_reply("250 2.0.0 Ok".into())
+                self.junk_reply(Reply::new(250, "2.0.0", "Ok"))
             }
-            "noop" => self.junk_reply("250 2.0.0 Ok".into()),
+            "noop" => self.junk_reply(Reply::new(250, "2.0.0", "Ok")),
             "vrfy" => {
-                let r = if arg.is_empty() { "501 5.5.4 Syntax: VRFY address".into() } else { format!("252 2.0.0 {arg}") };
+                let r = if arg.is_empty() { Reply::new(501, "5.5.4", "Syntax: VRFY address") } else { Reply::new(252, "2.0.0", arg) };
                 self.junk_reply(r)
             }
-            "help" => Step::Reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY ETRN HELP".into()),
-            "quit" => Step::Close("221 2.0.0 Bye".into()),
+            "help" => Step::Reply(Reply::new(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY ETRN HELP")),
+            "quit" => Step::Close(Reply::new(221, "2.0.0", "Bye")),
             "etrn" => self.etrn(arg),
-            _ => Step::Reply("502 5.5.2 Error: command not recognized".into()),
+            _ => Step::Reply(Reply::new(502, "5.5.2", "Error: command not recognized")),
         };
         (verb, printable_step(step))
     }
@@ -201,21 +202,21 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn junk_reply(&mut self, reply: String) -> Step {
+    fn junk_reply(&mut self, reply: Reply) -> Step {
         self.count_junk();
         Step::Reply(reply)
     }
 
     fn ehlo(&mut self, arg: &str, esmtp: bool) -> Step {
         if arg.is_empty() {
-            return Step::Reply(format!("501 Syntax: {} hostname", if esmtp { "EHLO" } else { "HELO" }));
+            return Step::Reply(Reply::plain(501, format!("Syntax: {} hostname", if esmtp { "EHLO" } else { "HELO" })));
         }
         self.reset();
         self.helo = Some(arg.split_whitespace().next().unwrap_or(arg).to_string());
         self.esmtp = esmtp;
         let host = &self.cfg.myhostname;
         if !esmtp {
-            return Step::Reply(format!("250 {host}"));
+            return Step::Reply(Reply::plain(250, host.clone()));
         }
         let lines = [
             host.clone(),
@@ -226,21 +227,18 @@ impl<'a> Session<'a> {
             "ENHANCEDSTATUSCODES".into(),
             "8BITMIME".into(),
         ];
-        let n = lines.len();
-        Step::Reply(
-            lines.iter().enumerate().map(|(i, l)| format!("250{}{l}", if i + 1 == n { ' ' } else { '-' })).collect::<Vec<_>>().join("\r\n"),
-        )
+        Step::Reply(Reply::lines(250, lines.to_vec()))
     }
 
     fn mail(&mut self, arg: &str) -> Step {
         if self.cfg.helo_required && self.helo.is_none() {
-            return Step::Reply("503 5.5.1 Error: send HELO/EHLO first".into());
+            return Step::Reply(Reply::new(503, "5.5.1", "Error: send HELO/EHLO first"));
         }
         if self.sender.is_some() {
-            return Step::Reply("503 5.5.1 Error: nested MAIL command".into());
+            return Step::Reply(Reply::new(503, "5.5.1", "Error: nested MAIL command"));
         }
-        let Some(rest) = strip_keyword(arg, "FROM:") else { return Step::Reply("501 5.5.4 Syntax: MAIL FROM:<address>".into()) };
-        let Some(addr) = parse_path(rest) else { return Step::Reply("501 5.1.7 Bad sender address syntax".into()) };
+        let Some(rest) = strip_keyword(arg, "FROM:") else { return Step::Reply(Reply::new(501, "5.5.4", "Syntax: MAIL FROM:<address>")) };
+        let Some(addr) = parse_path(rest) else { return Step::Reply(Reply::new(501, "5.1.7", "Bad sender address syntax")) };
         let mut size = None;
         for p in &addr.params {
             match (p.name.as_str(), p.value.to_ascii_uppercase().as_str()) {
@@ -248,17 +246,17 @@ impl<'a> Session<'a> {
                 ("SIZE", _) => match p.value.parse::<u64>() {
                     Ok(n) => size = Some(n),
                     Err(_) if !p.value.is_empty() && p.value.bytes().all(|b| b.is_ascii_digit()) => {
-                        return Step::Reply("552 5.3.4 Message size exceeds file system imposed limit".into());
+                        return Step::Reply(Reply::new(552, "5.3.4", "Message size exceeds file system imposed limit"));
                     }
-                    Err(_) => return Step::Reply("501 5.5.4 Bad message size syntax".into()),
+                    Err(_) => return Step::Reply(Reply::new(501, "5.5.4", "Bad message size syntax")),
                 },
-                _ => return Step::Reply(format!("555 5.5.4 Unsupported option: {}", printable(&p.text, '?'))),
+                _ => return Step::Reply(Reply::new(555, "5.5.4", format!("Unsupported option: {}", printable(&p.text, '?')))),
             }
         }
         if let (Some(n), Some(limit)) = (size, self.cfg.message_size_limit)
             && n > limit
         {
-            return Step::Reply("552 5.3.4 Message size exceeds fixed limit".into());
+            return Step::Reply(Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
         }
         let limits = &self.cfg.client_limits;
         if limits.message_rate > 0 && !self.unlimited_client {
@@ -269,73 +267,77 @@ impl<'a> Session<'a> {
                     self.peer.show(),
                     self.cfg.service
                 );
-                return Step::Reply(format!("450 4.7.1 Error: too much mail from {}", self.peer.addr));
+                return Step::Reply(Reply::new(450, "4.7.1", format!("Error: too much mail from {}", self.peer.addr)));
             }
         }
         if let Some(reply) = self.check_queue_space(size.unwrap_or(0)) {
             return Step::Reply(reply);
         }
         self.sender = Some(addr);
-        Step::Reply("250 2.1.0 Ok".into())
+        Step::Reply(Reply::new(250, "2.1.0", "Ok"))
     }
 
     fn rcpt(&mut self, arg: &str) -> Step {
         if self.sender.is_none() {
-            return Step::Reply("503 5.5.1 Error: need MAIL command".into());
+            return Step::Reply(Reply::new(503, "5.5.1", "Error: need MAIL command"));
         }
-        let Some(rest) = strip_keyword(arg, "TO:") else { return Step::Reply("501 5.5.4 Syntax: RCPT TO:<address>".into()) };
+        let Some(rest) = strip_keyword(arg, "TO:") else { return Step::Reply(Reply::new(501, "5.5.4", "Syntax: RCPT TO:<address>")) };
         let Some(addr) = parse_path(rest).filter(|a| !a.addr.is_empty()) else {
-            return Step::Reply("501 5.1.3 Bad recipient address syntax".into());
+            return Step::Reply(Reply::new(501, "5.1.3", "Bad recipient address syntax"));
         };
         if let Some(p) = addr.params.first() {
-            return Step::Reply(format!("555 5.5.4 Unsupported option: {}", printable(&p.text, '?')));
+            return Step::Reply(Reply::new(555, "5.5.4", format!("Unsupported option: {}", printable(&p.text, '?'))));
         }
         if self.recipients.len() >= RECIPIENT_LIMIT {
-            return Step::Reply("452 4.5.3 Error: too many recipients".into());
+            return Step::Reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
         }
         if let Some(reject) = self.check_relay(&addr) {
             return Step::Reply(reject);
         }
         self.recipients.push(addr);
-        Step::Reply("250 2.1.5 Ok".into())
+        Step::Reply(Reply::new(250, "2.1.5", "Ok"))
     }
 
     /// Postfix's `smtpd_check_queue`: the queue file system must keep `queue_minfree` bytes
     /// and 1.5 times `message_size_limit` free. Postern also refuses a declared `SIZE` that
     /// does not fit, instead of taking the message only to fail at its end.
-    fn check_queue_space(&self, size: u64) -> Option<String> {
+    fn check_queue_space(&self, size: u64) -> Option<Reply> {
         let free = match self.cfg.spool.free_space() {
             Ok(free) => free,
             Err(e) => {
                 common::log_warning!("queue file system: {e}");
-                return Some("451 4.3.0 Error: queue file write error".into());
+                return Some(Reply::new(451, "4.3.0", "Error: queue file write error"));
             }
         };
         let limit = self.cfg.message_size_limit.unwrap_or(0);
         let reserve = limit.saturating_add(limit / 2).max(self.cfg.queue_minfree);
         if free <= reserve || size > free - self.cfg.queue_minfree.min(free) {
             common::log_warning!("not enough free space in mail queue: {free} bytes < 1.5*message size limit");
-            return Some("452 4.3.1 Insufficient system storage".into());
+            return Some(Reply::new(452, "4.3.1", "Insufficient system storage"));
         }
         None
     }
 
     /// `smtpd_relay_restrictions`; `None` when the recipient is accepted.
-    fn check_relay(&self, addr: &Address) -> Option<String> {
+    fn check_relay(&self, addr: &Address) -> Option<Reply> {
         let trusted = self.cfg.mynetworks.contains(self.peer.addr);
         // A routing character in the local part would let the next hop relay onwards.
         let authorized = self.cfg.relay_domains.matches(&addr.domain()) && !addr.has_routing();
-        let denied = format!("554 5.7.1 <{}>: Relay access denied", addr.addr);
+        let denied = Reply::new(554, "5.7.1", format!("<{}>: Relay access denied", addr.addr));
         for r in &self.cfg.relay_restrictions {
             match r {
                 Restriction::Permit => return None,
                 Restriction::PermitMynetworks if trusted => return None,
                 Restriction::RejectUnauthDestination if !authorized => return Some(denied),
                 Restriction::DeferUnauthDestination if !authorized => {
-                    return Some(format!("450 4.7.1 <{}>: Relay access denied", addr.addr));
+                    return Some(Reply::new(450, "4.7.1", format!("<{}>: Relay access denied", addr.addr)));
                 }
-                Restriction::Reject => return Some(format!("554 5.7.1 <{}>: Recipient address rejected: Access denied", addr.addr)),
-                Restriction::Defer => return Some(format!("450 4.7.1 <{}>: Recipient address rejected: Try again later", addr.addr)),
+                Restriction::Reject => {
+                    return Some(Reply::new(554, "5.7.1", format!("<{}>: Recipient address rejected: Access denied", addr.addr)));
+                }
+                Restriction::Defer => {
+                    return Some(Reply::new(450, "4.7.1", format!("<{}>: Recipient address rejected: Try again later", addr.addr)));
+                }
                 _ => {}
             }
         }
@@ -344,10 +346,10 @@ impl<'a> Session<'a> {
 
     fn data(&mut self, arg: &str) -> Step {
         if !arg.is_empty() {
-            return Step::Reply("501 5.5.4 Syntax: DATA".into());
+            return Step::Reply(Reply::new(501, "5.5.4", "Syntax: DATA"));
         }
         if self.sender.is_none() || self.recipients.is_empty() {
-            return Step::Reply("503 5.5.1 Error: need RCPT command".into());
+            return Step::Reply(Reply::new(503, "5.5.1", "Error: need RCPT command"));
         }
         Step::Data
     }
@@ -356,25 +358,25 @@ impl<'a> Session<'a> {
     fn etrn(&mut self, arg: &str) -> Step {
         self.count_junk();
         if self.cfg.helo_required && self.helo.is_none() {
-            return Step::Reply("503 Error: send HELO/EHLO first".into());
+            return Step::Reply(Reply::plain(503, "Error: send HELO/EHLO first"));
         }
         if self.in_transaction() {
-            return Step::Reply("503 Error: MAIL transaction in progress".into());
+            return Step::Reply(Reply::plain(503, "Error: MAIL transaction in progress"));
         }
         let words: Vec<&str> = arg.split_whitespace().collect();
         if words.len() != 1 {
-            return Step::Reply("500 Syntax: ETRN domain".into());
+            return Step::Reply(Reply::plain(500, "Syntax: ETRN domain"));
         }
         let word = words[0];
         if word.starts_with('#') {
-            return Step::Reply("501 Error: ETRN #queue is not supported; use ETRN domain or ETRN @domain".into());
+            return Step::Reply(Reply::plain(501, "Error: ETRN #queue is not supported; use ETRN domain or ETRN @domain"));
         }
         let (site, subdomains) = match word.strip_prefix('@') {
             Some(s) => (s, true),
             None => (word, false),
         };
         if !(common::domain::valid_hostname(site) || common::domain::valid_address_literal(site)) {
-            return Step::Reply("501 Error: invalid parameter syntax".into());
+            return Step::Reply(Reply::plain(501, "Error: invalid parameter syntax"));
         }
         Step::Etrn { site: site.to_string(), subdomains }
     }
@@ -384,12 +386,13 @@ impl<'a> Session<'a> {
 /// characters back: a bare CR in a reply line could end it early for the client (found by
 /// fuzzing). The CRLFs between the lines of a multi-line reply are ours.
 fn printable_step(step: Step) -> Step {
-    let clean = |r: String| {
-        if r.split("\r\n").any(common::text::has_control) {
-            r.split("\r\n").map(|l| printable(l, '?').into_owned()).collect::<Vec<_>>().join("\r\n")
-        } else {
-            r
+    let clean = |mut r: Reply| {
+        for l in &mut r.lines {
+            if common::text::has_control(l) {
+                *l = printable(l, '?').into_owned();
+            }
         }
+        r
     };
     match step {
         Step::Reply(r) => Step::Reply(clean(r)),
@@ -423,7 +426,7 @@ mod tests {
     /// The reply to one line, as the connection would send it (or what it would do instead).
     fn cmd(s: &mut Session<'_>, line: &[u8]) -> String {
         match s.command(line).1 {
-            Step::Reply(r) | Step::Close(r) => r,
+            Step::Reply(r) | Step::Close(r) => r.to_string(),
             Step::Data => "354".into(),
             Step::Etrn { site, subdomains } => format!("ETRN {site} subdomains={subdomains}"),
         }
