@@ -7,13 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use crate::harness::smtp::{Client, free_port};
 use crate::harness::{Install, alive, mail_system_master_cf, text, wait_for};
 
-fn require_root() {
-    assert!(nix::unistd::geteuid().is_root(), "this test runs the services as another user and must run as root (as CI does)");
-}
-
 #[test]
 fn a_configuration_mail_owner_cannot_read_is_reported_by_check_and_in_the_mail_log() {
-    require_root();
+    crate::harness::require_root("this test runs the services as nobody");
     let port = free_port();
     let mut inst = Install::new("relay_domains = customer.example\n", &mail_system_master_cf(port));
     inst.run_services_as_nobody();

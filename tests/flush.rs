@@ -255,10 +255,7 @@ fn postqueue_replies_and_exit_codes() {
 
 #[test]
 fn authorized_flush_users_is_enforced_by_peer_credentials() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to act as another user");
-        return;
-    }
+    crate::harness::require_root("this test acts as another user");
     let mut inst = Install::new(&format!("{RELAY}authorized_flush_users = root\n"), FLUSH_ONLY);
     inst.start();
     // The checkout may sit below a directory other users cannot enter: run a copy.

@@ -184,10 +184,7 @@ fn runnable_copy(inst: &Install, program: &str) -> std::path::PathBuf {
 
 #[test]
 fn maildrop_files_are_private_and_only_authorized_users_force_queue_runs() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to act as another user");
-        return;
-    }
+    crate::harness::require_root("this test acts as another user");
     let sink = Sink::start(free_port());
     let (mut inst, _port) = Install::mail_system("authorized_flush_users = root\n", sink.port);
     let (sendmail, postqueue) = (runnable_copy(&inst, "sendmail"), runnable_copy(&inst, "postqueue"));
@@ -265,10 +262,7 @@ fn limit_descriptors(pid: i32, n: u64) {
 
 #[test]
 fn idle_local_connections_on_public_sockets_do_not_starve_the_mail_system() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to act as another user");
-        return;
-    }
+    crate::harness::require_root("this test acts as another user");
     let sink = Sink::start(free_port());
     let (inst, port) = Install::mail_system("local_client_timeout = 2s\n", sink.port);
     // Make sure flush and showq run, then give them a small descriptor table.
@@ -319,10 +313,7 @@ fn idle_local_connections_on_public_sockets_do_not_starve_the_mail_system() {
 
 #[test]
 fn pickup_as_mail_owner_reads_released_files_and_leaves_unreadable_ones_alone() {
-    if !nix::unistd::geteuid().is_root() || nix::unistd::User::from_name("nobody").ok().flatten().is_none() {
-        eprintln!("skipped: needs root and a user nobody to run the services as mail_owner");
-        return;
-    }
+    crate::harness::require_root("this test runs the services as nobody");
     let sink = Sink::start(free_port());
     let port = free_port();
     let inst =
@@ -361,7 +352,7 @@ fn pickup_as_mail_owner_reads_released_files_and_leaves_unreadable_ones_alone() 
 
 #[test]
 fn postsuper_does_its_queue_work_as_mail_owner() {
-    assert!(nix::unistd::geteuid().is_root(), "this test needs root (as CI has) to see postsuper give up root");
+    crate::harness::require_root("this test sees postsuper give up root");
     let port = free_port();
     let mut inst = Install::new("relay_domains = customer.example\n", &mail_system_master_cf(port));
     inst.run_services_as_nobody();

@@ -160,11 +160,7 @@ fn own_address_on_port_25_is_a_loop_and_other_ports_are_not() {
 fn own_smtpd_on_port_25_is_recognized_by_its_ehlo_name() {
     // Postfix's observation (postfix-behavior.md 16.4): a relay domain routed to the system's
     // own smtpd on port 25 bounces at once. Binding port 25 takes root (CI runs as root).
-    if let Err(e) = std::net::TcpListener::bind("127.0.0.9:25") {
-        println!("SKIPPED own_smtpd_on_port_25_is_recognized_by_its_ehlo_name: cannot bind 127.0.0.9:25: {e}");
-        eprintln!("SKIPPED own_smtpd_on_port_25_is_recognized_by_its_ehlo_name: cannot bind 127.0.0.9:25: {e}");
-        return;
-    }
+    crate::harness::require_root("this test binds port 25");
     let smtpd = free_port();
     let master = format!("127.0.0.9:25 inet n - n - - smtpd\n{}", mail_system_master_cf(smtpd));
     let main = "myhostname = postern.test\nrelay_domains = loop.example\ntransport_maps = inline:{loop.example=smtp:[127.0.0.9]:25}\n";

@@ -123,22 +123,11 @@ fn qmgr_memory_stays_envelope_sized_with_a_thousand_active_10mb_messages() {
 
 #[test]
 fn a_queue_file_qmgr_cannot_read_now_is_retried_not_corrupt() {
-    if !nix::unistd::geteuid().is_root() || nix::unistd::User::from_name("nobody").ok().flatten().is_none() {
-        eprintln!("skipped: needs root and a user nobody to run the services as mail_owner");
-        return;
-    }
+    crate::harness::require_root("this test runs the services as nobody");
     let sink = Sink::start(free_port());
     let port = free_port();
     let mut inst = Install::new(&format!("relayhost = [127.0.0.1]:{}\n", sink.port), &crate::harness::mail_system_master_cf(port));
-    // The services run as nobody: give them programs they can reach.
-    let programs = inst.dir.path().join("libexec");
-    fs::create_dir(&programs).unwrap();
-    for p in ["master", "smtpd", "qmgr", "smtp", "pickup", "showq", "flush"] {
-        fs::copy(crate::harness::bin(p), programs.join(p)).unwrap();
-    }
-    let mut main = fs::read_to_string(inst.etc.join("main.cf")).unwrap();
-    main.push_str(&format!("mail_owner = nobody\ndaemon_directory = {}\n", programs.display()));
-    fs::write(inst.etc.join("main.cf"), main).unwrap();
+    inst.run_services_as_nobody();
     inst.start();
     // A queue file qmgr cannot open (root's, mode 0600): a read error, not corruption.
     let spool = spool(&inst);

@@ -272,7 +272,7 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_queue_file_system_refuses_mail_and_keeps_what_it_acknowledged() {
-    assert!(nix::unistd::geteuid().is_root(), "this test mounts a tmpfs and must run as root (as CI does)");
+    crate::harness::require_root("this test mounts a tmpfs");
     let sink_port = free_port();
     let port = free_port();
     let main =

@@ -54,6 +54,12 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Tests that act as other users, mount file systems or bind port 25 need root (CI runs as
+/// root): without it they fail with `why`, never pass silently.
+pub fn require_root(why: &str) {
+    assert!(nix::unistd::geteuid().is_root(), "{why}: run the suite as root (tests/run, as CI does)");
+}
+
 /// Poll `f` until it returns `Some`, or panic with `what` after [`WAIT`].
 pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;
