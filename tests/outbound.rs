@@ -5,8 +5,8 @@
 //! (a content filter) is left alone.
 
 use common::config::Params;
-use common::ipc::qmgr::QmgrTrigger;
-use common::ipc::trigger::TriggerConn;
+use common::ipc::trigger::Trigger;
+use common::ipc::trigger_client::trigger_blocking;
 use common::queue::file::{Envelope, Recipient, now_us, write_new};
 use common::queue::{QueueId, QueueName, Spool};
 
@@ -23,7 +23,7 @@ fn enqueue(inst: &Install, sender: &str, rcpts: &[&str], message: &[u8]) -> Queu
         client: Default::default(),
     };
     let id = write_new(&spool, QueueName::Incoming, &env, message).unwrap();
-    TriggerConn::new(inst.socket("public", "qmgr"), WAIT, "public/qmgr".into()).send(&[QmgrTrigger::ScanIncoming]);
+    trigger_blocking(&inst.socket("public", "qmgr"), &[Trigger::ScanIncoming], WAIT).unwrap();
     id
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hello::Protocol;
 use crate::queue::file::Outcome;
+use crate::queue::{QueueId, QueueName};
 
 /// One recipient to deliver: its index in the queue file and its address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,9 +17,9 @@ pub struct DeliveryRecipient {
 /// Deliver some recipients of one message to one next hop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryRequest {
-    pub queue_id: String,
+    pub queue_id: QueueId,
     /// The queue the file is in while being delivered (`active`).
-    pub queue: String,
+    pub queue: QueueName,
     /// `[host]:port`, `[host]`, `host:port` or `host` (MX lookup).
     pub nexthop: String,
     pub sender: String,

@@ -8,10 +8,10 @@ pub mod endpoint;
 pub mod flush;
 pub mod frame;
 pub mod hello;
-pub mod qmgr;
 pub mod server;
 pub mod showq;
 pub mod trigger;
+pub mod trigger_client;
 
 pub use frame::{FrameError, MAX_FRAME};
 pub use hello::{Hello, Protocol};

@@ -1,109 +1,58 @@
-//! Triggers to a trigger service (the queue manager, pickup) over a kept connection.
-//!
-//! [`TriggerConn`] sends and waits for the acknowledgement on the caller's thread: the flush
-//! service needs `ForgetDeadSites` to arrive before it moves files (Postfix's 2.4 race fix), as
-//! directly as possible. [`TriggerSender`] queues triggers to one thread that sends them in
-//! order, so that a busy sender (smtpd under load) costs the receiver one connection instead
-//! of one per trigger and nobody waits.
+//! The trigger protocol of the queue manager and pickup (Postfix's `I D A F W` bytes written to
+//! a fifo), as typed messages with an acknowledgement. Clients: [`super::trigger_client`].
 
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::ipc::Protocol;
-use crate::ipc::frame::{MAX_FRAME, read_frame_blocking, write_frame_blocking};
-use crate::ipc::qmgr::{QmgrProtocol, QmgrTrigger, TriggerReply};
-use crate::log_warning;
+use serde::{Deserialize, Serialize};
 
-/// A kept connection to a trigger service; sending waits for the acknowledgement.
-#[derive(Debug)]
-pub struct TriggerConn {
-    socket: PathBuf,
-    timeout: Duration,
-    /// How warnings name the service (`public/qmgr`).
-    shown: String,
-    conn: Option<UnixStream>,
+use super::hello::Protocol;
+
+/// How long a trigger server (the queue manager, pickup) waits for a client's request:
+/// Postfix's trigger server waits 10 seconds too (`read_wait(fd, 10)` in trigger_server.c),
+/// with no parameter for it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One trigger. Several are sent together; modifiers apply before the scans they accompany.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Trigger {
+    /// `I`: scan the incoming queue.
+    ScanIncoming,
+    /// `D`: scan the deferred queue.
+    ScanDeferred,
+    /// `A`: ignore future timestamps in the next scans.
+    IgnoreTimestamps,
+    /// `F`: forget dead sites and override `defer_transports` for the next scans.
+    ForgetDeadSites,
+    /// `W`: wakeup, the same as `I`.
+    Wakeup,
 }
 
-impl TriggerConn {
-    pub fn new(socket: PathBuf, timeout: Duration, shown: String) -> TriggerConn {
-        TriggerConn { socket, timeout, shown, conn: None }
-    }
+/// The trigger protocol: the client sends one `Vec<Trigger>`, the server answers `Accepted`
+/// once it has recorded them.
+pub struct TriggerProtocol;
 
-    fn connect(&self) -> std::io::Result<UnixStream> {
-        let mut s = UnixStream::connect(&self.socket)?;
-        s.set_read_timeout(Some(self.timeout))?;
-        s.set_write_timeout(Some(self.timeout))?;
-        match read_frame_blocking::<crate::ipc::Hello, _>(&mut s, MAX_FRAME) {
-            Ok(Some(h)) if h == QmgrProtocol::hello() => Ok(s),
-            _ => Err(std::io::Error::other("unexpected hello")),
-        }
-    }
+/// Acknowledgement of a trigger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TriggerReply {
+    Accepted,
+    /// The client's user may not force this work (`F`, `A`, `D` need root, `mail_owner` or a
+    /// user in `authorized_flush_users`); nothing was recorded.
+    Denied {
+        reason: String,
+    },
+}
 
-    fn deliver(&mut self, triggers: &[QmgrTrigger]) -> Result<(), String> {
-        // One retry on a fresh connection: the receiver may have restarted since the last use.
-        for _ in 0..2 {
-            if self.conn.is_none() {
-                self.conn = Some(self.connect().map_err(|e| e.to_string())?);
-            }
-            let Some(s) = self.conn.as_mut() else { continue };
-            let ok =
-                write_frame_blocking(s, &triggers).is_ok() && matches!(read_frame_blocking::<TriggerReply, _>(s, MAX_FRAME), Ok(Some(_)));
-            if ok {
-                return Ok(());
-            }
-            self.conn = None;
-        }
-        Err("no acknowledgement".into())
-    }
-
-    /// Send `triggers` and wait until the service acknowledged them; a failure is logged.
-    pub fn send(&mut self, triggers: &[QmgrTrigger]) {
-        if let Err(e) = self.deliver(triggers) {
-            log_warning!("trigger {}: {e}", self.shown);
-        }
+impl Trigger {
+    /// Triggers that force work the queue would otherwise do later (Postfix's `postqueue -f`):
+    /// only users allowed to flush the queue may send them.
+    pub fn forces_work(self) -> bool {
+        matches!(self, Trigger::ScanDeferred | Trigger::IgnoreTimestamps | Trigger::ForgetDeadSites)
     }
 }
 
-/// The queueing side; cheap to clone.
-#[derive(Clone)]
-pub struct TriggerSender {
-    tx: mpsc::Sender<Vec<QmgrTrigger>>,
-}
-
-impl std::fmt::Debug for TriggerSender {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TriggerSender")
-    }
-}
-
-impl TriggerSender {
-    /// Start the sender thread for the service at `socket`; `shown` names it in warnings
-    /// (`public/qmgr`).
-    pub fn start(socket: PathBuf, timeout: Duration, shown: String) -> TriggerSender {
-        let (tx, rx) = mpsc::channel::<Vec<QmgrTrigger>>();
-        std::thread::spawn(move || {
-            let mut conn = TriggerConn::new(socket, timeout, shown);
-            for mut triggers in rx.iter() {
-                // Whatever queued up while the last send was on its way goes as one frame: the
-                // receiver acts on a burst of triggers once anyway.
-                while let Ok(more) = rx.try_recv() {
-                    for t in more {
-                        if !triggers.contains(&t) {
-                            triggers.push(t);
-                        }
-                    }
-                }
-                conn.send(&triggers);
-            }
-        });
-        TriggerSender { tx }
-    }
-
-    /// Queue `triggers` behind every earlier one (a trigger already queued and not yet sent is
-    /// not sent twice); nobody waits.
-    pub fn send(&self, triggers: &[QmgrTrigger]) {
-        let _ = self.tx.send(triggers.to_vec());
-    }
+impl Protocol for TriggerProtocol {
+    const NAME: &'static str = "queue_trigger_protocol";
+    const VERSION: u32 = 1;
+    type Request = Vec<Trigger>;
+    type Reply = TriggerReply;
 }

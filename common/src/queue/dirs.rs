@@ -13,8 +13,10 @@ use std::sync::Arc;
 use super::group_sync::GroupSync;
 use super::id::QueueId;
 
-/// A queue (a directory of queue files).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A queue (a directory of queue files). In IPC frames it travels as its directory name, and a
+/// frame naming anything else fails to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum QueueName {
     Maildrop,
     Incoming,
@@ -58,6 +60,16 @@ impl QueueName {
 
 /// Directories that are not queues but live in the spool too.
 pub const OTHER_DIRS: [&str; 4] = ["flush", "public", "private", "pid"];
+
+/// The master's PID file in the spool at `root` (`pid/master.pid`, as Postfix's).
+pub fn master_pid_file(root: &Path) -> PathBuf {
+    root.join("pid").join("master.pid")
+}
+
+/// The fast flush service's logfiles in the spool at `root` (`flush/`).
+pub fn flush_dir(root: &Path) -> PathBuf {
+    root.join("flush")
+}
 
 /// The spool: where queues are and how they are hashed.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ mod group_sync;
 pub mod id;
 pub mod maildrop;
 
-pub use dirs::{QueueName, Spool};
+pub use dirs::{QueueName, Spool, flush_dir, master_pid_file};
 pub use id::QueueId;
 
 use crate::config::{ParamError, Params};

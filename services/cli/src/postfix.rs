@@ -35,7 +35,7 @@ struct Ctx {
 
 impl Ctx {
     fn pid_path(&self) -> Result<PathBuf, String> {
-        Ok(self.params.dir("queue_directory").map_err(|e| e.to_string())?.join("pid/master.pid"))
+        Ok(common::queue::master_pid_file(&self.params.dir("queue_directory").map_err(|e| e.to_string())?))
     }
 
     fn running(&self) -> Result<Option<u32>, String> {

@@ -17,7 +17,8 @@ use common::domain::{valid_address_literal, valid_hostname};
 use common::ipc::client::call_blocking;
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
-use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger, TriggerReply};
+use common::ipc::trigger::Trigger;
+use common::ipc::trigger_client::{TriggerError, trigger_blocking};
 use common::queue::id::queue_id_ok;
 
 use common::ipc::showq::{QueueEntry, ShowqItem, ShowqProtocol, ShowqRequest};
@@ -34,9 +35,9 @@ fn fatal(text: impl Into<String>) -> Fatal {
     Fatal::new(EX_UNAVAILABLE, text)
 }
 
-/// How long a CLI waits for a service.
-fn ipc_wait(p: &Params) -> Duration {
-    p.time("trigger_timeout").unwrap_or(Duration::from_secs(10))
+/// How long postqueue waits for a service (`trigger_timeout`, as Postfix's postqueue).
+fn ipc_wait(p: &Params) -> Result<Duration, Fatal> {
+    p.time("trigger_timeout").map_err(|e| fatal(e.to_string()))
 }
 
 fn service(p: &Params, name_param: &str) -> Result<std::path::PathBuf, Fatal> {
@@ -47,16 +48,16 @@ fn service(p: &Params, name_param: &str) -> Result<std::path::PathBuf, Fatal> {
 
 /// `postqueue -f`, also `postfix flush` and `sendmail -q`.
 pub fn flush_queue(p: &Params) -> Result<(), Fatal> {
-    let triggers = vec![QmgrTrigger::ForgetDeadSites, QmgrTrigger::IgnoreTimestamps, QmgrTrigger::ScanDeferred, QmgrTrigger::ScanIncoming];
-    match call_blocking::<QmgrProtocol>(&service(p, "queue_service_name")?, &triggers, ipc_wait(p)).map_err(|_| fatal(DOWN))? {
-        TriggerReply::Accepted => Ok(()),
+    let triggers = [Trigger::ForgetDeadSites, Trigger::IgnoreTimestamps, Trigger::ScanDeferred, Trigger::ScanIncoming];
+    trigger_blocking(&service(p, "queue_service_name")?, &triggers, ipc_wait(p)?).map_err(|e| match e {
         // The queue manager checks the peer (authorized_flush_users); its text is Postfix's.
-        TriggerReply::Denied { reason } => Err(fatal(reason)),
-    }
+        TriggerError::Denied(reason) => fatal(reason),
+        _ => fatal(DOWN),
+    })
 }
 
 fn flush_request(p: &Params, req: &FlushRequest) -> Result<FlushReply, Fatal> {
-    Ok(call_blocking::<FlushProtocol>(&service(p, "flush_service_name")?, req, ipc_wait(p))
+    Ok(call_blocking::<FlushProtocol>(&service(p, "flush_service_name")?, req, ipc_wait(p)?)
         .unwrap_or_else(|e| FlushReply::Fail { reason: e.to_string() }))
 }
 
@@ -147,7 +148,7 @@ pub fn list_queue(p: &Params, w: &mut dyn std::io::Write, json: bool) -> Result<
     let down = || fatal("Queue report unavailable - mail system is down");
     let path = service(p, "showq_service_name")?;
     let mut s = std::os::unix::net::UnixStream::connect(&path).map_err(|_| down())?;
-    s.set_read_timeout(Some(ipc_wait(p))).map_err(|_| down())?;
+    s.set_read_timeout(Some(ipc_wait(p)?)).map_err(|_| down())?;
     let read = |s: &mut std::os::unix::net::UnixStream| common::ipc::frame::read_frame_blocking::<ShowqItem, _>(s, common::ipc::MAX_FRAME);
     let hello: Option<common::ipc::Hello> = common::ipc::frame::read_frame_blocking(&mut s, common::ipc::MAX_FRAME).map_err(|_| down())?;
     if hello.map(|h| h.protocol) != Some(<ShowqProtocol as common::ipc::Protocol>::NAME.to_string()) {

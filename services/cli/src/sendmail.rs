@@ -31,9 +31,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use common::config::{self, MasterCf, Params, ServiceType};
-use common::ipc::client::call_blocking;
 use common::ipc::endpoint::{Class, service_path};
-use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
+use common::ipc::trigger::Trigger;
+use common::ipc::trigger_client::trigger_blocking;
 use common::queue::file::{ClientInfo, Envelope, Recipient, now_us, write_new};
 use common::queue::maildrop::{self, Release};
 use common::queue::{QueueName, Spool};
@@ -339,7 +339,8 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
     }
     // A running pickup takes it at once; otherwise it waits for the next start or wakeup.
     let pickup = service_path(&spool.root, Class::Public, &p.get("pickup_service_name").unwrap_or_else(|_| "pickup".into()));
-    let _ = call_blocking::<QmgrProtocol>(&pickup, &vec![QmgrTrigger::Wakeup], Duration::from_secs(5));
+    let wait = p.time("trigger_timeout").map_err(|e| fatal(e.to_string()))?;
+    let _ = trigger_blocking(&pickup, &[Trigger::Wakeup], wait);
     Ok(0)
 }
 

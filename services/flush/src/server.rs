@@ -12,9 +12,9 @@ use common::config::users::UserList;
 use common::daemon::{self, Client, Service, Session, fatal};
 use common::ipc::endpoint::{Class, display_path};
 use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
-use common::ipc::qmgr::QmgrTrigger;
 use common::ipc::server::{PublicGate, serve};
-use common::ipc::trigger::{TriggerConn, TriggerSender};
+use common::ipc::trigger::Trigger;
+use common::ipc::trigger_client::TriggerClient;
 use common::log_warning;
 
 use crate::actor::FlushHandle;
@@ -129,16 +129,15 @@ pub fn run() {
     let qmgr_name = params.get("queue_service_name").unwrap_or_else(|_| "qmgr".into());
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
     actix_rt::System::new().block_on(async move {
-        let shown = display_path(Class::Public, &qmgr_name);
-        let sender = TriggerSender::start(cfg.qmgr_socket.clone(), cfg.trigger_timeout, shown.clone());
-        // ForgetDeadSites must be acknowledged before files move: the actor sends it itself and
-        // waits. The scans asked for after the moves need no waiting.
-        let mut direct = TriggerConn::new(cfg.qmgr_socket.clone(), cfg.trigger_timeout, shown);
-        let notify: crate::service::Notify =
-            Box::new(move |t: &[QmgrTrigger]| if t.contains(&QmgrTrigger::ForgetDeadSites) { direct.send(t) } else { sender.send(t) });
-        let state = FlushState::load(cfg.clone(), notify)
-            .unwrap_or_else(|e| fatal(&format!("open fast flush logfiles in {}: {e}", cfg.spool.root.join("flush").display())));
-        let handle = FlushHandle::start(state);
+        let qmgr = TriggerClient::new(cfg.qmgr_socket.clone(), cfg.trigger_timeout, display_path(Class::Public, &qmgr_name));
+        // The scans asked for after files moved need no waiting; the actor itself waits for
+        // the acknowledgement that must come before they move.
+        let posting = qmgr.clone();
+        let notify: crate::service::Notify = Box::new(move |t: &[Trigger]| posting.post(t));
+        let state = FlushState::load(cfg.clone(), notify).unwrap_or_else(|e| {
+            fatal(&format!("open fast flush logfiles in {}: {e}", common::queue::flush_dir(&cfg.spool.root).display()))
+        });
+        let handle = FlushHandle::start(state, qmgr);
         let scan_handle = handle.clone();
         let spool = cfg.spool.clone();
         std::thread::spawn(move || scan_handle.reconciled(crate::reconcile::scan_deferred(&spool)));

@@ -10,7 +10,7 @@ use common::config::{ConfigError, DomainList, Params};
 use common::domain::{Site, valid_address_literal};
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::flush::{FlushReply, FlushRequest};
-use common::ipc::qmgr::QmgrTrigger;
+use common::ipc::trigger::Trigger;
 use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, log_warning};
 
@@ -49,8 +49,26 @@ impl FlushConfig {
 /// purge) works through them in groups of this size, so it never runs out of descriptors.
 pub const SEND_GROUP: usize = 64;
 
-/// Where to send queue manager triggers (a real socket in the daemon, a recorder in tests).
-pub type Notify = Box<dyn FnMut(&[QmgrTrigger]) + Send>;
+/// Where to post queue manager triggers that nobody waits for (the trigger client in the
+/// daemon, a recorder in tests).
+pub type Notify = Box<dyn FnMut(&[Trigger]) + Send>;
+
+/// What a request needs next.
+#[derive(Debug)]
+pub enum Step {
+    /// It is done: the answer.
+    Reply(FlushReply),
+    /// The queue manager must acknowledge `ForgetDeadSites` before this send moves any file, so
+    /// that it cannot skip the mail about to be handed to it (Postfix's 2.4 race fix); then
+    /// [`FlushState::send_sites`] does the rest. Nothing else may happen to the state between.
+    ForgetDeadSitesFirst(PendingSend),
+}
+
+/// A send whose sites were checked and are waiting for the queue manager's acknowledgement.
+#[derive(Debug)]
+pub struct PendingSend {
+    targets: Vec<Site>,
+}
 
 /// What happened to one queue ID during a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +109,7 @@ fn site_refusal(text: &str) -> FlushReply {
 impl FlushState {
     /// Load the index from the logfiles on disk.
     pub fn load(cfg: FlushConfig, notify: Notify) -> std::io::Result<FlushState> {
-        let logs = FlushDir::new(cfg.spool.root.join("flush"));
+        let logs = FlushDir::new(common::queue::flush_dir(&cfg.spool.root));
         fs::create_dir_all(&logs.dir)?;
         let mut index = Index::default();
         for site in logs.sites()? {
@@ -133,15 +151,16 @@ impl FlushState {
         !self.cfg.eligible.is_empty() && self.cfg.eligible.matches(site.as_str())
     }
 
-    pub fn handle(&mut self, req: FlushRequest) -> FlushReply {
+    pub fn handle(&mut self, req: FlushRequest) -> Step {
         self.finish_sent();
-        match req {
+        let reply = match req {
             FlushRequest::Add { site, queue_id } => self.add(&site, &queue_id),
-            FlushRequest::SendSite { site, subdomains } => self.send_site(&site, subdomains),
+            FlushRequest::SendSite { site, subdomains } => return self.send_site(&site, subdomains),
             FlushRequest::SendFile { queue_id } => self.send_file(&queue_id),
             FlushRequest::Refresh => self.housekeeping(self.cfg.refresh_time),
             FlushRequest::Purge => self.housekeeping(Duration::ZERO),
-        }
+        };
+        Step::Reply(reply)
     }
 
     fn add(&mut self, site: &str, queue_id: &str) -> FlushReply {
@@ -164,23 +183,25 @@ impl FlushState {
         FlushReply::Ok { moved: 0 }
     }
 
-    fn send_site(&mut self, site: &str, subdomains: bool) -> FlushReply {
-        let Ok(site) = Site::parse(site) else { return site_refusal(site) };
+    fn send_site(&mut self, site: &str, subdomains: bool) -> Step {
+        let Ok(site) = Site::parse(site) else { return Step::Reply(site_refusal(site)) };
         if !self.eligible(&site) {
-            return FlushReply::Deny;
+            return Step::Reply(FlushReply::Deny);
         }
-        // Forget dead sites before any file moves, so the queue manager cannot skip the mail
-        // we are about to hand it (Postfix's 2.4 race fix).
-        (self.notify)(&[QmgrTrigger::ForgetDeadSites]);
         let mut targets = vec![site.clone()];
         if subdomains {
             targets.extend(self.index.site_and_subdomains(&site).into_iter().filter(|s| *s != site && self.eligible(s)));
         }
+        Step::ForgetDeadSitesFirst(PendingSend { targets })
+    }
+
+    /// Finish a send once the queue manager has forgotten its dead sites.
+    pub fn send_sites(&mut self, pending: PendingSend) -> FlushReply {
         let mut sent = Sent::default();
-        for t in &targets {
+        for t in &pending.targets {
             self.send_in_group(t, &mut sent);
         }
-        self.sent_reply(sent, targets.len())
+        self.sent_reply(sent, pending.targets.len())
     }
 
     /// Send one logfile as part of a request that covers many: the logfiles taken so far are
@@ -205,7 +226,7 @@ impl FlushState {
     /// moved even when some logfiles failed, and the client hears about the failures.
     fn sent_reply(&mut self, sent: Sent, total: usize) -> FlushReply {
         if sent.lines > 0 {
-            (self.notify)(&[QmgrTrigger::ScanIncoming]);
+            (self.notify)(&[Trigger::ScanIncoming]);
         }
         match sent.first_failure {
             None => FlushReply::Ok { moved: sent.moved },
@@ -245,7 +266,7 @@ impl FlushState {
         match flush_one(&self.cfg.spool, &id, SystemTime::now()) {
             FlushOne::Missing => FlushReply::Ok { moved: 0 },
             found => {
-                (self.notify)(&[QmgrTrigger::ScanIncoming]);
+                (self.notify)(&[Trigger::ScanIncoming]);
                 FlushReply::Ok { moved: u64::from(found == FlushOne::Moved) }
             }
         }
@@ -372,7 +393,7 @@ mod tests {
     struct Fixture {
         _tmp: tempfile::TempDir,
         spool: Spool,
-        triggers: Arc<Mutex<Vec<QmgrTrigger>>>,
+        triggers: Arc<Mutex<Vec<Trigger>>>,
         state: FlushState,
     }
 
@@ -390,7 +411,7 @@ mod tests {
         };
         let triggers = Arc::new(Mutex::new(Vec::new()));
         let t = triggers.clone();
-        let state = FlushState::load(cfg, Box::new(move |x: &[QmgrTrigger]| t.lock().unwrap().extend_from_slice(x))).unwrap();
+        let state = FlushState::load(cfg, Box::new(move |x: &[Trigger]| t.lock().unwrap().extend_from_slice(x))).unwrap();
         Fixture { _tmp: tmp, spool, triggers, state }
     }
 
@@ -406,12 +427,23 @@ mod tests {
         id
     }
 
+    /// A request as the actor runs it, with the queue manager's acknowledgement recorded.
+    fn request(f: &mut Fixture, req: FlushRequest) -> FlushReply {
+        match f.state.handle(req) {
+            Step::Reply(reply) => reply,
+            Step::ForgetDeadSitesFirst(pending) => {
+                f.triggers.lock().unwrap().push(Trigger::ForgetDeadSites);
+                f.state.send_sites(pending)
+            }
+        }
+    }
+
     fn add(f: &mut Fixture, site: &str, id: &str) -> FlushReply {
-        f.state.handle(FlushRequest::Add { site: site.into(), queue_id: id.into() })
+        request(f, FlushRequest::Add { site: site.into(), queue_id: id.into() })
     }
 
     fn send(f: &mut Fixture, site: &str, subdomains: bool) -> FlushReply {
-        f.state.handle(FlushRequest::SendSite { site: site.into(), subdomains })
+        request(f, FlushRequest::SendSite { site: site.into(), subdomains })
     }
 
     #[test]
@@ -444,7 +476,7 @@ mod tests {
         assert_eq!(send(&mut f, "example.net", false), FlushReply::Ok { moved: 1 });
         assert!(f.spool.path(QueueName::Incoming, &a).exists());
         assert!(f.spool.path(QueueName::Deferred, &b).exists());
-        assert_eq!(*f.triggers.lock().unwrap(), vec![QmgrTrigger::ForgetDeadSites, QmgrTrigger::ScanIncoming]);
+        assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ForgetDeadSites, Trigger::ScanIncoming]);
         // The logfile is emptied after the reply, and before anything else happens to it: the
         // re-deferral appended by the next request survives.
         assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), format!("{a}\nGONE123\n"));
@@ -463,7 +495,7 @@ mod tests {
     fn empty_or_missing_logfile_triggers_no_scan() {
         let mut f = fixture("example.net");
         assert_eq!(send(&mut f, "example.net", false), FlushReply::Ok { moved: 0 });
-        assert_eq!(*f.triggers.lock().unwrap(), vec![QmgrTrigger::ForgetDeadSites]);
+        assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ForgetDeadSites]);
         assert_eq!(send(&mut f, "other.example", false), FlushReply::Deny);
     }
 
@@ -495,11 +527,7 @@ mod tests {
         let FlushReply::Fail { reason } = reply else { panic!("{reply:?}") };
         assert!(reason.starts_with("1 of 2 logfiles could not be sent (") && reason.ends_with("); 1 messages moved"), "{reason}");
         assert!(f.spool.path(QueueName::Incoming, &a).exists());
-        assert_eq!(
-            *f.triggers.lock().unwrap(),
-            vec![QmgrTrigger::ForgetDeadSites, QmgrTrigger::ScanIncoming],
-            "the moved mail is announced"
-        );
+        assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ForgetDeadSites, Trigger::ScanIncoming], "the moved mail is announced");
     }
 
     #[test]
@@ -518,12 +546,12 @@ mod tests {
     fn send_file_ignores_eligibility() {
         let mut f = fixture("");
         let a = deferred_message(&f.spool, &["u@nowhere.example"]);
-        assert_eq!(f.state.handle(FlushRequest::SendFile { queue_id: a.to_string() }), FlushReply::Ok { moved: 1 });
-        assert_eq!(f.state.handle(FlushRequest::SendFile { queue_id: a.to_string() }), FlushReply::Ok { moved: 0 });
-        assert_eq!(f.state.handle(FlushRequest::SendFile { queue_id: "NOSUCH".into() }), FlushReply::Ok { moved: 0 });
-        assert!(matches!(f.state.handle(FlushRequest::SendFile { queue_id: "../x".into() }), FlushReply::Bad { .. }));
+        assert_eq!(request(&mut f, FlushRequest::SendFile { queue_id: a.to_string() }), FlushReply::Ok { moved: 1 });
+        assert_eq!(request(&mut f, FlushRequest::SendFile { queue_id: a.to_string() }), FlushReply::Ok { moved: 0 });
+        assert_eq!(request(&mut f, FlushRequest::SendFile { queue_id: "NOSUCH".into() }), FlushReply::Ok { moved: 0 });
+        assert!(matches!(request(&mut f, FlushRequest::SendFile { queue_id: "../x".into() }), FlushReply::Bad { .. }));
         assert_eq!(add(&mut f, "example.net", "A"), FlushReply::Deny);
-        assert_eq!(f.state.handle(FlushRequest::Refresh), FlushReply::Deny);
+        assert_eq!(request(&mut f, FlushRequest::Refresh), FlushReply::Deny);
     }
 
     fn set_times(path: &std::path::Path, accessed_ago: Duration, modified_ago: Duration) {
@@ -551,14 +579,14 @@ mod tests {
         set_times(&flush.join("stale.example.net"), Duration::from_secs(13 * 3600), Duration::from_secs(13 * 3600));
         set_times(&flush.join("old.example.net"), 10 * day, 10 * day);
         set_times(&flush.join("young.example.net"), 2 * day, 2 * day);
-        assert_eq!(f.state.handle(FlushRequest::Refresh), FlushReply::Ok { moved: 1 });
+        assert_eq!(request(&mut f, FlushRequest::Refresh), FlushReply::Ok { moved: 1 });
         assert!(f.spool.path(QueueName::Incoming, &a).exists());
         assert!(f.spool.path(QueueName::Deferred, &b).exists());
         assert!(!flush.join("old.example.net").exists());
         assert!(flush.join("young.example.net").exists());
         // Housekeeping respects the dead-site cache: no ForgetDeadSites.
-        assert_eq!(*f.triggers.lock().unwrap(), vec![QmgrTrigger::ScanIncoming]);
-        assert_eq!(f.state.handle(FlushRequest::Purge), FlushReply::Ok { moved: 1 });
+        assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ScanIncoming]);
+        assert_eq!(request(&mut f, FlushRequest::Purge), FlushReply::Ok { moved: 1 });
         assert!(f.spool.path(QueueName::Incoming, &b).exists());
     }
 
@@ -576,10 +604,14 @@ mod tests {
         // A restart with the flush directory deleted rebuilds it the same way.
         std::fs::remove_dir_all(f.spool.root.join("flush")).unwrap();
         let cfg = f.state.cfg.clone();
-        let mut again = FlushState::load(cfg, Box::new(|_: &[QmgrTrigger]| ())).unwrap();
+        let mut again = FlushState::load(cfg, Box::new(|_: &[Trigger]| ())).unwrap();
         again.reconcile(crate::reconcile::scan_deferred(&f.spool));
         assert_eq!(again.index().count(&Site::parse("example.net").unwrap()), 1);
-        assert_eq!(again.handle(FlushRequest::SendSite { site: "example.net".into(), subdomains: false }), FlushReply::Ok { moved: 1 });
+        let Step::ForgetDeadSitesFirst(pending) = again.handle(FlushRequest::SendSite { site: "example.net".into(), subdomains: false })
+        else {
+            panic!("a send waits for the queue manager first")
+        };
+        assert_eq!(again.send_sites(pending), FlushReply::Ok { moved: 1 });
     }
 
     /// One step of the property test below.
@@ -629,7 +661,7 @@ mod tests {
                         send(&mut f, SITES[s], sub);
                     }
                     Op::SendFile(i) => {
-                        f.state.handle(FlushRequest::SendFile { queue_id: ids[i].0.to_string() });
+                        request(&mut f, FlushRequest::SendFile { queue_id: ids[i].0.to_string() });
                     }
                     Op::Redefer(i) => {
                         let (id, s) = &ids[i];

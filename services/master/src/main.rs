@@ -85,7 +85,7 @@ fn service_identity(params: &Params) -> Result<Option<Identity>, String> {
 
 fn run(config_dir: PathBuf, params: &Params, test_only: bool) -> Result<u8, String> {
     let spool = Spool::from_params(params).map_err(|e| e.to_string())?;
-    let pid_path = spool.root.join("pid/master.pid");
+    let pid_path = common::queue::master_pid_file(&spool.root);
     if test_only {
         return Ok(u8::from(pidfile::running_pid(&pid_path).is_some()));
     }

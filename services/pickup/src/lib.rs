@@ -50,12 +50,9 @@ mod service;
 
 pub use service::run;
 
-use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use common::config::{ParamError, Params};
-use common::ipc::client::call;
-use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
 use common::queue::file::{self, ClientInfo, Envelope, now_us};
 use common::queue::maildrop::{self, MaildropError};
 use common::queue::{QueueName, Spool};
@@ -131,11 +128,4 @@ pub fn pickup_all(spool: &Spool, cfg: &PickupConfig) -> usize {
         }
     }
     moved
-}
-
-/// Tell the queue manager that new mail is in incoming.
-pub async fn trigger_qmgr(socket: &Path) {
-    if let Err(e) = call::<QmgrProtocol>(socket, &vec![QmgrTrigger::ScanIncoming], Duration::from_secs(10)).await {
-        log_warning!("unable to trigger the queue manager: {e}");
-    }
 }

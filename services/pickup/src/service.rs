@@ -1,32 +1,33 @@
 //! pickup as a [`Service`] of the daemon skeleton: triggers (from sendmail, the wakeup timer)
 //! ask one scanner task for a scan of `maildrop/`; requests that pile up meanwhile make one scan.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use tokio::sync::{mpsc, watch};
 
 use common::config::Params;
 use common::daemon::{self, Client, Service, Session, fatal};
-use common::ipc::endpoint::{Class, service_path};
-use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger, TriggerReply};
+use common::ipc::endpoint::{Class, display_path, service_path};
 use common::ipc::server::{PublicGate, serve};
+use common::ipc::trigger::{REQUEST_TIMEOUT, Trigger, TriggerProtocol, TriggerReply};
+use common::ipc::trigger_client::TriggerClient;
 use common::queue::Spool;
 
-use crate::{PickupConfig, pickup_all, trigger_qmgr};
+use crate::{PickupConfig, pickup_all};
 
 /// What a scan needs; replaced on reload.
 #[derive(Clone)]
 struct ScanConfig {
     spool: Spool,
     cfg: PickupConfig,
-    qmgr: PathBuf,
+    /// Tells the queue manager about new mail in incoming.
+    qmgr: TriggerClient,
 }
 
 impl ScanConfig {
     fn from_params(p: &Params) -> Result<ScanConfig, String> {
         let spool = Spool::from_params(p).map_err(|e| e.to_string())?;
-        let qmgr = service_path(&spool.root, Class::Public, &p.get("queue_service_name").map_err(|e| e.to_string())?);
+        let name = p.get("queue_service_name").map_err(|e| e.to_string())?;
+        let timeout = p.time("trigger_timeout").map_err(|e| e.to_string())?;
+        let qmgr = TriggerClient::new(service_path(&spool.root, Class::Public, &name), timeout, display_path(Class::Public, &name));
         Ok(ScanConfig { cfg: PickupConfig::from_params(p).map_err(|e| e.to_string())?, spool, qmgr })
     }
 }
@@ -42,10 +43,10 @@ impl Service for Pickup {
         let Some(stream) = client.into_unix("pickup") else { return };
         let Some(permit) = self.gate.admit(&stream) else { return };
         let scan = self.scan.clone();
-        let timeout = permit.timeout(Duration::from_secs(10));
+        let timeout = permit.timeout(REQUEST_TIMEOUT);
         tokio::spawn(async move {
             // Any user may ask for a scan: it only takes what is there anyway.
-            serve::<QmgrProtocol, _, _>(stream, "pickup", timeout, None, Some(&session), move |_: Vec<QmgrTrigger>, _| {
+            serve::<TriggerProtocol, _, _>(stream, "pickup", timeout, None, Some(&session), move |_: Vec<Trigger>, _| {
                 let _ = scan.send(());
                 async { TriggerReply::Accepted }
             })
@@ -55,7 +56,11 @@ impl Service for Pickup {
     }
 
     fn reload(&mut self, params: &Params) -> Result<(), String> {
-        let cfg = ScanConfig::from_params(params)?;
+        let mut cfg = ScanConfig::from_params(params)?;
+        // The kept connection to the queue manager outlives the reload.
+        if cfg.qmgr.same_as(&self.config.borrow().qmgr) {
+            cfg.qmgr = self.config.borrow().qmgr.clone();
+        }
         self.gate.reconfigure(params).map_err(|e| e.to_string())?;
         self.config.send_replace(cfg);
         Ok(())
@@ -74,7 +79,7 @@ async fn scanner(mut requests: mpsc::UnboundedReceiver<()>, config: watch::Recei
         let (spool, cfg) = (c.spool.clone(), c.cfg.clone());
         let moved = tokio::task::spawn_blocking(move || pickup_all(&spool, &cfg)).await.unwrap_or(0);
         if moved > 0 {
-            trigger_qmgr(&c.qmgr).await;
+            c.qmgr.post(&[Trigger::ScanIncoming]);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use common::ipc::qmgr::QmgrTrigger;
+use common::ipc::trigger::Trigger;
 
 use crate::active::recover;
 use crate::config::QmgrConfig;
@@ -81,7 +81,7 @@ impl Handler<Run> for QmgrActor {
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Triggers(Vec<QmgrTrigger>);
+struct Triggers(Vec<Trigger>);
 
 impl Handler<Triggers> for QmgrActor {
     type Result = ();
@@ -181,18 +181,18 @@ impl QmgrHandle {
     /// handled after them. A trigger client's acknowledgement needs no more than this, as in
     /// Postfix (a trigger is a byte in a FIFO); waiting for the actor's turn as well put it on
     /// the path of every ETRN (measured: 10000 ETRNs took 25% longer).
-    pub fn triggers(&self, ts: Vec<QmgrTrigger>) {
+    pub fn triggers(&self, ts: Vec<Trigger>) {
         self.addr.do_send(Triggers(ts));
     }
 
     /// Hand over triggers and wait until the scheduler has handled them (false if it is gone).
-    pub async fn triggers_handled(&self, ts: Vec<QmgrTrigger>) -> bool {
+    pub async fn triggers_handled(&self, ts: Vec<Trigger>) -> bool {
         self.addr.send(Triggers(ts)).await.is_ok()
     }
 
     /// The master's wakeup: an incoming scan.
     pub fn wakeup(&self) {
-        self.addr.do_send(Triggers(vec![QmgrTrigger::Wakeup]));
+        self.addr.do_send(Triggers(vec![Trigger::Wakeup]));
     }
 
     /// Stopping: returns when the disk work already decided on is done, so that no result
@@ -304,7 +304,7 @@ mod tests {
             // The worker has taken the file into `active` and is stuck reading it.
             wait_for("the activation", || active.exists()).await;
             for _ in 0..3 {
-                let acked = tokio::time::timeout(Duration::from_secs(10), sched.triggers_handled(vec![QmgrTrigger::ScanIncoming])).await;
+                let acked = tokio::time::timeout(Duration::from_secs(10), sched.triggers_handled(vec![Trigger::ScanIncoming])).await;
                 assert_eq!(acked, Ok(true), "the scheduler handles triggers while its disk work is stuck");
             }
             // Released (a writer that closes at once), the file is dealt with and leaves `active`.

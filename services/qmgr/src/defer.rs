@@ -17,9 +17,6 @@ use common::queue::{QueueId, QueueName, Spool};
 
 use crate::config::QmgrConfig;
 
-/// Longest wait for the flush service's answer to an `Add` (at most `ipc_timeout`).
-const FLUSH_ADD_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The next attempt waits as long as the message has already waited, within
 /// [`minimal_backoff_time`, `maximal_backoff_time`] (a maximum below the minimum is the
 /// minimum).
@@ -56,11 +53,12 @@ pub fn flush_sites(cfg: &QmgrConfig, domains: BTreeSet<String>) -> Vec<String> {
     domains.into_iter().filter(|d| cfg.fast_flush.matches(d)).collect()
 }
 
-/// The connection task of one `Add`: list `id` under `site`; a failure is only logged (the
-/// message is delivered at its retry time anyway).
+/// The connection task of one `Add`: list `id` under `site`, waiting for the flush service up
+/// to `ipc_timeout` as Postfix's qmgr does; a failure is only logged (the message is delivered
+/// at its retry time anyway).
 pub async fn add_to_flush(flush: Arc<Persistent<FlushProtocol>>, ipc_timeout: Duration, id: QueueId, site: String) {
     let req = FlushRequest::Add { site, queue_id: id.to_string() };
-    match flush.call(&req, ipc_timeout.min(FLUSH_ADD_TIMEOUT)).await {
+    match flush.call(&req, ipc_timeout).await {
         Ok(FlushReply::Ok { .. } | FlushReply::Deny) => {}
         _ => log_warning!("{id}: flush service failure"),
     }

@@ -171,8 +171,8 @@ impl Queues {
                 let Some(job) = self.jobs.get_mut(&route).and_then(VecDeque::pop_front) else { break };
                 let Some(msg) = active.get(&job.id) else { continue };
                 let request = DeliveryRequest {
-                    queue_id: job.id.to_string(),
-                    queue: QueueName::Active.as_str().to_string(),
+                    queue_id: job.id.clone(),
+                    queue: QueueName::Active,
                     nexthop: route.nexthop.clone(),
                     sender: msg.qf.envelope.sender.clone(),
                     recipients: job.recipients,

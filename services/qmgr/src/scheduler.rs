@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use common::ipc::delivery::DeliveryResult;
-use common::ipc::qmgr::QmgrTrigger;
+use common::ipc::trigger::Trigger;
 use common::queue::file::Outcome;
 use common::queue::{QueueId, QueueName};
 
@@ -81,13 +81,13 @@ impl Scheduler {
     }
 
     /// Triggers from `public/qmgr` and the master's wakeup.
-    pub fn triggers(&mut self, ts: &[QmgrTrigger]) {
+    pub fn triggers(&mut self, ts: &[Trigger]) {
         for t in ts {
             match t {
-                QmgrTrigger::ScanIncoming | QmgrTrigger::Wakeup => self.scans.ask(QueueName::Incoming),
-                QmgrTrigger::ScanDeferred => self.scans.ask(QueueName::Deferred),
-                QmgrTrigger::IgnoreTimestamps => self.scans.ignore_timestamps = true,
-                QmgrTrigger::ForgetDeadSites => {
+                Trigger::ScanIncoming | Trigger::Wakeup => self.scans.ask(QueueName::Incoming),
+                Trigger::ScanDeferred => self.scans.ask(QueueName::Deferred),
+                Trigger::IgnoreTimestamps => self.scans.ignore_timestamps = true,
+                Trigger::ForgetDeadSites => {
                     self.feedback.forget_dead();
                     self.override_defer_transports = true;
                 }
@@ -262,7 +262,7 @@ mod tests {
         sched.run();
         let Some(Effect::Disk(DiskJob::Feed(job))) = sched.take_effects().pop() else { panic!("no feed job") };
         // `postqueue -f` while the first scans are on the worker: no second job meanwhile.
-        sched.triggers(&[QmgrTrigger::ForgetDeadSites, QmgrTrigger::IgnoreTimestamps, QmgrTrigger::ScanDeferred]);
+        sched.triggers(&[Trigger::ForgetDeadSites, Trigger::IgnoreTimestamps, Trigger::ScanDeferred]);
         sched.run();
         assert!(sched.take_effects().is_empty());
         sched.on_fed(crate::scan::feed(job));

@@ -7,23 +7,19 @@ use std::time::Duration;
 use common::config::Params;
 use common::config::users::UserList;
 use common::daemon::{self, Client, Service, Session, fatal};
-use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger, TriggerReply};
 use common::ipc::server::{PublicGate, serve};
+use common::ipc::trigger::{REQUEST_TIMEOUT, Trigger, TriggerProtocol, TriggerReply};
 use common::log_warning;
 
 use crate::actor::QmgrHandle;
 use crate::config::QmgrConfig;
-
-/// How long a trigger client may take to send its request: Postfix's trigger server waits
-/// 10 seconds too (`read_wait(fd, 10)` in trigger_server.c), with no parameter for it.
-const TRIGGER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a stop waits for the disk work already decided on.
 const STOP_SETTLE: Duration = Duration::from_secs(1);
 
 /// Triggers that force work (`postqueue -f`) are honoured only from root, `mail_owner` and
 /// `authorized_flush_users`, as Postfix's postqueue enforces; the whole request is refused.
-fn authorize(triggers: &[QmgrTrigger], uid: u32, users: &UserList) -> Result<(), String> {
+fn authorize(triggers: &[Trigger], uid: u32, users: &UserList) -> Result<(), String> {
     if !triggers.iter().any(|t| t.forces_work()) || users.allows(uid, nix::unistd::geteuid().as_raw()) {
         return Ok(());
     }
@@ -45,9 +41,9 @@ impl Service for Qmgr {
         let Some(stream) = client.into_unix("qmgr") else { return };
         let Some(permit) = self.gate.admit(&stream) else { return };
         let (sched, users) = (self.sched.clone(), self.flush_users.clone());
-        let timeout = permit.timeout(TRIGGER_REQUEST_TIMEOUT);
+        let timeout = permit.timeout(REQUEST_TIMEOUT);
         actix_rt::spawn(async move {
-            serve::<QmgrProtocol, _, _>(stream, "qmgr", timeout, None, Some(&session), move |triggers: Vec<QmgrTrigger>, client| {
+            serve::<TriggerProtocol, _, _>(stream, "qmgr", timeout, None, Some(&session), move |triggers: Vec<Trigger>, client| {
                 let reply = match authorize(&triggers, client.uid, &users) {
                     Ok(()) => {
                         sched.triggers(triggers);

@@ -15,8 +15,6 @@ use crate::client::Connection;
 
 /// How often the actor looks for connections idle for too long.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-/// How long a connection being closed may take to answer its QUIT.
-const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An open connection between deliveries.
 pub struct Cached {
@@ -73,6 +71,8 @@ struct CacheActor {
     idle: IdleList<Cached>,
     /// `smtp_connection_cache_time_limit`, as of the last reload.
     limit: Duration,
+    /// `smtp_quit_timeout`, as of the last reload.
+    quit_timeout: Duration,
 }
 
 impl Actor for CacheActor {
@@ -81,16 +81,16 @@ impl Actor for CacheActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(SWEEP_INTERVAL, |act, _| {
             for c in act.idle.expire(Instant::now(), act.limit) {
-                actix_rt::spawn(quit(c));
+                actix_rt::spawn(quit(c, act.quit_timeout));
             }
         });
     }
 }
 
-/// Say goodbye on a connection nobody will use again (a peer that does not answer in time is
-/// simply left; the connection closes either way).
-async fn quit(mut c: Cached) {
-    c.conn.timeout = QUIT_TIMEOUT;
+/// Say goodbye on a connection nobody will use again, within `smtp_quit_timeout`; a peer that
+/// does not answer in time is simply left, and the connection closes either way.
+async fn quit(mut c: Cached, timeout: Duration) {
+    c.conn.timeout = timeout;
     let _ = c.conn.command("QUIT").await;
 }
 
@@ -121,12 +121,16 @@ impl Handler<CheckIn> for CacheActor {
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct SetTimeLimit(Duration);
+struct SetTimeLimits {
+    limit: Duration,
+    quit_timeout: Duration,
+}
 
-impl Handler<SetTimeLimit> for CacheActor {
+impl Handler<SetTimeLimits> for CacheActor {
     type Result = ();
-    fn handle(&mut self, msg: SetTimeLimit, _: &mut Context<Self>) {
-        self.limit = msg.0;
+    fn handle(&mut self, msg: SetTimeLimits, _: &mut Context<Self>) {
+        self.limit = msg.limit;
+        self.quit_timeout = msg.quit_timeout;
     }
 }
 
@@ -138,9 +142,10 @@ pub struct ConnCache {
 
 impl ConnCache {
     /// Start the cache on the current arbiter, keeping idle connections for `limit`
-    /// (`smtp_connection_cache_time_limit`). Must be called inside an actix `System`.
-    pub fn start(limit: Duration) -> ConnCache {
-        ConnCache { addr: CacheActor { idle: IdleList::new(), limit }.start() }
+    /// (`smtp_connection_cache_time_limit`) and giving each `quit_timeout` for its QUIT.
+    /// Must be called inside an actix `System`.
+    pub fn start(limit: Duration, quit_timeout: Duration) -> ConnCache {
+        ConnCache { addr: CacheActor { idle: IdleList::new(), limit, quit_timeout }.start() }
     }
 
     /// The newest idle connection to `nexthop` that is still fresh, if any. It belongs to the
@@ -155,10 +160,10 @@ impl ConnCache {
         self.addr.do_send(CheckIn { nexthop: nexthop.to_string(), conn });
     }
 
-    /// A reload's `smtp_connection_cache_time_limit`; it applies to the connections already
-    /// kept too.
-    pub fn set_time_limit(&self, limit: Duration) {
-        self.addr.do_send(SetTimeLimit(limit));
+    /// A reload's `smtp_connection_cache_time_limit` and `smtp_quit_timeout`; they apply to
+    /// the connections already kept too.
+    pub fn set_time_limits(&self, limit: Duration, quit_timeout: Duration) {
+        self.addr.do_send(SetTimeLimits { limit, quit_timeout });
     }
 }
 
@@ -203,7 +208,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn check_out_what_was_checked_in() {
-        let cache = ConnCache::start(Duration::from_secs(60));
+        let cache = ConnCache::start(Duration::from_secs(60), Duration::from_secs(2));
         assert!(cache.check_out("[127.0.0.1]:25").await.is_none());
         let (c, _peer) = connection().await;
         cache.check_in("[127.0.0.1]:25", Cached { uses: 3, ..c });
@@ -218,10 +223,10 @@ mod tests {
     #[actix_rt::test]
     async fn idle_connections_are_closed_with_quit() {
         use tokio::io::AsyncReadExt;
-        let cache = ConnCache::start(Duration::from_secs(3600));
+        let cache = ConnCache::start(Duration::from_secs(3600), Duration::from_secs(2));
         let (c, mut peer) = connection().await;
         cache.check_in("[127.0.0.1]:25", c);
-        cache.set_time_limit(Duration::ZERO);
+        cache.set_time_limits(Duration::ZERO, Duration::from_secs(2));
         let mut got = Vec::new();
         let mut buf = [0u8; 64];
         while !got.ends_with(b"\r\n") && got.len() < 64 {

@@ -7,7 +7,7 @@ use common::queue::Spool;
 
 use crate::myself::Myself;
 use crate::resolve::Dns;
-use crate::transaction::SessionConfig;
+use crate::transaction::{SessionConfig, Timeouts};
 
 /// The agent's settings.
 pub struct AgentConfig {
@@ -19,6 +19,8 @@ pub struct AgentConfig {
     pub helo_timeout: Duration,
     /// `smtp_connection_cache_time_limit`: how long an idle connection is kept for reuse.
     pub cache_time: Duration,
+    /// `ipc_timeout`: how long a connection from the queue manager may wait for its next request.
+    pub ipc_timeout: Duration,
     /// `smtp_mx_address_limit`: addresses tried per delivery (0: no limit).
     pub mx_address_limit: usize,
     /// `smtp_mx_session_limit`: sessions (past the handshake) per delivery (0: no limit).
@@ -45,14 +47,23 @@ impl AgentConfig {
         let myhostname = p.get("myhostname")?;
         let connect_timeout = p.time("smtp_connect_timeout")?;
         let helo_timeout = p.time("smtp_helo_timeout")?;
-        let data_done_timeout = p.time("smtp_data_done_timeout")?;
+        let timeouts = Timeouts {
+            mail: p.time("smtp_mail_timeout")?,
+            rcpt: p.time("smtp_rcpt_timeout")?,
+            data_init: p.time("smtp_data_init_timeout")?,
+            data_xfer: p.time("smtp_data_xfer_timeout")?,
+            data_done: p.time("smtp_data_done_timeout")?,
+            rset: p.time("smtp_rset_timeout")?,
+            quit: p.time("smtp_quit_timeout")?,
+        };
         Ok(AgentConfig {
             dns,
             spool,
-            session: SessionConfig { myhostname, command_timeout: Duration::from_secs(300), data_done_timeout, line_length_limit },
+            session: SessionConfig { myhostname, timeouts, line_length_limit },
             connect_timeout,
             helo_timeout,
             cache_time: p.time("smtp_connection_cache_time_limit")?,
+            ipc_timeout: p.time("ipc_timeout")?,
             mx_address_limit: count(p, "smtp_mx_address_limit")?,
             mx_session_limit: count(p, "smtp_mx_session_limit")?,
             myself: Myself::from_params(p)?,

@@ -7,7 +7,6 @@ use std::time::Instant;
 use common::ipc::delivery::{DeliveryRecipient, DeliveryRequest, DeliveryResult};
 use common::maillog::{DeliveryLine, delivery_line};
 use common::queue::file::{self, Outcome, now_us};
-use common::queue::{QueueId, QueueName};
 use common::text::{has_control, printable};
 use common::{log_info, log_warning};
 
@@ -30,7 +29,7 @@ pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest
             log_info!(
                 "{}",
                 delivery_line(&DeliveryLine {
-                    queue_id: &req.queue_id,
+                    queue_id: req.queue_id.as_str(),
                     recipient: &printable(&rcpt.address, '?'),
                     relay: &a.relay,
                     conn_use: (a.conn_use > 1).then_some(a.conn_use),
@@ -183,7 +182,6 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
             continue;
         }
         sessions += 1;
-        conn.timeout = cfg.session.command_timeout;
         let (results, healthy) = mail_transaction(&cfg.session, &pending, &mut conn, &peer, &message).await;
         if healthy {
             cache.check_in(&pending.nexthop, Cached { conn, peer, relay: relay.clone(), uses: 1 });
@@ -218,19 +216,18 @@ fn io_text(e: &std::io::Error) -> String {
 }
 
 fn read_message(cfg: &AgentConfig, req: &DeliveryRequest) -> Result<Vec<u8>, String> {
-    let id = QueueId::parse(&req.queue_id).map_err(|e| e.to_string())?;
-    let queue = QueueName::parse(&req.queue).ok_or_else(|| format!("bad queue name: {}", req.queue))?;
-    file::read(&cfg.spool.path(queue, &id)).map(|qf| qf.message).map_err(|e| e.to_string())
+    file::read(&cfg.spool.path(req.queue, &req.queue_id)).map(|qf| qf.message).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::queue::{QueueId, QueueName};
 
     fn request(sender: &str, rcpts: &[&str]) -> DeliveryRequest {
         DeliveryRequest {
-            queue_id: "ABC123".into(),
-            queue: "active".into(),
+            queue_id: QueueId::parse("ABC123").unwrap(),
+            queue: QueueName::Active,
             nexthop: "[127.0.0.1]:2525".into(),
             sender: sender.into(),
             recipients: rcpts.iter().enumerate().map(|(index, a)| DeliveryRecipient { index, address: a.to_string() }).collect(),

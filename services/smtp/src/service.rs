@@ -3,7 +3,6 @@
 //! connection cache actor outlives reloads.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -16,9 +15,6 @@ use crate::cache::ConnCache;
 use crate::config::AgentConfig;
 use crate::deliver::deliver;
 
-/// How long a kept connection from the queue manager may sit between requests.
-const IDLE_REQUEST_WAIT: Duration = Duration::from_secs(3600);
-
 struct Smtp {
     cfg: watch::Sender<Arc<AgentConfig>>,
     cache: ConnCache,
@@ -28,8 +24,10 @@ impl Service for Smtp {
     fn connection(&mut self, client: Client, session: Session) {
         let Some(stream) = client.into_unix("smtp") else { return };
         let (cfg, cache) = (self.cfg.subscribe(), self.cache.clone());
+        // A kept connection from the queue manager may sit between requests this long.
+        let idle = self.cfg.borrow().ipc_timeout;
         actix_rt::spawn(async move {
-            serve::<DeliveryProtocol, _, _>(stream, "smtp", IDLE_REQUEST_WAIT, None, Some(&session), move |req: DeliveryRequest, _| {
+            serve::<DeliveryProtocol, _, _>(stream, "smtp", idle, None, Some(&session), move |req: DeliveryRequest, _| {
                 let (cfg, cache) = (cfg.borrow().clone(), cache.clone());
                 async move { DeliveryReply { results: deliver(&cfg, &cache, &req).await } }
             })
@@ -39,7 +37,7 @@ impl Service for Smtp {
 
     fn reload(&mut self, params: &Params) -> Result<(), String> {
         let cfg = AgentConfig::from_params(params).map_err(|e| e.to_string())?;
-        self.cache.set_time_limit(cfg.cache_time);
+        self.cache.set_time_limits(cfg.cache_time, cfg.session.timeouts.quit);
         self.cfg.send_replace(Arc::new(cfg));
         Ok(())
     }
@@ -53,7 +51,7 @@ pub fn run() {
     // One thread, as flush: the connection cache's actor and the delivery tasks share it, so a
     // checkout or checkin wakes no other thread.
     actix_rt::System::new().block_on(async move {
-        let cache = ConnCache::start(cfg.cache_time);
+        let cache = ConnCache::start(cfg.cache_time, cfg.session.timeouts.quit);
         let smtp = Smtp { cfg: watch::Sender::new(Arc::new(cfg)), cache };
         daemon::serve("smtp", &args, &params, listeners, None, smtp).await;
     });

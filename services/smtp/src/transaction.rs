@@ -16,12 +16,29 @@ use crate::client::{ClientError, Connection, Reply};
 pub struct SessionConfig {
     /// `myhostname`: the EHLO name, and the name that gives a loop away.
     pub myhostname: String,
-    /// The time limit for each command's reply after the handshake.
-    pub command_timeout: Duration,
-    /// `smtp_data_done_timeout`: for the reply to the end of the message.
-    pub data_done_timeout: Duration,
+    /// The time limits of the commands after the handshake.
+    pub timeouts: Timeouts,
     /// `smtp_line_length_limit`: longer message lines are broken (0: no limit).
     pub line_length_limit: usize,
+}
+
+/// Postfix's time limits for each step of a mail transaction, each a parameter of its own.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// `smtp_mail_timeout`: the reply to MAIL FROM.
+    pub mail: Duration,
+    /// `smtp_rcpt_timeout`: the reply to each RCPT TO.
+    pub rcpt: Duration,
+    /// `smtp_data_init_timeout`: the reply to DATA.
+    pub data_init: Duration,
+    /// `smtp_data_xfer_timeout`: writing the message content.
+    pub data_xfer: Duration,
+    /// `smtp_data_done_timeout`: the reply to the end of the message.
+    pub data_done: Duration,
+    /// `smtp_rset_timeout`: the reply to RSET on a cached connection.
+    pub rset: Duration,
+    /// `smtp_quit_timeout`: the reply to QUIT.
+    pub quit: Duration,
 }
 
 /// How one attempt ended, before it becomes per-recipient results.
@@ -114,7 +131,7 @@ pub async fn handshake(cfg: &SessionConfig, conn: &mut Connection, peer: &str, l
 /// the command time limit. `false` when the server closed it meanwhile or refuses; then the
 /// caller connects afresh.
 pub async fn reset(cfg: &SessionConfig, conn: &mut Connection) -> bool {
-    conn.timeout = cfg.command_timeout;
+    conn.timeout = cfg.timeouts.rset;
     matches!(conn.command("RSET").await, Ok(r) if r.class() == 2)
 }
 
@@ -128,12 +145,15 @@ pub async fn mail_transaction(
     message: &[u8],
 ) -> (Vec<DeliveryResult>, bool) {
     let mut results = Vec::new();
+    let t = &cfg.timeouts;
     let body = async {
+        conn.timeout = t.mail;
         let mail = conn.command(&format!("MAIL FROM:<{}>", req.sender)).await.map_err(|e| broken(e, peer, "sending MAIL FROM"))?;
         if mail.class() != 2 {
             return Err(rejected(&mail, peer, "MAIL FROM command"));
         }
         let mut accepted = Vec::new();
+        conn.timeout = t.rcpt;
         for r in &req.recipients {
             let reply = conn.command(&format!("RCPT TO:<{}>", r.address)).await.map_err(|e| broken(e, peer, "sending RCPT TO"))?;
             if reply.class() == 2 {
@@ -146,17 +166,18 @@ pub async fn mail_transaction(
         if accepted.is_empty() {
             return Ok(());
         }
+        conn.timeout = t.data_init;
         let data = conn.command("DATA").await.map_err(|e| broken(e, peer, "sending DATA command"))?;
         if data.class() != 3 {
             return Err(rejected(&data, peer, "DATA command"));
         }
-        conn.timeout = cfg.data_done_timeout;
+        conn.timeout = t.data_xfer;
         let broke = conn.send_message(message, cfg.line_length_limit).await.map_err(|e| broken(e, peer, "sending message body"))?;
         if broke {
             log_info!("{}: breaking line > {} bytes with <CR><LF>SPACE", req.queue_id, cfg.line_length_limit);
         }
+        conn.timeout = t.data_done;
         let done = conn.read_reply().await.map_err(|e| broken(e, peer, "sending end of data -- message may be sent more than once"))?;
-        conn.timeout = cfg.command_timeout;
         let outcome = match done.class() {
             2 => Outcome::Sent,
             5 => Outcome::Bounced,
@@ -246,16 +267,23 @@ mod tests {
     fn cfg() -> SessionConfig {
         SessionConfig {
             myhostname: "me.test".into(),
-            command_timeout: Duration::from_secs(10),
-            data_done_timeout: Duration::from_secs(10),
+            timeouts: Timeouts {
+                mail: Duration::from_secs(10),
+                rcpt: Duration::from_secs(10),
+                data_init: Duration::from_secs(10),
+                data_xfer: Duration::from_secs(10),
+                data_done: Duration::from_secs(10),
+                rset: Duration::from_secs(10),
+                quit: Duration::from_secs(10),
+            },
             line_length_limit: 998,
         }
     }
 
     fn request(rcpts: &[&str]) -> DeliveryRequest {
         DeliveryRequest {
-            queue_id: "ABC123".into(),
-            queue: "active".into(),
+            queue_id: common::queue::QueueId::parse("ABC123").unwrap(),
+            queue: common::queue::QueueName::Active,
             nexthop: "[127.0.0.1]:2525".into(),
             sender: "s@x.test".into(),
             recipients: rcpts.iter().enumerate().map(|(index, a)| DeliveryRecipient { index, address: a.to_string() }).collect(),

@@ -1,6 +1,5 @@
 //! What smtpd reads from main.cf (with its master.cf `-o` overrides).
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,6 +8,7 @@ use common::config::{ConfigError, DomainList, Params};
 use common::ipc::client::Persistent;
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::flush::FlushProtocol;
+use common::ipc::trigger_client::TriggerClient;
 use common::net::NetworkList;
 use common::queue::Spool;
 
@@ -140,15 +140,16 @@ pub struct SmtpdConfig {
     pub queue_run_delay: Duration,
     /// The fast flush service, over one kept connection shared by all sessions.
     pub flush: Arc<Persistent<FlushProtocol>>,
-    pub qmgr_socket: PathBuf,
+    /// `ipc_timeout`: how long an ETRN waits for the fast flush service.
+    pub ipc_timeout: Duration,
     /// Concurrent sessions (master.cf maxproc); 0 is no limit.
     pub session_limit: usize,
     /// `smtpd_idle_eviction_time` (zero: never).
     pub idle_eviction: Duration,
     /// Per-client counts.
     pub anvil: Arc<Anvil>,
-    /// Incoming-scan triggers to the queue manager, over one persistent connection.
-    pub qmgr_trigger: common::ipc::trigger::TriggerSender,
+    /// Triggers to the queue manager (incoming scans, slow ETRN runs), over one kept connection.
+    pub qmgr_trigger: TriggerClient,
     /// When the last whole-queue run for a slow ETRN was asked for (shared by all sessions).
     pub last_slow_etrn: Arc<Mutex<Option<Instant>>>,
 }
@@ -161,6 +162,9 @@ impl SmtpdConfig {
         self.last_slow_etrn = old.last_slow_etrn.clone();
         if self.flush.path() == old.flush.path() {
             self.flush = old.flush.clone();
+        }
+        if self.qmgr_trigger.same_as(&old.qmgr_trigger) {
+            self.qmgr_trigger = old.qmgr_trigger.clone();
         }
     }
 }
@@ -204,7 +208,7 @@ impl SmtpdConfig {
         let count = |name: &str| -> Result<u32, ConfigError> { Ok(u32::try_from(nonnegative(name)?).unwrap_or(u32::MAX)) };
         let default_limit = u32::try_from(p.int("default_process_limit")?).unwrap_or(100);
         let qmgr_name = p.get("queue_service_name")?;
-        let qmgr_trigger = common::ipc::trigger::TriggerSender::start(
+        let qmgr_trigger = TriggerClient::new(
             service_path(&spool.root, Class::Public, &qmgr_name),
             p.time("trigger_timeout")?,
             common::ipc::endpoint::display_path(Class::Public, &qmgr_name),
@@ -213,7 +217,7 @@ impl SmtpdConfig {
             service: p.get("service_name")?,
             qmgr_trigger,
             flush: Arc::new(Persistent::new(service_path(&spool.root, Class::Public, &p.get("flush_service_name")?))),
-            qmgr_socket: service_path(&spool.root, Class::Public, &p.get("queue_service_name")?),
+            ipc_timeout: p.time("ipc_timeout")?,
             spool,
             myhostname: p.get("myhostname")?,
             banner: p.get("smtpd_banner")?,

@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use common::ipc::qmgr::QmgrTrigger;
+use common::ipc::trigger::Trigger;
 use common::queue::file::{ClientInfo, Envelope, NewQueueFile, QueueError, Recipient, WRITE_CHUNK, now_us};
 use common::queue::{QueueId, QueueName, Spool};
 use common::text::printable;
@@ -435,7 +435,7 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, bare_newline: BareNew
         log_info!("{id}: message-id={mid}");
     }
     // Queued behind earlier triggers on one connection; the 250 does not wait for it.
-    cfg.qmgr_trigger.send(&[QmgrTrigger::ScanIncoming]);
+    cfg.qmgr_trigger.post(&[Trigger::ScanIncoming]);
     s.message_received();
     Some(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")))
 }

@@ -3,13 +3,12 @@
 //! manager for a whole-queue run (at most one per `queue_run_delay`; later requests join it),
 //! `reject` answers 459 as Postfix does.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::config::table::Table;
 use common::domain::Site;
-use common::ipc::client::call;
 use common::ipc::flush::{FlushReply, FlushRequest};
-use common::ipc::qmgr::{QmgrProtocol, QmgrTrigger};
+use common::ipc::trigger::Trigger;
 use common::log_warning;
 
 use crate::config::{EtrnFallback, Restriction, SmtpdConfig};
@@ -87,7 +86,7 @@ pub async fn run(s: &Session<'_>, site: &str, subdomains: bool) -> Reply {
     let eligible = Site::parse(site).is_ok() && !cfg.fast_flush_domains.is_empty() && cfg.fast_flush_domains.matches(site);
     if eligible {
         let req = FlushRequest::SendSite { site: site.to_string(), subdomains };
-        match cfg.flush.call(&req, Duration::from_secs(60)).await {
+        match cfg.flush.call(&req, cfg.ipc_timeout).await {
             Ok(FlushReply::Ok { moved }) => {
                 return match (cfg.etrn_rfc1985, moved) {
                     (false, _) => Reply::plain(250, "Queuing started"),
@@ -137,8 +136,8 @@ async fn slow_run(cfg: &SmtpdConfig) -> bool {
         }
         *last = Some(Instant::now());
     }
-    let triggers = vec![QmgrTrigger::ForgetDeadSites, QmgrTrigger::IgnoreTimestamps, QmgrTrigger::ScanDeferred, QmgrTrigger::ScanIncoming];
-    match call::<QmgrProtocol>(&cfg.qmgr_socket, &triggers, Duration::from_secs(10)).await {
+    let triggers = [Trigger::ForgetDeadSites, Trigger::IgnoreTimestamps, Trigger::ScanDeferred, Trigger::ScanIncoming];
+    match cfg.qmgr_trigger.send(&triggers).await {
         Ok(_) => true,
         Err(e) => {
             log_warning!("unable to trigger the queue manager for ETRN: {e}");
