@@ -21,9 +21,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use common::ipc::trigger::Trigger;
-use common::queue::file::{ClientInfo, Envelope, NewQueueFile, QueueError, Recipient, WRITE_CHUNK, now_us};
+use common::queue::file::{Envelope, NewQueueFile, QueueError, WRITE_CHUNK};
 use common::queue::{QueueId, QueueName, Spool};
-use common::text::printable;
 use common::{log_info, log_warning};
 
 use crate::config::{BareNewline, SmtpdConfig};
@@ -256,12 +255,12 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
             Step::Reply(r) => (r, false),
             Step::Close(r) => (r, true),
             Step::Etrn { site, subdomains } => (crate::etrn::run(&s, &site, subdomains).await, false),
-            Step::Data => {
+            Step::Data(env) => {
                 if let Err(e) = io.reply("354 End data with <CR><LF>.<CR><LF>").await.and(io.flush().await) {
                     log_write_failure(&e, &s);
                     break;
                 }
-                let reply = receive_message(&mut io, &mut s, bare_newline).await;
+                let reply = receive_message(&mut io, &mut s, *env, bare_newline).await;
                 s.reset();
                 match reply {
                     Some(r) => (r, false),
@@ -342,26 +341,18 @@ async fn commit(spool: &Spool, env: &Arc<Envelope>, file: Option<NewQueueFile>, 
 /// Receive the message after 354 and queue it. `None` when the client went away mid-DATA or
 /// timed out (no queue file is left behind: a file gets its name only after the final dot).
 /// The transaction stays in `s` for the log lines; the caller resets it.
-async fn receive_message(io: &mut Io, s: &mut Session<'_>, bare_newline: BareNewline) -> Option<Reply> {
+async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_newline: BareNewline) -> Option<Reply> {
     let cfg = s.cfg;
-    let Some(sender) = &s.sender else {
-        return Some(Reply::new(503, "5.5.1", "Error: need RCPT command"));
-    };
-    let helo = printable(s.helo.as_deref().unwrap_or_default(), '?').into_owned();
     let received = format!(
-        "Received: from {helo} ({} [{}])\r\n\tby {} (Postern) with {};\r\n\t{}\r\n",
-        s.peer.name,
-        s.peer.addr,
+        "Received: from {} ({} [{}])\r\n\tby {} (Postern) with {};\r\n\t{}\r\n",
+        env.client.helo,
+        env.client.name,
+        env.client.addr,
         cfg.myhostname,
-        s.proto(),
+        env.client.protocol,
         common::datetime::rfc5322(std::time::SystemTime::now())
     );
-    let env = Arc::new(Envelope {
-        sender: sender.addr.clone(),
-        recipients: s.recipients.iter().map(|a| Recipient { address: a.addr.clone(), orig: None }).collect(),
-        arrival_us: now_us(),
-        client: ClientInfo { name: s.peer.name.clone(), addr: s.peer.addr.to_string(), helo, protocol: s.proto().into() },
-    });
+    let env = Arc::new(env);
     let mut reader = DataReader::new();
     let mut piece = Vec::with_capacity(WRITE_CHUNK + 8192);
     piece.extend_from_slice(received.as_bytes());

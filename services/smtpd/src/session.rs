@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use common::queue::file::{ClientInfo, Envelope, Recipient, now_us};
 use common::text::printable;
 
 use crate::address::{Address, parse_path};
@@ -14,8 +15,9 @@ use crate::reply::Reply;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Reply(Reply),
-    /// Send 354 and read the message.
-    Data,
+    /// Send 354 and read the message, to be queued with this envelope (the transaction has a
+    /// sender and recipients: DATA's checks are the session's alone).
+    Data(Box<Envelope>),
     /// Run ETRN for `site` (`subdomains` for `ETRN @site`).
     Etrn {
         site: String,
@@ -348,10 +350,20 @@ impl<'a> Session<'a> {
         if !arg.is_empty() {
             return Step::Reply(Reply::new(501, "5.5.4", "Syntax: DATA"));
         }
-        if self.sender.is_none() || self.recipients.is_empty() {
+        let Some(sender) = self.sender.as_ref().filter(|_| !self.recipients.is_empty()) else {
             return Step::Reply(Reply::new(503, "5.5.1", "Error: need RCPT command"));
-        }
-        Step::Data
+        };
+        Step::Data(Box::new(Envelope {
+            sender: sender.addr.clone(),
+            recipients: self.recipients.iter().map(|a| Recipient { address: a.addr.clone(), orig: None }).collect(),
+            arrival_us: now_us(),
+            client: ClientInfo {
+                name: self.peer.name.clone(),
+                addr: self.peer.addr.to_string(),
+                helo: printable(self.helo.as_deref().unwrap_or_default(), '?').into_owned(),
+                protocol: self.proto().into(),
+            },
+        }))
     }
 
     /// ETRN checks in Postfix's order (the reply texts carry no enhanced status codes).
@@ -427,7 +439,7 @@ mod tests {
     fn cmd(s: &mut Session<'_>, line: &[u8]) -> String {
         match s.command(line).1 {
             Step::Reply(r) | Step::Close(r) => r.to_string(),
-            Step::Data => "354".into(),
+            Step::Data(_) => "354".into(),
             Step::Etrn { site, subdomains } => format!("ETRN {site} subdomains={subdomains}"),
         }
     }
