@@ -46,6 +46,7 @@
 //! One process per service: `maxproc` is passed to the daemon as its client limit instead of
 //! limiting processes. `unix-dgram`, `fifo` and `pass` services are not supported.
 
+pub mod error;
 pub mod listen;
 pub mod notify;
 pub mod spawn;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use common::config::{self, Params};
 use common::queue::Spool;
 use common::{log_fatal, log_info, maillog, pidfile};
+use master::error::MasterError;
 use master::spawn::Identity;
 use master::supervisor::{Msg, Supervisor};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM};
@@ -58,23 +59,23 @@ fn main() -> ExitCode {
 
 /// Give `path` to mail_owner without following a symbolic link: root must not be made to
 /// hand over whatever a link points to.
-fn chown_nofollow(path: &std::path::Path, id: Identity) -> Result<(), String> {
+fn chown_nofollow(path: &std::path::Path, id: Identity) -> Result<(), MasterError> {
     nix::unistd::fchownat(nix::fcntl::AT_FDCWD, path, Some(id.uid.into()), Some(id.gid.into()), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-        .map_err(|e| format!("chown {}: {e}", path.display()))
+        .map_err(|source| MasterError::Chown { path: path.to_path_buf(), source })
 }
 
 /// Who unprivileged services run as: `mail_owner` when the master is root and that is another
 /// user; otherwise nobody changes identity.
-fn service_identity(params: &Params) -> Result<Option<Identity>, String> {
+fn service_identity(params: &Params) -> Result<Option<Identity>, MasterError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
-    match common::config::users::MailOwner::from_params(params).map_err(|e| e.to_string())? {
+    match common::config::users::MailOwner::from_params(params)? {
         Some(owner) => Ok(Some(Identity { uid: owner.uid, gid: owner.gid })),
         None => {
             // A development or test setup run by root: keep working, but say so loudly
             // (unless mail_owner is root itself, which is said by choosing it).
-            let name = params.get("mail_owner").map_err(|e| e.to_string())?;
+            let name = params.get("mail_owner")?;
             if nix::unistd::User::from_name(&name).ok().flatten().is_none() {
                 common::log_warning!("mail_owner user \"{name}\" does not exist -- running all services as root");
             }
@@ -83,13 +84,13 @@ fn service_identity(params: &Params) -> Result<Option<Identity>, String> {
     }
 }
 
-fn run(config_dir: PathBuf, params: &Params, test_only: bool) -> Result<u8, String> {
-    let spool = Spool::from_params(params).map_err(|e| e.to_string())?;
+fn run(config_dir: PathBuf, params: &Params, test_only: bool) -> Result<u8, MasterError> {
+    let spool = Spool::from_params(params)?;
     let pid_path = common::queue::master_pid_file(&spool.root);
     if test_only {
         return Ok(u8::from(pidfile::running_pid(&pid_path).is_some()));
     }
-    spool.create_dirs().map_err(|e| format!("create {}: {e}", spool.root.display()))?;
+    spool.create_dirs().map_err(|source| MasterError::CreateSpool { path: spool.root.clone(), source })?;
     let identity = service_identity(params)?;
     if let Some(id) = identity {
         // Daemons that run as mail_owner must be able to write the queues.
@@ -102,7 +103,7 @@ fn run(config_dir: PathBuf, params: &Params, test_only: bool) -> Result<u8, Stri
             chown_nofollow(&log, id)?;
         }
     }
-    let _lock = pidfile::acquire(&pid_path).map_err(|e| e.to_string())?;
+    let _lock = pidfile::acquire(&pid_path)?;
     let ready_pipe = std::env::var(READY_FD_ENV).ok().and_then(|fd| fd.parse().ok()).map(|fd| {
         // SAFETY: `postfix start` passes the write end of a pipe it created for this purpose.
         let f = unsafe { File::from_raw_fd(fd) };
@@ -115,8 +116,7 @@ fn run(config_dir: PathBuf, params: &Params, test_only: bool) -> Result<u8, Stri
 
     let sup = Supervisor::new(config_dir.clone(), identity, ready_pipe)?;
     let tx = sup.sender();
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD]).map_err(|e| format!("signals: {e}"))?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD]).map_err(MasterError::Signals)?;
     std::thread::spawn(move || {
         for sig in signals.forever() {
             if tx.send(Msg::Signal(sig)).is_err() {

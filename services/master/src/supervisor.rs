@@ -16,11 +16,12 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use common::config::{MasterCf, MasterEntry, Params};
+use common::config::{ConfigError, MasterCf, MasterEntry, Params};
 use common::ipc::control::{ChildEvent, MasterCommand};
 use common::ipc::frame::{MAX_FRAME, read_frame_blocking, write_frame_blocking};
 use common::{log_info, log_warning};
 
+use crate::error::MasterError;
 use crate::listen::open_listeners;
 use crate::notify::sd_notify;
 use crate::spawn::{Identity, command_path, relay_stderr, spawn_child};
@@ -75,12 +76,37 @@ struct Retired {
 /// Configuration read at start and at every reload.
 struct Loaded {
     params: Params,
+    settings: Settings,
     entries: Vec<MasterEntry>,
+}
+
+/// The master's own parameters, checked when the configuration is loaded: a bad value stops a
+/// start and fails a reload instead of being replaced by a default.
+struct Settings {
+    throttle_time: Duration,
+    default_process_limit: u32,
+    inet_interfaces: Vec<String>,
+    drain_timeout: Duration,
+}
+
+impl Settings {
+    fn from_params(p: &Params) -> Result<Settings, MasterError> {
+        let limit = p.int("default_process_limit")?;
+        let default_process_limit =
+            u32::try_from(limit).map_err(|_| ConfigError::value("default_process_limit", format!("bad value: \"{limit}\"")))?;
+        Ok(Settings {
+            throttle_time: p.time("service_throttle_time")?,
+            default_process_limit,
+            inet_interfaces: p.list("inet_interfaces")?,
+            drain_timeout: p.time("drain_timeout")?,
+        })
+    }
 }
 
 pub struct Supervisor {
     config_dir: PathBuf,
     params: Params,
+    settings: Settings,
     queue_dir: PathBuf,
     daemon_dir: PathBuf,
     identity: Option<Identity>,
@@ -94,27 +120,27 @@ pub struct Supervisor {
 }
 
 /// A configuration that cannot be loaded, formatted for the log.
-fn load(config_dir: &Path) -> Result<Loaded, String> {
-    let params = Params::load(config_dir, &[]).map_err(|e| e.to_string())?;
-    let master = MasterCf::load(&config_dir.join("master.cf")).map_err(|e| e.to_string())?;
+fn load(config_dir: &Path) -> Result<Loaded, MasterError> {
+    let params = Params::load(config_dir, &[])?;
+    let master = MasterCf::load(&config_dir.join("master.cf"))?;
     for w in &params.main.warnings {
         log_warning!("{w}");
     }
     for w in &master.warnings {
         log_warning!("{w}");
     }
-    let disabled = params.list("master_service_disable").map_err(|e| e.to_string())?;
+    let disabled = params.list("master_service_disable")?;
     let entries = master.entries.into_iter().filter(|e| !disabled.iter().any(|d| *d == e.key() || d == e.kind.as_str())).collect();
-    Ok(Loaded { params, entries })
+    Ok(Loaded { settings: Settings::from_params(&params)?, params, entries })
 }
 
 /// The directory of daemon programs: `daemon_directory`, or the master's own directory.
-fn daemon_dir(params: &Params) -> Result<PathBuf, String> {
-    let configured = params.get("daemon_directory").map_err(|e| e.to_string())?;
+fn daemon_dir(params: &Params) -> Result<PathBuf, MasterError> {
+    let configured = params.get("daemon_directory")?;
     if !configured.is_empty() {
-        return params.dir("daemon_directory").map_err(|e| e.to_string());
+        return Ok(params.dir("daemon_directory")?);
     }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the master program: {e}"))?;
+    let exe = std::env::current_exe().map_err(MasterError::OwnPath)?;
     Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
 }
 
@@ -129,14 +155,15 @@ fn describe_exit(status: WaitStatus) -> Option<String> {
 
 impl Supervisor {
     /// Load the configuration; the caller has already locked the pid file.
-    pub fn new(config_dir: PathBuf, identity: Option<Identity>, ready_pipe: Option<File>) -> Result<Supervisor, String> {
+    pub fn new(config_dir: PathBuf, identity: Option<Identity>, ready_pipe: Option<File>) -> Result<Supervisor, MasterError> {
         let loaded = load(&config_dir)?;
-        let queue_dir = loaded.params.dir("queue_directory").map_err(|e| e.to_string())?;
+        let queue_dir = loaded.params.dir("queue_directory")?;
         let daemon_dir = daemon_dir(&loaded.params)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut sup = Supervisor {
             config_dir,
             params: loaded.params,
+            settings: loaded.settings,
             queue_dir,
             daemon_dir,
             identity,
@@ -157,23 +184,11 @@ impl Supervisor {
         self.tx.clone()
     }
 
-    fn throttle_time(&self) -> Duration {
-        self.params.time("service_throttle_time").unwrap_or(Duration::from_secs(60))
-    }
-
-    fn default_process_limit(&self) -> u32 {
-        self.params.int("default_process_limit").ok().and_then(|n| u32::try_from(n).ok()).unwrap_or(100)
-    }
-
-    fn inet_interfaces(&self) -> Vec<String> {
-        self.params.list("inet_interfaces").unwrap_or_else(|_| vec!["all".into()])
-    }
-
     /// Create a service's sockets; a socket that cannot be created is fatal at start-up and a
     /// warning at reload (the rest of the mail system keeps running).
-    fn add_service(&mut self, entry: MasterEntry) -> Result<(), String> {
-        let listeners =
-            open_listeners(&entry, &self.queue_dir, &self.inet_interfaces()).map_err(|e| format!("service {}: {e}", entry.key()))?;
+    fn add_service(&mut self, entry: MasterEntry) -> Result<(), MasterError> {
+        let listeners = open_listeners(&entry, &self.queue_dir, &self.settings.inet_interfaces)
+            .map_err(|source| MasterError::Listen { service: entry.key(), source })?;
         let path = command_path(&self.daemon_dir, &entry.command);
         self.services.push(Service {
             entry,
@@ -236,7 +251,7 @@ impl Supervisor {
     }
 
     fn start_child(&mut self, i: usize) {
-        let limit = self.services[i].entry.process_limit(self.default_process_limit());
+        let limit = self.services[i].entry.process_limit(self.settings.default_process_limit);
         let svc = &mut self.services[i];
         let key = svc.entry.key();
         let reserved = self.retired.values().any(|r| r.key == key);
@@ -267,7 +282,7 @@ impl Supervisor {
     }
 
     fn throttle(&mut self, i: usize, why: &str) {
-        let until = Instant::now() + self.throttle_time();
+        let until = Instant::now() + self.settings.throttle_time;
         let svc = &mut self.services[i];
         log_warning!("{}: {why} -- throttling", svc.path.display());
         svc.throttled_until = Some(until);
@@ -324,7 +339,7 @@ impl Supervisor {
             return;
         }
         let now = Instant::now();
-        let window = self.throttle_time();
+        let window = self.settings.throttle_time;
         let svc = &mut self.services[i];
         svc.restarts.push_back(now);
         while svc.restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
@@ -434,6 +449,7 @@ impl Supervisor {
             log_warning!("queue_directory changes need a stop and start; keeping {}", self.queue_dir.display());
         }
         self.params = loaded.params;
+        self.settings = loaded.settings;
         if let Ok(d) = daemon_dir(&self.params) {
             self.daemon_dir = d;
         }
@@ -482,7 +498,7 @@ impl Supervisor {
     fn retire(&mut self, svc: &mut Service) {
         if let Some(mut c) = svc.child.take() {
             let stop_at = match send_command(&mut c.control, &MasterCommand::Drain) {
-                Ok(()) => Some(Instant::now() + self.drain_timeout()),
+                Ok(()) => Some(Instant::now() + self.settings.drain_timeout),
                 // A child that cannot hear us (not ready, stuck) is stopped now.
                 Err(_) => {
                     let _ = kill(Pid::from_raw(c.pid), Signal::SIGTERM);
@@ -491,10 +507,6 @@ impl Supervisor {
             };
             self.retired.insert(c.pid, Retired { path: svc.path.clone(), stop_at, key: svc.entry.key(), clients: 0 });
         }
-    }
-
-    fn drain_timeout(&self) -> Duration {
-        self.params.time("drain_timeout").unwrap_or(Duration::from_secs(300))
     }
 
     /// SIGTERM: stop every child, wait for them a little, then kill what is left.
