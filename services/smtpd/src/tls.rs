@@ -1,0 +1,413 @@
+//! smtpd's TLS settings, from Postfix's parameters: the security level, the server certificate
+//! and key (read again on every reload), the protocol versions, and what a finished handshake
+//! is called in the log and in the `Received:` header.
+//!
+//! TLS is rustls with the ring provider: TLSv1.2 and TLSv1.3 only. Postfix's protocol syntax
+//! (`>=TLSv1`, `!SSLv2, !SSLv3`, `TLSv1.2 TLSv1.3`, `<=TLSv1.2`) is read as Postfix reads it and
+//! then narrowed to those two; older versions are never offered, whatever the list says.
+//!
+//! A certificate or key that cannot be used is no fatal error, as in Postfix: the warnings say
+//! what is wrong and end in `disabling TLS support`; STARTTLS is still announced (Postfix does
+//! the same) and answered `454 4.7.0 TLS not available due to local problem`, and a
+//! wrapper-mode service drops its clients with Postfix's warning.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::config::{ConfigError, Params};
+use common::log_warning;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::version::{TLS12, TLS13};
+use rustls::{CipherSuite, ProtocolVersion, ServerConfig, ServerConnection, SupportedProtocolVersion};
+use tokio_rustls::TlsAcceptor;
+
+/// `smtpd_tls_security_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// No STARTTLS (also the empty default, as Postfix without `smtpd_use_tls`).
+    None,
+    /// STARTTLS is offered.
+    May,
+    /// STARTTLS is offered and required before MAIL (and everything but EHLO, HELO, STARTTLS,
+    /// NOOP, QUIT and HELP).
+    Encrypt,
+}
+
+/// Everything smtpd needs to know about TLS; rebuilt (certificates read again) on reload.
+#[derive(Clone)]
+pub struct TlsSettings {
+    /// The level in force: `encrypt` for a wrapper-mode service.
+    pub level: Level,
+    /// `smtpd_tls_wrappermode`: the handshake comes before the greeting (smtps, port 465).
+    pub wrappermode: bool,
+    /// `smtpd_tls_loglevel`: 1 and up log the summary line of each handshake.
+    pub loglevel: i64,
+    /// `smtpd_tls_received_header`.
+    pub received_header: bool,
+    /// `None` when TLS is wanted but could not be set up (the warnings are logged).
+    pub acceptor: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("level", &self.level)
+            .field("wrappermode", &self.wrappermode)
+            .field("loglevel", &self.loglevel)
+            .field("received_header", &self.received_header)
+            .field("acceptor", &self.acceptor.is_some())
+            .finish()
+    }
+}
+
+impl TlsSettings {
+    /// No TLS at all (unit tests, and `smtpd_tls_security_level = none`).
+    pub fn none() -> TlsSettings {
+        TlsSettings { level: Level::None, wrappermode: false, loglevel: 0, received_header: false, acceptor: None }
+    }
+
+    pub fn from_params(p: &Params) -> Result<TlsSettings, ConfigError> {
+        let wrappermode = p.bool("smtpd_tls_wrappermode")?;
+        let name = "smtpd_tls_security_level";
+        let level = match p.get(name)?.to_ascii_lowercase().as_str() {
+            "" | "none" => Level::None,
+            "may" => Level::May,
+            "encrypt" => Level::Encrypt,
+            v @ ("verify" | "secure" | "fingerprint") => {
+                log_warning!("{name}: unsupported TLS level \"{v}\", using \"encrypt\"");
+                Level::Encrypt
+            }
+            v => return Err(ConfigError::value(name, format!("Invalid TLS level \"{v}\""))),
+        };
+        // Wrapper mode always requires TLS, whatever the level says (as in Postfix).
+        let level = if wrappermode { Level::Encrypt } else { level };
+        let loglevel = p.int("smtpd_tls_loglevel")?;
+        let received_header = p.bool("smtpd_tls_received_header")?;
+        let acceptor = if level == Level::None { None } else { load_acceptor(p, level)? };
+        Ok(TlsSettings { level, wrappermode, loglevel, received_header, acceptor })
+    }
+
+    /// STARTTLS is announced and accepted.
+    pub fn offered(&self) -> bool {
+        self.level != Level::None && !self.wrappermode
+    }
+
+    /// Commands other than EHLO, HELO, STARTTLS, NOOP, QUIT and HELP need TLS first.
+    pub fn required(&self) -> bool {
+        self.level == Level::Encrypt
+    }
+}
+
+/// The protocol versions a Postfix protocol list allows, among those rustls has; `None` for a
+/// list Postfix would call invalid.
+pub fn parse_protocols(list: &str) -> Option<Vec<&'static SupportedProtocolVersion>> {
+    // Postfix's versions in order; only the last two exist here.
+    const NAMES: [&str; 6] = ["SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+    /// The rank of a version name (or an OpenSSL hex value) for `>=` and `<=`.
+    fn rank(v: &str) -> Option<usize> {
+        if v.eq_ignore_ascii_case("none") {
+            return Some(usize::MAX); // "no bound"
+        }
+        if let Some(i) = NAMES.iter().position(|n| *n == v) {
+            return Some(i);
+        }
+        // OpenSSL's numeric versions: 0x0300 SSLv3 .. 0x0304 TLSv1.3.
+        let n = u32::from_str_radix(v.trim_start_matches("0x"), 16).ok()?;
+        match n {
+            0 => Some(usize::MAX),
+            0x0300..=0x0304 => Some(n as usize - 0x0300 + 1),
+            _ => None,
+        }
+    }
+    let (mut include, mut exclude) = (Vec::new(), Vec::new());
+    let (mut floor, mut ceiling) = (0, NAMES.len() - 1);
+    for tok in list.split([',', ' ', '\t', ':']).filter(|t| !t.is_empty()) {
+        if let Some(v) = tok.strip_prefix(">=") {
+            floor = match rank(v)? {
+                usize::MAX => 0,
+                r => r,
+            };
+        } else if let Some(v) = tok.strip_prefix("<=") {
+            ceiling = match rank(v)? {
+                usize::MAX => NAMES.len() - 1,
+                r => r,
+            };
+        } else if let Some(v) = tok.strip_prefix('!') {
+            exclude.push(NAMES.iter().position(|n| *n == v)?);
+        } else {
+            include.push(NAMES.iter().position(|n| *n == tok)?);
+        }
+    }
+    let allowed = |i: usize| (include.is_empty() || include.contains(&i)) && !exclude.contains(&i) && (floor..=ceiling).contains(&i);
+    let mut out = Vec::new();
+    if allowed(5) {
+        out.push(&TLS13);
+    }
+    if allowed(4) {
+        out.push(&TLS12);
+    }
+    Some(out)
+}
+
+/// The server's TLS context, or `None` after the warnings that say why there is none.
+fn load_acceptor(p: &Params, level: Level) -> Result<Option<TlsAcceptor>, ConfigError> {
+    // Postfix takes the mandatory list where TLS is required.
+    let proto_param = if level == Level::Encrypt { "smtpd_tls_mandatory_protocols" } else { "smtpd_tls_protocols" };
+    let protocols = p.get(proto_param)?;
+    let versions = match parse_protocols(&protocols) {
+        Some(v) if !v.is_empty() => v,
+        Some(_) => {
+            log_warning!("{proto_param} = {protocols}: no protocol left that Postern speaks (TLSv1.2, TLSv1.3): disabling TLS support");
+            return Ok(None);
+        }
+        None => {
+            log_warning!("Invalid TLS protocol list \"{protocols}\": disabling TLS support");
+            return Ok(None);
+        }
+    };
+    let chain_files = p.list("smtpd_tls_chain_files")?;
+    let cert_file = p.get("smtpd_tls_cert_file")?;
+    let key_file = p.get("smtpd_tls_key_file")?;
+    let loaded = if let Some(first) = chain_files.first() {
+        if !cert_file.is_empty() {
+            log_warning!(
+                "Both smtpd_tls_chain_files and one or more of the legacy smtpd_tls_cert_file, smtpd_tls_eccert_file or smtpd_tls_dcert_file are non-empty; the legacy parameters will be ignored"
+            );
+        }
+        for extra in &chain_files[1..] {
+            log_warning!("smtpd_tls_chain_files: only one key and chain is supported; ignoring {extra}");
+        }
+        load_chain_file(first)
+    } else if cert_file.is_empty() || cert_file.eq_ignore_ascii_case("none") {
+        None
+    } else {
+        load_cert_and_key(&cert_file, &key_file)
+    };
+    let Some((certs, key)) = loaded else {
+        log_warning!("No server certs available. TLS won't be enabled");
+        return Ok(None);
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key));
+    match config {
+        Ok(c) => Ok(Some(TlsAcceptor::from(Arc::new(c)))),
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            let (k, c) = if chain_files.is_empty() {
+                (key_file.as_str(), cert_file.as_str())
+            } else {
+                (chain_files[0].as_str(), chain_files[0].as_str())
+            };
+            log_warning!("RSA private key in {k} does not match public key in {c}: disabling TLS support");
+            Ok(None)
+        }
+        Err(e) => {
+            log_warning!("TLS library problem: {e}: disabling TLS support");
+            Ok(None)
+        }
+    }
+}
+
+type CertAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// Postfix's legacy pair: the certificate chain from `cert_file`, the key from `key_file`
+/// (often the same file).
+fn load_cert_and_key(cert_file: &str, key_file: &str) -> Option<CertAndKey> {
+    let certs = match read_certs(Path::new(cert_file)) {
+        Ok(c) => c,
+        Err(e) => {
+            log_warning!("cannot get RSA certificate from file \"{cert_file}\": disabling TLS support");
+            log_warning!("TLS library problem: {e}");
+            return None;
+        }
+    };
+    match PrivateKeyDer::from_pem_file(key_file) {
+        Ok(key) => Some((certs, key)),
+        Err(e) => {
+            log_warning!("cannot get RSA private key from file \"{key_file}\": disabling TLS support");
+            log_warning!("TLS library problem: {}", pem_error(&e));
+            None
+        }
+    }
+}
+
+/// One `smtpd_tls_chain_files` entry: the key and its certificate chain in one file.
+fn load_chain_file(file: &str) -> Option<CertAndKey> {
+    if let Err(e) = std::fs::metadata(file) {
+        log_warning!("error opening chain file: {file}: {e}");
+        return None;
+    }
+    let certs = match read_certs(Path::new(file)) {
+        Ok(c) => c,
+        Err(e) => {
+            log_warning!("error loading private keys and certificates from: {file}: {e}");
+            return None;
+        }
+    };
+    match PrivateKeyDer::from_pem_file(file) {
+        Ok(key) => Some((certs, key)),
+        Err(rustls::pki_types::pem::Error::NoItemsFound) => {
+            log_warning!("No private key found in {file}");
+            None
+        }
+        Err(e) => {
+            log_warning!("error loading private keys and certificates from: {file}: {}", pem_error(&e));
+            None
+        }
+    }
+}
+
+/// The certificates of a PEM file, at least one.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> =
+        CertificateDer::pem_file_iter(path).map_err(|e| pem_error(&e))?.collect::<Result<_, _>>().map_err(|e| pem_error(&e))?;
+    if certs.is_empty() {
+        return Err(format!("No PEM data in {}", path.display()));
+    }
+    Ok(certs)
+}
+
+fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+        rustls::pki_types::pem::Error::NoItemsFound => "no PEM object of this type found".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// What a finished handshake negotiated, in OpenSSL's names (which Postfix logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `TLSv1.3`.
+    pub protocol: String,
+    /// `TLS_AES_256_GCM_SHA384`.
+    pub cipher: String,
+    /// The cipher's key bits, used and of the algorithm (`256/256`).
+    pub bits: u16,
+    /// The TLSv1.3 key exchange group (`X25519`); Postfix names none for TLSv1.2.
+    pub kex: Option<String>,
+}
+
+impl TlsInfo {
+    pub fn of(conn: &ServerConnection) -> TlsInfo {
+        let protocol = match conn.protocol_version() {
+            Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+            Some(ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+            Some(v) => format!("{v:?}"),
+            None => "unknown".to_string(),
+        };
+        let (cipher, bits) = conn.negotiated_cipher_suite().map_or(("unknown".into(), 0), |s| cipher_name(s.suite()));
+        let kex = (conn.protocol_version() == Some(ProtocolVersion::TLSv1_3))
+            .then(|| conn.negotiated_key_exchange_group().map(|g| group_name(g.name())))
+            .flatten();
+        TlsInfo { protocol, cipher, bits, kex }
+    }
+
+    /// Postfix's `tls_log_summary` line (smtpd_tls_loglevel >= 1), without the signature part.
+    pub fn summary(&self, peer: &str) -> String {
+        let mut line = format!(
+            "Anonymous TLS connection established from {peer}: {} with cipher {} ({}/{} bits)",
+            self.protocol, self.cipher, self.bits, self.bits
+        );
+        if let Some(kex) = &self.kex {
+            line.push_str(&format!(" key-exchange {kex}"));
+        }
+        line
+    }
+
+    /// The lines Postfix adds to its `Received:` header after `from ...`, each with its CRLF.
+    pub fn received_clause(&self) -> String {
+        let mut out = format!("\t(using {} with cipher {} ({}/{} bits)", self.protocol, self.cipher, self.bits, self.bits);
+        if let Some(kex) = &self.kex {
+            out.push_str(&format!("\r\n\t key-exchange {kex}"));
+        }
+        out.push_str(")\r\n\t(No client certificate requested)\r\n");
+        out
+    }
+}
+
+/// OpenSSL's name for a cipher suite, and its key bits.
+fn cipher_name(suite: CipherSuite) -> (String, u16) {
+    let (name, bits) = match suite {
+        CipherSuite::TLS13_AES_256_GCM_SHA384 => ("TLS_AES_256_GCM_SHA384", 256),
+        CipherSuite::TLS13_AES_128_GCM_SHA256 => ("TLS_AES_128_GCM_SHA256", 128),
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => ("TLS_CHACHA20_POLY1305_SHA256", 256),
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => ("ECDHE-ECDSA-AES256-GCM-SHA384", 256),
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => ("ECDHE-ECDSA-AES128-GCM-SHA256", 128),
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => ("ECDHE-ECDSA-CHACHA20-POLY1305", 256),
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => ("ECDHE-RSA-AES256-GCM-SHA384", 256),
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => ("ECDHE-RSA-AES128-GCM-SHA256", 128),
+        CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => ("ECDHE-RSA-CHACHA20-POLY1305", 256),
+        other => return (format!("{other:?}"), 0),
+    };
+    (name.to_string(), bits)
+}
+
+/// OpenSSL's name for a key exchange group.
+fn group_name(g: rustls::NamedGroup) -> String {
+    match g {
+        rustls::NamedGroup::X25519 => "X25519".into(),
+        rustls::NamedGroup::secp256r1 => "secp256r1".into(),
+        rustls::NamedGroup::secp384r1 => "secp384r1".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &str) -> Option<Vec<&'static str>> {
+        parse_protocols(list).map(|v| {
+            v.iter()
+                .map(|p| match p.version {
+                    ProtocolVersion::TLSv1_3 => "1.3",
+                    _ => "1.2",
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn postfix_protocol_lists() {
+        let cases: &[(&str, Option<Vec<&str>>)] = &[
+            (">=TLSv1", Some(vec!["1.3", "1.2"])),
+            ("", Some(vec!["1.3", "1.2"])),
+            ("!SSLv2, !SSLv3", Some(vec!["1.3", "1.2"])),
+            ("!SSLv2:!SSLv3:!TLSv1:!TLSv1.1", Some(vec!["1.3", "1.2"])),
+            (">=TLSv1.2", Some(vec!["1.3", "1.2"])),
+            (">=TLSv1.3", Some(vec!["1.3"])),
+            ("<=TLSv1.2", Some(vec!["1.2"])),
+            ("TLSv1.2", Some(vec!["1.2"])),
+            ("TLSv1 TLSv1.1", Some(vec![])),
+            ("!TLSv1.2 !TLSv1.3", Some(vec![])),
+            (">=0x0304", Some(vec!["1.3"])),
+            (">=None", Some(vec!["1.3", "1.2"])),
+            ("TLSv9", None),
+            (">=bogus", None),
+        ];
+        for (list, want) in cases {
+            assert_eq!(&names(list), want, "{list:?}");
+        }
+    }
+
+    #[test]
+    fn log_and_header_shapes() {
+        let info = TlsInfo { protocol: "TLSv1.3".into(), cipher: "TLS_AES_256_GCM_SHA384".into(), bits: 256, kex: Some("X25519".into()) };
+        assert_eq!(
+            info.summary("localhost[127.0.0.1]"),
+            "Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519"
+        );
+        assert_eq!(
+            info.received_clause(),
+            "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\r\n\t key-exchange X25519)\r\n\t(No client certificate requested)\r\n"
+        );
+        let tls12 = TlsInfo { protocol: "TLSv1.2".into(), cipher: "ECDHE-RSA-AES256-GCM-SHA384".into(), bits: 256, kex: None };
+        assert_eq!(
+            tls12.received_clause(),
+            "\t(using TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits))\r\n\t(No client certificate requested)\r\n"
+        );
+    }
+}
