@@ -108,9 +108,16 @@ fn tls_system(pki: &Pki, level: &str, extra: &str, sink: &Sink) -> (Install, u16
     Install::mail_system(&format!("{}{extra}", pki.main_cf("server", level)), sink.port)
 }
 
-/// Run a program to its end, `stdin` fed to it; (success, stdout + stderr).
+/// How long a client program may take before it is killed (a client that waits for a reply
+/// smtpd never sends must fail the test, not hang it).
+const CLIENT_LIMIT: &str = "30";
+
+/// Run a program to its end (at most [`CLIENT_LIMIT`] seconds), `stdin` fed to it; (success,
+/// stdout + stderr).
 fn run(program: &str, args: &[&str], stdin: &[u8]) -> (bool, String) {
-    let mut child = Command::new(program)
+    let mut child = Command::new("timeout")
+        .arg(CLIENT_LIMIT)
+        .arg(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -189,9 +196,18 @@ fn posttls_finger_sees_starttls_and_the_chain() {
     // posttls-finger reads a main.cf of its own: an empty one.
     let conf = tempfile::tempdir().unwrap();
     std::fs::write(conf.path().join("main.cf"), "").unwrap();
-    let out = Command::new("posttls-finger")
+    let out = Command::new("timeout")
         .env("MAIL_CONFIG", conf.path())
-        .args(["-C", "-l", "may", "-F", pki.path("ca.pem").to_str().unwrap(), &format!("[127.0.0.1]:{port}")])
+        .args([
+            CLIENT_LIMIT,
+            "posttls-finger",
+            "-C",
+            "-l",
+            "may",
+            "-F",
+            pki.path("ca.pem").to_str().unwrap(),
+            &format!("[127.0.0.1]:{port}"),
+        ])
         .output()
         .expect("run posttls-finger (Debian package postfix)");
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -408,7 +424,8 @@ s.quit()
 "#,
         ca = pki.path("ca.pem").display()
     );
-    let mut child = Command::new("python3").args(["-c", &held]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        Command::new("timeout").args([CLIENT_LIMIT, "python3", "-c", &held]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
