@@ -54,21 +54,21 @@ impl Pki {
     /// A server certificate `name`.pem with key `name`.key for `cn`, valid for 127.0.0.1,
     /// and `name`.chain: key, certificate and CA certificate in one file.
     fn server(&self, name: &str, cn: &str) {
+        self.server_with_key(name, cn, &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]);
+    }
+
+    /// The same with an RSA key of 2048 bits.
+    fn rsa_server(&self, name: &str, cn: &str) {
+        self.server_with_key(name, cn, &["-newkey", "rsa:2048"]);
+    }
+
+    fn server_with_key(&self, name: &str, cn: &str, key_args: &[&str]) {
         let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN={cn}"),
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-        ]);
+        let mut args = vec!["req"];
+        args.extend_from_slice(key_args);
+        let subject = format!("/CN={cn}");
+        args.extend_from_slice(&["-nodes", "-subj", &subject, "-keyout", &key, "-out", &csr]);
+        self.openssl(&args);
         std::fs::write(self.path("ext.cnf"), format!("subjectAltName = DNS:{cn}, IP:127.0.0.1\n")).unwrap();
         self.openssl(&[
             "x509",
@@ -129,7 +129,8 @@ fn run(program: &str, args: &[&str], stdin: &[u8]) -> (bool, String) {
     (out.status.success(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
 }
 
-const TLS13_LOG: &str = "Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519";
+/// Postfix's line for a TLSv1.3 handshake with the tests' ECDSA P-256 certificates.
+const TLS13_LOG: &str = "Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature ECDSA (prime256v1) server-digest SHA256";
 
 /// A message through `openssl s_client -starttls smtp`, once with TLSv1.3 and once with
 /// TLSv1.2: delivered, with Postfix's log line and Received: clause.
@@ -173,7 +174,7 @@ fn openssl_s_client_delivers_through_starttls() {
     let m13 = msgs.iter().find(|m| m.data.contains("Subject: s_client 1.3")).unwrap();
     assert!(
         m13.data.starts_with(
-            "Received: from client.test (localhost [127.0.0.1])\r\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\r\n\t key-exchange X25519)\r\n\t(No client certificate requested)\r\n\tby "
+            "Received: from client.test (localhost [127.0.0.1])\r\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\r\n\t key-exchange X25519 server-signature ECDSA (prime256v1) server-digest SHA256)\r\n\t(No client certificate requested)\r\n\tby "
         ),
         "{}",
         m13.data
@@ -222,7 +223,9 @@ fn posttls_finger_sees_starttls_and_the_chain() {
 fn swaks_delivers_with_tls() {
     let sink = Sink::start(free_port());
     let pki = Pki::new();
-    let (inst, port) = tls_system(&pki, "encrypt", "", &sink);
+    // An RSA certificate this time: Postfix's RSA-PSS words in the log line.
+    pki.rsa_server("server", "mx.test");
+    let (inst, port) = Install::mail_system(&pki.main_cf("server", "encrypt"), sink.port);
     let (ok, out) = run(
         "swaks",
         &[
@@ -241,7 +244,8 @@ fn swaks_delivers_with_tls() {
     assert!(ok, "swaks: {out}");
     assert!(out.contains("<-  220 2.0.0 Ready to start TLS") && out.contains("~> MAIL FROM:<s@sender.test>"), "{out}");
     wait_for("delivery", || (sink.count_containing("Subject: swaks tls") == 1).then_some(()));
-    inst.wait_log(TLS13_LOG);
+    // rustls signs with the first RSA-PSS digest the client offers of SHA512, SHA384, SHA256.
+    inst.wait_log("key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA");
 }
 
 /// Python's smtplib: `starttls()` with certificate and host name checks against the test CA,

@@ -19,7 +19,6 @@ use tokio::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 
 use common::ipc::qmgr::QmgrTrigger;
 use common::queue::file::{ClientInfo, Envelope, NewQueueFile, QueueError, Recipient, WRITE_CHUNK, now_us};
@@ -32,7 +31,7 @@ use crate::data::{DataReader, Feed};
 use crate::reply::Reply;
 use crate::session::{Peer, Session, Step};
 use crate::stream::SmtpStream;
-use crate::tls::TlsInfo;
+use crate::tls::{ServerContext, TlsInfo};
 
 /// The connection with a read buffer (over a write buffer): commands are read from the one,
 /// replies collected in the other.
@@ -145,14 +144,15 @@ impl Io {
     /// when it fails (the connection is unusable then). The read buffer goes unread: plaintext
     /// that a client pipelined after STARTTLS must not become a command under TLS
     /// (CVE-2011-0411). The reply to STARTTLS was flushed already, so the write buffer is empty.
-    async fn start_tls(&mut self, acceptor: &TlsAcceptor, timeout: Duration) -> Result<TlsInfo, String> {
+    async fn start_tls(&mut self, context: &ServerContext, timeout: Duration) -> Result<TlsInfo, String> {
         let old = std::mem::replace(&mut self.r, buffered(SmtpStream::Detached));
         let SmtpStream::Plain(tcp) = old.into_inner().into_inner() else {
             return Err("TLS already active".into());
         };
+        let (acceptor, signed) = context.acceptor();
         match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
-                let info = TlsInfo::of(tls.get_ref().1);
+                let info = TlsInfo::of(tls.get_ref().1, &signed);
                 self.r = buffered(SmtpStream::Tls(Box::new(tls)));
                 Ok(info)
             }
@@ -236,7 +236,7 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
 /// TLS before the greeting (`smtpd_tls_wrappermode`); false when the client must go.
 async fn wrapper_handshake(io: &mut Io, s: &mut Session<'_>) -> bool {
     let cfg = s.cfg;
-    let Some(acceptor) = &cfg.tls.acceptor else {
+    let Some(context) = &cfg.tls.context else {
         log_warning!(
             "Wrapper-mode request dropped from {} for service {}. TLS context initialization failed. For details see earlier warnings in your logs.",
             s.peer.show(),
@@ -244,12 +244,12 @@ async fn wrapper_handshake(io: &mut Io, s: &mut Session<'_>) -> bool {
         );
         return false;
     };
-    tls_handshake(io, s, acceptor).await
+    tls_handshake(io, s, context).await
 }
 
 /// The handshake and its log lines; false when it failed (the connection is lost then).
-async fn tls_handshake(io: &mut Io, s: &mut Session<'_>, acceptor: &TlsAcceptor) -> bool {
-    match io.start_tls(acceptor, s.limits().starttls_timeout).await {
+async fn tls_handshake(io: &mut Io, s: &mut Session<'_>, context: &ServerContext) -> bool {
+    match io.start_tls(context, s.limits().starttls_timeout).await {
         Ok(info) => {
             if s.cfg.tls.loglevel >= 1 {
                 log_info!("{}", info.summary(&s.peer.show()));
@@ -372,8 +372,8 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
                     log_write_failure(&e, s);
                     break;
                 }
-                let Some(acceptor) = &cfg.tls.acceptor else { break };
-                if !tls_handshake(io, s, acceptor).await {
+                let Some(context) = &cfg.tls.context else { break };
+                if !tls_handshake(io, s, context).await {
                     break;
                 }
                 continue;

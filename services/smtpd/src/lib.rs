@@ -95,8 +95,8 @@
 //! `warning: NOQUEUE: queue file size limit exceeded`, `warning: not enough free space in mail
 //! queue: ...`, `warning: queue file write error: ...`, `timeout after CMD from ...` (a read or
 //! a write), `lost connection after ...`. TLS: `Anonymous TLS connection established from
-//! name[addr]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519`
-//! (`smtpd_tls_loglevel` >= 1), `SSL_accept error from name[addr]: REASON` (`Connection timed
+//! name[addr]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519
+//! server-signature ECDSA (prime256v1) server-digest SHA256` (`smtpd_tls_loglevel` >= 1), `SSL_accept error from name[addr]: REASON` (`Connection timed
 //! out`, `lost connection`, the TLS error) then `lost connection after STARTTLS from ...`;
 //! `warning: cannot get RSA certificate from file "F": disabling TLS support`, `warning: cannot
 //! get RSA private key from file "F": ...`, `warning: RSA private key in K does not match public
@@ -124,9 +124,9 @@
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.
 //! No AUTH, BDAT or SMTPUTF8. `mydestination` is not delivered locally. TLS: TLSv1.2 and
 //! TLSv1.3 only; one key and chain (no RSA plus ECDSA pair); no client certificates, cipher
-//! grades, session cache database or new-TLS-session rate limit; the handshake line and the
-//! `Received:` clause leave out Postfix's `server-signature`/`server-digest` parts; loglevels
-//! above 1 log nothing more.
+//! grades, session cache database or new-TLS-session rate limit; with an RSA key the
+//! `server-digest` is the strongest the client offers (rustls's choice, not the client's
+//! order as with OpenSSL); loglevels above 1 log nothing more.
 
 pub mod address;
 pub mod anvil;

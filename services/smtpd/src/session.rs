@@ -287,7 +287,7 @@ impl<'a> Session<'a> {
         if !self.cfg.tls.offered() {
             return Step::Reply(Reply::new(502, "5.5.1", "Error: command not implemented"));
         }
-        if self.cfg.tls.acceptor.is_none() {
+        if self.cfg.tls.context.is_none() {
             // RFC 3207 section 4; the warnings at start-up or reload said why.
             return Step::Reply(Reply::new(454, "4.7.0", "TLS not available due to local problem"));
         }
@@ -536,7 +536,13 @@ mod tests {
             assert!(got.starts_with(want), "{name}: {line:?} answered {got:?}, want {want:?}");
             if got.ends_with("(handshake)") && tls_after_handshake {
                 assert!(!s.encrypted(), "{name}: not encrypted before the handshake");
-                s.tls_started(TlsInfo { protocol: "TLSv1.3".into(), cipher: "TLS_AES_256_GCM_SHA384".into(), bits: 256, kex: None });
+                s.tls_started(TlsInfo {
+                    protocol: "TLSv1.3".into(),
+                    cipher: "TLS_AES_256_GCM_SHA384".into(),
+                    bits: 256,
+                    kex: None,
+                    server_signature: None,
+                });
                 assert!(s.encrypted());
             }
         }
@@ -604,7 +610,7 @@ mod tests {
 
         // TLS wanted, but no certificate: announced, refused as Postfix does.
         let (_d4, broken) = config("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = /nonexistent/cert.pem\n");
-        assert!(broken.tls.acceptor.is_none());
+        assert!(broken.tls.context.is_none());
         dialogue(
             &broken,
             "no certificate",

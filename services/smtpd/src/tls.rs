@@ -12,14 +12,16 @@
 //! wrapper-mode service drops its clients with Postfix's warning.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use common::config::{ConfigError, Params};
 use common::log_warning;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, SubjectPublicKeyInfoDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::{CertifiedKey, Signer, SigningKey};
 use rustls::version::{TLS12, TLS13};
-use rustls::{CipherSuite, ProtocolVersion, ServerConfig, ServerConnection, SupportedProtocolVersion};
+use rustls::{CipherSuite, ProtocolVersion, ServerConfig, ServerConnection, SignatureAlgorithm, SignatureScheme, SupportedProtocolVersion};
 use tokio_rustls::TlsAcceptor;
 
 /// `smtpd_tls_security_level`.
@@ -45,8 +47,81 @@ pub struct TlsSettings {
     pub loglevel: i64,
     /// `smtpd_tls_received_header`.
     pub received_header: bool,
-    /// `None` when TLS is wanted but could not be set up (the warnings are logged).
-    pub acceptor: Option<TlsAcceptor>,
+    /// Postfix's server TLS context; `None` when TLS is wanted but could not be set up (the
+    /// warnings are logged).
+    pub context: Option<Arc<ServerContext>>,
+}
+
+/// The server's TLS configuration and its certified key, loaded once per start or reload.
+#[derive(Debug)]
+pub struct ServerContext {
+    config: Arc<ServerConfig>,
+    key: Arc<CertifiedKey>,
+}
+
+/// What the server signed with in one handshake: the scheme and the signature's length
+/// (an RSA signature is as long as the modulus, which gives Postfix's key bits).
+pub type SignatureSeen = Arc<Mutex<Option<(SignatureScheme, usize)>>>;
+
+impl ServerContext {
+    /// An acceptor for one connection, which records the signature it makes for the log line
+    /// (rustls does not tell a server which scheme it used). The session cache is shared.
+    pub fn acceptor(&self) -> (TlsAcceptor, SignatureSeen) {
+        let seen = SignatureSeen::default();
+        let key = Arc::new(RecordingKey { inner: self.key.key.clone(), seen: seen.clone() });
+        let certified = Arc::new(CertifiedKey { cert: self.key.cert.clone(), key, ocsp: None });
+        let mut config = (*self.config).clone();
+        config.cert_resolver = Arc::new(OneCert(certified));
+        (TlsAcceptor::from(Arc::new(config)), seen)
+    }
+}
+
+#[derive(Debug)]
+struct OneCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for OneCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+#[derive(Debug)]
+struct RecordingKey {
+    inner: Arc<dyn SigningKey>,
+    seen: SignatureSeen,
+}
+
+impl SigningKey for RecordingKey {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
+        let inner = self.inner.choose_scheme(offered)?;
+        Some(Box::new(RecordingSigner { inner, seen: self.seen.clone() }))
+    }
+
+    fn public_key(&self) -> Option<SubjectPublicKeyInfoDer<'_>> {
+        self.inner.public_key()
+    }
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        self.inner.algorithm()
+    }
+}
+
+#[derive(Debug)]
+struct RecordingSigner {
+    inner: Box<dyn Signer>,
+    seen: SignatureSeen,
+}
+
+impl Signer for RecordingSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        let signature = self.inner.sign(message)?;
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = Some((self.inner.scheme(), signature.len()));
+        Ok(signature)
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        self.inner.scheme()
+    }
 }
 
 impl std::fmt::Debug for TlsSettings {
@@ -56,7 +131,7 @@ impl std::fmt::Debug for TlsSettings {
             .field("wrappermode", &self.wrappermode)
             .field("loglevel", &self.loglevel)
             .field("received_header", &self.received_header)
-            .field("acceptor", &self.acceptor.is_some())
+            .field("context", &self.context.is_some())
             .finish()
     }
 }
@@ -64,7 +139,7 @@ impl std::fmt::Debug for TlsSettings {
 impl TlsSettings {
     /// No TLS at all (unit tests, and `smtpd_tls_security_level = none`).
     pub fn none() -> TlsSettings {
-        TlsSettings { level: Level::None, wrappermode: false, loglevel: 0, received_header: false, acceptor: None }
+        TlsSettings { level: Level::None, wrappermode: false, loglevel: 0, received_header: false, context: None }
     }
 
     pub fn from_params(p: &Params) -> Result<TlsSettings, ConfigError> {
@@ -84,8 +159,8 @@ impl TlsSettings {
         let level = if wrappermode { Level::Encrypt } else { level };
         let loglevel = p.int("smtpd_tls_loglevel")?;
         let received_header = p.bool("smtpd_tls_received_header")?;
-        let acceptor = if level == Level::None { None } else { load_acceptor(p, level)? };
-        Ok(TlsSettings { level, wrappermode, loglevel, received_header, acceptor })
+        let context = if level == Level::None { None } else { load_context(p, level)? };
+        Ok(TlsSettings { level, wrappermode, loglevel, received_header, context })
     }
 
     /// STARTTLS is announced and accepted.
@@ -151,7 +226,7 @@ pub fn parse_protocols(list: &str) -> Option<Vec<&'static SupportedProtocolVersi
 }
 
 /// The server's TLS context, or `None` after the warnings that say why there is none.
-fn load_acceptor(p: &Params, level: Level) -> Result<Option<TlsAcceptor>, ConfigError> {
+fn load_context(p: &Params, level: Level) -> Result<Option<Arc<ServerContext>>, ConfigError> {
     // Postfix takes the mandatory list where TLS is required.
     let proto_param = if level == Level::Encrypt { "smtpd_tls_mandatory_protocols" } else { "smtpd_tls_protocols" };
     let protocols = p.get(proto_param)?;
@@ -189,11 +264,16 @@ fn load_acceptor(p: &Params, level: Level) -> Result<Option<TlsAcceptor>, Config
         return Ok(None);
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key));
-    match config {
-        Ok(c) => Ok(Some(TlsAcceptor::from(Arc::new(c)))),
+    let context = CertifiedKey::from_der(certs, key, &provider).and_then(|key| {
+        let key = Arc::new(key);
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&versions)?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(OneCert(key.clone())));
+        Ok(ServerContext { config: Arc::new(config), key })
+    });
+    match context {
+        Ok(c) => Ok(Some(Arc::new(c))),
         Err(rustls::Error::InconsistentKeys(_)) => {
             let (k, c) = if chain_files.is_empty() {
                 (key_file.as_str(), cert_file.as_str())
@@ -288,10 +368,14 @@ pub struct TlsInfo {
     pub bits: u16,
     /// The TLSv1.3 key exchange group (`X25519`); Postfix names none for TLSv1.2.
     pub kex: Option<String>,
+    /// The TLSv1.3 server signature as Postfix shows it: `ECDSA (prime256v1) server-digest
+    /// SHA256`, `RSA-PSS (2048 bits) server-digest SHA256`, `ED25519`; none when the session was
+    /// resumed (nothing was signed).
+    pub server_signature: Option<String>,
 }
 
 impl TlsInfo {
-    pub fn of(conn: &ServerConnection) -> TlsInfo {
+    pub fn of(conn: &ServerConnection, seen: &SignatureSeen) -> TlsInfo {
         let protocol = match conn.protocol_version() {
             Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
             Some(ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
@@ -299,13 +383,14 @@ impl TlsInfo {
             None => "unknown".to_string(),
         };
         let (cipher, bits) = conn.negotiated_cipher_suite().map_or(("unknown".into(), 0), |s| cipher_name(s.suite()));
-        let kex = (conn.protocol_version() == Some(ProtocolVersion::TLSv1_3))
-            .then(|| conn.negotiated_key_exchange_group().map(|g| group_name(g.name())))
-            .flatten();
-        TlsInfo { protocol, cipher, bits, kex }
+        let tls13 = conn.protocol_version() == Some(ProtocolVersion::TLSv1_3);
+        let kex = tls13.then(|| conn.negotiated_key_exchange_group().map(|g| group_name(g.name()))).flatten();
+        let signed = *seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let server_signature = tls13.then(|| signed.and_then(|(scheme, len)| signature_name(scheme, len))).flatten();
+        TlsInfo { protocol, cipher, bits, kex, server_signature }
     }
 
-    /// Postfix's `tls_log_summary` line (smtpd_tls_loglevel >= 1), without the signature part.
+    /// Postfix's `tls_log_summary` line (smtpd_tls_loglevel >= 1).
     pub fn summary(&self, peer: &str) -> String {
         let mut line = format!(
             "Anonymous TLS connection established from {peer}: {} with cipher {} ({}/{} bits)",
@@ -314,14 +399,25 @@ impl TlsInfo {
         if let Some(kex) = &self.kex {
             line.push_str(&format!(" key-exchange {kex}"));
         }
+        if let Some(sig) = &self.server_signature {
+            line.push_str(&format!(" server-signature {sig}"));
+        }
         line
     }
 
     /// The lines Postfix adds to its `Received:` header after `from ...`, each with its CRLF.
     pub fn received_clause(&self) -> String {
         let mut out = format!("\t(using {} with cipher {} ({}/{} bits)", self.protocol, self.cipher, self.bits, self.bits);
-        if let Some(kex) = &self.kex {
-            out.push_str(&format!("\r\n\t key-exchange {kex}"));
+        // Postfix starts a continuation line for the key exchange, or else for the signature.
+        match (&self.kex, &self.server_signature) {
+            (Some(kex), sig) => {
+                out.push_str(&format!("\r\n\t key-exchange {kex}"));
+                if let Some(sig) = sig {
+                    out.push_str(&format!(" server-signature {sig}"));
+                }
+            }
+            (None, Some(sig)) => out.push_str(&format!("\r\n\t server-signature {sig}")),
+            (None, None) => {}
         }
         out.push_str(")\r\n\t(No client certificate requested)\r\n");
         out
@@ -343,6 +439,23 @@ fn cipher_name(suite: CipherSuite) -> (String, u16) {
         other => return (format!("{other:?}"), 0),
     };
     (name.to_string(), bits)
+}
+
+/// Postfix's words for a TLSv1.3 server signature (`tls_get_signature_params`): the key type
+/// with its curve or bits, and the digest.
+fn signature_name(scheme: SignatureScheme, len: usize) -> Option<String> {
+    use SignatureScheme as S;
+    let rsa = |digest: &str| format!("RSA-PSS ({} bits) server-digest {digest}", len * 8);
+    Some(match scheme {
+        S::ECDSA_NISTP256_SHA256 => "ECDSA (prime256v1) server-digest SHA256".into(),
+        S::ECDSA_NISTP384_SHA384 => "ECDSA (secp384r1) server-digest SHA384".into(),
+        S::ECDSA_NISTP521_SHA512 => "ECDSA (secp521r1) server-digest SHA512".into(),
+        S::RSA_PSS_SHA256 => rsa("SHA256"),
+        S::RSA_PSS_SHA384 => rsa("SHA384"),
+        S::RSA_PSS_SHA512 => rsa("SHA512"),
+        S::ED25519 => "ED25519".into(),
+        _ => return None,
+    })
 }
 
 /// OpenSSL's name for a key exchange group.
@@ -395,16 +508,31 @@ mod tests {
 
     #[test]
     fn log_and_header_shapes() {
-        let info = TlsInfo { protocol: "TLSv1.3".into(), cipher: "TLS_AES_256_GCM_SHA384".into(), bits: 256, kex: Some("X25519".into()) };
+        let info = TlsInfo {
+            protocol: "TLSv1.3".into(),
+            cipher: "TLS_AES_256_GCM_SHA384".into(),
+            bits: 256,
+            kex: Some("X25519".into()),
+            server_signature: signature_name(SignatureScheme::RSA_PSS_SHA256, 256),
+        };
+        // The line Postfix 3.7 logged (reference/postfix-behavior.md 16.1).
         assert_eq!(
             info.summary("localhost[127.0.0.1]"),
-            "Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519"
+            "Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256"
         );
         assert_eq!(
             info.received_clause(),
-            "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\r\n\t key-exchange X25519)\r\n\t(No client certificate requested)\r\n"
+            "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\r\n\t key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256)\r\n\t(No client certificate requested)\r\n"
         );
-        let tls12 = TlsInfo { protocol: "TLSv1.2".into(), cipher: "ECDHE-RSA-AES256-GCM-SHA384".into(), bits: 256, kex: None };
+        let resumed = TlsInfo { server_signature: None, ..info };
+        assert!(resumed.summary("x[192.0.2.1]").ends_with("key-exchange X25519"));
+        let tls12 = TlsInfo {
+            protocol: "TLSv1.2".into(),
+            cipher: "ECDHE-RSA-AES256-GCM-SHA384".into(),
+            bits: 256,
+            kex: None,
+            server_signature: None,
+        };
         assert_eq!(
             tls12.received_clause(),
             "\t(using TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits))\r\n\t(No client certificate requested)\r\n"
