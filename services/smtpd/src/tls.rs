@@ -506,6 +506,75 @@ mod tests {
         }
     }
 
+    /// Settings from main.cf lines (over a temporary config directory).
+    fn settings(dir: &Path, lines: &str) -> TlsSettings {
+        let main = common::config::MainCf::parse(lines, &dir.join("main.cf")).unwrap();
+        TlsSettings::from_params(&Params::from_parts(dir, main, &[])).unwrap()
+    }
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Each way a certificate can be unusable leaves no TLS context (and warnings), never an
+    /// error that stops smtpd; the good ones give a context.
+    #[test]
+    fn unusable_certificates_disable_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for name in ["a", "b"] {
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=mx.test",
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.pem"),
+                ],
+            );
+        }
+        let both = [std::fs::read_to_string(d.join("a.key")).unwrap(), std::fs::read_to_string(d.join("a.pem")).unwrap()].concat();
+        std::fs::write(d.join("a.chain"), both).unwrap();
+        std::fs::write(d.join("garbage.pem"), "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n").unwrap();
+        let f = |n: &str| d.join(n).display().to_string();
+        let pair = |cert: &str, key: &str| {
+            format!("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\n", f(cert), f(key))
+        };
+        let cases: Vec<(&str, String, bool)> = vec![
+            ("a good pair", pair("a.pem", "a.key"), true),
+            ("a chain file", format!("smtpd_tls_security_level = encrypt\nsmtpd_tls_chain_files = {}\n", f("a.chain")), true),
+            ("no certificate", "smtpd_tls_security_level = may\n".into(), false),
+            ("cert_file = none", "smtpd_tls_security_level = may\nsmtpd_tls_cert_file = none\n".into(), false),
+            ("missing certificate", pair("nothere.pem", "a.key"), false),
+            ("garbage certificate", pair("garbage.pem", "a.key"), false),
+            ("a key file without a key", pair("a.pem", "a.pem"), false),
+            ("the key of another certificate", pair("a.pem", "b.key"), false),
+            ("a chain file without a key", format!("smtpd_tls_security_level = may\nsmtpd_tls_chain_files = {}\n", f("a.pem")), false),
+            ("a missing chain file", format!("smtpd_tls_security_level = may\nsmtpd_tls_chain_files = {}\n", f("nothere")), false),
+            ("no protocol left", format!("{}smtpd_tls_protocols = TLSv1 TLSv1.1\n", pair("a.pem", "a.key")), false),
+            ("a bad protocol list", format!("{}smtpd_tls_protocols = TLSv9\n", pair("a.pem", "a.key")), false),
+            // The mandatory list applies at encrypt only.
+            ("may ignores the mandatory list", format!("{}smtpd_tls_mandatory_protocols = TLSv9\n", pair("a.pem", "a.key")), true),
+        ];
+        for (name, lines, ok) in cases {
+            assert_eq!(settings(d, &lines).context.is_some(), ok, "{name}");
+        }
+        let wrapper = settings(d, &format!("smtpd_tls_wrappermode = yes\nsmtpd_tls_cert_file = {}\n", f("a.chain")));
+        assert!(wrapper.required() && wrapper.context.is_some(), "wrapper mode implies encrypt");
+    }
+
     #[test]
     fn log_and_header_shapes() {
         let info = TlsInfo {
