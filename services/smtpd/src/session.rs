@@ -111,6 +111,11 @@ impl<'a> Session<'a> {
     /// client starts over with EHLO: nothing said in plaintext carries over (RFC 3207 4.2).
     pub fn tls_started(&mut self, info: TlsInfo) {
         self.tls = Some(info);
+        self.forget_client();
+    }
+
+    /// Postfix's `helo_reset`, `mail_reset` and `rcpt_reset`.
+    fn forget_client(&mut self) {
         self.helo = None;
         self.esmtp = false;
         self.reset();
@@ -292,9 +297,7 @@ impl<'a> Session<'a> {
             return Step::Reply(Reply::new(454, "4.7.0", "TLS not available due to local problem"));
         }
         // RFC 3207 allows STARTTLS in a transaction; everything before it is forgotten.
-        self.helo = None;
-        self.esmtp = false;
-        self.reset();
+        self.forget_client();
         Step::StartTls(Reply::new(220, "2.0.0", "Ready to start TLS"))
     }
 
