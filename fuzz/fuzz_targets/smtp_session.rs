@@ -27,8 +27,8 @@ fuzz_target!(|data: &[u8]| {
     let mut s = Session::new(cfg, Peer { name: "client".into(), addr: "192.0.2.1".parse().expect("address") });
     for line in data.split(|&b| b == b'\n') {
         let reply = match s.command(line).1 {
-            Step::Reply(r) | Step::Close(r) => r.to_string(),
-            Step::Data | Step::Etrn { .. } => continue,
+            Step::Reply(r) | Step::Close(r) | Step::StartTls(r) => r.to_string(),
+            Step::Data(_) | Step::Etrn { .. } => continue,
         };
         for l in reply.split("\r\n") {
             assert!(l.len() >= 3 && l.as_bytes()[..3].iter().all(u8::is_ascii_digit), "{reply:?}");

@@ -13,6 +13,7 @@ use common::net::NetworkList;
 use common::queue::Spool;
 
 use crate::anvil::Anvil;
+use crate::tls::TlsSettings;
 
 /// One entry of a restriction list.
 #[derive(Debug, Clone)]
@@ -83,6 +84,8 @@ pub enum BareNewline {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StressLimits {
     pub timeout: Duration,
+    /// `smtpd_starttls_timeout`: the TLS handshake.
+    pub starttls_timeout: Duration,
     pub hard_error_limit: u32,
     pub junk_command_limit: u32,
 }
@@ -91,6 +94,7 @@ impl StressLimits {
     fn from_params(p: &Params) -> Result<StressLimits, ConfigError> {
         Ok(StressLimits {
             timeout: p.time("smtpd_timeout")?,
+            starttls_timeout: p.time("smtpd_starttls_timeout")?,
             hard_error_limit: limit(p.int("smtpd_hard_error_limit")?),
             junk_command_limit: limit(p.int("smtpd_junk_command_limit")?),
         })
@@ -152,6 +156,8 @@ pub struct SmtpdConfig {
     pub qmgr_trigger: TriggerClient,
     /// When the last whole-queue run for a slow ETRN was asked for (shared by all sessions).
     pub last_slow_etrn: Arc<Mutex<Option<Instant>>>,
+    /// STARTTLS and wrapper mode; the certificate is read again on each reload.
+    pub tls: TlsSettings,
 }
 
 impl SmtpdConfig {
@@ -257,6 +263,7 @@ impl SmtpdConfig {
             idle_eviction: p.time("smtpd_idle_eviction_time")?,
             last_slow_etrn: Arc::new(Mutex::new(None)),
             anvil: Arc::new(Anvil::default()),
+            tls: TlsSettings::from_params(p)?,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! One client connection: read command lines with a time limit and a length limit, run them
 //! through the session, write replies (batched while the client pipelines) with the same time
 //! limit, stream DATA into a queue file that is durable before the 250 reply, and log
-//! Postfix's connect/disconnect lines.
+//! Postfix's connect/disconnect lines. The same loop serves plain and TLS connections: the
+//! stream is an [`SmtpStream`], which STARTTLS turns from the one into the other.
 //!
 //! Memory per session does not grow with what the client sends: a command line is cut at
 //! `line_length_limit`, and message content goes to the queue file in pieces of at most
@@ -18,7 +19,6 @@ use tokio::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use common::ipc::trigger::Trigger;
 use common::queue::file::{Envelope, NewQueueFile, QueueError, WRITE_CHUNK};
@@ -29,6 +29,16 @@ use crate::config::{BareNewline, SmtpdConfig};
 use crate::data::{DataReader, Feed};
 use crate::reply::Reply;
 use crate::session::{Peer, Session, Step};
+use crate::stream::SmtpStream;
+use crate::tls::{ServerContext, TlsInfo};
+
+/// The connection with a read buffer (over a write buffer): commands are read from the one,
+/// replies collected in the other.
+type Buffered = BufReader<BufWriter<SmtpStream>>;
+
+fn buffered(s: SmtpStream) -> Buffered {
+    BufReader::new(BufWriter::new(s))
+}
 
 /// How a read ended other than with a line.
 enum ReadEnd {
@@ -61,7 +71,7 @@ async fn read_deadline(start: Instant, cfg: &SmtpdConfig, stress: &mut watch::Re
 }
 
 /// Read one line of at most `max` bytes (the rest of a longer line is discarded).
-async fn read_line(r: &mut BufReader<OwnedReadHalf>, max: usize, deadline: impl Future<Output = ()>) -> Result<Line, ReadEnd> {
+async fn read_line(r: &mut Buffered, max: usize, deadline: impl Future<Output = ()>) -> Result<Line, ReadEnd> {
     let work = async {
         let mut line = Vec::new();
         let mut too_long = false;
@@ -103,8 +113,8 @@ fn trim_eol(mut text: Vec<u8>) -> Line {
 }
 
 struct Io {
-    r: BufReader<OwnedReadHalf>,
-    w: BufWriter<OwnedWriteHalf>,
+    /// Read with `fill_buf`/`consume`, written with `write_all` (which goes to the write buffer).
+    r: Buffered,
     /// `smtpd_timeout`, for writes as for reads: a client that never reads its replies must
     /// not hold a session slot for ever.
     timeout: Duration,
@@ -115,10 +125,10 @@ impl Io {
         // While the client has pipelined more commands, keep collecting replies.
         let flush = self.r.buffer().is_empty();
         let write = async {
-            self.w.write_all(text.as_bytes()).await?;
-            self.w.write_all(b"\r\n").await?;
+            self.r.write_all(text.as_bytes()).await?;
+            self.r.write_all(b"\r\n").await?;
             if flush {
-                self.w.flush().await?;
+                self.r.flush().await?;
             }
             Ok(())
         };
@@ -126,7 +136,36 @@ impl Io {
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        tokio::time::timeout(self.timeout, self.w.flush()).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+        tokio::time::timeout(self.timeout, self.r.flush()).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+    }
+
+    /// The TLS handshake, within `timeout`; the reason for Postfix's `SSL_accept error` line
+    /// when it fails (the connection is unusable then). The read buffer goes unread: plaintext
+    /// that a client pipelined after STARTTLS must not become a command under TLS
+    /// (CVE-2011-0411). The reply to STARTTLS was flushed already, so the write buffer is empty.
+    async fn start_tls(&mut self, context: &ServerContext, timeout: Duration) -> Result<TlsInfo, String> {
+        let old = std::mem::replace(&mut self.r, buffered(SmtpStream::Detached));
+        let SmtpStream::Plain(tcp) = old.into_inner().into_inner() else {
+            return Err("TLS already active".into());
+        };
+        let (acceptor, signed) = context.acceptor();
+        match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                let info = TlsInfo::of(tls.get_ref().1, &signed);
+                self.r = buffered(SmtpStream::Tls(Box::new(tls)));
+                Ok(info)
+            }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Err("lost connection".into()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("Connection timed out".into()),
+        }
+    }
+
+    /// The end of a TLS session: close_notify, best effort within the time limit.
+    async fn close(&mut self) {
+        if self.r.get_ref().get_ref().is_tls() {
+            let _ = tokio::time::timeout(self.timeout, self.r.shutdown()).await;
+        }
     }
 
     /// A reply that ends the session: best effort, bounded by the time limit.
@@ -176,26 +215,69 @@ fn check_client_limits(s: &Session<'_>, conn: &crate::anvil::Connection) -> Opti
 /// Serve one SMTP client until it quits, times out, errs too often or goes away. `sessions`
 /// says whether other clients wait for a session slot, and may ask an idle session for its.
 pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, sessions: SessionLimit) {
-    let mut stress = sessions.stress();
     let ip = addr.ip();
     let name = if ip.is_loopback() { "localhost" } else { "unknown" };
     let peer = Peer { name: name.to_string(), addr: ip };
     log_info!("connect from {}", peer.show());
     // Replies are already batched per pipelined group; do not let Nagle delay them further.
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
-    let mut io = Io { r: BufReader::new(r), w: BufWriter::new(w), timeout: cfg.normal.timeout };
+    let mut io = Io { r: buffered(SmtpStream::Plain(stream)), timeout: cfg.normal.timeout };
     let mut s = Session::new(&cfg, peer);
-    let bare_newline = bare_newline_policy(&cfg, &s.peer);
+    if cfg.tls.wrappermode && !wrapper_handshake(&mut io, &mut s).await {
+        log_info!("disconnect from {} {}", s.peer.show(), s.stats());
+        return;
+    }
+    session_loop(&mut io, &mut s, &sessions).await;
+    io.close().await;
+    log_info!("disconnect from {} {}", s.peer.show(), s.stats());
+}
+
+/// TLS before the greeting (`smtpd_tls_wrappermode`); false when the client must go.
+async fn wrapper_handshake(io: &mut Io, s: &mut Session<'_>) -> bool {
+    let cfg = s.cfg;
+    let Some(context) = &cfg.tls.context else {
+        log_warning!(
+            "Wrapper-mode request dropped from {} for service {}. TLS context initialization failed. For details see earlier warnings in your logs.",
+            s.peer.show(),
+            cfg.service
+        );
+        return false;
+    };
+    tls_handshake(io, s, context).await
+}
+
+/// The handshake and its log lines; false when it failed (the connection is lost then).
+async fn tls_handshake(io: &mut Io, s: &mut Session<'_>, context: &ServerContext) -> bool {
+    match io.start_tls(context, s.limits().starttls_timeout).await {
+        Ok(info) => {
+            if s.cfg.tls.loglevel >= 1 {
+                log_info!("{}", info.summary(&s.peer.show()));
+            }
+            s.tls_started(info);
+            true
+        }
+        Err(why) => {
+            log_info!("SSL_accept error from {}: {why}", s.peer.show());
+            log_info!("lost connection after {} from {}", s.last_command, s.peer.show());
+            false
+        }
+    }
+}
+
+/// Greet the client and serve its commands until the session ends.
+async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit) {
+    let cfg = s.cfg;
+    let mut stress = sessions.stress();
+    let ip = s.peer.addr;
+    let bare_newline = bare_newline_policy(cfg, &s.peer);
     let counted = cfg.anvil.connect(ip, cfg.client_limits.rate_time_unit);
     // Instead of the greeting, as Postfix does.
-    let greeting = check_client_limits(&s, &counted).unwrap_or_else(|| format!("220 {}", cfg.banner));
+    let greeting = check_client_limits(s, &counted).unwrap_or_else(|| format!("220 {}", cfg.banner));
     if let Err(e) = io.reply(&greeting).await.and(io.flush().await) {
-        log_write_failure(&e, &s);
+        log_write_failure(&e, s);
         return;
     }
     if !greeting.starts_with("220") {
-        log_info!("disconnect from {} {}", s.peer.show(), s.stats());
         return;
     }
     loop {
@@ -212,7 +294,7 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
                 }
             };
             tokio::select! {
-                _ = read_deadline(Instant::now(), &cfg, &mut stress) => {}
+                _ = read_deadline(Instant::now(), cfg, &mut stress) => {}
                 _ = evicted => {}
             }
         };
@@ -224,7 +306,7 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
                 let reply = Reply::new(500, "5.5.0", "Error: line too long");
                 s.count("unknown", &reply);
                 if let Err(e) = io.reply(&reply.to_string()).await {
-                    log_write_failure(&e, &s);
+                    log_write_failure(&e, s);
                     break;
                 }
                 continue;
@@ -243,7 +325,7 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
             match bare_newline {
                 BareNewline::Reject => {
                     s.log_reject("bare <LF> received");
-                    io.last_reply(&bare_lf_reply(&cfg).to_string()).await;
+                    io.last_reply(&bare_lf_reply(cfg).to_string()).await;
                     break;
                 }
                 BareNewline::Note => s.note_bare_lf = true,
@@ -251,19 +333,20 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
             }
         }
         let (verb, step) = s.command(&line.text);
-        let (reply, close) = match step {
-            Step::Reply(r) => (r, false),
-            Step::Close(r) => (r, true),
-            Step::Etrn { site, subdomains } => (crate::etrn::run(&s, &site, subdomains).await, false),
+        let (reply, then) = match step {
+            Step::Reply(r) => (r, Then::Next),
+            Step::Close(r) => (r, Then::Close),
+            Step::StartTls(r) => (r, Then::StartTls),
+            Step::Etrn { site, subdomains } => (crate::etrn::run(s, &site, subdomains).await, Then::Next),
             Step::Data(env) => {
                 if let Err(e) = io.reply("354 End data with <CR><LF>.<CR><LF>").await.and(io.flush().await) {
-                    log_write_failure(&e, &s);
+                    log_write_failure(&e, s);
                     break;
                 }
-                let reply = receive_message(&mut io, &mut s, *env, bare_newline).await;
+                let reply = receive_message(io, s, *env, bare_newline).await;
                 s.reset();
                 match reply {
-                    Some(r) => (r, false),
+                    Some(r) => (r, Then::Next),
                     None => break,
                 }
             }
@@ -273,12 +356,27 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
             tokio::time::sleep(cfg.error_sleep).await;
         }
         if let Err(e) = io.reply(&reply.to_string()).await {
-            log_write_failure(&e, &s);
+            log_write_failure(&e, s);
             break;
         }
-        if close {
-            let _ = io.flush().await;
-            break;
+        match then {
+            Then::Next => {}
+            Then::Close => {
+                let _ = io.flush().await;
+                break;
+            }
+            Then::StartTls => {
+                // The 220 must reach the client now, whatever else it pipelined.
+                if let Err(e) = io.flush().await {
+                    log_write_failure(&e, s);
+                    break;
+                }
+                let Some(context) = &cfg.tls.context else { break };
+                if !tls_handshake(io, s, context).await {
+                    break;
+                }
+                continue;
+            }
         }
         if s.errors >= s.limits().hard_error_limit {
             log_info!("too many errors after {} from {}", s.last_command, s.peer.show());
@@ -286,7 +384,13 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
             break;
         }
     }
-    log_info!("disconnect from {} {}", s.peer.show(), s.stats());
+}
+
+/// What the loop does after a reply.
+enum Then {
+    Next,
+    Close,
+    StartTls,
 }
 
 /// The reply for a queue file that could not be written.
@@ -343,8 +447,12 @@ async fn commit(spool: &Spool, env: &Arc<Envelope>, file: Option<NewQueueFile>, 
 /// The transaction stays in `s` for the log lines; the caller resets it.
 async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_newline: BareNewline) -> Option<Reply> {
     let cfg = s.cfg;
+    let tls_clause = match s.tls() {
+        Some(info) if cfg.tls.received_header => info.received_clause(),
+        _ => String::new(),
+    };
     let received = format!(
-        "Received: from {} ({} [{}])\r\n\tby {} (Postern) with {};\r\n\t{}\r\n",
+        "Received: from {} ({} [{}])\r\n{tls_clause}\tby {} (Postern) with {};\r\n\t{}\r\n",
         env.client.helo,
         env.client.name,
         env.client.addr,

@@ -1,11 +1,13 @@
 //! smtpd - Postern SMTP server
 //!
 //! # Synopsis
-//! `127.0.0.1:2525 inet n - n - - smtpd` in master.cf (maxproc = concurrent sessions).
+//! `127.0.0.1:2525 inet n - n - - smtpd` in master.cf (maxproc = concurrent sessions);
+//! `smtps inet n - n - - smtpd -o smtpd_tls_wrappermode=yes` for TLS from the first byte.
 //!
 //! # Description
-//! An RFC 5321 server: EHLO (PIPELINING, SIZE, VRFY, ETRN, ENHANCEDSTATUSCODES, 8BITMIME), HELO,
-//! MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP and ETRN (RFC 1985). A message is written
+//! An RFC 5321 server: EHLO (PIPELINING, SIZE, VRFY, ETRN, STARTTLS, ENHANCEDSTATUSCODES,
+//! 8BITMIME), HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP, ETRN (RFC 1985) and
+//! STARTTLS (RFC 3207). A message is written
 //! to `incoming` and fsynced before `250 2.0.0 Ok: queued as <id>`; then the queue manager is
 //! triggered. Recipients are accepted by `smtpd_relay_restrictions` (`permit_mynetworks`,
 //! `reject_unauth_destination` against `relay_domains`, `permit`, `reject`, `defer`); routing
@@ -30,6 +32,23 @@
 //! `SIZE`; a disk that fills mid-message gives 452 and leaves no file. `message_size_limit =
 //! 0` is no limit. More `Received:` headers than `hopcount_limit` (ours included): `554 5.4.0
 //! Error: too many hops`.
+//!
+//! # TLS
+//! `smtpd_tls_security_level = may` announces STARTTLS (until TLS is active); `encrypt` also
+//! refuses every command but EHLO, HELO, STARTTLS, NOOP, QUIT and HELP before it with `530 5.7.0
+//! Must issue a STARTTLS command first`; empty (the default) or `none`: `502 5.5.1 Error: command
+//! not implemented`. STARTTLS answers `220 2.0.0 Ready to start TLS`, `501 5.5.4 Syntax:
+//! STARTTLS` with an argument, `554 5.5.1 Error: TLS already active` under TLS. The bytes a
+//! client pipelined after STARTTLS are thrown away unread, so no plaintext becomes a command under
+//! TLS (CVE-2011-0411); the handshake has `smtpd_starttls_timeout`; after it the session starts
+//! over (no HELO name, no transaction), as RFC 3207 wants. `smtpd_tls_wrappermode = yes` does the
+//! handshake before the greeting and implies `encrypt`. The certificate is
+//! `smtpd_tls_chain_files` (key, then chain, in one PEM file) or `smtpd_tls_cert_file` with
+//! `smtpd_tls_key_file`, read again on every reload (open sessions keep theirs). Protocols follow
+//! `smtpd_tls_protocols` (`smtpd_tls_mandatory_protocols` at `encrypt`) in Postfix's syntax,
+//! narrowed to TLSv1.2 and TLSv1.3, the only ones rustls speaks. `smtpd_tls_received_header`
+//! puts Postfix's `(using TLSv1.3 with cipher ... (256/256 bits) key-exchange X25519)` clause into
+//! `Received:`, which says `with ESMTPS` for TLS sessions in any case.
 //!
 //! # Floods
 //! At its master.cf `maxproc` sessions, smtpd stops accepting: new clients wait in the listen
@@ -58,7 +77,8 @@
 //! each way) and two pieces of message of 64 KiB (one being read, one being written to the
 //! queue file): about 160 KiB, whatever the message or line size. Measured: 52 concurrent
 //! sessions sending 20 MB messages and 10 MB lines kept smtpd under 16 MB resident
-//! (`tests/smtpd_input.rs` asserts under 32 MB + 256 KiB per session).
+//! (`tests/smtpd_input.rs` asserts under 32 MB + 256 KiB per session). A TLS session adds
+//! rustls's buffers, room for at least one TLS record (16 KiB) each way.
 //!
 //! ETRN: `ETRN site` and `ETRN @domain` (domain and subdomains) ask the fast flush service; the
 //! replies are RFC 1985's (`250`/`251`/`253`) or, with `etrn_reply_style = postfix`, Postfix's
@@ -74,7 +94,16 @@
 //! from=<...> to=<...> proto=ESMTP helo=<...>`, `... 554 5.4.0 Error: too many hops; ...`,
 //! `warning: NOQUEUE: queue file size limit exceeded`, `warning: not enough free space in mail
 //! queue: ...`, `warning: queue file write error: ...`, `timeout after CMD from ...` (a read or
-//! a write), `lost connection after ...`.
+//! a write), `lost connection after ...`. TLS: `Anonymous TLS connection established from
+//! name[addr]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519
+//! server-signature ECDSA (prime256v1) server-digest SHA256` (`smtpd_tls_loglevel` >= 1), `SSL_accept error from name[addr]: REASON` (`Connection timed
+//! out`, `lost connection`, the TLS error) then `lost connection after STARTTLS from ...`;
+//! `warning: cannot get RSA certificate from file "F": disabling TLS support`, `warning: cannot
+//! get RSA private key from file "F": ...`, `warning: RSA private key in K does not match public
+//! key in C: ...`, `warning: No server certs available. TLS won't be enabled` (then STARTTLS gets
+//! `454 4.7.0 TLS not available due to local problem`), `warning: Wrapper-mode request dropped
+//! from name[addr] for service S. TLS context initialization failed. ...`, `warning: Invalid TLS
+//! protocol list "L": disabling TLS support`; a bad `smtpd_tls_security_level` is fatal.
 //!
 //! # Configuration parameters
 //! `smtpd_banner`, `myhostname`, `mynetworks`, `relay_domains`, `smtpd_relay_restrictions`,
@@ -86,11 +115,18 @@
 //! `smtpd_forbid_bare_newline_exclusions`, `smtpd_forbid_bare_newline_reject_code`,
 //! `smtpd_timeout`, `smtpd_soft_error_limit`, `smtpd_hard_error_limit`,
 //! `smtpd_junk_command_limit`, `smtpd_error_sleep_time`, `fast_flush_domains`, `etrn_fallback`,
-//! `etrn_reply_style`, `queue_run_delay`.
+//! `etrn_reply_style`, `queue_run_delay`, `smtpd_tls_security_level`, `smtpd_tls_cert_file`,
+//! `smtpd_tls_key_file`, `smtpd_tls_chain_files`, `smtpd_tls_loglevel`,
+//! `smtpd_tls_received_header`, `smtpd_tls_protocols`, `smtpd_tls_mandatory_protocols`,
+//! `smtpd_tls_wrappermode`, `smtpd_starttls_timeout`.
 //!
 //! # Bugs
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.
-//! No STARTTLS, AUTH, BDAT or SMTPUTF8. `mydestination` is not delivered locally.
+//! No AUTH, BDAT or SMTPUTF8. `mydestination` is not delivered locally. TLS: TLSv1.2 and
+//! TLSv1.3 only; one key and chain (no RSA plus ECDSA pair); no client certificates, cipher
+//! grades, session cache database or new-TLS-session rate limit; with an RSA key the
+//! `server-digest` is the strongest the client offers (rustls's choice, not the client's
+//! order as with OpenSSL); loglevels above 1 log nothing more.
 
 pub mod address;
 pub mod anvil;
@@ -101,5 +137,7 @@ pub mod etrn;
 pub mod reply;
 mod service;
 pub mod session;
+pub mod stream;
+pub mod tls;
 
 pub use service::run;

@@ -1,5 +1,6 @@
 //! The SMTP session state machine, without I/O: a command line goes in, the next step comes out
-//! (a reply, the start of DATA, an ETRN to run, or the end). Reply texts are Postfix's.
+//! (a reply, the start of DATA, an ETRN to run, a TLS handshake, or the end). Reply texts are
+//! Postfix's.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -10,6 +11,7 @@ use common::text::printable;
 use crate::address::{Address, parse_path};
 use crate::config::{Restriction, SmtpdConfig};
 use crate::reply::Reply;
+use crate::tls::TlsInfo;
 
 /// What the connection loop does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,9 @@ pub enum Step {
     },
     /// Send the reply and close.
     Close(Reply),
+    /// Send the reply (220), drop whatever the client sent after STARTTLS, and do the TLS
+    /// handshake; then [`Session::tls_started`].
+    StartTls(Reply),
 }
 
 /// Who is on the other end.
@@ -60,12 +65,17 @@ pub struct Session<'a> {
     pub stressed: bool,
     /// The client is exempt from per-client limits (`smtpd_client_event_limit_exceptions`).
     pub unlimited_client: bool,
+    /// What the TLS handshake negotiated, once TLS is active.
+    tls: Option<TlsInfo>,
 }
 
 /// Recipients per message at most (Postfix smtpd_recipient_limit).
 const RECIPIENT_LIMIT: usize = 1000;
 
-const KNOWN: [&str; 12] = ["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "quit", "vrfy", "etrn", "help", "xclient"];
+const KNOWN: [&str; 13] = ["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "quit", "vrfy", "etrn", "help", "xclient", "starttls"];
+
+/// The commands Postfix allows before STARTTLS when TLS is required (`SMTPD_CMD_FLAG_PRE_TLS`).
+const PRE_TLS: [&str; 7] = ["helo", "ehlo", "starttls", "noop", "quit", "help", "xclient"];
 
 impl<'a> Session<'a> {
     pub fn new(cfg: &'a SmtpdConfig, peer: Peer) -> Session<'a> {
@@ -85,7 +95,41 @@ impl<'a> Session<'a> {
             note_bare_lf: false,
             stressed: false,
             unlimited_client: cfg.client_limits.exceptions.contains(peer_addr),
+            tls: None,
         }
+    }
+
+    /// TLS is active (after STARTTLS, or from the start in wrapper mode).
+    pub fn encrypted(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// What the TLS handshake negotiated, while TLS is active.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// The handshake after [`Step::StartTls`] (or a wrapper-mode connect) succeeded. The
+    /// client starts over with EHLO: nothing said in plaintext carries over (RFC 3207 4.2).
+    pub fn tls_started(&mut self, info: TlsInfo) {
+        self.tls = Some(info);
+        self.forget_client();
+    }
+
+    /// Postfix's `helo_reset`, `mail_reset` and `rcpt_reset`.
+    fn forget_client(&mut self) {
+        self.helo = None;
+        self.esmtp = false;
+        self.reset();
+    }
+
+    /// The protocol for the `Received:` header: RFC 3848's `ESMTPS` under TLS.
+    pub fn received_protocol(&self) -> String {
+        let mut p = self.proto().to_string();
+        if self.esmtp && self.encrypted() {
+            p.push('S');
+        }
+        p
     }
 
     pub fn proto(&self) -> &'static str {
@@ -168,6 +212,9 @@ impl<'a> Session<'a> {
         };
         let verb = verb.to_ascii_lowercase();
         self.last_command = verb.to_ascii_uppercase();
+        if self.cfg.tls.required() && !self.encrypted() && KNOWN.contains(&verb.as_str()) && !PRE_TLS.contains(&verb.as_str()) {
+            return (verb, Step::Reply(Reply::new(530, "5.7.0", "Must issue a STARTTLS command first")));
+        }
         let step = match verb.as_str() {
             "ehlo" => self.ehlo(arg, true),
             "helo" => self.ehlo(arg, false),
@@ -186,6 +233,7 @@ impl<'a> Session<'a> {
             "help" => Step::Reply(Reply::new(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY ETRN HELP")),
             "quit" => Step::Close(Reply::new(221, "2.0.0", "Bye")),
             "etrn" => self.etrn(arg),
+            "starttls" => self.starttls(arg),
             _ => Step::Reply(Reply::new(502, "5.5.2", "Error: command not recognized")),
         };
         (verb, printable_step(step))
@@ -226,10 +274,33 @@ impl<'a> Session<'a> {
             self.cfg.message_size_limit.map_or("SIZE".into(), |n| format!("SIZE {n}")),
             "VRFY".into(),
             "ETRN".into(),
-            "ENHANCEDSTATUSCODES".into(),
-            "8BITMIME".into(),
         ];
-        Step::Reply(Reply::lines(250, lines.to_vec()))
+        let mut lines = lines.to_vec();
+        if self.cfg.tls.offered() && !self.encrypted() {
+            lines.push("STARTTLS".into());
+        }
+        lines.extend(["ENHANCEDSTATUSCODES".into(), "8BITMIME".into()]);
+        Step::Reply(Reply::lines(250, lines))
+    }
+
+    /// Postfix's `starttls_cmd` checks, in its order.
+    fn starttls(&mut self, arg: &str) -> Step {
+        if !arg.is_empty() {
+            return Step::Reply(Reply::new(501, "5.5.4", "Syntax: STARTTLS"));
+        }
+        if self.encrypted() {
+            return Step::Reply(Reply::new(554, "5.5.1", "Error: TLS already active"));
+        }
+        if !self.cfg.tls.offered() {
+            return Step::Reply(Reply::new(502, "5.5.1", "Error: command not implemented"));
+        }
+        if self.cfg.tls.context.is_none() {
+            // RFC 3207 section 4; the warnings at start-up or reload said why.
+            return Step::Reply(Reply::new(454, "4.7.0", "TLS not available due to local problem"));
+        }
+        // RFC 3207 allows STARTTLS in a transaction; everything before it is forgotten.
+        self.forget_client();
+        Step::StartTls(Reply::new(220, "2.0.0", "Ready to start TLS"))
     }
 
     fn mail(&mut self, arg: &str) -> Step {
@@ -361,7 +432,7 @@ impl<'a> Session<'a> {
                 name: self.peer.name.clone(),
                 addr: self.peer.addr.to_string(),
                 helo: printable(self.helo.as_deref().unwrap_or_default(), '?').into_owned(),
-                protocol: self.proto().into(),
+                protocol: self.received_protocol(),
             },
         }))
     }
@@ -441,7 +512,138 @@ mod tests {
             Step::Reply(r) | Step::Close(r) => r.to_string(),
             Step::Data(_) => "354".into(),
             Step::Etrn { site, subdomains } => format!("ETRN {site} subdomains={subdomains}"),
+            Step::StartTls(r) => format!("{r} (handshake)"),
         }
+    }
+
+    /// A self-signed certificate and key in `dir`, made with the openssl command.
+    fn make_cert(dir: &std::path::Path) -> (String, String) {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=mx.test",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+        (cert.display().to_string(), key.display().to_string())
+    }
+
+    /// One dialogue against a configuration; each reply must start with its expectation.
+    fn dialogue(cfg: &SmtpdConfig, name: &str, lines: &[(&str, &str)], tls_after_handshake: bool) {
+        let mut s = Session::new(cfg, Peer { name: "client".into(), addr: "192.0.2.1".parse().unwrap() });
+        for (line, want) in lines {
+            let got = cmd(&mut s, line.as_bytes());
+            assert!(got.starts_with(want), "{name}: {line:?} answered {got:?}, want {want:?}");
+            if got.ends_with("(handshake)") && tls_after_handshake {
+                assert!(!s.encrypted(), "{name}: not encrypted before the handshake");
+                s.tls_started(TlsInfo {
+                    protocol: "TLSv1.3".into(),
+                    cipher: "TLS_AES_256_GCM_SHA384".into(),
+                    bits: 256,
+                    kex: None,
+                    server_signature: None,
+                });
+                assert!(s.encrypted());
+            }
+        }
+    }
+
+    #[test]
+    fn starttls_at_each_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = make_cert(dir.path());
+        let with_cert = |level: &str| {
+            config(&format!("smtpd_tls_security_level = {level}\nsmtpd_tls_cert_file = {cert}\nsmtpd_tls_key_file = {key}\n"))
+        };
+        let ehlo_tls =
+            "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n250-ETRN\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES";
+        let ehlo_plain = "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n250-ETRN\r\n250-ENHANCEDSTATUSCODES";
+
+        let (_d1, none) = config("");
+        dialogue(
+            &none,
+            "level none",
+            &[
+                ("EHLO c.test", ehlo_plain),
+                ("STARTTLS", "502 5.5.1 Error: command not implemented"),
+                ("MAIL FROM:<s@sender.test>", "250 2.1.0 Ok"),
+            ],
+            true,
+        );
+
+        let (_d2, may) = with_cert("may");
+        dialogue(
+            &may,
+            "level may",
+            &[
+                ("EHLO c.test", ehlo_tls),
+                ("MAIL FROM:<s@sender.test>", "250 2.1.0 Ok"),
+                ("STARTTLS now", "501 5.5.4 Syntax: STARTTLS"),
+                // Allowed inside a transaction (RFC 3207), which it ends.
+                ("STARTTLS", "220 2.0.0 Ready to start TLS (handshake)"),
+                ("RCPT TO:<u@customer.example>", "503 5.5.1 Error: need MAIL command"),
+                ("EHLO c.test", ehlo_plain),
+                ("STARTTLS", "554 5.5.1 Error: TLS already active"),
+                ("MAIL FROM:<s@sender.test>", "250 2.1.0 Ok"),
+            ],
+            true,
+        );
+
+        let (_d3, encrypt) = with_cert("encrypt");
+        dialogue(
+            &encrypt,
+            "level encrypt",
+            &[
+                ("EHLO c.test", ehlo_tls),
+                ("MAIL FROM:<s@sender.test>", "530 5.7.0 Must issue a STARTTLS command first"),
+                ("RCPT TO:<u@customer.example>", "530 5.7.0 Must issue a STARTTLS command first"),
+                ("VRFY u", "530 5.7.0 Must issue a STARTTLS command first"),
+                ("ETRN customer.example", "530 5.7.0 Must issue a STARTTLS command first"),
+                ("NOOP", "250 2.0.0 Ok"),
+                ("HELP", "214"),
+                ("FROBNICATE", "502 5.5.2 Error: command not recognized"),
+                ("STARTTLS", "220 2.0.0 Ready to start TLS (handshake)"),
+                ("MAIL FROM:<s@sender.test>", "250 2.1.0 Ok"),
+            ],
+            true,
+        );
+
+        // TLS wanted, but no certificate: announced, refused as Postfix does.
+        let (_d4, broken) = config("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = /nonexistent/cert.pem\n");
+        assert!(broken.tls.context.is_none());
+        dialogue(
+            &broken,
+            "no certificate",
+            &[("EHLO c.test", ehlo_tls), ("STARTTLS", "454 4.7.0 TLS not available due to local problem")],
+            true,
+        );
+    }
+
+    #[test]
+    fn tls_level_syntax() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        let text = format!("queue_directory = {}\nsmtpd_tls_security_level = maybe\n", spool.display());
+        let main = MainCf::parse(&text, &dir.path().join("main.cf")).unwrap();
+        let p = Params::from_parts(dir.path(), main, &[("service_name".into(), "smtpd".into())]);
+        let err = SmtpdConfig::from_params(&p, Some(10)).expect_err("a bad level is fatal");
+        assert_eq!(err.to_string(), "smtpd_tls_security_level: Invalid TLS level \"maybe\"");
     }
 
     struct Case {
