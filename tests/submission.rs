@@ -2,6 +2,10 @@
 //! down), pickup, postqueue -p/-j and mailq in Postfix's layout, sendmail's queue options and
 //! their exit codes.
 
+use common::config::Params;
+use common::queue::file::{Envelope, Recipient, now_us, write_new};
+use common::queue::{QueueName, Spool};
+
 use crate::harness::smtp::{Client, Sink, free_port, queued_id};
 use crate::harness::{Install, run_env, text, wait_for};
 
@@ -26,6 +30,22 @@ fn sendmail_works_while_the_system_is_down_and_pickup_delivers() {
     assert!(m.data.starts_with("Received: by "), "{}", m.data);
     inst.wait_log("uid=");
     assert!(inst.queue_files("maildrop").is_empty());
+}
+
+/// The body is what the user wrote, byte for byte: blank lines where they were (at its start
+/// and its end), no extra empty line after the headers, UTF-8 text unchanged.
+#[test]
+fn sendmail_keeps_the_body_byte_for_byte() {
+    let sink = Sink::start(free_port());
+    let (inst, _port) = Install::mail_system("", sink.port);
+    let body = "\nafter a blank line\n\n\nd\u{e9}j\u{e0} vu\n\n\n";
+    let msg = format!("Subject: body\nMessage-ID: <body@test>\n\n{body}");
+    let out = run_env("sendmail", &inst.etc, &["-i", "u@customer.example"], msg.as_bytes());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_for("delivery", || (sink.count_containing("Message-ID: <body@test>") == 1).then_some(()));
+    let data = &sink.messages()[0].data;
+    let (_, delivered) = data.split_once("\r\n\r\n").expect("headers end");
+    assert_eq!(delivered, body.replace('\n', "\r\n"), "{data}");
 }
 
 #[test]
@@ -151,6 +171,26 @@ fn postsuper_holds_releases_requeues_and_deletes() {
     let out = inst.cli("postsuper", &["-d", "bad/id"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stderr), "postsuper: fatal: invalid queue id: bad/id\n");
+}
+
+/// `postsuper -r` puts the message into incoming and tells the running queue manager, which
+/// delivers it at once, not at its next start.
+#[test]
+fn postsuper_r_is_delivered_at_once() {
+    let sink = Sink::start(free_port());
+    let (inst, _port) = Install::mail_system("", sink.port);
+    let spool = Spool::from_params(&Params::load(&inst.etc, &[]).unwrap()).unwrap();
+    let env = Envelope {
+        sender: "s@sender.test".into(),
+        recipients: vec![Recipient { address: "u@customer.example".into(), orig: None }],
+        arrival_us: now_us(),
+        client: Default::default(),
+    };
+    let id = write_new(&spool, QueueName::Hold, &env, b"Subject: held\r\n\r\nbody\r\n").unwrap();
+    let out = inst.cli("postsuper", &["-r", id.as_str()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_for("the requeued message delivered", || (sink.count() == 1).then_some(()));
+    inst.wait_log(&format!("{id}: removed"));
 }
 
 #[test]

@@ -10,6 +10,9 @@ use std::time::SystemTime;
 
 use common::config::users::MailOwner;
 use common::config::{self, Params};
+use common::ipc::endpoint::{Class, service_path};
+use common::ipc::trigger::Trigger;
+use common::ipc::trigger_client::trigger_blocking;
 use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, maillog};
 
@@ -115,6 +118,7 @@ pub fn run(args: &[String], stdin: &mut dyn BufRead) -> Result<u8, Fatal> {
         owner.become_user().map_err(|e| Fatal::new(1, format!("cannot become mail_owner {}: {e}", owner.name)))?;
     }
     let mut stdin_ids: Option<Vec<String>> = None;
+    let mut requeued = 0;
     for (op, id) in requests {
         let queues: Vec<QueueName> = if queue_args.is_empty() { op.queues().to_vec() } else { queue_args.clone() };
         let ids: Vec<QueueId> = match id.as_str() {
@@ -129,6 +133,16 @@ pub fn run(args: &[String], stdin: &mut dyn BufRead) -> Result<u8, Fatal> {
         if done > 0 {
             log_info!("{}: {done} message{}", op.words().1, if done == 1 { "" } else { "s" });
         }
+        if op == Op::Requeue {
+            requeued += done;
+        }
+    }
+    if requeued > 0 {
+        // Requeued mail is in incoming: a running queue manager takes it now, not at the next
+        // start; a system that is down takes it when it starts.
+        let qmgr = service_path(&spool.root, Class::Public, &p.get("queue_service_name").map_err(|e| Fatal::new(1, e.to_string()))?);
+        let wait = p.time("trigger_timeout").map_err(|e| Fatal::new(1, e.to_string()))?;
+        let _ = trigger_blocking(&qmgr, &[Trigger::ScanIncoming], wait);
     }
     Ok(0)
 }

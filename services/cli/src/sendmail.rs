@@ -245,19 +245,20 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
     stdin.read_to_end(&mut raw).map_err(|e| fatal(format!("read standard input: {e}")))?;
     // Without -i, a line with a single dot ends the message (traditional sendmail).
     let mut lines: Vec<&[u8]> = Vec::new();
-    for line in raw.split(|&b| b == b'\n') {
+    // Split into lines; the newline that ends the last line does not start another.
+    let input = raw.strip_suffix(b"\n").unwrap_or(&raw);
+    for line in input.split(|&b| b == b'\n').filter(|_| !raw.is_empty()) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if !o.dots_ok && line == b"." {
             break;
         }
         lines.push(line);
     }
-    while lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
-    let text = String::from_utf8_lossy(&lines.join(&b'\n')).into_owned();
-    let header_end = text.find("\n\n").unwrap_or(text.len());
-    let headers = &text[..header_end];
+    // The headers end at the first empty line; the body after it is kept byte for byte.
+    let split = lines.iter().position(|l| l.is_empty()).unwrap_or(lines.len());
+    let (header_lines, body_lines) = lines.split_at(split);
+    let text = String::from_utf8_lossy(&header_lines.join(&b'\n')).into_owned();
+    let headers = text.as_str();
     let mut recipients = o.recipients.clone();
     if o.extract {
         recipients.extend(header_recipients(headers));
@@ -305,9 +306,10 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
         message.push_str(line);
         message.push_str("\r\n");
     }
-    for line in text[header_end..].lines() {
-        message.push_str(line);
-        message.push_str("\r\n");
+    let mut message = message.into_bytes();
+    for line in body_lines {
+        message.extend_from_slice(line);
+        message.extend_from_slice(b"\r\n");
     }
     let spool = Spool::from_params(p).map_err(|e| fatal(e.to_string()))?;
     let env = Envelope {
@@ -321,7 +323,7 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
     if (size_limit > 0 && message.len() as u64 > size_limit) || envelope_size > maildrop::ENVELOPE_SLACK {
         return Err(fatal("message file too big"));
     }
-    let id = write_new(&spool, QueueName::Maildrop, &env, message.as_bytes()).map_err(|e| fatal(format!("queue file write error: {e}")))?;
+    let id = write_new(&spool, QueueName::Maildrop, &env, &message).map_err(|e| fatal(format!("queue file write error: {e}")))?;
     let path = spool.path(QueueName::Maildrop, &id);
     // Without a mail_owner user the master runs every service as root (with a warning), and
     // root needs no grant.
@@ -338,7 +340,7 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
         }
     }
     // A running pickup takes it at once; otherwise it waits for the next start or wakeup.
-    let pickup = service_path(&spool.root, Class::Public, &p.get("pickup_service_name").unwrap_or_else(|_| "pickup".into()));
+    let pickup = service_path(&spool.root, Class::Public, &p.get("pickup_service_name").map_err(|e| fatal(e.to_string()))?);
     let wait = p.time("trigger_timeout").map_err(|e| fatal(e.to_string()))?;
     let _ = trigger_blocking(&pickup, &[Trigger::Wakeup], wait);
     Ok(0)

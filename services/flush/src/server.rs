@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::net::UnixStream;
 use tokio::sync::watch;
 
-use common::config::Params;
 use common::config::users::UserList;
+use common::config::{ParamError, Params};
 use common::daemon::{self, Client, Service, Session, fatal};
 use common::ipc::endpoint::{Class, display_path};
 use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
@@ -28,8 +28,8 @@ pub struct FlushAuth {
 }
 
 impl FlushAuth {
-    pub fn from_params(p: &Params) -> FlushAuth {
-        FlushAuth { users: UserList::new(&p.list("authorized_flush_users").unwrap_or_default()), own_uid: nix::unistd::geteuid().as_raw() }
+    pub fn from_params(p: &Params) -> Result<FlushAuth, ParamError> {
+        Ok(FlushAuth { users: UserList::new(&p.list("authorized_flush_users")?), own_uid: nix::unistd::geteuid().as_raw() })
     }
 
     /// `None` when allowed, else the refusal text.
@@ -81,7 +81,7 @@ impl FlushService {
     pub fn new(handle: FlushHandle, params: &Params) -> Result<FlushService, String> {
         Ok(FlushService {
             handle,
-            auth: watch::Sender::new(FlushAuth::from_params(params)),
+            auth: watch::Sender::new(FlushAuth::from_params(params).map_err(|e| e.to_string())?),
             gate: PublicGate::from_params("flush", params).map_err(|e| e.to_string())?,
             timeout: params.time("ipc_timeout").map_err(|e| e.to_string())?,
         })
@@ -103,8 +103,9 @@ impl Service for FlushService {
         let cfg = FlushConfig::from_params(params).map_err(|e| e.to_string())?;
         self.gate.reconfigure(params).map_err(|e| e.to_string())?;
         self.timeout = params.time("ipc_timeout").map_err(|e| e.to_string())?;
+        let auth = FlushAuth::from_params(params).map_err(|e| e.to_string())?;
         self.handle.reload(cfg);
-        self.auth.send_replace(FlushAuth::from_params(params));
+        self.auth.send_replace(auth);
         Ok(())
     }
 
@@ -126,7 +127,7 @@ pub fn run() {
         fatal(&format!("service {} requires a process limit of 0", args.service));
     }
     let cfg = FlushConfig::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
-    let qmgr_name = params.get("queue_service_name").unwrap_or_else(|_| "qmgr".into());
+    let qmgr_name = params.get("queue_service_name").unwrap_or_else(|e| fatal(&e.to_string()));
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
     actix_rt::System::new().block_on(async move {
         let qmgr = TriggerClient::new(cfg.qmgr_socket.clone(), cfg.trigger_timeout, display_path(Class::Public, &qmgr_name));
