@@ -10,7 +10,7 @@ use common::ipc::flush::{FlushReply, FlushRequest};
 use common::queue::file::{Envelope, Recipient, write_new};
 use common::queue::{QueueId, QueueName, Spool};
 
-use crate::harness::{FLUSH_ONLY, Install, RawClient, bin, text, wait_for};
+use crate::harness::{FLUSH_ONLY, Install, RawClient, bin, smtp, text, wait_for};
 
 const RELAY: &str = "relay_domains = example.net, customer.example\n";
 
@@ -301,4 +301,25 @@ fn at_domain_over_many_logfiles_works_in_groups_within_few_descriptors() {
     }
     // Purge covers every logfile the same way.
     assert_eq!(inst.flush(FlushRequest::Purge), FlushReply::Ok { moved: SUBDOMAINS as u64 }, "{}", inst.log());
+}
+
+/// `postqueue -i` delivers the message now even though its next hop is in the dead-route cache:
+/// the flush service marks the file, and the queue manager forgets that route as it takes it
+/// (Postfix's send_file unthrottles the same way). The other deferred message stays.
+#[test]
+fn postqueue_i_unthrottles_the_next_hop_of_that_message() {
+    let sink_port = smtp::free_port();
+    let (inst, port) = Install::mail_system("", sink_port);
+    let mut c = smtp::Client::connect(port);
+    c.cmd("EHLO x.test");
+    let a = smtp::queued_id(&c.send_mail("s@sender.test", &["u@customer.example"], "Subject: a\n\nbody\n"));
+    let b = smtp::queued_id(&c.send_mail("s@sender.test", &["v@customer.example"], "Subject: b\n\nbody\n"));
+    wait_for("deferred", || (inst.queue_files("deferred").len() == 2).then_some(()));
+    let sink = smtp::Sink::start(sink_port);
+    let out = inst.cli("postqueue", &["-i", &a]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    inst.wait_log(&format!("{a}: removed"));
+    assert_eq!(sink.count(), 1);
+    let left: Vec<_> = inst.queue_files("deferred").iter().filter_map(|p| Some(p.file_name()?.to_str()?.to_string())).collect();
+    assert_eq!(left, vec![b]);
 }

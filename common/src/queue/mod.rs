@@ -6,6 +6,7 @@ pub mod file;
 mod group_sync;
 pub mod id;
 pub mod maildrop;
+pub mod unthrottle;
 
 pub use dirs::{QueueName, Spool, flush_dir, master_pid_file};
 pub use id::QueueId;

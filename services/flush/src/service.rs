@@ -266,6 +266,12 @@ impl FlushState {
         match flush_one(&self.cfg.spool, &id, SystemTime::now()) {
             FlushOne::Missing => FlushReply::Ok { moved: 0 },
             found => {
+                // The queue manager unthrottles this message's destinations as it takes it
+                // (Postfix's UNTHROTTLE_AFTER), so a dead-route cache cannot hold it back.
+                let incoming = self.cfg.spool.path(QueueName::Incoming, &id);
+                if let Err(e) = common::queue::unthrottle::mark(&incoming) {
+                    log_warning!("{}: mark for unthrottling: {e}", incoming.display());
+                }
                 (self.notify)(&[Trigger::ScanIncoming]);
                 FlushReply::Ok { moved: u64::from(found == FlushOne::Moved) }
             }

@@ -35,6 +35,8 @@ pub struct Activated {
     pub id: QueueId,
     pub qf: QueueEnvelope,
     pub active_us: u64,
+    /// The file carried the unthrottle mark (`postqueue -i`): its destinations are tried now.
+    pub unthrottle: bool,
 }
 
 /// Worker side: move `id` from `queue` into `active` and read its envelope. A file that is
@@ -70,8 +72,12 @@ pub fn activate_file(spool: &Spool, queue: QueueName, id: QueueId) -> Option<Act
     if qf.torn_records > 0 {
         log_warning!("{id}: skipped {} torn delivery status record(s) in the queue file", qf.torn_records);
     }
+    let unthrottle = common::queue::unthrottle::take(&path).unwrap_or_else(|e| {
+        log_warning!("{id}: read the unthrottle mark: {e}");
+        false
+    });
     log_info!("{id}: from=<{}>, size={}, nrcpt={} (queue active)", qf.envelope.sender, qf.message_len, qf.envelope.recipients.len());
-    Some(Activated { id, qf, active_us: now_us() })
+    Some(Activated { id, qf, active_us: now_us(), unthrottle })
 }
 
 /// Worker side: append results to an active message's queue file (made durable before the

@@ -68,6 +68,11 @@ impl Feedback {
     pub fn forget_dead(&mut self) {
         self.dead.clear();
     }
+
+    /// One message asked to be delivered now (`postqueue -i`): its route may be tried again.
+    pub fn forget(&mut self, route: &Route) {
+        self.dead.remove(route);
+    }
 }
 
 #[cfg(test)]

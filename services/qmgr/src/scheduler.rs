@@ -121,7 +121,12 @@ impl Scheduler {
     /// A message is in `active`: what needs no agent is settled, the rest waits for its routes.
     fn admit(&mut self, a: Activated) {
         let id = a.id.clone();
-        let adm = admit(&self.cfg, &a.qf, self.override_defer_transports);
+        let adm = admit(&self.cfg, &a.qf, self.override_defer_transports || a.unthrottle);
+        if a.unthrottle {
+            for (route, _) in &adm.waiting {
+                self.feedback.forget(route);
+            }
+        }
         self.active.insert(id.clone(), ActiveMsg::new(a, adm.waiting.len()));
         self.record(&id, adm.settled, true);
         for (route, recipients) in adm.waiting {
