@@ -13,6 +13,7 @@ use common::net::NetworkList;
 use common::queue::Spool;
 
 use crate::anvil::Anvil;
+use crate::sasl::SaslConfig;
 
 /// One entry of a restriction list.
 #[derive(Debug, Clone)]
@@ -21,6 +22,8 @@ pub enum Restriction {
     Reject,
     Defer,
     PermitMynetworks,
+    /// The client logged in with SASL (Postfix's `permit_sasl_authenticated`).
+    PermitSaslAuthenticated,
     RejectUnauthDestination,
     DeferUnauthDestination,
     CheckClientAccess(Table),
@@ -44,6 +47,7 @@ fn parse_restrictions(p: &Params, name: &str) -> Result<Vec<Restriction>, Config
             "reject" => Restriction::Reject,
             "defer" => Restriction::Defer,
             "permit_mynetworks" => Restriction::PermitMynetworks,
+            "permit_sasl_authenticated" => Restriction::PermitSaslAuthenticated,
             "reject_unauth_destination" => Restriction::RejectUnauthDestination,
             "defer_unauth_destination" => Restriction::DeferUnauthDestination,
             "check_client_access" => Restriction::CheckClientAccess(table("check_client_access")?),
@@ -151,6 +155,8 @@ pub struct SmtpdConfig {
     pub qmgr_trigger: common::ipc::trigger::TriggerSender,
     /// When the last whole-queue run for a slow ETRN was asked for (shared by all sessions).
     pub last_slow_etrn: Arc<Mutex<Option<Instant>>>,
+    /// SASL AUTH (`smtpd_sasl_*`).
+    pub sasl: SaslConfig,
 }
 
 impl SmtpdConfig {
@@ -209,6 +215,7 @@ impl SmtpdConfig {
             p.time("trigger_timeout")?,
             common::ipc::endpoint::display_path(Class::Public, &qmgr_name),
         );
+        let sasl = SaslConfig::from_params(p, &spool.root, &p.get("myhostname")?)?;
         Ok(SmtpdConfig {
             service: p.get("service_name")?,
             qmgr_trigger,
@@ -253,6 +260,7 @@ impl SmtpdConfig {
             idle_eviction: p.time("smtpd_idle_eviction_time")?,
             last_slow_etrn: Arc::new(Mutex::new(None)),
             anvil: Arc::new(Anvil::default()),
+            sasl,
         })
     }
 }

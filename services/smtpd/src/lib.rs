@@ -94,11 +94,13 @@
 
 pub mod address;
 pub mod anvil;
+mod auth;
 pub mod config;
 pub mod conn;
 pub mod data;
 pub mod etrn;
 pub mod reply;
+pub mod sasl;
 mod service;
 pub mod session;
 
