@@ -219,3 +219,66 @@ fn a_flood_of_failed_logins_does_not_stop_smtpd() {
     assert!(inst.log_count("too many errors after AUTH") >= ATTEMPTS / 20 - THREADS, "the hard error limit ends the sessions");
     assert!(!inst.log().contains("guess"));
 }
+
+/// A queued message for `rcpt`, deferred (the sink is not up yet) and waiting in its site's
+/// fast flush log.
+fn deferred_for(inst: &Install, port: u16, rcpt: &str) -> String {
+    let mut c = Client::connect(port);
+    let ehlo = c.cmd("EHLO x.test");
+    assert!(ehlo.starts_with("250"), "EHLO: {ehlo}\n{}", inst.log());
+    let id = crate::harness::smtp::queued_id(&c.send_mail("s@sender.test", &[rcpt], "Subject: for a customer\n\nbody\n"));
+    wait_for("the deferral", || {
+        inst.queue_files("flush").iter().any(|p| std::fs::read_to_string(p).unwrap_or_default().contains(&id)).then_some(())
+    });
+    id
+}
+
+fn msmtp_rmqs(port: u16, user: &str, password: &str, site: &str) -> Output {
+    Command::new("msmtp")
+        .args(["--host=127.0.0.1", &format!("--port={port}"), "--tls=off", "--auth=plain", &format!("--user={user}")])
+        .arg(format!("--passwordeval=echo {password}"))
+        .arg(format!("--rmqs={site}"))
+        .output()
+        .expect("msmtp is not installed (tests/run installs it)")
+}
+
+/// smtpd_etrn_login_maps with reject_etrn_login_mismatch: a customer who logged in (msmtp
+/// with AUTH and --rmqs) releases exactly their own domain's mail; another customer's domain,
+/// or an owned one without a login, gets 459 and a NOQUEUE: reject: ETRN line.
+#[test]
+fn a_customer_may_etrn_only_their_own_domains() {
+    let sink_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sasl-users");
+    std::fs::write(&file, users()).unwrap();
+    let extra = format!(
+        "smtpd_sasl_type = passwd-file\nsmtpd_sasl_path = {}\netrn_fallback = reject\n\
+         smtpd_etrn_login_maps = inline:{{customer.example=alice, other.example=bob}}\n\
+         smtpd_etrn_restrictions = reject_etrn_login_mismatch, permit_sasl_authenticated, reject\n",
+        file.display()
+    );
+    let (inst, port) = Install::mail_system(&main_cf(&extra), sink_port);
+    let mine = deferred_for(&inst, port, "u@customer.example");
+    let theirs = deferred_for(&inst, port, "v@other.example");
+    let sink = Sink::start(sink_port);
+
+    let out = msmtp_rmqs(port, "alice", ALICE_PW, "other.example");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("459 <other.example>: ETRN by user alice not allowed"), "{}", text(&out.stderr));
+    inst.wait_log("NOQUEUE: reject: ETRN from localhost[127.0.0.1]: 459 <other.example>: ETRN by user alice not allowed;");
+    assert!(inst.log().contains("sasl_username=<alice>"), "{}", inst.log());
+    ok(&msmtp_rmqs(port, "alice", ALICE_PW, "customer.example"), "alice's ETRN for her domain");
+    inst.wait_log(&format!("{mine}: removed"));
+    assert_eq!(sink.count(), 1);
+    assert!(inst.queue_files("deferred").iter().any(|p| p.ends_with(&theirs)), "bob's mail stays");
+
+    let mut c = Client::connect(port);
+    c.cmd("EHLO x.test");
+    assert_eq!(c.cmd("ETRN other.example"), "459 <other.example>: ETRN without login not allowed");
+    assert_eq!(c.cmd("ETRN unowned.example"), "554 5.7.1 <unowned.example>: Etrn command rejected: Access denied");
+    assert_eq!(c.cmd(&format!("AUTH PLAIN {}", b64(format!("\0bob\0{BOB_PW}").as_bytes()))), "235 2.7.0 Authentication successful");
+    assert_eq!(c.cmd("ETRN @customer.example"), "459 <customer.example>: ETRN by user bob not allowed");
+    assert!(c.cmd("ETRN @other.example").starts_with("25"));
+    inst.wait_log(&format!("{theirs}: removed"));
+    assert_eq!(sink.count(), 2);
+}

@@ -28,6 +28,8 @@ pub enum Restriction {
     DeferUnauthDestination,
     CheckClientAccess(Table),
     CheckEtrnAccess(Table),
+    /// ETRN only for the sites the client's login owns (`smtpd_etrn_login_maps`).
+    RejectEtrnLoginMismatch,
 }
 
 fn parse_restrictions(p: &Params, name: &str) -> Result<Vec<Restriction>, ConfigError> {
@@ -52,6 +54,12 @@ fn parse_restrictions(p: &Params, name: &str) -> Result<Vec<Restriction>, Config
             "defer_unauth_destination" => Restriction::DeferUnauthDestination,
             "check_client_access" => Restriction::CheckClientAccess(table("check_client_access")?),
             "check_etrn_access" => Restriction::CheckEtrnAccess(table("check_etrn_access")?),
+            "reject_etrn_login_mismatch" => {
+                if p.get("smtpd_etrn_login_maps")?.trim().is_empty() {
+                    return Err(ConfigError::value(name, "reject_etrn_login_mismatch requires smtpd_etrn_login_maps"));
+                }
+                Restriction::RejectEtrnLoginMismatch
+            }
             other => {
                 return Err(ConfigError::value(name, format!("unknown restriction: \"{other}\"")));
             }
@@ -123,6 +131,8 @@ pub struct SmtpdConfig {
     pub fast_flush_domains: DomainList,
     pub relay_restrictions: Vec<Restriction>,
     pub etrn_restrictions: Vec<Restriction>,
+    /// `smtpd_etrn_login_maps`: site → the SASL logins that own it.
+    pub etrn_login_maps: Vec<Table>,
     pub helo_required: bool,
     /// `message_size_limit`; `None` for 0, no limit.
     pub message_size_limit: Option<u64>,
@@ -229,6 +239,10 @@ impl SmtpdConfig {
             fast_flush_domains: p.domain_list("fast_flush_domains")?,
             relay_restrictions: parse_restrictions(p, "smtpd_relay_restrictions")?,
             etrn_restrictions: parse_restrictions(p, "smtpd_etrn_restrictions")?,
+            etrn_login_maps: split_braced_list(&p.get("smtpd_etrn_login_maps")?)
+                .iter()
+                .map(|spec| Table::open(spec, &p.config_dir))
+                .collect::<Result<_, _>>()?,
             helo_required: p.bool("smtpd_helo_required")?,
             message_size_limit: Some(nonnegative("message_size_limit")?).filter(|&n| n > 0),
             queue_minfree: nonnegative("queue_minfree")?,

@@ -66,6 +66,7 @@ fn check_restrictions(s: &Session<'_>, site: &str) -> Option<Reply> {
                 t.lookup(&s.peer.addr.to_string()).or_else(|| t.lookup(&s.peer.name)).and_then(|v| access_action(v, site))
             }
             Restriction::CheckEtrnAccess(t) => lookup_domain(t, site).and_then(|v| access_action(&v, site)),
+            Restriction::RejectEtrnLoginMismatch => crate::etrn_login::mismatch(s, site).map(Err),
             Restriction::RejectUnauthDestination | Restriction::DeferUnauthDestination => None,
         };
         match verdict {

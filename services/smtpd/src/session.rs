@@ -579,6 +579,7 @@ mod tests {
         assert!(bad("smtpd_sasl_type = cyrus\n").contains("unsupported SASL server implementation: cyrus"));
         assert!(bad("smtpd_sasl_type = passwd-file\nsmtpd_sasl_path = /nonexistent/users\n").contains("/nonexistent/users"));
         assert!(bad("smtpd_sasl_security_options = noplain\n").contains("unknown security option"));
+        assert!(bad("smtpd_etrn_restrictions = reject_etrn_login_mismatch\n").contains("requires smtpd_etrn_login_maps"));
     }
 
     struct Case {
