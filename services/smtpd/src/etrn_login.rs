@@ -4,7 +4,7 @@
 //! and nothing else; an owned domain needs its owner's login. The same table will authorize
 //! ATRN (ODMR).
 
-use common::config::table::{Table, split_braced_list};
+use common::config::table::Table;
 
 use crate::reply::Reply;
 use crate::session::Session;
@@ -15,7 +15,9 @@ pub fn owners(maps: &[Table], site: &str) -> Option<Vec<String>> {
     let mut name = site.to_ascii_lowercase();
     loop {
         if let Some(v) = maps.iter().find_map(|t| t.lookup(&name)) {
-            return Some(split_braced_list(v));
+            // "alice, bob", "alice bob", or an inline table's "{alice bob}".
+            let v = v.trim().trim_start_matches('{').trim_end_matches('}');
+            return Some(v.split([',', ' ', '\t']).filter(|w| !w.is_empty()).map(String::from).collect());
         }
         name = name.split_once('.')?.1.to_string();
     }
