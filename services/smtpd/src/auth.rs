@@ -11,6 +11,11 @@ use crate::reply::Reply;
 use crate::sasl::{Outcome, is_base64_text, valid_mechanism_name};
 use crate::session::{SaslLogin, Session, Step};
 
+/// At most `n` characters of `s` (Postfix logs `%.100s`).
+fn clip(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
 impl Session<'_> {
     /// AUTH is offered in this session: enabled, and over TLS if `smtpd_tls_auth_only`.
     pub fn sasl_active(&self) -> bool {
@@ -83,8 +88,16 @@ impl Session<'_> {
             log_warning!(
                 "{}: SASL {mechanism} authentication failed: {reason}, sasl_username={}",
                 s.peer.show(),
-                username.map_or_else(|| "(unavailable)".to_string(), |u| printable(u, '?').into_owned())
+                username.map_or_else(|| "(unavailable)".to_string(), |u| printable(&clip(u, 100), '?').into_owned())
             );
+        };
+        let outcome = match outcome {
+            // A backend's reason goes into a reply line: printable, and not unbounded.
+            Outcome::Failure { reason, username } => {
+                Outcome::Failure { reason: printable(&clip(&reason, 200), '?').into_owned(), username }
+            }
+            Outcome::TempFailure { reason } => Outcome::TempFailure { reason: printable(&clip(&reason, 200), '?').into_owned() },
+            other => other,
         };
         match outcome {
             Outcome::Success { username } => {

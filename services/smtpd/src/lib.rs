@@ -107,7 +107,9 @@
 //! `reject_etrn_login_mismatch` refuses a logged-in client's ETRN for a site its login does not
 //! own (`459 <site>: ETRN by user L not allowed`) and an owned site without a login (`459
 //! <site>: ETRN without login not allowed`); an unowned site without a login goes on to the next
-//! restriction.
+//! restriction, so end the list with `reject` (an `ETRN @domain` for an unowned domain would
+//! also release owned subdomains of it). An owner's `ETRN @domain` releases every subdomain,
+//! including one with an entry of its own.
 //!
 //! # Diagnostics
 //! `connect from name[addr]`, `<id>: client=name[addr]` (`, sasl_method=M, sasl_username=U`

@@ -231,6 +231,15 @@ mod tests {
         assert!(f.find("carol", "").is_none() && f.find("nobody", "").is_none());
     }
 
+    /// A hash made by Dovecot itself (`doveadm pw -s ARGON2ID -p secret`) verifies here.
+    #[test]
+    fn dovecot_argon2id_hash() {
+        let line = "u:{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$GiOBRirP0jm3LK+KXpSvOA$vB9vwZpC5R0lDhzhKeIbenyqsj+bwOYDks18OqlLVjA\n";
+        let f = PasswdFile::parse(line, Path::new("f"));
+        let (_, s) = f.find("u", "").unwrap();
+        assert!(verify_password(s, b"secret") && !verify_password(s, b"secreT"));
+    }
+
     #[test]
     fn local_domain_and_argon2() {
         let hash = {
