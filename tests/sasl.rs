@@ -282,3 +282,21 @@ fn a_customer_may_etrn_only_their_own_domains() {
     inst.wait_log(&format!("{theirs}: removed"));
     assert_eq!(sink.count(), 2);
 }
+
+/// Dovecot not running: AUTH is not announced, an AUTH anyway gets 454 with Postfix's text,
+/// and the warning names the socket.
+#[test]
+fn dovecot_down_is_a_temporary_failure() {
+    let (inst, port) = Install::mail_system(&main_cf("smtpd_sasl_type = dovecot\n"), free_port());
+    let mut c = Client::connect(port);
+    let ehlo = c.cmd("EHLO client.test");
+    assert!(!ehlo.contains("AUTH"), "{ehlo}");
+    // Right after a failed attempt, requests fail at once without a new one (and its warning).
+    for _ in 0..5 {
+        let reply = c.cmd(&format!("AUTH PLAIN {}", b64(format!("\0alice\0{ALICE_PW}").as_bytes())));
+        assert_eq!(reply, "454 4.7.0 Temporary authentication failure: Can't connect to authentication server");
+    }
+    inst.wait_log(&format!("warning: SASL: Connect to Dovecot auth socket '{}' failed: ", inst.spool.join("private/auth").display()));
+    inst.wait_log("warning: localhost[127.0.0.1]: SASL PLAIN authentication failed: Can't connect to authentication server");
+    assert!(inst.log_count("Connect to Dovecot auth socket") <= 2, "{}", inst.log());
+}

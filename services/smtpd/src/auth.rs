@@ -128,7 +128,7 @@ impl Session<'_> {
         crate::sasl::AuthContext {
             service: self.cfg.sasl.service.clone(),
             client_addr: self.peer.addr,
-            server_addr: None,
+            server_addr: self.local_addr,
             encrypted: self.encrypted(),
         }
     }

@@ -184,9 +184,11 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
     log_info!("connect from {}", peer.show());
     // Replies are already batched per pipelined group; do not let Nagle delay them further.
     let _ = stream.set_nodelay(true);
+    let local_addr = stream.local_addr().ok().map(|a| a.ip());
     let (r, w) = stream.into_split();
     let mut io = Io { r: BufReader::new(r), w: BufWriter::new(w), timeout: cfg.normal.timeout };
     let mut s = Session::new(&cfg, peer);
+    s.local_addr = local_addr;
     let bare_newline = bare_newline_policy(&cfg, &s.peer);
     let counted = cfg.anvil.connect(ip, cfg.client_limits.rate_time_unit);
     // Instead of the greeting, as Postfix does.

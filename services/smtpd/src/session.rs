@@ -75,6 +75,8 @@ pub struct Session<'a> {
     pub unlimited_client: bool,
     /// After a successful AUTH.
     pub sasl_login: Option<SaslLogin>,
+    /// Our end of the connection (Dovecot's `lip=`), when known.
+    pub local_addr: Option<IpAddr>,
     /// The session is under TLS. Nothing sets it outside tests yet: STARTTLS (issue 11 item
     /// 1) will, through [`Session::encrypted`].
     encrypted: bool,
@@ -104,6 +106,7 @@ impl<'a> Session<'a> {
             stressed: false,
             unlimited_client: cfg.client_limits.exceptions.contains(peer_addr),
             sasl_login: None,
+            local_addr: None,
             encrypted: false,
         }
     }

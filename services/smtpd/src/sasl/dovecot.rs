@@ -28,6 +28,9 @@ pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_LINE: u64 = 64 * 1024;
 /// Handshake lines at most (a server sends a dozen).
 const MAX_HANDSHAKE_LINES: usize = 1000;
+/// After a failed connection, requests fail at once for this long instead of each trying
+/// (and logging) again: a busy smtpd facing a stopped Dovecot would log a warning per client.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
 
 const LOST: &str = "Connection lost to authentication server";
 const CANT_CONNECT: &str = "Can't connect to authentication server";
@@ -59,6 +62,8 @@ pub struct Dovecot {
     conn: Mutex<Option<mpsc::Sender<Msg>>>,
     /// The server's mechanisms, from the last handshake.
     mechanisms: Arc<Mutex<Option<Vec<Mech>>>>,
+    /// When the last connection attempt failed.
+    failed_at: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 impl std::fmt::Debug for Dovecot {
@@ -165,11 +170,17 @@ async fn handshake(
 }
 
 /// The connection task: requests from sessions out, the server's answers back to them.
-async fn run(path: PathBuf, mechanisms: Arc<Mutex<Option<Vec<Mech>>>>, mut rx: mpsc::Receiver<Msg>) {
+async fn run(
+    path: PathBuf,
+    mechanisms: Arc<Mutex<Option<Vec<Mech>>>>,
+    failed_at: Arc<Mutex<Option<std::time::Instant>>>,
+    mut rx: mpsc::Receiver<Msg>,
+) {
     let (mut r, mut w, mechs) = match handshake(&path).await {
         Ok(c) => c,
         Err(e) => {
             log_warning!("{e}");
+            *lock(&failed_at) = Some(std::time::Instant::now());
             // Queued requests see their answer channel close: "Can't connect".
             return;
         }
@@ -220,19 +231,29 @@ async fn run(path: PathBuf, mechanisms: Arc<Mutex<Option<Vec<Mech>>>>, mut rx: m
 
 impl Dovecot {
     pub fn new(path: PathBuf) -> Dovecot {
-        Dovecot { path, next_id: AtomicU32::new(1), conn: Mutex::new(None), mechanisms: Arc::new(Mutex::new(None)) }
+        Dovecot {
+            path,
+            next_id: AtomicU32::new(1),
+            conn: Mutex::new(None),
+            mechanisms: Arc::new(Mutex::new(None)),
+            failed_at: Arc::new(Mutex::new(None)),
+        }
     }
 
-    /// The queue of the running connection, starting one if none runs.
-    fn conn(&self) -> mpsc::Sender<Msg> {
+    /// The queue of the running connection, starting one if none runs; `None` right after a
+    /// failed attempt ([`RETRY_DELAY`]).
+    fn conn(&self) -> Option<mpsc::Sender<Msg>> {
         let mut conn = lock(&self.conn);
         if let Some(tx) = conn.as_ref().filter(|tx| !tx.is_closed()) {
-            return tx.clone();
+            return Some(tx.clone());
+        }
+        if lock(&self.failed_at).is_some_and(|t| t.elapsed() < RETRY_DELAY) {
+            return None;
         }
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(run(self.path.clone(), self.mechanisms.clone(), rx));
+        tokio::spawn(run(self.path.clone(), self.mechanisms.clone(), self.failed_at.clone(), rx));
         *conn = Some(tx.clone());
-        tx
+        Some(tx)
     }
 
     /// The server's mechanisms, if a handshake has told them.
@@ -246,7 +267,8 @@ impl Dovecot {
             return;
         }
         let (tx, rx) = oneshot::channel();
-        if self.conn().send(Msg::Ready(tx)).await.is_ok() {
+        let Some(conn) = self.conn() else { return };
+        if conn.send(Msg::Ready(tx)).await.is_ok() {
             let _ = tokio::time::timeout(AUTH_TIMEOUT, rx).await;
         }
     }
@@ -254,10 +276,12 @@ impl Dovecot {
     /// Send `AUTH` and wait for the first answer.
     pub async fn start(&self, mechanism: &str, initial: Option<&str>, ctx: &super::AuthContext) -> (Option<Request>, Outcome) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut line = format!("AUTH\t{id}\t{mechanism}\tservice={}\tnologin\trip={}", ctx.service, ctx.client_addr);
+        // Postfix's order: lip= before rip=.
+        let mut line = format!("AUTH\t{id}\t{mechanism}\tservice={}\tnologin", ctx.service);
         if let Some(lip) = ctx.server_addr {
             line.push_str(&format!("\tlip={lip}"));
         }
+        line.push_str(&format!("\trip={}", ctx.client_addr));
         if ctx.encrypted {
             line.push_str("\tsecured");
         }
@@ -268,7 +292,9 @@ impl Dovecot {
         }
         line.push('\n');
         let (atx, arx) = mpsc::channel(4);
-        let conn = self.conn();
+        let Some(conn) = self.conn() else {
+            return (None, Outcome::TempFailure { reason: CANT_CONNECT.into() });
+        };
         if conn.send(Msg::Send { id, line, answers: Some(atx) }).await.is_err() {
             return (None, Outcome::TempFailure { reason: CANT_CONNECT.into() });
         }
