@@ -4,8 +4,9 @@
 //! `127.0.0.1:2525 inet n - n - - smtpd` in master.cf (maxproc = concurrent sessions).
 //!
 //! # Description
-//! An RFC 5321 server: EHLO (PIPELINING, SIZE, VRFY, ETRN, ENHANCEDSTATUSCODES, 8BITMIME), HELO,
-//! MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP and ETRN (RFC 1985). A message is written
+//! An RFC 5321 server: EHLO (PIPELINING, SIZE, VRFY, ETRN, AUTH, ENHANCEDSTATUSCODES, 8BITMIME),
+//! HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP, ETRN (RFC 1985) and AUTH (RFC
+//! 4954, below). A message is written
 //! to `incoming` and fsynced before `250 2.0.0 Ok: queued as <id>`; then the queue manager is
 //! triggered. Recipients are accepted by `smtpd_relay_restrictions` (`permit_mynetworks`,
 //! `reject_unauth_destination` against `relay_domains`, `permit`, `reject`, `defer`); routing
@@ -79,7 +80,8 @@
 //!   (request ids), made again after a loss; `service=` is `smtpd_sasl_service`. The
 //!   mechanisms are Dovecot's `MECH` lines. Until Dovecot answers, AUTH is not announced.
 //! - `passwd-file` (built in, for installs without Dovecot): a Dovecot-format passwd-file at
-//!   `smtpd_sasl_path` (`user:{SCHEME}secret[:...]`), read at start and on every reload.
+//!   `smtpd_sasl_path` (relative to the configuration directory; `user:{SCHEME}secret[:...]`),
+//!   read at start and on every reload.
 //!   Schemes `{PLAIN}` (`{CLEAR}`), `{SHA512-CRYPT}`, `{SHA256-CRYPT}` (also without prefix
 //!   as `$6$`/`$5$`), `{ARGON2ID}`/`{ARGON2I}`. Bad lines are skipped with `warning:
 //!   FILE:LINE: ...; line ignored`; cost parameters above 10,000,000 SHA rounds or Argon2

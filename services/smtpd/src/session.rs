@@ -583,6 +583,11 @@ mod tests {
         assert!(bad("smtpd_sasl_type = passwd-file\nsmtpd_sasl_path = /nonexistent/users\n").contains("/nonexistent/users"));
         assert!(bad("smtpd_sasl_security_options = noplain\n").contains("unknown security option"));
         assert!(bad("smtpd_etrn_restrictions = reject_etrn_login_mismatch\n").contains("requires smtpd_etrn_login_maps"));
+        let relative = dir.path().join("sasl-users").display().to_string();
+        assert!(
+            bad("smtpd_sasl_type = passwd-file\nsmtpd_sasl_path = sasl-users\n").contains(&relative),
+            "relative to the configuration directory"
+        );
     }
 
     struct Case {

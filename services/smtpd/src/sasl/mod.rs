@@ -148,11 +148,12 @@ pub struct SaslConfig {
     pub response_limit: usize,
 }
 
-/// Where the socket or file of `smtpd_sasl_path` is: relative paths are relative to the queue
-/// directory, as Postfix's `private/auth`.
-fn sasl_path(p: &Params, root: &Path) -> Result<PathBuf, ConfigError> {
+/// Where `smtpd_sasl_path` is: a relative path is taken relative to `base` (the queue
+/// directory for Dovecot's socket, as Postfix's `private/auth`; the configuration directory
+/// for a passwd-file, as for `texthash:` tables).
+fn sasl_path(p: &Params, base: &Path) -> Result<PathBuf, ConfigError> {
     let path = PathBuf::from(p.get("smtpd_sasl_path")?);
-    Ok(if path.is_absolute() { path } else { root.join(path) })
+    Ok(if path.is_absolute() { path } else { base.join(path) })
 }
 
 impl SaslConfig {
@@ -162,10 +163,10 @@ impl SaslConfig {
             return Err(ConfigError::value("smtpd_sasl_service", format!("bad value: \"{service}\"")));
         }
         let backend = if p.bool("smtpd_sasl_auth_enable")? {
-            let path = sasl_path(p, queue_root)?;
             Some(match p.get("smtpd_sasl_type")?.as_str() {
-                "dovecot" => Backend::Dovecot(Arc::new(dovecot::Dovecot::new(path))),
+                "dovecot" => Backend::Dovecot(Arc::new(dovecot::Dovecot::new(sasl_path(p, queue_root)?))),
                 "passwd-file" => {
+                    let path = sasl_path(p, &p.config_dir)?;
                     let users = PasswdFile::load(&path)
                         .map_err(|e| ConfigError::value("smtpd_sasl_path", format!("open {}: {e}", path.display())))?;
                     if users.is_empty() {
