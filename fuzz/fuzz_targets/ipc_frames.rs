@@ -5,12 +5,12 @@
 use common::ipc::MAX_FRAME;
 use common::ipc::flush::FlushRequest;
 use common::ipc::frame::read_frame_blocking;
-use common::ipc::qmgr::QmgrTrigger;
+use common::ipc::trigger::Trigger;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut r = data;
     while let Ok(Some(_)) = read_frame_blocking::<FlushRequest, _>(&mut r, MAX_FRAME) {}
     let mut r = data;
-    while let Ok(Some(_)) = read_frame_blocking::<Vec<QmgrTrigger>, _>(&mut r, MAX_FRAME) {}
+    while let Ok(Some(_)) = read_frame_blocking::<Vec<Trigger>, _>(&mut r, MAX_FRAME) {}
 });

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod dovecot;
 pub mod smtp;
 
 use std::io::{Read, Write};

@@ -13,6 +13,7 @@ use common::net::NetworkList;
 use common::queue::Spool;
 
 use crate::anvil::Anvil;
+use crate::sasl::SaslConfig;
 use crate::tls::TlsSettings;
 
 /// One entry of a restriction list.
@@ -22,10 +23,14 @@ pub enum Restriction {
     Reject,
     Defer,
     PermitMynetworks,
+    /// The client logged in with SASL (Postfix's `permit_sasl_authenticated`).
+    PermitSaslAuthenticated,
     RejectUnauthDestination,
     DeferUnauthDestination,
     CheckClientAccess(Table),
     CheckEtrnAccess(Table),
+    /// ETRN only for the sites the client's login owns (`smtpd_etrn_login_maps`).
+    RejectEtrnLoginMismatch,
 }
 
 fn parse_restrictions(p: &Params, name: &str) -> Result<Vec<Restriction>, ConfigError> {
@@ -45,10 +50,17 @@ fn parse_restrictions(p: &Params, name: &str) -> Result<Vec<Restriction>, Config
             "reject" => Restriction::Reject,
             "defer" => Restriction::Defer,
             "permit_mynetworks" => Restriction::PermitMynetworks,
+            "permit_sasl_authenticated" => Restriction::PermitSaslAuthenticated,
             "reject_unauth_destination" => Restriction::RejectUnauthDestination,
             "defer_unauth_destination" => Restriction::DeferUnauthDestination,
             "check_client_access" => Restriction::CheckClientAccess(table("check_client_access")?),
             "check_etrn_access" => Restriction::CheckEtrnAccess(table("check_etrn_access")?),
+            "reject_etrn_login_mismatch" => {
+                if p.get("smtpd_etrn_login_maps")?.trim().is_empty() {
+                    return Err(ConfigError::value(name, "reject_etrn_login_mismatch requires smtpd_etrn_login_maps"));
+                }
+                Restriction::RejectEtrnLoginMismatch
+            }
             other => {
                 return Err(ConfigError::value(name, format!("unknown restriction: \"{other}\"")));
             }
@@ -123,6 +135,8 @@ pub struct SmtpdConfig {
     pub fast_flush_domains: DomainList,
     pub relay_restrictions: Vec<Restriction>,
     pub etrn_restrictions: Vec<Restriction>,
+    /// `smtpd_etrn_login_maps`: site → the SASL logins that own it.
+    pub etrn_login_maps: Vec<Table>,
     pub helo_required: bool,
     /// `message_size_limit`; `None` for 0, no limit.
     pub message_size_limit: Option<u64>,
@@ -158,6 +172,8 @@ pub struct SmtpdConfig {
     pub last_slow_etrn: Arc<Mutex<Option<Instant>>>,
     /// STARTTLS and wrapper mode; the certificate is read again on each reload.
     pub tls: TlsSettings,
+    /// SASL AUTH (`smtpd_sasl_*`).
+    pub sasl: SaslConfig,
 }
 
 impl SmtpdConfig {
@@ -219,6 +235,7 @@ impl SmtpdConfig {
             p.time("trigger_timeout")?,
             common::ipc::endpoint::display_path(Class::Public, &qmgr_name),
         );
+        let sasl = SaslConfig::from_params(p, &spool.root, &p.get("myhostname")?)?;
         Ok(SmtpdConfig {
             service: p.get("service_name")?,
             qmgr_trigger,
@@ -232,6 +249,10 @@ impl SmtpdConfig {
             fast_flush_domains: p.domain_list("fast_flush_domains")?,
             relay_restrictions: parse_restrictions(p, "smtpd_relay_restrictions")?,
             etrn_restrictions: parse_restrictions(p, "smtpd_etrn_restrictions")?,
+            etrn_login_maps: split_braced_list(&p.get("smtpd_etrn_login_maps")?)
+                .iter()
+                .map(|spec| Table::open(spec, &p.config_dir))
+                .collect::<Result<_, _>>()?,
             helo_required: p.bool("smtpd_helo_required")?,
             message_size_limit: Some(nonnegative("message_size_limit")?).filter(|&n| n > 0),
             queue_minfree: nonnegative("queue_minfree")?,
@@ -264,6 +285,7 @@ impl SmtpdConfig {
             last_slow_etrn: Arc::new(Mutex::new(None)),
             anvil: Arc::new(Anvil::default()),
             tls: TlsSettings::from_params(p)?,
+            sasl,
         })
     }
 }

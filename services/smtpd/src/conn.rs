@@ -221,8 +221,10 @@ pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, s
     log_info!("connect from {}", peer.show());
     // Replies are already batched per pipelined group; do not let Nagle delay them further.
     let _ = stream.set_nodelay(true);
+    let local_addr = stream.local_addr().ok().map(|a| a.ip());
     let mut io = Io { r: buffered(SmtpStream::Plain(stream)), timeout: cfg.normal.timeout };
     let mut s = Session::new(&cfg, peer);
+    s.local_addr = local_addr;
     if cfg.tls.wrappermode && !wrapper_handshake(&mut io, &mut s).await {
         log_info!("disconnect from {} {}", s.peer.show(), s.stats());
         return;
@@ -280,6 +282,8 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
     if !greeting.starts_with("220") {
         return;
     }
+    // A Dovecot backend must have told its mechanisms before EHLO can list them.
+    cfg.sasl.prepare().await;
     loop {
         s.stressed = *stress.borrow();
         io.timeout = s.limits().timeout;
@@ -338,6 +342,10 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
             Step::Close(r) => (r, Then::Close),
             Step::StartTls(r) => (r, Then::StartTls),
             Step::Etrn { site, subdomains } => (crate::etrn::run(s, &site, subdomains).await, Then::Next),
+            Step::Auth { mechanism, initial } => match authenticate(io, s, &mechanism, initial).await {
+                Some(r) => (r, Then::Next),
+                None => break,
+            },
             Step::Data(env) => {
                 if let Err(e) = io.reply("354 End data with <CR><LF>.<CR><LF>").await.and(io.flush().await) {
                     log_write_failure(&e, s);
@@ -352,7 +360,10 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
             }
         };
         s.count(&verb, &reply);
-        if s.errors >= cfg.soft_error_limit && !reply.is_success() {
+        // A failed login waits even below the soft error limit, as Dovecot's
+        // auth_failure_delay does: password guessing gets one try per smtpd_error_sleep_time.
+        let failed_login = verb == "auth" && reply.code == 535;
+        if (s.errors >= cfg.soft_error_limit || failed_login) && !reply.is_success() {
             tokio::time::sleep(cfg.error_sleep).await;
         }
         if let Err(e) = io.reply(&reply.to_string()).await {
@@ -391,6 +402,46 @@ enum Then {
     Next,
     Close,
     StartTls,
+}
+
+/// Challenges per AUTH at most (PLAIN needs one, LOGIN two; Dovecot's SCRAM three).
+const MAX_CHALLENGES: usize = 8;
+
+/// Run one SASL exchange: 334 challenges out, responses (at most `smtpd_sasl_response_limit`
+/// long) in, until the backend decides. `None` when the client went away or timed out.
+async fn authenticate(io: &mut Io, s: &mut Session<'_>, mechanism: &str, initial: Option<String>) -> Option<Reply> {
+    let cfg = s.cfg;
+    let Some(backend) = &cfg.sasl.backend else {
+        return Some(Reply::new(503, "5.5.1", "Error: authentication not enabled"));
+    };
+    let (mut exchange, mut outcome) = backend.start(mechanism, initial.as_deref(), &s.auth_context()).await;
+    for _ in 0..MAX_CHALLENGES {
+        let crate::sasl::Outcome::Challenge(challenge) = &outcome else { break };
+        let sent = io.reply(&Session::auth_challenge(challenge).to_string()).await;
+        if let Err(e) = sent.and(io.flush().await) {
+            log_write_failure(&e, s);
+            return None;
+        }
+        let deadline = tokio::time::sleep(s.limits().timeout);
+        let line = match read_line(&mut io.r, cfg.sasl.response_limit, deadline).await {
+            Ok(l) => l,
+            Err(ReadEnd::TooLong) => return Some(Reply::new(500, "5.5.6", "SASL response limit exceeded")),
+            Err(ReadEnd::Timeout) => {
+                log_info!("timeout after {} from {}", s.last_command, s.peer.show());
+                io.last_reply(&format!("421 4.4.2 {} Error: timeout exceeded", cfg.myhostname)).await;
+                return None;
+            }
+            Err(ReadEnd::Eof | ReadEnd::Io) => {
+                log_info!("lost connection after {} from {}", s.last_command, s.peer.show());
+                return None;
+            }
+        };
+        match s.auth_response(mechanism, &line.text) {
+            Ok(response) => outcome = exchange.next(&response).await,
+            Err(reply) => return Some(reply),
+        }
+    }
+    Some(s.auth_finished(mechanism, outcome))
 }
 
 /// The reply for a queue file that could not be written.
@@ -451,8 +502,9 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_n
         Some(info) if cfg.tls.received_header => info.received_clause(),
         _ => String::new(),
     };
+    let auth_comment = s.received_auth_comment().map_or_else(String::new, |c| format!("\t{c}\r\n"));
     let received = format!(
-        "Received: from {} ({} [{}])\r\n{tls_clause}\tby {} (Postern) with {};\r\n\t{}\r\n",
+        "Received: from {} ({} [{}])\r\n{tls_clause}{auth_comment}\tby {} (Postern) with {};\r\n\t{}\r\n",
         env.client.helo,
         env.client.name,
         env.client.addr,
@@ -529,7 +581,7 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_n
         Ok(id) => id,
         Err(e) => return Some(write_error_reply(&e)),
     };
-    log_info!("{id}: client={}", s.peer.show());
+    log_info!("{id}: client={}{}", s.peer.show(), s.sasl_log_suffix());
     if let Some(mid) = &reader.message_id {
         log_info!("{id}: message-id={mid}");
     }

@@ -60,10 +60,12 @@ fn check_restrictions(s: &Session<'_>, site: &str) -> Option<Reply> {
             Restriction::Reject => Some(Err(Reply::new(554, "5.7.1", format!("<{site}>: Etrn command rejected: Access denied")))),
             Restriction::Defer => Some(Err(Reply::new(450, "4.3.2", format!("<{site}>: Etrn command rejected: Try again later")))),
             Restriction::PermitMynetworks => s.cfg.mynetworks.contains(s.peer.addr).then_some(Ok(())),
+            Restriction::PermitSaslAuthenticated => s.sasl_authenticated().then_some(Ok(())),
             Restriction::CheckClientAccess(t) => {
                 t.lookup(&s.peer.addr.to_string()).or_else(|| t.lookup(&s.peer.name)).and_then(|v| access_action(v, site))
             }
             Restriction::CheckEtrnAccess(t) => lookup_domain(t, site).and_then(|v| access_action(&v, site)),
+            Restriction::RejectEtrnLoginMismatch => crate::etrn_login::mismatch(s, site).map(Err),
             Restriction::RejectUnauthDestination | Restriction::DeferUnauthDestination => None,
         };
         match verdict {

@@ -5,9 +5,9 @@
 //! `smtps inet n - n - - smtpd -o smtpd_tls_wrappermode=yes` for TLS from the first byte.
 //!
 //! # Description
-//! An RFC 5321 server: EHLO (PIPELINING, SIZE, VRFY, ETRN, STARTTLS, ENHANCEDSTATUSCODES,
-//! 8BITMIME), HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP, ETRN (RFC 1985) and
-//! STARTTLS (RFC 3207). A message is written
+//! An RFC 5321 server: EHLO (PIPELINING, SIZE, VRFY, ETRN, STARTTLS, AUTH, ENHANCEDSTATUSCODES,
+//! 8BITMIME), HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP, ETRN (RFC 1985),
+//! STARTTLS (RFC 3207) and AUTH (RFC 4954, below). A message is written
 //! to `incoming` and fsynced before `250 2.0.0 Ok: queued as <id>`; then the queue manager is
 //! triggered. Recipients are accepted by `smtpd_relay_restrictions` (`permit_mynetworks`,
 //! `reject_unauth_destination` against `relay_domains`, `permit`, `reject`, `defer`); routing
@@ -85,10 +85,58 @@
 //! `250 Queuing started`. A site without fast flush service gets the `etrn_fallback`: `slow`
 //! (whole-queue run, at most one per `queue_run_delay`) or `reject` (459).
 //! `smtpd_etrn_restrictions` may use `permit`, `reject`, `defer`, `permit_mynetworks`,
-//! `check_client_access type:table`, `check_etrn_access type:table`.
+//! `check_client_access type:table`, `check_etrn_access type:table`, `permit_sasl_authenticated`
+//! and `reject_etrn_login_mismatch` (below).
+//!
+//! # SASL AUTH
+//! With `smtpd_sasl_auth_enable = yes`, EHLO announces `AUTH PLAIN LOGIN CRAM-MD5` (and
+//! `AUTH=...` with `broken_sasl_auth_clients`): the backend's mechanisms that
+//! `smtpd_sasl_security_options` (`noanonymous`, `noplaintext`, `noactive`, `nodictionary`,
+//! `forward_secrecy`, `mutual_auth`; `smtpd_sasl_tls_security_options` under TLS) allow.
+//! `smtpd_tls_auth_only` hides AUTH outside TLS. Backends (`smtpd_sasl_type`):
+//! - `dovecot`: Dovecot's auth protocol over the socket `smtpd_sasl_path` (`private/auth`,
+//!   relative to the queue directory), one connection per smtpd process shared by all sessions
+//!   (request ids), made again after a loss; `service=` is `smtpd_sasl_service`. The
+//!   mechanisms are Dovecot's `MECH` lines. Until Dovecot answers, AUTH is not announced.
+//! - `passwd-file` (built in, for installs without Dovecot): a Dovecot-format passwd-file at
+//!   `smtpd_sasl_path` (relative to the configuration directory; `user:{SCHEME}secret[:...]`),
+//!   read at start and on every reload.
+//!   Schemes `{PLAIN}` (`{CLEAR}`), `{SHA512-CRYPT}`, `{SHA256-CRYPT}` (also without prefix
+//!   as `$6$`/`$5$`), `{ARGON2ID}`/`{ARGON2I}`. Bad lines are skipped with `warning:
+//!   FILE:LINE: ...; line ignored`; cost parameters above 10,000,000 SHA rounds or Argon2
+//!   m=256 MiB, t=64, p=16 are refused the same way. CRAM-MD5 needs a `{PLAIN}` secret: it is
+//!   offered only when some user has one, and a hashed-only user fails it (with a warning
+//!   naming the user). A name without `@` not in the file is tried as
+//!   `name@$smtpd_sasl_local_domain`. Hash checks run off the session threads, two at a time.
+//!
+//! Replies are Postfix's: `235 2.7.0 Authentication successful`, `535 5.7.8 Error:
+//! authentication failed: REASON` (a wrong password, `Invalid base64 data in initial
+//! response`, `Invalid authentication mechanism: 'X'`, ...), `454 4.7.0 Temporary
+//! authentication failure: REASON` (backend unreachable), `501 5.7.0 Authentication aborted`
+//! (the client sent `*`), `503 5.5.1 Error: authentication not enabled` / `already
+//! authenticated` / `MAIL transaction in progress`, `501 5.5.4 Syntax: AUTH mechanism`, `500
+//! 5.5.6 SASL response limit exceeded` (`smtpd_sasl_response_limit`). Failed logins count as
+//! errors (towards `smtpd_hard_error_limit`) and each waits `smtpd_error_sleep_time` before its
+//! 535 (Postern: also below `smtpd_soft_error_limit`). A login makes `permit_sasl_authenticated`
+//! true (default `smtpd_relay_restrictions`: `permit_mynetworks, permit_sasl_authenticated,
+//! reject_unauth_destination`), adds `sasl_method=..., sasl_username=...` to the `client=` line,
+//! `with ESMTPA` and, with `smtpd_sasl_authenticated_header`, `(Authenticated sender: USER)` to
+//! `Received:`. `MAIL FROM:<...> AUTH=...` is accepted while AUTH is on.
+//!
+//! ETRN per customer: `smtpd_etrn_login_maps` (Postern) maps a domain to the logins that own it
+//! (comma/space separated; the nearest entry of the site or a parent decides).
+//! `reject_etrn_login_mismatch` refuses a logged-in client's ETRN for a site its login does not
+//! own (`459 <site>: ETRN by user L not allowed`) and an owned site without a login (`459
+//! <site>: ETRN without login not allowed`); an unowned site without a login goes on to the next
+//! restriction, so end the list with `reject` (an `ETRN @domain` for an unowned domain would
+//! also release owned subdomains of it). An owner's `ETRN @domain` releases every subdomain,
+//! including one with an entry of its own.
 //!
 //! # Diagnostics
-//! `connect from name[addr]`, `<id>: client=name[addr]`, `<id>: message-id=<...>`,
+//! `connect from name[addr]`, `<id>: client=name[addr]` (`, sasl_method=M, sasl_username=U`
+//! after a login), `<id>: message-id=<...>`, `warning: name[addr]: SASL M authentication
+//! failed: REASON, sasl_username=U`, `warning: name[addr]: SASL M authentication aborted`,
+//! `warning: SASL: Connect to Dovecot auth socket 'PATH' failed: ...`,
 //! `disconnect from name[addr] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5`,
 //! `NOQUEUE: reject: ETRN from ...`, `NOQUEUE: reject: DATA from name[addr]: bare <LF> received;
 //! from=<...> to=<...> proto=ESMTP helo=<...>`, `... 554 5.4.0 Error: too many hops; ...`,
@@ -118,23 +166,33 @@
 //! `etrn_reply_style`, `queue_run_delay`, `smtpd_tls_security_level`, `smtpd_tls_cert_file`,
 //! `smtpd_tls_key_file`, `smtpd_tls_chain_files`, `smtpd_tls_loglevel`,
 //! `smtpd_tls_received_header`, `smtpd_tls_protocols`, `smtpd_tls_mandatory_protocols`,
-//! `smtpd_tls_wrappermode`, `smtpd_starttls_timeout`.
+//! `smtpd_tls_wrappermode`, `smtpd_starttls_timeout`, `smtpd_sasl_auth_enable`, `smtpd_sasl_type`,
+//! `smtpd_sasl_path`, `smtpd_sasl_service`, `smtpd_sasl_security_options`,
+//! `smtpd_sasl_tls_security_options`, `smtpd_sasl_authenticated_header`,
+//! `smtpd_sasl_local_domain`, `smtpd_sasl_response_limit`, `smtpd_tls_auth_only`,
+//! `broken_sasl_auth_clients`, `smtpd_etrn_login_maps`.
 //!
 //! # Bugs
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.
-//! No AUTH, BDAT or SMTPUTF8. `mydestination` is not delivered locally. TLS: TLSv1.2 and
+//! No BDAT or SMTPUTF8. `mydestination` is not delivered locally. TLS: TLSv1.2 and
 //! TLSv1.3 only; one key and chain (no RSA plus ECDSA pair); no client certificates, cipher
 //! grades, session cache database or new-TLS-session rate limit; with an RSA key the
 //! `server-digest` is the strongest the client offers (rustls's choice, not the client's
-//! order as with OpenSSL); loglevels above 1 log nothing more.
+//! order as with OpenSSL); loglevels above 1 log nothing more. SASL: no `cyrus` type,
+//! `smtpd_sasl_exceptions_networks`, `smtpd_sender_login_maps` or
+//! `smtpd_sasl_mechanism_filter`; the dovecot type connects to a Unix socket only. With a
+//! Dovecot that does not answer, each new session waits up to 10 s for its mechanism list.
 
 pub mod address;
 pub mod anvil;
+mod auth;
 pub mod config;
 pub mod conn;
 pub mod data;
 pub mod etrn;
+pub mod etrn_login;
 pub mod reply;
+pub mod sasl;
 mod service;
 pub mod session;
 pub mod stream;

@@ -30,6 +30,21 @@ pub enum Step {
     /// Send the reply (220), drop whatever the client sent after STARTTLS, and do the TLS
     /// handshake; then [`Session::tls_started`].
     StartTls(Reply),
+    /// Run a SASL exchange (conn.rs sends the challenges and feeds the responses through
+    /// [`Session::auth_response`], then ends it with [`Session::auth_finished`]).
+    Auth {
+        /// Upper case, one the backend offers.
+        mechanism: String,
+        /// The initial response (base64 characters; `=` for an empty one).
+        initial: Option<String>,
+    },
+}
+
+/// Who logged in, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslLogin {
+    pub method: String,
+    pub username: String,
 }
 
 /// Who is on the other end.
@@ -67,12 +82,17 @@ pub struct Session<'a> {
     pub unlimited_client: bool,
     /// What the TLS handshake negotiated, once TLS is active.
     tls: Option<TlsInfo>,
+    /// After a successful AUTH.
+    pub sasl_login: Option<SaslLogin>,
+    /// Our end of the connection (Dovecot's `lip=`), when known.
+    pub local_addr: Option<IpAddr>,
 }
 
 /// Recipients per message at most (Postfix smtpd_recipient_limit).
 const RECIPIENT_LIMIT: usize = 1000;
 
-const KNOWN: [&str; 13] = ["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "quit", "vrfy", "etrn", "help", "xclient", "starttls"];
+const KNOWN: [&str; 14] =
+    ["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "quit", "vrfy", "etrn", "help", "xclient", "starttls", "auth"];
 
 /// The commands Postfix allows before STARTTLS when TLS is required (`SMTPD_CMD_FLAG_PRE_TLS`).
 const PRE_TLS: [&str; 7] = ["helo", "ehlo", "starttls", "noop", "quit", "help", "xclient"];
@@ -96,6 +116,8 @@ impl<'a> Session<'a> {
             stressed: false,
             unlimited_client: cfg.client_limits.exceptions.contains(peer_addr),
             tls: None,
+            sasl_login: None,
+            local_addr: None,
         }
     }
 
@@ -123,11 +145,17 @@ impl<'a> Session<'a> {
         self.reset();
     }
 
-    /// The protocol for the `Received:` header: RFC 3848's `ESMTPS` under TLS.
+    /// The protocol for the `Received:` header (RFC 3848): `ESMTPS` under TLS, `ESMTPA` after
+    /// AUTH, `ESMTPSA` for both.
     pub fn received_protocol(&self) -> String {
         let mut p = self.proto().to_string();
-        if self.esmtp && self.encrypted() {
-            p.push('S');
+        if self.esmtp {
+            if self.encrypted() {
+                p.push('S');
+            }
+            if self.sasl_login.is_some() {
+                p.push('A');
+            }
         }
         p
     }
@@ -183,6 +211,9 @@ impl<'a> Session<'a> {
         if let Some(helo) = &self.helo {
             line.push_str(&format!(" helo=<{helo}>"));
         }
+        if let Some(login) = &self.sasl_login {
+            line.push_str(&format!(" sasl_username=<{}>", login.username));
+        }
         common::log_info!("{line}");
     }
 
@@ -234,6 +265,7 @@ impl<'a> Session<'a> {
             "quit" => Step::Close(Reply::new(221, "2.0.0", "Bye")),
             "etrn" => self.etrn(arg),
             "starttls" => self.starttls(arg),
+            "auth" => self.auth(arg),
             _ => Step::Reply(Reply::new(502, "5.5.2", "Error: command not recognized")),
         };
         (verb, printable_step(step))
@@ -279,6 +311,15 @@ impl<'a> Session<'a> {
         if self.cfg.tls.offered() && !self.encrypted() {
             lines.push("STARTTLS".into());
         }
+        if let Some(mechs) = self.sasl_active().then(|| self.cfg.sasl.mechanisms(self.encrypted())).flatten()
+            && !mechs.is_empty()
+        {
+            let list = mechs.join(" ");
+            lines.push(format!("AUTH {list}"));
+            if self.cfg.sasl.broken_clients {
+                lines.push(format!("AUTH={list}"));
+            }
+        }
         lines.extend(["ENHANCEDSTATUSCODES".into(), "8BITMIME".into()]);
         Step::Reply(Reply::lines(250, lines))
     }
@@ -316,6 +357,8 @@ impl<'a> Session<'a> {
         for p in &addr.params {
             match (p.name.as_str(), p.value.to_ascii_uppercase().as_str()) {
                 ("BODY", "7BIT" | "8BITMIME") => {}
+                // RFC 4954 section 5: who submitted the message; accepted while AUTH is on.
+                ("AUTH", _) if self.sasl_active() => {}
                 ("SIZE", _) => match p.value.parse::<u64>() {
                     Ok(n) => size = Some(n),
                     Err(_) if !p.value.is_empty() && p.value.bytes().all(|b| b.is_ascii_digit()) => {
@@ -401,6 +444,7 @@ impl<'a> Session<'a> {
             match r {
                 Restriction::Permit => return None,
                 Restriction::PermitMynetworks if trusted => return None,
+                Restriction::PermitSaslAuthenticated if self.sasl_authenticated() => return None,
                 Restriction::RejectUnauthDestination if !authorized => return Some(denied),
                 Restriction::DeferUnauthDestination if !authorized => {
                     return Some(Reply::new(450, "4.7.1", format!("<{}>: Relay access denied", addr.addr)));
@@ -493,6 +537,7 @@ fn strip_keyword<'t>(arg: &'t str, keyword: &str) -> Option<&'t str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sasl::Outcome;
     use common::config::{MainCf, Params};
 
     /// A configuration on a temporary spool: relay for customer.example, loopback trusted.
@@ -513,6 +558,7 @@ mod tests {
             Step::Data(_) => "354".into(),
             Step::Etrn { site, subdomains } => format!("ETRN {site} subdomains={subdomains}"),
             Step::StartTls(r) => format!("{r} (handshake)"),
+            Step::Auth { mechanism, initial } => format!("AUTH {mechanism} {initial:?}"),
         }
     }
 
@@ -644,6 +690,124 @@ mod tests {
         let p = Params::from_parts(dir.path(), main, &[("service_name".into(), "smtpd".into())]);
         let err = SmtpdConfig::from_params(&p, Some(10)).expect_err("a bad level is fatal");
         assert_eq!(err.to_string(), "smtpd_tls_security_level: Invalid TLS level \"maybe\"");
+    }
+
+    /// A configuration with AUTH by the built-in type over a passwd-file of `users`.
+    /// The directories (the file's, the spool's) live as long as the first value.
+    fn sasl_config(users: &str, extra: &str) -> ((tempfile::TempDir, tempfile::TempDir), SmtpdConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sasl-users");
+        std::fs::write(&file, users).unwrap();
+        let (spool, cfg) =
+            config(&format!("smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = passwd-file\nsmtpd_sasl_path = {}\n{extra}", file.display()));
+        ((dir, spool), cfg)
+    }
+
+    #[test]
+    fn auth_replies_as_postfix() {
+        let (_d, off) = config("");
+        let mut s = Session::new(&off, Peer { name: "client".into(), addr: "192.0.2.1".parse().unwrap() });
+        assert_eq!(cmd(&mut s, b"AUTH PLAIN AGEAYg=="), "503 5.5.1 Error: authentication not enabled");
+        assert!(!cmd(&mut s, b"EHLO c.test").contains("AUTH"));
+
+        let (_d, cfg) = sasl_config("alice:{PLAIN}wonderland\n", "");
+        let mut s = Session::new(&cfg, Peer { name: "client".into(), addr: "192.0.2.1".parse().unwrap() });
+        let dialogue: &[(&str, &str)] = &[
+            ("EHLO c.test", "250-ETRN\r\n250-AUTH PLAIN LOGIN CRAM-MD5\r\n250-ENHANCEDSTATUSCODES\r\n"),
+            ("AUTH", "501 5.5.4 Syntax: AUTH mechanism"),
+            ("AUTH PLAIN a b", "501 5.5.4 Syntax: AUTH mechanism"),
+            ("AUTH FOO", "535 5.7.8 Error: authentication failed: Invalid authentication mechanism: 'FOO'"),
+            ("AUTH PLAIN AGE*AYg==", "535 5.7.8 Error: authentication failed: Invalid base64 data in initial response"),
+            ("AUTH PLAIN AG:E=", "535 5.7.8 Error: authentication failed: Invalid base64 data in initial response"),
+            ("AUTH plain AGFsaWNlAHdvbmRlcmxhbmQ=", "AUTH PLAIN Some(\"AGFsaWNlAHdvbmRlcmxhbmQ=\")"),
+            ("AUTH CRAM-MD5", "AUTH CRAM-MD5 None"),
+            ("MAIL FROM:<s@sender.test> AUTH=<>", "250 2.1.0 Ok"),
+            ("AUTH LOGIN", "503 5.5.1 Error: MAIL transaction in progress"),
+            ("RCPT TO:<u@stranger.example>", "554 5.7.1 <u@stranger.example>: Relay access denied"),
+            ("RSET", "250 2.0.0 Ok"),
+        ];
+        for (line, want) in dialogue {
+            let got = cmd(&mut s, line.as_bytes());
+            assert!(got.contains(want), "{line:?} answered {got:?}, want {want:?}");
+        }
+        assert_eq!(s.auth_response("LOGIN", b"*").unwrap_err().to_string(), "501 5.7.0 Authentication aborted");
+        assert_eq!(
+            s.auth_response("LOGIN", b"not base64").unwrap_err().to_string(),
+            "535 5.7.8 Error: authentication failed: Invalid base64 data in continued response"
+        );
+        assert_eq!(s.auth_response("LOGIN", b"dXNlcg==").unwrap(), "dXNlcg==");
+        let fail = Outcome::Failure { reason: "authentication failure".into(), username: Some("alice".into()) };
+        assert_eq!(s.auth_finished("PLAIN", fail).to_string(), "535 5.7.8 Error: authentication failed: authentication failure");
+        let temp = Outcome::TempFailure { reason: "Connection lost to authentication server".into() };
+        assert_eq!(
+            s.auth_finished("PLAIN", temp).to_string(),
+            "454 4.7.0 Temporary authentication failure: Connection lost to authentication server"
+        );
+        assert!(s.sasl_login.is_none() && s.received_protocol() == "ESMTP");
+        let ok = Outcome::Success { username: "alice".into() };
+        assert_eq!(s.auth_finished("PLAIN", ok).to_string(), "235 2.7.0 Authentication successful");
+        assert_eq!(cmd(&mut s, b"AUTH PLAIN"), "503 5.5.1 Error: already authenticated");
+        // permit_sasl_authenticated: a logged-in client relays anywhere.
+        assert_eq!(cmd(&mut s, b"MAIL FROM:<alice@sender.test>"), "250 2.1.0 Ok");
+        assert_eq!(cmd(&mut s, b"RCPT TO:<u@stranger.example>"), "250 2.1.5 Ok");
+        assert_eq!(s.received_protocol(), "ESMTPA");
+        assert_eq!(s.sasl_log_suffix(), ", sasl_method=PLAIN, sasl_username=alice");
+        assert_eq!(s.received_auth_comment(), None, "smtpd_sasl_authenticated_header = no");
+    }
+
+    #[test]
+    fn auth_options_and_mechanism_lists() {
+        let ehlo = |cfg: &SmtpdConfig, encrypted: bool| {
+            let mut s = Session::new(cfg, Peer { name: "client".into(), addr: "192.0.2.1".parse().unwrap() });
+            if encrypted {
+                let info = TlsInfo {
+                    protocol: "TLSv1.3".into(),
+                    cipher: "TLS_AES_256_GCM_SHA384".into(),
+                    bits: 256,
+                    kex: None,
+                    server_signature: None,
+                };
+                s.tls_started(info);
+            }
+            let reply = cmd(&mut s, b"EHLO c.test");
+            let auth: Vec<String> = reply.split("\r\n").filter(|l| l[4..].starts_with("AUTH")).map(|l| l[4..].to_string()).collect();
+            (auth, cmd(&mut s, b"AUTH PLAIN"))
+        };
+        let (_d, cfg) = sasl_config("alice:{PLAIN}x\n", "smtpd_tls_auth_only = yes\n");
+        assert_eq!(ehlo(&cfg, false), (vec![], "503 5.5.1 Error: authentication not enabled".to_string()));
+        assert_eq!(ehlo(&cfg, true), (vec!["AUTH PLAIN LOGIN CRAM-MD5".to_string()], "AUTH PLAIN None".to_string()));
+        let (_d, cfg) = sasl_config(
+            "alice:{PLAIN}x\n",
+            "smtpd_sasl_security_options = noanonymous, noplaintext\nsmtpd_sasl_tls_security_options = noanonymous\nbroken_sasl_auth_clients = yes\n",
+        );
+        let (auth, reply) = ehlo(&cfg, false);
+        assert_eq!(auth, ["AUTH CRAM-MD5", "AUTH=CRAM-MD5"]);
+        assert_eq!(reply, "535 5.7.8 Error: authentication failed: Invalid authentication mechanism: 'PLAIN'");
+        assert_eq!(ehlo(&cfg, true).0, ["AUTH PLAIN LOGIN CRAM-MD5", "AUTH=PLAIN LOGIN CRAM-MD5"]);
+        // Hashed secrets only: CRAM-MD5 cannot work, so it is not offered.
+        let hashed = "bob:{SHA512-CRYPT}$6$xCDgQnB4Fv2AjQ35$U2.liAOnP.MSZy4LaBLQofcgcalEs6d.BxFSI8ihqbP/Dbw512cPvnXSl.eo5viXYG3HjZQlrfoE9uyKatD310\n";
+        let (_d, cfg) = sasl_config(hashed, "smtpd_sasl_authenticated_header = yes\n");
+        assert_eq!(ehlo(&cfg, false).0, ["AUTH PLAIN LOGIN"]);
+        let mut s = Session::new(&cfg, Peer { name: "client".into(), addr: "192.0.2.1".parse().unwrap() });
+        s.auth_finished("LOGIN", Outcome::Success { username: "b(o)b".into() });
+        assert_eq!(s.received_auth_comment().as_deref(), Some("(Authenticated sender: b?o?b)"));
+        // Bad settings are configuration errors, not silently ignored.
+        let dir = tempfile::tempdir().unwrap();
+        let bad = |extra: &str| {
+            let text = format!("queue_directory = {}\nsmtpd_sasl_auth_enable = yes\n{extra}", dir.path().display());
+            let main = MainCf::parse(&text, &dir.path().join("main.cf")).unwrap();
+            let p = Params::from_parts(dir.path(), main, &[("service_name".into(), "smtpd".into())]);
+            SmtpdConfig::from_params(&p, Some(10)).err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        assert!(bad("smtpd_sasl_type = cyrus\n").contains("unsupported SASL server implementation: cyrus"));
+        assert!(bad("smtpd_sasl_type = passwd-file\nsmtpd_sasl_path = /nonexistent/users\n").contains("/nonexistent/users"));
+        assert!(bad("smtpd_sasl_security_options = noplain\n").contains("unknown security option"));
+        assert!(bad("smtpd_etrn_restrictions = reject_etrn_login_mismatch\n").contains("requires smtpd_etrn_login_maps"));
+        let relative = dir.path().join("sasl-users").display().to_string();
+        assert!(
+            bad("smtpd_sasl_type = passwd-file\nsmtpd_sasl_path = sasl-users\n").contains(&relative),
+            "relative to the configuration directory"
+        );
     }
 
     struct Case {
