@@ -53,7 +53,15 @@ pub fn flush_sites(cfg: &QmgrConfig, domains: BTreeSet<String>) -> Vec<String> {
     if cfg.fast_flush.is_empty() {
         return Vec::new();
     }
-    domains.into_iter().filter(|d| cfg.fast_flush.matches(d)).collect()
+    domains
+        .into_iter()
+        .filter(|d| {
+            cfg.fast_flush.matches(d).unwrap_or_else(|e| {
+                log_warning!("{e}");
+                false
+            })
+        })
+        .collect()
 }
 
 /// The connection task of one `Add`: list `id` under `site`; a failure is only logged (the

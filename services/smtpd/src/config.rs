@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::config::table::search::ParentStyle;
 use common::config::table::{Table, is_table_spec, split_braced_list};
 use common::config::{ConfigError, DomainList, Params};
 use common::ipc::client::Persistent;
@@ -116,6 +117,9 @@ pub struct SmtpdConfig {
     pub banner: String,
     pub mynetworks: NetworkList,
     pub relay_domains: DomainList,
+    /// How `check_*_access` tables match parent domains (`smtpd_access_maps` in
+    /// `parent_domain_matches_subdomains`).
+    pub access_parent_style: ParentStyle,
     pub fast_flush_domains: DomainList,
     pub relay_restrictions: Vec<Restriction>,
     pub etrn_restrictions: Vec<Restriction>,
@@ -219,6 +223,11 @@ impl SmtpdConfig {
             banner: p.get("smtpd_banner")?,
             mynetworks,
             relay_domains: p.domain_list("relay_domains")?,
+            access_parent_style: if p.list("parent_domain_matches_subdomains")?.iter().any(|n| n == "smtpd_access_maps") {
+                ParentStyle::Parent
+            } else {
+                ParentStyle::DotParent
+            },
             fast_flush_domains: p.domain_list("fast_flush_domains")?,
             relay_restrictions: parse_restrictions(p, "smtpd_relay_restrictions")?,
             etrn_restrictions: parse_restrictions(p, "smtpd_etrn_restrictions")?,

@@ -92,6 +92,7 @@
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.
 //! No STARTTLS, AUTH, BDAT or SMTPUTF8. `mydestination` is not delivered locally.
 
+pub mod access;
 pub mod address;
 pub mod anvil;
 pub mod config;
