@@ -27,3 +27,4 @@ mod smtpd_input;
 mod stuck;
 mod submission;
 mod systemd;
+mod tables;

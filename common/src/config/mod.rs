@@ -1,6 +1,7 @@
 //! Configuration: main.cf and master.cf in Postfix syntax, the built-in parameter table,
 //! `$name` expansion, time values, lookup tables and domain lists.
 
+pub mod check;
 pub mod domain_list;
 pub mod expand;
 pub mod lines;

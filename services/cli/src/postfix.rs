@@ -54,8 +54,9 @@ impl Ctx {
     }
 }
 
-/// Validate both files and create missing queue directories. Problems that stop the mail
-/// system are errors; the rest are warnings.
+/// Validate both files (values, tables, unused parameters) and create missing queue
+/// directories. Problems that stop the mail system are errors; the rest are warnings. `start`
+/// and `reload` run this first, so a table that cannot be opened stops them (exit 1).
 pub fn check(dir: &Path, params: &Params) -> Result<(), String> {
     for w in &params.main.warnings {
         log_warning!("{w}");
@@ -83,6 +84,11 @@ pub fn check(dir: &Path, params: &Params) -> Result<(), String> {
     for w in &master.warnings {
         log_warning!("{w}");
     }
+    for w in config::check::unused_parameters(params, Some(&master)) {
+        log_warning!("{w}");
+    }
+    // A table that cannot be opened would stop a daemon at its first lookup: say so now.
+    config::check::open_tables(params, Some(&master)).map_err(|e| e.to_string())?;
     let spool = Spool::from_params(params).map_err(|e| e.to_string())?;
     spool.create_dirs().map_err(|e| format!("create {}: {e}", spool.root.display()))?;
     check_mail_owner_access(dir, params, &spool)
@@ -261,7 +267,7 @@ pub fn run(args: &[String]) -> u8 {
         "start-fg" => start(&ctx, true),
         "stop" => stop(&ctx),
         "abort" => signal_master(&ctx, Signal::SIGTERM, "aborting the Postern mail system"),
-        "reload" => signal_master(&ctx, Signal::SIGHUP, "refreshing the Postern mail system"),
+        "reload" => check(&ctx.dir, &ctx.params).and_then(|()| signal_master(&ctx, Signal::SIGHUP, "refreshing the Postern mail system")),
         "status" => status(&ctx),
         "flush" => crate::postqueue::flush_queue(&ctx.params).map(|()| 0).map_err(|f| f.text),
         other => Err(format!("unknown command: '{other}'. {USAGE}")),

@@ -12,6 +12,7 @@ pub mod master_edit;
 
 use std::path::PathBuf;
 
+use common::config::check::unused_parameters;
 use common::config::params::param_table;
 use common::config::{self, MainCf, MasterCf, Params};
 
@@ -92,6 +93,13 @@ fn show_main(o: &Options, dir: &std::path::Path) -> Result<(String, Vec<String>)
     let main = MainCf::load(&dir.join("main.cf")).map_err(|e| Fatal::new(1, e.to_string()))?;
     let mut warnings = main.warnings.clone();
     let params = Params::from_parts(dir, main.clone(), &o.overrides);
+    if !o.has('d') {
+        // Postfix's postconf flags main.cf parameters that nothing uses (master.cf is read
+        // for the per-transport parameter names of its services).
+        let master = MasterCf::load(&dir.join("master.cf")).ok();
+        let main_path = main.path.display().to_string();
+        warnings.extend(unused_parameters(&params, master.as_ref()).into_iter().filter(|w| w.starts_with(&main_path)));
+    }
     let table = param_table();
     let names: Vec<String> = if !o.operands.is_empty() {
         o.operands.clone()
@@ -190,6 +198,10 @@ fn run_master(o: &Options, dir: &std::path::Path) -> Result<(String, Vec<String>
         }
     }
     let mut warnings = cf.warnings.clone();
+    if let Ok(params) = Params::load(dir, &o.overrides) {
+        let master_path = cf.path.display().to_string();
+        warnings.extend(unused_parameters(&params, Some(&cf)).into_iter().filter(|w| w.starts_with(&master_path)));
+    }
     for (i, (raw, _)) in patterns.iter().enumerate() {
         if hits[i] == 0 {
             warnings.push(format!("unmatched request: \"{raw}\""));
