@@ -123,6 +123,28 @@ fn postfix_check_and_start_refuse_a_table_they_cannot_open() {
 }
 
 #[test]
+fn reload_refuses_a_table_it_cannot_open_and_keeps_running() {
+    let port = free_port();
+    let mut inst = Install::new("relay_domains = customer.example\n", &mail_system_master_cf(port));
+    inst.start();
+    let master = inst.master_pid().unwrap();
+    let mut cf = std::fs::read_to_string(inst.etc.join("main.cf")).unwrap();
+    cf.push_str("transport_maps = lmdb:gone\n");
+    std::fs::write(inst.etc.join("main.cf"), cf).unwrap();
+    let out = inst.cli("postfix", &["reload"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("parameter transport_maps: open database {}", inst.etc.join("gone.lmdb").display())), "{err}");
+    // A SIGHUP from elsewhere (systemctl reload): the master refuses the new configuration.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(master), nix::sys::signal::Signal::SIGHUP).unwrap();
+    let line = inst.wait_log("reload failed, keeping the running configuration: ");
+    assert!(line.contains("parameter transport_maps: open database"), "{line}");
+    assert!(Client::connect(port).banner.starts_with("220 "), "still serving");
+    assert_eq!(inst.master_pid(), Some(master));
+    inst.stop();
+}
+
+#[test]
 fn parameters_postern_does_not_use_are_never_silent() {
     let main = "foo = bar\ndelay_warning_time = 4h\nmy_banner = hello\nsmtpd_banner = $myhostname $my_banner\n";
     let master = "flush unix n - n 1000? 0 flush\nrelay unix - - n - - smtp\n  -o bogus=1\n  -o smtp_tls_security_level=may\n";

@@ -94,8 +94,8 @@ pub struct Supervisor {
 }
 
 /// A configuration that cannot be loaded, formatted for the log.
-/// At a reload (`warn_unused`), parameters Postern does not use are logged, as `postfix
-/// reload` says them on the terminal (at start, `postfix start` has said them already).
+/// At a reload (`warn_unused`), parameters Postern does not use are logged and every table is
+/// opened, as `postfix reload` does on the terminal (at start, `postfix start` has done it).
 fn load(config_dir: &Path, warn_unused: bool) -> Result<Loaded, String> {
     let params = Params::load(config_dir, &[]).map_err(|e| e.to_string())?;
     let master = MasterCf::load(&config_dir.join("master.cf")).map_err(|e| e.to_string())?;
@@ -109,6 +109,8 @@ fn load(config_dir: &Path, warn_unused: bool) -> Result<Loaded, String> {
         for w in common::config::check::unused_parameters(&params, Some(&master)) {
             log_warning!("{w}");
         }
+        // A reload by SIGHUP alone (systemctl reload) gets the table check of `postfix reload`.
+        common::config::check::open_tables(&params, Some(&master)).map_err(|e| e.to_string())?;
     }
     let disabled = params.list("master_service_disable").map_err(|e| e.to_string())?;
     let entries = master.entries.into_iter().filter(|e| !disabled.iter().any(|d| *d == e.key() || d == e.kind.as_str())).collect();

@@ -8,8 +8,18 @@
 //! MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP and ETRN (RFC 1985). A message is written
 //! to `incoming` and fsynced before `250 2.0.0 Ok: queued as <id>`; then the queue manager is
 //! triggered. Recipients are accepted by `smtpd_relay_restrictions` (`permit_mynetworks`,
-//! `reject_unauth_destination` against `relay_domains`, `permit`, `reject`, `defer`); routing
-//! characters in the local part (`user%host@`, `host!user@`, `"user@host"@`) are never relayed.
+//! `reject_unauth_destination` against `relay_domains`, `check_client_access type:table`,
+//! `permit`, `reject`, `defer`); routing characters in the local part (`user%host@`,
+//! `host!user@`, `"user@host"@`) are never relayed.
+//!
+//! `check_client_access` looks up the client's name, its parent domains, its address and its
+//! networks in Postfix's order (parent domains as `parent` while `smtpd_access_maps` is in
+//! `parent_domain_matches_subdomains`, else `.parent`); the first entry found decides: `OK`,
+//! `PERMIT`, `REJECT [text]` (554 5.7.1 `<name[addr]>: Client host rejected: text`), `DEFER`
+//! (450 4.7.1), `4NN/5NN text`, `DUNNO`. An action Postern does not have, or a table that cannot
+//! be read, answers `451 4.3.5 Server configuration error` (logged); a `relay_domains` table
+//! that cannot be read answers `451 4.3.0 <addr>: Temporary lookup failure`. Tables rebuilt with
+//! `postmap` are used from the next lookup on.
 //!
 //! # Input
 //! The end of data is `<CR><LF>.<CR><LF>` and nothing else, for every client: a `.` line that
@@ -86,7 +96,7 @@
 //! `smtpd_forbid_bare_newline_exclusions`, `smtpd_forbid_bare_newline_reject_code`,
 //! `smtpd_timeout`, `smtpd_soft_error_limit`, `smtpd_hard_error_limit`,
 //! `smtpd_junk_command_limit`, `smtpd_error_sleep_time`, `fast_flush_domains`, `etrn_fallback`,
-//! `etrn_reply_style`, `queue_run_delay`.
+//! `etrn_reply_style`, `queue_run_delay`, `parent_domain_matches_subdomains`.
 //!
 //! # Bugs
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.

@@ -6,6 +6,10 @@
 //! and edit master.cf entries; `-F [name/type/field]`, `-Fe name/type/field=value` fields;
 //! `-P [name/type/param]`, `-Pe name/type/param=value`, `-PX name/type/param` `-o` overrides.
 //! Edits rewrite the file through `<file>.tmp` and a rename, keeping comments and order.
+//! Showing main.cf (not `-d`) warns about its parameters that Postern does not use, and `-M`,
+//! `-F`, `-P` about master.cf's `-o` ones, as Postfix's postconf does (`postconf: warning:
+//! /etc/postern/main.cf: unused parameter: foo=bar`; Postfix parameters that Postern lacks get
+//! `... line N: Postfix parameter not implemented by Postern: ...`).
 
 pub mod main_edit;
 pub mod master_edit;
