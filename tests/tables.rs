@@ -241,3 +241,42 @@ fn postmap_queries_match_debians_postmap() {
         assert_eq!(ours.status.code(), theirs.status.code(), "{kind}");
     }
 }
+
+#[test]
+fn lmdb_files_are_read_both_ways_with_debians_postmap() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path();
+    std::fs::write(etc.join("main.cf"), "").unwrap();
+    let source = "Customer.Example  smtp:[192.0.2.1]:25\n\"q q\"  quoted value\nplain  x\n";
+    let keys = "customer.example\nCUSTOMER.EXAMPLE\n\"q q\"\nplain\nmissing\n";
+    for (builder, reader) in [("debian", "ours"), ("ours", "debian")] {
+        let file = etc.join(format!("t-{builder}"));
+        std::fs::write(&file, source).unwrap();
+        let spec = format!("lmdb:{}", file.display());
+        let built = match builder {
+            "debian" => Command::new(debian_postmap()).args(["-c", &etc.display().to_string(), &spec]).output().unwrap(),
+            _ => run_env("postmap", etc, &[&spec], b""),
+        };
+        assert!(built.status.success(), "{builder} postmap: {}", text(&built.stderr));
+        let query = |who: &str| match who {
+            "debian" => {
+                let mut c = Command::new(debian_postmap())
+                    .args(["-c", &etc.display().to_string(), "-q", "-", &spec])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(keys.as_bytes()).unwrap();
+                text(&c.wait_with_output().unwrap().stdout)
+            }
+            _ => text(&run_env("postmap", etc, &["-q", "-", &spec], keys.as_bytes()).stdout),
+        };
+        let got = query(reader);
+        assert_eq!(
+            got, "customer.example\tsmtp:[192.0.2.1]:25\nCUSTOMER.EXAMPLE\tsmtp:[192.0.2.1]:25\n\"q q\"\tquoted value\nplain\tx\n",
+            "built by {builder}, read by {reader}"
+        );
+        assert_eq!(got, query(builder), "built by {builder}");
+    }
+}

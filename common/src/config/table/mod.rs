@@ -75,8 +75,8 @@ const POSTFIX_ONLY_TYPES: &[&str] = &[
     "unionmap",
 ];
 
-/// The table types Postern has.
-const TYPES: &[&str] = &["hash", "lmdb", "texthash", "inline", "static", "cidr", "regexp", "pcre"];
+/// The table types Postern has, sorted (what `postconf -m` prints; `proxy:` is a prefix).
+pub const TYPES: &[&str] = &["cidr", "hash", "inline", "lmdb", "pcre", "regexp", "static", "texthash"];
 
 /// True when a list item is a `type:table` reference (contains `:` and does not start with `[`).
 pub fn is_table_spec(item: &str) -> bool {

@@ -1,6 +1,7 @@
 //! postconf - Postern configuration utility
 //!
-//! `postconf [-c dir] [-dhHnx] [-o name=value] [name...]` prints main.cf parameters;
+//! `postconf [-c dir] [-dhHnx] [-o name=value] [name...]` prints main.cf parameters; `-m` the
+//! lookup table types;
 //! `-e name=value...` (or just `name=value`), `-X name...`, `-# name...` edit main.cf;
 //! `-M[f] [name[/type]...]`, `-Me name/type='entry'`, `-MX name/type`, `-M# name/type` print
 //! and edit master.cf entries; `-F [name/type/field]`, `-Fe name/type/field=value` fields;
@@ -25,7 +26,7 @@ use crate::{Fatal, replace_file};
 use main_edit::{MainEdit, edit_main};
 use master_edit::{MasterEdit, ServicePattern, edit_master, format_entry, format_fields, format_params};
 
-const USAGE: &str = "usage: postconf [-c config_dir] [-dfhHMFPnx] [-e|-X|-#] [-o name=value] [name...]";
+const USAGE: &str = "usage: postconf [-c config_dir] [-dfhHmMFPnx] [-e|-X|-#] [-o name=value] [name...]";
 
 #[derive(Debug, Default)]
 struct Options {
@@ -43,7 +44,7 @@ impl Options {
 
 fn parse(args: &[String]) -> Result<Options, Fatal> {
     let mut o = Options::default();
-    for a in getopt(args, "dehHnxX#MFPf", "co").map_err(|e| Fatal::new(1, format!("{e}\n{USAGE}")))? {
+    for a in getopt(args, "dehHmnxX#MFPf", "co").map_err(|e| Fatal::new(1, format!("{e}\n{USAGE}")))? {
         match a {
             Arg::Flag(c) => o.flags.push(c),
             Arg::Opt('c', d) => o.config_dir = Some(PathBuf::from(d)),
@@ -65,6 +66,10 @@ pub fn run(args: &[String]) -> Result<(String, Vec<String>), Fatal> {
     let edit_modes = ["e", "X", "#"].iter().filter(|m| o.flags.contains(*m)).count();
     if edit_modes > 1 {
         return Err(Fatal::new(1, "specify only one of -e, -X or -#"));
+    }
+    if o.has('m') {
+        // The lookup table types Postern has (`postconf -m`).
+        return Ok((common::config::table::TYPES.iter().map(|t| format!("{t}\n")).collect(), Vec::new()));
     }
     if o.has('M') || o.has('F') || o.has('P') {
         return run_master(&o, &dir);
