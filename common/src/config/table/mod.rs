@@ -220,7 +220,12 @@ impl Table {
             "hash" | "lmdb" => Some(indexed::db_path(kind, Path::new(&name))),
             _ => Some(PathBuf::from(&name)),
         };
-        let key = format!("{kind}:{name}");
+        // One handle per file: the same file reached by another path (`..`, a link) shares it,
+        // which LMDB requires (a file may be open once per process).
+        let key = match watched.as_deref().and_then(|w| std::fs::canonicalize(w).ok()) {
+            Some(c) => format!("{kind}:{}", c.display()),
+            None => format!("{kind}:{name}"),
+        };
         let mut reg = registry().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(shared) = reg.get(&key).and_then(Weak::upgrade) {
             return Ok(Table { spec: spec.to_string(), shared });
@@ -456,9 +461,10 @@ mod tests {
     fn rebuilt_files_are_seen_and_shared() {
         let dir = tempfile::tempdir().unwrap();
         let db = indexed::db_path("hash", &dir.path().join("m"));
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
         indexed::write(&db, &[("a".into(), "1".into())], 0o644).unwrap();
         let t = Table::open("hash:m", dir.path()).unwrap();
-        let again = Table::open("hash:m", dir.path()).unwrap();
+        let again = Table::open("hash:../m", &dir.path().join("sub")).unwrap_or_else(|e| panic!("{e}"));
         assert!(Arc::ptr_eq(&t.shared, &again.shared));
         assert_eq!(t.lookup("A").unwrap().as_deref(), Some("1"));
         indexed::write(&db, &[("a".into(), "2".into()), ("b".into(), "3".into())], 0o644).unwrap();
