@@ -82,13 +82,15 @@ fn parse_net(pattern: &str, negated: bool) -> Result<Net, String> {
         let addr = parse_addr(addr_text).ok_or_else(|| format!("bad address pattern: \"{addr_text}\""))?;
         return Ok(Net { addr, len: bits, negated });
     };
-    let len: Option<u8> = if !mask.is_empty() && mask.bytes().all(|b| b.is_ascii_digit()) { mask.parse().ok() } else { None };
-    let addr = match len {
-        None => return Err(format!("bad mask value in \"{addr_text}/{mask}\"")),
-        Some(l) if l > bits => return Err(format!("bad mask length in \"{addr_text}/{mask}\"")),
-        Some(_) => parse_addr(addr_text).ok_or_else(|| format!("bad network value in \"{addr_text}/{mask}\""))?,
+    // Postfix: all digits, else "bad mask value"; more than the address has, "bad mask length".
+    if mask.is_empty() || !mask.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("bad mask value in \"{addr_text}/{mask}\""));
+    }
+    let len = match mask.parse::<u32>() {
+        Ok(l) if l <= u32::from(bits) => l as u8,
+        _ => return Err(format!("bad mask length in \"{addr_text}/{mask}\"")),
     };
-    let len = len.unwrap_or(bits);
+    let addr = parse_addr(addr_text).ok_or_else(|| format!("bad network value in \"{addr_text}/{mask}\""))?;
     let masked = mask_addr(addr, len);
     if masked != addr {
         return Err(format!("non-null host address bits in \"{addr_text}/{mask}\", perhaps you should use \"{masked}/{len}\" instead"));
@@ -243,14 +245,14 @@ mod tests {
 
     #[test]
     fn bad_rules_are_skipped_with_postfix_texts() {
-        let text = "1.2.3.4/24 x\n1.2.3.0/33 x\n1.2.3.0/a x\nbogus x\n1.2.3.4\nendif\nif 1.0.0.0/8\nendif junk\n[1.2.3.4 x\n";
+        let text = "1.2.3.4/24 x\n1.2.3.0/999 x\n1.2.3.0/a x\nbogus x\n1.2.3.4\nendif\nif 1.0.0.0/8\nendif junk\n[1.2.3.4 x\n";
         let mut w = Vec::new();
         let t = CidrTable::parse(text, "c", &mut w);
         assert_eq!(
             w,
             vec![
                 "cidr map c, line 1: non-null host address bits in \"1.2.3.4/24\", perhaps you should use \"1.2.3.0/24\" instead: skipping this rule",
-                "cidr map c, line 2: bad mask length in \"1.2.3.0/33\": skipping this rule",
+                "cidr map c, line 2: bad mask length in \"1.2.3.0/999\": skipping this rule",
                 "cidr map c, line 3: bad mask value in \"1.2.3.0/a\": skipping this rule",
                 "cidr map c, line 4: bad address pattern: \"bogus\": skipping this rule",
                 "cidr map c, line 5: no lookup result: skipping this rule",

@@ -85,9 +85,14 @@ impl Indexed {
     /// Look `key` up as stored (the caller folds case). Postfix may store keys and values with a
     /// trailing null byte, so that form is tried too and the null is not part of the result.
     pub fn get(&self, key: &str) -> Result<Option<String>, String> {
+        // LMDB cannot store such a key, so it is not there (and asking would be an error that a
+        // client could cause with a long address).
+        if key.is_empty() || key.len() > self.env.max_key_size() {
+            return Ok(None);
+        }
         let rtxn = self.env.read_txn().map_err(|e| e.to_string())?;
         let mut found = self.db.get(&rtxn, key.as_bytes()).map_err(|e| e.to_string())?;
-        if found.is_none() {
+        if found.is_none() && key.len() < self.env.max_key_size() {
             let mut with_null = key.as_bytes().to_vec();
             with_null.push(0);
             found = self.db.get(&rtxn, &with_null).map_err(|e| e.to_string())?;
@@ -209,6 +214,8 @@ mod tests {
         let long = "k".repeat(600);
         let skipped = write(&file, &[("c".into(), "3".into()), (long.clone(), "x".into())], 0o600).unwrap();
         assert_eq!(skipped.len(), 1);
+        assert_eq!(t.get(&long).unwrap(), None);
+        assert_eq!(t.get("").unwrap(), None);
         assert_eq!(t.get("a").unwrap().as_deref(), Some("1"));
         drop(t);
         let t = Indexed::open(&file).unwrap();

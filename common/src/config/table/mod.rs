@@ -422,6 +422,23 @@ fn split_inline_items(inner: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Hostile table text and keys: warnings, never a panic.
+        #[test]
+        fn hostile_table_text_never_panics(text in "([ !/#\\\\$(){}\\[\\]:.0-9a-fA-Fif\n\t]|endif|if|/[a-z(|)*+?]*/[imsxAEUX]*){0,40}",
+                                           key in "[ -~]{0,40}") {
+            let mut w = Vec::new();
+            let c = cidr::CidrTable::parse(&text, "c", &mut w);
+            let _ = c.lookup(&key);
+            for d in [regexp::Dialect::Posix, regexp::Dialect::Pcre] {
+                let r = regexp::RegexpTable::parse(&text, "r", d, &mut w);
+                let _ = r.lookup(&key);
+            }
+            let _ = source::parse(&text, "s", true);
+        }
+    }
 
     #[test]
     fn inline_and_static() {
