@@ -92,6 +92,21 @@ fn a_cidr_client_table_refuses_and_permits_by_network() {
 }
 
 #[test]
+fn mynetworks_takes_a_cidr_table() {
+    let port = free_port();
+    let main = "relay_domains = customer.example\nmynetworks = !127.0.0.2, cidr:trusted\n\
+                smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n";
+    let mut inst = Install::new(main, &mail_system_master_cf(port));
+    std::fs::write(inst.etc.join("trusted"), "127.0.0.0/8 trusted\n").unwrap();
+    inst.start();
+    let mut c = Client::connect(port);
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<s@sender.test>");
+    assert_eq!(c.cmd("RCPT TO:<u@outside.example>"), "250 2.1.5 Ok", "127.0.0.1 is in cidr:trusted");
+    inst.stop();
+}
+
+#[test]
 fn postfix_check_and_start_refuse_a_table_they_cannot_open() {
     let main = "myhostname = mx.example\ntransport_maps = hash:nosuch\n";
     let mut inst = Install::new(main, &mail_system_master_cf(free_port()));

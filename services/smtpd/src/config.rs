@@ -187,7 +187,10 @@ impl SmtpdConfig {
             "postfix" => false,
             v => return Err(bad("etrn_reply_style", v)),
         };
-        let mynetworks = NetworkList::parse(&p.list("mynetworks")?).map_err(|e| bad("mynetworks", &e.0))?;
+        let networks = |name: &str| -> Result<NetworkList, ConfigError> {
+            NetworkList::from_value(&p.get(name)?, &p.config_dir).map_err(|e| ConfigError::value(name, e.to_string()))
+        };
+        let mynetworks = networks("mynetworks")?;
         let bare_newline = match p.get("smtpd_forbid_bare_newline")?.to_ascii_lowercase().as_str() {
             "normalize" | "yes" | "no" => BareNewline::Normalize,
             "note" => BareNewline::Note,
@@ -195,7 +198,7 @@ impl SmtpdConfig {
             v => return Err(bad("smtpd_forbid_bare_newline", v)),
         };
         let exclusions = "smtpd_forbid_bare_newline_exclusions";
-        let bare_newline_exclusions = NetworkList::parse(&p.list(exclusions)?).map_err(|e| bad(exclusions, &e.0))?;
+        let bare_newline_exclusions = networks(exclusions)?;
         let reject_code = p.int("smtpd_forbid_bare_newline_reject_code")?;
         let bare_newline_reject_code = u16::try_from(reject_code)
             .ok()
@@ -251,8 +254,7 @@ impl SmtpdConfig {
                 connection_rate: count("smtpd_client_connection_rate_limit")?,
                 message_rate: count("smtpd_client_message_rate_limit")?,
                 rate_time_unit: p.time("anvil_rate_time_unit")?,
-                exceptions: NetworkList::parse(&p.list("smtpd_client_event_limit_exceptions")?)
-                    .map_err(|e| bad("smtpd_client_event_limit_exceptions", &e.0))?,
+                exceptions: networks("smtpd_client_event_limit_exceptions")?,
             },
             error_sleep: p.time("smtpd_error_sleep_time")?,
             etrn_fallback: fallback,

@@ -19,7 +19,9 @@
 //! (450 4.7.1), `4NN/5NN text`, `DUNNO`. An action Postern does not have, or a table that cannot
 //! be read, answers `451 4.3.5 Server configuration error` (logged); a `relay_domains` table
 //! that cannot be read answers `451 4.3.0 <addr>: Temporary lookup failure`. Tables rebuilt with
-//! `postmap` are used from the next lookup on.
+//! `postmap` are used from the next lookup on. `mynetworks`, `smtpd_forbid_bare_newline_exclusions`
+//! and `smtpd_client_event_limit_exceptions` take Postfix's address list syntax: networks,
+//! `!pattern`, `/file` and `type:table` (the client address is looked up, e.g. in `cidr:`).
 //!
 //! # Input
 //! The end of data is `<CR><LF>.<CR><LF>` and nothing else, for every client: a `.` line that

@@ -83,17 +83,18 @@ pub fn is_table_spec(item: &str) -> bool {
     item.contains(':') && !item.starts_with('[') && !item.starts_with('/')
 }
 
-/// The table references in a parameter value: items whose `type:` is a Postfix table type
-/// (Postern's or not; `unix:` and `inet:` are left out, they are usually service endpoints).
+/// True when `item` starts with the `type:` of a Postfix table type (Postern's or not; `unix:`
+/// and `inet:` are left out, they are usually service endpoints), so that `2001:db8::1` or
+/// `smtp:[host]` are not taken for tables.
+pub fn is_table_type_spec(item: &str) -> bool {
+    let kind = item.split_once(':').map_or("", |(k, _)| k);
+    let kind = if kind == "proxy" { item.split(':').nth(1).unwrap_or("") } else { kind };
+    TYPES.contains(&kind) || POSTFIX_ONLY_TYPES.contains(&kind)
+}
+
+/// The table references in a parameter value (see [`is_table_type_spec`]).
 pub fn specs_in(value: &str) -> Vec<String> {
-    split_braced_list(value)
-        .into_iter()
-        .filter(|item| {
-            let kind = item.split_once(':').map_or("", |(k, _)| k);
-            let kind = if kind == "proxy" { item.split(':').nth(1).unwrap_or("") } else { kind };
-            TYPES.contains(&kind) || POSTFIX_ONLY_TYPES.contains(&kind)
-        })
-        .collect()
+    split_braced_list(value).into_iter().filter(|item| is_table_type_spec(item)).collect()
 }
 
 /// Split `text` on commas and whitespace, keeping `{ ... }` groups whole.
