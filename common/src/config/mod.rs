@@ -45,6 +45,13 @@ impl Params {
         Ok(())
     }
 
+    /// How the feature behind parameter `name` matches parent domains: `parent` entries when
+    /// `name` is listed in `parent_domain_matches_subdomains`, else `.parent` entries.
+    pub fn parent_style(&self, name: &str) -> Result<table::search::ParentStyle, ParamError> {
+        let listed = self.list("parent_domain_matches_subdomains")?.iter().any(|n| n == name);
+        Ok(if listed { table::search::ParentStyle::Parent } else { table::search::ParentStyle::DotParent })
+    }
+
     /// Compile the domain-list parameter `name`.
     pub fn domain_list(&self, name: &str) -> Result<DomainList, ConfigError> {
         let value = self.get(name)?;

@@ -105,11 +105,7 @@ impl QmgrConfig {
             fast_flush: p.domain_list("fast_flush_domains")?,
             defer_transports: p.list("defer_transports")?,
             transport_maps,
-            transport_parent_style: if p.list("parent_domain_matches_subdomains")?.iter().any(|n| n == "transport_maps") {
-                ParentStyle::Parent
-            } else {
-                ParentStyle::DotParent
-            },
+            transport_parent_style: p.parent_style("transport_maps")?,
             relayhost: p.get("relayhost")?,
             default_transport: p.get("default_transport")?,
         })

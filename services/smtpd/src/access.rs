@@ -52,7 +52,12 @@ pub fn table_result(value: &str, reply_name: &str, reply_class: &str, spec: &str
 
 /// `check_client_access table` for `peer`.
 pub fn check_client(table: &Table, peer: &Peer, style: ParentStyle) -> Option<Verdict> {
-    let keys = client_keys(&peer.name, &peer.addr.to_string(), style);
+    // An IPv4 client on an IPv6 socket is looked up by its IPv4 address, as Postfix does.
+    let addr = match peer.addr {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.addr, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    let keys = client_keys(&peer.name, &addr.to_string(), style);
     match find(std::slice::from_ref(table), &keys) {
         Ok(Some((_, value))) => table_result(&value, &peer.show(), "Client host", table.spec()),
         Ok(None) => None,

@@ -226,11 +226,7 @@ impl SmtpdConfig {
             banner: p.get("smtpd_banner")?,
             mynetworks,
             relay_domains: p.domain_list("relay_domains")?,
-            access_parent_style: if p.list("parent_domain_matches_subdomains")?.iter().any(|n| n == "smtpd_access_maps") {
-                ParentStyle::Parent
-            } else {
-                ParentStyle::DotParent
-            },
+            access_parent_style: p.parent_style("smtpd_access_maps")?,
             fast_flush_domains: p.domain_list("fast_flush_domains")?,
             relay_restrictions: parse_restrictions(p, "smtpd_relay_restrictions")?,
             etrn_restrictions: parse_restrictions(p, "smtpd_etrn_restrictions")?,
