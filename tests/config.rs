@@ -37,7 +37,8 @@ fn bad_main_cf_values_are_reported_with_their_line() {
         ("max_use = many\n", "main.cf, line 6: bad numerical configuration: max_use = many"),
         ("relay_domains = ${oops\n", "unbalanced brace"),
         ("a = $b\nb = $a\nrelay_domains = $a\n", "unreasonable macro call nesting"),
-        ("relay_domains = hash:/etc/postfix/relay\n", "unsupported dictionary type: hash"),
+        ("relay_domains = hash:/etc/postfix/relay\n", "relay_domains: open database /etc/postfix/relay.db: No such file or directory"),
+        ("relay_domains = btree:/etc/postfix/relay\n", "unsupported dictionary type: btree"),
     ];
     for (extra, want) in cases {
         let (code, err) = check(extra, FLUSH_ONLY);

@@ -28,4 +28,5 @@ mod smtpd_input;
 mod stuck;
 mod submission;
 mod systemd;
+mod tables;
 mod tls;

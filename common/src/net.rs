@@ -1,6 +1,12 @@
-//! Network address lists such as `mynetworks`: `a.b.c.d/n`, `[ipv6]/n`, bare addresses.
+//! Network address lists such as `mynetworks`, with Postfix's `addr_match_list` syntax:
+//! `a.b.c.d/n`, `[ipv6]/n`, bare addresses, `!pattern` (first match decides), `/file` (one or
+//! more patterns per line) and `type:table` (the client address is looked up, as a `cidr:`
+//! table is meant to be used).
 
 use std::net::IpAddr;
+use std::path::Path;
+
+use crate::config::table::{Table, TableError, is_table_type_spec, split_braced_list};
 
 /// One network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,17 +56,90 @@ impl Cidr {
     }
 }
 
-/// A list of networks (`mynetworks`).
+/// A network list that cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkListError {
+    #[error(transparent)]
+    Net(#[from] CidrError),
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// A `/file` entry that cannot be read.
+    #[error("open {path}: {what}")]
+    File { path: String, what: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    Net(Cidr),
+    Table(Table),
+}
+
+/// A list of networks (`mynetworks`): patterns with their negation, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetworkList(Vec<Cidr>);
+pub struct NetworkList(Vec<(bool, Pattern)>);
+
+/// `/file` includes may nest this deep (a file that includes itself must not loop).
+const MAX_INCLUDE_DEPTH: usize = 10;
 
 impl NetworkList {
+    /// Plain networks only.
     pub fn parse(items: &[String]) -> Result<NetworkList, CidrError> {
-        items.iter().map(|i| Cidr::parse(i)).collect::<Result<Vec<_>, _>>().map(NetworkList)
+        items.iter().map(|i| Cidr::parse(i).map(|c| (false, Pattern::Net(c)))).collect::<Result<Vec<_>, _>>().map(NetworkList)
     }
 
+    /// A parameter value in Postfix's syntax; tables and files are relative to `config_dir`.
+    pub fn from_value(value: &str, config_dir: &Path) -> Result<NetworkList, NetworkListError> {
+        let mut list = NetworkList::default();
+        list.add(value, false, config_dir, 0)?;
+        Ok(list)
+    }
+
+    fn add(&mut self, value: &str, negate_all: bool, config_dir: &Path, depth: usize) -> Result<(), NetworkListError> {
+        for item in split_braced_list(value) {
+            let bangs = item.len() - item.trim_start_matches('!').len();
+            let negated = negate_all ^ (bangs % 2 == 1);
+            let item = &item[bangs..];
+            if item.starts_with('/') {
+                let text = std::fs::read_to_string(item)
+                    .map_err(|e| NetworkListError::File { path: item.to_string(), what: crate::config::table::io_text(&e) })?;
+                if depth >= MAX_INCLUDE_DEPTH {
+                    return Err(NetworkListError::File { path: item.to_string(), what: "too many nested includes".into() });
+                }
+                for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+                    self.add(line, negated, config_dir, depth + 1)?;
+                }
+            } else if is_table_type_spec(item) {
+                self.0.push((negated, Pattern::Table(Table::open(item, config_dir)?)));
+            } else if !item.is_empty() {
+                self.0.push((negated, Pattern::Net(Cidr::parse(item)?)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Is `ip` in the list? The first pattern that matches decides; a table that cannot be
+    /// read matches nothing (and says so in the log).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|c| c.contains(ip))
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        for (negated, p) in &self.0 {
+            let hit = match p {
+                Pattern::Net(c) => c.contains(ip),
+                Pattern::Table(t) => t
+                    .lookup(&ip.to_string())
+                    .unwrap_or_else(|e| {
+                        crate::log_warning!("{e}");
+                        None
+                    })
+                    .is_some(),
+            };
+            if hit {
+                return !negated;
+            }
+        }
+        false
     }
 }
 
@@ -84,5 +163,30 @@ mod tests {
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("host.example").is_err());
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn negation_files_and_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nets"), "# ours\n!10.9.0.0/16 10.0.0.0/8\n").unwrap();
+        std::fs::write(dir.path().join("more.cidr"), "192.0.2.0/24 trusted\n").unwrap();
+        let value = format!("!127.0.0.2, 127.0.0.0/8 {}/nets cidr:more.cidr [2001:db8::]/32, ::1", dir.path().display());
+        let l = NetworkList::from_value(&value, dir.path()).unwrap();
+        for (ip, want) in [
+            ("127.0.0.1", true),
+            ("127.0.0.2", false),
+            ("10.1.2.3", true),
+            ("10.9.1.1", false),
+            ("192.0.2.9", true),
+            ("::ffff:192.0.2.9", true),
+            ("2001:db8::5", true),
+            ("::1", true),
+            ("8.8.8.8", false),
+        ] {
+            assert_eq!(l.contains(ip.parse().unwrap()), want, "{ip}");
+        }
+        assert!(matches!(NetworkList::from_value("cidr:missing", dir.path()), Err(NetworkListError::Table(_))));
+        assert!(matches!(NetworkList::from_value("/nonexistent", dir.path()), Err(NetworkListError::File { .. })));
+        assert!(matches!(NetworkList::from_value("host.example", dir.path()), Err(NetworkListError::Net(_))));
     }
 }

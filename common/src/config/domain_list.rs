@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use super::table::search::{ParentStyle, domain_keys, find};
 use super::table::{Table, TableError, is_table_spec, split_braced_list};
 
 /// A list that cannot be built.
@@ -75,20 +76,21 @@ impl DomainList {
         self.patterns.is_empty()
     }
 
-    /// Does `name` match? First matching pattern decides; a negated match means "no".
-    pub fn matches(&self, name: &str) -> bool {
+    /// Does `name` match? First matching pattern decides; a negated match means "no". A table
+    /// that cannot be read is an error (Postfix answers such a lookup with a temporary failure).
+    pub fn matches(&self, name: &str) -> Result<bool, TableError> {
         let name = name.to_ascii_lowercase();
         let name = name.strip_suffix('.').unwrap_or(&name);
         for p in &self.patterns {
             let hit = match &p.matcher {
                 Matcher::Name(pat) => self.name_matches(pat, name),
-                Matcher::Table(t) => self.table_matches(t, name),
+                Matcher::Table(t) => self.table_matches(t, name)?,
             };
             if hit {
-                return !p.negated;
+                return Ok(!p.negated);
             }
         }
-        false
+        Ok(false)
     }
 
     fn name_matches(&self, pat: &str, name: &str) -> bool {
@@ -101,19 +103,11 @@ impl DomainList {
         self.parent_matches && name.len() > pat.len() && name.ends_with(pat) && name.as_bytes()[name.len() - pat.len() - 1] == b'.'
     }
 
-    fn table_matches(&self, table: &Table, name: &str) -> bool {
-        if table.lookup(name).is_some() {
-            return true;
-        }
-        let mut rest = name;
-        while let Some((_, parent)) = rest.split_once('.') {
-            let key = if self.parent_matches { parent.to_string() } else { format!(".{parent}") };
-            if table.lookup(&key).is_some() {
-                return true;
-            }
-            rest = parent;
-        }
-        false
+    /// The name, then its parent domains (partial keys: fixed-key tables only), as Postfix's
+    /// match_list does for `type:table` entries.
+    fn table_matches(&self, table: &Table, name: &str) -> Result<bool, TableError> {
+        let style = if self.parent_matches { ParentStyle::Parent } else { ParentStyle::DotParent };
+        Ok(find(std::slice::from_ref(table), &domain_keys(name, style))?.is_some())
     }
 }
 
@@ -141,16 +135,16 @@ mod tests {
             ("other.example", false),
         ];
         for (name, want) in cases {
-            assert_eq!(l.matches(name), want, "{name}");
+            assert_eq!(l.matches(name).unwrap(), want, "{name}");
         }
     }
 
     #[test]
     fn non_parent_style_needs_dot() {
         let l = list("other_list", "example.net .dot.example");
-        assert!(l.matches("example.net"));
-        assert!(!l.matches("sub.example.net"));
-        assert!(l.matches("a.dot.example"));
+        assert!(l.matches("example.net").unwrap());
+        assert!(!l.matches("sub.example.net").unwrap());
+        assert!(l.matches("a.dot.example").unwrap());
     }
 
     #[test]
@@ -159,14 +153,14 @@ mod tests {
         let f = dir.path().join("domains");
         std::fs::write(&f, "# customers\nfile.example\n!no.file.example\n").unwrap();
         let l = list("fast_flush_domains", &format!("inline:{{t.example=1}}, {}", f.display()));
-        assert!(l.matches("t.example"));
-        assert!(l.matches("a.t.example"));
-        assert!(l.matches("file.example"));
+        assert!(l.matches("t.example").unwrap());
+        assert!(l.matches("a.t.example").unwrap());
+        assert!(l.matches("file.example").unwrap());
         // First match decides: `file.example` (parent style) comes before `!no.file.example`.
-        assert!(l.matches("no.file.example"));
-        assert!(!l.matches("x.example"));
+        assert!(l.matches("no.file.example").unwrap());
+        assert!(!l.matches("x.example").unwrap());
         let neg = list("fast_flush_domains", &format!("!{}", f.display()));
-        assert!(!neg.matches("file.example"));
+        assert!(!neg.matches("file.example").unwrap());
         assert!(list("fast_flush_domains", "").is_empty());
         let e = DomainList::parse("relay_domains", "/nonexistent/file", &[], Path::new("/")).unwrap_err();
         assert!(e.to_string().starts_with("relay_domains: open /nonexistent/file"));

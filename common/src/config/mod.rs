@@ -1,6 +1,7 @@
 //! Configuration: main.cf and master.cf in Postfix syntax, the built-in parameter table,
 //! `$name` expansion, time values, lookup tables and domain lists.
 
+pub mod check;
 pub mod domain_list;
 pub mod expand;
 pub mod lines;
@@ -42,6 +43,13 @@ impl Params {
             }
         }
         Ok(())
+    }
+
+    /// How the feature behind parameter `name` matches parent domains: `parent` entries when
+    /// `name` is listed in `parent_domain_matches_subdomains`, else `.parent` entries.
+    pub fn parent_style(&self, name: &str) -> Result<table::search::ParentStyle, ParamError> {
+        let listed = self.list("parent_domain_matches_subdomains")?.iter().any(|n| n == name);
+        Ok(if listed { table::search::ParentStyle::Parent } else { table::search::ParentStyle::DotParent })
     }
 
     /// Compile the domain-list parameter `name`.

@@ -1,5 +1,6 @@
-//! User lists such as `authorized_flush_users` and `authorized_mailq_users`: user names, or
-//! `static:anyone`. The mail system's own user and root are always allowed.
+//! User lists such as `authorized_flush_users` and `authorized_mailq_users`: user names,
+//! `static:anyone`, or `type:table` lookup tables of user names (Postfix `match_list`). The mail
+//! system's own user and root are always allowed.
 
 /// The `mail_owner` account when it exists and is not root: who the daemons run as under a
 /// root master, and who root's own programs (postsuper) become before they touch the queue.
@@ -40,11 +41,25 @@ impl MailOwner {
 pub struct UserList {
     anyone: bool,
     names: Vec<String>,
+    tables: Vec<super::table::Table>,
 }
 
 impl UserList {
-    pub fn new(items: &[String]) -> UserList {
-        UserList { anyone: items.iter().any(|u| u == "static:anyone"), names: items.to_vec() }
+    /// Compile `items`; table names are relative to `config_dir`. A table that cannot be opened
+    /// is logged and matches nobody (`postfix check` refuses such a configuration before start).
+    pub fn new(items: &[String], config_dir: &std::path::Path) -> UserList {
+        let mut list = UserList { anyone: items.iter().any(|u| u == "static:anyone"), ..UserList::default() };
+        for item in items.iter().filter(|u| *u != "static:anyone") {
+            if super::table::is_table_spec(item) {
+                match super::table::Table::open(item, config_dir) {
+                    Ok(t) => list.tables.push(t),
+                    Err(e) => crate::log_warning!("{e}"),
+                }
+            } else {
+                list.names.push(item.clone());
+            }
+        }
+        list
     }
 
     /// The name of `uid`, or `unknown`.
@@ -54,7 +69,19 @@ impl UserList {
 
     /// May `uid` do it? `own_uid` is the service's own user.
     pub fn allows(&self, uid: u32, own_uid: u32) -> bool {
-        uid == 0 || uid == own_uid || self.anyone || self.names.contains(&UserList::user_name(uid))
+        if uid == 0 || uid == own_uid || self.anyone {
+            return true;
+        }
+        let name = UserList::user_name(uid);
+        self.names.contains(&name)
+            || self.tables.iter().any(|t| {
+                t.lookup(&name)
+                    .unwrap_or_else(|e| {
+                        crate::log_warning!("{e}");
+                        None
+                    })
+                    .is_some()
+            })
     }
 }
 
@@ -64,10 +91,17 @@ mod tests {
 
     #[test]
     fn lists() {
-        let l = UserList::new(&["root".into()]);
+        let l = UserList::new(&["root".into()], std::path::Path::new("/"));
         assert!(l.allows(0, 1000));
         assert!(l.allows(1000, 1000));
         assert!(!l.allows(4242, 1000));
-        assert!(UserList::new(&["static:anyone".into()]).allows(4242, 1000));
+        assert!(UserList::new(&["static:anyone".into()], std::path::Path::new("/")).allows(4242, 1000));
+        // A table of user names; the name of uid 0 is always allowed anyway, so ask for nobody's.
+        let nobody = nix::unistd::User::from_name("nobody").ok().flatten().map(|u| u.uid.as_raw());
+        if let Some(uid) = nobody {
+            let t = UserList::new(&["inline:{nobody=1}".into()], std::path::Path::new("/"));
+            assert!(t.allows(uid, 1000));
+            assert!(!UserList::new(&["inline:{other=1}".into()], std::path::Path::new("/")).allows(uid, 1000));
+        }
     }
 }

@@ -1,9 +1,10 @@
-//! Postern's command-line programs: `postfix`, `postconf`, `postqueue` (and `mailq`). Each
+//! Postern's command-line programs: `postfix`, `postconf`, `postmap`, `postqueue` (and `mailq`). Each
 //! binary in `src/bin` is a thin `main` over a module here. They use blocking IPC only.
 
 pub mod getopt;
 pub mod postconf;
 pub mod postfix;
+pub mod postmap;
 pub mod postqueue;
 pub mod postsuper;
 pub mod sendmail;

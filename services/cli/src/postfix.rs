@@ -7,6 +7,14 @@
 //! `start` runs the master in the background and returns once the master reports that its
 //! services are ready; `start-fg` runs it in the foreground (systemd `Type=notify`, containers).
 //! `stop` sends SIGTERM, waits, and finally SIGKILLs the master's process group.
+//!
+//! `check` (which `start` runs first, and whose table check `reload` runs) validates main.cf and master.cf, opens every
+//! lookup table named in a main.cf setting, a default or a master.cf `-o` override, and stops
+//! with exit status 1 naming the file, line and parameter of a table that cannot be opened
+//! (`main.cf, line 7: parameter transport_maps: open database /etc/postern/transport.db: No such
+//! file or directory`, `unsupported dictionary type: btree`). It warns about parameters Postern
+//! does not use: Postfix's `/etc/postern/main.cf: unused parameter: foo=bar`, and `... line N:
+//! Postfix parameter not implemented by Postern: name=value` (common's `config::check`).
 
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -54,8 +62,10 @@ impl Ctx {
     }
 }
 
-/// Validate both files and create missing queue directories. Problems that stop the mail
-/// system are errors; the rest are warnings.
+/// Validate both files (values, tables, unused parameters) and create missing queue
+/// directories. Problems that stop the mail system are errors; the rest are warnings. `start`
+/// runs this first; `reload` runs its table check, so a table that cannot be opened stops
+/// either (exit 1).
 pub fn check(dir: &Path, params: &Params) -> Result<(), String> {
     for w in &params.main.warnings {
         log_warning!("{w}");
@@ -83,9 +93,28 @@ pub fn check(dir: &Path, params: &Params) -> Result<(), String> {
     for w in &master.warnings {
         log_warning!("{w}");
     }
+    check_tables_and_names(params, &master)?;
     let spool = Spool::from_params(params).map_err(|e| e.to_string())?;
     spool.create_dirs().map_err(|e| format!("create {}: {e}", spool.root.display()))?;
     check_mail_owner_access(dir, params, &spool)
+}
+
+/// Warn about parameters Postern does not use, and open every table: one that cannot be
+/// opened would stop a daemon at its first lookup, so it is an error now.
+fn check_tables_and_names(params: &Params, master: &MasterCf) -> Result<(), String> {
+    for w in config::check::unused_parameters(params, Some(master)) {
+        log_warning!("{w}");
+    }
+    config::check::open_tables(params, Some(master)).map_err(|e| e.to_string())
+}
+
+/// `reload`: the warnings and the table check, then SIGHUP. Other problems are left to the
+/// master, which keeps its running configuration when the new one does not load.
+fn reload(ctx: &Ctx) -> Result<u8, String> {
+    if let Ok(master) = MasterCf::load(&ctx.dir.join("master.cf")) {
+        check_tables_and_names(&ctx.params, &master)?;
+    }
+    signal_master(ctx, Signal::SIGHUP, "refreshing the Postern mail system")
 }
 
 /// Running as root, the daemons run as `mail_owner`: that user must be able to read the
@@ -261,7 +290,7 @@ pub fn run(args: &[String]) -> u8 {
         "start-fg" => start(&ctx, true),
         "stop" => stop(&ctx),
         "abort" => signal_master(&ctx, Signal::SIGTERM, "aborting the Postern mail system"),
-        "reload" => signal_master(&ctx, Signal::SIGHUP, "refreshing the Postern mail system"),
+        "reload" => reload(&ctx),
         "status" => status(&ctx),
         "flush" => crate::postqueue::flush_queue(&ctx.params).map(|()| 0).map_err(|f| f.text),
         other => Err(format!("unknown command: '{other}'. {USAGE}")),

@@ -29,7 +29,7 @@ pub struct FlushAuth {
 
 impl FlushAuth {
     pub fn from_params(p: &Params) -> Result<FlushAuth, ParamError> {
-        Ok(FlushAuth { users: UserList::new(&p.list("authorized_flush_users")?), own_uid: nix::unistd::geteuid().as_raw() })
+        Ok(FlushAuth { users: UserList::new(&p.list("authorized_flush_users")?, &p.config_dir), own_uid: nix::unistd::geteuid().as_raw() })
     }
 
     /// `None` when allowed, else the refusal text.
@@ -153,14 +153,14 @@ mod tests {
 
     #[test]
     fn authorization() {
-        let auth = FlushAuth { users: UserList::new(&["alice".into()]), own_uid: 1000 };
+        let auth = FlushAuth { users: UserList::new(&["alice".into()], std::path::Path::new("/")), own_uid: 1000 };
         let send = FlushRequest::SendSite { site: "x.example".into(), subdomains: false };
         let add = FlushRequest::Add { site: "x.example".into(), queue_id: "A".into() };
         assert_eq!(auth.check(&send, 0), None);
         assert_eq!(auth.check(&add, 1000), None);
         assert!(auth.check(&add, 4242).is_some());
         assert!(auth.check(&send, 4242).unwrap().contains("is not allowed to flush the mail queue"));
-        let open = FlushAuth { users: UserList::new(&["static:anyone".into()]), ..auth };
+        let open = FlushAuth { users: UserList::new(&["static:anyone".into()], std::path::Path::new("/")), ..auth };
         assert_eq!(open.check(&send, 4242), None);
     }
 }

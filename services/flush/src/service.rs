@@ -148,7 +148,11 @@ impl FlushState {
     }
 
     fn eligible(&self, site: &Site) -> bool {
-        !self.cfg.eligible.is_empty() && self.cfg.eligible.matches(site.as_str())
+        !self.cfg.eligible.is_empty()
+            && self.cfg.eligible.matches(site.as_str()).unwrap_or_else(|e| {
+                common::log_warning!("{e}");
+                false
+            })
     }
 
     pub fn handle(&mut self, req: FlushRequest) -> Step {

@@ -29,6 +29,8 @@
 //! # Diagnostics
 //! `daemon started -- version V, configuration DIR`, `reload -- ...`, `terminating on signal N`,
 //! `warning: process PATH pid N exit status S`, `warning: PATH: bad command startup -- throttling`.
+//! At a reload, parameters Postern does not use are logged as `postfix check` says them
+//! (`warning: /etc/postern/main.cf: unused parameter: foo=bar`).
 //! What a child writes to standard error (a fatal error before its mail log is open, a panic
 //! report, marked `panic:`) is copied into the mail log under the child's own name and pid,
 //! so a daemon that cannot start says why there. The master refuses to start with a

@@ -120,7 +120,9 @@ pub struct Supervisor {
 }
 
 /// A configuration that cannot be loaded, formatted for the log.
-fn load(config_dir: &Path) -> Result<Loaded, MasterError> {
+/// At a reload (`warn_unused`), parameters Postern does not use are logged and every table is
+/// opened, as `postfix reload` does on the terminal (at start, `postfix start` has done it).
+fn load(config_dir: &Path, warn_unused: bool) -> Result<Loaded, MasterError> {
     let params = Params::load(config_dir, &[])?;
     let master = MasterCf::load(&config_dir.join("master.cf"))?;
     for w in &params.main.warnings {
@@ -128,6 +130,13 @@ fn load(config_dir: &Path) -> Result<Loaded, MasterError> {
     }
     for w in &master.warnings {
         log_warning!("{w}");
+    }
+    if warn_unused {
+        for w in common::config::check::unused_parameters(&params, Some(&master)) {
+            log_warning!("{w}");
+        }
+        // A reload by SIGHUP alone (systemctl reload) gets the table check of `postfix reload`.
+        common::config::check::open_tables(&params, Some(&master))?;
     }
     let disabled = params.list("master_service_disable")?;
     let entries = master.entries.into_iter().filter(|e| !disabled.iter().any(|d| *d == e.key() || d == e.kind.as_str())).collect();
@@ -156,7 +165,7 @@ fn describe_exit(status: WaitStatus) -> Option<String> {
 impl Supervisor {
     /// Load the configuration; the caller has already locked the pid file.
     pub fn new(config_dir: PathBuf, identity: Option<Identity>, ready_pipe: Option<File>) -> Result<Supervisor, MasterError> {
-        let loaded = load(&config_dir)?;
+        let loaded = load(&config_dir, false)?;
         let queue_dir = loaded.params.dir("queue_directory")?;
         let daemon_dir = daemon_dir(&loaded.params)?;
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -437,7 +446,7 @@ impl Supervisor {
     fn reload(&mut self) {
         log_info!("reload -- version {}, configuration {}", env!("CARGO_PKG_VERSION"), self.config_dir.display());
         sd_notify("RELOADING=1");
-        let loaded = match load(&self.config_dir) {
+        let loaded = match load(&self.config_dir, true) {
             Ok(l) => l,
             Err(e) => {
                 log_warning!("reload failed, keeping the running configuration: {e}");

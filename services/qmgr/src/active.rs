@@ -116,10 +116,16 @@ pub struct Admission {
 /// Group a message's pending recipients by route and settle what needs no agent.
 pub fn admit(cfg: &QmgrConfig, qf: &QueueEnvelope, override_defer_transports: bool) -> Admission {
     let mut by_route: BTreeMap<Route, Vec<DeliveryRecipient>> = BTreeMap::new();
-    for (index, r) in qf.pending() {
-        by_route.entry(cfg.route(&r.address)).or_default().push(DeliveryRecipient { index, address: r.address.clone() });
-    }
     let mut a = Admission::default();
+    for (index, r) in qf.pending() {
+        match cfg.route(&r.address) {
+            Ok(route) => by_route.entry(route).or_default().push(DeliveryRecipient { index, address: r.address.clone() }),
+            Err(e) => {
+                log_warning!("{e}");
+                a.settled.push(own_result(index, Outcome::Deferred, "4.3.0", "transport_maps lookup failure"));
+            }
+        }
+    }
     for (route, recipients) in by_route {
         if route.transport == "error" {
             a.settled.extend(recipients.iter().map(|r| own_result(r.index, Outcome::Bounced, "5.0.0", &route.nexthop)));

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::config::table::{Table, split_braced_list};
+use common::config::table::search::{Key, ParentStyle, domain_keys, find};
+use common::config::table::{Table, TableError, split_braced_list};
 use common::config::{ConfigError, DomainList, ParamError, Params};
 use common::domain::address_domain;
 use common::ipc::client::Persistent;
@@ -41,6 +42,7 @@ pub struct QmgrConfig {
     pub flush: Arc<Persistent<FlushProtocol>>,
     pub defer_transports: Vec<String>,
     transport_maps: Vec<Table>,
+    transport_parent_style: ParentStyle,
     relayhost: String,
     default_transport: String,
 }
@@ -103,6 +105,7 @@ impl QmgrConfig {
             fast_flush: p.domain_list("fast_flush_domains")?,
             defer_transports: p.list("defer_transports")?,
             transport_maps,
+            transport_parent_style: p.parent_style("transport_maps")?,
             relayhost: p.get("relayhost")?,
             default_transport: p.get("default_transport")?,
         })
@@ -113,34 +116,28 @@ impl QmgrConfig {
         service_path(&self.spool.root, Class::Private, transport)
     }
 
-    fn lookup_transport(&self, domain: &str) -> Option<String> {
-        let domain = domain.to_ascii_lowercase();
-        for t in &self.transport_maps {
-            if let Some(v) = t.lookup(&domain) {
-                return Some(v.to_string());
-            }
-            let mut rest = domain.as_str();
-            while let Some((_, parent)) = rest.split_once('.') {
-                if let Some(v) = t.lookup(&format!(".{parent}")) {
-                    return Some(v.to_string());
-                }
-                rest = parent;
-            }
-        }
-        None
+    /// transport(5)'s search order: the full address, the domain, then its parent domains
+    /// (`.parent` entries, or `parent` when `transport_maps` is in
+    /// `parent_domain_matches_subdomains`), then `*`.
+    fn lookup_transport(&self, address: &str, domain: &str) -> Result<Option<String>, TableError> {
+        let mut keys = vec![Key { text: address.to_lowercase(), partial: false }];
+        keys.extend(domain_keys(&domain.to_ascii_lowercase(), self.transport_parent_style).into_iter().map(|k| Key { partial: true, ..k }));
+        keys.push(Key { text: "*".into(), partial: true });
+        Ok(find(&self.transport_maps, &keys)?.map(|(_, v)| v))
     }
 
-    /// Route a recipient address.
-    pub fn route(&self, recipient: &str) -> Route {
+    /// Route a recipient address; `Err` when `transport_maps` cannot be read (the recipient
+    /// is deferred, as Postfix does on a table lookup failure).
+    pub fn route(&self, recipient: &str) -> Result<Route, TableError> {
         let domain = address_domain(recipient);
-        if let Some(entry) = self.lookup_transport(domain) {
+        if let Some(entry) = self.lookup_transport(recipient, domain)? {
             let (transport, nexthop) = entry.split_once(':').unwrap_or((entry.as_str(), ""));
             let transport = if transport.is_empty() { self.default_transport.clone() } else { transport.to_string() };
             let nexthop = if nexthop.is_empty() { domain.to_string() } else { nexthop.to_string() };
-            return Route { transport, nexthop };
+            return Ok(Route { transport, nexthop });
         }
         let nexthop = if self.relayhost.is_empty() { domain.to_string() } else { self.relayhost.clone() };
-        Route { transport: self.default_transport.clone(), nexthop }
+        Ok(Route { transport: self.default_transport.clone(), nexthop })
     }
 }
 
@@ -160,11 +157,11 @@ mod tests {
         let c = cfg(
             "transport_maps = inline:{example.net=smtp:[127.0.0.1]:2599, .sub.example=relay:, { bad.example = error:no such domain }}\n",
         );
-        assert_eq!(c.route("u@EXAMPLE.NET"), Route { transport: "smtp".into(), nexthop: "[127.0.0.1]:2599".into() });
-        assert_eq!(c.route("u@a.sub.example"), Route { transport: "relay".into(), nexthop: "a.sub.example".into() });
-        assert_eq!(c.route("u@bad.example"), Route { transport: "error".into(), nexthop: "no such domain".into() });
-        assert_eq!(c.route("u@other.example"), Route { transport: "smtp".into(), nexthop: "other.example".into() });
+        assert_eq!(c.route("u@EXAMPLE.NET").unwrap(), Route { transport: "smtp".into(), nexthop: "[127.0.0.1]:2599".into() });
+        assert_eq!(c.route("u@a.sub.example").unwrap(), Route { transport: "relay".into(), nexthop: "a.sub.example".into() });
+        assert_eq!(c.route("u@bad.example").unwrap(), Route { transport: "error".into(), nexthop: "no such domain".into() });
+        assert_eq!(c.route("u@other.example").unwrap(), Route { transport: "smtp".into(), nexthop: "other.example".into() });
         let c = cfg("relayhost = [10.0.0.1]:587\n");
-        assert_eq!(c.route("u@other.example").nexthop, "[10.0.0.1]:587");
+        assert_eq!(c.route("u@other.example").unwrap().nexthop, "[10.0.0.1]:587");
     }
 }

@@ -50,7 +50,15 @@ pub fn flush_sites(cfg: &QmgrConfig, domains: BTreeSet<String>) -> Vec<String> {
     if cfg.fast_flush.is_empty() {
         return Vec::new();
     }
-    domains.into_iter().filter(|d| cfg.fast_flush.matches(d)).collect()
+    domains
+        .into_iter()
+        .filter(|d| {
+            cfg.fast_flush.matches(d).unwrap_or_else(|e| {
+                log_warning!("{e}");
+                false
+            })
+        })
+        .collect()
 }
 
 /// The connection task of one `Add`: list `id` under `site`, waiting for the flush service up

@@ -14,6 +14,12 @@
 //! the message's age), and its recipient domains that are eligible for fast flush are added to
 //! the flush service's logfiles. Mail older than `maximal_queue_lifetime` is returned.
 //!
+//! Routes come from `transport_maps` (transport(5)'s order: the full address, the domain, its
+//! parent domains as `.parent`, or `parent` when `transport_maps` is in
+//! `parent_domain_matches_subdomains`, then `*`), else `relayhost`, else the domain. A table
+//! rebuilt with `postmap` is used from the next lookup on; one that cannot be read defers the
+//! recipient (`4.3.0 transport_maps lookup failure`) instead of routing it elsewhere.
+//!
 //! Triggers (`public/qmgr`, typed frames): `ScanIncoming` (I), `ScanDeferred` (D),
 //! `IgnoreTimestamps` (A), `ForgetDeadSites` (F: forget failed routes and override
 //! `defer_transports`), `Wakeup` (W). The master's wakeup asks for an incoming scan; the

@@ -61,7 +61,7 @@ impl Service for Qmgr {
     /// The parameters a reload changes here: the scheduler's, who may flush, the client limits.
     fn reload(&mut self, p: &Params) -> Result<(), String> {
         let cfg = QmgrConfig::from_params(p).map_err(|e| e.to_string())?;
-        let users = UserList::new(&p.list("authorized_flush_users").map_err(|e| e.to_string())?);
+        let users = UserList::new(&p.list("authorized_flush_users").map_err(|e| e.to_string())?, &p.config_dir);
         self.gate.reconfigure(p).map_err(|e| e.to_string())?;
         self.sched.reload(cfg);
         self.flush_users = users;
@@ -80,7 +80,7 @@ pub fn run() {
         fatal(&format!("service {} requires a process limit of 1", args.service));
     }
     let cfg = QmgrConfig::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string()));
-    let flush_users = UserList::new(&params.list("authorized_flush_users").unwrap_or_else(|e| fatal(&e.to_string())));
+    let flush_users = UserList::new(&params.list("authorized_flush_users").unwrap_or_else(|e| fatal(&e.to_string())), &params.config_dir);
     let gate = PublicGate::from_params("qmgr", &params).unwrap_or_else(|e| fatal(&e.to_string()));
     let listeners = daemon::inherited_listeners().unwrap_or_else(|e| fatal(&e.to_string()));
     actix_rt::System::new().block_on(async move {

@@ -80,7 +80,7 @@ impl ShowqConfig {
         let limit = u64::try_from(p.int("message_size_limit")?).unwrap_or(0);
         Ok(ShowqConfig {
             spool: Spool::from_params(p)?,
-            users: UserList::new(&p.list("authorized_mailq_users")?),
+            users: UserList::new(&p.list("authorized_mailq_users")?, &p.config_dir),
             maildrop_cap: maildrop::size_cap(limit),
         })
     }

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::config::table::search::ParentStyle;
 use common::config::table::{Table, is_table_spec, split_braced_list};
 use common::config::{ConfigError, DomainList, Params};
 use common::ipc::client::Persistent;
@@ -132,6 +133,9 @@ pub struct SmtpdConfig {
     pub banner: String,
     pub mynetworks: NetworkList,
     pub relay_domains: DomainList,
+    /// How `check_*_access` tables match parent domains (`smtpd_access_maps` in
+    /// `parent_domain_matches_subdomains`).
+    pub access_parent_style: ParentStyle,
     pub fast_flush_domains: DomainList,
     pub relay_restrictions: Vec<Restriction>,
     pub etrn_restrictions: Vec<Restriction>,
@@ -209,7 +213,10 @@ impl SmtpdConfig {
             "postfix" => false,
             v => return Err(bad("etrn_reply_style", v)),
         };
-        let mynetworks = NetworkList::parse(&p.list("mynetworks")?).map_err(|e| bad("mynetworks", &e.0))?;
+        let networks = |name: &str| -> Result<NetworkList, ConfigError> {
+            NetworkList::from_value(&p.get(name)?, &p.config_dir).map_err(|e| ConfigError::value(name, e.to_string()))
+        };
+        let mynetworks = networks("mynetworks")?;
         let bare_newline = match p.get("smtpd_forbid_bare_newline")?.to_ascii_lowercase().as_str() {
             "normalize" | "yes" | "no" => BareNewline::Normalize,
             "note" => BareNewline::Note,
@@ -217,7 +224,7 @@ impl SmtpdConfig {
             v => return Err(bad("smtpd_forbid_bare_newline", v)),
         };
         let exclusions = "smtpd_forbid_bare_newline_exclusions";
-        let bare_newline_exclusions = NetworkList::parse(&p.list(exclusions)?).map_err(|e| bad(exclusions, &e.0))?;
+        let bare_newline_exclusions = networks(exclusions)?;
         let reject_code = p.int("smtpd_forbid_bare_newline_reject_code")?;
         let bare_newline_reject_code = u16::try_from(reject_code)
             .ok()
@@ -246,6 +253,7 @@ impl SmtpdConfig {
             banner: p.get("smtpd_banner")?,
             mynetworks,
             relay_domains: p.domain_list("relay_domains")?,
+            access_parent_style: p.parent_style("smtpd_access_maps")?,
             fast_flush_domains: p.domain_list("fast_flush_domains")?,
             relay_restrictions: parse_restrictions(p, "smtpd_relay_restrictions")?,
             etrn_restrictions: parse_restrictions(p, "smtpd_etrn_restrictions")?,
@@ -273,8 +281,7 @@ impl SmtpdConfig {
                 connection_rate: count("smtpd_client_connection_rate_limit")?,
                 message_rate: count("smtpd_client_message_rate_limit")?,
                 rate_time_unit: p.time("anvil_rate_time_unit")?,
-                exceptions: NetworkList::parse(&p.list("smtpd_client_event_limit_exceptions")?)
-                    .map_err(|e| bad("smtpd_client_event_limit_exceptions", &e.0))?,
+                exceptions: networks("smtpd_client_event_limit_exceptions")?,
             },
             error_sleep: p.time("smtpd_error_sleep_time")?,
             etrn_fallback: fallback,

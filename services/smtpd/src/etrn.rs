@@ -6,11 +6,13 @@
 use std::time::Instant;
 
 use common::config::table::Table;
+use common::config::table::search::{ParentStyle, domain_keys, find};
 use common::domain::Site;
 use common::ipc::flush::{FlushReply, FlushRequest};
 use common::ipc::trigger::Trigger;
 use common::log_warning;
 
+use crate::access::{Verdict, check_client};
 use crate::config::{EtrnFallback, Restriction, SmtpdConfig};
 use crate::reply::Reply;
 use crate::session::Session;
@@ -39,17 +41,13 @@ fn access_action(value: &str, site: &str) -> Option<Result<(), Reply>> {
     }
 }
 
-fn lookup_domain(t: &Table, site: &str) -> Option<String> {
-    let mut name = site.to_ascii_lowercase();
-    loop {
-        if let Some(v) = t.lookup(&name) {
-            return Some(v.to_string());
-        }
-        match name.split_once('.') {
-            Some((_, parent)) => name = parent.to_string(),
-            None => return None,
-        }
-    }
+/// The site and its parent domains; a table that cannot be read is a temporary failure.
+fn lookup_domain(t: &Table, site: &str) -> Result<Option<String>, Reply> {
+    let keys = domain_keys(&site.to_ascii_lowercase(), ParentStyle::Parent);
+    find(std::slice::from_ref(t), &keys).map(|hit| hit.map(|(_, v)| v)).map_err(|e| {
+        log_warning!("{e}");
+        Reply::new(451, "4.3.5", "Server configuration error")
+    })
 }
 
 /// `Some(reply)` when a restriction rejects.
@@ -61,10 +59,15 @@ fn check_restrictions(s: &Session<'_>, site: &str) -> Option<Reply> {
             Restriction::Defer => Some(Err(Reply::new(450, "4.3.2", format!("<{site}>: Etrn command rejected: Try again later")))),
             Restriction::PermitMynetworks => s.cfg.mynetworks.contains(s.peer.addr).then_some(Ok(())),
             Restriction::PermitSaslAuthenticated => s.sasl_authenticated().then_some(Ok(())),
-            Restriction::CheckClientAccess(t) => {
-                t.lookup(&s.peer.addr.to_string()).or_else(|| t.lookup(&s.peer.name)).and_then(|v| access_action(v, site))
-            }
-            Restriction::CheckEtrnAccess(t) => lookup_domain(t, site).and_then(|v| access_action(&v, site)),
+            Restriction::CheckClientAccess(t) => match check_client(t, &s.peer, s.cfg.access_parent_style) {
+                Some(Verdict::Permit) => Some(Ok(())),
+                Some(Verdict::Refuse(reply)) => Some(Err(reply)),
+                None => None,
+            },
+            Restriction::CheckEtrnAccess(t) => match lookup_domain(t, site) {
+                Ok(v) => v.and_then(|v| access_action(&v, site)),
+                Err(reply) => Some(Err(reply)),
+            },
             Restriction::RejectEtrnLoginMismatch => crate::etrn_login::mismatch(s, site).map(Err),
             Restriction::RejectUnauthDestination | Restriction::DeferUnauthDestination => None,
         };
@@ -85,7 +88,12 @@ pub async fn run(s: &Session<'_>, site: &str, subdomains: bool) -> Reply {
         return reply;
     }
     let shown: String = site.chars().take(100).collect();
-    let eligible = Site::parse(site).is_ok() && !cfg.fast_flush_domains.is_empty() && cfg.fast_flush_domains.matches(site);
+    let eligible = Site::parse(site).is_ok()
+        && !cfg.fast_flush_domains.is_empty()
+        && cfg.fast_flush_domains.matches(site).unwrap_or_else(|e| {
+            log_warning!("{e}");
+            false
+        });
     if eligible {
         let req = FlushRequest::SendSite { site: site.to_string(), subdomains };
         match cfg.flush.call(&req, cfg.ipc_timeout).await {

@@ -4,29 +4,35 @@
 //! and nothing else; an owned domain needs its owner's login. The same table will authorize
 //! ATRN (ODMR).
 
-use common::config::table::Table;
+use common::config::table::search::{ParentStyle, domain_keys, find};
+use common::config::table::{Table, TableError};
+use common::log_warning;
 
 use crate::reply::Reply;
 use crate::session::Session;
 
-/// The logins that own `site`: the nearest entry of `site` or a parent domain, from the
-/// first table that has one. `None` when no one owns it.
-pub fn owners(maps: &[Table], site: &str) -> Option<Vec<String>> {
-    let mut name = site.to_ascii_lowercase();
-    loop {
-        if let Some(v) = maps.iter().find_map(|t| t.lookup(&name)) {
-            // "alice, bob", "alice bob", or an inline table's "{alice bob}".
-            let v = v.trim().trim_start_matches('{').trim_end_matches('}');
-            return Some(v.split([',', ' ', '\t']).filter(|w| !w.is_empty()).map(String::from).collect());
-        }
-        name = name.split_once('.')?.1.to_string();
-    }
+/// The logins that own `site`: the nearest entry of `site` or a parent domain. `None` when no
+/// one owns it.
+pub fn owners(maps: &[Table], site: &str) -> Result<Option<Vec<String>>, TableError> {
+    let keys = domain_keys(&site.to_ascii_lowercase(), ParentStyle::Parent);
+    Ok(find(maps, &keys)?.map(|(_, v)| {
+        // "alice, bob", "alice bob", or an inline table's "{alice bob}".
+        let v = v.trim().trim_start_matches('{').trim_end_matches('}');
+        v.split([',', ' ', '\t']).filter(|w| !w.is_empty()).map(String::from).collect()
+    }))
 }
 
 /// `Some(459 ...)` when the client may not ETRN `site`; `None` to go on to the next
 /// restriction (an unowned site without a login is not this restriction's business).
 pub fn mismatch(s: &Session<'_>, site: &str) -> Option<Reply> {
-    let owners = owners(&s.cfg.etrn_login_maps, site);
+    let owners = match owners(&s.cfg.etrn_login_maps, site) {
+        Ok(o) => o,
+        // A table that cannot be read now is no answer: try again later, as Postfix does.
+        Err(e) => {
+            log_warning!("{e}");
+            return Some(Reply::new(451, "4.3.5", "Server configuration error"));
+        }
+    };
     let login = s.sasl_authenticated().then(|| s.sasl_login.as_ref().map(|l| l.username.as_str())).flatten();
     let site = common::text::printable(site, '?');
     match (login, owners) {
@@ -49,10 +55,10 @@ mod tests {
         )
         .unwrap();
         let maps = [t];
-        assert_eq!(owners(&maps, "customer.example"), Some(vec!["alice".to_string()]));
-        assert_eq!(owners(&maps, "MX.Customer.example"), Some(vec!["alice".to_string()]));
-        assert_eq!(owners(&maps, "sub.customer.example"), Some(vec!["carol".to_string()]));
-        assert_eq!(owners(&maps, "shared.example"), Some(vec!["alice".to_string(), "bob".to_string()]));
-        assert_eq!(owners(&maps, "other.example"), None);
+        assert_eq!(owners(&maps, "customer.example").unwrap(), Some(vec!["alice".to_string()]));
+        assert_eq!(owners(&maps, "MX.Customer.example").unwrap(), Some(vec!["alice".to_string()]));
+        assert_eq!(owners(&maps, "sub.customer.example").unwrap(), Some(vec!["carol".to_string()]));
+        assert_eq!(owners(&maps, "shared.example").unwrap(), Some(vec!["alice".to_string(), "bob".to_string()]));
+        assert_eq!(owners(&maps, "other.example").unwrap(), None);
     }
 }

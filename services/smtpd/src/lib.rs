@@ -10,8 +10,20 @@
 //! STARTTLS (RFC 3207) and AUTH (RFC 4954, below). A message is written
 //! to `incoming` and fsynced before `250 2.0.0 Ok: queued as <id>`; then the queue manager is
 //! triggered. Recipients are accepted by `smtpd_relay_restrictions` (`permit_mynetworks`,
-//! `reject_unauth_destination` against `relay_domains`, `permit`, `reject`, `defer`); routing
-//! characters in the local part (`user%host@`, `host!user@`, `"user@host"@`) are never relayed.
+//! `reject_unauth_destination` against `relay_domains`, `check_client_access type:table`,
+//! `permit`, `reject`, `defer`); routing characters in the local part (`user%host@`,
+//! `host!user@`, `"user@host"@`) are never relayed.
+//!
+//! `check_client_access` looks up the client's name, its parent domains, its address and its
+//! networks in Postfix's order (parent domains as `parent` while `smtpd_access_maps` is in
+//! `parent_domain_matches_subdomains`, else `.parent`); the first entry found decides: `OK`,
+//! `PERMIT`, `REJECT [text]` (554 5.7.1 `<name[addr]>: Client host rejected: text`), `DEFER`
+//! (450 4.7.1), `4NN/5NN text`, `DUNNO`. An action Postern does not have, or a table that cannot
+//! be read, answers `451 4.3.5 Server configuration error` (logged); a `relay_domains` table
+//! that cannot be read answers `451 4.3.0 <addr>: Temporary lookup failure`. Tables rebuilt with
+//! `postmap` are used from the next lookup on. `mynetworks`, `smtpd_forbid_bare_newline_exclusions`
+//! and `smtpd_client_event_limit_exceptions` take Postfix's address list syntax: networks,
+//! `!pattern`, `/file` and `type:table` (the client address is looked up, e.g. in `cidr:`).
 //!
 //! # Input
 //! The end of data is `<CR><LF>.<CR><LF>` and nothing else, for every client: a `.` line that
@@ -170,7 +182,7 @@
 //! `smtpd_sasl_path`, `smtpd_sasl_service`, `smtpd_sasl_security_options`,
 //! `smtpd_sasl_tls_security_options`, `smtpd_sasl_authenticated_header`,
 //! `smtpd_sasl_local_domain`, `smtpd_sasl_response_limit`, `smtpd_tls_auth_only`,
-//! `broken_sasl_auth_clients`, `smtpd_etrn_login_maps`.
+//! `broken_sasl_auth_clients`, `smtpd_etrn_login_maps`, `parent_domain_matches_subdomains`.
 //!
 //! # Bugs
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.
@@ -183,6 +195,7 @@
 //! `smtpd_sasl_mechanism_filter`; the dovecot type connects to a Unix socket only. With a
 //! Dovecot that does not answer, each new session waits up to 10 s for its mechanism list.
 
+pub mod access;
 pub mod address;
 pub mod anvil;
 mod auth;

@@ -438,7 +438,13 @@ impl<'a> Session<'a> {
     fn check_relay(&self, addr: &Address) -> Option<Reply> {
         let trusted = self.cfg.mynetworks.contains(self.peer.addr);
         // A routing character in the local part would let the next hop relay onwards.
-        let authorized = self.cfg.relay_domains.matches(&addr.domain()) && !addr.has_routing();
+        let authorized = match self.cfg.relay_domains.matches(&addr.domain()) {
+            Ok(hit) => hit && !addr.has_routing(),
+            Err(e) => {
+                common::log_warning!("{e}");
+                return Some(Reply::new(451, "4.3.0", format!("<{}>: Temporary lookup failure", addr.addr)));
+            }
+        };
         let denied = Reply::new(554, "5.7.1", format!("<{}>: Relay access denied", addr.addr));
         for r in &self.cfg.relay_restrictions {
             match r {
@@ -455,6 +461,11 @@ impl<'a> Session<'a> {
                 Restriction::Defer => {
                     return Some(Reply::new(450, "4.7.1", format!("<{}>: Recipient address rejected: Try again later", addr.addr)));
                 }
+                Restriction::CheckClientAccess(t) => match crate::access::check_client(t, &self.peer, self.cfg.access_parent_style) {
+                    Some(crate::access::Verdict::Permit) => return None,
+                    Some(crate::access::Verdict::Refuse(reply)) => return Some(reply),
+                    None => {}
+                },
                 _ => {}
             }
         }

@@ -1,17 +1,23 @@
 //! postconf - Postern configuration utility
 //!
-//! `postconf [-c dir] [-dhHnx] [-o name=value] [name...]` prints main.cf parameters;
+//! `postconf [-c dir] [-dhHnx] [-o name=value] [name...]` prints main.cf parameters; `-m` the
+//! lookup table types;
 //! `-e name=value...` (or just `name=value`), `-X name...`, `-# name...` edit main.cf;
 //! `-M[f] [name[/type]...]`, `-Me name/type='entry'`, `-MX name/type`, `-M# name/type` print
 //! and edit master.cf entries; `-F [name/type/field]`, `-Fe name/type/field=value` fields;
 //! `-P [name/type/param]`, `-Pe name/type/param=value`, `-PX name/type/param` `-o` overrides.
 //! Edits rewrite the file through `<file>.tmp` and a rename, keeping comments and order.
+//! Showing main.cf (not `-d`) warns about its parameters that Postern does not use, and `-M`,
+//! `-F`, `-P` about master.cf's `-o` ones, as Postfix's postconf does (`postconf: warning:
+//! /etc/postern/main.cf: unused parameter: foo=bar`; Postfix parameters that Postern lacks get
+//! `... line N: Postfix parameter not implemented by Postern: ...`).
 
 pub mod main_edit;
 pub mod master_edit;
 
 use std::path::PathBuf;
 
+use common::config::check::unused_parameters;
 use common::config::params::param_table;
 use common::config::{self, MainCf, MasterCf, Params};
 
@@ -20,7 +26,7 @@ use crate::{Fatal, replace_file};
 use main_edit::{MainEdit, edit_main};
 use master_edit::{MasterEdit, ServicePattern, edit_master, format_entry, format_fields, format_params};
 
-const USAGE: &str = "usage: postconf [-c config_dir] [-dfhHMFPnx] [-e|-X|-#] [-o name=value] [name...]";
+const USAGE: &str = "usage: postconf [-c config_dir] [-dfhHmMFPnx] [-e|-X|-#] [-o name=value] [name...]";
 
 #[derive(Debug, Default)]
 struct Options {
@@ -38,7 +44,7 @@ impl Options {
 
 fn parse(args: &[String]) -> Result<Options, Fatal> {
     let mut o = Options::default();
-    for a in getopt(args, "dehHnxX#MFPf", "co").map_err(|e| Fatal::new(1, format!("{e}\n{USAGE}")))? {
+    for a in getopt(args, "dehHmnxX#MFPf", "co").map_err(|e| Fatal::new(1, format!("{e}\n{USAGE}")))? {
         match a {
             Arg::Flag(c) => o.flags.push(c),
             Arg::Opt('c', d) => o.config_dir = Some(PathBuf::from(d)),
@@ -60,6 +66,10 @@ pub fn run(args: &[String]) -> Result<(String, Vec<String>), Fatal> {
     let edit_modes = ["e", "X", "#"].iter().filter(|m| o.flags.contains(*m)).count();
     if edit_modes > 1 {
         return Err(Fatal::new(1, "specify only one of -e, -X or -#"));
+    }
+    if o.has('m') {
+        // The lookup table types Postern has (`postconf -m`).
+        return Ok((common::config::table::TYPES.iter().map(|t| format!("{t}\n")).collect(), Vec::new()));
     }
     if o.has('M') || o.has('F') || o.has('P') {
         return run_master(&o, &dir);
@@ -92,6 +102,13 @@ fn show_main(o: &Options, dir: &std::path::Path) -> Result<(String, Vec<String>)
     let main = MainCf::load(&dir.join("main.cf")).map_err(|e| Fatal::new(1, e.to_string()))?;
     let mut warnings = main.warnings.clone();
     let params = Params::from_parts(dir, main.clone(), &o.overrides);
+    if !o.has('d') {
+        // Postfix's postconf flags main.cf parameters that nothing uses (master.cf is read
+        // for the per-transport parameter names of its services).
+        let master = MasterCf::load(&dir.join("master.cf")).ok();
+        let main_path = main.path.display().to_string();
+        warnings.extend(unused_parameters(&params, master.as_ref()).into_iter().filter(|w| w.starts_with(&main_path)));
+    }
     let table = param_table();
     let names: Vec<String> = if !o.operands.is_empty() {
         o.operands.clone()
@@ -190,6 +207,10 @@ fn run_master(o: &Options, dir: &std::path::Path) -> Result<(String, Vec<String>
         }
     }
     let mut warnings = cf.warnings.clone();
+    if let Ok(params) = Params::load(dir, &o.overrides) {
+        let master_path = cf.path.display().to_string();
+        warnings.extend(unused_parameters(&params, Some(&cf)).into_iter().filter(|w| w.starts_with(&master_path)));
+    }
     for (i, (raw, _)) in patterns.iter().enumerate() {
         if hits[i] == 0 {
             warnings.push(format!("unmatched request: \"{raw}\""));
