@@ -17,6 +17,7 @@ mod failures;
 mod flush;
 mod local;
 mod mail;
+mod manpages;
 mod master;
 mod outbound;
 mod postconf;
