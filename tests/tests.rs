@@ -20,6 +20,7 @@ mod mail;
 mod manpages;
 mod master;
 mod outbound;
+mod package;
 mod postconf;
 mod queue;
 mod reload;
