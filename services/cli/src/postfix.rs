@@ -1,20 +1,45 @@
 //! postfix - Postern control program
 //!
-//! `postfix [-c config_dir] command` with commands `check`, `start`, `start-fg`, `stop`,
-//! `abort`, `reload`, `status`, `flush`. `-c` (or `MAIL_CONFIG`) selects the configuration
-//! directory. Messages go to the mail log and to standard error, as `postfix-script`'s do.
+//! # Synopsis
+//! `postfix [-Dv] [-c config_dir] command`
 //!
-//! `start` runs the master in the background and returns once the master reports that its
-//! services are ready; `start-fg` runs it in the foreground (systemd `Type=notify`, containers).
-//! `stop` sends SIGTERM, waits, and finally SIGKILLs the master's process group.
+//! # Description
+//! The control program of the mail system: it checks the configuration and starts, stops and
+//! signals the master. `-c` (or `MAIL_CONFIG`) selects the configuration directory; `-D` and
+//! `-v` are accepted for Postfix compatibility and do nothing. Messages go to the mail log and
+//! to standard error, as `postfix-script`'s do. Commands:
 //!
-//! `check` (which `start` runs first, and whose table check `reload` runs) validates main.cf and master.cf, opens every
-//! lookup table named in a main.cf setting, a default or a master.cf `-o` override, and stops
-//! with exit status 1 naming the file, line and parameter of a table that cannot be opened
-//! (`main.cf, line 7: parameter transport_maps: open database /etc/postern/transport.db: No such
-//! file or directory`, `unsupported dictionary type: btree`). It warns about parameters Postern
-//! does not use: Postfix's `/etc/postern/main.cf: unused parameter: foo=bar`, and `... line N:
-//! Postfix parameter not implemented by Postern: name=value` (common's `config::check`).
+//! * `check`: validate `main.cf` (every parameter value) and `master.cf`, create missing queue
+//!   directories and, when run as root, check that `mail_owner` can read the configuration
+//!   and reach the queue. It opens every lookup table named in a main.cf setting, a default
+//!   or a master.cf `-o` override, and stops with exit status 1 naming the file, line and
+//!   parameter of a table that cannot be opened (`main.cf, line 7: parameter transport_maps:
+//!   open database /etc/postern/transport.db: No such file or directory`, `unsupported
+//!   dictionary type: btree`). It warns about parameters Postern does not use: Postfix's
+//!   `/etc/postern/main.cf: unused parameter: foo=bar`, and `... line N: Postfix parameter not
+//!   implemented by Postern: name=value`.
+//! * `start`: run `check`, then start the master in the background and return once it
+//!   reports that its services are ready.
+//! * `start-fg`: the same with the master in the foreground (systemd `Type=notify`, containers).
+//! * `stop`: send SIGTERM to the master, wait, and finally SIGKILL its process group.
+//! * `abort`: send SIGTERM to the master without waiting.
+//! * `reload`: run `check`'s table check, then send SIGHUP: the master and its services re-read
+//!   `main.cf` and `master.cf`.
+//! * `status`: say whether the mail system is running (with the master's pid); exit status 1
+//!   when it is not.
+//! * `flush`: the same as `postqueue -f`.
+//!
+//! # Diagnostics
+//! Exit status 0 on success, 1 on an error (`postfix/postfix-script: fatal: ...`), including a
+//! bad option or an unknown command (which prints the usage line).
+//!
+//! # Files
+//! `$config_directory/main.cf`, `$config_directory/master.cf`,
+//! `$queue_directory/pid/master.pid`.
+//!
+//! # Configuration parameters
+//! `config_directory`, `daemon_directory` (where `master` is; empty: beside this program),
+//! `queue_directory`, `mail_owner`, `maillog_file`.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;

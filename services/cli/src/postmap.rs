@@ -1,7 +1,9 @@
 //! postmap - Postern lookup table management
 //!
+//! # Synopsis
 //! `postmap [-fiorvw] [-c config_dir] [-d key] [-q key] [-s] [type:]file...`
 //!
+//! # Description
 //! Without `-d`, `-q` or `-s`, builds the indexed form of each source file: `hash:file` becomes
 //! `file.db`, `lmdb:file` becomes `file.lmdb` (both LMDB files, see common's
 //! `config::table::indexed`; a file named without `type:` takes `default_database_type`, `hash`).

@@ -1,13 +1,31 @@
 //! postqueue - Postern queue control
 //!
-//! `postqueue [-c config_dir] -f | -i queue_id | -j | -p | -s site`
+//! # Synopsis
+//! `postqueue [-v] [-c config_dir] -f | -i queue_id | -j | -p | -s site`
 //!
-//! `-p` lists the queue in Postfix's mailq layout, `-j` as one JSON object per message. `-f` asks the queue manager to attempt delivery of all queued mail now (forget dead sites,
-//! ignore retry times, scan deferred and incoming). `-s site` asks the flush service to deliver
-//! the mail queued for `site`; `-i queue_id` one message. As in Postfix, every fatal error exits
-//! with status 69 (EX_UNAVAILABLE). Who may flush (`authorized_flush_users`) is checked by the
-//! servers (qmgr for `-f`, flush for `-s` and `-i`) with `SO_PEERCRED`: `fatal: User
-//! name(uid) is not allowed to flush the mail queue`.
+//! # Description
+//! * `-p`: list the queue in Postfix's `mailq` layout (from the `showq` service).
+//! * `-j`: list the queue as one JSON object per message, one per line.
+//! * `-f`: ask the queue manager to attempt delivery of all queued mail now: forget dead
+//!   sites, ignore retry times, scan the deferred and incoming queues.
+//! * `-s site`: ask the flush service to deliver the mail queued for `site` (see
+//!   `fast_flush_domains`).
+//! * `-i queue_id`: ask the flush service to deliver one message.
+//!
+//! `-c` (or `MAIL_CONFIG`) selects the configuration directory; `-v` is accepted and does nothing.
+//!
+//! # Security
+//! Who may flush (`authorized_flush_users`) and who may list (`authorized_mailq_users`) is
+//! checked by the servers (qmgr for `-f`, flush for `-s` and `-i`, showq for listings) with
+//! `SO_PEERCRED`, not by this program: `fatal: User name(uid) is not allowed to flush the mail
+//! queue`.
+//!
+//! # Diagnostics
+//! As in Postfix, every fatal error exits with status 69 (EX_UNAVAILABLE).
+//!
+//! # Configuration parameters
+//! `queue_directory`, `authorized_flush_users`, `authorized_mailq_users`, `ipc_timeout`,
+//! `trigger_timeout`.
 
 use std::path::Path;
 use std::time::Duration;

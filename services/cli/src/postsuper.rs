@@ -1,9 +1,27 @@
 //! postsuper - Postern superintendent
 //!
-//! `postsuper [-c config_dir] [-d id] [-h id] [-H id] [-r id] [queue...]`: delete (`-d`), put on
-//! hold (`-h`), release from hold (`-H`) or requeue (`-r`) messages. `id` is a queue ID, `ALL`,
-//! or `-` to read IDs from standard input. Without queue names the usual queues are searched.
-//! Works on the queue files directly (the queue manager copes with files that vanish).
+//! # Synopsis
+//! `postsuper [-v] [-c config_dir] [-d queue_id] [-h queue_id] [-H queue_id] [-r queue_id] [queue...]`
+//!
+//! # Description
+//! Maintenance of the queue, on the queue files directly (the queue manager copes with files
+//! that vanish under it). Run as root, it does the work as `mail_owner`, as Postfix's does.
+//!
+//! * `-d queue_id`: delete the message.
+//! * `-h queue_id`: put the message on hold (into the `hold` queue): no delivery attempts.
+//! * `-H queue_id`: release the message from hold.
+//! * `-r queue_id`: requeue the message: move it to `incoming` with its times set to now.
+//!
+//! `queue_id` is a queue ID, `ALL` (every message), or `-` to read IDs from standard input, one
+//! per line. Options may repeat. The named queues (`incoming`, `active`, `deferred`, `hold`,
+//! `maildrop`) limit the search; without them the usual queues are searched. Each action is
+//! logged, and a count is printed as Postfix does (`postsuper: Deleted: 1 message`).
+//!
+//! # Diagnostics
+//! Exit status 0 on success, 1 on a fatal error (bad option, bad queue ID, unreadable queue).
+//!
+//! # Configuration parameters
+//! `queue_directory`, `mail_owner`.
 
 use std::io::BufRead;
 use std::time::SystemTime;

@@ -1,11 +1,27 @@
 //! sendmail - Postern to Sendmail compatibility interface
 //!
-//! `sendmail [-f sender] [-t] [-i|-oi] [-C config] [recipient ...]` reads a message from
-//! standard input and writes it durably into `maildrop/` (so submission works while the mail
-//! system is down), then nudges the pickup service. Queue options: `-bp` (= `mailq`), `-q`
-//! (deliver all queued mail now), `-qRsite` (ETRN `site` over SMTP to the local smtpd, as in the
-//! seed README), `-qIqueue_id`, `-q<interval>` (accepted, no action). As in Postfix, a fatal
-//! error exits with status 75 (EX_TEMPFAIL), a bad command line or address with 64 (EX_USAGE).
+//! # Synopsis
+//! `sendmail [-f sender] [-t] [-i] [-oi] [-C config_dir] [recipient ...]`
+//!
+//! `sendmail -bp` | `-q` | `-qRsite` | `-qIqueue_id`
+//!
+//! # Description
+//! Reads a message from standard input and writes it durably into `maildrop/` (so submission
+//! works while the mail system is down), then nudges the pickup service. `-f sender` (or
+//! `-r`) sets the envelope sender, `-t` takes the recipients from the `To:`, `Cc:` and `Bcc:`
+//! headers, `-i` and `-oi` make a line with a lone `.` part of the message, `-C` (or
+//! `MAIL_CONFIG`) selects the configuration directory. Sendmail options that do not apply
+//! (`-F`, `-N`, `-R`, `-V`, `-X`, `-h`, `-L` with their values, `-o...`, `-U`, `-v`, `-m`,
+//! `-n`, `-G`, `-bm`) are accepted and ignored.
+//!
+//! Queue options: `-bp` lists the queue (as `mailq`), `-q` delivers all queued mail now (as
+//! `postqueue -f`), `-qRsite` sends `ETRN site` over SMTP to the local smtpd, `-qIqueue_id`
+//! delivers one message, `-q<interval>` is accepted and does nothing.
+//!
+//! # Diagnostics
+//! As in Postfix, a fatal error exits with status 75 (EX_TEMPFAIL), a bad command line or
+//! address with 64 (EX_USAGE). Other `-b` modes (`-bs`, `-bv`, ...) are refused as not
+//! implemented.
 //!
 //! # Security
 //! Envelope addresses (`-f`, recipient arguments, `-t` headers) with control characters (CR,

@@ -1,16 +1,51 @@
 //! postconf - Postern configuration utility
 //!
-//! `postconf [-c dir] [-dhHnx] [-o name=value] [name...]` prints main.cf parameters; `-m` the
-//! lookup table types;
-//! `-e name=value...` (or just `name=value`), `-X name...`, `-# name...` edit main.cf;
-//! `-M[f] [name[/type]...]`, `-Me name/type='entry'`, `-MX name/type`, `-M# name/type` print
-//! and edit master.cf entries; `-F [name/type/field]`, `-Fe name/type/field=value` fields;
-//! `-P [name/type/param]`, `-Pe name/type/param=value`, `-PX name/type/param` `-o` overrides.
+//! # Synopsis
+//! `postconf [-c config_dir] [-dhHnx] [-o name=value] [name...]`
+//!
+//! `postconf [-c config_dir] -e name=value...` | `-X name...` | `-# name...`
+//!
+//! `postconf [-c config_dir] [-f] -M [service[/type]...]` | `-Me service/type='entry'` |
+//! `-MX service/type` | `-M# service/type`
+//!
+//! `postconf [-c config_dir] -F [service/type/field...]` | `-Fe service/type/field=value`
+//!
+//! `postconf [-c config_dir] -P [service/type/parameter...]` | `-Pe service/type/parameter=value` |
+//! `-PX service/type/parameter`
+//!
+//! # Description
+//! Without options, prints the value of each named `main.cf` parameter (all parameters
+//! without names) as `name = value`. `-d` prints the built-in defaults instead (every
+//! parameter postconf(5) describes), `-n` only the parameters `main.cf` sets, `-h` values
+//! without names, `-H` names without values, `-x` values with `$name` expanded; `-o name=value`
+//! overrides a parameter for this command.
+//!
+//! `-m` lists the supported lookup table types.
+//!
+//! `-e name=value...` (or just `name=value...`) sets parameters in `main.cf`, `-X name...`
+//! removes them and `-# name...` comments them out.
+//!
+//! `-M` prints `master.cf` entries (`-Mf` folded as Postfix does), `-Me` adds or replaces an
+//! entry, `-MX` removes one, `-M#` comments one out. `-F` prints and `-Fe` edits single fields
+//! of entries; `-P` prints, `-Pe` sets and `-PX` removes an entry's `-o` parameter overrides.
+//!
 //! Edits rewrite the file through `<file>.tmp` and a rename, keeping comments and order.
+//!
 //! Showing main.cf (not `-d`) warns about its parameters that Postern does not use, and `-M`,
 //! `-F`, `-P` about master.cf's `-o` ones, as Postfix's postconf does (`postconf: warning:
 //! /etc/postern/main.cf: unused parameter: foo=bar`; Postfix parameters that Postern lacks get
 //! `... line N: Postfix parameter not implemented by Postern: ...`).
+//!
+//! # Diagnostics
+//! Exit status 0 on success; 1 with `postconf: fatal: ...` for a bad option, a bad
+//! `name=value`, or a file that cannot be read or written. An unknown parameter name is
+//! reported as `postconf: warning: name: unknown parameter`.
+//!
+//! # Files
+//! `$config_directory/main.cf`, `$config_directory/master.cf`.
+//!
+//! # Configuration parameters
+//! `config_directory`.
 
 pub mod main_edit;
 pub mod master_edit;
