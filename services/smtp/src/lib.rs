@@ -78,6 +78,12 @@ pub mod nexthop;
 pub mod resolve;
 /// The daemon: the skeleton's service and `run`.
 mod service;
+/// STARTTLS in a session: when, the handshake, the certificate policy, EHLO again.
+pub mod starttls;
+/// TLS settings, trusted CAs and the per-connection connector with its certificate check.
+pub mod tls;
+/// Per-destination TLS policy (`smtp_tls_security_level`, `smtp_tls_policy_maps`).
+pub mod tls_policy;
 /// The conversation on one connection: handshake and one mail transaction.
 pub mod transaction;
 

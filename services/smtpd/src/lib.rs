@@ -137,7 +137,6 @@ pub mod etrn;
 pub mod reply;
 mod service;
 pub mod session;
-pub mod stream;
 pub mod tls;
 
 pub use service::run;
