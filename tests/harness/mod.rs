@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+pub mod postfix;
 pub mod smtp;
 
 use std::io::{Read, Write};
