@@ -32,7 +32,7 @@ use crate::tls_policy::{self, Level, Policy, Resolved};
 pub struct ClientTls {
     /// `smtp_tls_security_level` with the default parameters, for destinations without an
     /// entry in `smtp_tls_policy_maps`.
-    pub default: Policy,
+    pub default: Resolved,
     /// `smtp_tls_policy_maps`.
     pub policy_maps: Option<Table>,
     /// `smtp_tls_loglevel`.
@@ -63,7 +63,7 @@ impl ClientTls {
     pub fn from_params(p: &Params) -> Result<ClientTls, ConfigError> {
         let name = "smtp_tls_security_level";
         let value = p.get(name)?;
-        let level = tls_policy::default_level(&value)
+        let default = tls_policy::default_policy(&value)
             .ok_or_else(|| ConfigError::value(name, format!("invalid tls security level: \"{value}\"")))?;
         let maps = p.get("smtp_tls_policy_maps")?;
         let policy_maps = match split_braced_list(&maps).as_slice() {
@@ -84,7 +84,7 @@ impl ClientTls {
             })
         };
         Ok(ClientTls {
-            default: Policy::level(level),
+            default,
             policy_maps,
             loglevel: p.int("smtp_tls_loglevel")?,
             starttls_timeout: p.time("smtp_starttls_timeout")?,
@@ -218,8 +218,34 @@ pub struct Verdict {
     pub trusted: bool,
     /// It also carries one of the names the policy asks for (checked at verify and secure only).
     pub matched: bool,
-    /// Why not, as Postfix's `certificate verification failed for ...` line ends.
-    pub problem: Option<String>,
+    /// Why not, for Postfix's `certificate verification failed for ...` line.
+    pub problem: Option<Problem>,
+}
+
+/// Why a certificate failed, as Postfix's tls_verify.c words it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The server's own certificate is at fault (Postfix writes `server certificate
+    /// verification failed`), not its chain (`certificate verification failed`).
+    pub leaf: bool,
+    /// `untrusted issuer`, `num=62:hostname mismatch`, ...
+    pub what: String,
+}
+
+impl Problem {
+    fn chain(what: &str) -> Problem {
+        Problem { leaf: false, what: what.into() }
+    }
+
+    fn leaf(what: &str) -> Problem {
+        Problem { leaf: true, what: what.into() }
+    }
+
+    /// Postfix's log line for the server at `relay`.
+    pub fn line(&self, relay: &str) -> String {
+        let whose = if self.leaf { "server certificate" } else { "certificate" };
+        format!("{whose} verification failed for {relay}: {}", self.what)
+    }
 }
 
 impl Verdict {
@@ -261,7 +287,7 @@ struct PolicyVerifier {
 impl PolicyVerifier {
     fn judge(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], now: UnixTime) -> Verdict {
         let Some(chain) = &self.chain else {
-            return Verdict { problem: Some("untrusted issuer".into()), ..Verdict::default() };
+            return Verdict { problem: Some(Problem::chain("untrusted issuer")), ..Verdict::default() };
         };
         let verify = |name: &str| match ServerName::try_from(name.to_string()) {
             Ok(n) => chain.verify_server_cert(end_entity, intermediates, &n, &[], now).map(|_| ()),
@@ -287,7 +313,7 @@ impl PolicyVerifier {
                     && verify(&dns.replace('*', "x")).is_ok()
             }),
         });
-        let problem = (!matched).then(|| "num=62:hostname mismatch".to_string());
+        let problem = (!matched).then(|| Problem::leaf("num=62:hostname mismatch"));
         Verdict { trusted, matched, problem }
     }
 }
@@ -298,19 +324,21 @@ fn below_names(cert: &CertificateDer<'_>) -> Vec<String> {
     webpki::EndEntityCert::try_from(cert).map(|c| c.valid_dns_names().map(str::to_string).collect()).unwrap_or_default()
 }
 
-/// Postfix's words (tls_verify.c) for why a chain is not trusted.
-fn problem_text(e: &rustls::Error) -> String {
+/// Postfix's words (tls_verify.c, OpenSSL's error strings) for why a chain is not trusted.
+fn problem_text(e: &rustls::Error) -> Problem {
     match e {
         rustls::Error::InvalidCertificate(c) => match c {
-            CertificateError::UnknownIssuer => "untrusted issuer".into(),
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "certificate has expired".into(),
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "certificate not yet valid".into(),
+            CertificateError::UnknownIssuer => Problem::chain("untrusted issuer"),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => Problem::leaf("certificate has expired"),
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => Problem::leaf("certificate not yet valid"),
             CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
-                "not designated for use as a server certificate".into()
+                Problem::chain("not designated for use as a server certificate")
             }
-            other => format!("{other:?}"),
+            // A CA of the right name whose key did not sign it: an impostor.
+            CertificateError::BadSignature => Problem::leaf("num=7:certificate signature failure"),
+            other => Problem::leaf(&format!("{other:?}")),
         },
-        other => other.to_string(),
+        other => Problem::leaf(&other.to_string()),
     }
 }
 
@@ -349,5 +377,122 @@ impl ServerCertVerifier for PolicyVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A CA `ca` (named `ca_cn`) and a certificate `leaf` it signed for `names`
+    /// (subjectAltName entries).
+    fn pki(dir: &Path, ca: &str, ca_cn: &str, leaf: &str, names: &str) {
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let (ca_key, ca_pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+        let mut args = vec!["req", "-x509"];
+        args.extend_from_slice(&ec);
+        let subject = format!("/CN={ca_cn}");
+        args.extend_from_slice(&["-days", "2", "-subj", &subject, "-keyout", &ca_key, "-out", &ca_pem]);
+        openssl(dir, &args);
+        let (key, csr, pem) = (format!("{leaf}.key"), format!("{leaf}.csr"), format!("{leaf}.pem"));
+        let mut args = vec!["req"];
+        args.extend_from_slice(&ec);
+        args.extend_from_slice(&["-subj", "/CN=leaf", "-keyout", &key, "-out", &csr]);
+        openssl(dir, &args);
+        std::fs::write(dir.join("ext.cnf"), format!("subjectAltName = {names}\n")).unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                &pem,
+            ],
+        );
+    }
+
+    fn verdict(dir: &Path, ca: Option<&str>, leaf: &str, names: Vec<Name>) -> Verdict {
+        let chain = ca.map(|ca| {
+            let roots = trusted_cas(&dir.join(format!("{ca}.pem")).display().to_string(), "").expect("the CA");
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), common::tls::provider()).build().unwrap()
+        });
+        let v = PolicyVerifier { chain, names, check: Check::default(), provider: common::tls::provider() };
+        let cert = read_certs(&dir.join(format!("{leaf}.pem"))).unwrap().remove(0);
+        v.judge(&cert, &[], UnixTime::now())
+    }
+
+    #[test]
+    fn trust_and_names_as_postfix_judges_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        pki(d, "ca", "Test CA", "mx", "DNS:mx.example.com, DNS:*.wild.example.com, IP:127.0.0.1");
+        pki(d, "other", "Other CA", "stranger", "DNS:mx.example.com");
+        pki(d, "impostor", "Test CA", "fake", "DNS:mx.example.com");
+        let exact = |n: &str| Name::Exact(n.into());
+        let below = |n: &str| Name::Below(n.into());
+        let ok = Verdict { trusted: true, matched: true, problem: None };
+        let cases: Vec<(&str, Option<&str>, &str, Vec<Name>, Verdict)> = vec![
+            ("hostname", Some("ca"), "mx", vec![exact("mx.example.com")], ok.clone()),
+            ("an address", Some("ca"), "mx", vec![exact("127.0.0.1")], ok.clone()),
+            ("dot-nexthop", Some("ca"), "mx", vec![below("example.com")], ok.clone()),
+            ("dot-nexthop, a wildcard", Some("ca"), "mx", vec![below("wild.example.com")], ok.clone()),
+            ("the second name", Some("ca"), "mx", vec![exact("other.test"), exact("MX.example.com")], ok.clone()),
+            (
+                "nexthop is not dot-nexthop",
+                Some("ca"),
+                "mx",
+                vec![exact("example.com")],
+                Verdict { trusted: true, matched: false, problem: Some(Problem::leaf("num=62:hostname mismatch")) },
+            ),
+            ("no match asked (may, encrypt)", Some("ca"), "mx", vec![], Verdict { trusted: true, matched: false, problem: None }),
+            (
+                "another CA",
+                Some("ca"),
+                "stranger",
+                vec![exact("mx.example.com")],
+                Verdict { trusted: false, matched: false, problem: Some(Problem::chain("untrusted issuer")) },
+            ),
+            (
+                "a CA of the same name that did not sign it",
+                Some("ca"),
+                "fake",
+                vec![exact("mx.example.com")],
+                Verdict { trusted: false, matched: false, problem: Some(Problem::leaf("num=7:certificate signature failure")) },
+            ),
+            (
+                "no CA at all",
+                None,
+                "mx",
+                vec![exact("mx.example.com")],
+                Verdict { trusted: false, matched: false, problem: Some(Problem::chain("untrusted issuer")) },
+            ),
+        ];
+        for (name, ca, leaf, names, want) in cases {
+            assert_eq!(verdict(d, ca, leaf, names), want, "{name}");
+        }
+        assert_eq!(
+            match_names(
+                &["hostname".into(), "nexthop".into(), "dot-nexthop".into(), ".x.test".into(), "y.test".into()],
+                "mx.a.test",
+                "a.test"
+            ),
+            vec![exact("mx.a.test"), exact("a.test"), below("a.test"), below("x.test"), exact("y.test")]
+        );
     }
 }

@@ -87,22 +87,26 @@ pub type Resolved = Result<Policy, Invalid>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid;
 
-/// The default level from `smtp_tls_security_level`; `None` for a value Postfix would call
-/// invalid.
-pub fn default_level(value: &str) -> Option<Level> {
-    parse_level(value, "smtp_tls_security_level").ok()
+/// The default policy from `smtp_tls_security_level`: `dane-only` is a policy no mail can meet
+/// here (deferred, as in Postfix without DNSSEC); `None` for a word that is no level at all
+/// (Postfix's fatal `invalid tls security level`).
+pub fn default_policy(value: &str) -> Option<Resolved> {
+    if value.eq_ignore_ascii_case("dane-only") {
+        return Some(parse_level(value, "smtp_tls_security_level").map(Policy::level).map_err(|()| Invalid));
+    }
+    parse_level(value, "smtp_tls_security_level").ok().map(|l| Ok(Policy::level(l)))
 }
 
 /// The policy for `nexthop` from `table`, or `default` when the table has none.
-pub fn lookup(table: Option<&Table>, nexthop: &str, default: &Policy) -> Resolved {
-    let Some(table) = table else { return Ok(default.clone()) };
+pub fn lookup(table: Option<&Table>, nexthop: &str, default: &Resolved) -> Resolved {
+    let Some(table) = table else { return default.clone() };
     for key in keys(nexthop) {
         if let Some(value) = table.lookup(&key) {
             let place = format!("{}, next-hop destination \"{key}\"", table.spec());
             return parse_policy(value, &place);
         }
     }
-    Ok(default.clone())
+    default.clone()
 }
 
 /// The keys Postfix tries for a next hop: the next hop itself, then `.parent` for each parent
@@ -231,11 +235,15 @@ mod tests {
         let dir = std::path::Path::new("/");
         let table =
             Table::open("inline:{{[127.0.0.1]:25=verify}, {.example.com=encrypt}, {bad.example.com=verify ciphers=high}}", dir).unwrap();
-        let default = Policy::level(Level::May);
+        let default = Ok(Policy::level(Level::May));
         assert_eq!(lookup(Some(&table), "[127.0.0.1]:25", &default).unwrap().level, Level::Verify);
         assert_eq!(lookup(Some(&table), "[127.0.0.1]:26", &default).unwrap().level, Level::May);
         assert_eq!(lookup(Some(&table), "mx.example.com", &default).unwrap().level, Level::Encrypt);
         assert_eq!(lookup(Some(&table), "bad.example.com", &default), Err(Invalid));
         assert_eq!(lookup(None, "bad.example.com", &default).unwrap().level, Level::May);
+        assert_eq!(lookup(None, "x", &Err(Invalid)), Err(Invalid));
+        assert_eq!(default_policy(""), Some(Ok(Policy::level(Level::None))));
+        assert_eq!(default_policy("dane-only"), Some(Err(Invalid)));
+        assert_eq!(default_policy("bogus"), None);
     }
 }
