@@ -447,7 +447,9 @@ mod tests {
         let exact = |n: &str| Name::Exact(n.into());
         let below = |n: &str| Name::Below(n.into());
         let ok = Verdict { trusted: true, matched: true, problem: None };
-        let cases: Vec<(&str, Option<&str>, &str, Vec<Name>, Verdict)> = vec![
+        /// Name, CA, certificate, names asked for, verdict.
+        type Case = (&'static str, Option<&'static str>, &'static str, Vec<Name>, Verdict);
+        let cases: Vec<Case> = vec![
             ("hostname", Some("ca"), "mx", vec![exact("mx.example.com")], ok.clone()),
             ("an address", Some("ca"), "mx", vec![exact("127.0.0.1")], ok.clone()),
             ("dot-nexthop", Some("ca"), "mx", vec![below("example.com")], ok.clone()),
