@@ -22,6 +22,7 @@ mod outbound;
 mod postconf;
 mod queue;
 mod reload;
+mod smtp_sasl;
 mod smtp_tls;
 mod smtpd_floods;
 mod smtpd_input;

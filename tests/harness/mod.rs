@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod dovecot;
 pub mod pki;
 pub mod postfix;
 pub mod smtp;

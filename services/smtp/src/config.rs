@@ -7,6 +7,7 @@ use common::queue::Spool;
 
 use crate::myself::Myself;
 use crate::resolve::Dns;
+use crate::sasl::ClientSasl;
 use crate::tls::ClientTls;
 use crate::transaction::{SessionConfig, Timeouts};
 
@@ -30,6 +31,8 @@ pub struct AgentConfig {
     pub myself: Myself,
     /// STARTTLS: the policies and the trusted CAs.
     pub tls: ClientTls,
+    /// SASL AUTH to next hops.
+    pub sasl: ClientSasl,
 }
 
 /// A count parameter: zero or more.
@@ -71,6 +74,7 @@ impl AgentConfig {
             mx_session_limit: count(p, "smtp_mx_session_limit")?,
             myself: Myself::from_params(p)?,
             tls: ClientTls::from_params(p)?,
+            sasl: ClientSasl::from_params(p)?,
         })
     }
 }

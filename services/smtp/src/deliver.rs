@@ -16,6 +16,7 @@ use crate::client::Connection;
 use crate::config::AgentConfig;
 use crate::nexthop::parse_nexthop;
 use crate::resolve::{ResolveError, Target};
+use crate::sasl::{Server, login};
 use crate::starttls::{Peer, TlsFailure, negotiate};
 use crate::tls_policy::{Invalid, Level, Policy};
 use crate::transaction::{Failure, Loop, bounced, deferred, handshake, mail_transaction, reset};
@@ -165,7 +166,7 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         let relay = format!("{peer}:{}", addr.port());
         let names = Peer { host: &host, nexthop: &hop.host, namaddr: &peer, relay: &relay };
         let looking = myself.map(|_| Loop { nexthop: &pending.nexthop, relay: &relay, best });
-        let opened = open(cfg, addr, &names, looking, &policy).await;
+        let opened = open(cfg, addr, &names, &pending.nexthop, looking, &policy).await;
         let setup = start.elapsed().as_secs_f64();
         let mut conn = match opened {
             Ok(c) => c,
@@ -219,13 +220,15 @@ enum Opening {
     Session(Failure),
 }
 
-/// A connection to `addr` ready for MAIL: greeting, EHLO, and TLS as `policy` asks. A failed
+/// A connection to `addr` ready for MAIL: greeting, EHLO, TLS as `policy` asks, and SASL AUTH
+/// when it is due (`nexthop` as the request names it, for the password lookup). A failed
 /// handshake under `may` is tried once more on a new connection in plaintext, as Postfix
 /// does, so that a broken TLS stack at the server does not hold mail up forever.
 async fn open(
     cfg: &AgentConfig,
     addr: SocketAddr,
     peer: &Peer<'_>,
+    nexthop: &str,
     looking: Option<Loop<'_>>,
     policy: &Policy,
 ) -> Result<Connection, Opening> {
@@ -251,7 +254,11 @@ async fn open(
         let looking = looking.as_ref().map(|l| Loop { nexthop: l.nexthop, relay: l.relay, best: l.best });
         let hello = handshake(&cfg.session, &mut conn, peer.namaddr, looking).await.map_err(Opening::Session)?;
         match negotiate(&cfg.tls, &cfg.session, policy, &mut conn, hello, peer).await {
-            Ok(_) => return Ok(conn),
+            Ok(hello) => {
+                let server = Server { host: peer.host, nexthop, namaddr: peer.namaddr, relay: peer.relay };
+                login(&cfg.sasl, &mut conn, &hello, &server).await.map_err(Opening::Session)?;
+                return Ok(conn);
+            }
             Err(TlsFailure::Fail(f)) => return Err(Opening::Session(f)),
             Err(TlsFailure::RetryPlain) => policy = &plain,
         }

@@ -30,6 +30,13 @@
 //! sent again under TLS. A kept TLS connection is reused as TLS; a kept plaintext one is
 //! closed rather than given to a destination whose policy requires TLS.
 //!
+//! SASL AUTH ([`sasl`], [`sasl_mech`]): with `smtp_sasl_auth_enable`, a server that offers
+//! AUTH and has an entry in `smtp_sasl_password_maps` (its host name, then the next hop) gets
+//! a login before MAIL, after TLS, with CRAM-MD5, PLAIN or LOGIN (strongest first) among the
+//! mechanisms it offers, `smtp_sasl_mechanism_filter` allows and the connection's options
+//! allow (`smtp_sasl_security_options` in plaintext, `smtp_sasl_tls_security_options` under
+//! TLS; the default `noplaintext` rules PLAIN and LOGIN out on both).
+//!
 //! # Security
 //! Queue files and the next hop's replies and DNS data are outside input.
 //! - The message text goes through one encoder ([`data`]) on every path, a reused connection
@@ -53,6 +60,9 @@
 //! - TLS: bytes the server sends after its `220` to STARTTLS fail the handshake (never read as
 //!   if they came under TLS); a certificate the policy refuses gets no mail, only QUIT; no
 //!   session resumption, so every connection's certificate is checked.
+//! - SASL: no password is sent by a mechanism the connection's security options rule out, and
+//!   none reaches a log line or a reason; challenges are bounded (100 rounds, Postfix's limit)
+//!   and a malformed one cancels the exchange with `*`.
 //!
 //! # Diagnostics
 //! One Postfix delivery line per recipient: `<id>: to=<rcpt>, relay=host[addr]:port,
@@ -71,6 +81,11 @@
 //! H[A]:P: TLSv1.3 with cipher ... (256/256 bits) key-exchange X25519 server-signature ...`
 //! and, when a required check failed, `certificate verification failed for H[A]:P: untrusted
 //! issuer` or `server certificate verification failed for H[A]:P: num=62:hostname mismatch`.
+//! SASL, deferring the session's mail (`smtp_sasl_auth_soft_bounce` makes a 5xx 4xx): `SASL
+//! authentication failed; server H[A] said: <reply>`, `SASL authentication failed; cannot
+//! authenticate to server H[A]: no mechanism available`, `SASL authentication failed: server
+//! H[A] offered no compatible authentication mechanisms for this type of connection security`;
+//! `warning: H[A]:P offered no supported AUTH mechanisms: '...'`.
 //!
 //! # Configuration parameters
 //! `smtp_connect_timeout`, `smtp_helo_timeout`, `smtp_data_done_timeout`, `myhostname`,
@@ -79,14 +94,17 @@
 //! TLS: `smtp_tls_security_level`, `smtp_tls_policy_maps`, `smtp_tls_CAfile`,
 //! `smtp_tls_CApath`, `smtp_tls_protocols`, `smtp_tls_mandatory_protocols`,
 //! `smtp_tls_verify_cert_match`, `smtp_tls_secure_cert_match`, `smtp_tls_servername`,
-//! `smtp_tls_loglevel`, `smtp_starttls_timeout`.
+//! `smtp_tls_loglevel`, `smtp_starttls_timeout`; SASL: `smtp_sasl_auth_enable`,
+//! `smtp_sasl_password_maps`, `smtp_sasl_security_options`, `smtp_sasl_tls_security_options`,
+//! `smtp_sasl_mechanism_filter`, `smtp_sasl_auth_soft_bounce`.
 //!
 //! # Bugs
 //! No DANE (the resolver does not validate DNSSEC: `dane` is `may` and `dane-only` defers,
 //! as in Postfix without DNSSEC) and no MTA-STS; TLSv1.2 and TLSv1.3 only; no client
 //! certificates, `fingerprint` level, cipher settings or TLS session cache; a 5xx reply to
 //! STARTTLS under a required level defers where Postfix bounces at the last MX host; the
-//! untrusted-issuer line does not name the issuer. Equal-preference MX hosts are tried in the resolver's order,
+//! untrusted-issuer line does not name the issuer. SASL: PLAIN, LOGIN and CRAM-MD5 only (no
+//! Cyrus library), no sender-dependent authentication, no AUTH failure cache. Equal-preference MX hosts are tried in the resolver's order,
 //! not shuffled. The message is read from its queue file whole (it is sent in pieces), on the agent's one
 //! thread: a large message holds up the other deliveries for the time of the read. The null
 //! MX status is RFC 7505's 5.1.10, where Postfix's smtp client says 5.1.0 (its smtpd says
@@ -108,6 +126,10 @@ pub mod myself;
 pub mod nexthop;
 /// From a next hop to the addresses to try (MX, A/AAAA, null MX, this system).
 pub mod resolve;
+/// SASL AUTH to a next hop: when, with which mechanism, and Postfix's texts.
+pub mod sasl;
+/// The client side of PLAIN, LOGIN and CRAM-MD5, without I/O.
+pub mod sasl_mech;
 /// The daemon: the skeleton's service and `run`.
 mod service;
 /// STARTTLS in a session: when, the handshake, the certificate policy, EHLO again.
