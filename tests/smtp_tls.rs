@@ -152,3 +152,22 @@ fn may_retries_in_plaintext_after_a_failed_handshake() {
     wait_sink(&sink, 1);
     assert!(!sink.messages()[0].data.contains("(using TLS"), "plaintext at Postfix: {}", sink.messages()[0].data);
 }
+
+#[test]
+fn a_kept_plaintext_connection_never_serves_a_destination_that_requires_tls() {
+    // A plaintext connection kept under `may`; then a reload makes TLS required for the same
+    // next hop: the kept connection must not carry the next message.
+    let sink = Sink::start(free_port());
+    let (inst, port) = Install::mail_system("smtp_tls_security_level = may\nsmtp_connection_cache_time_limit = 60s\n", sink.port);
+    let first = send_one(port, "plaintext is fine");
+    inst.wait_log(&format!("{first}: removed"));
+    assert_eq!(sink.count(), 1);
+    assert!(inst.cli("postconf", &["-e", "smtp_tls_security_level=encrypt"]).status.success());
+    assert!(inst.cli("postfix", &["reload"]).status.success());
+    inst.wait_log("reload -- version");
+    let second = send_one(port, "needs tls now");
+    let line = inst.wait_log(&format!("{second}: to=<u@customer.example>"));
+    assert!(line.contains("status=deferred (TLS is required, but was not offered by host 127.0.0.1[127.0.0.1])"), "{line}");
+    assert_eq!(sink.count(), 1);
+    assert_eq!(sink.connections.load(std::sync::atomic::Ordering::Relaxed), 2, "a new connection, not the kept one");
+}
