@@ -79,8 +79,8 @@
 //! warning naming the table and key); `SSL_connect error to H[A]:P: <why>`; at
 //! `smtp_tls_loglevel` 1 and up `Untrusted|Trusted|Verified TLS connection established to
 //! H[A]:P: TLSv1.3 with cipher ... (256/256 bits) key-exchange X25519 server-signature ...`
-//! and, when a required check failed, `certificate verification failed for H[A]:P: untrusted
-//! issuer` or `server certificate verification failed for H[A]:P: num=62:hostname mismatch`.
+//! and, for an untrusted chain (at every level) or a name mismatch (where names are checked),
+//! `certificate verification failed for H[A]:P: untrusted issuer` or `server certificate verification failed for H[A]:P: num=62:hostname mismatch`.
 //! SASL, deferring the session's mail (`smtp_sasl_auth_soft_bounce` makes a 5xx 4xx): `SASL
 //! authentication failed; server H[A] said: <reply>`, `SASL authentication failed; cannot
 //! authenticate to server H[A]: no mechanism available`, `SASL authentication failed: server

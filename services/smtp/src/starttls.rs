@@ -98,8 +98,9 @@ pub async fn negotiate(
     };
     let verdict = check.verdict();
     if tls.loglevel >= 1 {
-        if level.must_match()
-            && !verdict.matched
+        // As Postfix: an untrusted chain is logged at every level, a name mismatch only where
+        // names are checked (the check only runs there).
+        if !verdict.matched
             && let Some(problem) = &verdict.problem
         {
             log_info!("{}", problem.line(peer.relay));
