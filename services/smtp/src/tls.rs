@@ -437,6 +437,23 @@ mod tests {
         v.judge(&cert, &[], UnixTime::now())
     }
 
+    /// `smtp_tls_CApath`: every PEM file of the directory, other files skipped; a missing file
+    /// or directory leaves no CA (every certificate untrusted), never an error that stops smtp.
+    #[test]
+    fn ca_files_and_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        pki(d, "ca", "Test CA", "mx", "DNS:mx.example.com");
+        let cas = d.join("cas");
+        std::fs::create_dir(&cas).unwrap();
+        std::fs::copy(d.join("ca.pem"), cas.join("a1b2c3d4.0")).unwrap();
+        std::fs::write(cas.join("README"), "not a certificate\n").unwrap();
+        let roots = trusted_cas("", &cas.display().to_string()).expect("the CA from the directory");
+        assert_eq!(roots.len(), 1);
+        assert!(trusted_cas(&d.join("missing.pem").display().to_string(), "").is_none());
+        assert!(trusted_cas("", &d.join("missing").display().to_string()).is_none());
+    }
+
     #[test]
     fn trust_and_names_as_postfix_judges_them() {
         let dir = tempfile::tempdir().unwrap();
