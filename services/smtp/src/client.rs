@@ -1,13 +1,17 @@
 //! The SMTP client of the delivery agent: one transaction with a result per recipient.
-//! Replies are parsed as RFC 5321 multi-line replies; every read has a time limit.
+//! Replies are parsed as RFC 5321 multi-line replies; every read has a time limit. The stream
+//! is plain TCP or TLS ([`SmtpStream`]); STARTTLS turns the one into the other under the same
+//! connection, so the transaction code is one for both.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_rustls::TlsConnector;
 
 use common::text::printable;
+use common::tls::names::SignatureSeen;
+use common::tls::{SmtpStream, TlsInfo};
 
 use crate::data::DataEncoder;
 
@@ -89,17 +93,57 @@ pub fn parse_reply_line(line: &str) -> Result<(u16, bool, String), ClientError> 
     }
 }
 
-/// One SMTP connection.
+/// One SMTP connection. Reads go through the buffer, writes straight to the stream under it.
 pub struct Connection {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    reader: BufReader<SmtpStream>,
     pub timeout: Duration,
+}
+
+/// Why a TLS handshake failed (the connection is unusable then).
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("TLS already active")]
+    AlreadyTls,
+    /// The server sent more after its reply to STARTTLS: in plaintext that would be read as if
+    /// it came under TLS (the client side of CVE-2011-0411).
+    #[error("unexpected plaintext after the STARTTLS reply")]
+    Pipelined,
+    #[error("Connection timed out")]
+    Timeout,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl Connection {
     pub fn new(stream: TcpStream, timeout: Duration) -> Connection {
-        let (r, w) = stream.into_split();
-        Connection { reader: BufReader::new(r), writer: w, timeout }
+        Connection { reader: BufReader::new(SmtpStream::Plain(stream)), timeout }
+    }
+
+    /// The conversation is under TLS.
+    pub fn is_tls(&self) -> bool {
+        self.reader.get_ref().is_tls()
+    }
+
+    /// The TLS handshake after the server's 220 to STARTTLS, within `timeout`, and what it
+    /// negotiated (the server's signature is recorded by the connector's verifier in `seen`).
+    pub async fn start_tls(
+        &mut self,
+        connector: &TlsConnector,
+        name: rustls::pki_types::ServerName<'static>,
+        seen: &SignatureSeen,
+        timeout: Duration,
+    ) -> Result<TlsInfo, HandshakeError> {
+        if !self.reader.buffer().is_empty() {
+            return Err(HandshakeError::Pipelined);
+        }
+        let old = std::mem::replace(&mut self.reader, BufReader::new(SmtpStream::Detached));
+        let SmtpStream::Plain(tcp) = old.into_inner() else {
+            return Err(HandshakeError::AlreadyTls);
+        };
+        let tls = tokio::time::timeout(timeout, connector.connect(name, tcp)).await.map_err(|_| HandshakeError::Timeout)??;
+        let info = TlsInfo::of(tls.get_ref().1, seen);
+        self.reader = BufReader::new(SmtpStream::Tls(Box::new(tls.into())));
+        Ok(info)
     }
 
     pub async fn read_reply(&mut self) -> Result<Reply, ClientError> {
@@ -131,7 +175,13 @@ impl Connection {
     /// The only raw write: callers go through [`Connection::command`] (checked command
     /// lines) or [`Connection::send_message`] (encoded message text).
     async fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        tokio::time::timeout(self.timeout, self.writer.write_all(bytes)).await.map_err(|_| ClientError::Timeout)??;
+        let stream = self.reader.get_mut();
+        // The flush matters under TLS only: it pushes out what rustls still holds.
+        let write = async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        };
+        tokio::time::timeout(self.timeout, write).await.map_err(|_| ClientError::Timeout)??;
         Ok(())
     }
 
@@ -167,7 +217,7 @@ impl Connection {
     }
 }
 
-async fn read_line_bounded(r: &mut BufReader<OwnedReadHalf>, buf: &mut Vec<u8>) -> Result<usize, ClientError> {
+async fn read_line_bounded(r: &mut BufReader<SmtpStream>, buf: &mut Vec<u8>) -> Result<usize, ClientError> {
     let mut total = 0;
     loop {
         let available = r.fill_buf().await?;

@@ -208,7 +208,6 @@ pub mod reply;
 pub mod sasl;
 mod service;
 pub mod session;
-pub mod stream;
 pub mod tls;
 
 pub use service::run;

@@ -11,7 +11,7 @@ use common::text::printable;
 use crate::address::{Address, parse_path};
 use crate::config::{Restriction, SmtpdConfig};
 use crate::reply::Reply;
-use crate::tls::TlsInfo;
+use common::tls::TlsInfo;
 
 /// What the connection loop does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
