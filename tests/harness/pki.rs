@@ -4,9 +4,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Command;
 
-use super::text;
+use common::tls::test_pki;
 
 /// A test CA and the files of server certificates it signed.
 pub struct Pki {
@@ -18,23 +17,7 @@ impl Pki {
         let pki = Pki { dir: tempfile::tempdir().expect("tempdir") };
         // Readable by a private Postfix's daemons too.
         std::fs::set_permissions(pki.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Postern Test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ]);
+        test_pki::self_signed(pki.dir.path(), "ca", "Postern Test CA");
         pki
     }
 
@@ -42,49 +25,21 @@ impl Pki {
         self.dir.path().join(name)
     }
 
-    pub fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl").args(args).current_dir(self.dir.path()).output().expect("run openssl (Debian package openssl)");
-        assert!(out.status.success(), "openssl {args:?}: {}", text(&out.stderr));
-    }
-
     /// A server certificate `name`.pem with key `name`.key for `cn`, valid for 127.0.0.1,
     /// and `name`.chain: key, certificate and CA certificate in one file.
     pub fn server(&self, name: &str, cn: &str) {
-        self.server_with_key(name, cn, &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]);
+        self.server_with_key(name, cn, &test_pki::EC_KEY);
     }
 
     /// The same with an RSA key of 2048 bits.
     pub fn rsa_server(&self, name: &str, cn: &str) {
-        self.server_with_key(name, cn, &["-newkey", "rsa:2048"]);
+        self.server_with_key(name, cn, &["-newkey", "rsa:2048", "-nodes"]);
     }
 
     pub fn server_with_key(&self, name: &str, cn: &str, key_args: &[&str]) {
-        let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
-        let mut args = vec!["req"];
-        args.extend_from_slice(key_args);
-        let subject = format!("/CN={cn}");
-        args.extend_from_slice(&["-nodes", "-subj", &subject, "-keyout", &key, "-out", &csr]);
-        self.openssl(&args);
-        std::fs::write(self.path("ext.cnf"), format!("subjectAltName = DNS:{cn}, IP:127.0.0.1\n")).unwrap();
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            &pem,
-        ]);
-        let chain =
-            [key.as_str(), pem.as_str(), "ca.pem"].iter().map(|f| std::fs::read_to_string(self.path(f)).unwrap()).collect::<String>();
+        test_pki::signed(self.dir.path(), "ca", name, cn, &format!("DNS:{cn}, IP:127.0.0.1"), key_args);
+        let files = [format!("{name}.key"), format!("{name}.pem"), "ca.pem".to_string()];
+        let chain = files.iter().map(|f| std::fs::read_to_string(self.path(f)).unwrap()).collect::<String>();
         std::fs::write(self.path(&format!("{name}.chain")), chain).unwrap();
     }
 

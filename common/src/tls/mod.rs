@@ -11,6 +11,9 @@ pub mod pem;
 pub mod protocols;
 /// One stream type for plain TCP and TLS.
 pub mod stream;
+/// Certificates made for tests.
+#[cfg(any(test, feature = "test-pki"))]
+pub mod test_pki;
 
 pub use names::TlsInfo;
 pub use protocols::parse_protocols;

@@ -384,47 +384,11 @@ impl ServerCertVerifier for PolicyVerifier {
 mod tests {
     use super::*;
 
-    fn openssl(dir: &Path, args: &[&str]) {
-        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
     /// A CA `ca` (named `ca_cn`) and a certificate `leaf` it signed for `names`
     /// (subjectAltName entries).
     fn pki(dir: &Path, ca: &str, ca_cn: &str, leaf: &str, names: &str) {
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let (ca_key, ca_pem) = (format!("{ca}.key"), format!("{ca}.pem"));
-        let mut args = vec!["req", "-x509"];
-        args.extend_from_slice(&ec);
-        let subject = format!("/CN={ca_cn}");
-        args.extend_from_slice(&["-days", "2", "-subj", &subject, "-keyout", &ca_key, "-out", &ca_pem]);
-        openssl(dir, &args);
-        let (key, csr, pem) = (format!("{leaf}.key"), format!("{leaf}.csr"), format!("{leaf}.pem"));
-        let mut args = vec!["req"];
-        args.extend_from_slice(&ec);
-        args.extend_from_slice(&["-subj", "/CN=leaf", "-keyout", &key, "-out", &csr]);
-        openssl(dir, &args);
-        std::fs::write(dir.join("ext.cnf"), format!("subjectAltName = {names}\n")).unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &ca_pem,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-                "-out",
-                &pem,
-            ],
-        );
+        common::tls::test_pki::self_signed(dir, ca, ca_cn);
+        common::tls::test_pki::signed(dir, ca, leaf, "leaf", names, &common::tls::test_pki::EC_KEY);
     }
 
     fn verdict(dir: &Path, ca: Option<&str>, leaf: &str, names: Vec<Name>) -> Verdict {

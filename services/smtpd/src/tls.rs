@@ -295,11 +295,6 @@ mod tests {
         TlsSettings::from_params(&Params::from_parts(dir, main, &[])).unwrap()
     }
 
-    fn openssl(dir: &Path, args: &[&str]) {
-        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
     /// Each way a certificate can be unusable leaves no TLS context (and warnings), never an
     /// error that stops smtpd; the good ones give a context.
     #[test]
@@ -307,26 +302,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         for name in ["a", "b"] {
-            openssl(
-                d,
-                &[
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1",
-                    "-nodes",
-                    "-days",
-                    "1",
-                    "-subj",
-                    "/CN=mx.test",
-                    "-keyout",
-                    &format!("{name}.key"),
-                    "-out",
-                    &format!("{name}.pem"),
-                ],
-            );
+            common::tls::test_pki::self_signed(d, name, "mx.test");
         }
         let both = [std::fs::read_to_string(d.join("a.key")).unwrap(), std::fs::read_to_string(d.join("a.pem")).unwrap()].concat();
         std::fs::write(d.join("a.chain"), both).unwrap();
