@@ -88,7 +88,11 @@
 //! `warning: H[A]:P offered no supported AUTH mechanisms: '...'`.
 //!
 //! # Configuration parameters
-//! `smtp_connect_timeout`, `smtp_helo_timeout`, `smtp_data_done_timeout`, `myhostname`,
+//! `smtp_connect_timeout`, `smtp_helo_timeout`, `smtp_mail_timeout`, `smtp_rcpt_timeout`,
+//! `smtp_data_init_timeout`, `smtp_data_xfer_timeout`, `smtp_data_done_timeout`,
+//! `smtp_rset_timeout` (a cached connection's RSET), `smtp_quit_timeout` (also for QUIT on an
+//! idle cached connection), `ipc_timeout` (how long a kept connection from the queue manager
+//! may wait for its next request), `myhostname`,
 //! `smtp_connection_cache_time_limit`, `smtp_dns_nameservers`, `smtp_line_length_limit`,
 //! `smtp_mx_address_limit`, `smtp_mx_session_limit`, `inet_interfaces`, `proxy_interfaces`;
 //! TLS: `smtp_tls_security_level`, `smtp_tls_policy_maps`, `smtp_tls_CAfile`,
