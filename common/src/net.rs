@@ -117,9 +117,10 @@ impl NetworkList {
         Ok(())
     }
 
-    /// Is `ip` in the list? The first pattern that matches decides; a table that cannot be
-    /// read matches nothing (and says so in the log).
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    /// Is `ip` in the list? The first pattern that matches decides. A table that cannot be
+    /// read is an error, never "not listed": the caller answers with a temporary failure
+    /// (Postfix's `451 4.3.0 ... Temporary lookup failure`) or takes the cautious side.
+    pub fn contains(&self, ip: IpAddr) -> Result<bool, TableError> {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
@@ -127,19 +128,22 @@ impl NetworkList {
         for (negated, p) in &self.0 {
             let hit = match p {
                 Pattern::Net(c) => c.contains(ip),
-                Pattern::Table(t) => t
-                    .lookup(&ip.to_string())
-                    .unwrap_or_else(|e| {
-                        crate::log_warning!("{e}");
-                        None
-                    })
-                    .is_some(),
+                Pattern::Table(t) => t.lookup(&ip.to_string())?.is_some(),
             };
             if hit {
-                return !negated;
+                return Ok(!negated);
             }
         }
-        false
+        Ok(false)
+    }
+
+    /// [`NetworkList::contains`] where an unreadable table counts as "not listed", for lists
+    /// whose membership only loosens a check (exceptions); the error is logged.
+    pub fn contains_or_not(&self, ip: IpAddr) -> bool {
+        self.contains(ip).unwrap_or_else(|e| {
+            crate::log_warning!("{e}");
+            false
+        })
     }
 }
 
@@ -158,7 +162,7 @@ mod tests {
             ("192.0.2.7", true),
             ("192.0.2.8", false),
         ] {
-            assert_eq!(l.contains(ip.parse().unwrap()), want, "{ip}");
+            assert_eq!(l.contains(ip.parse().unwrap()), Ok(want), "{ip}");
         }
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("host.example").is_err());
@@ -183,10 +187,24 @@ mod tests {
             ("::1", true),
             ("8.8.8.8", false),
         ] {
-            assert_eq!(l.contains(ip.parse().unwrap()), want, "{ip}");
+            assert_eq!(l.contains(ip.parse().unwrap()), Ok(want), "{ip}");
         }
         assert!(matches!(NetworkList::from_value("cidr:missing", dir.path()), Err(NetworkListError::Table(_))));
         assert!(matches!(NetworkList::from_value("/nonexistent", dir.path()), Err(NetworkListError::File { .. })));
         assert!(matches!(NetworkList::from_value("host.example", dir.path()), Err(NetworkListError::Net(_))));
+    }
+
+    /// `mynetworks = !cidr:blocked, 10.0.0.0/8`: when the exclusion table cannot be read, a
+    /// blocked client must not fall through to the network after it (and be trusted).
+    #[test]
+    fn an_unreadable_table_is_an_error_not_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("blocked.cidr");
+        std::fs::write(&blocked, "10.9.0.0/16 blocked\n").unwrap();
+        let l = NetworkList::from_value(&format!("!cidr:{}, 10.0.0.0/8", blocked.display()), dir.path()).unwrap();
+        assert_eq!(l.contains("10.9.1.1".parse().unwrap()), Ok(false));
+        std::fs::remove_file(&blocked).unwrap();
+        assert!(l.contains("10.9.1.1".parse().unwrap()).is_err());
+        assert!(!l.contains_or_not("10.9.1.1".parse().unwrap()));
     }
 }

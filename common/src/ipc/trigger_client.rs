@@ -100,7 +100,9 @@ impl TriggerClient {
 
     /// Queue `triggers` behind every earlier one; nobody waits. A failure is logged.
     pub fn post(&self, triggers: &[Trigger]) {
-        let _ = self.queue(Job { triggers: triggers.to_vec(), ack: None });
+        if let Err(e) = self.queue(Job { triggers: triggers.to_vec(), ack: None }) {
+            log_warning!("trigger {}: {e}", self.0.shown);
+        }
     }
 
     /// Queue `triggers` behind every earlier one and wait until the service acknowledged them.

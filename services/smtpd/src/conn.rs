@@ -187,7 +187,8 @@ fn log_write_failure(e: &io::Error, s: &Session<'_>) {
 
 /// What `smtpd_forbid_bare_newline` means for this client.
 fn bare_newline_policy(cfg: &SmtpdConfig, peer: &Peer) -> BareNewline {
-    if cfg.bare_newline_exclusions.contains(peer.addr) { BareNewline::Normalize } else { cfg.bare_newline }
+    // An exclusion that cannot be looked up excludes nobody: the stricter policy applies.
+    if cfg.bare_newline_exclusions.contains_or_not(peer.addr) { BareNewline::Normalize } else { cfg.bare_newline }
 }
 
 fn bare_lf_reply(cfg: &SmtpdConfig) -> Reply {

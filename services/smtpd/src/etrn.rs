@@ -57,7 +57,13 @@ fn check_restrictions(s: &Session<'_>, site: &str) -> Option<Reply> {
             Restriction::Permit => Some(Ok(())),
             Restriction::Reject => Some(Err(Reply::new(554, "5.7.1", format!("<{site}>: Etrn command rejected: Access denied")))),
             Restriction::Defer => Some(Err(Reply::new(450, "4.3.2", format!("<{site}>: Etrn command rejected: Try again later")))),
-            Restriction::PermitMynetworks => s.cfg.mynetworks.contains(s.peer.addr).then_some(Ok(())),
+            Restriction::PermitMynetworks => match s.cfg.mynetworks.contains(s.peer.addr) {
+                Ok(trusted) => trusted.then_some(Ok(())),
+                Err(e) => {
+                    log_warning!("{e}");
+                    Some(Err(Reply::new(451, "4.3.0", format!("<{site}>: Temporary lookup failure"))))
+                }
+            },
             Restriction::PermitSaslAuthenticated => s.sasl_authenticated().then_some(Ok(())),
             Restriction::CheckClientAccess(t) => match check_client(t, &s.peer, s.cfg.access_parent_style) {
                 Some(Verdict::Permit) => Some(Ok(())),

@@ -114,7 +114,7 @@ impl<'a> Session<'a> {
             last_command: "CONNECT".into(),
             note_bare_lf: false,
             stressed: false,
-            unlimited_client: cfg.client_limits.exceptions.contains(peer_addr),
+            unlimited_client: cfg.client_limits.exceptions.contains_or_not(peer_addr),
             tls: None,
             sasl_login: None,
             local_addr: None,
@@ -136,6 +136,9 @@ impl<'a> Session<'a> {
     pub fn tls_started(&mut self, info: TlsInfo) {
         self.tls = Some(info);
         self.forget_client();
+        // Nothing learnt in plaintext carries over, a login included (RFC 3207 4.2; Postfix's
+        // smtpd_start_tls resets SASL too).
+        self.sasl_login = None;
     }
 
     /// Postfix's `helo_reset`, `mail_reset` and `rcpt_reset`.
@@ -436,7 +439,13 @@ impl<'a> Session<'a> {
 
     /// `smtpd_relay_restrictions`; `None` when the recipient is accepted.
     fn check_relay(&self, addr: &Address) -> Option<Reply> {
-        let trusted = self.cfg.mynetworks.contains(self.peer.addr);
+        let trusted = match self.cfg.mynetworks.contains(self.peer.addr) {
+            Ok(t) => t,
+            Err(e) => {
+                common::log_warning!("{e}");
+                return Some(Reply::new(451, "4.3.0", format!("<{}>: Temporary lookup failure", addr.addr)));
+            }
+        };
         // A routing character in the local part would let the next hop relay onwards.
         let authorized = match self.cfg.relay_domains.matches(&addr.domain()) {
             Ok(hit) => hit && !addr.has_routing(),
@@ -743,6 +752,31 @@ mod tests {
         assert_eq!(s.received_protocol(), "ESMTPA");
         assert_eq!(s.sasl_log_suffix(), ", sasl_method=PLAIN, sasl_username=alice");
         assert_eq!(s.received_auth_comment(), None, "smtpd_sasl_authenticated_header = no");
+    }
+
+    /// A login made in plaintext does not survive STARTTLS (RFC 3207 4.2).
+    #[test]
+    fn starttls_forgets_a_plaintext_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = make_cert(dir.path());
+        let (_d, cfg) = sasl_config(
+            "alice:{PLAIN}wonderland\n",
+            &format!("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = {cert}\nsmtpd_tls_key_file = {key}\n"),
+        );
+        let mut s = Session::new(&cfg, Peer { name: "client".into(), addr: "192.0.2.1".parse().unwrap() });
+        cmd(&mut s, b"EHLO c.test");
+        let ok = Outcome::Success { username: "alice".into() };
+        assert_eq!(s.auth_finished("PLAIN", ok).to_string(), "235 2.7.0 Authentication successful");
+        assert!(s.sasl_authenticated());
+        assert_eq!(cmd(&mut s, b"STARTTLS"), "220 2.0.0 Ready to start TLS (handshake)");
+        s.tls_started(TlsInfo {
+            protocol: "TLSv1.3".into(),
+            cipher: "TLS_AES_256_GCM_SHA384".into(),
+            bits: 256,
+            kex: None,
+            server_signature: None,
+        });
+        assert!(!s.sasl_authenticated() && s.sasl_login.is_none());
     }
 
     #[test]

@@ -124,7 +124,8 @@ pub fn domain_keys(domain: &str, style: ParentStyle) -> Vec<Key> {
         return keys;
     }
     let mut rest = domain;
-    while let Some(i) = rest[1.min(rest.len())..].find('.').map(|i| i + 1) {
+    // The search for the next dot starts after the first character, whatever its width.
+    while let Some(i) = rest.chars().next().and_then(|c| rest[c.len_utf8()..].find('.').map(|i| i + c.len_utf8())) {
         let dotted = &rest[i..];
         if dotted.len() <= 1 {
             break;
@@ -186,6 +187,15 @@ mod tests {
 
     fn texts(keys: &[Key]) -> Vec<String> {
         keys.iter().map(|k| if k.partial { format!("~{}", k.text) } else { k.text.clone() }).collect()
+    }
+
+    /// A domain that starts with a character wider than a byte (sendmail takes any UTF-8
+    /// address) gets its parents like any other, instead of a panic in the queue manager.
+    #[test]
+    fn domains_that_start_with_a_multibyte_character() {
+        assert_eq!(texts(&domain_keys("\u{e9}.example", ParentStyle::Parent)), ["\u{e9}.example", "~example"]);
+        assert_eq!(texts(&domain_keys("\u{e9}", ParentStyle::DotParent)), ["\u{e9}"]);
+        assert_eq!(texts(&domain_keys("a.\u{e9}.b", ParentStyle::DotParent)), ["a.\u{e9}.b", "~.\u{e9}.b", "~.b"]);
     }
 
     #[test]
