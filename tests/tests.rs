@@ -16,6 +16,7 @@ mod etrn;
 mod failures;
 mod flush;
 mod local;
+mod logtools;
 mod mail;
 mod manpages;
 mod master;

@@ -88,7 +88,7 @@ fn lock_output(logger: &Logger) -> std::sync::MutexGuard<'_, Output> {
 /// `maillog_file`, stays what it was at start, as in Postfix).
 pub fn retag_from_params(p: &Params, service: &str) {
     let Some(logger) = LOGGER.get() else { return };
-    let name = p.get("syslog_name").unwrap_or_else(|_| "postern".into());
+    let name = p.get("syslog_name").unwrap_or_else(|_| "postfix".into());
     let tag = format!("{name}/{service}");
     let mut out = lock_output(logger);
     if out.tag != tag {
@@ -110,7 +110,7 @@ pub fn maillog_path(p: &Params) -> Option<std::path::PathBuf> {
 
 /// [`init`] from a configuration (`syslog_name`, `maillog_file`).
 pub fn init_from_params(p: &Params, service: &str, also_stderr: bool) {
-    let name = p.get("syslog_name").unwrap_or_else(|_| "postern".into());
+    let name = p.get("syslog_name").unwrap_or_else(|_| "postfix".into());
     let file = maillog_path(p).map(|f| f.display().to_string()).unwrap_or_default();
     init(&name, service, &file, also_stderr);
 }
@@ -228,14 +228,51 @@ pub struct DeliveryLine<'a> {
     pub text: &'a str,
 }
 
-/// Postfix's delay figures: at most two digits after the point, trailing zeros dropped.
+/// Postfix's delay figures (`format_tv` with two significant digits and
+/// `delay_logging_resolution_limit` = 2): whole seconds from 10 s up, one decimal from 1 s, two
+/// significant digits below, rounded, trailing zeros dropped (`0.06`, `1.2`, `23`).
 pub fn format_delay(secs: f64) -> String {
-    if secs >= 10.0 {
-        return format!("{}", secs.round() as u64);
+    let us = if secs.is_finite() && secs > 0.0 { (secs * 1e6).round() as u64 } else { 0 };
+    format_tv(us / 1_000_000, us % 1_000_000, 2, 2)
+}
+
+/// Postfix's `format_tv`: `sec.usec` with `sig_dig` significant digits and at most `max_dig`
+/// digits after the point.
+fn format_tv(mut sec: u64, mut usec: u64, sig_dig: u32, max_dig: u32) -> String {
+    const MILLION: u64 = 1_000_000;
+    let mut ures = MILLION / 10u64.pow(max_dig.min(6));
+    let wid = 10u64.pow(sig_dig.clamp(1, 6));
+    if ures < MILLION {
+        if sec > 0 {
+            let mut n = 1;
+            while sec >= n && n <= wid / 10 {
+                n *= 10;
+            }
+            ures = (MILLION / wid) * n;
+        } else {
+            while usec >= wid * ures {
+                ures *= 10;
+            }
+        }
     }
-    let s = format!("{secs:.2}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() { "0".into() } else { s.to_string() }
+    if ures > 1 {
+        usec += ures / 2;
+        if usec >= MILLION {
+            sec += 1;
+            usec -= MILLION;
+        }
+    }
+    let mut out = sec.to_string();
+    if usec >= ures {
+        out.push('.');
+        let (mut rem, mut n) = (usec, MILLION / 10);
+        while rem >= ures && n > 0 {
+            out.push(char::from(b'0' + (rem / n) as u8));
+            rem %= n;
+            n /= 10;
+        }
+    }
+    out
 }
 
 /// `<id>: to=<rcpt>, relay=..., delay=..., delays=a/b/c/d, dsn=..., status=... (text)`.
@@ -278,5 +315,11 @@ mod tests {
         );
         assert_eq!(format_delay(23.4), "23");
         assert_eq!(format_delay(1.5), "1.5");
+        // Postfix's figures (format_tv, two significant digits).
+        for (secs, shown) in
+            [(1.234, "1.2"), (9.96, "10"), (0.0012, "0"), (0.005, "0.01"), (0.1, "0.1"), (0.125, "0.13"), (123.6, "124"), (0.0, "0")]
+        {
+            assert_eq!(format_delay(secs), shown, "{secs}");
+        }
     }
 }
