@@ -33,3 +33,4 @@ mod submission;
 mod systemd;
 mod tables;
 mod tls;
+mod tools;

@@ -158,6 +158,9 @@ fn write_line(program: Option<&str>, pid: u32, sev: Severity, text: &str) {
     let line = format!("{} {} {tag}[{pid}]: {body}\n", crate::datetime::syslog_stamp(std::time::SystemTime::now()), logger.hostname);
     // The syslog connection carries our own tag and pid: a relayed line names its program.
     let syslog_body = if program.is_some() { format!("{tag}[{pid}]: {body}") } else { body.clone() };
+    if rotated_away(&out.sink, &logger.maillog_file) {
+        out.sink = open_sink(&out.tag, &logger.maillog_file);
+    }
     if write_sink(&mut out.sink, sev, &line, &syslog_body) {
         return;
     }
@@ -169,6 +172,22 @@ fn write_line(program: Option<&str>, pid: u32, sev: Severity, text: &str) {
         }
     }
     let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// Whether the log file was renamed or removed since we opened it (`postfix logrotate`, or an
+/// outside logrotate without copytruncate). Every process writes the file itself (there is no
+/// postlogd to signal), so each one notices on its next line and reopens: one `stat` per line,
+/// and no line lands in the rotated file after it was moved and is about to be compressed.
+fn rotated_away(sink: &Sink, path: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Sink::File(f) = sink else { return false };
+    if path.starts_with("/dev/") {
+        return false;
+    }
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => (open.dev(), open.ino()) != (named.dev(), named.ino()),
+        _ => true,
+    }
 }
 
 /// Write one line to the sink; false when it failed (or the sink is standard error).

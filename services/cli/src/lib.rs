@@ -2,6 +2,7 @@
 //! binary in `src/bin` is a thin `main` over a module here. They use blocking IPC only.
 
 pub mod getopt;
+pub mod logrotate;
 pub mod postconf;
 pub mod postfix;
 pub mod postmap;

@@ -28,10 +28,16 @@
 //! * `status`: say whether the mail system is running (with the master's pid); exit status 1
 //!   when it is not.
 //! * `flush`: the same as `postqueue -f`.
+//! * `logrotate`: when the log is a file (`maillog_file`), rename it to
+//!   `<maillog_file>.<suffix>` (`maillog_file_rotate_suffix`, a date(1) format), then compress
+//!   that with `maillog_file_compressor`. Every process reopens the log on its next line. A
+//!   `maillog_file` under `/dev/` is not rotated.
 //!
 //! # Diagnostics
 //! Exit status 0 on success, 1 on an error (`postfix/postfix-script: fatal: ...`), including a
-//! bad option or an unknown command (which prints the usage line).
+//! bad option (the usage line) or an unknown command (`unknown command: 'strat'. Usage: postfix
+//! start (or stop, reload, ...)`). logrotate: `empty 'maillog_file' parameter value - logfile
+//! rotation failed`, `not rotating '/dev/stdout'`, `logfile '...' rotation failed: ...`.
 //!
 //! # Files
 //! `$config_directory/main.cf`, `$config_directory/master.cf`,
@@ -39,7 +45,8 @@
 //!
 //! # Configuration parameters
 //! `config_directory`, `daemon_directory` (where `master` is; empty: beside this program),
-//! `queue_directory`, `mail_owner`, `maillog_file`.
+//! `queue_directory`, `mail_owner`, `maillog_file`, `maillog_file_compressor`,
+//! `maillog_file_rotate_suffix`.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -56,6 +63,8 @@ use common::queue::Spool;
 use common::{log_fatal, log_info, log_warning, maillog, pidfile};
 
 const USAGE: &str = "usage: postfix [-c config_dir] [-Dv] command";
+/// The commands, in postfix-script's words, for an unknown one (`postfix strat`).
+const COMMANDS: &str = "Usage: postfix start (or stop, reload, abort, flush, check, status, start-fg, logrotate)";
 /// How long `start` waits for the master to report ready.
 const START_WAIT: Duration = Duration::from_secs(30);
 /// How long `stop` waits before SIGKILL (the master itself allows its children 5 seconds).
@@ -318,7 +327,8 @@ pub fn run(args: &[String]) -> u8 {
         "reload" => reload(&ctx),
         "status" => status(&ctx),
         "flush" => crate::postqueue::flush_queue(&ctx.params).map(|()| 0).map_err(|f| f.text),
-        other => Err(format!("unknown command: '{other}'. {USAGE}")),
+        "logrotate" => crate::logrotate::logrotate(&ctx.params),
+        other => Err(format!("unknown command: '{other}'. {COMMANDS}")),
     };
     match result {
         Ok(code) => code,
