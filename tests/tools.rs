@@ -1,7 +1,7 @@
 //! The administrator's tools as a Postfix site uses them: a usage line for a bad option from
 //! every program, the command list for a bad `postfix` command, and `postfix logrotate`.
 
-use crate::harness::smtp::{Client, free_port};
+use crate::harness::smtp::{Client, free_port, queued_id};
 use crate::harness::{Install, text, wait_for};
 
 #[test]
@@ -62,4 +62,68 @@ fn postfix_logrotate_renames_compresses_and_every_process_reopens() {
     let out = no_file.cli("postfix", &["logrotate"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("fatal: empty 'maillog_file' parameter value - logfile rotation failed"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn postcat_shows_the_envelope_and_the_message_of_a_queued_file() {
+    let (inst, smtpd) = Install::mail_system("", free_port());
+    let mut c = Client::connect(smtpd);
+    c.cmd("EHLO client.test");
+    let body = "From: s@sender.test\nSubject: postcat\nX-Folded: one\n two\n\nfirst body line\nSubject: not a header\n";
+    let id = queued_id(&c.send_mail("s@sender.test", &["a@customer.example", "b@customer.example"], body));
+    c.cmd("QUIT");
+    inst.wait_log(&format!("{id}: to=<b@customer.example>, relay=none"));
+    wait_for("the deferred file", || inst.queue_files("deferred").into_iter().find(|p| p.ends_with(&id)));
+
+    let out = inst.cli("postcat", &["-q", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines[0], format!("*** ENVELOPE RECORDS deferred/{id} ***"));
+    assert!(lines[1].starts_with("message_size: "), "{shown}");
+    assert!(
+        lines[2].starts_with("message_arrival_time: ") && lines[2].len() == "message_arrival_time: Wed Dec  2 01:50:25 2026".len(),
+        "{shown}"
+    );
+    for want in [
+        "named_attribute: log_client_name=localhost",
+        "named_attribute: log_client_address=127.0.0.1",
+        "named_attribute: log_helo_name=client.test",
+        "sender: s@sender.test",
+        "recipient: a@customer.example",
+        "recipient: b@customer.example",
+        &format!("*** MESSAGE CONTENTS deferred/{id} ***"),
+        "Subject: postcat",
+        "X-Folded: one",
+        " two",
+        "first body line",
+        &format!("*** HEADER EXTRACTED deferred/{id} ***"),
+        &format!("*** MESSAGE FILE END deferred/{id} ***"),
+    ] {
+        assert!(lines.contains(&want), "no {want:?} in:\n{shown}");
+    }
+    assert_eq!(lines.last(), Some(&format!("*** MESSAGE FILE END deferred/{id} ***").as_str()));
+
+    // -h: the header only (with our Received: first); -b: from the empty line on; -e: no text.
+    let header = text(&inst.cli("postcat", &["-hq", &id]).stdout);
+    assert!(header.starts_with("Received: from client.test (localhost [127.0.0.1])"), "{header}");
+    assert!(header.ends_with("X-Folded: one\n two\n"), "{header}");
+    let body = text(&inst.cli("postcat", &["-bq", &id]).stdout);
+    assert_eq!(body, "\nfirst body line\nSubject: not a header\n");
+    let env = text(&inst.cli("postcat", &["-eq", &id]).stdout);
+    assert!(env.contains("sender: s@sender.test\n") && !env.contains("first body line"), "{env}");
+    // -v adds the recorded results; a path works as well as -q.
+    let path = inst.queue_files("deferred").into_iter().find(|p| p.ends_with(&id)).unwrap();
+    let verbose = text(&inst.cli("postcat", &["-v", path.to_str().unwrap()]).stdout);
+    assert!(
+        verbose.contains("delivery_result: a@customer.example dsn=4.4.1, status=deferred (connect to 127.0.0.1[127.0.0.1]:"),
+        "{verbose}"
+    );
+
+    let out = inst.cli("postcat", &["-q", "TPEAG1ARJY5YYQR"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "postcat: fatal: open queue file TPEAG1ARJY5YYQR: No such file or directory\n");
+    let out = inst.cli("postcat", &[inst.etc.join("main.cf").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("main.cf: input is not a valid queue file"), "{}", text(&out.stderr));
 }

@@ -3,6 +3,7 @@
 
 pub mod getopt;
 pub mod logrotate;
+pub mod postcat;
 pub mod postconf;
 pub mod postfix;
 pub mod postmap;
