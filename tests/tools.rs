@@ -127,3 +127,32 @@ fn postcat_shows_the_envelope_and_the_message_of_a_queued_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("main.cf: input is not a valid queue file"), "{}", text(&out.stderr));
 }
+
+/// Postfix's postqueue runs showq stand-alone for the superuser when the system is down;
+/// Postern lets root and the mail system's own user (the harness's mail_owner) do so.
+#[test]
+fn mailq_reads_the_queue_directly_while_the_system_is_down() {
+    let (mut inst, smtpd) = Install::mail_system("", free_port());
+    let mut c = Client::connect(smtpd);
+    c.cmd("EHLO client.test");
+    let id = queued_id(&c.send_mail("s@sender.test", &["a@customer.example"], "Subject: down\n\nbody\n"));
+    c.cmd("QUIT");
+    inst.wait_log(&format!("{id}: to=<a@customer.example>, relay=none"));
+    let up = text(&inst.cli("postqueue", &["-p"]).stdout);
+    inst.stop();
+    for (program, args) in [("postqueue", &["-p"][..]), ("mailq", &[][..])] {
+        let out = crate::harness::run_env(program, &inst.etc, args, b"");
+        assert!(out.status.success(), "{program}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr)
+                .starts_with("postqueue: warning: Mail system is down -- accessing queue directly (Connect to the Postern showq service: "),
+            "{program}: {}",
+            text(&out.stderr)
+        );
+        // The same listing as showq gave while the system was up (shared code).
+        assert_eq!(text(&out.stdout), up, "{program}");
+        assert!(up.contains(&format!("\n{id} ")) && up.contains("(connect to 127.0.0.1[127.0.0.1]:"), "{up}");
+    }
+    let json = text(&inst.cli("postqueue", &["-j"]).stdout);
+    assert!(json.contains(&format!("\"queue_id\":\"{id}\"")), "{json}");
+}
