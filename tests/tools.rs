@@ -156,3 +156,105 @@ fn mailq_reads_the_queue_directly_while_the_system_is_down() {
     let json = text(&inst.cli("postqueue", &["-j"]).stdout);
     assert!(json.contains(&format!("\"queue_id\":\"{id}\"")), "{json}");
 }
+
+/// One synthetic message: age in minutes, sender, recipients.
+type Synthetic = (u64, &'static str, &'static [&'static str]);
+
+/// Ages away from the bucket edges (5, 10, 20, 40, ... minutes), so that both programs put
+/// each message in the same bucket; counts chosen without ties, since Postfix's qshape orders
+/// equal counts of equal length in Perl's hash order.
+const QUEUE: [Synthetic; 10] = [
+    (1, "", &["u1@big.example", "u2@big.example"]),
+    (7, "a@s1.test", &["u3@big.example", "u1@x.sub.example.org"]),
+    (15, "a@s1.test", &["u4@big.example", "u1@mx.test"]),
+    (30, "b@s2.example", &["u5@big.example", "u2@x.sub.example.org"]),
+    (60, "b@s2.example", &["u6@Big.Example", "u1@y.sub.example.org"]),
+    (180, "b@s2.example", &["u3@x.sub.example.org", "u2@y.sub.example.org"]),
+    (2880, "c@s3.example.com", &["u4@x.sub.example.org", "u2@mx.test"]),
+    (2880, "c@s3.example.com", &["u3@y.sub.example.org"]),
+    (7, "c@s3.example.com", &["u1@solo.example.net"]),
+    (15, "c@s3.example.com", &["u7@big.example"]),
+];
+
+/// A Postfix queue file as cleanup writes it, in the record format qshape reads: each record
+/// is a type byte, a length (7 bits a byte, low first) and the data.
+fn postfix_queue_file(arrival: u64, sender: &str, rcpts: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rec = |t: u8, data: &str| {
+        out.push(t);
+        let mut len = data.len();
+        loop {
+            let b = (len & 0x7f) as u8;
+            len >>= 7;
+            out.push(if len > 0 { b | 0x80 } else { b });
+            if len == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(data.as_bytes());
+    };
+    rec(b'C', &format!("{:>15} {:>15} {:>15} {:>15} {:>15}", 0, 0, rcpts.len(), 0, 0));
+    rec(b'T', &format!("{arrival} 0"));
+    rec(b'S', sender);
+    for r in rcpts {
+        rec(b'R', r);
+    }
+    rec(b'M', "");
+    rec(b'X', "");
+    rec(b'E', "");
+    out
+}
+
+/// The same synthetic queue in Postfix's format (read by Debian's /usr/sbin/qshape) and in
+/// Postern's (read by ours): the outputs must be the same text, option by option.
+#[test]
+fn qshape_matches_postfix_qshape_on_the_same_queue() {
+    use common::queue::file::{ClientInfo, Envelope, Recipient, write_new};
+    use common::queue::{QueueName, Spool};
+    use std::os::unix::fs::PermissionsExt;
+
+    let inst = Install::new("", "");
+    let postfix_queue = inst.dir.path().join("postfix-queue/deferred");
+    std::fs::create_dir_all(&postfix_queue).unwrap();
+    let spool = Spool::new(inst.spool.clone(), &["deferred".to_string()], 1);
+    spool.create_dirs().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for (i, (age, sender, rcpts)) in QUEUE.iter().enumerate() {
+        let arrival = now - age * 60;
+        let path = postfix_queue.join(format!("4F{i:08}A"));
+        std::fs::write(&path, postfix_queue_file(arrival, sender, rcpts)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let envelope = Envelope {
+            sender: sender.to_string(),
+            recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
+            arrival_us: arrival * 1_000_000,
+            client: ClientInfo::default(),
+        };
+        write_new(&spool, QueueName::Deferred, &envelope, b"Subject: x\n\nbody\n").unwrap();
+    }
+    let pq = postfix_queue.to_str().unwrap();
+    for opts in
+        [&[][..], &["-s"], &["-p", "-m", "2"], &["-p"], &["-l", "-b", "5", "-t", "10"], &["-w", "100", "-b", "12"], &["-s", "-t", "3"]]
+    {
+        let theirs = std::process::Command::new("/usr/sbin/qshape")
+            .args(opts)
+            .arg(pq)
+            .output()
+            .expect("qshape is not installed (tests/run installs Debian's postfix)");
+        assert!(theirs.status.success(), "{}", text(&theirs.stderr));
+        let mut args = opts.to_vec();
+        args.push("deferred");
+        let ours = inst.cli("qshape", &args);
+        assert!(ours.status.success(), "{}", text(&ours.stderr));
+        assert_eq!(text(&ours.stdout), text(&theirs.stdout), "qshape {opts:?}");
+    }
+    let shown = text(&inst.cli("qshape", &["deferred"]).stdout);
+    assert!(shown.lines().nth(1).is_some_and(|l| l.trim_start().starts_with("TOTAL 17")), "{shown}");
+    // An absolute queue path works too, and the default queues (incoming, active) are empty.
+    let abs = inst.spool.join("deferred");
+    assert_eq!(text(&inst.cli("qshape", &[abs.to_str().unwrap()]).stdout), shown);
+    let empty = inst.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let theirs = std::process::Command::new("/usr/sbin/qshape").arg(&empty).output().unwrap();
+    assert_eq!(text(&inst.cli("qshape", &[]).stdout), text(&theirs.stdout));
+}

@@ -9,6 +9,7 @@ pub mod postfix;
 pub mod postmap;
 pub mod postqueue;
 pub mod postsuper;
+pub mod qshape;
 pub mod sendmail;
 
 use std::io::Write;
