@@ -6,6 +6,7 @@ pub mod logrotate;
 pub mod postcat;
 pub mod postconf;
 pub mod postfix;
+pub mod postfix_error;
 pub mod postmap;
 pub mod postqueue;
 pub mod postsuper;
