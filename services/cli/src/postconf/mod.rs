@@ -52,6 +52,7 @@
 //! # Configuration parameters
 //! `config_directory`.
 
+pub mod error;
 pub mod main_edit;
 pub mod master_edit;
 
@@ -132,7 +133,7 @@ pub fn run(args: &[String]) -> Result<(String, Vec<String>), Fatal> {
         let text = std::fs::read_to_string(&path)
             .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(String::new()) } else { Err(e) })
             .map_err(|e| Fatal::new(1, format!("open {} for reading: {e}", path.display())))?;
-        let edited = edit_main(&text, &path.display().to_string(), mode, &o.operands).map_err(|e| Fatal::new(1, e))?;
+        let edited = edit_main(&text, &path.display().to_string(), mode, &o.operands).map_err(|e| Fatal::new(1, e.to_string()))?;
         replace_file(&path, &edited.text).map_err(|e| Fatal::new(1, format!("write {}: {e}", path.display())))?;
         return Ok((String::new(), edited.warnings));
     }
@@ -216,7 +217,8 @@ fn run_master(o: &Options, dir: &std::path::Path, implicit_edit: bool) -> Result
             return Err(Fatal::new(1, "-Me, -Fe, -Pe, -X, or -# requires arguments"));
         }
         let text = std::fs::read_to_string(&path).map_err(|e| Fatal::new(1, format!("open {} for reading: {e}", path.display())))?;
-        let (new_text, warnings) = edit_master(&text, &path.display().to_string(), mode, &o.operands).map_err(|e| Fatal::new(1, e))?;
+        let (new_text, warnings) =
+            edit_master(&text, &path.display().to_string(), mode, &o.operands).map_err(|e| Fatal::new(1, e.to_string()))?;
         replace_file(&path, &new_text).map_err(|e| Fatal::new(1, format!("write {}: {e}", path.display())))?;
         return Ok((String::new(), warnings));
     }
@@ -252,7 +254,7 @@ fn run_master(o: &Options, dir: &std::path::Path, implicit_edit: bool) -> Result
             if o.has('M') {
                 out.push_str(&format_entry(&e.tokens, o.has('f')));
             } else if o.has('F') {
-                out.push_str(&format_fields(e, third).map_err(|e| Fatal::new(1, e))?);
+                out.push_str(&format_fields(e, third).map_err(|e| Fatal::new(1, e.to_string()))?);
             } else {
                 out.push_str(&format_params(e, third));
             }
