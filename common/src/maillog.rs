@@ -35,6 +35,17 @@ struct Output {
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
+/// `delay_logging_resolution_limit`: digits after the point in `delay=` and `delays=`.
+static DELAY_DIGITS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(2);
+
+/// Take `delay_logging_resolution_limit` from a configuration (0 to 6, as in Postfix; a bad
+/// value keeps the last good one, and `postfix check` reports it).
+fn set_delay_digits(p: &Params) {
+    if let Some(d) = p.int("delay_logging_resolution_limit").ok().and_then(|d| u32::try_from(d).ok()).filter(|d| *d <= 6) {
+        DELAY_DIGITS.store(d, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// How serious a line is: Postfix prefixes `warning: ` and `fatal: `.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -87,6 +98,7 @@ fn lock_output(logger: &Logger) -> std::sync::MutexGuard<'_, Output> {
 /// A reload's `syslog_name`: later lines carry `<syslog_name>/<service>` (the destination,
 /// `maillog_file`, stays what it was at start, as in Postfix).
 pub fn retag_from_params(p: &Params, service: &str) {
+    set_delay_digits(p);
     let Some(logger) = LOGGER.get() else { return };
     let name = p.get("syslog_name").unwrap_or_else(|_| "postfix".into());
     let tag = format!("{name}/{service}");
@@ -110,6 +122,7 @@ pub fn maillog_path(p: &Params) -> Option<std::path::PathBuf> {
 
 /// [`init`] from a configuration (`syslog_name`, `maillog_file`).
 pub fn init_from_params(p: &Params, service: &str, also_stderr: bool) {
+    set_delay_digits(p);
     let name = p.get("syslog_name").unwrap_or_else(|_| "postfix".into());
     let file = maillog_path(p).map(|f| f.display().to_string()).unwrap_or_default();
     init(&name, service, &file, also_stderr);
@@ -247,12 +260,17 @@ pub struct DeliveryLine<'a> {
     pub text: &'a str,
 }
 
-/// Postfix's delay figures (`format_tv` with two significant digits and
-/// `delay_logging_resolution_limit` = 2): whole seconds from 10 s up, one decimal from 1 s, two
-/// significant digits below, rounded, trailing zeros dropped (`0.06`, `1.2`, `23`).
+/// Postfix's delay figures (`format_tv` with two significant digits and at most
+/// `delay_logging_resolution_limit` digits after the point, 2 by default): whole seconds from
+/// 10 s up, one decimal from 1 s, two significant digits below, rounded, trailing zeros
+/// dropped (`0.06`, `1.2`, `23`).
 pub fn format_delay(secs: f64) -> String {
+    format_delay_digits(secs, DELAY_DIGITS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+fn format_delay_digits(secs: f64, max_digits: u32) -> String {
     let us = if secs.is_finite() && secs > 0.0 { (secs * 1e6).round() as u64 } else { 0 };
-    format_tv(us / 1_000_000, us % 1_000_000, 2, 2)
+    format_tv(us / 1_000_000, us % 1_000_000, 2, max_digits)
 }
 
 /// Postfix's `format_tv`: `sec.usec` with `sig_dig` significant digits and at most `max_dig`
@@ -340,5 +358,10 @@ mod tests {
         {
             assert_eq!(format_delay(secs), shown, "{secs}");
         }
+        // delay_logging_resolution_limit: fewer or more digits after the point.
+        assert_eq!(format_delay_digits(0.064, 0), "0");
+        assert_eq!(format_delay_digits(0.064, 1), "0.1");
+        assert_eq!(format_delay_digits(0.000_123, 6), "0.00012");
+        assert_eq!(format_delay_digits(0.000_123, 2), "0");
     }
 }
