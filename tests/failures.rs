@@ -28,7 +28,7 @@ fn a_configuration_mail_owner_cannot_read_is_reported_by_check_and_in_the_mail_l
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pickup), nix::sys::signal::Signal::SIGKILL).unwrap();
     wait_for("pickup gone", || (!alive(pickup)).then_some(()));
     let line = wait_for("the fatal line", || {
-        inst.log().lines().find(|l| l.contains("postern/pickup[") && l.contains("fatal:")).map(str::to_string)
+        inst.log().lines().find(|l| l.contains("postfix/pickup[") && l.contains("fatal:")).map(str::to_string)
     });
     assert!(line.contains("main.cf") && line.contains("Permission denied"), "{line}\n{}", inst.log());
     std::fs::set_permissions(&inst.etc, std::fs::Permissions::from_mode(0o755)).unwrap();

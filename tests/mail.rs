@@ -35,7 +35,7 @@ fn mail_reaches_the_sink_exactly_once_with_postfix_log_lines() {
     inst.wait_log(&format!("{id}: client=localhost[127.0.0.1]"));
     inst.wait_log(&format!("{id}: from=<s@sender.test>, size="));
     let sent = inst.wait_log(&format!("{id}: to=<u@customer.example>, relay=127.0.0.1[127.0.0.1]:{}", sink.port));
-    assert!(sent.contains("postern/smtp[") && sent.contains(", dsn=2.0.0, status=sent (250 2.0.0 Ok: queued)"), "{sent}");
+    assert!(sent.contains("postfix/smtp[") && sent.contains(", dsn=2.0.0, status=sent (250 2.0.0 Ok: queued)"), "{sent}");
     inst.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5");
     for q in ["incoming", "active", "deferred"] {
         assert!(inst.queue_files(q).is_empty(), "{q} not empty");

@@ -24,7 +24,7 @@ fn start_status_stop_leaves_no_process() {
     let again = inst.cli("postfix", &["start"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(text(&again.stderr).contains("fatal: the Postern mail system is already running"));
-    inst.wait_log(&format!("postern/master[{master}]: daemon started -- version"));
+    inst.wait_log(&format!("postfix/master[{master}]: daemon started -- version"));
     // Public sockets are born 0666 (no chmod by path in mail_owner's directory).
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::symlink_metadata(inst.socket("public", "flush")).unwrap().permissions().mode();
@@ -65,7 +65,7 @@ fn a_service_that_exits_at_once_is_throttled_and_the_rest_keep_running() {
     let mut inst = Install::new("relay_domains = example.net\n", &master_cf);
     inst.start();
     let line = inst.wait_log("/bin/false: bad command startup -- throttling");
-    assert!(line.contains("postern/master["), "{line}");
+    assert!(line.contains("postfix/master["), "{line}");
     inst.wait_log("warning: process /bin/false pid ");
     assert_eq!(inst.send_site("example.net"), FlushReply::Ok { moved: 0 });
     // After service_throttle_time (2s here) the master tries again, and throttles again.

@@ -147,3 +147,24 @@ fn edits_round_trip_through_the_parsers() {
         vec![("fast_flush_domains".to_string(), "z.example".to_string()), ("max_idle".to_string(), "5s".to_string())]
     );
 }
+
+/// Postfix's postconf: a first argument with `=` edits, for master.cf's `-P` and `-F` too (it
+/// used to exit 0 and change nothing); a configuration directory without main.cf is an error.
+#[test]
+fn implicit_master_cf_edits_and_a_missing_config_directory() {
+    let inst = install();
+    ok(&inst, &["-P", "127.0.0.1:2525/inet/smtpd_banner=implicit"]);
+    let (out, _) = ok(&inst, &["-P", "127.0.0.1:2525/inet/smtpd_banner"]);
+    assert_eq!(out, "127.0.0.1:2525/inet/smtpd_banner = implicit\n");
+    ok(&inst, &["-F", "qmgr/unix/wakeup=450"]);
+    assert!(master_cf(&inst).contains("qmgr       unix  n       -       n       450     1       qmgr\n"), "{}", master_cf(&inst));
+
+    let out = crate::harness::run_cli("postconf", std::path::Path::new("/nonexistent"), &["mail_owner"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "postconf: fatal: open /nonexistent/main.cf: No such file or directory\n");
+    let out = crate::harness::run_cli("postconf", std::path::Path::new("/nonexistent"), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    // The built-in defaults need no main.cf.
+    let out = crate::harness::run_cli("postconf", std::path::Path::new("/nonexistent"), &["-d", "syslog_name"]);
+    assert_eq!(text(&out.stdout), "syslog_name = postfix\n");
+}

@@ -56,12 +56,12 @@ fn ok(out: &Output, what: &str) {
     assert!(out.status.success(), "{what}: {}{}", text(&out.stdout), text(&out.stderr));
 }
 
-/// fail2ban-regex with the stock postfix filter in auth mode (Postern's log tag instead of
-/// `postfix/`): the number of matched lines.
+/// fail2ban-regex with the stock postfix filter in auth mode, unchanged (Postern logs as
+/// `postfix/` by default): the number of matched lines.
 fn fail2ban_matches(inst: &Install) -> usize {
     let out = Command::new("fail2ban-regex")
         .arg(&inst.maillog)
-        .arg(r#"postfix[mode=auth, _daemon="postern/\w+"]"#)
+        .arg("postfix[mode=auth]")
         .output()
         .expect("fail2ban-regex is not installed (tests/run installs fail2ban)");
     let said = text(&out.stdout);

@@ -53,6 +53,12 @@ pub fn mailq_stamp(t: SystemTime) -> String {
     format!("{} {} {:2} {:02}:{:02}:{:02}", day(&tm), month(&tm), tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
 }
 
+/// `Www Mmm dd hh:mm:ss yyyy`, C's `asctime` without its newline (postcat's times).
+pub fn asctime(t: SystemTime) -> String {
+    let tm = local(t);
+    format!("{} {}", mailq_stamp(t), tm.tm_year + 1900)
+}
+
 /// Microseconds since the epoch as a `SystemTime`.
 pub fn from_us(us: u64) -> SystemTime {
     UNIX_EPOCH + std::time::Duration::from_micros(us)

@@ -35,6 +35,17 @@ struct Output {
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
+/// `delay_logging_resolution_limit`: digits after the point in `delay=` and `delays=`.
+static DELAY_DIGITS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(2);
+
+/// Take `delay_logging_resolution_limit` from a configuration (0 to 6, as in Postfix; a bad
+/// value keeps the last good one, and `postfix check` reports it).
+fn set_delay_digits(p: &Params) {
+    if let Some(d) = p.int("delay_logging_resolution_limit").ok().and_then(|d| u32::try_from(d).ok()).filter(|d| *d <= 6) {
+        DELAY_DIGITS.store(d, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// How serious a line is: Postfix prefixes `warning: ` and `fatal: `.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -87,8 +98,9 @@ fn lock_output(logger: &Logger) -> std::sync::MutexGuard<'_, Output> {
 /// A reload's `syslog_name`: later lines carry `<syslog_name>/<service>` (the destination,
 /// `maillog_file`, stays what it was at start, as in Postfix).
 pub fn retag_from_params(p: &Params, service: &str) {
+    set_delay_digits(p);
     let Some(logger) = LOGGER.get() else { return };
-    let name = p.get("syslog_name").unwrap_or_else(|_| "postern".into());
+    let name = p.get("syslog_name").unwrap_or_else(|_| "postfix".into());
     let tag = format!("{name}/{service}");
     let mut out = lock_output(logger);
     if out.tag != tag {
@@ -110,7 +122,8 @@ pub fn maillog_path(p: &Params) -> Option<std::path::PathBuf> {
 
 /// [`init`] from a configuration (`syslog_name`, `maillog_file`).
 pub fn init_from_params(p: &Params, service: &str, also_stderr: bool) {
-    let name = p.get("syslog_name").unwrap_or_else(|_| "postern".into());
+    set_delay_digits(p);
+    let name = p.get("syslog_name").unwrap_or_else(|_| "postfix".into());
     let file = maillog_path(p).map(|f| f.display().to_string()).unwrap_or_default();
     init(&name, service, &file, also_stderr);
 }
@@ -158,6 +171,9 @@ fn write_line(program: Option<&str>, pid: u32, sev: Severity, text: &str) {
     let line = format!("{} {} {tag}[{pid}]: {body}\n", crate::datetime::syslog_stamp(std::time::SystemTime::now()), logger.hostname);
     // The syslog connection carries our own tag and pid: a relayed line names its program.
     let syslog_body = if program.is_some() { format!("{tag}[{pid}]: {body}") } else { body.clone() };
+    if rotated_away(&out.sink, &logger.maillog_file) {
+        out.sink = open_sink(&out.tag, &logger.maillog_file);
+    }
     if write_sink(&mut out.sink, sev, &line, &syslog_body) {
         return;
     }
@@ -169,6 +185,22 @@ fn write_line(program: Option<&str>, pid: u32, sev: Severity, text: &str) {
         }
     }
     let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// Whether the log file was renamed or removed since we opened it (`postfix logrotate`, or an
+/// outside logrotate without copytruncate). Every process writes the file itself (there is no
+/// postlogd to signal), so each one notices on its next line and reopens: one `stat` per line,
+/// and no line lands in the rotated file after it was moved and is about to be compressed.
+fn rotated_away(sink: &Sink, path: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Sink::File(f) = sink else { return false };
+    if path.starts_with("/dev/") {
+        return false;
+    }
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => (open.dev(), open.ino()) != (named.dev(), named.ino()),
+        _ => true,
+    }
 }
 
 /// Write one line to the sink; false when it failed (or the sink is standard error).
@@ -228,14 +260,56 @@ pub struct DeliveryLine<'a> {
     pub text: &'a str,
 }
 
-/// Postfix's delay figures: at most two digits after the point, trailing zeros dropped.
+/// Postfix's delay figures (`format_tv` with two significant digits and at most
+/// `delay_logging_resolution_limit` digits after the point, 2 by default): whole seconds from
+/// 10 s up, one decimal from 1 s, two significant digits below, rounded, trailing zeros
+/// dropped (`0.06`, `1.2`, `23`).
 pub fn format_delay(secs: f64) -> String {
-    if secs >= 10.0 {
-        return format!("{}", secs.round() as u64);
+    format_delay_digits(secs, DELAY_DIGITS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+fn format_delay_digits(secs: f64, max_digits: u32) -> String {
+    let us = if secs.is_finite() && secs > 0.0 { (secs * 1e6).round() as u64 } else { 0 };
+    format_tv(us / 1_000_000, us % 1_000_000, 2, max_digits)
+}
+
+/// Postfix's `format_tv`: `sec.usec` with `sig_dig` significant digits and at most `max_dig`
+/// digits after the point.
+fn format_tv(mut sec: u64, mut usec: u64, sig_dig: u32, max_dig: u32) -> String {
+    const MILLION: u64 = 1_000_000;
+    let mut ures = MILLION / 10u64.pow(max_dig.min(6));
+    let wid = 10u64.pow(sig_dig.clamp(1, 6));
+    if ures < MILLION {
+        if sec > 0 {
+            let mut n = 1;
+            while sec >= n && n <= wid / 10 {
+                n *= 10;
+            }
+            ures = (MILLION / wid) * n;
+        } else {
+            while usec >= wid * ures {
+                ures *= 10;
+            }
+        }
     }
-    let s = format!("{secs:.2}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() { "0".into() } else { s.to_string() }
+    if ures > 1 {
+        usec += ures / 2;
+        if usec >= MILLION {
+            sec += 1;
+            usec -= MILLION;
+        }
+    }
+    let mut out = sec.to_string();
+    if usec >= ures {
+        out.push('.');
+        let (mut rem, mut n) = (usec, MILLION / 10);
+        while rem >= ures && n > 0 {
+            out.push(char::from(b'0' + (rem / n) as u8));
+            rem %= n;
+            n /= 10;
+        }
+    }
+    out
 }
 
 /// `<id>: to=<rcpt>, relay=..., delay=..., delays=a/b/c/d, dsn=..., status=... (text)`.
@@ -278,5 +352,16 @@ mod tests {
         );
         assert_eq!(format_delay(23.4), "23");
         assert_eq!(format_delay(1.5), "1.5");
+        // Postfix's figures (format_tv, two significant digits).
+        for (secs, shown) in
+            [(1.234, "1.2"), (9.96, "10"), (0.0012, "0"), (0.005, "0.01"), (0.1, "0.1"), (0.125, "0.13"), (123.6, "124"), (0.0, "0")]
+        {
+            assert_eq!(format_delay(secs), shown, "{secs}");
+        }
+        // delay_logging_resolution_limit: fewer or more digits after the point.
+        assert_eq!(format_delay_digits(0.064, 0), "0");
+        assert_eq!(format_delay_digits(0.064, 1), "0.1");
+        assert_eq!(format_delay_digits(0.000_123, 6), "0.00012");
+        assert_eq!(format_delay_digits(0.000_123, 2), "0");
     }
 }

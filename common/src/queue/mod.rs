@@ -5,6 +5,7 @@ pub mod dirs;
 pub mod file;
 mod group_sync;
 pub mod id;
+pub mod listing;
 pub mod maildrop;
 pub mod unthrottle;
 

@@ -2,11 +2,15 @@
 //! binary in `src/bin` is a thin `main` over a module here. They use blocking IPC only.
 
 pub mod getopt;
+pub mod logrotate;
+pub mod postcat;
 pub mod postconf;
 pub mod postfix;
+pub mod postfix_error;
 pub mod postmap;
 pub mod postqueue;
 pub mod postsuper;
+pub mod qshape;
 pub mod sendmail;
 
 use std::io::Write;

@@ -28,10 +28,16 @@
 //! * `status`: say whether the mail system is running (with the master's pid); exit status 1
 //!   when it is not.
 //! * `flush`: the same as `postqueue -f`.
+//! * `logrotate`: when the log is a file (`maillog_file`), rename it to
+//!   `<maillog_file>.<suffix>` (`maillog_file_rotate_suffix`, a date(1) format), then compress
+//!   that with `maillog_file_compressor`. Every process reopens the log on its next line. A
+//!   `maillog_file` under `/dev/` is not rotated.
 //!
 //! # Diagnostics
 //! Exit status 0 on success, 1 on an error (`postfix/postfix-script: fatal: ...`), including a
-//! bad option or an unknown command (which prints the usage line).
+//! bad option (the usage line) or an unknown command (`unknown command: 'strat'. Usage: postfix
+//! start (or stop, reload, ...)`). logrotate: `empty 'maillog_file' parameter value - logfile
+//! rotation failed`, `not rotating '/dev/stdout'`, `logfile '...' rotation failed: ...`.
 //!
 //! # Files
 //! `$config_directory/main.cf`, `$config_directory/master.cf`,
@@ -39,7 +45,8 @@
 //!
 //! # Configuration parameters
 //! `config_directory`, `daemon_directory` (where `master` is; empty: beside this program),
-//! `queue_directory`, `mail_owner`, `maillog_file`.
+//! `queue_directory`, `mail_owner`, `maillog_file`, `maillog_file_compressor`,
+//! `maillog_file_rotate_suffix`.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -55,6 +62,8 @@ use common::config::{self, MasterCf, Params, params::ParamKind, params::param_ta
 use common::queue::Spool;
 use common::{log_fatal, log_info, log_warning, maillog, pidfile};
 
+use crate::postfix_error::PostfixError;
+
 const USAGE: &str = "usage: postfix [-c config_dir] [-Dv] command";
 /// How long `start` waits for the master to report ready.
 const START_WAIT: Duration = Duration::from_secs(30);
@@ -67,21 +76,25 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn pid_path(&self) -> Result<PathBuf, String> {
-        Ok(common::queue::master_pid_file(&self.params.dir("queue_directory").map_err(|e| e.to_string())?))
+    fn pid_path(&self) -> Result<PathBuf, PostfixError> {
+        Ok(common::queue::master_pid_file(&self.params.dir("queue_directory")?))
     }
 
-    fn running(&self) -> Result<Option<u32>, String> {
+    fn running(&self) -> Result<Option<u32>, PostfixError> {
         Ok(pidfile::running_pid(&self.pid_path()?))
     }
 
     /// The master program: in `daemon_directory`, or beside this program.
-    fn master_path(&self) -> Result<PathBuf, String> {
-        let configured = self.params.get("daemon_directory").map_err(|e| e.to_string())?;
+    fn master_path(&self) -> Result<PathBuf, PostfixError> {
+        let configured = self.params.get("daemon_directory")?;
         let dir = if configured.is_empty() {
-            std::env::current_exe().map_err(|e| e.to_string())?.parent().map(Path::to_path_buf).unwrap_or_default()
+            std::env::current_exe()
+                .map_err(|e| PostfixError::Program("current_exe", e))?
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
         } else {
-            self.params.dir("daemon_directory").map_err(|e| e.to_string())?
+            self.params.dir("daemon_directory")?
         };
         Ok(dir.join("master"))
     }
@@ -91,7 +104,7 @@ impl Ctx {
 /// directories. Problems that stop the mail system are errors; the rest are warnings. `start`
 /// runs this first; `reload` runs its table check, so a table that cannot be opened stops
 /// either (exit 1).
-pub fn check(dir: &Path, params: &Params) -> Result<(), String> {
+pub fn check(dir: &Path, params: &Params) -> Result<(), PostfixError> {
     for w in &params.main.warnings {
         log_warning!("{w}");
     }
@@ -107,35 +120,35 @@ pub fn check(dir: &Path, params: &Params) -> Result<(), String> {
         };
         if let Some(e) = bad {
             let line = params.main.get(name).map_or(0, |s| s.line);
-            return Err(format!("{}, line {line}: {e}", dir.join("main.cf").display()));
+            return Err(PostfixError::BadValue { path: dir.join("main.cf").display().to_string(), line, error: e });
         }
     }
-    params.check_values().map_err(|e| e.to_string())?;
+    params.check_values()?;
     for list in ["relay_domains", "fast_flush_domains"] {
-        params.domain_list(list).map_err(|e| e.to_string())?;
+        params.domain_list(list)?;
     }
-    let master = MasterCf::load(&dir.join("master.cf")).map_err(|e| e.to_string())?;
+    let master = MasterCf::load(&dir.join("master.cf"))?;
     for w in &master.warnings {
         log_warning!("{w}");
     }
     check_tables_and_names(params, &master)?;
-    let spool = Spool::from_params(params).map_err(|e| e.to_string())?;
-    spool.create_dirs().map_err(|e| format!("create {}: {e}", spool.root.display()))?;
+    let spool = Spool::from_params(params)?;
+    spool.create_dirs().map_err(|source| PostfixError::CreateQueue { path: spool.root.display().to_string(), source })?;
     check_mail_owner_access(dir, params, &spool)
 }
 
 /// Warn about parameters Postern does not use, and open every table: one that cannot be
 /// opened would stop a daemon at its first lookup, so it is an error now.
-fn check_tables_and_names(params: &Params, master: &MasterCf) -> Result<(), String> {
+fn check_tables_and_names(params: &Params, master: &MasterCf) -> Result<(), PostfixError> {
     for w in config::check::unused_parameters(params, Some(master)) {
         log_warning!("{w}");
     }
-    config::check::open_tables(params, Some(master)).map_err(|e| e.to_string())
+    Ok(config::check::open_tables(params, Some(master))?)
 }
 
 /// `reload`: the warnings and the table check, then SIGHUP. Other problems are left to the
 /// master, which keeps its running configuration when the new one does not load.
-fn reload(ctx: &Ctx) -> Result<u8, String> {
+fn reload(ctx: &Ctx) -> Result<u8, PostfixError> {
     if let Ok(master) = MasterCf::load(&ctx.dir.join("master.cf")) {
         check_tables_and_names(&ctx.params, &master)?;
     }
@@ -145,11 +158,11 @@ fn reload(ctx: &Ctx) -> Result<u8, String> {
 /// Running as root, the daemons run as `mail_owner`: that user must be able to read the
 /// configuration and reach the queue, or every daemon would die at start (and say so only
 /// in the mail log).
-fn check_mail_owner_access(dir: &Path, params: &Params, spool: &Spool) -> Result<(), String> {
+fn check_mail_owner_access(dir: &Path, params: &Params, spool: &Spool) -> Result<(), PostfixError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    let Some(owner) = MailOwner::from_params(params).map_err(|e| e.to_string())? else {
+    let Some(owner) = MailOwner::from_params(params)? else {
         return Ok(()); // the master warns and runs the services as root
     };
     let (name, uid, groups) = (&owner.name, owner.uid, owner.groups());
@@ -157,10 +170,7 @@ fn check_mail_owner_access(dir: &Path, params: &Params, spool: &Spool) -> Result
         [(dir.join("main.cf"), READ, "read"), (dir.join("master.cf"), READ, "read"), (spool.root.clone(), SEARCH, "search")]
     {
         if !may_access(&path, uid, &groups, want) {
-            return Err(format!(
-                "{}: mail_owner {name} (uid {uid}) cannot {what} it: the mail system's daemons run as that user",
-                path.display()
-            ));
+            return Err(PostfixError::OwnerAccess { path: path.display().to_string(), name: name.clone(), uid, what });
         }
     }
     Ok(())
@@ -190,9 +200,9 @@ fn may_access(path: &Path, uid: u32, groups: &[u32], want: u32) -> bool {
     path.ancestors().skip(1).all(|d| allowed(d, SEARCH)) && allowed(&path, want)
 }
 
-fn start(ctx: &Ctx, foreground: bool) -> Result<u8, String> {
+fn start(ctx: &Ctx, foreground: bool) -> Result<u8, PostfixError> {
     if let Some(pid) = ctx.running()? {
-        return Err(format!("the Postern mail system is already running: PID: {pid}"));
+        return Err(PostfixError::AlreadyRunning(pid));
     }
     check(&ctx.dir, &ctx.params)?;
     let master = ctx.master_path()?;
@@ -200,11 +210,11 @@ fn start(ctx: &Ctx, foreground: bool) -> Result<u8, String> {
     cmd.arg("-c").arg(&ctx.dir);
     if foreground {
         log_info!("starting the Postern mail system");
-        let e = cmd.exec();
-        return Err(format!("exec {}: {e}", master.display()));
+        let source = cmd.exec();
+        return Err(PostfixError::Exec { path: master.display().to_string(), source });
     }
-    let (rd, wr) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    nix::fcntl::fcntl(&rd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(|e| e.to_string())?;
+    let (rd, wr) = nix::unistd::pipe().map_err(|e| PostfixError::System("pipe", e))?;
+    nix::fcntl::fcntl(&rd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(|e| PostfixError::System("fcntl", e))?;
     cmd.env("POSTERN_READY_FD", wr.as_raw_fd().to_string());
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     // SAFETY: setsid is async-signal-safe; the master leads its own session and process
@@ -213,7 +223,7 @@ fn start(ctx: &Ctx, foreground: bool) -> Result<u8, String> {
         cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
     }
     log_info!("starting the Postern mail system");
-    let mut child = cmd.spawn().map_err(|e| format!("exec {}: {e}", master.display()))?;
+    let mut child = cmd.spawn().map_err(|source| PostfixError::Exec { path: master.display().to_string(), source })?;
     drop(wr);
     let mut pipe = std::fs::File::from(rd);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -227,17 +237,17 @@ fn start(ctx: &Ctx, foreground: bool) -> Result<u8, String> {
         Ok(s) if s.starts_with("ready") => Ok(0),
         Ok(_) => {
             let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-            Err(format!("mail system startup failed ({status}); see the mail log"))
+            Err(PostfixError::StartupFailed(status))
         }
-        Err(_) => Err("mail system startup timed out; see the mail log".into()),
+        Err(_) => Err(PostfixError::StartupTimedOut),
     }
 }
 
-fn stop(ctx: &Ctx) -> Result<u8, String> {
-    let Some(pid) = ctx.running()? else { return Err("the Postern mail system is not running".into()) };
+fn stop(ctx: &Ctx) -> Result<u8, PostfixError> {
+    let Some(pid) = ctx.running()? else { return Err(PostfixError::NotRunning) };
     log_info!("stopping the Postern mail system");
     let master = Pid::from_raw(pid as i32);
-    kill(master, Signal::SIGTERM).map_err(|e| format!("kill {pid}: {e}"))?;
+    kill(master, Signal::SIGTERM).map_err(|source| PostfixError::Kill { pid, source })?;
     let deadline = Instant::now() + STOP_WAIT;
     let mut said = Instant::now();
     while ctx.running()?.is_some() {
@@ -259,14 +269,14 @@ fn stop(ctx: &Ctx) -> Result<u8, String> {
     Ok(0)
 }
 
-fn signal_master(ctx: &Ctx, sig: Signal, what: &str) -> Result<u8, String> {
-    let Some(pid) = ctx.running()? else { return Err("the Postern mail system is not running".into()) };
+fn signal_master(ctx: &Ctx, sig: Signal, what: &str) -> Result<u8, PostfixError> {
+    let Some(pid) = ctx.running()? else { return Err(PostfixError::NotRunning) };
     log_info!("{what}");
-    kill(Pid::from_raw(pid as i32), sig).map_err(|e| format!("kill {pid}: {e}"))?;
+    kill(Pid::from_raw(pid as i32), sig).map_err(|source| PostfixError::Kill { pid, source })?;
     Ok(0)
 }
 
-fn status(ctx: &Ctx) -> Result<u8, String> {
+fn status(ctx: &Ctx) -> Result<u8, PostfixError> {
     match ctx.running()? {
         Some(pid) => {
             log_info!("the Postern mail system is running: PID: {pid}");
@@ -317,8 +327,9 @@ pub fn run(args: &[String]) -> u8 {
         "abort" => signal_master(&ctx, Signal::SIGTERM, "aborting the Postern mail system"),
         "reload" => reload(&ctx),
         "status" => status(&ctx),
-        "flush" => crate::postqueue::flush_queue(&ctx.params).map(|()| 0).map_err(|f| f.text),
-        other => Err(format!("unknown command: '{other}'. {USAGE}")),
+        "flush" => crate::postqueue::flush_queue(&ctx.params).map(|()| 0).map_err(|f| PostfixError::Flush(f.text)),
+        "logrotate" => crate::logrotate::logrotate(&ctx.params).map_err(PostfixError::from),
+        other => Err(PostfixError::UnknownCommand(other.to_string())),
     };
     match result {
         Ok(code) => code,

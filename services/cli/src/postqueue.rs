@@ -4,7 +4,11 @@
 //! `postqueue [-v] [-c config_dir] -f | -i queue_id | -j | -p | -s site`
 //!
 //! # Description
-//! * `-p`: list the queue in Postfix's `mailq` layout (from the `showq` service).
+//! * `-p`: list the queue in Postfix's `mailq` layout (from the `showq` service). When the mail
+//!   system is down, root and the mail system's own user (`mail_owner`) read the queue
+//!   directly, after Postfix's `postqueue: warning: Mail system is down -- accessing queue
+//!   directly (Connect to the Postern showq service: ...)`; others get `fatal: Queue report
+//!   unavailable - mail system is down`.
 //! * `-j`: list the queue as one JSON object per message, one per line.
 //! * `-f`: ask the queue manager to attempt delivery of all queued mail now: forget dead
 //!   sites, ignore retry times, scan the deferred and incoming queues.
@@ -21,11 +25,13 @@
 //! queue`.
 //!
 //! # Diagnostics
-//! As in Postfix, every fatal error exits with status 69 (EX_UNAVAILABLE).
+//! As in Postfix, every fatal error exits with status 69 (EX_UNAVAILABLE), except a showq
+//! socket that refuses us (`Connect to the Postern showq service: Permission denied`, 70,
+//! EX_SOFTWARE).
 //!
 //! # Configuration parameters
 //! `queue_directory`, `authorized_flush_users`, `authorized_mailq_users`, `ipc_timeout`,
-//! `trigger_timeout`.
+//! `trigger_timeout`, `mail_owner`, `mail_name`, `message_size_limit`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -39,13 +45,17 @@ use common::ipc::trigger::Trigger;
 use common::ipc::trigger_client::{TriggerError, trigger_blocking};
 use common::queue::id::queue_id_ok;
 
+use common::config::users::MailOwner;
 use common::ipc::showq::{QueueEntry, ShowqItem, ShowqProtocol, ShowqRequest};
+use common::queue::{Spool, listing, maildrop};
 
 use crate::Fatal;
 use crate::getopt::{Arg, getopt};
 
 /// postqueue's exit status for every fatal error.
 pub const EX_UNAVAILABLE: u8 = 69;
+/// The status when the showq socket refuses us (a permission problem, not a system that is down).
+pub const EX_SOFTWARE: u8 = 70;
 const USAGE: &str = "usage: postqueue -f | postqueue -i queueid | postqueue -j | postqueue -p | postqueue -s site";
 const DOWN: &str = "Cannot flush mail queue - mail system is down";
 
@@ -161,46 +171,99 @@ fn format_entry(out: &mut String, e: &QueueEntry) {
     }
 }
 
-/// `postqueue -p` / `-j` (also `mailq`, `sendmail -bp`).
-pub fn list_queue(p: &Params, w: &mut dyn std::io::Write, json: bool) -> Result<(), Fatal> {
-    let down = || fatal("Queue report unavailable - mail system is down");
+/// Where the listing comes from: the showq service, or the queue itself when the mail system
+/// is down and the caller may read it.
+enum Source {
+    Showq(std::os::unix::net::UnixStream),
+    Direct(Spool),
+}
+
+/// Connect to showq. When it is down, root and the mail system's own user read the queue
+/// directly, as Postfix's postqueue runs showq stand-alone for root (with its warning); a
+/// permission problem on the socket is not taken for a system that is down.
+fn open_source(p: &Params) -> Result<Source, Fatal> {
     let path = service(p, "showq_service_name")?;
-    let mut s = std::os::unix::net::UnixStream::connect(&path).map_err(|_| down())?;
+    let err = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => return Ok(Source::Showq(s)),
+        Err(e) => e,
+    };
+    let mail_name = p.get("mail_name").unwrap_or_else(|_| "Postern".into());
+    let showq = p.get("showq_service_name").unwrap_or_else(|_| "showq".into());
+    let reason = format!("Connect to the {mail_name} {showq} service: {}", common::config::table::io_text(&err));
+    if err.kind() == std::io::ErrorKind::PermissionDenied {
+        return Err(Fatal::new(EX_SOFTWARE, reason));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    let owner = MailOwner::from_params(p).ok().flatten().map(|o| o.uid);
+    if euid != 0 && Some(euid) != owner {
+        return Err(fatal("Queue report unavailable - mail system is down"));
+    }
+    eprintln!("postqueue: warning: Mail system is down -- accessing queue directly ({reason})");
+    Ok(Source::Direct(Spool::from_params(p).map_err(|e| fatal(e.to_string()))?))
+}
+
+/// The entries from showq, one frame each, handed to `each` until it returns false.
+fn from_showq(p: &Params, mut s: std::os::unix::net::UnixStream, each: &mut dyn FnMut(QueueEntry) -> bool) -> Result<(), Fatal> {
+    use common::ipc::frame::{read_frame_blocking, write_frame_blocking};
+    let down = || fatal("Queue report unavailable - mail system is down");
     s.set_read_timeout(Some(ipc_wait(p)?)).map_err(|_| down())?;
-    let read = |s: &mut std::os::unix::net::UnixStream| common::ipc::frame::read_frame_blocking::<ShowqItem, _>(s, common::ipc::MAX_FRAME);
-    let hello: Option<common::ipc::Hello> = common::ipc::frame::read_frame_blocking(&mut s, common::ipc::MAX_FRAME).map_err(|_| down())?;
+    let hello: Option<common::ipc::Hello> = read_frame_blocking(&mut s, common::ipc::MAX_FRAME).map_err(|_| down())?;
     if hello.map(|h| h.protocol) != Some(<ShowqProtocol as common::ipc::Protocol>::NAME.to_string()) {
         return Err(down());
     }
-    common::ipc::frame::write_frame_blocking(&mut s, &ShowqRequest::List).map_err(|_| down())?;
-    let (mut count, mut bytes) = (0u64, 0u64);
+    write_frame_blocking(&mut s, &ShowqRequest::List).map_err(|_| down())?;
     loop {
-        let mut out = String::new();
-        match read(&mut s).map_err(|_| down())? {
+        match read_frame_blocking::<ShowqItem, _>(&mut s, common::ipc::MAX_FRAME).map_err(|_| down())? {
             Some(ShowqItem::Entry(e)) => {
-                if json {
-                    out = serde_json::to_string(&e).map_err(|_| down())? + "\n";
-                } else {
-                    out.push_str(if count == 0 {
-                        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n"
-                    } else {
-                        "\n"
-                    });
-                    format_entry(&mut out, &e);
+                if !each(e) {
+                    return Ok(());
                 }
-                count += 1;
-                bytes += e.message_size;
             }
-            Some(ShowqItem::End) => break,
+            Some(ShowqItem::End) => return Ok(()),
             Some(ShowqItem::Denied { reason }) => return Err(fatal(reason)),
             None => return Err(down()),
         }
+    }
+}
+
+/// `postqueue -p` / `-j` (also `mailq`, `sendmail -bp`).
+pub fn list_queue(p: &Params, w: &mut dyn std::io::Write, json: bool) -> Result<(), Fatal> {
+    let (mut count, mut bytes, mut gone, mut failed) = (0u64, 0u64, false, None);
+    let mut each = |e: QueueEntry| {
+        let mut out = String::new();
+        if json {
+            match serde_json::to_string(&e) {
+                Ok(text) => out = text + "\n",
+                Err(err) => {
+                    failed = Some(fatal(err.to_string()));
+                    return false;
+                }
+            }
+        } else {
+            out.push_str(if count == 0 { "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n" } else { "\n" });
+            format_entry(&mut out, &e);
+        }
+        count += 1;
+        bytes += e.message_size;
         // A reader that went away (postqueue -p | head) is not an error.
-        if w.write_all(out.as_bytes()).is_err() {
-            return Ok(());
+        gone = w.write_all(out.as_bytes()).is_err();
+        !gone
+    };
+    match open_source(p)? {
+        Source::Showq(s) => from_showq(p, s, &mut each)?,
+        Source::Direct(spool) => {
+            let cap = maildrop::size_cap(u64::try_from(p.int("message_size_limit").unwrap_or(0)).unwrap_or(0));
+            for e in listing::entries(&spool, cap) {
+                if !each(e) {
+                    break;
+                }
+            }
         }
     }
-    if !json {
+    if let Some(f) = failed {
+        return Err(f);
+    }
+    if !json && !gone {
         let summary = if count == 0 {
             "Mail queue is empty\n".to_string()
         } else {

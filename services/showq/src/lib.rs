@@ -32,38 +32,9 @@ use common::config::users::UserList;
 use common::config::{ParamError, Params};
 use common::ipc::Protocol;
 use common::ipc::frame::{MAX_FRAME, read_frame, write_frame};
-use common::ipc::showq::{QueueEntry, QueueRecipient, ShowqItem, ShowqProtocol, ShowqRequest};
+use common::ipc::showq::{ShowqItem, ShowqProtocol, ShowqRequest};
 use common::log_warning;
-use common::queue::file::{self, Outcome};
-use common::queue::maildrop;
-use common::queue::{QueueName, Spool};
-
-/// The queues listed, in Postfix's order.
-const LISTED: [QueueName; 5] = [QueueName::Maildrop, QueueName::Incoming, QueueName::Active, QueueName::Deferred, QueueName::Hold];
-
-/// The listing entry of one queue file, or `None` when it vanished or cannot be read.
-/// A maildrop file is read as pickup reads it (`maildrop_cap`): never a FIFO, a link or more
-/// than the cap, so that no local user can make the listing block or balloon.
-pub fn entry(spool: &Spool, queue: QueueName, id: &common::queue::QueueId, maildrop_cap: Option<u64>) -> Option<QueueEntry> {
-    let path = spool.path(queue, id);
-    let qf = if queue == QueueName::Maildrop { maildrop::read(&path, maildrop_cap).ok()?.file } else { file::read(&path).ok()? };
-    let recipients = qf
-        .pending()
-        .map(|(i, r)| QueueRecipient {
-            address: r.address.clone(),
-            delay_reason: qf.last_result(i).filter(|x| x.outcome == Outcome::Deferred).map(|x| x.text.clone()),
-        })
-        .collect();
-    Some(QueueEntry {
-        queue_name: queue.as_str().to_string(),
-        queue_id: id.to_string(),
-        arrival_time: qf.envelope.arrival_us / 1_000_000,
-        message_size: qf.message.len() as u64,
-        forced_expire: false,
-        sender: qf.envelope.sender.clone(),
-        recipients,
-    })
-}
+use common::queue::{Spool, listing, maildrop};
 
 /// What showq needs from main.cf.
 #[derive(Debug, Clone)]
@@ -106,13 +77,9 @@ pub async fn serve_client(mut stream: UnixStream, cfg: ShowqConfig, uid: u32, ti
         let _ = write_frame(&mut stream, &ShowqItem::Denied { reason }).await;
         return;
     }
-    for queue in LISTED {
-        let ids = spool.list(queue).unwrap_or_default();
-        for id in ids {
-            let Some(e) = entry(&spool, queue, &id, maildrop_cap) else { continue };
-            if write_frame(&mut stream, &ShowqItem::Entry(e)).await.is_err() {
-                return;
-            }
+    for e in listing::entries(&spool, maildrop_cap) {
+        if write_frame(&mut stream, &ShowqItem::Entry(e)).await.is_err() {
+            return;
         }
     }
     let _ = write_frame(&mut stream, &ShowqItem::End).await;

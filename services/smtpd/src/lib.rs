@@ -149,8 +149,10 @@
 //! after a login), `<id>: message-id=<...>`, `warning: name[addr]: SASL M authentication
 //! failed: REASON, sasl_username=U`, `warning: name[addr]: SASL M authentication aborted`,
 //! `warning: SASL: Connect to Dovecot auth socket 'PATH' failed: ...`,
-//! `disconnect from name[addr] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5`,
-//! `NOQUEUE: reject: ETRN from ...`, `NOQUEUE: reject: DATA from name[addr]: bare <LF> received;
+//! `disconnect from name[addr] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5` (the commands in
+//! the order of Postfix's command table, then `unknown`), `NOQUEUE: reject: RCPT from name[addr]:
+//! 554 5.7.1 <rcpt>: Relay access denied; from=<...> to=<rcpt> proto=ESMTP helo=<...>` (every
+//! refused RCPT), `NOQUEUE: reject: ETRN from ...`, `NOQUEUE: reject: DATA from name[addr]: bare <LF> received;
 //! from=<...> to=<...> proto=ESMTP helo=<...>`, `... 554 5.4.0 Error: too many hops; ...`,
 //! `warning: NOQUEUE: queue file size limit exceeded`, `warning: not enough free space in mail
 //! queue: ...`, `warning: queue file write error: ...`, `timeout after CMD from ...` (a read or

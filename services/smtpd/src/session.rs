@@ -72,7 +72,6 @@ pub struct Session<'a> {
     pub junk: u32,
     /// Per-command (successes, total), for the disconnect line.
     counts: BTreeMap<String, (u32, u32)>,
-    order: Vec<String>,
     pub last_command: String,
     /// A line ended in a bare LF (`smtpd_forbid_bare_newline = note`): `notes=bare_lf`.
     pub note_bare_lf: bool,
@@ -91,8 +90,13 @@ pub struct Session<'a> {
 /// Recipients per message at most (Postfix smtpd_recipient_limit).
 const RECIPIENT_LIMIT: usize = 1000;
 
-const KNOWN: [&str; 14] =
-    ["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "quit", "vrfy", "etrn", "help", "xclient", "starttls", "auth"];
+/// The commands smtpd counts, in the order of Postfix's `smtpd_cmd_table`: the disconnect line
+/// lists them in this order (then `unknown`), and log parsers such as the Prometheus exporter
+/// rely on it.
+const KNOWN: [&str; 16] = [
+    "helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit",
+    "help",
+];
 
 /// The commands Postfix allows before STARTTLS when TLS is required (`SMTPD_CMD_FLAG_PRE_TLS`).
 const PRE_TLS: [&str; 7] = ["helo", "ehlo", "starttls", "noop", "quit", "help", "xclient"];
@@ -110,7 +114,6 @@ impl<'a> Session<'a> {
             errors: 0,
             junk: 0,
             counts: BTreeMap::new(),
-            order: Vec::new(),
             last_command: "CONNECT".into(),
             note_bare_lf: false,
             stressed: false,
@@ -171,9 +174,6 @@ impl<'a> Session<'a> {
     pub fn count(&mut self, verb: &str, reply: &Reply) {
         let name = if KNOWN.contains(&verb) { verb.to_string() } else { "unknown".to_string() };
         let ok = reply.is_success();
-        if !self.counts.contains_key(&name) {
-            self.order.push(name.clone());
-        }
         let c = self.counts.entry(name).or_insert((0, 0));
         c.1 += 1;
         if ok {
@@ -186,7 +186,11 @@ impl<'a> Session<'a> {
     /// `ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4`.
     pub fn stats(&self) -> String {
         let show = |(ok, total): (u32, u32)| if ok == total { total.to_string() } else { format!("{ok}/{total}") };
-        let mut parts: Vec<String> = self.order.iter().map(|n| format!("{n}={}", show(self.counts[n]))).collect();
+        let mut parts: Vec<String> = KNOWN
+            .iter()
+            .chain(std::iter::once(&"unknown"))
+            .filter_map(|n| self.counts.get(*n).map(|c| format!("{n}={}", show(*c))))
+            .collect();
         let total = self.counts.values().fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
         parts.push(format!("commands={}", show(total)));
         if self.note_bare_lf {
@@ -203,12 +207,17 @@ impl<'a> Session<'a> {
     /// Log a refusal the way Postfix's `log_whatsup` does:
     /// `NOQUEUE: reject: DATA from name[addr]: text; from=<s> to=<r> proto=ESMTP helo=<h>`.
     pub fn log_reject(&self, text: &str) {
+        self.log_reject_to(text, self.recipients.last().map(|r| r.addr.as_str()));
+    }
+
+    /// [`Session::log_reject`] naming `to` (a refused RCPT names the refused recipient).
+    fn log_reject_to(&self, text: &str, to: Option<&str>) {
         let mut line = format!("NOQUEUE: reject: {} from {}: {text};", self.last_command, self.peer.show());
         if let Some(sender) = &self.sender {
             line.push_str(&format!(" from=<{}>", sender.addr));
         }
-        if let Some(rcpt) = self.recipients.last() {
-            line.push_str(&format!(" to=<{}>", rcpt.addr));
+        if let Some(rcpt) = to {
+            line.push_str(&format!(" to=<{rcpt}>"));
         }
         line.push_str(&format!(" proto={}", self.proto()));
         if let Some(helo) = &self.helo {
@@ -411,6 +420,8 @@ impl<'a> Session<'a> {
             return Step::Reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
         }
         if let Some(reject) = self.check_relay(&addr) {
+            // Postfix logs every restriction's refusal; pflogsumm and fail2ban count these lines.
+            self.log_reject_to(&reject.first_line(), Some(&addr.addr));
             return Step::Reply(reject);
         }
         self.recipients.push(addr);
@@ -832,6 +843,19 @@ mod tests {
             bad("smtpd_sasl_type = passwd-file\nsmtpd_sasl_path = sasl-users\n").contains(&relative),
             "relative to the configuration directory"
         );
+    }
+
+    #[test]
+    fn disconnect_counters_in_postfix_order() {
+        let (_d, cfg) = config("");
+        let mut s = Session::new(&cfg, Peer { name: "client".into(), addr: "192.0.2.1".parse().unwrap() });
+        let ok = Reply::new(250, "2.0.0", "Ok");
+        let bad = Reply::new(502, "5.5.2", "Error: command not recognized");
+        // Sent out of the table's order; Postfix logs them in smtpd_cmd_table's order.
+        for (verb, reply) in [("noop", &ok), ("bogus", &bad), ("quit", &ok), ("rset", &ok), ("ehlo", &ok), ("mail", &ok), ("rcpt", &bad)] {
+            s.count(verb, reply);
+        }
+        assert_eq!(s.stats(), "ehlo=1 mail=1 rcpt=0/1 rset=1 noop=1 quit=1 unknown=0/1 commands=5/7");
     }
 
     struct Case {

@@ -5,6 +5,7 @@
 //! lines are dropped, dropped, or commented out likewise. Settings not found are appended at
 //! the end in sorted order (`-e` only). Every occurrence is edited; a second one is warned about.
 
+use super::error::EditError;
 use std::collections::BTreeMap;
 
 use common::config::lines::is_blank_or_comment;
@@ -29,34 +30,34 @@ pub struct Edited {
 pub type Requests = BTreeMap<String, Option<String>>;
 
 /// Parse the command-line arguments of an edit; also returns warnings to print.
-pub fn parse_requests(mode: MainEdit, args: &[String]) -> Result<(Requests, Vec<String>), String> {
+pub fn parse_requests(mode: MainEdit, args: &[String]) -> Result<(Requests, Vec<String>), EditError> {
     let mut requests = BTreeMap::new();
     let mut warnings = Vec::new();
     for arg in args {
         if arg.contains('\n') {
-            return Err("-e, -X, or -# accepts no multi-line input".into());
+            return Err(EditError::MainMultiLine);
         }
         let a = arg.trim_start();
         if a.starts_with('#') {
-            return Err("-e, -X, or -# accepts no comment input".into());
+            return Err(EditError::MainComment);
         }
         let (name, value) = match mode {
             MainEdit::Set => {
-                let (n, v) = split_name_value(a).ok_or_else(|| format!("missing '=' after attribute name: \"{a}\""))?;
+                let (n, v) = split_name_value(a).ok_or_else(|| EditError::MissingEquals(a.to_string()))?;
                 (n.to_string(), Some(v.to_string()))
             }
             MainEdit::Remove | MainEdit::CommentOut => {
                 if a.trim().is_empty() {
-                    return Err("-X or -# requires non-blank parameter names".into());
+                    return Err(EditError::BlankNames);
                 }
                 if a.contains('=') {
-                    return Err("-X or -# requires parameter names without value".into());
+                    return Err(EditError::ParameterWithValue);
                 }
                 (a.trim().to_string(), None)
             }
         };
         if !valid_param_name(&name) {
-            return Err(format!("bad parameter name: \"{name}\""));
+            return Err(EditError::BadParameterName(name.to_string()));
         }
         if let Some(Some(old)) = requests.insert(name.clone(), value) {
             warnings.push(format!("ignoring earlier request: '{name} = {old}'"));
@@ -66,7 +67,7 @@ pub fn parse_requests(mode: MainEdit, args: &[String]) -> Result<(Requests, Vec<
 }
 
 /// Apply the edit to main.cf text; `path` is only used in warnings.
-pub fn edit_main(text: &str, path: &str, mode: MainEdit, args: &[String]) -> Result<Edited, String> {
+pub fn edit_main(text: &str, path: &str, mode: MainEdit, args: &[String]) -> Result<Edited, EditError> {
     let (requests, mut warnings) = parse_requests(mode, args)?;
     let mut found: BTreeMap<&str, usize> = BTreeMap::new();
     let mut out = String::with_capacity(text.len() + 64);
@@ -171,7 +172,7 @@ mod tests {
             (MainEdit::Remove, " ", "-X or -# requires non-blank parameter names"),
             (MainEdit::Set, "a b=1", "bad parameter name: \"a b\""),
         ] {
-            assert_eq!(edit_main(MAIN, "main.cf", mode, &args(&[a])).unwrap_err(), want);
+            assert_eq!(edit_main(MAIN, "main.cf", mode, &args(&[a])).unwrap_err().to_string(), want);
         }
         let e = edit_main("", "main.cf", MainEdit::Set, &args(&["a=1", "a=2"])).unwrap();
         assert_eq!(e.text, "a = 2\n");

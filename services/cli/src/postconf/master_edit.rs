@@ -3,6 +3,7 @@
 //! does: physical lines are copied, matched entries replaced, removed or commented out, edited
 //! entries printed in folded form.
 
+use super::error::EditError;
 use common::config::lines::is_blank_or_comment;
 use common::config::main_cf::split_name_value;
 use common::config::master_cf::{MasterEntry, parse_entry, tokenize, unbrace};
@@ -119,11 +120,11 @@ fn token_params(tokens: &[String]) -> Vec<(String, String)> {
 }
 
 /// `-F` output lines for the selected field (`None` or `*`: all fields).
-pub fn format_fields(e: &MasterEntry, field: Option<&str>) -> Result<String, String> {
+pub fn format_fields(e: &MasterEntry, field: Option<&str>) -> Result<String, EditError> {
     let mut out = String::new();
     let which: Vec<usize> = match field {
         None | Some("*") => (0..8).collect(),
-        Some(f) => vec![FIELD_NAMES.iter().position(|n| *n == f).ok_or_else(|| format!("invalid service attribute name: \"{f}\""))?],
+        Some(f) => vec![FIELD_NAMES.iter().position(|n| *n == f).ok_or_else(|| EditError::BadFieldName(f.to_string()))?],
     };
     for i in which {
         let value = if i == 7 { e.tokens[7..].join(" ") } else { e.tokens[i].clone() };
@@ -169,53 +170,53 @@ struct Request {
     matches: usize,
 }
 
-fn parse_request(mode: MasterEdit, raw: &str) -> Result<Request, String> {
+fn parse_request(mode: MasterEdit, raw: &str) -> Result<Request, EditError> {
     if raw.contains('\n') {
-        return Err("-Me, -Fe, -Pe, -X, or -# accept no multi-line input".into());
+        return Err(EditError::MasterMultiLine);
     }
     let a = raw.trim_start();
     if a.starts_with('#') {
-        return Err("-Me, -Fe, -Pe, -X, or -# accept no comment input".into());
+        return Err(EditError::MasterComment);
     }
     let setting = matches!(mode, MasterEdit::SetEntry | MasterEdit::SetField | MasterEdit::SetParam);
     let (pattern, value) = if setting {
-        let (p, v) = split_name_value(a).ok_or_else(|| format!("missing '=' after attribute name: \"{raw}\""))?;
+        let (p, v) = split_name_value(a).ok_or_else(|| EditError::MissingEquals(raw.to_string()))?;
         (p, Some(v.to_string()))
     } else {
         if a.contains('=') {
-            return Err("-X or -# requires names without value".into());
+            return Err(EditError::NameWithValue);
         }
         (a.trim(), None)
     };
     let (min, max, usage) = match mode {
-        MasterEdit::SetEntry | MasterEdit::RemoveEntry | MasterEdit::CommentEntry => (2, 2, "-Me, -MX or -M# requires service_name/type"),
-        MasterEdit::SetField => (3, 3, "-Fe or -FX requires service_name/type/field_name"),
-        MasterEdit::SetParam | MasterEdit::RemoveParam => (3, 3, "-Pe or -PX requires service_name/type/parameter"),
+        MasterEdit::SetEntry | MasterEdit::RemoveEntry | MasterEdit::CommentEntry => (2, 2, EditError::EntryUsage),
+        MasterEdit::SetField => (3, 3, EditError::FieldUsage),
+        MasterEdit::SetParam | MasterEdit::RemoveParam => (3, 3, EditError::ParameterUsage),
     };
     let pattern = ServicePattern::parse(pattern, min, max).ok_or(usage)?;
     let mut entry = None;
     match mode {
         MasterEdit::SetEntry => {
-            let tokens = tokenize(value.as_deref().unwrap_or("")).map_err(|e| format!("{e}: \"{raw}\""))?;
-            parse_entry(tokens.clone(), 0, 0).map_err(|e| format!("{e}: \"{raw}\""))?;
+            let tokens = tokenize(value.as_deref().unwrap_or("")).map_err(|reason| EditError::BadEntry { reason, raw: raw.to_string() })?;
+            parse_entry(tokens.clone(), 0, 0).map_err(|reason| EditError::BadEntry { reason, raw: raw.to_string() })?;
             entry = Some(tokens);
         }
         MasterEdit::SetField => {
             let f = pattern.third.as_deref().unwrap_or("");
             if f == "*" {
-                return Err("-Fe does not accept wild-card field name".into());
+                return Err(EditError::FieldWildcard);
             }
-            let idx = FIELD_NAMES.iter().position(|n| *n == f).ok_or_else(|| format!("invalid service attribute name: \"{f}\""))?;
+            let idx = FIELD_NAMES.iter().position(|n| *n == f).ok_or_else(|| EditError::BadFieldName(f.to_string()))?;
             if idx < 7 && value.as_deref().is_some_and(|v| v.contains(char::is_whitespace)) {
-                return Err("-Fe does not accept whitespace in non-command field".into());
+                return Err(EditError::FieldWhitespace);
             }
         }
         MasterEdit::SetParam | MasterEdit::RemoveParam => {
             if pattern.third.as_deref() == Some("*") {
-                return Err("-Pe does not accept wild-card parameter name".into());
+                return Err(EditError::ParameterWildcard);
             }
             if value.as_deref().is_some_and(|v| v.contains(char::is_whitespace)) {
-                return Err("-Pe does not accept whitespace in parameter value".into());
+                return Err(EditError::ParameterWhitespace);
             }
         }
         _ => {}
@@ -270,7 +271,7 @@ fn apply_token_edit(mode: MasterEdit, req: &Request, tokens: &mut Vec<String>) {
 }
 
 /// Apply an edit to master.cf text.
-pub fn edit_master(text: &str, path: &str, mode: MasterEdit, args: &[String]) -> Result<(String, Vec<String>), String> {
+pub fn edit_master(text: &str, path: &str, mode: MasterEdit, args: &[String]) -> Result<(String, Vec<String>), EditError> {
     let mut reqs: Vec<Request> = args.iter().map(|a| parse_request(mode, a)).collect::<Result<_, _>>()?;
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let nl = |l: &str| if l.ends_with('\n') { l.to_string() } else { format!("{l}\n") };
@@ -298,7 +299,7 @@ pub fn edit_master(text: &str, path: &str, mode: MasterEdit, args: &[String]) ->
         matched = false;
         let mut words = line.split_whitespace();
         let (Some(name), Some(kind)) = (words.next(), words.next()) else {
-            return Err(format!("file {path}: line {lineno}: specify service name and type on the same line"));
+            return Err(EditError::SplitEntry { path: path.to_string(), line: lineno });
         };
         let mut new_entry: Option<Vec<String>> = None;
         for req in reqs.iter_mut() {
@@ -328,11 +329,16 @@ pub fn edit_master(text: &str, path: &str, mode: MasterEdit, args: &[String]) ->
                             }
                             i += 1;
                         }
-                        new_entry = Some(tokenize(&full).map_err(|e| format!("file {path}: line {lineno}: {e}"))?);
+                        new_entry =
+                            Some(tokenize(&full).map_err(|reason| EditError::BadLine { path: path.to_string(), line: lineno, reason })?);
                     }
                     if let Some(tokens) = new_entry.as_mut() {
                         apply_token_edit(mode, req, tokens);
-                        parse_entry(tokens.clone(), lineno, lineno).map_err(|e| format!("file {path}: line {lineno}: {e}"))?;
+                        parse_entry(tokens.clone(), lineno, lineno).map_err(|reason| EditError::BadLine {
+                            path: path.to_string(),
+                            line: lineno,
+                            reason,
+                        })?;
                     }
                 }
                 MasterEdit::RemoveEntry | MasterEdit::CommentEntry => {}
@@ -443,9 +449,9 @@ qmgr      unix  n       -       n       300     1       qmgr
             (MasterEdit::RemoveEntry, "qmgr/unix=x", "-X or -# requires names without value"),
         ];
         for (mode, a, want) in cases {
-            assert_eq!(edit_master(MASTER, "master.cf", mode, &args(&[a])).unwrap_err(), want, "{a}");
+            assert_eq!(edit_master(MASTER, "master.cf", mode, &args(&[a])).unwrap_err().to_string(), want, "{a}");
         }
         let e = edit_master(MASTER, "master.cf", MasterEdit::SetField, &args(&["qmgr/unix/private=x"])).unwrap_err();
-        assert_eq!(e, "file master.cf: line 6: field \"private\": bad value: \"x\"");
+        assert_eq!(e.to_string(), "file master.cf: line 6: field \"private\": bad value: \"x\"");
     }
 }

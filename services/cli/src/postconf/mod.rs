@@ -25,6 +25,9 @@
 //! `-e name=value...` (or just `name=value...`) sets parameters in `main.cf`, `-X name...`
 //! removes them and `-# name...` comments them out.
 //!
+//! As in Postfix, a first argument that contains `=` implies `-e`, with `-M`, `-F` and `-P` too
+//! (`postconf -P smtp/inet/smtpd_banner=hi` sets the override).
+//!
 //! `-M` prints `master.cf` entries (`-Mf` folded as Postfix does), `-Me` adds or replaces an
 //! entry, `-MX` removes one, `-M#` comments one out. `-F` prints and `-Fe` edits single fields
 //! of entries; `-P` prints, `-Pe` sets and `-PX` removes an entry's `-o` parameter overrides.
@@ -37,8 +40,10 @@
 //! `... line N: Postfix parameter not implemented by Postern: ...`).
 //!
 //! # Diagnostics
-//! Exit status 0 on success; 1 with `postconf: fatal: ...` for a bad option, a bad
-//! `name=value`, or a file that cannot be read or written. An unknown parameter name is
+//! Exit status 0 on success; 1 with `postconf: fatal: ...` for a bad option (with the usage
+//! line), a bad `name=value`, or a file that cannot be read or written; showing parameters of a
+//! configuration directory without `main.cf` is an error, as in Postfix (`postconf: fatal: open
+//! /nonexistent/main.cf: No such file or directory`). An unknown parameter name is
 //! reported as `postconf: warning: name: unknown parameter`.
 //!
 //! # Files
@@ -47,6 +52,7 @@
 //! # Configuration parameters
 //! `config_directory`.
 
+pub mod error;
 pub mod main_edit;
 pub mod master_edit;
 
@@ -106,11 +112,12 @@ pub fn run(args: &[String]) -> Result<(String, Vec<String>), Fatal> {
         // The lookup table types Postern has (`postconf -m`).
         return Ok((common::config::table::TYPES.iter().map(|t| format!("{t}\n")).collect(), Vec::new()));
     }
+    // As Postfix's postconf: a first argument with `=` means edit, for main.cf and for
+    // master.cf's `-M`, `-F` and `-P` alike (`postconf -P smtp/inet/name=value`).
+    let implicit_edit = edit_modes == 0 && o.operands.first().is_some_and(|a| a.contains('=')) && !o.has('d') && !o.has('n');
     if o.has('M') || o.has('F') || o.has('P') {
-        return run_master(&o, &dir);
+        return run_master(&o, &dir, implicit_edit);
     }
-    let implicit_edit =
-        edit_modes == 0 && !o.operands.is_empty() && o.operands.iter().all(|a| a.contains('=')) && !o.has('d') && !o.has('n');
     if o.has('e') || o.has('X') || o.has('#') || implicit_edit {
         let mode = if o.has('X') {
             MainEdit::Remove
@@ -126,14 +133,25 @@ pub fn run(args: &[String]) -> Result<(String, Vec<String>), Fatal> {
         let text = std::fs::read_to_string(&path)
             .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(String::new()) } else { Err(e) })
             .map_err(|e| Fatal::new(1, format!("open {} for reading: {e}", path.display())))?;
-        let edited = edit_main(&text, &path.display().to_string(), mode, &o.operands).map_err(|e| Fatal::new(1, e))?;
+        let edited = edit_main(&text, &path.display().to_string(), mode, &o.operands).map_err(|e| Fatal::new(1, e.to_string()))?;
         replace_file(&path, &edited.text).map_err(|e| Fatal::new(1, format!("write {}: {e}", path.display())))?;
         return Ok((String::new(), edited.warnings));
     }
     show_main(&o, &dir)
 }
 
+/// main.cf must exist to be shown, as in Postfix (`postconf -c /nonexistent`); only edits
+/// create it.
+fn require_file(path: &std::path::Path) -> Result<(), Fatal> {
+    std::fs::metadata(path)
+        .map(|_| ())
+        .map_err(|e| Fatal::new(1, format!("open {}: {}", path.display(), common::config::table::io_text(&e))))
+}
+
 fn show_main(o: &Options, dir: &std::path::Path) -> Result<(String, Vec<String>), Fatal> {
+    if !o.has('d') {
+        require_file(&dir.join("main.cf"))?;
+    }
     let main = MainCf::load(&dir.join("main.cf")).map_err(|e| Fatal::new(1, e.to_string()))?;
     let mut warnings = main.warnings.clone();
     let params = Params::from_parts(dir, main.clone(), &o.overrides);
@@ -182,9 +200,9 @@ fn show_main(o: &Options, dir: &std::path::Path) -> Result<(String, Vec<String>)
     Ok((out, warnings))
 }
 
-fn run_master(o: &Options, dir: &std::path::Path) -> Result<(String, Vec<String>), Fatal> {
+fn run_master(o: &Options, dir: &std::path::Path, implicit_edit: bool) -> Result<(String, Vec<String>), Fatal> {
     let path = dir.join("master.cf");
-    let mode = match (o.has('M'), o.has('F'), o.has('P'), o.has('e'), o.has('X'), o.has('#')) {
+    let mode = match (o.has('M'), o.has('F'), o.has('P'), o.has('e') || implicit_edit, o.has('X'), o.has('#')) {
         (true, _, _, true, _, _) => Some(MasterEdit::SetEntry),
         (true, _, _, _, true, _) => Some(MasterEdit::RemoveEntry),
         (true, _, _, _, _, true) => Some(MasterEdit::CommentEntry),
@@ -199,7 +217,8 @@ fn run_master(o: &Options, dir: &std::path::Path) -> Result<(String, Vec<String>
             return Err(Fatal::new(1, "-Me, -Fe, -Pe, -X, or -# requires arguments"));
         }
         let text = std::fs::read_to_string(&path).map_err(|e| Fatal::new(1, format!("open {} for reading: {e}", path.display())))?;
-        let (new_text, warnings) = edit_master(&text, &path.display().to_string(), mode, &o.operands).map_err(|e| Fatal::new(1, e))?;
+        let (new_text, warnings) =
+            edit_master(&text, &path.display().to_string(), mode, &o.operands).map_err(|e| Fatal::new(1, e.to_string()))?;
         replace_file(&path, &new_text).map_err(|e| Fatal::new(1, format!("write {}: {e}", path.display())))?;
         return Ok((String::new(), warnings));
     }
@@ -235,7 +254,7 @@ fn run_master(o: &Options, dir: &std::path::Path) -> Result<(String, Vec<String>
             if o.has('M') {
                 out.push_str(&format_entry(&e.tokens, o.has('f')));
             } else if o.has('F') {
-                out.push_str(&format_fields(e, third).map_err(|e| Fatal::new(1, e))?);
+                out.push_str(&format_fields(e, third).map_err(|e| Fatal::new(1, e.to_string()))?);
             } else {
                 out.push_str(&format_params(e, third));
             }
