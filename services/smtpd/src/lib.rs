@@ -205,6 +205,7 @@ pub mod data;
 pub mod etrn;
 pub mod etrn_login;
 pub mod reply;
+pub mod restrict;
 pub mod sasl;
 mod service;
 pub mod session;
