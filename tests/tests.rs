@@ -24,6 +24,7 @@ mod package;
 mod postconf;
 mod queue;
 mod reload;
+mod restrictions;
 mod sasl;
 mod smtpd_floods;
 mod smtpd_input;

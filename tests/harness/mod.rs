@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod dovecot;
+pub mod postfix;
 pub mod smtp;
 
 use std::io::{Read, Write};

@@ -508,6 +508,22 @@ fn strip_one_dot(name: &str) -> &str {
     }
 }
 
+/// Bytes as Postfix's `escape` shows them: C escapes, other non-printables in octal.
+fn c_escape(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for &b in bytes {
+        match b {
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\{b:03o}")),
+        }
+    }
+    out
+}
+
 /// `NOQUEUE: reject: RCPT from name[addr]: <text>; from=<s> to=<r> proto=ESMTP helo=<h>`.
 pub fn log_whatsup(s: &Session<'_>, what: &str, text: &str, sender: Option<&str>, rcpt: Option<&str>) {
     let mut line = format!("NOQUEUE: {what}: {} from {}: {text};", s.last_command, s.peer.show());
@@ -636,13 +652,8 @@ impl Session<'_> {
             return;
         }
         if !self.esmtp || LAST.contains(&verb) {
-            let shown = common::text::printable(&String::from_utf8_lossy(&self.restrict.pending_input), '?').into_owned();
-            common::log_info!(
-                "improper command pipelining after {} from {}: {}",
-                verb.to_ascii_uppercase(),
-                self.peer.show(),
-                shown.escape_default()
-            );
+            let shown = c_escape(&self.restrict.pending_input);
+            common::log_info!("improper command pipelining after {} from {}: {shown}", verb.to_ascii_uppercase(), self.peer.show());
             self.restrict.ill_pipelining = true;
         }
     }
