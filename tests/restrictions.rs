@@ -8,6 +8,7 @@
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 
+use crate::harness::dnsmasq::Dnsmasq;
 use crate::harness::postfix::RealPostfix;
 use crate::harness::smtp::{Client, Sink, free_port};
 use crate::harness::{Install, mail_system_master_cf, require_root};
@@ -210,5 +211,43 @@ fn restriction_lists_answer_as_postfix_does() {
     ] {
         assert_eq!(message(&inst.wait_log(needle)), message(&postfix.wait_log(needle)), "log line for {needle}");
     }
+    inst.stop();
+}
+
+/// `reject_rbl_client` and `reject_rhsbl_sender` against DNS lists served by a dnsmasq the test
+/// starts (Postfix cannot be pointed at it, so the texts are checked literally, in Postfix's
+/// `default_rbl_reply` form).
+#[test]
+fn dns_lists_refuse_listed_clients_and_sender_domains() {
+    let dns_port = free_port();
+    let _dns = Dnsmasq::start(
+        dns_port,
+        &[
+            "--host-record=1.0.0.127.bl.example.test,127.0.0.2",
+            "--txt-record=1.0.0.127.bl.example.test,Listed for testing",
+            "--host-record=spam.example.rhsbl.example.test,127.0.0.4",
+        ],
+    );
+    let port = free_port();
+    let main = format!(
+        "relay_domains = customer.example\nsmtpd_dns_nameservers = 127.0.0.1:{dns_port}\n\
+         smtpd_client_restrictions = reject_rbl_client bl.example.test=127.0.0.3\n\
+         smtpd_sender_restrictions = reject_rhsbl_sender rhsbl.example.test\n\
+         smtpd_data_restrictions = reject_rbl_client bl.example.test\n"
+    );
+    let mut inst = Install::new(&main, &mail_system_master_cf(port));
+    inst.start();
+    let mut c = Client::connect(port);
+    c.cmd("EHLO client.test");
+    assert_eq!(c.cmd("MAIL FROM:<x@spam.example>"), "250 2.1.0 Ok");
+    let listed = "554 5.7.1 Service unavailable; Sender address [spam.example] blocked using rhsbl.example.test";
+    assert_eq!(c.cmd("RCPT TO:<u@customer.example>"), listed);
+    inst.wait_log(&format!(
+        "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: {listed}; from=<x@spam.example> to=<u@customer.example> proto=ESMTP helo=<client.test>"
+    ));
+    c.cmd("RSET");
+    assert_eq!(c.cmd("MAIL FROM:<x@ok.example>"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@customer.example>"), "250 2.1.5 Ok", "the client's listing does not match the filter 127.0.0.3");
+    assert_eq!(c.cmd("DATA"), "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using bl.example.test; Listed for testing");
     inst.stop();
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod dnsmasq;
 pub mod dovecot;
 pub mod postfix;
 pub mod smtp;

@@ -347,6 +347,7 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
         // For reject_unauth_pipelining: what the client sent beyond this command.
         let pending = io.r.buffer();
         s.restrict.pending_input = pending[..pending.len().min(100)].to_vec();
+        crate::restrict::dnsbl::prefetch(s, &line.text).await;
         let (verb, step) = s.command(&line.text);
         let (reply, then) = match step {
             Step::Reply(r) => (r, Then::Next),

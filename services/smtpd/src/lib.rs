@@ -35,7 +35,13 @@
 //! `reject_unlisted_recipient`, `reject_unlisted_sender`, `reject_unauth_pipelining` (`503 5.5.0
 //! <CMD>: CLASS rejected: Improper use of SMTP command pipelining`, after Postfix's `improper
 //! command pipelining after CMD from name[addr]: ...` when a client sent ahead of HELO, EHLO,
-//! DATA, NOOP or VRFY, or ahead of any command without EHLO) and `reject_etrn_login_mismatch`.
+//! DATA, NOOP or VRFY, or ahead of any command without EHLO), `reject_etrn_login_mismatch`,
+//! `reject_rbl_client list[=d.d.d.d]` and `reject_rhsbl_sender list[=d.d.d.d]` (the client's
+//! IPv4 address reversed, or the sender's domain, under the list's domain: an A record, matching
+//! the filter if given, lists it; `maps_rbl_reject_code`, `554 5.7.1 Service unavailable;
+//! Client host [addr] blocked using list; TXT`; asked through `smtpd_dns_nameservers` or
+//! `/etc/resolv.conf` before the command that may need it, answers kept for the session; a
+//! list that does not answer within 10 s counts as not listed, with a warning).
 //! A word Postern does not have is a configuration error at start and reload.
 //!
 //! Access tables: the client's name, its parent domains, its address and its networks; the HELO
@@ -218,7 +224,8 @@
 //! `show_user_unknown_table_name`, `smtpd_recipient_limit`, `smtpd_recipient_overshoot_limit`,
 //! `reject_code`, `defer_code`, `relay_domains_reject_code`, `access_map_reject_code`,
 //! `access_map_defer_code`, `invalid_hostname_reject_code`, `non_fqdn_reject_code`,
-//! `smtpd_null_access_lookup_key`, `recipient_delimiter`, `smtpd_helo_required`, `message_size_limit`, `line_length_limit`,
+//! `smtpd_null_access_lookup_key`, `recipient_delimiter`, `maps_rbl_reject_code`,
+//! `smtpd_dns_nameservers`, `smtpd_helo_required`, `message_size_limit`, `line_length_limit`,
 //! `queue_minfree`, `hopcount_limit`, `smtpd_forbid_bare_newline`,
 //! `smtpd_client_connection_count_limit`, `smtpd_client_connection_rate_limit`,
 //! `smtpd_client_message_rate_limit`, `smtpd_client_event_limit_exceptions`,
@@ -237,8 +244,8 @@
 //!
 //! # Bugs
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.
-//! Not yet: the DNS restrictions (`reject_rbl_client`, `reject_rhsbl_sender`,
-//! `reject_unknown_{sender,recipient}_domain`), `sleep`, `reject_unverified_recipient`,
+//! Not yet: `reject_unknown_{sender,recipient}_domain`, `permit_dnswl_client`, `rbl_reply_maps`,
+//! `sleep`, `reject_unverified_recipient`,
 //! `check_policy_service`, restriction classes, `defer_if_permit`; `reject_unlisted_recipient`
 //! checks relay domains only (`local_recipient_maps`, `virtual_*_maps` are not Postern's).
 //! `reject_unauth_pipelining` does not see a client that talks before the greeting, and

@@ -10,12 +10,15 @@
 //! Evaluation is synchronous and does no I/O beyond table lookups, so it is tested in memory
 //! through [`Session`].
 
+pub mod dnsbl;
 pub mod words;
 
 use common::config::table::Table;
 use common::config::table::search::{ParentStyle, Strategy, address_keys, client_keys, domain_keys, find};
 use common::config::table::split_braced_list;
 use common::config::{ConfigError, DomainList, Params};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::access::{MapCodes, Verdict, table_result};
 use crate::address::Address;
@@ -60,6 +63,14 @@ pub struct RestrictConfig {
     /// `smtpd_recipient_limit`; 0 is no limit.
     pub recipient_limit: usize,
     pub overshoot_limit: u32,
+    /// The `reject_rbl_client` and `reject_rhsbl_sender` lists of all restriction lists, for
+    /// [`dnsbl::prefetch`].
+    pub rbl_lists: Vec<dnsbl::Dnsbl>,
+    pub rhsbl_lists: Vec<dnsbl::Dnsbl>,
+    /// Made only when some list names a DNS list.
+    pub resolver: Option<Arc<dnsbl::Resolver>>,
+    /// `maps_rbl_reject_code`.
+    pub rbl_code: u16,
 }
 
 impl RestrictConfig {
@@ -80,7 +91,7 @@ impl RestrictConfig {
             // defer_unauth_destination answers this minus 100.
             return Err(ConfigError::value("relay_domains_reject_code", "must be a 5XX code"));
         }
-        Ok(RestrictConfig {
+        let mut cfg = RestrictConfig {
             client: parse_list(p, "smtpd_client_restrictions", Some(Subject::Client))?,
             helo: parse_list(p, "smtpd_helo_restrictions", Some(Subject::Helo))?,
             sender: parse_list(p, "smtpd_sender_restrictions", Some(Subject::Sender))?,
@@ -111,7 +122,25 @@ impl RestrictConfig {
             parent_style: p.parent_style("smtpd_access_maps")?,
             recipient_limit: usize::try_from(count("smtpd_recipient_limit")?).unwrap_or(usize::MAX),
             overshoot_limit: u32::try_from(count("smtpd_recipient_overshoot_limit")?).unwrap_or(u32::MAX),
-        })
+            rbl_lists: Vec::new(),
+            rhsbl_lists: Vec::new(),
+            resolver: None,
+            rbl_code: code("maps_rbl_reject_code")?,
+        };
+        for list in [&cfg.client, &cfg.helo, &cfg.sender, &cfg.relay, &cfg.recipient, &cfg.data, &cfg.etrn] {
+            for word in list {
+                match word {
+                    Word::RejectRblClient(l) if !cfg.rbl_lists.contains(l) => cfg.rbl_lists.push(l.clone()),
+                    Word::RejectRhsblSender(l) if !cfg.rhsbl_lists.contains(l) => cfg.rhsbl_lists.push(l.clone()),
+                    _ => {}
+                }
+            }
+        }
+        if !cfg.rbl_lists.is_empty() || !cfg.rhsbl_lists.is_empty() {
+            let servers = split_braced_list(&p.get("smtpd_dns_nameservers")?);
+            cfg.resolver = Some(dnsbl::resolver(&servers).map_err(|e| ConfigError::value("smtpd_dns_nameservers", e))?);
+        }
+        Ok(cfg)
     }
 }
 
@@ -134,6 +163,8 @@ pub struct State {
     pub overshoot: u32,
     /// The next reply is not counted as an error (a recipient within the overshoot limit).
     pub uncounted: bool,
+    /// What the DNS lists said, by the name looked up (crate::restrict::dnsbl).
+    pub dns: HashMap<String, dnsbl::Listing>,
 }
 
 impl State {
@@ -325,6 +356,16 @@ impl<'r, 'a> Run<'r, 'a> {
                         Status::Dunno
                     }
                 }
+                Word::RejectRblClient(list) => {
+                    let addr = self.s.peer.addr;
+                    self.listed(dnsbl::client_name(addr, list), list, "Client host", addr.to_string())
+                }
+                Word::RejectRhsblSender(list) => match self.sender.and_then(|a| a.rsplit_once('@')).map(|(_, d)| d.to_ascii_lowercase()) {
+                    Some(domain) if !domain.is_empty() => {
+                        self.listed(Some(dnsbl::domain_name(&domain, list)), list, "Sender address", domain)
+                    }
+                    _ => Status::Dunno,
+                },
                 Word::RejectEtrnLoginMismatch => match self.etrn.and_then(|site| crate::etrn_login::mismatch(self.s, site)) {
                     Some(reply) => self.refuse(reply, true),
                     None => Status::Dunno,
@@ -338,6 +379,15 @@ impl<'r, 'a> Run<'r, 'a> {
             }
         }
         Status::Dunno
+    }
+
+    /// Postfix's `rbl_reject_reply` with `default_rbl_reply`, when `name` is listed.
+    fn listed(&mut self, name: Option<String>, list: &dnsbl::Dnsbl, class: &str, what: String) -> Status {
+        let Some(hit) = name.and_then(|n| self.s.restrict.dns.get(&n)).and_then(|l| l.hit(list.filter)) else { return Status::Dunno };
+        let reason = hit.as_deref().map_or(String::new(), |t| format!("; {t}"));
+        let code = self.cfg().rbl_code;
+        let dsn = if code >= 500 { "5.7.1" } else { "4.7.1" };
+        self.refuse(Reply::new(code, dsn, format!("Service unavailable; {class} [{what}] blocked using {}{reason}", list.domain)), true)
     }
 
     /// The recipient's domain is neither ours to relay to nor routed onwards by its local part.

@@ -405,3 +405,35 @@ fn configuration_errors() {
     assert!(err("reject_code = 250\n").contains("reject_code: bad reply code"));
     assert!(err("relay_recipient_maps = hash:/nonexistent/relay\n").contains("/nonexistent/relay"));
 }
+
+#[test]
+fn dns_lists_from_the_session_cache() {
+    use crate::restrict::dnsbl::Listing;
+    let (_d, cfg) = config(
+        "smtpd_dns_nameservers = 127.0.0.1:9\nsmtpd_client_restrictions = reject_rbl_client bl.example=127.0.0.2\n\
+         smtpd_sender_restrictions = reject_rhsbl_sender rhsbl.example\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(cfg.restrict.rbl_lists.len(), 1);
+    let mut s = Session::new(&cfg, Peer { name: "unknown".into(), addr: "192.0.2.1".parse().unwrap() });
+    let listed = |txt: Option<&str>, a: &str| Listing::Listed { addrs: vec![a.parse().unwrap()], txt: txt.map(str::to_string) };
+    s.restrict.dns.insert("spam.example.rhsbl.example".into(), listed(None, "127.0.0.4"));
+    s.restrict.dns.insert("1.2.0.192.bl.example".into(), listed(Some("see https://bl.example/"), "127.0.0.3"));
+    reply(&mut s, "HELO c.example");
+    reply(&mut s, "MAIL FROM:<x@spam.example>");
+    assert_eq!(
+        reply(&mut s, "RCPT TO:<u@customer.example>"),
+        "554 5.7.1 Service unavailable; Sender address [spam.example] blocked using rhsbl.example"
+    );
+    reply(&mut s, "RSET");
+    reply(&mut s, "MAIL FROM:<x@ok.example>");
+    assert_eq!(reply(&mut s, "RCPT TO:<u@customer.example>"), "250 2.1.5 Ok", "127.0.0.3 does not match the filter");
+    s.restrict.dns.insert("1.2.0.192.bl.example".into(), listed(Some("see https://bl.example/"), "127.0.0.2"));
+    assert_eq!(
+        reply(&mut s, "RCPT TO:<v@customer.example>"),
+        "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using bl.example; see https://bl.example/"
+    );
+    let err = config("smtpd_client_restrictions = reject_rbl_client\n", &[]).err().unwrap_or_default();
+    assert!(err.contains("reject_rbl_client requires a DNS list domain"), "{err}");
+}

@@ -5,6 +5,8 @@
 use common::config::table::{Table, is_table_spec, split_braced_list};
 use common::config::{ConfigError, Params};
 
+use super::dnsbl::Dnsbl;
+
 /// What a `check_*_access` table is looked up with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject {
@@ -52,6 +54,8 @@ pub enum Word {
     RejectUnauthPipelining,
     /// ETRN only for the sites the client's login owns (`smtpd_etrn_login_maps`).
     RejectEtrnLoginMismatch,
+    RejectRblClient(Dnsbl),
+    RejectRhsblSender(Dnsbl),
 }
 
 /// Parse the restriction list in parameter `name`. `shorthand` is the access check that a bare
@@ -91,6 +95,13 @@ pub fn parse_list(p: &Params, name: &str, shorthand: Option<Subject>) -> Result<
             "reject_unlisted_recipient" | "check_recipient_maps" => Word::RejectUnlistedRecipient,
             "reject_unlisted_sender" => Word::RejectUnlistedSender,
             "reject_unauth_pipelining" => Word::RejectUnauthPipelining,
+            w @ ("reject_rbl_client" | "reject_rhsbl_sender") => {
+                let list = it
+                    .next()
+                    .and_then(|d| Dnsbl::parse(d))
+                    .ok_or_else(|| ConfigError::value(name, format!("{w} requires a DNS list domain[=d.d.d.d] argument")))?;
+                if w == "reject_rbl_client" { Word::RejectRblClient(list) } else { Word::RejectRhsblSender(list) }
+            }
             "reject_etrn_login_mismatch" => {
                 if p.get("smtpd_etrn_login_maps")?.trim().is_empty() {
                     return Err(ConfigError::value(name, "reject_etrn_login_mismatch requires smtpd_etrn_login_maps"));
