@@ -214,40 +214,53 @@ fn restriction_lists_answer_as_postfix_does() {
     inst.stop();
 }
 
-/// `reject_rbl_client` and `reject_rhsbl_sender` against DNS lists served by a dnsmasq the test
-/// starts (Postfix cannot be pointed at it, so the texts are checked literally, in Postfix's
-/// `default_rbl_reply` form).
+/// `reject_rbl_client`, `reject_rhsbl_sender` and `reject_unknown_{sender,recipient}_domain`
+/// against a dnsmasq the test starts (Postfix cannot be pointed at it, so the texts are checked
+/// literally, in Postfix's forms).
 #[test]
-fn dns_lists_refuse_listed_clients_and_sender_domains() {
+fn dns_lists_and_unknown_domains() {
     let dns_port = free_port();
     let _dns = Dnsmasq::start(
         dns_port,
         &[
             "--host-record=1.0.0.127.bl.example.test,127.0.0.2",
             "--txt-record=1.0.0.127.bl.example.test,Listed for testing",
-            "--host-record=spam.example.rhsbl.example.test,127.0.0.4",
+            "--host-record=spam.example.test.rhsbl.example.test,127.0.0.4",
+            "--host-record=ok.example.test,127.0.0.5",
+            "--host-record=spam.example.test,127.0.0.6",
+            "--mx-host=customer.example.test,mx.customer.example.test,10",
+            // RFC 7505 null MX: preference 0, the root as exchange.
+            "--dns-rr=nullmx.example.test,15,000000",
         ],
     );
     let port = free_port();
     let main = format!(
-        "relay_domains = customer.example\nsmtpd_dns_nameservers = 127.0.0.1:{dns_port}\n\
+        "relay_domains = customer.example.test\nsmtpd_dns_nameservers = 127.0.0.1:{dns_port}\n\
          smtpd_client_restrictions = reject_rbl_client bl.example.test=127.0.0.3\n\
-         smtpd_sender_restrictions = reject_rhsbl_sender rhsbl.example.test\n\
+         smtpd_sender_restrictions = reject_rhsbl_sender rhsbl.example.test, reject_unknown_sender_domain\n\
+         smtpd_recipient_restrictions = reject_unknown_recipient_domain\n\
          smtpd_data_restrictions = reject_rbl_client bl.example.test\n"
     );
     let mut inst = Install::new(&main, &mail_system_master_cf(port));
     inst.start();
     let mut c = Client::connect(port);
     c.cmd("EHLO client.test");
-    assert_eq!(c.cmd("MAIL FROM:<x@spam.example>"), "250 2.1.0 Ok");
-    let listed = "554 5.7.1 Service unavailable; Sender address [spam.example] blocked using rhsbl.example.test";
-    assert_eq!(c.cmd("RCPT TO:<u@customer.example>"), listed);
+    assert_eq!(c.cmd("MAIL FROM:<x@spam.example.test>"), "250 2.1.0 Ok");
+    let listed = "554 5.7.1 Service unavailable; Sender address [spam.example.test] blocked using rhsbl.example.test";
+    assert_eq!(c.cmd("RCPT TO:<u@customer.example.test>"), listed);
     inst.wait_log(&format!(
-        "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: {listed}; from=<x@spam.example> to=<u@customer.example> proto=ESMTP helo=<client.test>"
+        "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: {listed}; from=<x@spam.example.test> to=<u@customer.example.test> proto=ESMTP helo=<client.test>"
     ));
     c.cmd("RSET");
-    assert_eq!(c.cmd("MAIL FROM:<x@ok.example>"), "250 2.1.0 Ok");
-    assert_eq!(c.cmd("RCPT TO:<u@customer.example>"), "250 2.1.5 Ok", "the client's listing does not match the filter 127.0.0.3");
+    assert_eq!(c.cmd("MAIL FROM:<x@nowhere.example.test>"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@customer.example.test>"), "450 4.1.8 <x@nowhere.example.test>: Sender address rejected: Domain not found");
+    c.cmd("RSET");
+    assert_eq!(c.cmd("MAIL FROM:<x@ok.example.test>"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@customer.example.test>"), "250 2.1.5 Ok", "the client's listing does not match the filter 127.0.0.3");
+    assert_eq!(
+        c.cmd("RCPT TO:<u@nullmx.example.test>"),
+        "556 5.1.10 <u@nullmx.example.test>: Recipient address rejected: Domain nullmx.example.test does not accept mail (nullMX)"
+    );
     assert_eq!(c.cmd("DATA"), "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using bl.example.test; Listed for testing");
     inst.stop();
 }

@@ -41,7 +41,12 @@
 //! the filter if given, lists it; `maps_rbl_reject_code`, `554 5.7.1 Service unavailable;
 //! Client host [addr] blocked using list; TXT`; asked through `smtpd_dns_nameservers` or
 //! `/etc/resolv.conf` before the command that may need it, answers kept for the session; a
-//! list that does not answer within 10 s counts as not listed, with a warning).
+//! list that does not answer within 10 s counts as not listed, with a warning),
+//! `reject_unknown_sender_domain` and `reject_unknown_recipient_domain` (a domain with neither
+//! MX nor address records: `unknown_address_reject_code`, `450 4.1.8 <addr>: Sender address
+//! rejected: Domain not found`, 4.1.2 for a recipient; a null MX: `550 5.7.27`/`556 5.1.10 ...
+//! Domain D does not accept mail (nullMX)`; a DNS failure: 450 at once, where Postfix defers
+//! only a request that would otherwise be permitted).
 //! A word Postern does not have is a configuration error at start and reload.
 //!
 //! Access tables: the client's name, its parent domains, its address and its networks; the HELO
@@ -225,7 +230,7 @@
 //! `reject_code`, `defer_code`, `relay_domains_reject_code`, `access_map_reject_code`,
 //! `access_map_defer_code`, `invalid_hostname_reject_code`, `non_fqdn_reject_code`,
 //! `smtpd_null_access_lookup_key`, `recipient_delimiter`, `maps_rbl_reject_code`,
-//! `smtpd_dns_nameservers`, `smtpd_helo_required`, `message_size_limit`, `line_length_limit`,
+//! `smtpd_dns_nameservers`, `unknown_address_reject_code`, `smtpd_helo_required`, `message_size_limit`, `line_length_limit`,
 //! `queue_minfree`, `hopcount_limit`, `smtpd_forbid_bare_newline`,
 //! `smtpd_client_connection_count_limit`, `smtpd_client_connection_rate_limit`,
 //! `smtpd_client_message_rate_limit`, `smtpd_client_event_limit_exceptions`,
@@ -244,7 +249,7 @@
 //!
 //! # Bugs
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.
-//! Not yet: `reject_unknown_{sender,recipient}_domain`, `permit_dnswl_client`, `rbl_reply_maps`,
+//! Not yet: `permit_dnswl_client`, `rbl_reply_maps`, `reject_unknown_client_hostname`,
 //! `sleep`, `reject_unverified_recipient`,
 //! `check_policy_service`, restriction classes, `defer_if_permit`; `reject_unlisted_recipient`
 //! checks relay domains only (`local_recipient_maps`, `virtual_*_maps` are not Postern's).

@@ -1,4 +1,6 @@
-//! DNS lists: `reject_rbl_client domain[=d.d.d.d]` (the client's IPv4 address, octets reversed,
+//! DNS for the restrictions. `reject_unknown_sender_domain` and
+//! `reject_unknown_recipient_domain`: a domain with neither MX nor address records is unknown
+//! (a null MX does not accept mail). DNS lists: `reject_rbl_client domain[=d.d.d.d]` (the client's IPv4 address, octets reversed,
 //! under the list's domain) and `reject_rhsbl_sender domain[=d.d.d.d]` (the sender's domain
 //! under it). A listed name has an A record (matching the filter, if given); its TXT record is
 //! the reason in Postfix's `default_rbl_reply`: `554 5.7.1 Service unavailable; Client host
@@ -50,6 +52,45 @@ impl Listing {
             _ => None,
         }
     }
+}
+
+/// What DNS says about a mail domain (Postfix's `reject_unknown_mailhost`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mailhost {
+    Found,
+    NotFound,
+    NullMx,
+    TempFail,
+}
+
+async fn mailhost(resolver: &TokioResolver, domain: &str) -> Mailhost {
+    let fqdn = format!("{}.", domain.trim_end_matches('.'));
+    match tokio::time::timeout(LOOKUP_TIMEOUT, resolver.mx_lookup(fqdn.as_str())).await {
+        Ok(Ok(l)) => {
+            let mxs: Vec<_> = l.answers().iter().filter_map(|r| if let RData::MX(mx) = &r.data { Some(mx) } else { None }).collect();
+            if mxs.iter().any(|mx| mx.exchange.is_root()) {
+                return Mailhost::NullMx;
+            }
+            if !mxs.is_empty() {
+                return Mailhost::Found;
+            }
+        }
+        Ok(Err(e)) if e.is_nx_domain() => return Mailhost::NotFound,
+        Ok(Err(e)) if e.is_no_records_found() => {}
+        Ok(Err(_)) | Err(_) => return Mailhost::TempFail,
+    }
+    match tokio::time::timeout(LOOKUP_TIMEOUT, resolver.lookup_ip(fqdn.as_str())).await {
+        Ok(Ok(ips)) if ips.iter().next().is_some() => Mailhost::Found,
+        Ok(Ok(_)) => Mailhost::NotFound,
+        Ok(Err(e)) if e.is_no_records_found() => Mailhost::NotFound,
+        Ok(Err(_)) | Err(_) => Mailhost::TempFail,
+    }
+}
+
+/// The domain of an address that `reject_unknown_*_domain` looks up: not an address literal.
+pub fn mail_domain(addr: &str) -> Option<String> {
+    let domain = addr.rsplit_once('@')?.1.to_ascii_lowercase();
+    common::domain::valid_hostname(domain.trim_end_matches('.')).then_some(domain)
 }
 
 /// The resolver smtpd asks (`smtpd_dns_nameservers`).
@@ -126,8 +167,22 @@ pub async fn prefetch(s: &mut Session<'_>, line: &[u8]) {
     } else {
         s.sender.as_ref().map(|a| a.domain())
     };
+    let mut domains = Vec::new();
     if let Some(domain) = sender.filter(|d| common::domain::valid_hostname(d)) {
         names.extend(cfg.rhsbl_lists.iter().map(|l| domain_name(&domain, l)));
+        if cfg.unknown_sender_domain {
+            domains.push(domain);
+        }
+    }
+    if verb == "rcpt" && cfg.unknown_recipient_domain {
+        let rcpt = arg.get(3..).and_then(crate::address::parse_path);
+        domains.extend(rcpt.and_then(|a| mail_domain(&a.addr)));
+    }
+    for domain in domains {
+        if let std::collections::hash_map::Entry::Vacant(slot) = s.restrict.mailhosts.entry(domain) {
+            let answer = mailhost(&resolver.0, slot.key()).await;
+            slot.insert(answer);
+        }
     }
     for name in names {
         if let std::collections::hash_map::Entry::Vacant(slot) = s.restrict.dns.entry(name) {

@@ -71,6 +71,11 @@ pub struct RestrictConfig {
     pub resolver: Option<Arc<dnsbl::Resolver>>,
     /// `maps_rbl_reject_code`.
     pub rbl_code: u16,
+    /// Some list says `reject_unknown_sender_domain` (or `_recipient_`).
+    pub unknown_sender_domain: bool,
+    pub unknown_recipient_domain: bool,
+    /// `unknown_address_reject_code`.
+    pub unknown_address_code: u16,
 }
 
 impl RestrictConfig {
@@ -126,17 +131,22 @@ impl RestrictConfig {
             rhsbl_lists: Vec::new(),
             resolver: None,
             rbl_code: code("maps_rbl_reject_code")?,
+            unknown_sender_domain: false,
+            unknown_recipient_domain: false,
+            unknown_address_code: code("unknown_address_reject_code")?,
         };
         for list in [&cfg.client, &cfg.helo, &cfg.sender, &cfg.relay, &cfg.recipient, &cfg.data, &cfg.etrn] {
             for word in list {
                 match word {
                     Word::RejectRblClient(l) if !cfg.rbl_lists.contains(l) => cfg.rbl_lists.push(l.clone()),
                     Word::RejectRhsblSender(l) if !cfg.rhsbl_lists.contains(l) => cfg.rhsbl_lists.push(l.clone()),
+                    Word::RejectUnknownSenderDomain => cfg.unknown_sender_domain = true,
+                    Word::RejectUnknownRecipientDomain => cfg.unknown_recipient_domain = true,
                     _ => {}
                 }
             }
         }
-        if !cfg.rbl_lists.is_empty() || !cfg.rhsbl_lists.is_empty() {
+        if !cfg.rbl_lists.is_empty() || !cfg.rhsbl_lists.is_empty() || cfg.unknown_sender_domain || cfg.unknown_recipient_domain {
             let servers = split_braced_list(&p.get("smtpd_dns_nameservers")?);
             cfg.resolver = Some(dnsbl::resolver(&servers).map_err(|e| ConfigError::value("smtpd_dns_nameservers", e))?);
         }
@@ -165,6 +175,8 @@ pub struct State {
     pub uncounted: bool,
     /// What the DNS lists said, by the name looked up (crate::restrict::dnsbl).
     pub dns: HashMap<String, dnsbl::Listing>,
+    /// What DNS said about mail domains, for `reject_unknown_*_domain`.
+    pub mailhosts: HashMap<String, dnsbl::Mailhost>,
 }
 
 impl State {
@@ -356,6 +368,14 @@ impl<'r, 'a> Run<'r, 'a> {
                         Status::Dunno
                     }
                 }
+                Word::RejectUnknownSenderDomain => match self.sender {
+                    Some(a) if !a.is_empty() => self.unknown_domain(a.to_string(), Subject::Sender),
+                    _ => Status::Dunno,
+                },
+                Word::RejectUnknownRecipientDomain => match self.rcpt {
+                    Some(r) => self.unknown_domain(r.addr.clone(), Subject::Recipient),
+                    None => Status::Dunno,
+                },
                 Word::RejectRblClient(list) => {
                     let addr = self.s.peer.addr;
                     self.listed(dnsbl::client_name(addr, list), list, "Client host", addr.to_string())
@@ -379,6 +399,32 @@ impl<'r, 'a> Run<'r, 'a> {
             }
         }
         Status::Dunno
+    }
+
+    /// Postfix's `reject_unknown_mailhost` for the domain of `addr`.
+    fn unknown_domain(&mut self, addr: String, subject: Subject) -> Status {
+        let Some(domain) = dnsbl::mail_domain(&addr) else { return Status::Dunno };
+        let class = subject.class();
+        let sender = subject == Subject::Sender;
+        let dsn = if sender { "1.8" } else { "1.2" };
+        let code = self.cfg().unknown_address_code;
+        let reply = match self.s.restrict.mailhosts.get(&domain) {
+            Some(dnsbl::Mailhost::Found) | None => return Status::Dunno,
+            Some(dnsbl::Mailhost::NullMx) => Reply::new(
+                if sender { 550 } else { 556 },
+                if sender { "5.7.27" } else { "5.1.10" },
+                format!("<{addr}>: {class} rejected: Domain {domain} does not accept mail (nullMX)"),
+            ),
+            Some(dnsbl::Mailhost::NotFound) => {
+                Reply::new(code, &format!("{}.{dsn}", code / 100), format!("<{addr}>: {class} rejected: Domain not found"))
+            }
+            // Postfix defers only if the request would be permitted (defer_if_permit); Postern
+            // defers at once.
+            Some(dnsbl::Mailhost::TempFail) => {
+                Reply::new(450, &format!("4.{dsn}"), format!("<{addr}>: {class} rejected: Domain not found"))
+            }
+        };
+        self.refuse(reply, true)
     }
 
     /// Postfix's `rbl_reject_reply` with `default_rbl_reply`, when `name` is listed.

@@ -437,3 +437,43 @@ fn dns_lists_from_the_session_cache() {
     let err = config("smtpd_client_restrictions = reject_rbl_client\n", &[]).err().unwrap_or_default();
     assert!(err.contains("reject_rbl_client requires a DNS list domain"), "{err}");
 }
+
+#[test]
+fn unknown_domains_from_the_session_cache() {
+    use crate::restrict::dnsbl::Mailhost;
+    let (_d, cfg) = config(
+        "smtpd_dns_nameservers = 127.0.0.1:9\nsmtpd_sender_restrictions = reject_unknown_sender_domain\n\
+         smtpd_recipient_restrictions = reject_unknown_recipient_domain\nunknown_address_reject_code = 550\n",
+        &[],
+    )
+    .unwrap();
+    let mut s = Session::new(&cfg, Peer { name: "localhost".into(), addr: "127.0.0.1".parse().unwrap() });
+    for (domain, answer) in [
+        ("gone.example", Mailhost::NotFound),
+        ("slow.example", Mailhost::TempFail),
+        ("null.example", Mailhost::NullMx),
+        ("customer.example", Mailhost::Found),
+    ] {
+        s.restrict.mailhosts.insert(domain.into(), answer);
+    }
+    reply(&mut s, "HELO c.example");
+    reply(&mut s, "MAIL FROM:<x@gone.example>");
+    assert_eq!(reply(&mut s, "RCPT TO:<u@customer.example>"), "550 5.1.8 <x@gone.example>: Sender address rejected: Domain not found");
+    reply(&mut s, "RSET");
+    reply(&mut s, "MAIL FROM:<x@slow.example>");
+    assert_eq!(reply(&mut s, "RCPT TO:<u@customer.example>"), "450 4.1.8 <x@slow.example>: Sender address rejected: Domain not found");
+    reply(&mut s, "RSET");
+    reply(&mut s, "MAIL FROM:<x@null.example>");
+    assert_eq!(
+        reply(&mut s, "RCPT TO:<u@customer.example>"),
+        "550 5.7.27 <x@null.example>: Sender address rejected: Domain null.example does not accept mail (nullMX)"
+    );
+    reply(&mut s, "RSET");
+    reply(&mut s, "MAIL FROM:<>");
+    assert_eq!(reply(&mut s, "RCPT TO:<u@customer.example>"), "250 2.1.5 Ok", "the null sender has no domain");
+    assert_eq!(reply(&mut s, "RCPT TO:<u@[192.0.2.9]>"), "250 2.1.5 Ok", "an address literal is not looked up");
+    assert_eq!(
+        reply(&mut s, "RCPT TO:<u@null.example>"),
+        "556 5.1.10 <u@null.example>: Recipient address rejected: Domain null.example does not accept mail (nullMX)"
+    );
+}

@@ -54,6 +54,8 @@ pub enum Word {
     RejectUnauthPipelining,
     /// ETRN only for the sites the client's login owns (`smtpd_etrn_login_maps`).
     RejectEtrnLoginMismatch,
+    RejectUnknownSenderDomain,
+    RejectUnknownRecipientDomain,
     RejectRblClient(Dnsbl),
     RejectRhsblSender(Dnsbl),
 }
@@ -95,6 +97,8 @@ pub fn parse_list(p: &Params, name: &str, shorthand: Option<Subject>) -> Result<
             "reject_unlisted_recipient" | "check_recipient_maps" => Word::RejectUnlistedRecipient,
             "reject_unlisted_sender" => Word::RejectUnlistedSender,
             "reject_unauth_pipelining" => Word::RejectUnauthPipelining,
+            "reject_unknown_sender_domain" => Word::RejectUnknownSenderDomain,
+            "reject_unknown_recipient_domain" => Word::RejectUnknownRecipientDomain,
             w @ ("reject_rbl_client" | "reject_rhsbl_sender") => {
                 let list = it
                     .next()
