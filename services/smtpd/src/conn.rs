@@ -349,6 +349,11 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
         s.restrict.pending_input = pending[..pending.len().min(100)].to_vec();
         crate::restrict::dnsbl::prefetch(s, &line.text).await;
         let (verb, step) = s.command(&line.text);
+        // `sleep N` in a restriction list: the reply waits.
+        let pause = s.restrict.take_sleep();
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         let (reply, then) = match step {
             Step::Reply(r) => (r, Then::Next),
             Step::Close(r) => (r, Then::Close),
@@ -371,6 +376,11 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
                 }
             }
         };
+        // ETRN's restrictions ran in the step.
+        let pause = s.restrict.take_sleep();
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         s.count(&verb, &reply);
         // A failed login waits even below the soft error limit, as Dovecot's
         // auth_failure_delay does: password guessing gets one try per smtpd_error_sleep_time.

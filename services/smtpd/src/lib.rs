@@ -46,7 +46,7 @@
 //! MX nor address records: `unknown_address_reject_code`, `450 4.1.8 <addr>: Sender address
 //! rejected: Domain not found`, 4.1.2 for a recipient; a null MX: `550 5.7.27`/`556 5.1.10 ...
 //! Domain D does not accept mail (nullMX)`; a DNS failure: 450 at once, where Postfix defers
-//! only a request that would otherwise be permitted).
+//! only a request that would otherwise be permitted) and `sleep N` (the reply waits N seconds).
 //! A word Postern does not have is a configuration error at start and reload.
 //!
 //! Access tables: the client's name, its parent domains, its address and its networks; the HELO
@@ -250,7 +250,7 @@
 //! # Bugs
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.
 //! Not yet: `permit_dnswl_client`, `rbl_reply_maps`, `reject_unknown_client_hostname`,
-//! `sleep`, `reject_unverified_recipient`,
+//! `reject_unverified_recipient`,
 //! `check_policy_service`, restriction classes, `defer_if_permit`; `reject_unlisted_recipient`
 //! checks relay domains only (`local_recipient_maps`, `virtual_*_maps` are not Postern's).
 //! `reject_unauth_pipelining` does not see a client that talks before the greeting, and

@@ -177,6 +177,16 @@ pub struct State {
     pub dns: HashMap<String, dnsbl::Listing>,
     /// What DNS said about mail domains, for `reject_unknown_*_domain`.
     pub mailhosts: HashMap<String, dnsbl::Mailhost>,
+    /// Milliseconds the `sleep` words of the last evaluation ask for; conn.rs waits them before
+    /// the reply (an atomic, so that a shared `&Session` can record it).
+    pub sleep_ms: std::sync::atomic::AtomicU64,
+}
+
+impl State {
+    /// The wait the last evaluation asked for, once.
+    pub fn take_sleep(&mut self) -> std::time::Duration {
+        std::time::Duration::from_millis(std::mem::take(self.sleep_ms.get_mut()))
+    }
 }
 
 impl State {
@@ -367,6 +377,11 @@ impl<'r, 'a> Run<'r, 'a> {
                     } else {
                         Status::Dunno
                     }
+                }
+                Word::Sleep(d) => {
+                    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                    self.s.restrict.sleep_ms.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+                    Status::Dunno
                 }
                 Word::RejectUnknownSenderDomain => match self.sender {
                     Some(a) if !a.is_empty() => self.unknown_domain(a.to_string(), Subject::Sender),

@@ -477,3 +477,18 @@ fn unknown_domains_from_the_session_cache() {
         "556 5.1.10 <u@null.example>: Recipient address rejected: Domain null.example does not accept mail (nullMX)"
     );
 }
+
+#[test]
+fn sleep_asks_the_connection_to_wait() {
+    let (_d, cfg) = config("smtpd_data_restrictions = sleep 2, sleep 1\n", &[]).unwrap();
+    let mut s = Session::new(&cfg, Peer { name: "localhost".into(), addr: "127.0.0.1".parse().unwrap() });
+    reply(&mut s, "HELO c.example");
+    reply(&mut s, "MAIL FROM:<s@sender.example>");
+    reply(&mut s, "RCPT TO:<u@customer.example>");
+    assert_eq!(s.restrict.take_sleep(), std::time::Duration::ZERO);
+    assert_eq!(reply(&mut s, "DATA"), "354");
+    assert_eq!(s.restrict.take_sleep(), std::time::Duration::from_secs(3));
+    assert_eq!(s.restrict.take_sleep(), std::time::Duration::ZERO, "once");
+    let err = config("smtpd_data_restrictions = sleep x\n", &[]).err().unwrap_or_default();
+    assert!(err.contains("restriction sleep must be followed by number"), "{err}");
+}

@@ -54,6 +54,9 @@ pub enum Word {
     RejectUnauthPipelining,
     /// ETRN only for the sites the client's login owns (`smtpd_etrn_login_maps`).
     RejectEtrnLoginMismatch,
+    /// `sleep N`: the reply waits N seconds (a client that does not wait for replies is
+    /// caught by `reject_unauth_pipelining` after it).
+    Sleep(std::time::Duration),
     RejectUnknownSenderDomain,
     RejectUnknownRecipientDomain,
     RejectRblClient(Dnsbl),
@@ -98,6 +101,14 @@ pub fn parse_list(p: &Params, name: &str, shorthand: Option<Subject>) -> Result<
             "reject_unlisted_sender" => Word::RejectUnlistedSender,
             "reject_unauth_pipelining" => Word::RejectUnauthPipelining,
             "reject_unknown_sender_domain" => Word::RejectUnknownSenderDomain,
+            "sleep" => {
+                let secs = it
+                    .next()
+                    .filter(|n| !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| ConfigError::value(name, "restriction sleep must be followed by number (seconds, at most 9999)"))?;
+                Word::Sleep(std::time::Duration::from_secs(secs))
+            }
             "reject_unknown_recipient_domain" => Word::RejectUnknownRecipientDomain,
             w @ ("reject_rbl_client" | "reject_rhsbl_sender") => {
                 let list = it
