@@ -3,33 +3,14 @@
 //! domain that does not exist bounces; a null MX bounces without a connection; hostile MX lists
 //! are bounded by `smtp_mx_address_limit` and `smtp_mx_session_limit`.
 
-use std::process::{Child, Command, Stdio};
-
+use crate::harness::Install;
+use crate::harness::dnsmasq::Dnsmasq;
 use crate::harness::smtp::{Client, Sink, free_port, queued_id};
-use crate::harness::{Install, wait_for};
-
-struct Dnsmasq(Child);
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn dnsmasq(port: u16) -> Dnsmasq {
-    let child = Command::new("dnsmasq")
-        .args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            &format!("--port={port}"),
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            // Authoritative for the test domain: NODATA and NXDOMAIN instead of REFUSED.
-            "--local=/example.test/",
-            "--user=root",
+    Dnsmasq::start(
+        port,
+        &[
             "--mx-host=mx.example.test,mx1.mx.example.test,10",
             "--mx-host=mx.example.test,mx2.mx.example.test,20",
             "--host-record=mx1.mx.example.test,127.0.0.2",
@@ -67,22 +48,8 @@ fn dnsmasq(port: u16) -> Dnsmasq {
             "--host-record=p.example.test,127.0.0.61",
             "--mx-host=nopri.example.test,noaddr.example.test,10",
             "--mx-host=nopri.example.test,self9.example.test,20",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq is not installed (tests/run installs dnsmasq-base)");
-    // Ready when it answers on its port.
-    wait_for("dnsmasq", || {
-        std::net::UdpSocket::bind("127.0.0.1:0").ok().and_then(|s| {
-            s.set_read_timeout(Some(std::time::Duration::from_millis(100))).ok()?;
-            let q = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, b't', b'e', b's', b't', 0, 0, 1, 0, 1];
-            s.send_to(&q, ("127.0.0.1", port)).ok()?;
-            let mut buf = [0u8; 512];
-            s.recv(&mut buf).ok().map(|_| ())
-        })
-    });
-    Dnsmasq(child)
+        ],
+    )
 }
 
 #[test]

@@ -106,7 +106,7 @@ fn open_relay_probes_are_refused_for_untrusted_clients() {
     for r in refused {
         let reply = c.cmd(&format!("RCPT TO:<{r}>"));
         assert!(
-            reply.starts_with("554 5.7.1 <") && reply.ends_with(">: Relay access denied") || reply.starts_with("501 5.1.3"),
+            reply.starts_with("454 4.7.1 <") && reply.ends_with(">: Relay access denied") || reply.starts_with("501 5.1.3"),
             "{r}: {reply}"
         );
     }

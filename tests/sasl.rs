@@ -77,7 +77,7 @@ fn check_backend(inst: &Install, port: u16, sink: &Sink, reason: &str) {
     let ehlo = c.cmd("EHLO client.test");
     assert!(ehlo.contains("250-AUTH PLAIN LOGIN CRAM-MD5\n"), "{ehlo}");
     assert!(c.cmd("MAIL FROM:<a@sender.test>").starts_with("250"));
-    assert_eq!(c.cmd("RCPT TO:<u@stranger.example>"), "554 5.7.1 <u@stranger.example>: Relay access denied");
+    assert_eq!(c.cmd("RCPT TO:<u@stranger.example>"), "454 4.7.1 <u@stranger.example>: Relay access denied");
     assert_eq!(c.cmd("AUTH PLAIN"), "503 5.5.1 Error: MAIL transaction in progress");
     c.cmd("RSET");
     // Wrong password, `*`, malformed base64: Postfix's replies.
@@ -266,7 +266,7 @@ fn a_customer_may_etrn_only_their_own_domains() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("459 <other.example>: ETRN by user alice not allowed"), "{}", text(&out.stderr));
     inst.wait_log("NOQUEUE: reject: ETRN from localhost[127.0.0.1]: 459 <other.example>: ETRN by user alice not allowed;");
-    assert!(inst.log().contains("sasl_username=<alice>"), "{}", inst.log());
+    assert!(inst.log().contains(" sasl_username=alice"), "{}", inst.log());
     ok(&msmtp_rmqs(port, "alice", ALICE_PW, "customer.example"), "alice's ETRN for her domain");
     inst.wait_log(&format!("{mine}: removed"));
     assert_eq!(sink.count(), 1);

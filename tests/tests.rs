@@ -25,6 +25,7 @@ mod package;
 mod postconf;
 mod queue;
 mod reload;
+mod restrictions;
 mod sasl;
 mod smtp_sasl;
 mod smtp_tls;

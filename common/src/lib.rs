@@ -9,6 +9,7 @@ pub mod daemon;
 /// Owns date formats (syslog, RFC 5322, mailq).
 pub mod datetime;
 /// Owns host name and site syntax and the flush logfile naming rule.
+pub mod dns;
 pub mod domain;
 /// Owns the frame codec and every service protocol.
 pub mod ipc;

@@ -4,9 +4,11 @@
 
 #![allow(dead_code)]
 
+pub mod dnsmasq;
 pub mod dovecot;
 pub mod pki;
 pub mod postfix;
+pub mod real_postfix;
 pub mod smtp;
 
 use std::io::{Read, Write};

@@ -4,10 +4,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::RData;
-use hickory_resolver::{Resolver, TokioResolver};
 
 use common::domain::valid_hostname;
 use common::log_warning;
@@ -76,35 +74,10 @@ pub struct Dns {
     resolver: TokioResolver,
 }
 
-fn parse_server(text: &str) -> Option<(IpAddr, u16)> {
-    if let Ok(sa) = text.parse::<SocketAddr>() {
-        return Some((sa.ip(), sa.port()));
-    }
-    let ip = text.trim_matches(['[', ']']).parse().ok()?;
-    Some((ip, 53))
-}
-
 impl Dns {
     /// A resolver asking `servers` (`addr` or `addr:port`), or the system's when empty.
     pub fn new(servers: &[String]) -> Result<Dns, String> {
-        if servers.is_empty() {
-            let resolver = Resolver::builder_tokio().map_err(|e| e.to_string())?.build().map_err(|e| e.to_string())?;
-            return Ok(Dns { resolver });
-        }
-        let mut name_servers = Vec::new();
-        for s in servers {
-            let (ip, port) = parse_server(s).ok_or_else(|| format!("smtp_dns_nameservers: bad address: \"{s}\""))?;
-            let mut udp = ConnectionConfig::udp();
-            udp.port = port;
-            let mut tcp = ConnectionConfig::tcp();
-            tcp.port = port;
-            let mut ns = NameServerConfig::udp_and_tcp(ip);
-            ns.connections = vec![udp, tcp];
-            name_servers.push(ns);
-        }
-        let config = ResolverConfig::from_parts(None, vec![], name_servers);
-        let resolver = Resolver::builder_with_config(config, TokioRuntimeProvider::default()).build().map_err(|e| e.to_string())?;
-        Ok(Dns { resolver })
+        Ok(Dns { resolver: common::dns::resolver(servers, "smtp_dns_nameservers")? })
     }
 
     async fn addresses(&self, host: &str, port: u16, best: bool) -> Result<Vec<Target>, ResolveError> {

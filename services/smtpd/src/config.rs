@@ -3,8 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::config::table::search::ParentStyle;
-use common::config::table::{Table, is_table_spec, split_braced_list};
+use common::config::table::{Table, split_braced_list};
 use common::config::{ConfigError, DomainList, Params};
 use common::ipc::client::Persistent;
 use common::ipc::endpoint::{Class, service_path};
@@ -14,61 +13,9 @@ use common::net::NetworkList;
 use common::queue::Spool;
 
 use crate::anvil::Anvil;
+use crate::restrict::RestrictConfig;
 use crate::sasl::SaslConfig;
 use crate::tls::TlsSettings;
-
-/// One entry of a restriction list.
-#[derive(Debug, Clone)]
-pub enum Restriction {
-    Permit,
-    Reject,
-    Defer,
-    PermitMynetworks,
-    /// The client logged in with SASL (Postfix's `permit_sasl_authenticated`).
-    PermitSaslAuthenticated,
-    RejectUnauthDestination,
-    DeferUnauthDestination,
-    CheckClientAccess(Table),
-    CheckEtrnAccess(Table),
-    /// ETRN only for the sites the client's login owns (`smtpd_etrn_login_maps`).
-    RejectEtrnLoginMismatch,
-}
-
-fn parse_restrictions(p: &Params, name: &str) -> Result<Vec<Restriction>, ConfigError> {
-    let items = split_braced_list(&p.get(name)?);
-    let mut out = Vec::new();
-    let mut it = items.iter();
-    while let Some(item) = it.next() {
-        let mut table = |what: &str| -> Result<Table, ConfigError> {
-            let spec = it
-                .next()
-                .filter(|t| is_table_spec(t))
-                .ok_or_else(|| ConfigError::value(name, format!("{what} requires a type:table argument")))?;
-            Ok(Table::open(spec, &p.config_dir)?)
-        };
-        out.push(match item.as_str() {
-            "permit" => Restriction::Permit,
-            "reject" => Restriction::Reject,
-            "defer" => Restriction::Defer,
-            "permit_mynetworks" => Restriction::PermitMynetworks,
-            "permit_sasl_authenticated" => Restriction::PermitSaslAuthenticated,
-            "reject_unauth_destination" => Restriction::RejectUnauthDestination,
-            "defer_unauth_destination" => Restriction::DeferUnauthDestination,
-            "check_client_access" => Restriction::CheckClientAccess(table("check_client_access")?),
-            "check_etrn_access" => Restriction::CheckEtrnAccess(table("check_etrn_access")?),
-            "reject_etrn_login_mismatch" => {
-                if p.get("smtpd_etrn_login_maps")?.trim().is_empty() {
-                    return Err(ConfigError::value(name, "reject_etrn_login_mismatch requires smtpd_etrn_login_maps"));
-                }
-                Restriction::RejectEtrnLoginMismatch
-            }
-            other => {
-                return Err(ConfigError::value(name, format!("unknown restriction: \"{other}\"")));
-            }
-        });
-    }
-    Ok(out)
-}
 
 /// ETRN for a site without fast flush service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,13 +79,9 @@ pub struct SmtpdConfig {
     pub myhostname: String,
     pub banner: String,
     pub mynetworks: NetworkList,
-    pub relay_domains: DomainList,
-    /// How `check_*_access` tables match parent domains (`smtpd_access_maps` in
-    /// `parent_domain_matches_subdomains`).
-    pub access_parent_style: ParentStyle,
     pub fast_flush_domains: DomainList,
-    pub relay_restrictions: Vec<Restriction>,
-    pub etrn_restrictions: Vec<Restriction>,
+    /// The restriction lists and what they read.
+    pub restrict: RestrictConfig,
     /// `smtpd_etrn_login_maps`: site → the SASL logins that own it.
     pub etrn_login_maps: Vec<Table>,
     pub helo_required: bool,
@@ -252,11 +195,8 @@ impl SmtpdConfig {
             myhostname: p.get("myhostname")?,
             banner: p.get("smtpd_banner")?,
             mynetworks,
-            relay_domains: p.domain_list("relay_domains")?,
-            access_parent_style: p.parent_style("smtpd_access_maps")?,
             fast_flush_domains: p.domain_list("fast_flush_domains")?,
-            relay_restrictions: parse_restrictions(p, "smtpd_relay_restrictions")?,
-            etrn_restrictions: parse_restrictions(p, "smtpd_etrn_restrictions")?,
+            restrict: RestrictConfig::from_params(p)?,
             etrn_login_maps: split_braced_list(&p.get("smtpd_etrn_login_maps")?)
                 .iter()
                 .map(|spec| Table::open(spec, &p.config_dir))

@@ -283,6 +283,14 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
     if !greeting.starts_with("220") {
         return;
     }
+    // smtpd_delay_reject = no: the client restrictions right after the greeting, as Postfix.
+    if let Some(refused) = s.check_connect() {
+        s.errors += 1;
+        if let Err(e) = io.reply(&refused.to_string()).await.and(io.flush().await) {
+            log_write_failure(&e, s);
+            return;
+        }
+    }
     // A Dovecot backend must have told its mechanisms before EHLO can list them.
     cfg.sasl.prepare().await;
     loop {
@@ -337,7 +345,16 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
                 BareNewline::Normalize => {}
             }
         }
+        // For reject_unauth_pipelining: what the client sent beyond this command.
+        let pending = io.r.buffer();
+        s.restrict.pending_input = pending[..pending.len().min(100)].to_vec();
+        crate::restrict::dnsbl::prefetch(s, &line.text).await;
         let (verb, step) = s.command(&line.text);
+        // `sleep N` in a restriction list: the reply waits.
+        let pause = s.restrict.take_sleep();
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         let (reply, then) = match step {
             Step::Reply(r) => (r, Then::Next),
             Step::Close(r) => (r, Then::Close),
@@ -360,6 +377,11 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
                 }
             }
         };
+        // ETRN's restrictions ran in the step.
+        let pause = s.restrict.take_sleep();
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         s.count(&verb, &reply);
         // A failed login waits even below the soft error limit, as Dovecot's
         // auth_failure_delay does: password guessing gets one try per smtpd_error_sleep_time.
@@ -471,6 +493,7 @@ async fn off_thread<T: Send + 'static>(
 async fn store_piece(
     spool: &Spool,
     env: &Arc<Envelope>,
+    queue: QueueName,
     file: Option<NewQueueFile>,
     mut piece: Vec<u8>,
 ) -> Result<(NewQueueFile, Vec<u8>), QueueError> {
@@ -478,7 +501,7 @@ async fn store_piece(
     off_thread(spool, move || {
         let mut file = match file {
             Some(f) => f,
-            None => NewQueueFile::create(&spool2, QueueName::Incoming, &env)?,
+            None => NewQueueFile::create(&spool2, queue, &env)?,
         };
         file.write(&piece)?;
         piece.clear();
@@ -488,8 +511,14 @@ async fn store_piece(
 }
 
 /// Write the last piece, make the file durable and give it its name.
-async fn commit(spool: &Spool, env: &Arc<Envelope>, file: Option<NewQueueFile>, piece: Vec<u8>) -> Result<QueueId, QueueError> {
-    let (file, _) = store_piece(spool, env, file, piece).await?;
+async fn commit(
+    spool: &Spool,
+    env: &Arc<Envelope>,
+    queue: QueueName,
+    file: Option<NewQueueFile>,
+    piece: Vec<u8>,
+) -> Result<QueueId, QueueError> {
+    let (file, _) = store_piece(spool, env, queue, file, piece).await?;
     let spool2 = spool.clone();
     off_thread(spool, move || file.commit(&spool2)).await
 }
@@ -514,6 +543,9 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_n
         common::datetime::rfc5322(std::time::SystemTime::now())
     );
     let env = Arc::new(env);
+    // HOLD: the queue manager leaves the message alone until `postsuper -H`. DISCARD: the
+    // message is written where the queue manager never looks, and removed once it has its ID.
+    let queue = if s.restrict.hold || s.restrict.discard { QueueName::Hold } else { QueueName::Incoming };
     let mut reader = DataReader::new();
     let mut piece = Vec::with_capacity(WRITE_CHUNK + 8192);
     piece.extend_from_slice(received.as_bytes());
@@ -550,7 +582,7 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_n
         if refused.is_some() {
             piece.clear();
         } else if piece.len() >= WRITE_CHUNK {
-            match store_piece(&cfg.spool, &env, file.take(), std::mem::take(&mut piece)).await {
+            match store_piece(&cfg.spool, &env, queue, file.take(), std::mem::take(&mut piece)).await {
                 Ok((f, p)) => (file, piece) = (Some(f), p),
                 Err(e) => refused = Some(write_error_reply(&e)),
             }
@@ -578,16 +610,26 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_n
         s.log_reject(&reply.first_line());
         return Some(reply);
     }
-    let id = match commit(&cfg.spool, &env, file, piece).await {
+    let id = match commit(&cfg.spool, &env, queue, file, piece).await {
         Ok(id) => id,
         Err(e) => return Some(write_error_reply(&e)),
     };
+    if s.restrict.discard {
+        if let Err(e) = std::fs::remove_file(cfg.spool.path(QueueName::Hold, &id)) {
+            log_warning!("{id}: remove discarded message: {e}");
+        }
+        log_info!("{id}: client={}{}", s.peer.show(), s.sasl_log_suffix());
+        s.message_received();
+        return Some(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")));
+    }
     log_info!("{id}: client={}{}", s.peer.show(), s.sasl_log_suffix());
     if let Some(mid) = &reader.message_id {
         log_info!("{id}: message-id={mid}");
     }
     // Queued behind earlier triggers on one connection; the 250 does not wait for it.
-    cfg.qmgr_trigger.post(&[Trigger::ScanIncoming]);
+    if queue == QueueName::Incoming {
+        cfg.qmgr_trigger.post(&[Trigger::ScanIncoming]);
+    }
     s.message_received();
     Some(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")))
 }

@@ -5,15 +5,12 @@
 
 use std::time::Instant;
 
-use common::config::table::Table;
-use common::config::table::search::{ParentStyle, domain_keys, find};
 use common::domain::Site;
 use common::ipc::flush::{FlushReply, FlushRequest};
 use common::ipc::trigger::Trigger;
 use common::log_warning;
 
-use crate::access::{Verdict, check_client};
-use crate::config::{EtrnFallback, Restriction, SmtpdConfig};
+use crate::config::{EtrnFallback, SmtpdConfig};
 use crate::reply::Reply;
 use crate::session::Session;
 
@@ -22,75 +19,10 @@ fn unable() -> Reply {
     Reply::plain(458, "Unable to queue messages")
 }
 
-/// What an access table entry says.
-fn access_action(value: &str, site: &str) -> Option<Result<(), Reply>> {
-    let (word, text) = value.split_once(char::is_whitespace).map_or((value, ""), |(w, t)| (w, t.trim()));
-    match word.to_ascii_uppercase().as_str() {
-        "OK" | "PERMIT" => Some(Ok(())),
-        "REJECT" => {
-            let why = if text.is_empty() { "Access denied" } else { text };
-            Some(Err(Reply::new(554, "5.7.1", format!("<{site}>: Etrn command rejected: {why}"))))
-        }
-        "DEFER" => Some(Err(Reply::new(450, "4.3.2", format!("<{site}>: Etrn command rejected: Try again later")))),
-        "DUNNO" => None,
-        _ if Reply::parse_rejection(value).is_some() => Reply::parse_rejection(value).map(Err),
-        other => {
-            log_warning!("access table: action {other} is unavailable in smtpd_etrn_restrictions");
-            None
-        }
-    }
-}
-
-/// The site and its parent domains; a table that cannot be read is a temporary failure.
-fn lookup_domain(t: &Table, site: &str) -> Result<Option<String>, Reply> {
-    let keys = domain_keys(&site.to_ascii_lowercase(), ParentStyle::Parent);
-    find(std::slice::from_ref(t), &keys).map(|hit| hit.map(|(_, v)| v)).map_err(|e| {
-        log_warning!("{e}");
-        Reply::new(451, "4.3.5", "Server configuration error")
-    })
-}
-
-/// `Some(reply)` when a restriction rejects.
-fn check_restrictions(s: &Session<'_>, site: &str) -> Option<Reply> {
-    for r in &s.cfg.etrn_restrictions {
-        let verdict = match r {
-            Restriction::Permit => Some(Ok(())),
-            Restriction::Reject => Some(Err(Reply::new(554, "5.7.1", format!("<{site}>: Etrn command rejected: Access denied")))),
-            Restriction::Defer => Some(Err(Reply::new(450, "4.3.2", format!("<{site}>: Etrn command rejected: Try again later")))),
-            Restriction::PermitMynetworks => match s.cfg.mynetworks.contains(s.peer.addr) {
-                Ok(trusted) => trusted.then_some(Ok(())),
-                Err(e) => {
-                    log_warning!("{e}");
-                    Some(Err(Reply::new(451, "4.3.0", format!("<{site}>: Temporary lookup failure"))))
-                }
-            },
-            Restriction::PermitSaslAuthenticated => s.sasl_authenticated().then_some(Ok(())),
-            Restriction::CheckClientAccess(t) => match check_client(t, &s.peer, s.cfg.access_parent_style) {
-                Some(Verdict::Permit) => Some(Ok(())),
-                Some(Verdict::Refuse(reply)) => Some(Err(reply)),
-                None => None,
-            },
-            Restriction::CheckEtrnAccess(t) => match lookup_domain(t, site) {
-                Ok(v) => v.and_then(|v| access_action(&v, site)),
-                Err(reply) => Some(Err(reply)),
-            },
-            Restriction::RejectEtrnLoginMismatch => crate::etrn_login::mismatch(s, site).map(Err),
-            Restriction::RejectUnauthDestination | Restriction::DeferUnauthDestination => None,
-        };
-        match verdict {
-            Some(Ok(())) => return None,
-            Some(Err(reply)) => return Some(reply),
-            None => {}
-        }
-    }
-    None
-}
-
 /// Run an ETRN that passed the syntax checks; returns the reply.
 pub async fn run(s: &Session<'_>, site: &str, subdomains: bool) -> Reply {
     let cfg = s.cfg;
-    if let Some(reply) = check_restrictions(s, site) {
-        s.log_reject(&reply.first_line());
+    if let Some(reply) = s.check_etrn(site) {
         return reply;
     }
     let shown: String = site.chars().take(100).collect();

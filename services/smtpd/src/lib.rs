@@ -9,19 +9,74 @@
 //! 8BITMIME), HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP, ETRN (RFC 1985),
 //! STARTTLS (RFC 3207) and AUTH (RFC 4954, below). A message is written
 //! to `incoming` and fsynced before `250 2.0.0 Ok: queued as <id>`; then the queue manager is
-//! triggered. Recipients are accepted by `smtpd_relay_restrictions` (`permit_mynetworks`,
-//! `reject_unauth_destination` against `relay_domains`, `check_client_access type:table`,
-//! `permit`, `reject`, `defer`); routing characters in the local part (`user%host@`,
+//! triggered (a message that a `HOLD` action marked goes to `hold` instead, one that a `DISCARD`
+//! action marked is accepted and removed). Routing characters in the local part (`user%host@`,
 //! `host!user@`, `"user@host"@`) are never relayed.
 //!
-//! `check_client_access` looks up the client's name, its parent domains, its address and its
-//! networks in Postfix's order (parent domains as `parent` while `smtpd_access_maps` is in
-//! `parent_domain_matches_subdomains`, else `.parent`); the first entry found decides: `OK`,
-//! `PERMIT`, `REJECT [text]` (554 5.7.1 `<name[addr]>: Client host rejected: text`), `DEFER`
-//! (450 4.7.1), `4NN/5NN text`, `DUNNO`. An action Postern does not have, or a table that cannot
-//! be read, answers `451 4.3.5 Server configuration error` (logged); a `relay_domains` table
-//! that cannot be read answers `451 4.3.0 <addr>: Temporary lookup failure`. Tables rebuilt with
-//! `postmap` are used from the next lookup on. `mynetworks`, `smtpd_forbid_bare_newline_exclusions`
+//! # Restrictions
+//! As Postfix's smtpd_check: `smtpd_client_restrictions`, `smtpd_helo_restrictions`,
+//! `smtpd_sender_restrictions`, `smtpd_relay_restrictions` (default `permit_mynetworks,
+//! permit_sasl_authenticated, defer_unauth_destination`), `smtpd_recipient_restrictions` (run
+//! after the relay list), `smtpd_data_restrictions` and `smtpd_etrn_restrictions`. Each list runs
+//! until a word permits (that list only) or refuses. With `smtpd_delay_reject = yes` (the
+//! default) the client, HELO and sender lists run at each RCPT (client and HELO also at ETRN);
+//! with `no` the client list runs after the greeting (a refusal is sent, and every later command
+//! but QUIT gets `503 5.7.0 Error: access denied for name[addr]`), the HELO list at HELO/EHLO and
+//! the sender list at MAIL. The words: `permit`, `reject` (`reject_code`, `554 5.7.1 <name>:
+//! CLASS rejected: Access denied`), `defer` (`defer_code`, `450 4.3.2 ... Try again later`),
+//! `warn_if_reject` (the next word only logs `reject_warning`), `permit_mynetworks`,
+//! `permit_sasl_authenticated`, `reject_unauth_destination` (`relay_domains_reject_code`, `554
+//! 5.7.1 <rcpt>: Relay access denied`), `defer_unauth_destination` (454 4.7.1),
+//! `check_client_access`, `check_helo_access`, `check_sender_access`, `check_recipient_access`,
+//! `check_etrn_access` (a bare `type:table` means the list's own check),
+//! `reject_invalid_helo_hostname` (`invalid_hostname_reject_code`, 501 5.5.2 ... Invalid name),
+//! `reject_non_fqdn_helo_hostname`, `reject_non_fqdn_sender`, `reject_non_fqdn_recipient`
+//! (`non_fqdn_reject_code`, 504 5.5.2 ... need fully-qualified hostname/address),
+//! `reject_unlisted_recipient`, `reject_unlisted_sender`, `reject_unauth_pipelining` (`503 5.5.0
+//! <CMD>: CLASS rejected: Improper use of SMTP command pipelining`, after Postfix's `improper
+//! command pipelining after CMD from name[addr]: ...` when a client sent ahead of HELO, EHLO,
+//! DATA, NOOP or VRFY, or ahead of any command without EHLO), `reject_etrn_login_mismatch`,
+//! `reject_rbl_client list[=d.d.d.d]` and `reject_rhsbl_sender list[=d.d.d.d]` (the client's
+//! IPv4 address reversed, or the sender's domain, under the list's domain: an A record, matching
+//! the filter if given, lists it; `maps_rbl_reject_code`, `554 5.7.1 Service unavailable;
+//! Client host [addr] blocked using list; TXT`; asked through `smtpd_dns_nameservers` or
+//! `/etc/resolv.conf` before the command that may need it, answers kept for the session; a
+//! list that does not answer within 10 s counts as not listed, with a warning),
+//! `reject_unknown_sender_domain` and `reject_unknown_recipient_domain` (a domain with neither
+//! MX nor address records: `unknown_address_reject_code`, `450 4.1.8 <addr>: Sender address
+//! rejected: Domain not found`, 4.1.2 for a recipient; a null MX: `550 5.7.27`/`556 5.1.10 ...
+//! Domain D does not accept mail (nullMX)`; a DNS failure: 450 at once, where Postfix defers
+//! only a request that would otherwise be permitted) and `sleep N` (the reply waits N seconds).
+//! A word Postern does not have is a configuration error at start and reload.
+//!
+//! Access tables: the client's name, its parent domains, its address and its networks; the HELO
+//! name or ETRN site and its parents; an address as `user+ext@domain`, `user@domain`, the domain
+//! and its parents, `user+ext@`, `user@` (`recipient_delimiter`; the null sender as
+//! `smtpd_null_access_lookup_key`); parent domains as `parent` while `smtpd_access_maps` is in
+//! `parent_domain_matches_subdomains`, else `.parent`. The first entry found decides: `OK`,
+//! `PERMIT`, `REJECT [text]` (`access_map_reject_code`, `554 5.7.1 <name>: CLASS rejected: text`),
+//! `DEFER [text]` (`access_map_defer_code`, 450 4.7.1), `4NN/5NN [D.D.D] text`, `DUNNO`, `HOLD
+//! [text]` and `DISCARD [text]` (logged `NOQUEUE: hold:`/`discard: RCPT from ...: <rcpt>:
+//! Recipient address triggers HOLD action; from=<...> ...`; DISCARD also skips the rest of the
+//! transaction's restrictions). An action Postern does not have (`FILTER`, `REDIRECT`,
+//! `PREPEND`, ...) answers `451 4.3.5 Server configuration error` and logs a warning. A table
+//! that cannot be read answers `451 4.3.0 <name>: Temporary lookup failure`. Tables rebuilt with
+//! `postmap` are used from the next lookup on.
+//!
+//! Backup MX: `relay_recipient_maps` lists the valid recipients of `relay_domains`
+//! (`user@domain` or `@domain`; the value is not used). With `smtpd_reject_unlisted_recipient
+//! = yes` (the default) an address of a relay domain that is not listed gets `550 5.1.1 <rcpt>:
+//! Recipient address rejected: User unknown in relay recipient table`
+//! (`unknown_relay_recipient_reject_code`; `show_user_unknown_table_name = no` drops `in relay
+//! recipient table`) after the RCPT lists, as `reject_unlisted_recipient` does within them;
+//! `smtpd_reject_unlisted_sender = yes` does the same for senders (`5.1.0 ... Sender address
+//! rejected`). A bare `postmaster` recipient is always accepted. More than
+//! `smtpd_recipient_limit` (1000) recipients get `452 4.5.3 Error: too many recipients`; beyond
+//! `smtpd_recipient_overshoot_limit` more each counts as an error. RCPT and DATA without an
+//! accepted recipient get `554 5.5.1 Error: no valid recipients`. Every refusal is logged as
+//! `NOQUEUE: reject: RCPT from name[addr]: 550 5.1.1 <...>: ...; from=<...> to=<...>
+//! proto=ESMTP helo=<...>` (` sasl_method=M sasl_username=U` after a login), the shape fail2ban
+//! and pflogsumm parse. `mynetworks`, `smtpd_forbid_bare_newline_exclusions`
 //! and `smtpd_client_event_limit_exceptions` take Postfix's address list syntax: networks,
 //! `!pattern`, `/file` and `type:table` (the client address is looked up, e.g. in `cidr:`).
 //!
@@ -96,9 +151,9 @@
 //! replies are RFC 1985's (`250`/`251`/`253`) or, with `etrn_reply_style = postfix`, Postfix's
 //! `250 Queuing started`. A site without fast flush service gets the `etrn_fallback`: `slow`
 //! (whole-queue run, at most one per `queue_run_delay`) or `reject` (459).
-//! `smtpd_etrn_restrictions` may use `permit`, `reject`, `defer`, `permit_mynetworks`,
-//! `check_client_access type:table`, `check_etrn_access type:table`, `permit_sasl_authenticated`
-//! and `reject_etrn_login_mismatch` (below).
+//! `smtpd_etrn_restrictions` takes the words above, `check_etrn_access type:table` and
+//! `reject_etrn_login_mismatch` (below); `HOLD` and `DISCARD` are unavailable there (a warning,
+//! then DUNNO).
 //!
 //! # SASL AUTH
 //! With `smtpd_sasl_auth_enable = yes`, EHLO announces `AUTH PLAIN LOGIN CRAM-MD5` (and
@@ -131,7 +186,7 @@
 //! errors (towards `smtpd_hard_error_limit`) and each waits `smtpd_error_sleep_time` before its
 //! 535 (Postern: also below `smtpd_soft_error_limit`). A login makes `permit_sasl_authenticated`
 //! true (default `smtpd_relay_restrictions`: `permit_mynetworks, permit_sasl_authenticated,
-//! reject_unauth_destination`), adds `sasl_method=..., sasl_username=...` to the `client=` line,
+//! defer_unauth_destination`), adds `sasl_method=..., sasl_username=...` to the `client=` line,
 //! `with ESMTPA` and, with `smtpd_sasl_authenticated_header`, `(Authenticated sender: USER)` to
 //! `Received:`. `MAIL FROM:<...> AUTH=...` is accepted while AUTH is on.
 //!
@@ -168,8 +223,16 @@
 //! protocol list "L": disabling TLS support`; a bad `smtpd_tls_security_level` is fatal.
 //!
 //! # Configuration parameters
-//! `smtpd_banner`, `myhostname`, `mynetworks`, `relay_domains`, `smtpd_relay_restrictions`,
-//! `smtpd_etrn_restrictions`, `smtpd_helo_required`, `message_size_limit`, `line_length_limit`,
+//! `smtpd_banner`, `myhostname`, `mynetworks`, `relay_domains`, `smtpd_client_restrictions`,
+//! `smtpd_helo_restrictions`, `smtpd_sender_restrictions`, `smtpd_relay_restrictions`,
+//! `smtpd_recipient_restrictions`, `smtpd_data_restrictions`, `smtpd_etrn_restrictions`,
+//! `smtpd_delay_reject`, `relay_recipient_maps`, `smtpd_reject_unlisted_recipient`,
+//! `smtpd_reject_unlisted_sender`, `unknown_relay_recipient_reject_code`,
+//! `show_user_unknown_table_name`, `smtpd_recipient_limit`, `smtpd_recipient_overshoot_limit`,
+//! `reject_code`, `defer_code`, `relay_domains_reject_code`, `access_map_reject_code`,
+//! `access_map_defer_code`, `invalid_hostname_reject_code`, `non_fqdn_reject_code`,
+//! `smtpd_null_access_lookup_key`, `recipient_delimiter`, `maps_rbl_reject_code`,
+//! `smtpd_dns_nameservers`, `unknown_address_reject_code`, `smtpd_helo_required`, `message_size_limit`, `line_length_limit`,
 //! `queue_minfree`, `hopcount_limit`, `smtpd_forbid_bare_newline`,
 //! `smtpd_client_connection_count_limit`, `smtpd_client_connection_rate_limit`,
 //! `smtpd_client_message_rate_limit`, `smtpd_client_event_limit_exceptions`,
@@ -189,6 +252,14 @@
 //!
 //! # Bugs
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.
+//! Not yet: `permit_dnswl_client`, `rbl_reply_maps`, `reject_unknown_client_hostname`,
+//! `reject_unverified_recipient`,
+//! `check_policy_service`, restriction classes, `defer_if_permit`; `reject_unlisted_recipient`
+//! checks relay domains only (`local_recipient_maps`, `virtual_*_maps` are not Postern's).
+//! `reject_unauth_pipelining` does not see a client that talks before the greeting, and
+//! `smtpd_forbid_unauth_pipelining` is not implemented. In Postern's log lines the queue ID of
+//! a transaction is `NOQUEUE` until the end of DATA (Postfix names it from the first accepted
+//! RCPT).
 //! No BDAT or SMTPUTF8. `mydestination` is not delivered locally. TLS: TLSv1.2 and
 //! TLSv1.3 only; one key and chain (no RSA plus ECDSA pair); no client certificates, cipher
 //! grades, session cache database or new-TLS-session rate limit; with an RSA key the
@@ -208,6 +279,7 @@ pub mod data;
 pub mod etrn;
 pub mod etrn_login;
 pub mod reply;
+pub mod restrict;
 pub mod sasl;
 mod service;
 pub mod session;

@@ -9,7 +9,7 @@ use common::queue::file::{ClientInfo, Envelope, Recipient, now_us};
 use common::text::printable;
 
 use crate::address::{Address, parse_path};
-use crate::config::{Restriction, SmtpdConfig};
+use crate::config::SmtpdConfig;
 use crate::reply::Reply;
 use common::tls::TlsInfo;
 
@@ -85,10 +85,9 @@ pub struct Session<'a> {
     pub sasl_login: Option<SaslLogin>,
     /// Our end of the connection (Dovecot's `lip=`), when known.
     pub local_addr: Option<IpAddr>,
+    /// What the restriction lists remember (crate::restrict).
+    pub restrict: crate::restrict::State,
 }
-
-/// Recipients per message at most (Postfix smtpd_recipient_limit).
-const RECIPIENT_LIMIT: usize = 1000;
 
 /// The commands smtpd counts, in the order of Postfix's `smtpd_cmd_table`: the disconnect line
 /// lists them in this order (then `unknown`), and log parsers such as the Prometheus exporter
@@ -121,6 +120,7 @@ impl<'a> Session<'a> {
             tls: None,
             sasl_login: None,
             local_addr: None,
+            restrict: crate::restrict::State::default(),
         }
     }
 
@@ -178,7 +178,7 @@ impl<'a> Session<'a> {
         c.1 += 1;
         if ok {
             c.0 += 1;
-        } else if reply.is_error() {
+        } else if reply.is_error() && !std::mem::take(&mut self.restrict.uncounted) {
             self.errors += 1;
         }
     }
@@ -202,31 +202,14 @@ impl<'a> Session<'a> {
     pub fn reset(&mut self) {
         self.sender = None;
         self.recipients.clear();
+        self.restrict.reset_transaction();
     }
 
     /// Log a refusal the way Postfix's `log_whatsup` does:
     /// `NOQUEUE: reject: DATA from name[addr]: text; from=<s> to=<r> proto=ESMTP helo=<h>`.
     pub fn log_reject(&self, text: &str) {
-        self.log_reject_to(text, self.recipients.last().map(|r| r.addr.as_str()));
-    }
-
-    /// [`Session::log_reject`] naming `to` (a refused RCPT names the refused recipient).
-    fn log_reject_to(&self, text: &str, to: Option<&str>) {
-        let mut line = format!("NOQUEUE: reject: {} from {}: {text};", self.last_command, self.peer.show());
-        if let Some(sender) = &self.sender {
-            line.push_str(&format!(" from=<{}>", sender.addr));
-        }
-        if let Some(rcpt) = to {
-            line.push_str(&format!(" to=<{rcpt}>"));
-        }
-        line.push_str(&format!(" proto={}", self.proto()));
-        if let Some(helo) = &self.helo {
-            line.push_str(&format!(" helo=<{helo}>"));
-        }
-        if let Some(login) = &self.sasl_login {
-            line.push_str(&format!(" sasl_username=<{}>", login.username));
-        }
-        common::log_info!("{line}");
+        let sender = self.sender.as_ref().map(|a| a.addr.as_str());
+        crate::restrict::log_whatsup(self, "reject", text, sender, self.recipients.last().map(|r| r.addr.as_str()));
     }
 
     /// A message was queued: past errors are forgiven, as Postfix does after cleanup succeeds
@@ -255,6 +238,20 @@ impl<'a> Session<'a> {
         };
         let verb = verb.to_ascii_lowercase();
         self.last_command = verb.to_ascii_uppercase();
+        self.note_pipelining(&verb);
+        if let Some(denied) = &self.restrict.access_denied
+            && verb != "quit"
+        {
+            // Postfix answers 421 replies again, anything else with this (RFC 5321 3.1).
+            return (
+                verb,
+                Step::Reply(if denied.code == 421 {
+                    denied.clone()
+                } else {
+                    Reply::new(503, "5.7.0", format!("Error: access denied for {}", self.peer.show()))
+                }),
+            );
+        }
         if self.cfg.tls.required() && !self.encrypted() && KNOWN.contains(&verb.as_str()) && !PRE_TLS.contains(&verb.as_str()) {
             return (verb, Step::Reply(Reply::new(530, "5.7.0", "Must issue a STARTTLS command first")));
         }
@@ -306,8 +303,13 @@ impl<'a> Session<'a> {
             return Step::Reply(Reply::plain(501, format!("Syntax: {} hostname", if esmtp { "EHLO" } else { "HELO" })));
         }
         self.reset();
+        let old = (self.helo.take(), self.esmtp);
         self.helo = Some(arg.split_whitespace().next().unwrap_or(arg).to_string());
         self.esmtp = esmtp;
+        if let Some(reply) = self.check_helo() {
+            (self.helo, self.esmtp) = old;
+            return Step::Reply(reply);
+        }
         let host = &self.cfg.myhostname;
         if !esmtp {
             return Step::Reply(Reply::plain(250, host.clone()));
@@ -401,6 +403,10 @@ impl<'a> Session<'a> {
         if let Some(reply) = self.check_queue_space(size.unwrap_or(0)) {
             return Step::Reply(reply);
         }
+        if let Some(reply) = self.check_mail(&addr) {
+            self.reset();
+            return Step::Reply(reply);
+        }
         self.sender = Some(addr);
         Step::Reply(Reply::new(250, "2.1.0", "Ok"))
     }
@@ -416,12 +422,16 @@ impl<'a> Session<'a> {
         if let Some(p) = addr.params.first() {
             return Step::Reply(Reply::new(555, "5.5.4", format!("Unsupported option: {}", printable(&p.text, '?'))));
         }
-        if self.recipients.len() >= RECIPIENT_LIMIT {
+        let limit = self.cfg.restrict.recipient_limit;
+        if limit > 0 && self.recipients.len() >= limit {
+            // Within the overshoot limit the refusal is no error (a client may try a few).
+            if self.restrict.overshoot < self.cfg.restrict.overshoot_limit {
+                self.restrict.overshoot += 1;
+                self.restrict.uncounted = true;
+            }
             return Step::Reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
         }
-        if let Some(reject) = self.check_relay(&addr) {
-            // Postfix logs every restriction's refusal; pflogsumm and fail2ban count these lines.
-            self.log_reject_to(&reject.first_line(), Some(&addr.addr));
+        if let Some(reject) = self.check_rcpt(&addr) {
             return Step::Reply(reject);
         }
         self.recipients.push(addr);
@@ -448,57 +458,20 @@ impl<'a> Session<'a> {
         None
     }
 
-    /// `smtpd_relay_restrictions`; `None` when the recipient is accepted.
-    fn check_relay(&self, addr: &Address) -> Option<Reply> {
-        let trusted = match self.cfg.mynetworks.contains(self.peer.addr) {
-            Ok(t) => t,
-            Err(e) => {
-                common::log_warning!("{e}");
-                return Some(Reply::new(451, "4.3.0", format!("<{}>: Temporary lookup failure", addr.addr)));
-            }
-        };
-        // A routing character in the local part would let the next hop relay onwards.
-        let authorized = match self.cfg.relay_domains.matches(&addr.domain()) {
-            Ok(hit) => hit && !addr.has_routing(),
-            Err(e) => {
-                common::log_warning!("{e}");
-                return Some(Reply::new(451, "4.3.0", format!("<{}>: Temporary lookup failure", addr.addr)));
-            }
-        };
-        let denied = Reply::new(554, "5.7.1", format!("<{}>: Relay access denied", addr.addr));
-        for r in &self.cfg.relay_restrictions {
-            match r {
-                Restriction::Permit => return None,
-                Restriction::PermitMynetworks if trusted => return None,
-                Restriction::PermitSaslAuthenticated if self.sasl_authenticated() => return None,
-                Restriction::RejectUnauthDestination if !authorized => return Some(denied),
-                Restriction::DeferUnauthDestination if !authorized => {
-                    return Some(Reply::new(450, "4.7.1", format!("<{}>: Relay access denied", addr.addr)));
-                }
-                Restriction::Reject => {
-                    return Some(Reply::new(554, "5.7.1", format!("<{}>: Recipient address rejected: Access denied", addr.addr)));
-                }
-                Restriction::Defer => {
-                    return Some(Reply::new(450, "4.7.1", format!("<{}>: Recipient address rejected: Try again later", addr.addr)));
-                }
-                Restriction::CheckClientAccess(t) => match crate::access::check_client(t, &self.peer, self.cfg.access_parent_style) {
-                    Some(crate::access::Verdict::Permit) => return None,
-                    Some(crate::access::Verdict::Refuse(reply)) => return Some(reply),
-                    None => {}
-                },
-                _ => {}
-            }
-        }
-        None
-    }
-
     fn data(&mut self, arg: &str) -> Step {
         if !arg.is_empty() {
             return Step::Reply(Reply::new(501, "5.5.4", "Syntax: DATA"));
         }
-        let Some(sender) = self.sender.as_ref().filter(|_| !self.recipients.is_empty()) else {
+        if self.sender.is_some() && self.recipients.is_empty() {
+            return Step::Reply(Reply::new(554, "5.5.1", "Error: no valid recipients"));
+        }
+        if self.sender.is_none() {
             return Step::Reply(Reply::new(503, "5.5.1", "Error: need RCPT command"));
-        };
+        }
+        if let Some(reply) = self.check_data() {
+            return Step::Reply(reply);
+        }
+        let Some(sender) = self.sender.as_ref() else { return Step::Reply(Reply::new(503, "5.5.1", "Error: need RCPT command")) };
         Step::Data(Box::new(Envelope {
             sender: sender.addr.clone(),
             recipients: self.recipients.iter().map(|a| Recipient { address: a.addr.clone(), orig: None }).collect(),
@@ -733,7 +706,7 @@ mod tests {
             ("AUTH CRAM-MD5", "AUTH CRAM-MD5 None"),
             ("MAIL FROM:<s@sender.test> AUTH=<>", "250 2.1.0 Ok"),
             ("AUTH LOGIN", "503 5.5.1 Error: MAIL transaction in progress"),
-            ("RCPT TO:<u@stranger.example>", "554 5.7.1 <u@stranger.example>: Relay access denied"),
+            ("RCPT TO:<u@stranger.example>", "454 4.7.1 <u@stranger.example>: Relay access denied"),
             ("RSET", "250 2.0.0 Ok"),
         ];
         for (line, want) in dialogue {
@@ -876,8 +849,8 @@ mod tests {
                     ("EHLO client.test", "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n250-ETRN\r\n"),
                     ("MAIL FROM:<s@sender.test> SIZE=100 BODY=8BITMIME", "250 2.1.0 Ok"),
                     ("RCPT TO:<u@customer.example>", "250 2.1.5 Ok"),
-                    ("RCPT TO:<u@stranger.example>", "554 5.7.1 <u@stranger.example>: Relay access denied"),
-                    ("RCPT TO:<u%stranger.example@customer.example>", "554 5.7.1"),
+                    ("RCPT TO:<u@stranger.example>", "454 4.7.1 <u@stranger.example>: Relay access denied"),
+                    ("RCPT TO:<u%stranger.example@customer.example>", "454 4.7.1"),
                     ("DATA", "354"),
                 ],
             },
@@ -889,7 +862,7 @@ mod tests {
                     ("DATA", "503 5.5.1 Error: need RCPT command"),
                     ("MAIL FROM:<s@sender.test>", "250 2.1.0 Ok"),
                     ("MAIL FROM:<s@sender.test>", "503 5.5.1 Error: nested MAIL command"),
-                    ("DATA", "503 5.5.1 Error: need RCPT command"),
+                    ("DATA", "554 5.5.1 Error: no valid recipients"),
                     ("ETRN customer.example", "503 Error: MAIL transaction in progress"),
                     ("RSET", "250 2.0.0 Ok"),
                     ("DATA extra", "501 5.5.4 Syntax: DATA"),
