@@ -17,8 +17,10 @@ fn msg(id: &str) -> String {
 /// and one client that hangs up after EHLO; returns the install once everything is logged.
 fn session() -> (Install, Sink) {
     let sink = Sink::start(free_port());
-    // Loopback is no trusted network here, so a stranger's domain is refused.
-    let (inst, port) = Install::mail_system("mynetworks = 192.0.2.0/24\n", sink.port);
+    // Loopback is no trusted network here, so a stranger's domain is refused (for good: 554,
+    // not the 454 of Postfix's default defer_unauth_destination).
+    let main = "mynetworks = 192.0.2.0/24\nsmtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n";
+    let (inst, port) = Install::mail_system(main, sink.port);
     let mut c = Client::connect(port);
     c.cmd("EHLO client.test");
     let one = queued_id(&c.send_mail("s@sender.test", &["a@customer.example"], &msg("one")));
