@@ -38,10 +38,11 @@ fn ymd(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// The `.TH` line and NAME section every page starts with.
+/// The `.TH` line and NAME section every page starts with. Text is set ragged right (`.ad l`):
+/// lists of long parameter names cannot be justified without troff's "cannot adjust line".
 pub fn preamble(name: &str, section: u8, date: &str, summary: &str) -> String {
     format!(
-        ".TH {} {section} {date} \"Postern {}\" \"Postern Manual\"\n.SH NAME\n{} \\- {}\n",
+        ".TH {} {section} {date} \"Postern {}\" \"Postern Manual\"\n.ad l\n.SH NAME\n{} \\- {}\n",
         name.to_uppercase(),
         common::config::params::param_table().get("mail_version").map_or("", |d| d.default.as_str()),
         escape_plain(name),
