@@ -19,6 +19,7 @@ mod local;
 mod mail;
 mod manpages;
 mod master;
+mod odmr;
 mod outbound;
 mod package;
 mod postconf;

@@ -24,6 +24,9 @@ pub enum FlushRequest {
     Refresh,
     /// Send every non-empty logfile.
     Purge,
+    /// Which queue IDs are listed for `site` (exactly that site), without moving anything:
+    /// smtpd's ODMR provider delivers them itself on the customer's connection.
+    List { site: String },
 }
 
 /// The flush service's answer.
@@ -37,6 +40,8 @@ pub enum FlushReply {
     Deny,
     /// The request could not be carried out (FLUSH_STAT_FAIL).
     Fail { reason: String },
+    /// The answer to `List`.
+    Listed { ids: Vec<String> },
 }
 
 pub struct FlushProtocol;

@@ -163,6 +163,7 @@ impl FlushState {
             FlushRequest::SendFile { queue_id } => self.send_file(&queue_id),
             FlushRequest::Refresh => self.housekeeping(self.cfg.refresh_time),
             FlushRequest::Purge => self.housekeeping(Duration::ZERO),
+            FlushRequest::List { site } => self.list(&site),
         };
         Step::Reply(reply)
     }
@@ -185,6 +186,16 @@ impl FlushState {
         }
         self.index.insert(&site, id);
         FlushReply::Ok { moved: 0 }
+    }
+
+    /// The IDs listed for one site, in no order; O(that site's mail). Stale IDs (mail that
+    /// has gone meanwhile) are the caller's to skip, as a send skips them.
+    fn list(&self, site: &str) -> FlushReply {
+        let Ok(site) = Site::parse(site) else { return site_refusal(site) };
+        if !self.eligible(&site) {
+            return FlushReply::Deny;
+        }
+        FlushReply::Listed { ids: self.index.ids(&site).iter().map(|id| id.as_str().to_string()).collect() }
     }
 
     fn send_site(&mut self, site: &str, subdomains: bool) -> Step {

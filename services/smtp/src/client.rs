@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use common::text::printable;
 
@@ -89,17 +88,31 @@ pub fn parse_reply_line(line: &str) -> Result<(u16, bool, String), ClientError> 
     }
 }
 
+/// What a connection runs over: a TCP socket the agent opened, or (ODMR, RFC 2645) a
+/// connection a customer opened to smtpd, TLS or not, with whatever it had already buffered.
+pub trait Stream: AsyncBufRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncBufRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// One SMTP connection.
 pub struct Connection {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    stream: Box<dyn Stream>,
     pub timeout: Duration,
 }
 
 impl Connection {
     pub fn new(stream: TcpStream, timeout: Duration) -> Connection {
-        let (r, w) = stream.into_split();
-        Connection { reader: BufReader::new(r), writer: w, timeout }
+        Connection::over(Box::new(BufReader::new(stream)), timeout)
+    }
+
+    /// A connection over any stream (smtpd's reversed ODMR session).
+    pub fn over(stream: Box<dyn Stream>, timeout: Duration) -> Connection {
+        Connection { stream, timeout }
+    }
+
+    /// The stream back, for a close the caller does its own way.
+    pub fn into_stream(self) -> Box<dyn Stream> {
+        self.stream
     }
 
     pub async fn read_reply(&mut self) -> Result<Reply, ClientError> {
@@ -107,7 +120,7 @@ impl Connection {
         let mut code = 0;
         loop {
             let mut buf = Vec::new();
-            let n = tokio::time::timeout(self.timeout, read_line_bounded(&mut self.reader, &mut buf))
+            let n = tokio::time::timeout(self.timeout, read_line_bounded(&mut self.stream, &mut buf))
                 .await
                 .map_err(|_| ClientError::Timeout)??;
             if n == 0 {
@@ -131,7 +144,12 @@ impl Connection {
     /// The only raw write: callers go through [`Connection::command`] (checked command
     /// lines) or [`Connection::send_message`] (encoded message text).
     async fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        tokio::time::timeout(self.timeout, self.writer.write_all(bytes)).await.map_err(|_| ClientError::Timeout)??;
+        // A buffered stream (smtpd's) holds the bytes until flushed; a socket's flush is free.
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        tokio::time::timeout(self.timeout, write).await.map_err(|_| ClientError::Timeout)??;
         Ok(())
     }
 
@@ -167,7 +185,7 @@ impl Connection {
     }
 }
 
-async fn read_line_bounded(r: &mut BufReader<OwnedReadHalf>, buf: &mut Vec<u8>) -> Result<usize, ClientError> {
+async fn read_line_bounded(r: &mut (impl AsyncBufRead + Unpin + ?Sized), buf: &mut Vec<u8>) -> Result<usize, ClientError> {
     let mut total = 0;
     loop {
         let available = r.fill_buf().await?;

@@ -204,6 +204,7 @@ pub mod conn;
 pub mod data;
 pub mod etrn;
 pub mod etrn_login;
+pub mod odmr;
 pub mod reply;
 pub mod sasl;
 mod service;

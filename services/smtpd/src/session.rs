@@ -25,6 +25,11 @@ pub enum Step {
         site: String,
         subdomains: bool,
     },
+    /// Run ATRN (an ODMR service, [`crate::odmr`]) for these domains (none: every domain of
+    /// the login).
+    Atrn {
+        domains: Vec<String>,
+    },
     /// Send the reply and close.
     Close(Reply),
     /// Send the reply (220), drop whatever the client sent after STARTTLS, and do the TLS
@@ -91,8 +96,8 @@ pub struct Session<'a> {
 /// Recipients per message at most (Postfix smtpd_recipient_limit).
 const RECIPIENT_LIMIT: usize = 1000;
 
-const KNOWN: [&str; 14] =
-    ["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "quit", "vrfy", "etrn", "help", "xclient", "starttls", "auth"];
+const KNOWN: [&str; 15] =
+    ["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "quit", "vrfy", "etrn", "help", "xclient", "starttls", "auth", "atrn"];
 
 /// The commands Postfix allows before STARTTLS when TLS is required (`SMTPD_CMD_FLAG_PRE_TLS`).
 const PRE_TLS: [&str; 7] = ["helo", "ehlo", "starttls", "noop", "quit", "help", "xclient"];
@@ -570,6 +575,7 @@ mod tests {
             Step::Etrn { site, subdomains } => format!("ETRN {site} subdomains={subdomains}"),
             Step::StartTls(r) => format!("{r} (handshake)"),
             Step::Auth { mechanism, initial } => format!("AUTH {mechanism} {initial:?}"),
+            Step::Atrn { domains } => format!("ATRN {domains:?}"),
         }
     }
 
