@@ -68,9 +68,12 @@ fn fetchmail(inst: &Install, port: u16, user: &str, pw: &str, domains: &str, sin
     )
     .unwrap();
     std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Its own lock file: as root, fetchmail would share /var/run/fetchmail.pid with the other
+    // tests' fetchmails and refuse to run beside them.
+    let pidfile = inst.dir.path().join(format!("fetchmail-{user}.pid"));
     Command::new("fetchmail")
         .env("HOME", inst.dir.path())
-        .args(["-f", rc.to_str().unwrap(), "--nosyslog", "-v"])
+        .args(["-f", rc.to_str().unwrap(), "--pidfile", pidfile.to_str().unwrap(), "--nosyslog", "-v"])
         .output()
         .expect("fetchmail is not installed (tests/run installs it)")
 }
@@ -232,4 +235,37 @@ fn a_provider_killed_mid_message_loses_nothing() {
     inst.wait_log(&format!("{id}: removed"));
     assert_eq!(sink.count_containing("Subject: killed"), 1, "{}", said(&out));
     assert_eq!(sink.count(), 1);
+}
+
+/// The shipped master.cf's `odmr` entry works once uncommented, and nothing else is needed:
+/// port 366, ATRN in the EHLO reply, AUTH on, ATRN answered.
+#[test]
+fn the_shipped_odmr_entry_works_uncommented() {
+    crate::harness::require_root("the odmr service listens on port 366");
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../etc/master.cf")).unwrap();
+    let (mut master, mut in_odmr) = (String::new(), false);
+    for line in shipped.lines() {
+        if line.starts_with("#odmr ") {
+            in_odmr = true;
+        } else if !line.starts_with("#  -o") {
+            in_odmr = false;
+        }
+        // The loopback smtpd of the shipped file moves to a free port (tests run side by side).
+        let line = if line.starts_with("127.0.0.1:2525 ") { line.replacen("2525", &free_port().to_string(), 1) } else { line.to_string() };
+        master.push_str(if in_odmr { &line[1..] } else { &line });
+        master.push('\n');
+    }
+    assert!(master.contains("\nodmr      inet"), "{master}");
+    let main = format!(
+        "smtpd_sasl_type = passwd-file\nsmtpd_sasl_path = sasl-users\nsmtpd_etrn_login_maps = inline:{{customer.example=alice}}\n\
+         relay_domains = customer.example\n"
+    );
+    let mut inst = Install::new(&main, &master);
+    std::fs::write(inst.etc.join("sasl-users"), format!("alice:{{PLAIN}}{ALICE_PW}\n")).unwrap();
+    inst.start();
+    let mut c = wait_for("the odmr port", || std::net::TcpStream::connect(("127.0.0.1", 366)).ok().map(Client::from_stream));
+    assert!(c.cmd("EHLO customer.example").contains("\n250-ATRN\n"));
+    assert_eq!(c.cmd(&plain("alice", ALICE_PW)), "235 2.7.0 Authentication successful");
+    assert_eq!(c.cmd("ATRN"), "453 4.2.0 You have no mail");
+    inst.wait_log("postern/odmr/smtpd");
 }

@@ -20,6 +20,10 @@
 //! * `Refresh` (also on every master wakeup): send logfiles not flushed for
 //!   `fast_flush_refresh_time`, remove empty ones untouched for `fast_flush_purge_time`.
 //! * `Purge`: send every non-empty logfile.
+//! * `List{site}`: the IDs listed for exactly that site, nothing moved (smtpd's ODMR provider,
+//!   which delivers them on the customer's connection: see smtpd(8)). A message that an ODMR
+//!   session holds is claimed (locked in `deferred`): a send leaves it there, and the session
+//!   lists it again (`Add`) if it stays deferred, so it is not lost from the index.
 //!
 //! A request that covers many logfiles (`ETRN @domain` over thousands of subdomains, refresh,
 //! purge) works through them in groups of 64: each group's logfiles are emptied and unlocked
@@ -34,7 +38,7 @@
 //! # Security
 //! Only syntactically valid host names (lowercased) name logfiles; address literals and
 //! anything else are answered `Bad`, so no request can touch a file outside `flush/`. `Add`
-//! is accepted only from the mail system's own user (or root); the other requests from users
+//! and `List` are accepted only from the mail system's own user (or root); the other requests from users
 //! in `authorized_flush_users`, identified by `SO_PEERCRED`. A local user other than root
 //! and the mail system's own may hold at most `local_client_connection_limit` connections and
 //! must send each request within `local_client_timeout`; the daemons keep theirs.

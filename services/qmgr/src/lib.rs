@@ -12,7 +12,10 @@
 //! its sender; one with deferred recipients goes to `deferred` with its mtime set to the next
 //! retry time (backoff between `minimal_backoff_time` and `maximal_backoff_time`, growing with
 //! the message's age), and its recipient domains that are eligible for fast flush are added to
-//! the flush service's logfiles. Mail older than `maximal_queue_lifetime` is returned.
+//! the flush service's logfiles. Mail older than `maximal_queue_lifetime` is returned. A
+//! deferred message that smtpd's ODMR provider is delivering on a customer's connection is
+//! claimed (locked in `deferred`, see smtpd(8)): a scan leaves it there and takes it on a
+//! later scan if it is still deferred then.
 //!
 //! Routes come from `transport_maps` (transport(5)'s order: the full address, the domain, its
 //! parent domains as `.parent`, or `parent` when `transport_maps` is in

@@ -18,6 +18,10 @@
 //! actor and the delivery tasks. Connection and greeting failures are reported as site
 //! failures, so the queue manager stops trying that next hop for a while.
 //!
+//! The conversation ([`transaction`], [`client`]) runs over any stream and reads its limits
+//! from the same `smtp_*` parameters wherever it runs: smtpd's ODMR provider uses it on the
+//! connection a customer opened (see smtpd(8)).
+//!
 //! # Security
 //! Queue files and the next hop's replies and DNS data are outside input.
 //! - The message text goes through one encoder ([`data`]) on every path, a reused connection

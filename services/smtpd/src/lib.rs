@@ -144,7 +144,44 @@
 //! also release owned subdomains of it). An owner's `ETRN @domain` releases every subdomain,
 //! including one with an entry of its own.
 //!
+//! # ODMR provider (RFC 2645)
+//! With `smtpd_odmr_enable = yes` (the shipped master.cf's commented-out `odmr` service, port
+//! 366, which also sets `smtpd_sasl_auth_enable = yes`) smtpd speaks EHLO (listing STARTTLS,
+//! AUTH, ATRN, ENHANCEDSTATUSCODES), STARTTLS, AUTH, ATRN and QUIT; anything else is `502
+//! 5.5.1 Error: command not implemented`. `ATRN domain[,domain...]` asks for those domains'
+//! mail, `ATRN` alone for every domain `smtpd_etrn_login_maps` gives the login (a table that
+//! can list its entries: `inline:`, `texthash:`, `hash:`, `lmdb:`). Replies: `503 5.5.1 Error:
+//! send EHLO first`, `530 5.7.0 Authentication required` (no login; `Must issue a STARTTLS
+//! command first` at `encrypt`), `501 5.5.4 Syntax: ATRN [domain[,domain]...]` (at most 100),
+//! `450 4.7.1 ATRN request refused` (a domain the login does not own), `451 4.3.0 Unable to
+//! process ATRN request now` (a table or the flush service failed), `453 4.2.0 You have no
+//! mail`, then `250 2.0.0 OK now reversing the connection`. A plain smtpd answers ATRN with
+//! 502.
+//!
+//! After 250 this process is the SMTP client on the same connection (TLS or not): it waits
+//! for the customer's 220 greeting, says EHLO, and sends each message with the smtp agent's
+//! conversation and `smtp_*` time limits (`smtp_helo_timeout` for the greeting and EHLO), RSET
+//! between messages, then QUIT. The messages are found through the flush service's index
+//! (`List`: nothing is moved), so the work grows with that customer's mail only. Each one is
+//! *claimed* while it is delivered: an exclusive lock on its file in `deferred`, which every
+//! move out of `deferred` respects (the queue manager, the flush service, postsuper and
+//! another ATRN session leave it alone). Its recipients in the asked domains get one
+//! transaction; the results are appended to the queue file before the claim ends; a message
+//! with nothing pending is removed, one with recipients left stays in `deferred` (results
+//! synced) and is listed with the flush service again. A customer that goes away, a
+//! time-out, or a crash or `kill -9` of smtpd ends the session and the claim: undelivered
+//! mail is still deferred and still indexed, and the next ATRN (or the queue manager's
+//! retry) takes it. As with any SMTP client, a crash between the customer's 250 and the
+//! record of it means the message is sent once more.
+//!
 //! # Diagnostics
+//! ODMR: `ATRN from name[addr]: domains=D1,D2, sasl_username=U: reversing the connection`
+//! (or `: no mail`), `NOQUEUE: reject: ATRN from name[addr]: 450 4.7.1 <D>: ATRN by user U
+//! not allowed`, `<id>: from=<...>, size=N, nrcpt=N (queue odmr)`, one delivery line per
+//! recipient with `relay=odmr:name[addr]` (`status=sent|deferred`), `<id>: removed`,
+//! `ATRN from name[addr]: reversed session failed: TEXT` (greeting or EHLO refused),
+//! `ATRN from name[addr]: reversed session done: messages=N sent=N deferred=N`, and the usual
+//! `disconnect from ... ehlo=1 auth=1 atrn=1 commands=3`.
 //! `connect from name[addr]`, `<id>: client=name[addr]` (`, sasl_method=M, sasl_username=U`
 //! after a login), `<id>: message-id=<...>`, `warning: name[addr]: SASL M authentication
 //! failed: REASON, sasl_username=U`, `warning: name[addr]: SASL M authentication aborted`,
@@ -182,7 +219,10 @@
 //! `smtpd_sasl_path`, `smtpd_sasl_service`, `smtpd_sasl_security_options`,
 //! `smtpd_sasl_tls_security_options`, `smtpd_sasl_authenticated_header`,
 //! `smtpd_sasl_local_domain`, `smtpd_sasl_response_limit`, `smtpd_tls_auth_only`,
-//! `broken_sasl_auth_clients`, `smtpd_etrn_login_maps`, `parent_domain_matches_subdomains`.
+//! `broken_sasl_auth_clients`, `smtpd_etrn_login_maps`, `parent_domain_matches_subdomains`,
+//! `smtpd_odmr_enable`; for the reversed session `smtp_helo_timeout`, `smtp_mail_timeout`,
+//! `smtp_rcpt_timeout`, `smtp_data_init_timeout`, `smtp_data_xfer_timeout`,
+//! `smtp_data_done_timeout`, `smtp_rset_timeout`, `smtp_quit_timeout`, `smtp_line_length_limit`.
 //!
 //! # Bugs
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.
@@ -194,6 +234,11 @@
 //! `smtpd_sasl_exceptions_networks`, `smtpd_sender_login_maps` or
 //! `smtpd_sasl_mechanism_filter`; the dovecot type connects to a Unix socket only. With a
 //! Dovecot that does not answer, each new session waits up to 10 s for its mechanism list.
+//! ODMR: a recipient the customer refuses with 5xx is kept deferred, not bounced (this
+//! process writes no notifications; the queue manager retries it and returns it when it
+//! expires); messages are read from their queue file whole; `ATRN domain` takes that domain's
+//! mail, not its subdomains'; IDs of mail delivered by ATRN stay in the flush logfile until
+//! the next send or the start-up reconciliation drops them (later ATRNs skip them).
 
 pub mod access;
 pub mod address;
