@@ -256,11 +256,9 @@ fn the_shipped_odmr_entry_works_uncommented() {
         master.push('\n');
     }
     assert!(master.contains("\nodmr      inet"), "{master}");
-    let main = format!(
-        "smtpd_sasl_type = passwd-file\nsmtpd_sasl_path = sasl-users\nsmtpd_etrn_login_maps = inline:{{customer.example=alice}}\n\
-         relay_domains = customer.example\n"
-    );
-    let mut inst = Install::new(&main, &master);
+    let main = "smtpd_sasl_type = passwd-file\nsmtpd_sasl_path = sasl-users\nsmtpd_etrn_login_maps = inline:{customer.example=alice}\n\
+         relay_domains = customer.example\n";
+    let mut inst = Install::new(main, &master);
     std::fs::write(inst.etc.join("sasl-users"), format!("alice:{{PLAIN}}{ALICE_PW}\n")).unwrap();
     inst.start();
     let mut c = wait_for("the odmr port", || std::net::TcpStream::connect(("127.0.0.1", 366)).ok().map(Client::from_stream));
