@@ -103,7 +103,7 @@ fn fetchmail_takes_exactly_its_own_mail_once() {
         log.contains("ATRN from localhost[127.0.0.1]: domains=customer.example, sasl_username=alice: reversing the connection"),
         "{log}"
     );
-    assert!(log.contains("reversed session done: messages=2 sent=2 deferred=0"), "{log}");
+    assert!(log.contains("reversed session done: messages=2 sent=2 bounced=0 deferred=0"), "{log}");
     assert!(deferred(&inst, &theirs) && indexed(&inst, &theirs), "bob's mail stays queued");
     // Again: nothing left for alice.
     let out = fetchmail(&inst, odmr, "alice", ALICE_PW, "customer.example", sink.port);
@@ -167,7 +167,7 @@ fn a_customer_gone_mid_message_gets_it_later_exactly_once() {
     let line = inst.wait_log(&format!("{id}: to=<u@customer.example>, relay=odmr:localhost[127.0.0.1]"));
     assert!(line.contains("status=deferred"), "{line}");
     assert!(line.contains("lost connection with localhost[127.0.0.1] while sending"), "{line}");
-    inst.wait_log("reversed session done: messages=1 sent=0 deferred=1");
+    inst.wait_log("reversed session done: messages=1 sent=0 bounced=0 deferred=1");
     assert!(deferred(&inst, &id), "still deferred");
     assert!(indexed(&inst, &id), "still in the index");
     let sink = Sink::start(free_port());
@@ -266,4 +266,26 @@ fn the_shipped_odmr_entry_works_uncommented() {
     assert_eq!(c.cmd(&plain("alice", ALICE_PW)), "235 2.7.0 Authentication successful");
     assert_eq!(c.cmd("ATRN"), "453 4.2.0 You have no mail");
     inst.wait_log("postern/odmr/smtpd");
+}
+
+/// A recipient the customer refuses for good bounces as in the queue manager: the sender gets
+/// a notification, the other recipient is delivered, and the message is removed.
+#[test]
+fn a_recipient_the_customer_refuses_bounces() {
+    let (inst, port, odmr) = provider();
+    let mut c = Client::connect(port);
+    c.cmd("EHLO sender.test");
+    let id = queued_id(&c.send_mail("s@sender.test", &["u@customer.example", "reject-me@customer.example"], "Subject: half\n\nbody\n"));
+    wait_for("the deferral", || indexed(&inst, &id).then_some(()));
+    let sink = Sink::start(free_port());
+    let out = fetchmail(&inst, odmr, "alice", ALICE_PW, "customer.example", sink.port);
+    inst.wait_log(&format!("{id}: removed"));
+    let line = inst.wait_log(&format!("{id}: to=<reject-me@customer.example>, relay=odmr:localhost[127.0.0.1]"));
+    assert!(line.contains("dsn=5.1.1, status=bounced (host localhost[127.0.0.1] said: 550 5.1.1"), "{line}");
+    inst.wait_log(&format!("{id}: sender non-delivery notification: "));
+    inst.wait_log("reversed session done: messages=1 sent=1 bounced=1 deferred=0");
+    assert_eq!(sink.count(), 1, "{}", said(&out));
+    assert_eq!(sink.messages()[0].recipients, ["u@customer.example"]);
+    // The notification is the queue manager's to deliver (to the sender, via the relayhost).
+    inst.wait_log("from=<>, size=");
 }

@@ -187,7 +187,13 @@ pub fn queue_notification(
 /// postmaster when the failed message was itself a notification (a double bounce), never
 /// silently dropped. True when a notification was queued in `incoming`.
 pub fn notify_failed(qcfg: &QmgrConfig, id: &QueueId, path: &Path, sender: &str, arrival_us: u64, failed: &[Failed]) -> bool {
-    let cfg = &qcfg.bounce;
+    notify(&qcfg.spool, &qcfg.bounce, id, path, sender, arrival_us, failed)
+}
+
+/// [`notify_failed`] for a process without the queue manager's configuration (smtpd's ODMR
+/// provider, which delivers from `deferred` itself): the notification goes to `incoming`, and
+/// the caller triggers an incoming scan.
+pub fn notify(spool: &Spool, cfg: &BounceConfig, id: &QueueId, path: &Path, sender: &str, arrival_us: u64, failed: &[Failed]) -> bool {
     let notice = match notice_for(cfg, sender) {
         Ok(n) => n,
         Err(Discard::PostmasterNotice) => {
@@ -206,7 +212,7 @@ pub fn notify_failed(qcfg: &QmgrConfig, id: &QueueId, path: &Path, sender: &str,
         (Vec::new(), 0)
     });
     let original = Original { queue_id: id, sender, arrival_us, prefix: &prefix, size };
-    match queue_notification(&qcfg.spool, cfg, notice, &original, failed) {
+    match queue_notification(spool, cfg, notice, &original, failed) {
         Ok(bounce_id) => {
             let whom = if notice == Notice::Sender { "sender" } else { "postmaster" };
             log_info!("{id}: {whom} non-delivery notification: {bounce_id}");

@@ -166,7 +166,9 @@
 //! *claimed* while it is delivered: an exclusive lock on its file in `deferred`, which every
 //! move out of `deferred` respects (the queue manager, the flush service, postsuper and
 //! another ATRN session leave it alone). Its recipients in the asked domains get one
-//! transaction; the results are appended to the queue file before the claim ends; a message
+//! transaction; the results are appended to the queue file before the claim ends; recipients
+//! refused with 5xx are returned to the sender with the queue manager's notification (queued
+//! in `incoming`, bounce(8)-style, `notify_classes`, `bounce_size_limit`); a message
 //! with nothing pending is removed, one with recipients left stays in `deferred` (results
 //! synced) and is listed with the flush service again. A customer that goes away, a
 //! time-out, or a crash or `kill -9` of smtpd ends the session and the claim: undelivered
@@ -180,7 +182,8 @@
 //! not allowed`, `<id>: from=<...>, size=N, nrcpt=N (queue odmr)`, one delivery line per
 //! recipient with `relay=odmr:name[addr]` (`status=sent|deferred`), `<id>: removed`,
 //! `ATRN from name[addr]: reversed session failed: TEXT` (greeting or EHLO refused),
-//! `ATRN from name[addr]: reversed session done: messages=N sent=N deferred=N`, and the usual
+//! `<id>: sender non-delivery notification: <id>`,
+//! `ATRN from name[addr]: reversed session done: messages=N sent=N bounced=N deferred=N`, and the usual
 //! `disconnect from ... ehlo=1 auth=1 atrn=1 commands=3`.
 //! `connect from name[addr]`, `<id>: client=name[addr]` (`, sasl_method=M, sasl_username=U`
 //! after a login), `<id>: message-id=<...>`, `warning: name[addr]: SASL M authentication
@@ -222,7 +225,9 @@
 //! `broken_sasl_auth_clients`, `smtpd_etrn_login_maps`, `parent_domain_matches_subdomains`,
 //! `smtpd_odmr_enable`; for the reversed session `smtp_helo_timeout`, `smtp_mail_timeout`,
 //! `smtp_rcpt_timeout`, `smtp_data_init_timeout`, `smtp_data_xfer_timeout`,
-//! `smtp_data_done_timeout`, `smtp_rset_timeout`, `smtp_quit_timeout`, `smtp_line_length_limit`.
+//! `smtp_data_done_timeout`, `smtp_rset_timeout`, `smtp_quit_timeout`, `smtp_line_length_limit`;
+//! for its notifications `notify_classes`, `bounce_size_limit`, `myorigin`,
+//! `2bounce_notice_recipient`, `double_bounce_sender`.
 //!
 //! # Bugs
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.
@@ -234,9 +239,7 @@
 //! `smtpd_sasl_exceptions_networks`, `smtpd_sender_login_maps` or
 //! `smtpd_sasl_mechanism_filter`; the dovecot type connects to a Unix socket only. With a
 //! Dovecot that does not answer, each new session waits up to 10 s for its mechanism list.
-//! ODMR: a recipient the customer refuses with 5xx is kept deferred, not bounced (this
-//! process writes no notifications; the queue manager retries it and returns it when it
-//! expires); messages are read from their queue file whole; `ATRN domain` takes that domain's
+//! ODMR: messages are read from their queue file whole; `ATRN domain` takes that domain's
 //! mail, not its subdomains'; IDs of mail delivered by ATRN stay in the flush logfile until
 //! the next send or the start-up reconciliation drops them (later ATRNs skip them).
 

@@ -9,7 +9,8 @@
 //! every move out of `deferred` (queue manager, flush service, postsuper) leaves a claimed file
 //! alone. So a message is never delivered by the queue manager and this session at once, nor
 //! by two sessions for one domain. Results are appended to the queue file before the claim
-//! ends; a message with nothing pending is removed; one with recipients left stays deferred
+//! ends; refused recipients get the queue manager's notification; a message with nothing
+//! pending is removed; one with recipients left stays deferred
 //! and is listed with the flush service again. A crash or a lost customer ends the claims with
 //! the process or the message: what was not delivered is still deferred and still indexed.
 
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::config::{ConfigError, Params};
 use common::domain::{Site, address_domain};
-use common::ipc::delivery::{DeliveryRecipient, DeliveryRequest, DeliveryResult};
+use common::ipc::delivery::{DeliveryRecipient, DeliveryRequest};
 use common::ipc::flush::{FlushReply, FlushRequest};
 use common::maillog::{DeliveryLine, delivery_line};
 use common::queue::claim::Claim;
@@ -27,6 +28,8 @@ use common::queue::file::{self, Outcome, QueueFile, RecipientResult, now_us};
 use common::queue::{QueueId, QueueName, Spool};
 use common::text::printable;
 use common::{log_info, log_warning};
+use qmgr::bounce::{Failed, notify};
+use qmgr::config::BounceConfig;
 use smtp::client::Connection;
 use smtp::transaction::{SessionConfig, handshake, mail_transaction, reset};
 use tokio::io::AsyncWriteExt;
@@ -44,6 +47,8 @@ pub struct OdmrConfig {
     pub session: SessionConfig,
     /// `smtp_helo_timeout`: for the customer's greeting and the EHLO reply.
     pub helo_timeout: Duration,
+    /// For the notifications of recipients the customer refuses.
+    pub bounce: BounceConfig,
 }
 
 impl OdmrConfig {
@@ -52,7 +57,11 @@ impl OdmrConfig {
         if !p.bool("smtpd_odmr_enable")? {
             return Ok(None);
         }
-        Ok(Some(Arc::new(OdmrConfig { session: smtp::config::session_config(p)?, helo_timeout: p.time("smtp_helo_timeout")? })))
+        Ok(Some(Arc::new(OdmrConfig {
+            session: smtp::config::session_config(p)?,
+            helo_timeout: p.time("smtp_helo_timeout")?,
+            bounce: BounceConfig::from_params(p)?,
+        })))
     }
 }
 
@@ -244,6 +253,7 @@ fn claim_one(spool: &Spool, id: QueueId, domains: &[String]) -> Option<Claimed> 
 struct Tally {
     messages: u32,
     sent: u32,
+    bounced: u32,
     deferred: u32,
 }
 
@@ -307,10 +317,11 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
     let mut stream = conn.into_stream();
     let _ = tokio::time::timeout(odmr.session.timeouts.quit, stream.shutdown()).await;
     log_info!(
-        "ATRN from {}: reversed session done: messages={} sent={} deferred={}",
+        "ATRN from {}: reversed session done: messages={} sent={} bounced={} deferred={}",
         s.peer.show(),
         tally.messages,
         tally.sent,
+        tally.bounced,
         tally.deferred
     );
     None
@@ -344,13 +355,15 @@ async fn deliver(
     let (results, healthy) = mail_transaction(&odmr.session, &req, conn, peer, &c.qf.message).await;
     let xmit = start.elapsed().as_secs_f64();
     tally.messages += 1;
-    let results: Vec<RecipientResult> = results.into_iter().map(as_recorded).collect();
+    let results: Vec<RecipientResult> =
+        results.into_iter().map(|r| RecipientResult { index: r.index, outcome: r.outcome, dsn: r.dsn, text: r.text }).collect();
     let before = start_us.saturating_sub(c.qf.envelope.arrival_us) as f64 / 1e6;
     for r in &results {
         let Some(rcpt) = c.qf.envelope.recipients.get(r.index) else { continue };
         match r.outcome {
             Outcome::Sent => tally.sent += 1,
-            _ => tally.deferred += 1,
+            Outcome::Bounced => tally.bounced += 1,
+            Outcome::Deferred => tally.deferred += 1,
         }
         log_info!(
             "{}",
@@ -367,9 +380,13 @@ async fn deliver(
         );
     }
     let id = c.id.clone();
+    let finished = finish(s.cfg.spool.clone(), odmr.bounce.clone(), c, results).await;
+    if finished.notice_queued {
+        s.cfg.qmgr_trigger.post(&[common::ipc::trigger::Trigger::ScanIncoming]);
+    }
     // Listed again, as the queue manager lists what it defers: a send that emptied the
     // logfile while this session held the message must not make it vanish from the index.
-    for site in finish(c, results).await {
+    for site in finished.deferred_sites {
         let add = FlushRequest::Add { site, queue_id: id.to_string() };
         if !matches!(s.cfg.flush.call(&add, s.cfg.ipc_timeout).await, Ok(FlushReply::Ok { .. } | FlushReply::Deny)) {
             log_warning!("{id}: flush service failure");
@@ -378,18 +395,20 @@ async fn deliver(
     healthy
 }
 
-/// A result as this session records it. A recipient the customer refused for good is kept
-/// deferred, not bounced: this process does not write notifications (see Bugs in lib.rs), so
-/// the queue manager retries it and returns it when it expires.
-fn as_recorded(r: DeliveryResult) -> RecipientResult {
-    let outcome = if r.outcome == Outcome::Bounced { Outcome::Deferred } else { r.outcome };
-    RecipientResult { index: r.index, outcome, dsn: r.dsn, text: r.text }
+/// What [`finish`] did.
+#[derive(Default)]
+struct Finished {
+    /// A notification went to `incoming` (the queue manager must scan it).
+    notice_queued: bool,
+    /// The domains the message is still deferred for (to list with the flush service again).
+    deferred_sites: Vec<String>,
 }
 
-/// Append the results while the claim is held, then remove a message with nothing pending or
-/// make the results durable for one that stays deferred. Returns the domains it is still
-/// deferred for (to list with the flush service again). The claim ends here.
-async fn finish(c: Claimed, results: Vec<RecipientResult>) -> Vec<String> {
+/// Append the results while the claim is held; return the refused recipients to the sender
+/// (the queue manager's notification, queued in `incoming`); then remove a message with
+/// nothing pending, or make the results durable for one that stays deferred. The claim ends
+/// here.
+async fn finish(spool: Spool, bounce: BounceConfig, c: Claimed, results: Vec<RecipientResult>) -> Finished {
     tokio::task::spawn_blocking(move || {
         let Claimed { id, claim, mut qf, .. } = c;
         for r in &results {
@@ -397,20 +416,28 @@ async fn finish(c: Claimed, results: Vec<RecipientResult>) -> Vec<String> {
                 log_warning!("{id}: record delivery status: {e}");
             }
         }
+        let failed: Vec<Failed> = results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Bounced)
+            .filter_map(|r| qf.envelope.recipients.get(r.index).map(|rcpt| (rcpt, r)))
+            .map(|(rcpt, r)| Failed { address: rcpt.address.clone(), dsn: r.dsn.clone(), text: r.text.clone() })
+            .collect();
         qf.results.extend(results);
+        let notice_queued =
+            !failed.is_empty() && notify(&spool, &bounce, &id, &claim.path, &qf.envelope.sender, qf.envelope.arrival_us, &failed);
         let pending: BTreeSet<String> = qf.pending().map(|(_, r)| address_domain(&r.address).to_ascii_lowercase()).collect();
         if pending.is_empty() {
             match std::fs::remove_file(&claim.path) {
                 Ok(()) => log_info!("{id}: removed"),
                 Err(e) => log_warning!("{id}: remove {}: {e}", claim.path.display()),
             }
-            return Vec::new();
+            return Finished { notice_queued, deferred_sites: Vec::new() };
         }
         if let Err(e) = file::sync(&claim.path) {
             log_warning!("{id}: {e}");
         }
         drop(claim);
-        pending.into_iter().collect()
+        Finished { notice_queued, deferred_sites: pending.into_iter().collect() }
     })
     .await
     .unwrap_or_default()
