@@ -89,6 +89,8 @@ fn fetchmail_takes_exactly_its_own_mail_once() {
     let theirs = deferred_for(&inst, port, "w@other.example", "bob's");
     let sink = Sink::start(free_port());
     let out = fetchmail(&inst, odmr, "alice", ALICE_PW, "customer.example", sink.port);
+    // The session's last line comes after the customer saw QUIT's reply.
+    inst.wait_log("reversed session done: ");
     let log = inst.log();
     for id in &mine {
         assert!(log.contains(&format!("{id}: removed")), "{}\n{log}", said(&out));
@@ -105,6 +107,9 @@ fn fetchmail_takes_exactly_its_own_mail_once() {
     );
     assert!(log.contains("reversed session done: messages=2 sent=2 bounced=0 deferred=0"), "{log}");
     assert!(deferred(&inst, &theirs) && indexed(&inst, &theirs), "bob's mail stays queued");
+    for id in &mine {
+        assert!(!indexed(&inst, id), "{id}: delivered mail leaves the flush index");
+    }
     // Again: nothing left for alice.
     let out = fetchmail(&inst, odmr, "alice", ALICE_PW, "customer.example", sink.port);
     assert_eq!(sink.count(), 2, "{}", said(&out));

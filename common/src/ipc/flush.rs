@@ -27,6 +27,9 @@ pub enum FlushRequest {
     /// Which queue IDs are listed for `site` (exactly that site), without moving anything:
     /// smtpd's ODMR provider delivers them itself on the customer's connection.
     List { site: String },
+    /// Drop these IDs from `site`'s logfile when they are in no queue any more (mail an ODMR
+    /// session delivered), so that the next `List` costs only what still waits.
+    Forget { site: String, queue_ids: Vec<String> },
 }
 
 /// The flush service's answer.

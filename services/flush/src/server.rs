@@ -41,7 +41,7 @@ impl FlushAuth {
                 Some(format!("User {}({uid}) is not allowed to add fast flush entries", UserList::user_name(uid)))
             }
             // Which mail waits for whom is the mail system's business (smtpd's ODMR service).
-            FlushRequest::List { .. } if !system => {
+            FlushRequest::List { .. } | FlushRequest::Forget { .. } if !system => {
                 Some(format!("User {}({uid}) is not allowed to list fast flush entries", UserList::user_name(uid)))
             }
             _ if self.users.allows(uid, self.own_uid) => None,

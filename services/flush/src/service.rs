@@ -164,6 +164,7 @@ impl FlushState {
             FlushRequest::Refresh => self.housekeeping(self.cfg.refresh_time),
             FlushRequest::Purge => self.housekeeping(Duration::ZERO),
             FlushRequest::List { site } => self.list(&site),
+            FlushRequest::Forget { site, queue_ids } => self.forget(&site, &queue_ids),
         };
         Step::Reply(reply)
     }
@@ -196,6 +197,24 @@ impl FlushState {
             return FlushReply::Deny;
         }
         FlushReply::Listed { ids: self.index.ids(&site).iter().map(|id| id.as_str().to_string()).collect() }
+    }
+
+    /// Drop delivered IDs from one site's index and logfile (one rewrite). An ID still in a
+    /// queue stays listed, whoever asks.
+    fn forget(&mut self, site: &str, queue_ids: &[String]) -> FlushReply {
+        let Ok(site) = Site::parse(site) else { return site_refusal(site) };
+        let mut changed = false;
+        for id in queue_ids.iter().filter_map(|id| QueueId::parse(id).ok()) {
+            if self.index.contains(&site, &id) && !queued(&self.cfg.spool, &id) {
+                self.index.remove(&site, &id);
+                changed = true;
+            }
+        }
+        if changed && let Err(e) = self.logs.rewrite(&site, &self.index.ids(&site)) {
+            log_warning!("rewrite fast flush logfile {}: {e}", self.logs.path(&site).display());
+            return FlushReply::Fail { reason: e.to_string() };
+        }
+        FlushReply::Ok { moved: 0 }
     }
 
     fn send_site(&mut self, site: &str, subdomains: bool) -> Step {

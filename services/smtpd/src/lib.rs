@@ -158,23 +158,23 @@
 //! mail`, then `250 2.0.0 OK now reversing the connection`. A plain smtpd answers ATRN with
 //! 502.
 //!
-//! After 250 this process is the SMTP client on the same connection (TLS or not): it waits
-//! for the customer's 220 greeting, says EHLO, and sends each message with the smtp agent's
-//! conversation and `smtp_*` time limits (`smtp_helo_timeout` for the greeting and EHLO), RSET
-//! between messages, then QUIT. The messages are found through the flush service's index
-//! (`List`: nothing is moved), so the work grows with that customer's mail only. Each one is
-//! *claimed* while it is delivered: an exclusive lock on its file in `deferred`, which every
-//! move out of `deferred` respects (the queue manager, the flush service, postsuper and
-//! another ATRN session leave it alone). Its recipients in the asked domains get one
-//! transaction; the results are appended to the queue file before the claim ends; recipients
-//! refused with 5xx are returned to the sender with the queue manager's notification (queued
-//! in `incoming`, bounce(8)-style, `notify_classes`, `bounce_size_limit`); a message
-//! with nothing pending is removed, one with recipients left stays in `deferred` (results
-//! synced) and is listed with the flush service again. A customer that goes away, a
-//! time-out, or a crash or `kill -9` of smtpd ends the session and the claim: undelivered
-//! mail is still deferred and still indexed, and the next ATRN (or the queue manager's
-//! retry) takes it. As with any SMTP client, a crash between the customer's 250 and the
-//! record of it means the message is sent once more.
+//! After 250 this process is the SMTP client on the same connection (TLS or not): it waits for the
+//! customer's 220 greeting, says EHLO, and sends each message with the smtp agent's conversation
+//! and `smtp_*` time limits (`smtp_helo_timeout` for the greeting and EHLO), RSET between messages,
+//! then QUIT. The messages are found through the flush service's index (`List`: nothing is moved),
+//! so the work grows with that customer's mail only. Each one is *claimed* while it is delivered:
+//! an exclusive lock on its file in `deferred`, which every move out of `deferred` respects (the
+//! queue manager, the flush service, postsuper and another ATRN session leave it alone). Its
+//! recipients in the asked domains get one transaction; the results are appended to the queue file
+//! before the claim ends; recipients refused with 5xx are returned to the sender with the queue
+//! manager's notification (queued in `incoming`, bounce(8)-style, `notify_classes`,
+//! `bounce_size_limit`); a message with nothing pending is removed, one with recipients left stays
+//! in `deferred` (results synced) and is listed with the flush service again; at the end the
+//! delivered IDs are dropped from the index (`Forget`), so the next ATRN costs only what still
+//! waits. A customer that goes away, a time-out, or a crash or `kill -9` of smtpd ends the session
+//! and the claim: undelivered mail is still deferred and still indexed, and the next ATRN (or the
+//! queue manager's retry) takes it. As with any SMTP client, a crash between the customer's 250 and
+//! the record of it means the message is sent once more.
 //!
 //! # Diagnostics
 //! ODMR: `ATRN from name[addr]: domains=D1,D2, sasl_username=U: reversing the connection`
@@ -240,8 +240,7 @@
 //! `smtpd_sasl_mechanism_filter`; the dovecot type connects to a Unix socket only. With a
 //! Dovecot that does not answer, each new session waits up to 10 s for its mechanism list.
 //! ODMR: messages are read from their queue file whole; `ATRN domain` takes that domain's
-//! mail, not its subdomains'; IDs of mail delivered by ATRN stay in the flush logfile until
-//! the next send or the start-up reconciliation drops them (later ATRNs skip them).
+//! mail, not its subdomains'.
 
 pub mod access;
 pub mod address;

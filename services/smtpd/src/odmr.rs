@@ -290,6 +290,7 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
     let relay = format!("odmr:{}", s.peer.show());
     let peer = s.peer.show();
     let mut tally = Tally::default();
+    let mut removed: Vec<String> = Vec::new();
     let started = Instant::now();
     match handshake(&odmr.session, &mut conn, &peer, None).await {
         Ok(()) => {
@@ -301,7 +302,7 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
                 if uses > 1 && !reset(&odmr.session, &mut conn).await {
                     break;
                 }
-                let healthy = deliver(s, odmr, &mut conn, c, &relay, &peer, setup, &mut tally).await;
+                let healthy = deliver(s, odmr, &mut conn, c, &relay, &peer, setup, &mut tally, &mut removed).await;
                 if !healthy {
                     break;
                 }
@@ -316,6 +317,7 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
     }
     let mut stream = conn.into_stream();
     let _ = tokio::time::timeout(odmr.session.timeouts.quit, stream.shutdown()).await;
+    forget(s, &domains, removed).await;
     log_info!(
         "ATRN from {}: reversed session done: messages={} sent={} bounced={} deferred={}",
         s.peer.show(),
@@ -339,6 +341,7 @@ async fn deliver(
     peer: &str,
     setup: f64,
     tally: &mut Tally,
+    removed: &mut Vec<String>,
 ) -> bool {
     let start_us = now_us();
     let start = Instant::now();
@@ -381,6 +384,9 @@ async fn deliver(
     }
     let id = c.id.clone();
     let finished = finish(s.cfg.spool.clone(), odmr.bounce.clone(), c, results).await;
+    if finished.removed {
+        removed.push(id.to_string());
+    }
     if finished.notice_queued {
         s.cfg.qmgr_trigger.post(&[common::ipc::trigger::Trigger::ScanIncoming]);
     }
@@ -395,6 +401,20 @@ async fn deliver(
     healthy
 }
 
+/// Drop what the session delivered from the flush index (one request per domain): the next
+/// ATRN then costs only the mail still waiting.
+async fn forget(s: &Session<'_>, domains: &[String], removed: Vec<String>) {
+    if removed.is_empty() {
+        return;
+    }
+    for d in domains {
+        let req = FlushRequest::Forget { site: d.clone(), queue_ids: removed.clone() };
+        if !matches!(s.cfg.flush.call(&req, s.cfg.ipc_timeout).await, Ok(FlushReply::Ok { .. })) {
+            log_warning!("ATRN {d}: flush service failure (stale entries stay until the next send)");
+        }
+    }
+}
+
 /// What [`finish`] did.
 #[derive(Default)]
 struct Finished {
@@ -402,6 +422,8 @@ struct Finished {
     notice_queued: bool,
     /// The domains the message is still deferred for (to list with the flush service again).
     deferred_sites: Vec<String>,
+    /// The message is gone from the queue (to drop from the flush index).
+    removed: bool,
 }
 
 /// Append the results while the claim is held; return the refused recipients to the sender
@@ -427,17 +449,23 @@ async fn finish(spool: Spool, bounce: BounceConfig, c: Claimed, results: Vec<Rec
             !failed.is_empty() && notify(&spool, &bounce, &id, &claim.path, &qf.envelope.sender, qf.envelope.arrival_us, &failed);
         let pending: BTreeSet<String> = qf.pending().map(|(_, r)| address_domain(&r.address).to_ascii_lowercase()).collect();
         if pending.is_empty() {
-            match std::fs::remove_file(&claim.path) {
-                Ok(()) => log_info!("{id}: removed"),
-                Err(e) => log_warning!("{id}: remove {}: {e}", claim.path.display()),
-            }
-            return Finished { notice_queued, deferred_sites: Vec::new() };
+            let removed = match std::fs::remove_file(&claim.path) {
+                Ok(()) => {
+                    log_info!("{id}: removed");
+                    true
+                }
+                Err(e) => {
+                    log_warning!("{id}: remove {}: {e}", claim.path.display());
+                    false
+                }
+            };
+            return Finished { notice_queued, deferred_sites: Vec::new(), removed };
         }
         if let Err(e) = file::sync(&claim.path) {
             log_warning!("{id}: {e}");
         }
         drop(claim);
-        Finished { notice_queued, deferred_sites: pending.into_iter().collect() }
+        Finished { notice_queued, deferred_sites: pending.into_iter().collect(), removed: false }
     })
     .await
     .unwrap_or_default()
