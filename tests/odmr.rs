@@ -21,17 +21,22 @@ fn plain(user: &str, pw: &str) -> String {
 /// A provider: the mail system (its relayhost never answers, so mail for the customers
 /// stays deferred), its smtpd on `.1`, and the shipped odmr service's options on `.2`.
 fn provider() -> (Install, u16, u16) {
+    provider_with("", "")
+}
+
+/// The same with `main_extra` in main.cf and `odmr_extra` on the odmr service's command.
+fn provider_with(main_extra: &str, odmr_extra: &str) -> (Install, u16, u16) {
     let (port, odmr) = (free_port(), free_port());
     let dir_users = format!("alice:{{PLAIN}}{ALICE_PW}\nbob:{{PLAIN}}bob-S3cr3t\n");
     let main = format!(
         "relayhost = [127.0.0.1]:{}\nrelay_domains = customer.example, other.example\n\
          smtpd_sasl_type = passwd-file\nsmtpd_sasl_path = sasl-users\n\
-         smtpd_etrn_login_maps = inline:{{customer.example=alice, other.example=bob}}\n",
+         smtpd_etrn_login_maps = inline:{{customer.example=alice, other.example=bob}}\n{main_extra}",
         free_port()
     );
     let master = format!(
         "127.0.0.1:{port} inet n - n - - smtpd\n\
-         127.0.0.1:{odmr} inet n - n - - smtpd -o syslog_name=postern/odmr -o smtpd_odmr_enable=yes -o smtpd_sasl_auth_enable=yes\n\
+         127.0.0.1:{odmr} inet n - n - - smtpd -o syslog_name=postern/odmr -o smtpd_odmr_enable=yes -o smtpd_sasl_auth_enable=yes {odmr_extra}\n\
          qmgr unix n - n 300 1 qmgr\nsmtp unix - - n - - smtp\n{FLUSH_ONLY}"
     );
     let mut inst = Install::new(&main, &master);
@@ -293,4 +298,57 @@ fn a_recipient_the_customer_refuses_bounces() {
     assert_eq!(sink.messages()[0].recipients, ["u@customer.example"]);
     // The notification is the queue manager's to deliver (to the sender, via the relayhost).
     inst.wait_log("from=<>, size=");
+}
+
+/// Over TLS: STARTTLS (required on the odmr service), AUTH, ATRN, and the reversed session
+/// runs inside the same TLS session (Python's smtplib and ssl as the customer).
+#[test]
+fn the_reversed_session_stays_inside_tls() {
+    let pki = crate::tls::Pki::new();
+    pki.server("server", "mx.test");
+    let (inst, port, odmr) = provider_with(&pki.main_cf("server", "may"), "-o smtpd_tls_security_level=encrypt");
+    let id = deferred_for(&inst, port, "u@customer.example", "over tls");
+    let script = format!(
+        r#"
+import smtplib, ssl
+s = smtplib.SMTP("127.0.0.1", {odmr}, timeout=20)
+s.ehlo("customer.example")
+print("plain:", s.docmd("ATRN", "customer.example"))
+s.starttls(context=ssl.create_default_context(cafile="{ca}"))
+s.ehlo("customer.example")
+assert s.has_extn("atrn"), s.esmtp_features
+s.login("alice", "{pw}")
+code, msg = s.docmd("ATRN", "customer.example")
+print("atrn:", code, msg.decode())
+sock = s.sock
+f = sock.makefile("rb")
+sock.sendall(b"220 customer.example ready\r\n")
+for _ in range(100):
+    line = f.readline().decode().rstrip("\r\n")
+    print("got:", line, "cipher:", sock.cipher()[0])
+    verb = line[:4].upper()
+    if verb == "DATA":
+        sock.sendall(b"354 go ahead\r\n")
+        while f.readline() != b".\r\n":
+            pass
+        sock.sendall(b"250 2.0.0 Ok: queued\r\n")
+    elif verb == "QUIT":
+        sock.sendall(b"221 2.0.0 Bye\r\n")
+        break
+    elif line:
+        sock.sendall(b"250 customer.example\r\n")
+    else:
+        break
+"#,
+        ca = pki.path("ca.pem").display(),
+        pw = ALICE_PW
+    );
+    let (ok, out) = crate::tls::run("python3", &["-c", &script], b"");
+    assert!(ok, "python: {out}");
+    assert!(out.contains("plain: (530, b'5.7.0 Must issue a STARTTLS command first')"), "{out}");
+    assert!(out.contains("atrn: 250 2.0.0 OK now reversing the connection"), "{out}");
+    assert!(out.contains("got: MAIL FROM:<s@sender.test> cipher: TLS_AES_256_GCM_SHA384"), "{out}");
+    assert!(out.contains("got: QUIT"), "{out}");
+    inst.wait_log(&format!("{id}: removed"));
+    inst.wait_log("reversed session done: messages=1 sent=1 bounced=0 deferred=0");
 }

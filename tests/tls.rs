@@ -15,12 +15,12 @@ use crate::harness::smtp::{Client, Sink, free_port};
 use crate::harness::{Install, mail_system_master_cf, text, wait_for};
 
 /// A test CA and the files of server certificates it signed.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let pki = Pki { dir: tempfile::tempdir().expect("tempdir") };
         pki.openssl(&[
             "req",
@@ -42,7 +42,7 @@ impl Pki {
         pki
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
@@ -53,7 +53,7 @@ impl Pki {
 
     /// A server certificate `name`.pem with key `name`.key for `cn`, valid for 127.0.0.1,
     /// and `name`.chain: key, certificate and CA certificate in one file.
-    fn server(&self, name: &str, cn: &str) {
+    pub(crate) fn server(&self, name: &str, cn: &str) {
         self.server_with_key(name, cn, &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]);
     }
 
@@ -93,7 +93,7 @@ impl Pki {
     }
 
     /// main.cf lines for STARTTLS with certificate `name`.
-    fn main_cf(&self, name: &str, level: &str) -> String {
+    pub(crate) fn main_cf(&self, name: &str, level: &str) -> String {
         format!(
             "smtpd_tls_security_level = {level}\nsmtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_loglevel = 1\nsmtpd_tls_received_header = yes\n",
             self.path(&format!("{name}.pem")).display(),
@@ -114,7 +114,7 @@ const CLIENT_LIMIT: &str = "30";
 
 /// Run a program to its end (at most [`CLIENT_LIMIT`] seconds), `stdin` fed to it; (success,
 /// stdout + stderr).
-fn run(program: &str, args: &[&str], stdin: &[u8]) -> (bool, String) {
+pub(crate) fn run(program: &str, args: &[&str], stdin: &[u8]) -> (bool, String) {
     let mut child = Command::new("timeout")
         .arg(CLIENT_LIMIT)
         .arg(program)
