@@ -352,3 +352,36 @@ for _ in range(100):
     inst.wait_log(&format!("{id}: removed"));
     inst.wait_log("reversed session done: messages=1 sent=1 bounced=0 deferred=0");
 }
+
+/// Garbage instead of the customer's greeting ends the reversed session, and a customer that
+/// stops reading mid-message is given up after `smtp_data_xfer_timeout`: both times the
+/// message stays deferred and indexed.
+#[test]
+fn garbage_after_the_swap_and_a_customer_that_stops_reading() {
+    let (inst, port, odmr) = provider_with("", "-o smtp_data_xfer_timeout=2s");
+    let mut c = Client::connect(port);
+    c.cmd("EHLO sender.test");
+    // Larger than the socket buffers both ways, so that the provider's writes block.
+    let body = format!("Subject: big\n\n{}", "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\n".repeat(100_000));
+    let id = queued_id(&c.send_mail("s@sender.test", &["u@customer.example"], &body));
+    wait_for("the deferral", || indexed(&inst, &id).then_some(()));
+
+    let mut c = reversed(odmr, "customer.example");
+    assert_eq!(c.cmd("hello, I am not SMTP"), "", "the provider hangs up");
+    let line = inst.wait_log("reversed session failed: ");
+    assert!(line.contains("malformed reply from localhost[127.0.0.1] while receiving the initial server greeting"), "{line}");
+    assert!(deferred(&inst, &id) && indexed(&inst, &id));
+
+    let mut c = reversed(odmr, "customer.example");
+    assert!(c.cmd("220 customer.example ready").starts_with("EHLO "));
+    c.cmd("250 customer.example");
+    c.cmd("250 2.1.0 Ok");
+    assert_eq!(c.cmd("250 2.1.5 Ok"), "DATA");
+    c.send_raw(b"354 go ahead\r\n");
+    // ... and read no more.
+    let line = inst.wait_log(&format!("{id}: to=<u@customer.example>, relay=odmr:localhost[127.0.0.1]"));
+    assert!(line.contains("status=deferred (conversation with localhost[127.0.0.1] timed out while sending message body)"), "{line}");
+    inst.wait_log("reversed session done: messages=1 sent=0 bounced=0 deferred=1");
+    assert!(deferred(&inst, &id) && indexed(&inst, &id));
+    drop(c);
+}

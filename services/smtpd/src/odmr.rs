@@ -292,31 +292,40 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
     let mut tally = Tally::default();
     let mut removed: Vec<String> = Vec::new();
     let started = Instant::now();
+    // A conversation that broke (time-out, lost connection) gets no QUIT and no TLS
+    // close_notify: a customer that stopped reading must not hold the session any longer.
+    let mut healthy = false;
     match handshake(&odmr.session, &mut conn, &peer, None).await {
         Ok(()) => {
             let setup = started.elapsed().as_secs_f64();
             let mut next = Some(first);
             let mut uses = 0;
+            healthy = true;
             while let Some(c) = next.take() {
                 uses += 1;
                 if uses > 1 && !reset(&odmr.session, &mut conn).await {
+                    healthy = false;
                     break;
                 }
-                let healthy = deliver(s, odmr, &mut conn, c, &relay, &peer, setup, &mut tally, &mut removed).await;
+                healthy = deliver(s, odmr, &mut conn, c, &relay, &peer, setup, &mut tally, &mut removed).await;
                 if !healthy {
                     break;
                 }
                 next = claim_next(&s.cfg.spool, &mut ids, &domains).await;
             }
-            conn.timeout = odmr.session.timeouts.quit;
-            let _ = conn.command("QUIT").await;
+            if healthy {
+                conn.timeout = odmr.session.timeouts.quit;
+                let _ = conn.command("QUIT").await;
+            }
         }
         Err(f) => {
             log_info!("ATRN from {}: reversed session failed: {}", s.peer.show(), f.text);
         }
     }
-    let mut stream = conn.into_stream();
-    let _ = tokio::time::timeout(odmr.session.timeouts.quit, stream.shutdown()).await;
+    if healthy {
+        let mut stream = conn.into_stream();
+        let _ = tokio::time::timeout(odmr.session.timeouts.quit, stream.shutdown()).await;
+    }
     forget(s, &domains, removed).await;
     log_info!(
         "ATRN from {}: reversed session done: messages={} sent={} bounced={} deferred={}",
