@@ -16,6 +16,7 @@ import time
 
 import fswatch
 import sink
+import tls_source
 from systems import CPUACCT, ROOT, Postern, Postfix, wait_port
 
 BASE = "/tmp/postern-bench"
@@ -171,9 +172,19 @@ def etrn_scale(systems, n, domains, probes):
     return out
 
 
-def throughput(systems, sessions, messages, reps):
-    """smtp-source into each system with smtp-sink up, `reps` times each, alternating the
-    systems: medians of acceptance and end-to-end rates, CPU and memory."""
+def smtp_source(port, sessions, messages):
+    subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "4096", "-f", "sender@bench.test",
+                    "-t", "u@d1.example.test", f"127.0.0.1:{port}"], check=True, stdout=subprocess.DEVNULL)
+
+
+def tls_mail(port, sessions, messages):
+    tls_source.mail(port, sessions, messages, 4096)
+
+
+def throughput(systems, sessions, messages, reps, source=smtp_source):
+    """`source` (smtp-source, or the STARTTLS client) into each system with smtp-sink up,
+    `reps` times each, alternating the systems: medians of acceptance and end-to-end rates, CPU
+    and memory."""
     runs = {s.name: [] for s in systems}
     for rep in range(reps):
         for sysm in (systems if rep % 2 == 0 else systems[::-1]):
@@ -182,7 +193,7 @@ def throughput(systems, sessions, messages, reps):
             settle()
             ssink = subprocess.Popen(["smtp-sink", "-u", "postfix", f"127.0.0.1:{SINK_PORT}", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                r = relay_run(sysm, sessions, messages)
+                r = relay_run(sysm, sessions, messages, source)
             finally:
                 ssink.terminate()
                 ssink.wait()
@@ -196,8 +207,8 @@ def throughput(systems, sessions, messages, reps):
     return out
 
 
-def relay_run(sysm, sessions, messages):
-    """One smtp-source run against a started sink; returns the figures."""
+def relay_run(sysm, sessions, messages, source):
+    """One load run against a started sink; returns the figures."""
     wait_port(SINK_PORT)
     start_s = sysm.start()
     time.sleep(1)
@@ -215,8 +226,7 @@ def relay_run(sysm, sessions, messages):
         sent = sysm.log_tail("status=sent")
         cpu0 = sysm.cpu_seconds()
         t = time.time()
-        subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "4096", "-f", "sender@bench.test",
-                        "-t", "u@d1.example.test", f"127.0.0.1:{sysm.port}"], check=True, stdout=subprocess.DEVNULL)
+        source(sysm.port, sessions, messages)
         accept_s = time.time() - t
         wait_until(f"{sysm.name}: all relayed", lambda: sent.count() >= messages, 300, poll=0.02)
         relay_s = time.time() - t
@@ -227,6 +237,27 @@ def relay_run(sysm, sessions, messages):
         sampler.join()
     return {"accept_rate": messages / accept_s, "relay_rate": messages / relay_s, "cpu_per_msg_ms": cpu * 1000 / messages,
             "idle_rss_mb": idle_rss / 1024, "peak_rss_mb": peak[0] / 1024, "start_s": start_s}
+
+
+def tls_handshakes(systems, sessions, count, reps):
+    """STARTTLS sessions per second (connect, EHLO, STARTTLS, EHLO, QUIT), `reps` times per
+    system, alternating; medians."""
+    runs = {s.name: [] for s in systems}
+    for rep in range(reps):
+        for sysm in (systems if rep % 2 == 0 else systems[::-1]):
+            sysm.fresh()
+            settle()
+            sysm.start()
+            time.sleep(1)
+            try:
+                cpu0 = sysm.cpu_seconds()
+                secs = tls_source.handshakes(sysm.port, sessions, count)
+                cpu = sysm.cpu_seconds() - cpu0
+            finally:
+                sysm.stop()
+            runs[sysm.name].append({"rate": count / secs, "cpu_ms": cpu * 1000 / count})
+            print(f"  {sysm.name:8} {count / secs:.0f} STARTTLS sessions/s, cpu {cpu * 1000 / count:.2f} ms each", flush=True)
+    return {name: {k: median([r[k] for r in rs]) for k in rs[0]} for name, rs in runs.items()}
 
 
 def ratio(a, b, higher_is_better):
@@ -273,9 +304,14 @@ def machine():
     return f"{os.cpu_count()} cores ({model}), {mem:.0f} GiB, {platform.system()} {platform.release()}"
 
 
-def targets(scale, tput):
-    """The issue's targets against this run's figures: (target, figure, met)."""
+def targets(scale, tput, tls=None):
+    """The issues' targets against this run's figures: (target, figure, met)."""
     out = []
+    if tls:
+        ta, tb = tls["tput"]["Postern"], tls["tput"]["Postfix"]
+        ha, hb = tls["handshakes"]["Postern"], tls["handshakes"]["Postfix"]
+        out.append(("acceptance over STARTTLS at least 2x Postfix", f"{ta['accept_rate'] / tb['accept_rate']:.2f}x", ta["accept_rate"] >= 2 * tb["accept_rate"]))
+        out.append(("STARTTLS sessions per second at least 2x Postfix", f"{ha['rate'] / hb['rate']:.2f}x", ha["rate"] >= 2 * hb["rate"]))
     a, b = tput["Postern"], tput["Postfix"]
     out.append(("acceptance at least 3x Postfix", f"{a['accept_rate'] / b['accept_rate']:.2f}x", a["accept_rate"] >= 3 * b["accept_rate"]))
     out.append(("relay at least 3x Postfix", f"{a['relay_rate'] / b['relay_rate']:.2f}x", a["relay_rate"] >= 3 * b["relay_rate"]))
@@ -338,10 +374,23 @@ def write_report(res, path):
     for label, key, hib, fmt in rows:
         L.append(f"| {label} | {cell(a, key, fmt)} | {cell(b, key, fmt)} | {ratio(a[key], b[key], hib)} |")
     L.append("")
+    tls = res.get("tls")
+    if tls:
+        L.append("## 6. Over STARTTLS\n")
+        L.append(f"Both systems offer STARTTLS with the same kind of self-signed ECDSA P-256 certificate (`smtpd_tls_security_level = may`). `bench/tls_source.py` (Python's smtplib and ssl on {tls_source.WORKERS} worker processes, since smtp-source has no TLS) sends {res['messages']} messages of 4 kB over {res['sessions']} sessions, each EHLO, STARTTLS, EHLO, then one message after another; relayed in plaintext to `smtp-sink` (no TLS-capable sink here). Handshakes: {res['sessions']} concurrent clients run {tls['count']} sessions of connect, EHLO, STARTTLS, EHLO, QUIT. {tls['reps']} run(s) per system, alternating; medians. The load client shares the two cores with the system it measures, so it caps both systems' figures.\n")
+        L.append("| figure | Postern | Postfix | ratio |")
+        L.append("|---|---|---|---|")
+        ta, tb = tls["tput"]["Postern"], tls["tput"]["Postfix"]
+        for label, key, hib, fmt in rows[:3]:
+            L.append(f"| {label} over STARTTLS | {fmt.format(ta[key])} | {fmt.format(tb[key])} | {ratio(ta[key], tb[key], hib)} |")
+        ha, hb = tls["handshakes"]["Postern"], tls["handshakes"]["Postfix"]
+        L.append(f"| STARTTLS sessions/s | {ha['rate']:.0f} | {hb['rate']:.0f} | {ratio(ha['rate'], hb['rate'], True)} |")
+        L.append(f"| CPU ms per STARTTLS session | {ha['cpu_ms']:.2f} | {hb['cpu_ms']:.2f} | {ratio(ha['cpu_ms'], hb['cpu_ms'], False)} |")
+        L.append("")
     L.append("## The issue's targets in this run\n")
     L.append("| target | this run | |")
     L.append("|---|---|---|")
-    for target, figure, met in targets(scale, tput):
+    for target, figure, met in targets(scale, tput, res.get("tls")):
         L.append(f"| {target} | {figure} | {'met' if met else '**missed**'} |")
     L.append("\nWhy the missed ones are missed is in the findings below.\n")
     L.append("## Flush index micro-benchmark\n")
@@ -373,19 +422,25 @@ def main():
     if args.quick:
         sizes, probes = [(500, 50), (2000, 200)], 3
         args.sessions, args.messages, args.reps = 20, 1000, 1
+        args.tls_reps, args.handshakes = 1, 500
     else:
         sizes, probes = [(1000, 100), (10000, 1000), (100000, 10000)], 7
         args.sessions, args.messages, args.reps = 20, 5000, 5
+        args.tls_reps, args.handshakes = 3, 2000
     systems = [Postfix(f"{BASE}/postfix", 10025, SINK_PORT), Postern(f"{BASE}/postern", 10026, SINK_PORT)]
     clean(systems, quiet_s=5 if args.quick else 30)
     try:
         print("throughput and resources", flush=True)
         tput = throughput(systems, args.sessions, args.messages, args.reps)
+        print("throughput over STARTTLS", flush=True)
+        tls_tput = throughput(systems, args.sessions, args.messages, args.tls_reps, tls_mail)
+        tls_hs = tls_handshakes(systems, args.sessions, args.handshakes, args.tls_reps)
         scale = {}
         for n, d in sizes:
             print(f"ETRN at {n} queued over {d} domains", flush=True)
             scale[n] = etrn_scale(systems, n, d, probes)
         res = {"quick": args.quick, "sessions": args.sessions, "messages": args.messages, "reps": args.reps, "scale": scale, "tput": tput,
+               "tls": {"tput": tls_tput, "handshakes": tls_hs, "count": args.handshakes, "reps": args.tls_reps},
                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
                "versions": {"Postfix": systems[0].version(), "Postern": systems[1].version(),
                             "rustc": subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()}}

@@ -175,7 +175,21 @@ class System:
         shutil.rmtree(self.base, ignore_errors=True)
         os.makedirs(self.etc)
         os.chmod(self.base, 0o755)
+        self.make_cert()
         self.configure()
+
+    def make_cert(self):
+        """The same kind of self-signed ECDSA certificate for both systems' STARTTLS (readable by
+        their unprivileged smtpd: a throwaway key)."""
+        self.cert = os.path.join(self.base, "cert.pem")
+        self.key = os.path.join(self.base, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                        "-subj", "/CN=bench.test", "-keyout", self.key, "-out", self.cert], check=True, capture_output=True)
+        os.chmod(self.key, 0o644)
+
+    def tls_main(self):
+        """main.cf lines that offer STARTTLS, the same for both systems."""
+        return f"smtpd_tls_security_level = may\nsmtpd_tls_cert_file = {self.cert}\nsmtpd_tls_key_file = {self.key}\n"
 
     def start(self):
         """Start and return the seconds until the SMTP port answers."""
@@ -226,7 +240,7 @@ inet_protocols = ipv4
 alias_maps =
 alias_database =
 smtp_dns_support_level = disabled
-""" + COMMON_MAIN.format(sink=self.sink_port)
+""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main()
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(main)
         pc = ["postconf", "-c", self.etc]
@@ -263,7 +277,7 @@ class Postern(System):
         main = f"""queue_directory = {self.spool}
 maillog_file = {self.maillog}
 mail_owner = postfix
-""" + COMMON_MAIN.format(sink=self.sink_port)
+""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main()
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(main)
         master = f"""127.0.0.1:{self.port} inet n - n - - smtpd

@@ -304,7 +304,7 @@ fn a_recipient_the_customer_refuses_bounces() {
 /// runs inside the same TLS session (Python's smtplib and ssl as the customer).
 #[test]
 fn the_reversed_session_stays_inside_tls() {
-    let pki = crate::tls::Pki::new();
+    let pki = crate::harness::pki::Pki::new();
     pki.server("server", "mx.test");
     let (inst, port, odmr) = provider_with(&pki.main_cf("server", "may"), "-o smtpd_tls_security_level=encrypt");
     let id = deferred_for(&inst, port, "u@customer.example", "over tls");

@@ -162,7 +162,7 @@ fn reload_refuses_a_table_it_cannot_open_and_keeps_running() {
 #[test]
 fn parameters_postern_does_not_use_are_never_silent() {
     let main = "foo = bar\ndelay_warning_time = 4h\nmy_banner = hello\nsmtpd_banner = $myhostname $my_banner\n";
-    let master = "flush unix n - n 1000? 0 flush\nrelay unix - - n - - smtp\n  -o bogus=1\n  -o smtp_tls_security_level=may\n";
+    let master = "flush unix n - n 1000? 0 flush\nrelay unix - - n - - smtp\n  -o bogus=1\n  -o smtp_tls_fingerprint_digest=sha256\n";
     let mut inst = Install::new(main, master);
     let main_cf = inst.etc.join("main.cf").display().to_string();
     let master_cf = inst.etc.join("master.cf").display().to_string();
@@ -179,7 +179,7 @@ fn parameters_postern_does_not_use_are_never_silent() {
     assert!(err.contains(&format!("postconf: warning: {master_cf}: unused parameter: bogus=1")), "{err}");
     assert!(
         err.contains(&format!(
-            "{master_cf}, line 2: Postfix parameter not implemented by Postern: smtp_tls_security_level=may (service relay/unix)"
+            "{master_cf}, line 2: Postfix parameter not implemented by Postern: smtp_tls_fingerprint_digest=sha256 (service relay/unix)"
         )),
         "{err}"
     );

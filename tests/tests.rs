@@ -26,6 +26,8 @@ mod postconf;
 mod queue;
 mod reload;
 mod sasl;
+mod smtp_sasl;
+mod smtp_tls;
 mod smtpd_floods;
 mod smtpd_input;
 mod stuck;

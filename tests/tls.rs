@@ -7,100 +7,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::harness::pki::Pki;
 use crate::harness::smtp::{Client, Sink, free_port};
 use crate::harness::{Install, mail_system_master_cf, text, wait_for};
-
-/// A test CA and the files of server certificates it signed.
-pub(crate) struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    pub(crate) fn new() -> Pki {
-        let pki = Pki { dir: tempfile::tempdir().expect("tempdir") };
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Postern Test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ]);
-        pki
-    }
-
-    pub(crate) fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl").args(args).current_dir(self.dir.path()).output().expect("run openssl (Debian package openssl)");
-        assert!(out.status.success(), "openssl {args:?}: {}", text(&out.stderr));
-    }
-
-    /// A server certificate `name`.pem with key `name`.key for `cn`, valid for 127.0.0.1,
-    /// and `name`.chain: key, certificate and CA certificate in one file.
-    pub(crate) fn server(&self, name: &str, cn: &str) {
-        self.server_with_key(name, cn, &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]);
-    }
-
-    /// The same with an RSA key of 2048 bits.
-    fn rsa_server(&self, name: &str, cn: &str) {
-        self.server_with_key(name, cn, &["-newkey", "rsa:2048"]);
-    }
-
-    fn server_with_key(&self, name: &str, cn: &str, key_args: &[&str]) {
-        let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
-        let mut args = vec!["req"];
-        args.extend_from_slice(key_args);
-        let subject = format!("/CN={cn}");
-        args.extend_from_slice(&["-nodes", "-subj", &subject, "-keyout", &key, "-out", &csr]);
-        self.openssl(&args);
-        std::fs::write(self.path("ext.cnf"), format!("subjectAltName = DNS:{cn}, IP:127.0.0.1\n")).unwrap();
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            &pem,
-        ]);
-        let chain =
-            [key.as_str(), pem.as_str(), "ca.pem"].iter().map(|f| std::fs::read_to_string(self.path(f)).unwrap()).collect::<String>();
-        std::fs::write(self.path(&format!("{name}.chain")), chain).unwrap();
-    }
-
-    /// main.cf lines for STARTTLS with certificate `name`.
-    pub(crate) fn main_cf(&self, name: &str, level: &str) -> String {
-        format!(
-            "smtpd_tls_security_level = {level}\nsmtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_loglevel = 1\nsmtpd_tls_received_header = yes\n",
-            self.path(&format!("{name}.pem")).display(),
-            self.path(&format!("{name}.key")).display()
-        )
-    }
-}
 
 /// The mail system with STARTTLS (`level`) on certificate "server", relaying to `sink`.
 fn tls_system(pki: &Pki, level: &str, extra: &str, sink: &Sink) -> (Install, u16) {

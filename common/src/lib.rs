@@ -22,3 +22,4 @@ pub mod pidfile;
 pub mod queue;
 /// Owns making outside text safe to show (printable, truncation).
 pub mod text;
+pub mod tls;

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod dovecot;
+pub mod pki;
+pub mod postfix;
 pub mod smtp;
 
 use std::io::{Read, Write};

@@ -16,7 +16,10 @@
 //!   emptied and unlocked right after the reply or before the next request, whichever comes
 //!   first (truncating can cost a synchronous block discard). `subdomains` also sends every
 //!   site below `site` (RFC 1985 `ETRN @domain`).
-//! * `SendFile{queue_id}`: the same for one message, regardless of site.
+//! * `SendFile{queue_id}` (`postqueue -i`, `sendmail -qI`): the same for one message,
+//!   regardless of site, without `ForgetDeadSites`: the file gets the unthrottle mark
+//!   (Postfix's group read bit) instead, so that the queue manager forgets the dead state of
+//!   this message's routes only (Postfix's UNTHROTTLE_AFTER).
 //! * `Refresh` (also on every master wakeup): send logfiles not flushed for
 //!   `fast_flush_refresh_time`, remove empty ones untouched for `fast_flush_purge_time`.
 //! * `Purge`: send every non-empty logfile.

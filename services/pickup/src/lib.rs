@@ -44,7 +44,8 @@
 //!
 //! # Configuration parameters
 //! `message_size_limit`, `myhostname`, `queue_directory`, `local_client_connection_limit`,
-//! `local_client_timeout` (for clients of `public/pickup`).
+//! `local_client_timeout` (for clients of `public/pickup`), `queue_service_name`,
+//! `trigger_timeout` (telling the queue manager about new mail, over one kept connection).
 
 mod service;
 

@@ -26,7 +26,9 @@
 //! Triggers (`public/qmgr`, typed frames): `ScanIncoming` (I), `ScanDeferred` (D),
 //! `IgnoreTimestamps` (A), `ForgetDeadSites` (F: forget failed routes and override
 //! `defer_transports`), `Wakeup` (W). The master's wakeup asks for an incoming scan; the
-//! deferred queue is scanned every `queue_run_delay`.
+//! deferred queue is scanned every `queue_run_delay`. A queue file with the unthrottle mark
+//! (the group read bit, set by the flush service for `postqueue -i`) has the dead state of its
+//! routes forgotten and `defer_transports` overridden as it is taken; the mark is cleared.
 //!
 //! # Security
 //! `public/qmgr` is reachable by every local user. A request with D, A or F (work forced
@@ -90,7 +92,7 @@
 //! `transport_maps`, `relayhost`, `default_transport`, `defer_transports`, `fast_flush_domains`,
 //! `authorized_flush_users`, `local_client_connection_limit`, `local_client_timeout`,
 //! `daemon_timeout` (18000s: the deadline of one delivery request), `ipc_timeout` (flush
-//! requests), `bounce_size_limit` (50000), `notify_classes`, `2bounce_notice_recipient`,
+//! `Add` requests, Postfix's limit; no shorter cap), `bounce_size_limit` (50000), `notify_classes`, `2bounce_notice_recipient`,
 //! `double_bounce_sender`, `myorigin` (qualifies those two), `myhostname`.
 //!
 //! # Structure

@@ -1,12 +1,17 @@
 //! The SMTP client of the delivery agent: one transaction with a result per recipient.
-//! Replies are parsed as RFC 5321 multi-line replies; every read has a time limit.
+//! Replies are parsed as RFC 5321 multi-line replies; every read has a time limit. The stream
+//! is plain TCP or TLS ([`SmtpStream`]); STARTTLS turns the one into the other under the same
+//! connection, so the transaction code is one for both.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use common::text::printable;
+use common::tls::names::SignatureSeen;
+use common::tls::{SmtpStream, TlsInfo};
 
 use crate::data::DataEncoder;
 
@@ -88,31 +93,102 @@ pub fn parse_reply_line(line: &str) -> Result<(u16, bool, String), ClientError> 
     }
 }
 
-/// What a connection runs over: a TCP socket the agent opened, or (ODMR, RFC 2645) a
-/// connection a customer opened to smtpd, TLS or not, with whatever it had already buffered.
+/// What a connection runs over (any plain-or-TLS stream with its read buffer).
 pub trait Stream: AsyncBufRead + AsyncWrite + Unpin + Send {}
 
 impl<T: AsyncBufRead + AsyncWrite + Unpin + Send> Stream for T {}
 
+/// The connection under the conversation.
+enum Transport {
+    /// One this client opened: TCP, turned into TLS by STARTTLS. Reads go through the
+    /// buffer, writes straight to the stream under it.
+    Own(BufReader<SmtpStream>),
+    /// One a customer opened to smtpd (ODMR, RFC 2645), already TLS or not, with whatever
+    /// smtpd had buffered: STARTTLS is not the client's to do on it.
+    Over { stream: Box<dyn Stream>, tls: bool },
+}
+
 /// One SMTP connection.
 pub struct Connection {
-    stream: Box<dyn Stream>,
+    transport: Transport,
     pub timeout: Duration,
+}
+
+/// Why a TLS handshake failed (the connection is unusable then).
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("TLS already active")]
+    AlreadyTls,
+    /// A connection the client did not open (ODMR): its TLS is the server side's business.
+    #[error("STARTTLS is not available on a reversed connection")]
+    NotOurs,
+    /// The server sent more after its reply to STARTTLS: in plaintext that would be read as if
+    /// it came under TLS (the client side of CVE-2011-0411).
+    #[error("unexpected plaintext after the STARTTLS reply")]
+    Pipelined,
+    #[error("Connection timed out")]
+    Timeout,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl Connection {
     pub fn new(stream: TcpStream, timeout: Duration) -> Connection {
-        Connection::over(Box::new(BufReader::new(stream)), timeout)
+        Connection { transport: Transport::Own(BufReader::new(SmtpStream::Plain(stream))), timeout }
     }
 
-    /// A connection over any stream (smtpd's reversed ODMR session).
-    pub fn over(stream: Box<dyn Stream>, timeout: Duration) -> Connection {
-        Connection { stream, timeout }
+    /// A connection over a stream someone else opened (smtpd's reversed ODMR session);
+    /// `tls`: it runs inside a TLS session already.
+    pub fn over(stream: Box<dyn Stream>, tls: bool, timeout: Duration) -> Connection {
+        Connection { transport: Transport::Over { stream, tls }, timeout }
     }
 
     /// The stream back, for a close the caller does its own way.
     pub fn into_stream(self) -> Box<dyn Stream> {
-        self.stream
+        match self.transport {
+            Transport::Own(r) => Box::new(r),
+            Transport::Over { stream, .. } => stream,
+        }
+    }
+
+    /// The conversation is under TLS.
+    pub fn is_tls(&self) -> bool {
+        match &self.transport {
+            Transport::Own(r) => r.get_ref().is_tls(),
+            Transport::Over { tls, .. } => *tls,
+        }
+    }
+
+    fn stream(&mut self) -> &mut dyn Stream {
+        match &mut self.transport {
+            Transport::Own(r) => r,
+            Transport::Over { stream, .. } => stream.as_mut(),
+        }
+    }
+
+    /// The TLS handshake after the server's 220 to STARTTLS, within `timeout`, and what it
+    /// negotiated (the server's signature is recorded by the connector's verifier in `seen`).
+    pub async fn start_tls(
+        &mut self,
+        connector: &TlsConnector,
+        name: rustls::pki_types::ServerName<'static>,
+        seen: &SignatureSeen,
+        timeout: Duration,
+    ) -> Result<TlsInfo, HandshakeError> {
+        let Transport::Own(reader) = &mut self.transport else {
+            return Err(HandshakeError::NotOurs);
+        };
+        if !reader.buffer().is_empty() {
+            return Err(HandshakeError::Pipelined);
+        }
+        let old = std::mem::replace(reader, BufReader::new(SmtpStream::Detached));
+        let SmtpStream::Plain(tcp) = old.into_inner() else {
+            return Err(HandshakeError::AlreadyTls);
+        };
+        let tls = tokio::time::timeout(timeout, connector.connect(name, tcp)).await.map_err(|_| HandshakeError::Timeout)??;
+        let info = TlsInfo::of(tls.get_ref().1, seen);
+        *reader = BufReader::new(SmtpStream::Tls(Box::new(tls.into())));
+        Ok(info)
     }
 
     pub async fn read_reply(&mut self) -> Result<Reply, ClientError> {
@@ -120,7 +196,7 @@ impl Connection {
         let mut code = 0;
         loop {
             let mut buf = Vec::new();
-            let n = tokio::time::timeout(self.timeout, read_line_bounded(&mut self.stream, &mut buf))
+            let n = tokio::time::timeout(self.timeout, read_line_bounded(self.stream(), &mut buf))
                 .await
                 .map_err(|_| ClientError::Timeout)??;
             if n == 0 {
@@ -144,12 +220,14 @@ impl Connection {
     /// The only raw write: callers go through [`Connection::command`] (checked command
     /// lines) or [`Connection::send_message`] (encoded message text).
     async fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        // A buffered stream (smtpd's) holds the bytes until flushed; a socket's flush is free.
+        let timeout = self.timeout;
+        let stream = self.stream();
+        // The flush pushes out what rustls or a buffered stream (smtpd's) still holds.
         let write = async {
-            self.stream.write_all(bytes).await?;
-            self.stream.flush().await
+            stream.write_all(bytes).await?;
+            stream.flush().await
         };
-        tokio::time::timeout(self.timeout, write).await.map_err(|_| ClientError::Timeout)??;
+        tokio::time::timeout(timeout, write).await.map_err(|_| ClientError::Timeout)??;
         Ok(())
     }
 

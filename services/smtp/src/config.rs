@@ -7,6 +7,8 @@ use common::queue::Spool;
 
 use crate::myself::Myself;
 use crate::resolve::Dns;
+use crate::sasl::ClientSasl;
+use crate::tls::ClientTls;
 use crate::transaction::{SessionConfig, Timeouts};
 
 /// The agent's settings.
@@ -27,6 +29,10 @@ pub struct AgentConfig {
     pub mx_session_limit: usize,
     /// This system's addresses (`inet_interfaces`, `proxy_interfaces`), for loop detection.
     pub myself: Myself,
+    /// STARTTLS: the policies and the trusted CAs.
+    pub tls: ClientTls,
+    /// SASL AUTH to next hops.
+    pub sasl: ClientSasl,
 }
 
 /// A count parameter: zero or more.
@@ -72,6 +78,8 @@ impl AgentConfig {
             mx_address_limit: count(p, "smtp_mx_address_limit")?,
             mx_session_limit: count(p, "smtp_mx_session_limit")?,
             myself: Myself::from_params(p)?,
+            tls: ClientTls::from_params(p)?,
+            sasl: ClientSasl::from_params(p)?,
         })
     }
 }

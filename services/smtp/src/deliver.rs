@@ -2,6 +2,7 @@
 //! next hop or new ones to its addresses in order (within `smtp_mx_address_limit` and
 //! `smtp_mx_session_limit`); every recipient gets a result, and Postfix's delivery line.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use common::ipc::delivery::{DeliveryRecipient, DeliveryRequest, DeliveryResult};
@@ -15,6 +16,9 @@ use crate::client::Connection;
 use crate::config::AgentConfig;
 use crate::nexthop::parse_nexthop;
 use crate::resolve::{ResolveError, Target};
+use crate::sasl::{Server, login};
+use crate::starttls::{Peer, TlsFailure, negotiate};
+use crate::tls_policy::{Invalid, Level, Policy};
 use crate::transaction::{Failure, Loop, bounced, deferred, handshake, mail_transaction, reset};
 
 /// Deliver one request; never fails as a whole: every recipient gets a result.
@@ -109,9 +113,18 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
             return parts;
         }
     };
+    let policy = match cfg.tls.policy(&req.nexthop) {
+        Ok(p) => p,
+        Err(Invalid) => {
+            parts.push(Attempt::failed(&req.recipients, &deferred("4.7.5", "client TLS configuration problem".into(), false), 0.0));
+            return parts;
+        }
+    };
     if let Some(mut c) = cache.check_out(&req.nexthop).await {
-        // A connection the server closed meanwhile fails here; then we connect afresh.
-        if reset(&cfg.session, &mut c.conn).await {
+        // A connection the server closed meanwhile fails here; then we connect afresh. A
+        // plaintext connection never serves a destination whose policy requires TLS (it may
+        // be one from before a reload that changed the policy): it is closed.
+        if (c.conn.is_tls() || !policy.level.requires_tls()) && reset(&cfg.session, &mut c.conn).await {
             let (results, healthy) = mail_transaction(&cfg.session, &req, &mut c.conn, &c.peer, &message).await;
             let (relay, uses) = (c.relay.clone(), c.uses + 1);
             if healthy {
@@ -150,37 +163,28 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
     for (i, Target { host, addr, best }) in targets.into_iter().enumerate() {
         let final_server = i + 1 == count;
         let peer = format!("{host}[{}]", addr.ip());
-        let stream = match tokio::time::timeout(cfg.connect_timeout, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                let text = format!("connect to {peer}:{}: {}", addr.port(), io_text(&e));
-                log_info!("{text}");
-                last = Some(Attempt::failed(&pending.recipients, &deferred("4.4.1", text, true), start.elapsed().as_secs_f64()));
+        let relay = format!("{peer}:{}", addr.port());
+        let names = Peer { host: &host, nexthop: &hop.host, namaddr: &peer, relay: &relay };
+        let looking = myself.map(|_| Loop { nexthop: &pending.nexthop, relay: &relay, best });
+        let opened = open(cfg, addr, &names, &pending.nexthop, looking, &policy).await;
+        let setup = start.elapsed().as_secs_f64();
+        let mut conn = match opened {
+            Ok(c) => c,
+            Err(Opening::Connect(f)) => {
+                last = Some(Attempt::failed(&pending.recipients, &f, setup));
                 continue;
             }
-            Err(_) => {
-                let text = format!("connect to {peer}:{}: Connection timed out", addr.port());
-                log_info!("{text}");
-                last = Some(Attempt::failed(&pending.recipients, &deferred("4.4.1", text, true), start.elapsed().as_secs_f64()));
+            Err(Opening::Session(f)) => {
+                let hard = f.outcome == Outcome::Bounced;
+                last = Some(Attempt { relay, ..Attempt::failed(&pending.recipients, &f, setup) });
+                // A server that failed the handshake does not count as a session; the next
+                // address may do better, unless the failure is final.
+                if hard {
+                    break;
+                }
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let relay = format!("{peer}:{}", addr.port());
-        let mut conn = Connection::new(stream, cfg.helo_timeout);
-        let looking = myself.map(|_| Loop { nexthop: &pending.nexthop, relay: &relay, best });
-        let handshake = handshake(&cfg.session, &mut conn, &peer, looking).await;
-        let setup = start.elapsed().as_secs_f64();
-        if let Err(f) = handshake {
-            let hard = f.outcome == Outcome::Bounced;
-            last = Some(Attempt { relay, ..Attempt::failed(&pending.recipients, &f, setup) });
-            // A server that failed the handshake does not count as a session; the next
-            // address may do better, unless the failure is final.
-            if hard {
-                break;
-            }
-            continue;
-        }
         sessions += 1;
         let (results, healthy) = mail_transaction(&cfg.session, &pending, &mut conn, &peer, &message).await;
         if healthy {
@@ -206,6 +210,60 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         Attempt::failed(&pending.recipients, &f, start.elapsed().as_secs_f64())
     }));
     parts
+}
+
+/// Why no session could be had with one address.
+enum Opening {
+    /// No connection (the delivery line says `relay=none`).
+    Connect(Failure),
+    /// The server was reached, but the greeting, EHLO or TLS failed.
+    Session(Failure),
+}
+
+/// A connection to `addr` ready for MAIL: greeting, EHLO, TLS as `policy` asks, and SASL AUTH
+/// when it is due (`nexthop` as the request names it, for the password lookup). A failed
+/// handshake under `may` is tried once more on a new connection in plaintext, as Postfix
+/// does, so that a broken TLS stack at the server does not hold mail up forever.
+async fn open(
+    cfg: &AgentConfig,
+    addr: SocketAddr,
+    peer: &Peer<'_>,
+    nexthop: &str,
+    looking: Option<Loop<'_>>,
+    policy: &Policy,
+) -> Result<Connection, Opening> {
+    let plain = Policy::level(Level::None);
+    let mut policy = policy;
+    // At most two rounds: the first, and the plaintext retry.
+    for _ in 0..2 {
+        let stream = match tokio::time::timeout(cfg.connect_timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let text = format!("connect to {}: {}", peer.relay, io_text(&e));
+                log_info!("{text}");
+                return Err(Opening::Connect(deferred("4.4.1", text, true)));
+            }
+            Err(_) => {
+                let text = format!("connect to {}: Connection timed out", peer.relay);
+                log_info!("{text}");
+                return Err(Opening::Connect(deferred("4.4.1", text, true)));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let mut conn = Connection::new(stream, cfg.helo_timeout);
+        let looking = looking.as_ref().map(|l| Loop { nexthop: l.nexthop, relay: l.relay, best: l.best });
+        let hello = handshake(&cfg.session, &mut conn, peer.namaddr, looking).await.map_err(Opening::Session)?;
+        match negotiate(&cfg.tls, &cfg.session, policy, &mut conn, hello, peer).await {
+            Ok(hello) => {
+                let server = Server { host: peer.host, nexthop, namaddr: peer.namaddr, relay: peer.relay };
+                login(&cfg.sasl, &mut conn, &hello, &server).await.map_err(Opening::Session)?;
+                return Ok(conn);
+            }
+            Err(TlsFailure::Fail(f)) => return Err(Opening::Session(f)),
+            Err(TlsFailure::RetryPlain) => policy = &plain,
+        }
+    }
+    Err(Opening::Session(deferred("4.7.5", "Cannot start TLS: handshake failure".into(), false)))
 }
 
 fn io_text(e: &std::io::Error) -> String {

@@ -18,6 +18,25 @@
 //! actor and the delivery tasks. Connection and greeting failures are reported as site
 //! failures, so the queue manager stops trying that next hop for a while.
 //!
+//! STARTTLS ([`starttls`], [`tls`], [`tls_policy`]) follows the destination's policy: the
+//! level of `smtp_tls_security_level` or of its entry in `smtp_tls_policy_maps` (next hop,
+//! then `.parent` domains; attributes `match=`, `protocols=`, `servername=`). `may` uses
+//! STARTTLS when offered and retries a failed handshake once on a new plaintext connection;
+//! `encrypt`, `verify` and `secure` never send mail in plaintext. The certificate check records
+//! whether the chain leads to a CA of `smtp_tls_CAfile`/`smtp_tls_CApath` (the system's CAs when
+//! both are empty) and whether a name of `smtp_tls_verify_cert_match` /
+//! `smtp_tls_secure_cert_match` (`hostname`, `nexthop`, `dot-nexthop`, literal names) matched;
+//! the handshake completes either way and the policy is enforced after it, with a QUIT. EHLO is
+//! sent again under TLS. A kept TLS connection is reused as TLS; a kept plaintext one is
+//! closed rather than given to a destination whose policy requires TLS.
+//!
+//! SASL AUTH ([`sasl`], [`sasl_mech`]): with `smtp_sasl_auth_enable`, a server that offers
+//! AUTH and has an entry in `smtp_sasl_password_maps` (its host name, then the next hop) gets
+//! a login before MAIL, after TLS, with CRAM-MD5, PLAIN or LOGIN (strongest first) among the
+//! mechanisms it offers, `smtp_sasl_mechanism_filter` allows and the connection's options
+//! allow (`smtp_sasl_security_options` in plaintext, `smtp_sasl_tls_security_options` under
+//! TLS; the default `noplaintext` rules PLAIN and LOGIN out on both).
+//!
 //! The conversation ([`transaction`], [`client`]) runs over any stream and reads its limits
 //! from the same `smtp_*` parameters wherever it runs: smtpd's ODMR provider uses it on the
 //! connection a customer opened (see smtpd(8)).
@@ -42,6 +61,12 @@
 //!   `smtp_mx_session_limit` sessions; recipients a server deferred go on to the next address.
 //! - Reply text from the peer has its control characters made printable before it reaches a
 //!   log line or a bounce.
+//! - TLS: bytes the server sends after its `220` to STARTTLS fail the handshake (never read as
+//!   if they came under TLS); a certificate the policy refuses gets no mail, only QUIT; no
+//!   session resumption, so every connection's certificate is checked.
+//! - SASL: no password is sent by a mechanism the connection's security options rule out, and
+//!   none reaches a log line or a reason; challenges are bounded (100 rounds, Postfix's limit)
+//!   and a malformed one cancels the exchange with `*`.
 //!
 //! # Diagnostics
 //! One Postfix delivery line per recipient: `<id>: to=<rcpt>, relay=host[addr]:port,
@@ -51,14 +76,43 @@
 //! for a greeting, which is only a warning, as in Postfix); `warning: <id>: sender|recipient
 //! address with a control character: <...>`; `warning: malformed domain name in resource data of
 //! MX record for D: N` (the delivery bounces, 5.4.4, as in Postfix).
+//! TLS, with Postfix's texts: deferrals `TLS is required, but was not offered by host H[A]`
+//! (4.7.4), `TLS is required, but host H[A] refused to start TLS: <reply>`, `Cannot start TLS:
+//! handshake failure` (4.7.5), `Server certificate not verified` (4.7.5), `client TLS
+//! configuration problem` (4.7.5, a policy entry that does not parse, or `dane-only`, after a
+//! warning naming the table and key); `SSL_connect error to H[A]:P: <why>`; at
+//! `smtp_tls_loglevel` 1 and up `Untrusted|Trusted|Verified TLS connection established to
+//! H[A]:P: TLSv1.3 with cipher ... (256/256 bits) key-exchange X25519 server-signature ...`
+//! and, for an untrusted chain (at every level) or a name mismatch (where names are checked),
+//! `certificate verification failed for H[A]:P: untrusted issuer` or `server certificate verification failed for H[A]:P: num=62:hostname mismatch`.
+//! SASL, deferring the session's mail (`smtp_sasl_auth_soft_bounce` makes a 5xx 4xx): `SASL
+//! authentication failed; server H[A] said: <reply>`, `SASL authentication failed; cannot
+//! authenticate to server H[A]: no mechanism available`, `SASL authentication failed: server
+//! H[A] offered no compatible authentication mechanisms for this type of connection security`;
+//! `warning: H[A]:P offered no supported AUTH mechanisms: '...'`.
 //!
 //! # Configuration parameters
-//! `smtp_connect_timeout`, `smtp_helo_timeout`, `smtp_data_done_timeout`, `myhostname`,
+//! `smtp_connect_timeout`, `smtp_helo_timeout`, `smtp_mail_timeout`, `smtp_rcpt_timeout`,
+//! `smtp_data_init_timeout`, `smtp_data_xfer_timeout`, `smtp_data_done_timeout`,
+//! `smtp_rset_timeout` (a cached connection's RSET), `smtp_quit_timeout` (also for QUIT on an
+//! idle cached connection), `ipc_timeout` (how long a kept connection from the queue manager
+//! may wait for its next request), `myhostname`,
 //! `smtp_connection_cache_time_limit`, `smtp_dns_nameservers`, `smtp_line_length_limit`,
-//! `smtp_mx_address_limit`, `smtp_mx_session_limit`, `inet_interfaces`, `proxy_interfaces`.
+//! `smtp_mx_address_limit`, `smtp_mx_session_limit`, `inet_interfaces`, `proxy_interfaces`;
+//! TLS: `smtp_tls_security_level`, `smtp_tls_policy_maps`, `smtp_tls_CAfile`,
+//! `smtp_tls_CApath`, `smtp_tls_protocols`, `smtp_tls_mandatory_protocols`,
+//! `smtp_tls_verify_cert_match`, `smtp_tls_secure_cert_match`, `smtp_tls_servername`,
+//! `smtp_tls_loglevel`, `smtp_starttls_timeout`; SASL: `smtp_sasl_auth_enable`,
+//! `smtp_sasl_password_maps`, `smtp_sasl_security_options`, `smtp_sasl_tls_security_options`,
+//! `smtp_sasl_mechanism_filter`, `smtp_sasl_auth_soft_bounce`.
 //!
 //! # Bugs
-//! No STARTTLS, no DANE/MTA-STS. Equal-preference MX hosts are tried in the resolver's order,
+//! No DANE (the resolver does not validate DNSSEC: `dane` is `may` and `dane-only` defers,
+//! as in Postfix without DNSSEC) and no MTA-STS; TLSv1.2 and TLSv1.3 only; no client
+//! certificates, `fingerprint` level, cipher settings or TLS session cache; a 5xx reply to
+//! STARTTLS under a required level defers where Postfix bounces at the last MX host; the
+//! untrusted-issuer line does not name the issuer. SASL: PLAIN, LOGIN and CRAM-MD5 only (no
+//! Cyrus library), no sender-dependent authentication, no AUTH failure cache. Equal-preference MX hosts are tried in the resolver's order,
 //! not shuffled. The message is read from its queue file whole (it is sent in pieces), on the agent's one
 //! thread: a large message holds up the other deliveries for the time of the read. The null
 //! MX status is RFC 7505's 5.1.10, where Postfix's smtp client says 5.1.0 (its smtpd says
@@ -80,8 +134,18 @@ pub mod myself;
 pub mod nexthop;
 /// From a next hop to the addresses to try (MX, A/AAAA, null MX, this system).
 pub mod resolve;
+/// SASL AUTH to a next hop: when, with which mechanism, and Postfix's texts.
+pub mod sasl;
+/// The client side of PLAIN, LOGIN and CRAM-MD5, without I/O.
+pub mod sasl_mech;
 /// The daemon: the skeleton's service and `run`.
 mod service;
+/// STARTTLS in a session: when, the handshake, the certificate policy, EHLO again.
+pub mod starttls;
+/// TLS settings, trusted CAs and the per-connection connector with its certificate check.
+pub mod tls;
+/// Per-destination TLS policy (`smtp_tls_security_level`, `smtp_tls_policy_maps`).
+pub mod tls_policy;
 /// The conversation on one connection: handshake and one mail transaction.
 pub mod transaction;
 

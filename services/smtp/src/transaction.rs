@@ -61,12 +61,12 @@ pub fn bounced(dsn: &str, text: String) -> Failure {
 }
 
 /// A reply that ends the transaction for every recipient still open.
-fn rejected(reply: &Reply, peer: &str, after: &str) -> Failure {
+pub fn rejected(reply: &Reply, peer: &str, after: &str) -> Failure {
     let outcome = if reply.class() == 5 { Outcome::Bounced } else { Outcome::Deferred };
     Failure { outcome, dsn: reply.dsn(), text: format!("host {peer} said: {} (in reply to {after})", reply.text()), site: false }
 }
 
-fn broken(e: ClientError, peer: &str, during: &str) -> Failure {
+pub fn broken(e: ClientError, peer: &str, during: &str) -> Failure {
     match e {
         ClientError::Timeout => deferred("4.4.2", format!("conversation with {peer} timed out while {during}"), true),
         ClientError::Io(_) => deferred("4.4.2", format!("lost connection with {peer} while {during}"), true),
@@ -91,11 +91,48 @@ fn reply_name(reply: &Reply) -> &str {
     reply.lines.first().and_then(|l| l.split_whitespace().next()).unwrap_or("")
 }
 
-/// Greeting and EHLO (HELO when EHLO is refused). With `looking`, a server that answers EHLO
-/// with our own `myhostname` is ourselves: Postfix's `mail for <nexthop> loops back to
-/// myself`, 5.4.6 at a most preferred MX host, 4.4.6 at another (a greeting with our name
-/// only gets a warning, as in Postfix, since banners are often set by hand).
-pub async fn handshake(cfg: &SessionConfig, conn: &mut Connection, peer: &str, looking: Option<Loop<'_>>) -> Result<(), Failure> {
+/// What the server said it can do in its reply to EHLO (nothing after HELO).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hello {
+    /// The keyword lines after the first, upper-cased: `STARTTLS`, `AUTH PLAIN LOGIN`, ...
+    pub keywords: Vec<String>,
+}
+
+impl Hello {
+    fn of(reply: &Reply, esmtp: bool) -> Hello {
+        let keywords = if esmtp { reply.lines.iter().skip(1).map(|l| l.trim().to_ascii_uppercase()).collect() } else { Vec::new() };
+        Hello { keywords }
+    }
+
+    /// The server offers `keyword` (the first word of a line).
+    pub fn offers(&self, keyword: &str) -> bool {
+        self.keywords.iter().any(|k| k.split_whitespace().next() == Some(keyword))
+    }
+
+    /// The words after `keyword` on its line (`AUTH PLAIN LOGIN` gives PLAIN, LOGIN); also
+    /// `AUTH=` as old servers write it.
+    pub fn params(&self, keyword: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for k in &self.keywords {
+            let mut words = k.split_whitespace();
+            let Some(first) = words.next() else { continue };
+            let rest: Vec<String> = match first.split_once('=') {
+                Some((kw, v)) if kw == keyword => std::iter::once(v).chain(words).map(str::to_string).collect(),
+                None if first == keyword => words.map(str::to_string).collect(),
+                _ => continue,
+            };
+            for w in rest {
+                if !out.contains(&w) {
+                    out.push(w);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Greeting and EHLO (HELO when EHLO is refused); then see [`hello`].
+pub async fn handshake(cfg: &SessionConfig, conn: &mut Connection, peer: &str, looking: Option<Loop<'_>>) -> Result<Hello, Failure> {
     let greeting = conn.read_reply().await.map_err(|e| broken(e, peer, "receiving the initial server greeting"))?;
     if greeting.class() != 2 {
         let mut f = rejected(&greeting, peer, "the initial server greeting");
@@ -108,9 +145,19 @@ pub async fn handshake(cfg: &SessionConfig, conn: &mut Connection, peer: &str, l
     {
         log_warning!("host {} greeted me with my own hostname {}", l.relay, cfg.myhostname);
     }
+    hello(cfg, conn, peer, looking).await
+}
+
+/// EHLO (HELO when EHLO is refused), also again after STARTTLS. With `looking`, a server that
+/// answers EHLO with our own `myhostname` is ourselves: Postfix's `mail for <nexthop> loops
+/// back to myself`, 5.4.6 at a most preferred MX host, 4.4.6 at another (a greeting with our
+/// name only gets a warning, as in Postfix, since banners are often set by hand).
+pub async fn hello(cfg: &SessionConfig, conn: &mut Connection, peer: &str, looking: Option<Loop<'_>>) -> Result<Hello, Failure> {
     let mut hello =
         conn.command(&format!("EHLO {}", cfg.myhostname)).await.map_err(|e| broken(e, peer, "performing the EHLO handshake"))?;
+    let mut esmtp = true;
     if hello.class() == 5 {
+        esmtp = false;
         hello = conn.command(&format!("HELO {}", cfg.myhostname)).await.map_err(|e| broken(e, peer, "performing the HELO handshake"))?;
     }
     if hello.class() != 2 {
@@ -124,7 +171,7 @@ pub async fn handshake(cfg: &SessionConfig, conn: &mut Connection, peer: &str, l
         let _ = conn.command("QUIT").await;
         return Err(if l.best { bounced("5.4.6", text) } else { deferred("4.4.6", text, true) });
     }
-    Ok(())
+    Ok(Hello::of(&hello, esmtp))
 }
 
 /// Make a connection kept from an earlier delivery ready for another transaction: RSET, under
@@ -368,7 +415,7 @@ mod tests {
         for c in cases {
             let (mut conn, server) = peer(c.script).await;
             let looking = c.best.map(|best| Loop { nexthop: "d.test", relay: "peer.test[127.0.0.1]:25", best });
-            let got = handshake(&cfg(), &mut conn, "peer.test[127.0.0.1]", looking).await;
+            let got = handshake(&cfg(), &mut conn, "peer.test[127.0.0.1]", looking).await.map(|_| ());
             drop(conn);
             let want = c.want.map_err(|(outcome, dsn, site)| (outcome, dsn.to_string(), site));
             assert_eq!(got.map_err(|f| (f.outcome, f.dsn, f.site)), want, "{}", c.name);

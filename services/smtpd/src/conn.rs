@@ -29,8 +29,8 @@ use crate::config::{BareNewline, SmtpdConfig};
 use crate::data::{DataReader, Feed};
 use crate::reply::Reply;
 use crate::session::{Peer, Session, Step};
-use crate::stream::SmtpStream;
-use crate::tls::{ServerContext, TlsInfo};
+use crate::tls::ServerContext;
+use common::tls::{SmtpStream, TlsInfo};
 
 /// The connection with a read buffer (over a write buffer): commands are read from the one,
 /// replies collected in the other.
@@ -158,7 +158,7 @@ impl Io {
         match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
                 let info = TlsInfo::of(tls.get_ref().1, &signed);
-                self.r = buffered(SmtpStream::Tls(Box::new(tls)));
+                self.r = buffered(SmtpStream::Tls(Box::new(tls.into())));
                 Ok(info)
             }
             Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Err("lost connection".into()),

@@ -212,7 +212,8 @@
 //! `queue_minfree`, `hopcount_limit`, `smtpd_forbid_bare_newline`,
 //! `smtpd_client_connection_count_limit`, `smtpd_client_connection_rate_limit`,
 //! `smtpd_client_message_rate_limit`, `smtpd_client_event_limit_exceptions`,
-//! `anvil_rate_time_unit`, `smtpd_idle_eviction_time`,
+//! `anvil_rate_time_unit`, `smtpd_idle_eviction_time`, `ipc_timeout` (an ETRN's wait for the
+//! fast flush service), `trigger_timeout` (queue manager triggers),
 //! `smtpd_forbid_bare_newline_exclusions`, `smtpd_forbid_bare_newline_reject_code`,
 //! `smtpd_timeout`, `smtpd_soft_error_limit`, `smtpd_hard_error_limit`,
 //! `smtpd_junk_command_limit`, `smtpd_error_sleep_time`, `fast_flush_domains`, `etrn_fallback`,
@@ -257,7 +258,6 @@ pub mod reply;
 pub mod sasl;
 mod service;
 pub mod session;
-pub mod stream;
 pub mod tls;
 
 pub use service::run;

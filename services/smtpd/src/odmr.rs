@@ -285,7 +285,7 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
         return None;
     }
     let stream = io.take_stream();
-    let mut conn = Connection::over(Box::new(stream), odmr.helo_timeout);
+    let mut conn = Connection::over(Box::new(stream), s.encrypted(), odmr.helo_timeout);
     // Named after the session: the provider did not connect anywhere, the customer did.
     let relay = format!("odmr:{}", s.peer.show());
     let peer = s.peer.show();
@@ -296,7 +296,7 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
     // close_notify: a customer that stopped reading must not hold the session any longer.
     let mut healthy = false;
     match handshake(&odmr.session, &mut conn, &peer, None).await {
-        Ok(()) => {
+        Ok(_) => {
             let setup = started.elapsed().as_secs_f64();
             let mut next = Some(first);
             let mut uses = 0;

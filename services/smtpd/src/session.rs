@@ -11,7 +11,7 @@ use common::text::printable;
 use crate::address::{Address, parse_path};
 use crate::config::{Restriction, SmtpdConfig};
 use crate::reply::Reply;
-use crate::tls::TlsInfo;
+use common::tls::TlsInfo;
 
 /// What the connection loop does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -579,31 +579,10 @@ mod tests {
         }
     }
 
-    /// A self-signed certificate and key in `dir`, made with the openssl command.
+    /// A self-signed certificate and key in `dir`.
     fn make_cert(dir: &std::path::Path) -> (String, String) {
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let out = std::process::Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=mx.test",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("run openssl");
-        assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
-        (cert.display().to_string(), key.display().to_string())
+        common::tls::test_pki::self_signed(dir, "mx", "mx.test");
+        (dir.join("mx.pem").display().to_string(), dir.join("mx.key").display().to_string())
     }
 
     /// One dialogue against a configuration; each reply must start with its expectation.

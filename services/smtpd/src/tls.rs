@@ -1,10 +1,9 @@
 //! smtpd's TLS settings, from Postfix's parameters: the security level, the server certificate
-//! and key (read again on every reload), the protocol versions, and what a finished handshake
-//! is called in the log and in the `Received:` header.
+//! and key (read again on every reload) and the protocol versions. What a finished handshake is
+//! called in the log and in the `Received:` header, the protocol lists and the PEM files are
+//! [`common::tls`], shared with the smtp client.
 //!
-//! TLS is rustls with the ring provider: TLSv1.2 and TLSv1.3 only. Postfix's protocol syntax
-//! (`>=TLSv1`, `!SSLv2, !SSLv3`, `TLSv1.2 TLSv1.3`, `<=TLSv1.2`) is read as Postfix reads it and
-//! then narrowed to those two; older versions are never offered, whatever the list says.
+//! TLS is rustls with the ring provider: TLSv1.2 and TLSv1.3 only.
 //!
 //! A certificate or key that cannot be used is no fatal error, as in Postfix: the warnings say
 //! what is wrong and end in `disabling TLS support`; STARTTLS is still announced (Postfix does
@@ -12,16 +11,18 @@
 //! wrapper-mode service drops its clients with Postfix's warning.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use common::config::{ConfigError, Params};
 use common::log_warning;
+use common::tls::names::{SignatureSeen, record_signature};
+use common::tls::parse_protocols;
+use common::tls::pem::{pem_error, read_certs};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, SubjectPublicKeyInfoDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::{CertifiedKey, Signer, SigningKey};
-use rustls::version::{TLS12, TLS13};
-use rustls::{CipherSuite, ProtocolVersion, ServerConfig, ServerConnection, SignatureAlgorithm, SignatureScheme, SupportedProtocolVersion};
+use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
 use tokio_rustls::TlsAcceptor;
 
 /// `smtpd_tls_security_level`.
@@ -58,10 +59,6 @@ pub struct ServerContext {
     config: Arc<ServerConfig>,
     key: Arc<CertifiedKey>,
 }
-
-/// What the server signed with in one handshake: the scheme and the signature's length
-/// (an RSA signature is as long as the modulus, which gives Postfix's key bits).
-pub type SignatureSeen = Arc<Mutex<Option<(SignatureScheme, usize)>>>;
 
 impl ServerContext {
     /// An acceptor for one connection, which records the signature it makes for the log line
@@ -115,7 +112,7 @@ struct RecordingSigner {
 impl Signer for RecordingSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
         let signature = self.inner.sign(message)?;
-        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = Some((self.inner.scheme(), signature.len()));
+        record_signature(&self.seen, self.inner.scheme(), signature.len());
         Ok(signature)
     }
 
@@ -174,57 +171,6 @@ impl TlsSettings {
     }
 }
 
-/// The protocol versions a Postfix protocol list allows, among those rustls has; `None` for a
-/// list Postfix would call invalid.
-pub fn parse_protocols(list: &str) -> Option<Vec<&'static SupportedProtocolVersion>> {
-    // Postfix's versions in order; only the last two exist here.
-    const NAMES: [&str; 6] = ["SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
-    /// The rank of a version name (or an OpenSSL hex value) for `>=` and `<=`.
-    fn rank(v: &str) -> Option<usize> {
-        if v.eq_ignore_ascii_case("none") {
-            return Some(usize::MAX); // "no bound"
-        }
-        if let Some(i) = NAMES.iter().position(|n| *n == v) {
-            return Some(i);
-        }
-        // OpenSSL's numeric versions: 0x0300 SSLv3 .. 0x0304 TLSv1.3.
-        let n = u32::from_str_radix(v.trim_start_matches("0x"), 16).ok()?;
-        match n {
-            0 => Some(usize::MAX),
-            0x0300..=0x0304 => Some(n as usize - 0x0300 + 1),
-            _ => None,
-        }
-    }
-    let (mut include, mut exclude) = (Vec::new(), Vec::new());
-    let (mut floor, mut ceiling) = (0, NAMES.len() - 1);
-    for tok in list.split([',', ' ', '\t', ':']).filter(|t| !t.is_empty()) {
-        if let Some(v) = tok.strip_prefix(">=") {
-            floor = match rank(v)? {
-                usize::MAX => 0,
-                r => r,
-            };
-        } else if let Some(v) = tok.strip_prefix("<=") {
-            ceiling = match rank(v)? {
-                usize::MAX => NAMES.len() - 1,
-                r => r,
-            };
-        } else if let Some(v) = tok.strip_prefix('!') {
-            exclude.push(NAMES.iter().position(|n| *n == v)?);
-        } else {
-            include.push(NAMES.iter().position(|n| *n == tok)?);
-        }
-    }
-    let allowed = |i: usize| (include.is_empty() || include.contains(&i)) && !exclude.contains(&i) && (floor..=ceiling).contains(&i);
-    let mut out = Vec::new();
-    if allowed(5) {
-        out.push(&TLS13);
-    }
-    if allowed(4) {
-        out.push(&TLS12);
-    }
-    Some(out)
-}
-
 /// The server's TLS context, or `None` after the warnings that say why there is none.
 fn load_context(p: &Params, level: Level) -> Result<Option<Arc<ServerContext>>, ConfigError> {
     // Postfix takes the mandatory list where TLS is required.
@@ -263,7 +209,7 @@ fn load_context(p: &Params, level: Level) -> Result<Option<Arc<ServerContext>>, 
         log_warning!("No server certs available. TLS won't be enabled");
         return Ok(None);
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = common::tls::provider();
     let context = CertifiedKey::from_der(certs, key, &provider).and_then(|key| {
         let key = Arc::new(key);
         let config = ServerConfig::builder_with_provider(provider)
@@ -339,182 +285,14 @@ fn load_chain_file(file: &str) -> Option<CertAndKey> {
     }
 }
 
-/// The certificates of a PEM file, at least one.
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> =
-        CertificateDer::pem_file_iter(path).map_err(|e| pem_error(&e))?.collect::<Result<_, _>>().map_err(|e| pem_error(&e))?;
-    if certs.is_empty() {
-        return Err(format!("No PEM data in {}", path.display()));
-    }
-    Ok(certs)
-}
-
-fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
-    match e {
-        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
-        rustls::pki_types::pem::Error::NoItemsFound => "no PEM object of this type found".into(),
-        other => format!("{other:?}"),
-    }
-}
-
-/// What a finished handshake negotiated, in OpenSSL's names (which Postfix logs).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsInfo {
-    /// `TLSv1.3`.
-    pub protocol: String,
-    /// `TLS_AES_256_GCM_SHA384`.
-    pub cipher: String,
-    /// The cipher's key bits, used and of the algorithm (`256/256`).
-    pub bits: u16,
-    /// The TLSv1.3 key exchange group (`X25519`); Postfix names none for TLSv1.2.
-    pub kex: Option<String>,
-    /// The TLSv1.3 server signature as Postfix shows it: `ECDSA (prime256v1) server-digest
-    /// SHA256`, `RSA-PSS (2048 bits) server-digest SHA256`, `ED25519`; none when the session was
-    /// resumed (nothing was signed).
-    pub server_signature: Option<String>,
-}
-
-impl TlsInfo {
-    pub fn of(conn: &ServerConnection, seen: &SignatureSeen) -> TlsInfo {
-        let protocol = match conn.protocol_version() {
-            Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
-            Some(ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-            Some(v) => format!("{v:?}"),
-            None => "unknown".to_string(),
-        };
-        let (cipher, bits) = conn.negotiated_cipher_suite().map_or(("unknown".into(), 0), |s| cipher_name(s.suite()));
-        let tls13 = conn.protocol_version() == Some(ProtocolVersion::TLSv1_3);
-        let kex = tls13.then(|| conn.negotiated_key_exchange_group().map(|g| group_name(g.name()))).flatten();
-        let signed = *seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let server_signature = tls13.then(|| signed.and_then(|(scheme, len)| signature_name(scheme, len))).flatten();
-        TlsInfo { protocol, cipher, bits, kex, server_signature }
-    }
-
-    /// Postfix's `tls_log_summary` line (smtpd_tls_loglevel >= 1).
-    pub fn summary(&self, peer: &str) -> String {
-        let mut line = format!(
-            "Anonymous TLS connection established from {peer}: {} with cipher {} ({}/{} bits)",
-            self.protocol, self.cipher, self.bits, self.bits
-        );
-        if let Some(kex) = &self.kex {
-            line.push_str(&format!(" key-exchange {kex}"));
-        }
-        if let Some(sig) = &self.server_signature {
-            line.push_str(&format!(" server-signature {sig}"));
-        }
-        line
-    }
-
-    /// The lines Postfix adds to its `Received:` header after `from ...`, each with its CRLF.
-    pub fn received_clause(&self) -> String {
-        let mut out = format!("\t(using {} with cipher {} ({}/{} bits)", self.protocol, self.cipher, self.bits, self.bits);
-        // Postfix starts a continuation line for the key exchange, or else for the signature.
-        match (&self.kex, &self.server_signature) {
-            (Some(kex), sig) => {
-                out.push_str(&format!("\r\n\t key-exchange {kex}"));
-                if let Some(sig) = sig {
-                    out.push_str(&format!(" server-signature {sig}"));
-                }
-            }
-            (None, Some(sig)) => out.push_str(&format!("\r\n\t server-signature {sig}")),
-            (None, None) => {}
-        }
-        out.push_str(")\r\n\t(No client certificate requested)\r\n");
-        out
-    }
-}
-
-/// OpenSSL's name for a cipher suite, and its key bits.
-fn cipher_name(suite: CipherSuite) -> (String, u16) {
-    let (name, bits) = match suite {
-        CipherSuite::TLS13_AES_256_GCM_SHA384 => ("TLS_AES_256_GCM_SHA384", 256),
-        CipherSuite::TLS13_AES_128_GCM_SHA256 => ("TLS_AES_128_GCM_SHA256", 128),
-        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => ("TLS_CHACHA20_POLY1305_SHA256", 256),
-        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => ("ECDHE-ECDSA-AES256-GCM-SHA384", 256),
-        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => ("ECDHE-ECDSA-AES128-GCM-SHA256", 128),
-        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => ("ECDHE-ECDSA-CHACHA20-POLY1305", 256),
-        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => ("ECDHE-RSA-AES256-GCM-SHA384", 256),
-        CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => ("ECDHE-RSA-AES128-GCM-SHA256", 128),
-        CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => ("ECDHE-RSA-CHACHA20-POLY1305", 256),
-        other => return (format!("{other:?}"), 0),
-    };
-    (name.to_string(), bits)
-}
-
-/// Postfix's words for a TLSv1.3 server signature (`tls_get_signature_params`): the key type
-/// with its curve or bits, and the digest.
-fn signature_name(scheme: SignatureScheme, len: usize) -> Option<String> {
-    use SignatureScheme as S;
-    let rsa = |digest: &str| format!("RSA-PSS ({} bits) server-digest {digest}", len * 8);
-    Some(match scheme {
-        S::ECDSA_NISTP256_SHA256 => "ECDSA (prime256v1) server-digest SHA256".into(),
-        S::ECDSA_NISTP384_SHA384 => "ECDSA (secp384r1) server-digest SHA384".into(),
-        S::ECDSA_NISTP521_SHA512 => "ECDSA (secp521r1) server-digest SHA512".into(),
-        S::RSA_PSS_SHA256 => rsa("SHA256"),
-        S::RSA_PSS_SHA384 => rsa("SHA384"),
-        S::RSA_PSS_SHA512 => rsa("SHA512"),
-        S::ED25519 => "ED25519".into(),
-        _ => return None,
-    })
-}
-
-/// OpenSSL's name for a key exchange group.
-fn group_name(g: rustls::NamedGroup) -> String {
-    match g {
-        rustls::NamedGroup::X25519 => "X25519".into(),
-        rustls::NamedGroup::secp256r1 => "secp256r1".into(),
-        rustls::NamedGroup::secp384r1 => "secp384r1".into(),
-        other => format!("{other:?}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(list: &str) -> Option<Vec<&'static str>> {
-        parse_protocols(list).map(|v| {
-            v.iter()
-                .map(|p| match p.version {
-                    ProtocolVersion::TLSv1_3 => "1.3",
-                    _ => "1.2",
-                })
-                .collect()
-        })
-    }
-
-    #[test]
-    fn postfix_protocol_lists() {
-        let cases: &[(&str, Option<Vec<&str>>)] = &[
-            (">=TLSv1", Some(vec!["1.3", "1.2"])),
-            ("", Some(vec!["1.3", "1.2"])),
-            ("!SSLv2, !SSLv3", Some(vec!["1.3", "1.2"])),
-            ("!SSLv2:!SSLv3:!TLSv1:!TLSv1.1", Some(vec!["1.3", "1.2"])),
-            (">=TLSv1.2", Some(vec!["1.3", "1.2"])),
-            (">=TLSv1.3", Some(vec!["1.3"])),
-            ("<=TLSv1.2", Some(vec!["1.2"])),
-            ("TLSv1.2", Some(vec!["1.2"])),
-            ("TLSv1 TLSv1.1", Some(vec![])),
-            ("!TLSv1.2 !TLSv1.3", Some(vec![])),
-            (">=0x0304", Some(vec!["1.3"])),
-            (">=None", Some(vec!["1.3", "1.2"])),
-            ("TLSv9", None),
-            (">=bogus", None),
-        ];
-        for (list, want) in cases {
-            assert_eq!(&names(list), want, "{list:?}");
-        }
-    }
 
     /// Settings from main.cf lines (over a temporary config directory).
     fn settings(dir: &Path, lines: &str) -> TlsSettings {
         let main = common::config::MainCf::parse(lines, &dir.join("main.cf")).unwrap();
         TlsSettings::from_params(&Params::from_parts(dir, main, &[])).unwrap()
-    }
-
-    fn openssl(dir: &Path, args: &[&str]) {
-        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Each way a certificate can be unusable leaves no TLS context (and warnings), never an
@@ -524,26 +302,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         for name in ["a", "b"] {
-            openssl(
-                d,
-                &[
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1",
-                    "-nodes",
-                    "-days",
-                    "1",
-                    "-subj",
-                    "/CN=mx.test",
-                    "-keyout",
-                    &format!("{name}.key"),
-                    "-out",
-                    &format!("{name}.pem"),
-                ],
-            );
+            common::tls::test_pki::self_signed(d, name, "mx.test");
         }
         let both = [std::fs::read_to_string(d.join("a.key")).unwrap(), std::fs::read_to_string(d.join("a.pem")).unwrap()].concat();
         std::fs::write(d.join("a.chain"), both).unwrap();
@@ -573,38 +332,5 @@ mod tests {
         }
         let wrapper = settings(d, &format!("smtpd_tls_wrappermode = yes\nsmtpd_tls_cert_file = {}\n", f("a.chain")));
         assert!(wrapper.required() && wrapper.context.is_some(), "wrapper mode implies encrypt");
-    }
-
-    #[test]
-    fn log_and_header_shapes() {
-        let info = TlsInfo {
-            protocol: "TLSv1.3".into(),
-            cipher: "TLS_AES_256_GCM_SHA384".into(),
-            bits: 256,
-            kex: Some("X25519".into()),
-            server_signature: signature_name(SignatureScheme::RSA_PSS_SHA256, 256),
-        };
-        // The line Postfix 3.7 logged (reference/postfix-behavior.md 16.1).
-        assert_eq!(
-            info.summary("localhost[127.0.0.1]"),
-            "Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256"
-        );
-        assert_eq!(
-            info.received_clause(),
-            "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\r\n\t key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256)\r\n\t(No client certificate requested)\r\n"
-        );
-        let resumed = TlsInfo { server_signature: None, ..info };
-        assert!(resumed.summary("x[192.0.2.1]").ends_with("key-exchange X25519"));
-        let tls12 = TlsInfo {
-            protocol: "TLSv1.2".into(),
-            cipher: "ECDHE-RSA-AES256-GCM-SHA384".into(),
-            bits: 256,
-            kex: None,
-            server_signature: None,
-        };
-        assert_eq!(
-            tls12.received_clause(),
-            "\t(using TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits))\r\n\t(No client certificate requested)\r\n"
-        );
     }
 }

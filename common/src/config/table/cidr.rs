@@ -34,25 +34,19 @@ fn prefix_eq(net: &[u8], addr: &[u8], len: u8) -> bool {
     rest == 0 || (net[full] ^ addr[full]) & (0xffu8 << (8 - rest)) == 0
 }
 
+/// An entry: a network and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Rule {
-    Match {
-        net: Net,
-        value: String,
-    },
-    /// `end` is the index of the matching `endif` (none: the block runs to the end).
-    If {
-        net: Net,
-        end: Option<usize>,
-        line: usize,
-    },
-    Endif,
+struct Entry {
+    net: Net,
+    value: String,
 }
+
+type Rule = super::rules::Rule<Net, Entry>;
 
 /// A compiled `cidr:` table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CidrTable {
-    rules: Vec<Rule>,
+    rules: super::rules::Rules<Net, Entry>,
 }
 
 /// Parse `net/len`, `addr`, `[addr]`, `[addr]/len` (Postfix `cidr_match_parse`).
@@ -133,65 +127,44 @@ pub(super) fn keyword<'a>(s: &'a str, word: &str) -> Option<&'a str> {
     (head.eq_ignore_ascii_case(word) && !rest.starts_with(|c: char| c.is_ascii_alphanumeric())).then_some(rest)
 }
 
+/// One logical line's rule.
+fn parse_rule(text: &str, nesting: usize) -> Result<Rule, String> {
+    if let Some(rest) = keyword(text, "if") {
+        let (pattern, negated) = take_negation(rest);
+        if pattern.is_empty() {
+            return Err("no address pattern".into());
+        }
+        return Ok(Rule::If { cond: parse_net(pattern.trim_end(), negated)?, end: None, line: 0 });
+    }
+    if let Some(rest) = keyword(text, "endif") {
+        if !rest.trim().is_empty() {
+            return Err("garbage after ENDIF".into());
+        }
+        if nesting == 0 {
+            return Err("ENDIF without IF".into());
+        }
+        return Ok(Rule::Endif);
+    }
+    let (rest, negated) = take_negation(text);
+    let (pattern, value) = rest.split_once(char::is_whitespace).map_or((rest, ""), |(p, v)| (p, v.trim()));
+    if pattern.is_empty() {
+        return Err("no address pattern".into());
+    }
+    let net = parse_net(pattern, negated)?;
+    if value.is_empty() {
+        return Err("no lookup result".into());
+    }
+    Ok(Rule::Entry(Entry { net, value: value.to_string() }))
+}
+
 impl CidrTable {
     /// Compile the rules of `text` (logical lines as in every Postfix table file); warnings
     /// (`cidr map NAME, line N: ...`) are pushed onto `warnings`.
     pub fn parse(text: &str, name: &str, warnings: &mut Vec<String>) -> CidrTable {
-        let mut t = CidrTable::default();
-        let mut open_ifs: Vec<usize> = Vec::new();
-        for (line, text) in super::source::logical_lines(text) {
-            match t.parse_rule(&text, open_ifs.len()) {
-                Err(why) => warnings.push(format!("cidr map {name}, line {line}: {why}: skipping this rule")),
-                Ok(mut rule) => {
-                    if let Rule::If { line: l, .. } = &mut rule {
-                        *l = line;
-                        open_ifs.push(t.rules.len());
-                    }
-                    if rule == Rule::Endif {
-                        let here = t.rules.len();
-                        if let Some(Rule::If { end, .. }) = open_ifs.pop().and_then(|i| t.rules.get_mut(i)) {
-                            *end = Some(here);
-                        }
-                    }
-                    t.rules.push(rule);
-                }
-            }
-        }
-        for i in open_ifs.into_iter().rev() {
-            if let Some(Rule::If { line, .. }) = t.rules.get(i) {
-                warnings.push(format!("cidr map {name}, line {line}: IF has no matching ENDIF"));
-            }
-        }
-        t
-    }
-
-    fn parse_rule(&self, text: &str, nesting: usize) -> Result<Rule, String> {
-        if let Some(rest) = keyword(text, "if") {
-            let (pattern, negated) = take_negation(rest);
-            if pattern.is_empty() {
-                return Err("no address pattern".into());
-            }
-            return Ok(Rule::If { net: parse_net(pattern.trim_end(), negated)?, end: None, line: 0 });
-        }
-        if let Some(rest) = keyword(text, "endif") {
-            if !rest.trim().is_empty() {
-                return Err("garbage after ENDIF".into());
-            }
-            if nesting == 0 {
-                return Err("ENDIF without IF".into());
-            }
-            return Ok(Rule::Endif);
-        }
-        let (rest, negated) = take_negation(text);
-        let (pattern, value) = rest.split_once(char::is_whitespace).map_or((rest, ""), |(p, v)| (p, v.trim()));
-        if pattern.is_empty() {
-            return Err("no address pattern".into());
-        }
-        let net = parse_net(pattern, negated)?;
-        if value.is_empty() {
-            return Err("no lookup result".into());
-        }
-        Ok(Rule::Match { net, value: value.to_string() })
+        let rules = super::rules::Rules::compile(text, &format!("cidr map {name}"), warnings, |text, depth, at, warnings| {
+            parse_rule(text, depth).map_err(|why| warnings.push(format!("{at}: {why}: skipping this rule"))).ok()
+        });
+        CidrTable { rules }
     }
 
     /// The value of the first rule that matches `key`, an IPv4 or IPv6 address (anything
@@ -199,19 +172,7 @@ impl CidrTable {
     pub fn lookup(&self, key: &str) -> Option<&str> {
         let key = key.strip_prefix('[').and_then(|k| k.strip_suffix(']')).unwrap_or(key);
         let addr: IpAddr = if key.contains(':') { IpAddr::V6(key.parse().ok()?) } else { IpAddr::V4(key.parse().ok()?) };
-        let mut i = 0;
-        while let Some(rule) = self.rules.get(i) {
-            match rule {
-                Rule::Match { net, value } if net.matches(&addr) => return Some(value),
-                Rule::If { net, end, .. } if !net.matches(&addr) => match end {
-                    Some(e) => i = *e,
-                    None => return None,
-                },
-                _ => {}
-            }
-            i += 1;
-        }
-        None
+        self.rules.first(|net| net.matches(&addr), |e| e.net.matches(&addr).then_some(e.value.as_str()))
     }
 }
 

@@ -21,6 +21,7 @@
 pub mod cidr;
 pub mod indexed;
 pub mod regexp;
+pub mod rules;
 pub mod search;
 pub mod source;
 

@@ -57,17 +57,21 @@ enum Piece {
     Group(usize),
 }
 
+/// An entry: one pattern (regexp: also `/re1/!/re2/`) and its result with `$n` groups.
 #[derive(Debug, Clone)]
-enum Rule {
-    Match { first: Pattern, second: Option<Pattern>, result: Vec<Piece>, max_group: usize },
-    If { cond: Pattern, end: Option<usize>, line: usize },
-    Endif,
+struct Entry {
+    first: Pattern,
+    second: Option<Pattern>,
+    result: Vec<Piece>,
+    max_group: usize,
 }
+
+type Rule = super::rules::Rule<Pattern, Entry>;
 
 /// A compiled `regexp:` or `pcre:` table.
 #[derive(Debug, Clone)]
 pub struct RegexpTable {
-    rules: Vec<Rule>,
+    rules: super::rules::Rules<Pattern, Entry>,
 }
 
 /// Raw pattern text, flags and negation, before compiling.
@@ -205,113 +209,74 @@ fn parse_result(text: &str) -> Result<Vec<Piece>, String> {
 impl RegexpTable {
     /// Compile the rules of `text`; warnings (`regexp map NAME, line N: ...`) go to `warnings`.
     pub fn parse(text: &str, name: &str, dialect: Dialect, warnings: &mut Vec<String>) -> RegexpTable {
-        let mut t = RegexpTable { rules: Vec::new() };
-        let mut open_ifs: Vec<usize> = Vec::new();
-        let word = dialect.map_word();
-        for (line, text) in super::source::logical_lines(text) {
-            let at = format!("{word} map {name}, line {line}");
-            match t.parse_rule(&text, dialect, open_ifs.len(), warnings, &at) {
-                Err(why) => warnings.push(format!("{at}: {why}")),
-                Ok(None) => {}
-                Ok(Some(mut rule)) => {
-                    if let Rule::If { line: l, .. } = &mut rule {
-                        *l = line;
-                        open_ifs.push(t.rules.len());
-                    }
-                    if matches!(rule, Rule::Endif) {
-                        let here = t.rules.len();
-                        if let Some(Rule::If { end, .. }) = open_ifs.pop().and_then(|i| t.rules.get_mut(i)) {
-                            *end = Some(here);
-                        }
-                    }
-                    t.rules.push(rule);
-                }
-            }
-        }
-        for i in open_ifs.into_iter().rev() {
-            if let Some(Rule::If { line, .. }) = t.rules.get(i) {
-                warnings.push(format!("{word} map {name}, line {line}: IF has no matching ENDIF"));
-            }
-        }
-        t
-    }
-
-    /// One rule; `Ok(None)` for a line that is ignored after its own warning.
-    fn parse_rule(
-        &self,
-        text: &str,
-        dialect: Dialect,
-        nesting: usize,
-        warnings: &mut Vec<String>,
-        at: &str,
-    ) -> Result<Option<Rule>, String> {
-        let skip = |why: String| format!("{why}: skipping this rule");
-        if !text.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-            let (raw, rest) = take_pattern(text, dialect == Dialect::Posix).map_err(skip)?;
-            let (second_raw, rest) = if dialect == Dialect::Posix && rest.starts_with('!') {
-                let (p, r) = take_pattern(rest, true).map_err(skip)?;
-                (Some(p), r)
-            } else {
-                (None, rest)
-            };
-            let result_text = rest.trim();
-            if result_text.is_empty() {
-                warnings.push(format!("{at}: no replacement text: using empty string"));
-            }
-            let result = parse_result(result_text).map_err(|why| {
+        let label = format!("{} map {name}", dialect.map_word());
+        let rules = super::rules::Rules::compile(text, &label, warnings, |text, depth, at, warnings| {
+            parse_rule(text, dialect, depth, warnings, at).unwrap_or_else(|why| {
                 warnings.push(format!("{at}: {why}"));
-                "bad replacement syntax: skipping this rule".to_string()
-            })?;
-            let max_group = result.iter().filter_map(|p| if let Piece::Group(n) = p { Some(*n) } else { None }).max().unwrap_or(0);
-            if max_group > 0 && raw.negated {
-                return Err(skip("$number found in negative match replacement text".into()));
-            }
-            let first = compile(&raw, dialect, warnings, at).map_err(skip)?;
-            if max_group > first.re.captures_len() - 1 {
-                return Err(skip(format!("out of range replacement index \"{max_group}\"")));
-            }
-            let second = second_raw.map(|p| compile(&p, dialect, warnings, at)).transpose().map_err(skip)?;
-            return Ok(Some(Rule::Match { first, second, result, max_group }));
-        }
-        if let Some(rest) = super::cidr::keyword(text, "if") {
-            let (raw, after) = take_pattern(rest, false).map_err(skip)?;
-            if !after.trim().is_empty() {
-                warnings.push(format!("{at}: ignoring extra text after IF statement: \"{}\"", after.trim()));
-                warnings.push(format!("{at}: do not prepend whitespace to statements between IF and ENDIF"));
-            }
-            let cond = compile(&raw, dialect, warnings, at).map_err(skip)?;
-            return Ok(Some(Rule::If { cond, end: None, line: 0 }));
-        }
-        if let Some(rest) = super::cidr::keyword(text, "endif") {
-            if nesting == 0 {
-                return Err("ignoring ENDIF without matching IF".into());
-            }
-            if !rest.trim().is_empty() {
-                warnings.push(format!("{at}: ignoring extra text after ENDIF"));
-            }
-            return Ok(Some(Rule::Endif));
-        }
-        Err("ignoring unrecognized request".into())
+                None
+            })
+        });
+        RegexpTable { rules }
     }
 
     /// The result of the first rule that matches `key`, with `$n` substituted.
     pub fn lookup(&self, key: &str) -> Option<String> {
-        let mut i = 0;
-        while let Some(rule) = self.rules.get(i) {
-            match rule {
-                Rule::Match { first, second, result, max_group } if first.hit(key) && second.as_ref().is_none_or(|s| s.hit(key)) => {
-                    return Some(expand(first, key, result, *max_group));
-                }
-                Rule::If { cond, end, .. } if !cond.hit(key) => match end {
-                    Some(e) => i = *e,
-                    None => return None,
-                },
-                _ => {}
-            }
-            i += 1;
-        }
-        None
+        self.rules.first(
+            |cond| cond.hit(key),
+            |e| (e.first.hit(key) && e.second.as_ref().is_none_or(|s| s.hit(key))).then(|| expand(&e.first, key, &e.result, e.max_group)),
+        )
     }
+}
+
+/// One rule; `Ok(None)` for a line that is ignored after its own warning.
+fn parse_rule(text: &str, dialect: Dialect, nesting: usize, warnings: &mut Vec<String>, at: &str) -> Result<Option<Rule>, String> {
+    let skip = |why: String| format!("{why}: skipping this rule");
+    if !text.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        let (raw, rest) = take_pattern(text, dialect == Dialect::Posix).map_err(skip)?;
+        let (second_raw, rest) = if dialect == Dialect::Posix && rest.starts_with('!') {
+            let (p, r) = take_pattern(rest, true).map_err(skip)?;
+            (Some(p), r)
+        } else {
+            (None, rest)
+        };
+        let result_text = rest.trim();
+        if result_text.is_empty() {
+            warnings.push(format!("{at}: no replacement text: using empty string"));
+        }
+        let result = parse_result(result_text).map_err(|why| {
+            warnings.push(format!("{at}: {why}"));
+            "bad replacement syntax: skipping this rule".to_string()
+        })?;
+        let max_group = result.iter().filter_map(|p| if let Piece::Group(n) = p { Some(*n) } else { None }).max().unwrap_or(0);
+        if max_group > 0 && raw.negated {
+            return Err(skip("$number found in negative match replacement text".into()));
+        }
+        let first = compile(&raw, dialect, warnings, at).map_err(skip)?;
+        if max_group > first.re.captures_len() - 1 {
+            return Err(skip(format!("out of range replacement index \"{max_group}\"")));
+        }
+        let second = second_raw.map(|p| compile(&p, dialect, warnings, at)).transpose().map_err(skip)?;
+        return Ok(Some(Rule::Entry(Entry { first, second, result, max_group })));
+    }
+    if let Some(rest) = super::cidr::keyword(text, "if") {
+        let (raw, after) = take_pattern(rest, false).map_err(skip)?;
+        if !after.trim().is_empty() {
+            warnings.push(format!("{at}: ignoring extra text after IF statement: \"{}\"", after.trim()));
+            warnings.push(format!("{at}: do not prepend whitespace to statements between IF and ENDIF"));
+        }
+        let cond = compile(&raw, dialect, warnings, at).map_err(skip)?;
+        return Ok(Some(Rule::If { cond, end: None, line: 0 }));
+    }
+    if let Some(rest) = super::cidr::keyword(text, "endif") {
+        if nesting == 0 {
+            return Err("ignoring ENDIF without matching IF".into());
+        }
+        if !rest.trim().is_empty() {
+            warnings.push(format!("{at}: ignoring extra text after ENDIF"));
+        }
+        return Ok(Some(Rule::Endif));
+    }
+    Err("ignoring unrecognized request".into())
 }
 
 fn expand(p: &Pattern, key: &str, result: &[Piece], max_group: usize) -> String {

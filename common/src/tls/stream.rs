@@ -1,5 +1,6 @@
-//! The client connection as one stream type, plain TCP or TLS, so that a single session loop
-//! serves both and STARTTLS can change the one into the other in the middle of a session.
+//! An SMTP connection as one stream type, plain TCP or TLS (client or server side), so that a
+//! single session loop serves both and STARTTLS can change the one into the other in the middle
+//! of a session. smtpd and the smtp client both use it.
 
 use std::io;
 use std::pin::Pin;
@@ -7,7 +8,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsStream;
 
 pub enum SmtpStream {
     Plain(TcpStream),
