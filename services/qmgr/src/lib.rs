@@ -103,7 +103,8 @@
 //! reports back as messages. By Postfix's concerns, each deciding on its own data: `scan`
 //! (qmgr_scan), `active` (qmgr_active, qmgr_message), `deliver` (qmgr_deliver), `feedback`
 //! (qmgr_feedback and dead sites), `finish` (qmgr_active_done: expiry), `defer` (qmgr_defer:
-//! backoff, flush `Add`), `bounce` (qmgr_bounce); `scheduler` orders their steps (qmgr.c's
+//! backoff, flush `Add`); the notifications are `common::bounce` (qmgr_bounce; smtpd's ODMR
+//! provider writes them too); `scheduler` orders their steps (qmgr.c's
 //! loop) and `server` is the daemon loop.
 //!
 //! # Bugs
@@ -128,7 +129,6 @@
 
 pub mod active;
 pub mod actor;
-pub mod bounce;
 pub mod config;
 pub mod defer;
 pub mod deliver;

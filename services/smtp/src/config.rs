@@ -9,7 +9,7 @@ use crate::myself::Myself;
 use crate::resolve::Dns;
 use crate::sasl::ClientSasl;
 use crate::tls::ClientTls;
-use crate::transaction::{SessionConfig, Timeouts};
+use common::smtp_client::transaction::SessionConfig;
 
 /// The agent's settings.
 pub struct AgentConfig {
@@ -40,30 +40,10 @@ fn count(p: &Params, name: &str) -> Result<usize, ConfigError> {
     usize::try_from(p.int(name)?).map_err(|_| ConfigError::value(name, "must be zero or more"))
 }
 
-/// What one conversation needs, from the `smtp_*` parameters: also read by smtpd's ODMR
-/// provider, which runs the same conversation on a customer's connection.
-pub fn session_config(p: &Params) -> Result<SessionConfig, ConfigError> {
-    let line_length_limit = count(p, "smtp_line_length_limit")?;
-    // A limit of one would leave no room after the folding space.
-    if line_length_limit == 1 {
-        return Err(ConfigError::value("smtp_line_length_limit", "must be 0 (no limit) or at least 2"));
-    }
-    let timeouts = Timeouts {
-        mail: p.time("smtp_mail_timeout")?,
-        rcpt: p.time("smtp_rcpt_timeout")?,
-        data_init: p.time("smtp_data_init_timeout")?,
-        data_xfer: p.time("smtp_data_xfer_timeout")?,
-        data_done: p.time("smtp_data_done_timeout")?,
-        rset: p.time("smtp_rset_timeout")?,
-        quit: p.time("smtp_quit_timeout")?,
-    };
-    Ok(SessionConfig { myhostname: p.get("myhostname")?, timeouts, line_length_limit })
-}
-
 impl AgentConfig {
     pub fn from_params(p: &Params) -> Result<AgentConfig, ConfigError> {
         let dns = Dns::new(&p.list("smtp_dns_nameservers")?).map_err(|what| ConfigError::value("smtp_dns_nameservers", what))?;
-        let session = session_config(p)?;
+        let session = SessionConfig::from_params(p)?;
         let spool = Spool::from_params(p)?;
         let connect_timeout = p.time("smtp_connect_timeout")?;
         let helo_timeout = p.time("smtp_helo_timeout")?;

@@ -159,16 +159,17 @@
 //! 502.
 //!
 //! After 250 this process is the SMTP client on the same connection (TLS or not): it waits for the
-//! customer's 220 greeting, says EHLO, and sends each message with the smtp agent's conversation
-//! and `smtp_*` time limits (`smtp_helo_timeout` for the greeting and EHLO), RSET between messages,
-//! then QUIT (none after a broken conversation: a customer that stops reading is given up after
-//! `smtp_data_xfer_timeout`). The messages are found through the flush service's index (`List`:
-//! nothing is moved), so the work grows with that customer's mail only. Each one is *claimed* while
-//! it is delivered: an exclusive lock on its file in `deferred`, which every move out of `deferred`
-//! respects (the queue manager, the flush service, postsuper and another ATRN session leave it
-//! alone). Its recipients in the asked domains get one transaction; the results are appended to the
-//! queue file before the claim ends; recipients refused with 5xx are returned to the sender with
-//! the queue manager's notification (queued in `incoming`, bounce(8)-style, `notify_classes`,
+//! customer's 220 greeting, says EHLO, and sends each message with the SMTP client conversation the
+//! smtp agent uses too (`common::smtp_client`) and `smtp_*` time limits (`smtp_helo_timeout` for
+//! the greeting and EHLO), RSET between messages, then QUIT (none after a broken conversation: a
+//! customer that stops reading is given up after `smtp_data_xfer_timeout`). The messages are found
+//! through the flush service's index (`List`: nothing is moved), so the work grows with that
+//! customer's mail only. Each one is *claimed* while it is delivered: an exclusive lock on its file
+//! in `deferred`, which every move out of `deferred` respects (the queue manager, the flush
+//! service, postsuper and another ATRN session leave it alone). Its recipients in the asked domains
+//! get one transaction; the results are appended to the queue file before the claim ends;
+//! recipients refused with 5xx are returned to the sender with the queue manager's notification
+//! (`common::bounce`, queued in `incoming`, bounce(8)-style, `notify_classes`,
 //! `bounce_size_limit`); a message with nothing pending is removed, one with recipients left stays
 //! in `deferred` (results synced) and is listed with the flush service again; at the end the
 //! delivered IDs are dropped from the index (`Forget`), so the next ATRN costs only what still

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::bounce::{BounceConfig, Failed, notify};
 use common::config::{ConfigError, Params};
 use common::domain::{Site, address_domain};
 use common::ipc::delivery::{DeliveryRecipient, DeliveryRequest};
@@ -26,12 +27,10 @@ use common::maillog::{DeliveryLine, delivery_line};
 use common::queue::claim::Claim;
 use common::queue::file::{self, Outcome, QueueFile, RecipientResult, now_us};
 use common::queue::{QueueId, QueueName, Spool};
+use common::smtp_client::connection::Connection;
+use common::smtp_client::transaction::{SessionConfig, handshake, mail_transaction, reset};
 use common::text::printable;
 use common::{log_info, log_warning};
-use qmgr::bounce::{Failed, notify};
-use qmgr::config::BounceConfig;
-use smtp::client::Connection;
-use smtp::transaction::{SessionConfig, handshake, mail_transaction, reset};
 use tokio::io::AsyncWriteExt;
 
 use crate::reply::Reply;
@@ -58,7 +57,7 @@ impl OdmrConfig {
             return Ok(None);
         }
         Ok(Some(Arc::new(OdmrConfig {
-            session: smtp::config::session_config(p)?,
+            session: SessionConfig::from_params(p)?,
             helo_timeout: p.time("smtp_helo_timeout")?,
             bounce: BounceConfig::from_params(p)?,
         })))

@@ -1,7 +1,8 @@
-//! The SMTP client of the delivery agent: one transaction with a result per recipient.
-//! Replies are parsed as RFC 5321 multi-line replies; every read has a time limit. The stream
-//! is plain TCP or TLS ([`SmtpStream`]); STARTTLS turns the one into the other under the same
-//! connection, so the transaction code is one for both.
+//! One SMTP client connection: checked command lines out, RFC 5321 multi-line replies in,
+//! message text through the one encoder; every read and write has a time limit. The stream is
+//! one the client opened, plain TCP or TLS ([`SmtpStream`], STARTTLS turns the one into the
+//! other under the same connection), or one a customer opened to smtpd (ODMR), so the
+//! transaction code is one for all of them.
 
 use std::time::Duration;
 
@@ -9,11 +10,11 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufRea
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use common::text::printable;
-use common::tls::names::SignatureSeen;
-use common::tls::{SmtpStream, TlsInfo};
+use crate::text::printable;
+use crate::tls::names::SignatureSeen;
+use crate::tls::{SmtpStream, TlsInfo};
 
-use crate::data::DataEncoder;
+use super::data::DataEncoder;
 
 /// Longest reply line we accept (RFC 5321 says 512; be generous, never unbounded).
 const MAX_REPLY_LINE: usize = 4096;
@@ -245,7 +246,7 @@ impl Connection {
     }
 
     /// Send the message after a 354 reply, in pieces, through the one encoder that makes it
-    /// clean SMTP text (see [`crate::data`]), ending with `.<CR><LF>`. Returns whether a long
+    /// clean SMTP text (see [`super::data`]), ending with `.<CR><LF>`. Returns whether a long
     /// line was broken.
     pub async fn send_message(&mut self, message: &[u8], line_limit: usize) -> Result<bool, ClientError> {
         const PIECE: usize = 64 * 1024;
