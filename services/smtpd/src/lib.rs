@@ -210,13 +210,13 @@
 //! # Configuration parameters
 //! `smtpd_banner`, `myhostname`, `mynetworks`, `relay_domains`, `smtpd_relay_restrictions`,
 //! `smtpd_etrn_restrictions`, `smtpd_helo_required`, `message_size_limit`, `line_length_limit`,
-//! `queue_minfree`, `hopcount_limit`, `smtpd_forbid_bare_newline`,
-//! `smtpd_client_connection_count_limit`, `smtpd_client_connection_rate_limit`,
-//! `smtpd_client_message_rate_limit`, `smtpd_client_event_limit_exceptions`,
-//! `anvil_rate_time_unit`, `smtpd_idle_eviction_time`, `ipc_timeout` (an ETRN's wait for the
-//! fast flush service), `trigger_timeout` (queue manager triggers),
-//! `smtpd_forbid_bare_newline_exclusions`, `smtpd_forbid_bare_newline_reject_code`,
-//! `smtpd_timeout`, `smtpd_soft_error_limit`, `smtpd_hard_error_limit`,
+//! `hopcount_limit`, `smtpd_forbid_bare_newline`, `smtpd_forbid_bare_newline_exclusions`,
+//! `smtpd_forbid_bare_newline_reject_code`, `queue_minfree`, `smtpd_timeout`,
+//! `smtpd_client_connection_count_limit`, `smtpd_soft_error_limit`, `smtpd_hard_error_limit`,
+//! `smtpd_client_connection_rate_limit`, `smtpd_client_message_rate_limit`,
+//! `smtpd_client_event_limit_exceptions`, `anvil_rate_time_unit`, `smtpd_idle_eviction_time`,
+//! `ipc_timeout` (an ETRN's or ATRN's wait for the fast flush service), `trigger_timeout`
+//! (queue manager triggers),
 //! `smtpd_junk_command_limit`, `smtpd_error_sleep_time`, `fast_flush_domains`, `etrn_fallback`,
 //! `etrn_reply_style`, `queue_run_delay`, `smtpd_tls_security_level`, `smtpd_tls_cert_file`,
 //! `smtpd_tls_key_file`, `smtpd_tls_chain_files`, `smtpd_tls_loglevel`,
