@@ -20,6 +20,7 @@ mod logtools;
 mod mail;
 mod manpages;
 mod master;
+mod odmr;
 mod outbound;
 mod package;
 mod postconf;

@@ -26,7 +26,7 @@ const CLIENT_LIMIT: &str = "30";
 
 /// Run a program to its end (at most [`CLIENT_LIMIT`] seconds), `stdin` fed to it; (success,
 /// stdout + stderr).
-fn run(program: &str, args: &[&str], stdin: &[u8]) -> (bool, String) {
+pub(crate) fn run(program: &str, args: &[&str], stdin: &[u8]) -> (bool, String) {
     let mut child = Command::new("timeout")
         .arg(CLIENT_LIMIT)
         .arg(program)

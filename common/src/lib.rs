@@ -2,6 +2,8 @@
 //! line shape lives here, so that the daemons and command-line programs never build a queue
 //! path or a log line by hand.
 
+/// Owns non-delivery notifications (RFC 3464) and where failed ones go.
+pub mod bounce;
 /// Owns main.cf / master.cf parsing, the parameter table, expansion and domain lists.
 pub mod config;
 /// Owns the daemon skeleton: inherited listeners, control channel, start-up.
@@ -21,6 +23,9 @@ pub mod net;
 pub mod pidfile;
 /// Owns the queue directory layout, queue IDs and queue files.
 pub mod queue;
+/// Owns the SMTP client conversation (connection, DATA encoding, handshake and one mail
+/// transaction), for the smtp agent and for smtpd's ODMR provider.
+pub mod smtp_client;
 /// Owns making outside text safe to show (printable, truncation).
 pub mod text;
 pub mod tls;

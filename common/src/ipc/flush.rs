@@ -24,6 +24,12 @@ pub enum FlushRequest {
     Refresh,
     /// Send every non-empty logfile.
     Purge,
+    /// Which queue IDs are listed for `site` (exactly that site), without moving anything:
+    /// smtpd's ODMR provider delivers them itself on the customer's connection.
+    List { site: String },
+    /// Drop these IDs from `site`'s logfile when they are in no queue any more (mail an ODMR
+    /// session delivered), so that the next `List` costs only what still waits.
+    Forget { site: String, queue_ids: Vec<String> },
 }
 
 /// The flush service's answer.
@@ -37,6 +43,8 @@ pub enum FlushReply {
     Deny,
     /// The request could not be carried out (FLUSH_STAT_FAIL).
     Fail { reason: String },
+    /// The answer to `List`.
+    Listed { ids: Vec<String> },
 }
 
 pub struct FlushProtocol;

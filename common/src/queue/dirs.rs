@@ -139,9 +139,19 @@ impl Spool {
     }
 
     /// Move `id` from one queue to another by rename, creating hash directories on demand.
-    /// `Ok(false)` when the file was not in `from` (someone else moved it first).
+    /// `Ok(false)` when the file was not in `from` (someone else moved it first). A file in
+    /// `deferred` is locked for the move, and one that an ODMR session has claimed (see
+    /// [`super::claim`]) stays where it is (`Ok(false)` too): its deliverer owns it.
     pub fn move_file(&self, id: &QueueId, from: QueueName, to: QueueName) -> io::Result<bool> {
         let src = self.path(from, id);
+        let _lock = if from == QueueName::Deferred {
+            match super::claim::lock(&src)? {
+                Some(l) => Some(l),
+                None => return Ok(false),
+            }
+        } else {
+            None
+        };
         let dst_dir = self.dir_for(to, id);
         let dst = dst_dir.join(id.as_str());
         match fs::rename(&src, &dst) {

@@ -101,7 +101,7 @@ pub fn flush_site(p: &Params, site: &str) -> Result<(), Fatal> {
         FlushReply::Bad { .. } => Err(fatal(format!("Invalid request: \"{shown}\""))),
         FlushReply::Deny => Err(fatal(format!("Flush service is not configured for destination \"{shown}\""))),
         FlushReply::Fail { reason } if reason.contains("is not allowed") => Err(fatal(reason)),
-        FlushReply::Fail { .. } => Err(fatal(DOWN)),
+        FlushReply::Fail { .. } | FlushReply::Listed { .. } => Err(fatal(DOWN)),
     }
 }
 
@@ -114,7 +114,7 @@ pub fn flush_file(p: &Params, id: &str) -> Result<(), Fatal> {
         FlushReply::Ok { .. } => Ok(()),
         FlushReply::Bad { .. } => Err(fatal(format!("Invalid request: \"{id}\""))),
         FlushReply::Fail { reason } if reason.contains("is not allowed") => Err(fatal(reason)),
-        FlushReply::Deny | FlushReply::Fail { .. } => Err(fatal(DOWN)),
+        FlushReply::Deny | FlushReply::Fail { .. } | FlushReply::Listed { .. } => Err(fatal(DOWN)),
     }
 }
 

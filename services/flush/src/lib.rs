@@ -23,6 +23,12 @@
 //! * `Refresh` (also on every master wakeup): send logfiles not flushed for
 //!   `fast_flush_refresh_time`, remove empty ones untouched for `fast_flush_purge_time`.
 //! * `Purge`: send every non-empty logfile.
+//! * `List{site}`: the IDs listed for exactly that site, nothing moved (smtpd's ODMR provider,
+//!   which delivers them on the customer's connection: see smtpd(8)). A message that an ODMR
+//!   session holds is claimed (locked in `deferred`): a send leaves it there, and the session
+//!   lists it again (`Add`) if it stays deferred, so it is not lost from the index.
+//! * `Forget{site, queue_ids}`: drop those IDs from the site's index and logfile (one rewrite)
+//!   when they are in no queue any more: what an ODMR session delivered.
 //!
 //! A request that covers many logfiles (`ETRN @domain` over thousands of subdomains, refresh,
 //! purge) works through them in groups of 64: each group's logfiles are emptied and unlocked
@@ -35,12 +41,12 @@
 //! reconciled with the deferred queue in the background.
 //!
 //! # Security
-//! Only syntactically valid host names (lowercased) name logfiles; address literals and
-//! anything else are answered `Bad`, so no request can touch a file outside `flush/`. `Add`
-//! is accepted only from the mail system's own user (or root); the other requests from users
-//! in `authorized_flush_users`, identified by `SO_PEERCRED`. A local user other than root
-//! and the mail system's own may hold at most `local_client_connection_limit` connections and
-//! must send each request within `local_client_timeout`; the daemons keep theirs.
+//! Only syntactically valid host names (lowercased) name logfiles; address literals and anything
+//! else are answered `Bad`, so no request can touch a file outside `flush/`. `Add`, `List` and
+//! `Forget` are accepted only from the mail system's own user (or root); the other requests from
+//! users in `authorized_flush_users`, identified by `SO_PEERCRED`. A local user other than root and
+//! the mail system's own may hold at most `local_client_connection_limit` connections and must send
+//! each request within `local_client_timeout`; the daemons keep theirs.
 //!
 //! # Diagnostics
 //! Problems are logged as warnings; the service keeps serving. Success is silent, as in Postfix.

@@ -40,6 +40,10 @@ impl FlushAuth {
             FlushRequest::Add { .. } if !system => {
                 Some(format!("User {}({uid}) is not allowed to add fast flush entries", UserList::user_name(uid)))
             }
+            // Which mail waits for whom is the mail system's business (smtpd's ODMR service).
+            FlushRequest::List { .. } | FlushRequest::Forget { .. } if !system => {
+                Some(format!("User {}({uid}) is not allowed to list fast flush entries", UserList::user_name(uid)))
+            }
             _ if self.users.allows(uid, self.own_uid) => None,
             _ => Some(format!("User {}({uid}) is not allowed to flush the mail queue", UserList::user_name(uid))),
         }

@@ -163,6 +163,8 @@ impl FlushState {
             FlushRequest::SendFile { queue_id } => self.send_file(&queue_id),
             FlushRequest::Refresh => self.housekeeping(self.cfg.refresh_time),
             FlushRequest::Purge => self.housekeeping(Duration::ZERO),
+            FlushRequest::List { site } => self.list(&site),
+            FlushRequest::Forget { site, queue_ids } => self.forget(&site, &queue_ids),
         };
         Step::Reply(reply)
     }
@@ -184,6 +186,34 @@ impl FlushState {
             return FlushReply::Fail { reason: e.to_string() };
         }
         self.index.insert(&site, id);
+        FlushReply::Ok { moved: 0 }
+    }
+
+    /// The IDs listed for one site, in no order; O(that site's mail). Stale IDs (mail that
+    /// has gone meanwhile) are the caller's to skip, as a send skips them.
+    fn list(&self, site: &str) -> FlushReply {
+        let Ok(site) = Site::parse(site) else { return site_refusal(site) };
+        if !self.eligible(&site) {
+            return FlushReply::Deny;
+        }
+        FlushReply::Listed { ids: self.index.ids(&site).iter().map(|id| id.as_str().to_string()).collect() }
+    }
+
+    /// Drop delivered IDs from one site's index and logfile (one rewrite). An ID still in a
+    /// queue stays listed, whoever asks.
+    fn forget(&mut self, site: &str, queue_ids: &[String]) -> FlushReply {
+        let Ok(site) = Site::parse(site) else { return site_refusal(site) };
+        let mut changed = false;
+        for id in queue_ids.iter().filter_map(|id| QueueId::parse(id).ok()) {
+            if self.index.contains(&site, &id) && !queued(&self.cfg.spool, &id) {
+                self.index.remove(&site, &id);
+                changed = true;
+            }
+        }
+        if changed && let Err(e) = self.logs.rewrite(&site, &self.index.ids(&site)) {
+            log_warning!("rewrite fast flush logfile {}: {e}", self.logs.path(&site).display());
+            return FlushReply::Fail { reason: e.to_string() };
+        }
         FlushReply::Ok { moved: 0 }
     }
 

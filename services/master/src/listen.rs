@@ -28,6 +28,8 @@ fn port_number(port: &str) -> Result<u16, ListenError> {
         "smtp" => Ok(25),
         "submission" => Ok(587),
         "smtps" | "submissions" => Ok(465),
+        // RFC 2645's port; Debian's /etc/services does not name it.
+        "odmr" => Ok(366),
         p => p.parse().map_err(|_| ListenError::Address(format!("unknown service: {p}/tcp"))),
     }
 }

@@ -12,8 +12,8 @@ use common::queue::file::{self, Outcome, QueueEnvelope, QueueError, RecipientRes
 use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, log_warning};
 
-use crate::bounce::Failed;
 use crate::config::{QmgrConfig, Route};
+use common::bounce::Failed;
 
 /// A message in the active queue: its envelope and results, never its body (the delivery
 /// agent reads that from the queue file), so memory per message does not grow with its size.

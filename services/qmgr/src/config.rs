@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::bounce::BounceConfig;
 use common::config::table::search::{Key, ParentStyle, domain_keys, find};
 use common::config::table::{Table, TableError, split_braced_list};
-use common::config::{ConfigError, DomainList, ParamError, Params};
+use common::config::{ConfigError, DomainList, Params};
 use common::domain::address_domain;
 use common::ipc::client::Persistent;
 use common::ipc::endpoint::{Class, service_path};
@@ -45,38 +46,6 @@ pub struct QmgrConfig {
     transport_parent_style: ParentStyle,
     relayhost: String,
     default_transport: String,
-}
-
-/// What non-delivery notifications look like and where failed ones go.
-#[derive(Debug, Clone)]
-pub struct BounceConfig {
-    pub myhostname: String,
-    /// `bounce_size_limit`; 0 means no limit.
-    pub size_limit: u64,
-    /// `notify_classes` has `2bounce` or `bounce`: a failed notification goes to the postmaster.
-    pub notify_2bounce: bool,
-    /// `2bounce_notice_recipient`, qualified with `$myorigin`.
-    pub postmaster: String,
-    /// `double_bounce_sender`, qualified with `$myorigin`.
-    pub double_bounce_sender: String,
-}
-
-impl BounceConfig {
-    pub fn from_params(p: &Params) -> Result<BounceConfig, ConfigError> {
-        let myorigin = p.get("myorigin")?;
-        let qualify = |a: String| if a.contains('@') { a } else { format!("{a}@{myorigin}") };
-        let classes = p.list("notify_classes")?;
-        let limit = p.int("bounce_size_limit")?;
-        let size_limit =
-            u64::try_from(limit).map_err(|_| ParamError::Int { name: "bounce_size_limit".into(), value: limit.to_string() })?;
-        Ok(BounceConfig {
-            myhostname: p.get("myhostname")?,
-            size_limit,
-            notify_2bounce: classes.iter().any(|c| c.eq_ignore_ascii_case("2bounce") || c.eq_ignore_ascii_case("bounce")),
-            postmaster: qualify(p.get("2bounce_notice_recipient")?),
-            double_bounce_sender: qualify(p.get("double_bounce_sender")?),
-        })
-    }
 }
 
 fn to_usize(n: i64) -> usize {

@@ -1,6 +1,6 @@
 //! Finishing a message (Postfix's `qmgr_active_done`): once no request for it is in flight, a
 //! message whose recipients are all done is removed, one with bounced recipients returns a
-//! notification ([`crate::bounce`]), one past `maximal_queue_lifetime` (`bounce_queue_lifetime`
+//! notification ([`common::bounce`]), one past `maximal_queue_lifetime` (`bounce_queue_lifetime`
 //! for a notification) is returned as expired, and one with deferred recipients goes to
 //! `deferred` with backoff ([`crate::defer`]).
 //!
@@ -18,9 +18,9 @@ use common::queue::{QueueId, QueueName};
 use common::{log_info, log_warning};
 
 use crate::active::{ActiveMsg, append_results};
-use crate::bounce::{Failed, notify_failed};
 use crate::config::QmgrConfig;
 use crate::defer::{defer_file, flush_sites, retry_delay};
+use common::bounce::{Failed, notify};
 
 /// Disk work for the worker: finish one message as decided.
 #[derive(Debug)]
@@ -100,7 +100,7 @@ pub fn finish(job: FinishJob) -> Option<Finished> {
             text: "delivery temporarily suspended; message expired".into(),
         }));
     }
-    let notice_queued = !failed.is_empty() && notify_failed(&cfg, &id, &path, &sender, arrival_us, &failed);
+    let notice_queued = !failed.is_empty() && notify(&cfg.spool, &cfg.bounce, &id, &path, &sender, arrival_us, &failed);
     let report = |flush_sites: Vec<String>| {
         (notice_queued || !flush_sites.is_empty()).then(|| Finished { id: id.clone(), notice_queued, flush_sites })
     };

@@ -12,7 +12,10 @@
 //! its sender; one with deferred recipients goes to `deferred` with its mtime set to the next
 //! retry time (backoff between `minimal_backoff_time` and `maximal_backoff_time`, growing with
 //! the message's age), and its recipient domains that are eligible for fast flush are added to
-//! the flush service's logfiles. Mail older than `maximal_queue_lifetime` is returned.
+//! the flush service's logfiles. Mail older than `maximal_queue_lifetime` is returned. A
+//! deferred message that smtpd's ODMR provider is delivering on a customer's connection is
+//! claimed (locked in `deferred`, see smtpd(8)): a scan leaves it there and takes it on a
+//! later scan if it is still deferred then.
 //!
 //! Routes come from `transport_maps` (transport(5)'s order: the full address, the domain, its
 //! parent domains as `.parent`, or `parent` when `transport_maps` is in
@@ -100,7 +103,8 @@
 //! reports back as messages. By Postfix's concerns, each deciding on its own data: `scan`
 //! (qmgr_scan), `active` (qmgr_active, qmgr_message), `deliver` (qmgr_deliver), `feedback`
 //! (qmgr_feedback and dead sites), `finish` (qmgr_active_done: expiry), `defer` (qmgr_defer:
-//! backoff, flush `Add`), `bounce` (qmgr_bounce); `scheduler` orders their steps (qmgr.c's
+//! backoff, flush `Add`); the notifications are `common::bounce` (qmgr_bounce; smtpd's ODMR
+//! provider writes them too); `scheduler` orders their steps (qmgr.c's
 //! loop) and `server` is the daemon loop.
 //!
 //! # Bugs
@@ -125,7 +129,6 @@
 
 pub mod active;
 pub mod actor;
-pub mod bounce;
 pub mod config;
 pub mod defer;
 pub mod deliver;

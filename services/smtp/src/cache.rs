@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::client::Connection;
+use common::smtp_client::connection::Connection;
 
 /// How often the actor looks for connections idle for too long.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);

@@ -9,7 +9,7 @@ use crate::myself::Myself;
 use crate::resolve::Dns;
 use crate::sasl::ClientSasl;
 use crate::tls::ClientTls;
-use crate::transaction::{SessionConfig, Timeouts};
+use common::smtp_client::transaction::SessionConfig;
 
 /// The agent's settings.
 pub struct AgentConfig {
@@ -43,29 +43,14 @@ fn count(p: &Params, name: &str) -> Result<usize, ConfigError> {
 impl AgentConfig {
     pub fn from_params(p: &Params) -> Result<AgentConfig, ConfigError> {
         let dns = Dns::new(&p.list("smtp_dns_nameservers")?).map_err(|what| ConfigError::value("smtp_dns_nameservers", what))?;
-        let line_length_limit = count(p, "smtp_line_length_limit")?;
-        // A limit of one would leave no room after the folding space.
-        if line_length_limit == 1 {
-            return Err(ConfigError::value("smtp_line_length_limit", "must be 0 (no limit) or at least 2"));
-        }
-        // Read in the order errors have always been reported in.
+        let session = SessionConfig::from_params(p)?;
         let spool = Spool::from_params(p)?;
-        let myhostname = p.get("myhostname")?;
         let connect_timeout = p.time("smtp_connect_timeout")?;
         let helo_timeout = p.time("smtp_helo_timeout")?;
-        let timeouts = Timeouts {
-            mail: p.time("smtp_mail_timeout")?,
-            rcpt: p.time("smtp_rcpt_timeout")?,
-            data_init: p.time("smtp_data_init_timeout")?,
-            data_xfer: p.time("smtp_data_xfer_timeout")?,
-            data_done: p.time("smtp_data_done_timeout")?,
-            rset: p.time("smtp_rset_timeout")?,
-            quit: p.time("smtp_quit_timeout")?,
-        };
         Ok(AgentConfig {
             dns,
             spool,
-            session: SessionConfig { myhostname, timeouts, line_length_limit },
+            session,
             connect_timeout,
             helo_timeout,
             cache_time: p.time("smtp_connection_cache_time_limit")?,

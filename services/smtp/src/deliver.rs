@@ -12,14 +12,14 @@ use common::text::{has_control, printable};
 use common::{log_info, log_warning};
 
 use crate::cache::{Cached, ConnCache};
-use crate::client::Connection;
 use crate::config::AgentConfig;
 use crate::nexthop::parse_nexthop;
 use crate::resolve::{ResolveError, Target};
 use crate::sasl::{Server, login};
 use crate::starttls::{Peer, TlsFailure, negotiate};
 use crate::tls_policy::{Invalid, Level, Policy};
-use crate::transaction::{Failure, Loop, bounced, deferred, handshake, mail_transaction, reset};
+use common::smtp_client::connection::Connection;
+use common::smtp_client::transaction::{Failure, Loop, bounced, deferred, handshake, mail_transaction, reset};
 
 /// Deliver one request; never fails as a whole: every recipient gets a result.
 pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) -> Vec<DeliveryResult> {

@@ -37,9 +37,14 @@
 //! allow (`smtp_sasl_security_options` in plaintext, `smtp_sasl_tls_security_options` under
 //! TLS; the default `noplaintext` rules PLAIN and LOGIN out on both).
 //!
+//! The conversation itself (the connection, the DATA encoder, the handshake and one mail
+//! transaction) is `common::smtp_client`, which smtpd's ODMR provider also runs on the
+//! connection a customer opened (see smtpd(8)), with the same `smtp_*` limits; this agent adds
+//! next hops, DNS, the connection cache, STARTTLS and AUTH around it.
+//!
 //! # Security
 //! Queue files and the next hop's replies and DNS data are outside input.
-//! - The message text goes through one encoder ([`data`]) on every path, a reused connection
+//! - The message text goes through one encoder (`common::smtp_client::data`) on every path, a reused connection
 //!   included: only `<CR><LF>` line ends (a bare LF is a line end, a stray CR becomes a space, as
 //!   Postfix's `cleanup_replace_stray_cr_lf`), every line starting with `.` gets another `.`,
 //!   and lines longer than `smtp_line_length_limit` are broken with `<CR><LF><SPACE>`. So no
@@ -116,12 +121,8 @@
 
 /// Owns the idle connections between deliveries and their expiry (an actix actor).
 pub mod cache;
-/// The SMTP client connection: command lines out, replies in, message text through [`data`].
-pub mod client;
 /// The agent's settings from the parameters.
 pub mod config;
-/// The message encoder for DATA.
-pub mod data;
 /// One delivery request from start to per-recipient results and delivery lines.
 pub mod deliver;
 /// This system's own addresses, for loop detection.
@@ -142,7 +143,5 @@ pub mod starttls;
 pub mod tls;
 /// Per-destination TLS policy (`smtp_tls_security_level`, `smtp_tls_policy_maps`).
 pub mod tls_policy;
-/// The conversation on one connection: handshake and one mail transaction.
-pub mod transaction;
 
 pub use service::run;

@@ -20,9 +20,9 @@ use common::config::table::{Table, TableError, split_braced_list};
 use common::config::{ConfigError, Params};
 use common::log_warning;
 
-use crate::client::Connection;
 use crate::sasl_mech::{Exchange, Mech};
-use crate::transaction::{Failure, Hello, broken, deferred};
+use common::smtp_client::connection::Connection;
+use common::smtp_client::transaction::{Failure, Hello, broken, deferred};
 
 /// RFC 5321's limit for a command line with its CRLF; RFC 4954 sends a longer initial response
 /// after an empty challenge instead.

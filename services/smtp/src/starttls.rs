@@ -6,10 +6,10 @@
 
 use common::log_info;
 
-use crate::client::Connection;
 use crate::tls::ClientTls;
 use crate::tls_policy::{Level, Policy};
-use crate::transaction::{Failure, Hello, SessionConfig, broken, deferred, hello};
+use common::smtp_client::connection::Connection;
+use common::smtp_client::transaction::{Failure, Hello, SessionConfig, broken, deferred, hello};
 
 /// Who the server is, for names and texts.
 pub struct Peer<'a> {
@@ -122,7 +122,7 @@ mod tests {
     use std::time::Duration;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-    use crate::transaction::Timeouts;
+    use common::smtp_client::transaction::Timeouts;
 
     fn tls(lines: &str) -> ClientTls {
         let dir = tempfile::tempdir().unwrap();

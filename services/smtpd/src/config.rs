@@ -121,6 +121,8 @@ pub struct SmtpdConfig {
     pub tls: TlsSettings,
     /// SASL AUTH (`smtpd_sasl_*`).
     pub sasl: SaslConfig,
+    /// An ODMR provider (`smtpd_odmr_enable`), with its client-side settings.
+    pub odmr: Option<Arc<crate::odmr::OdmrConfig>>,
 }
 
 impl SmtpdConfig {
@@ -233,6 +235,7 @@ impl SmtpdConfig {
             anvil: Arc::new(Anvil::default()),
             tls: TlsSettings::from_params(p)?,
             sasl,
+            odmr: crate::odmr::OdmrConfig::from_params(p)?,
         })
     }
 }

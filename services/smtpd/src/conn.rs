@@ -34,7 +34,7 @@ use common::tls::{SmtpStream, TlsInfo};
 
 /// The connection with a read buffer (over a write buffer): commands are read from the one,
 /// replies collected in the other.
-type Buffered = BufReader<BufWriter<SmtpStream>>;
+pub(crate) type Buffered = BufReader<BufWriter<SmtpStream>>;
 
 fn buffered(s: SmtpStream) -> Buffered {
     BufReader::new(BufWriter::new(s))
@@ -112,7 +112,7 @@ fn trim_eol(mut text: Vec<u8>) -> Line {
     Line { text, bare_lf }
 }
 
-struct Io {
+pub(crate) struct Io {
     /// Read with `fill_buf`/`consume`, written with `write_all` (which goes to the write buffer).
     r: Buffered,
     /// `smtpd_timeout`, for writes as for reads: a client that never reads its replies must
@@ -121,7 +121,13 @@ struct Io {
 }
 
 impl Io {
-    async fn reply(&mut self, text: &str) -> io::Result<()> {
+    /// The connection with what is buffered either way, for an ODMR session that becomes the
+    /// client on it; this `Io` is left detached (closing it does nothing).
+    pub(crate) fn take_stream(&mut self) -> Buffered {
+        std::mem::replace(&mut self.r, buffered(SmtpStream::Detached))
+    }
+
+    pub(crate) async fn reply(&mut self, text: &str) -> io::Result<()> {
         // While the client has pipelined more commands, keep collecting replies.
         let flush = self.r.buffer().is_empty();
         let write = async {
@@ -135,7 +141,7 @@ impl Io {
         tokio::time::timeout(self.timeout, write).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
     }
 
-    async fn flush(&mut self) -> io::Result<()> {
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
         tokio::time::timeout(self.timeout, self.r.flush()).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
     }
 
@@ -177,7 +183,7 @@ impl Io {
 }
 
 /// Log why a write failed: a time-out, or the client went away.
-fn log_write_failure(e: &io::Error, s: &Session<'_>) {
+pub(crate) fn log_write_failure(e: &io::Error, s: &Session<'_>) {
     if e.kind() == io::ErrorKind::TimedOut {
         log_info!("timeout after {} from {}", s.last_command, s.peer.show());
     } else {
@@ -349,7 +355,10 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
         let pending = io.r.buffer();
         s.restrict.pending_input = pending[..pending.len().min(100)].to_vec();
         crate::restrict::dnsbl::prefetch(s, &line.text).await;
-        let (verb, step) = s.command(&line.text);
+        let (verb, step) = match &cfg.odmr {
+            Some(_) => crate::odmr::command(s, &line.text),
+            None => s.command(&line.text),
+        };
         // `sleep N` in a restriction list: the reply waits.
         let pause = s.restrict.take_sleep();
         if !pause.is_zero() {
@@ -360,6 +369,14 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
             Step::Close(r) => (r, Then::Close),
             Step::StartTls(r) => (r, Then::StartTls),
             Step::Etrn { site, subdomains } => (crate::etrn::run(s, &site, subdomains).await, Then::Next),
+            Step::Atrn { domains } => {
+                let Some(odmr) = cfg.odmr.clone() else { break };
+                match crate::odmr::run(io, s, &odmr, domains).await {
+                    Some(r) => (r, Then::Next),
+                    // Reversed: the session ended on the customer's side of the connection.
+                    None => break,
+                }
+            }
             Step::Auth { mechanism, initial } => match authenticate(io, s, &mechanism, initial).await {
                 Some(r) => (r, Then::Next),
                 None => break,

@@ -47,7 +47,7 @@ pub async fn run(s: &Session<'_>, site: &str, subdomains: bool) -> Reply {
                 log_warning!("bad ETRN {shown}... from {}", s.peer.show());
                 return unable();
             }
-            Ok(FlushReply::Fail { .. }) | Err(_) => {
+            Ok(FlushReply::Fail { .. } | FlushReply::Listed { .. }) | Err(_) => {
                 log_warning!("unable to talk to fast flush service");
                 return unable();
             }

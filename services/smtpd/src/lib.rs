@@ -199,7 +199,49 @@
 //! also release owned subdomains of it). An owner's `ETRN @domain` releases every subdomain,
 //! including one with an entry of its own.
 //!
+//! # ODMR provider (RFC 2645)
+//! With `smtpd_odmr_enable = yes` (the shipped master.cf's commented-out `odmr` service, port
+//! 366, which also sets `smtpd_sasl_auth_enable = yes`) smtpd speaks EHLO (listing STARTTLS,
+//! AUTH, ATRN, ENHANCEDSTATUSCODES), STARTTLS, AUTH, ATRN and QUIT; anything else is `502
+//! 5.5.1 Error: command not implemented`. `ATRN domain[,domain...]` asks for those domains'
+//! mail, `ATRN` alone for every domain `smtpd_etrn_login_maps` gives the login (a table that
+//! can list its entries: `inline:`, `texthash:`, `hash:`, `lmdb:`). Replies: `503 5.5.1 Error:
+//! send EHLO first`, `530 5.7.0 Authentication required` (no login; `Must issue a STARTTLS
+//! command first` at `encrypt`), `501 5.5.4 Syntax: ATRN [domain[,domain]...]` (at most 100),
+//! `450 4.7.1 ATRN request refused` (a domain the login does not own), `451 4.3.0 Unable to
+//! process ATRN request now` (a table or the flush service failed), `453 4.2.0 You have no
+//! mail`, then `250 2.0.0 OK now reversing the connection`. A plain smtpd answers ATRN with
+//! 502.
+//!
+//! After 250 this process is the SMTP client on the same connection (TLS or not): it waits for the
+//! customer's 220 greeting, says EHLO, and sends each message with the SMTP client conversation the
+//! smtp agent uses too (`common::smtp_client`) and `smtp_*` time limits (`smtp_helo_timeout` for
+//! the greeting and EHLO), RSET between messages, then QUIT (none after a broken conversation: a
+//! customer that stops reading is given up after `smtp_data_xfer_timeout`). The messages are found
+//! through the flush service's index (`List`: nothing is moved), so the work grows with that
+//! customer's mail only. Each one is *claimed* while it is delivered: an exclusive lock on its file
+//! in `deferred`, which every move out of `deferred` respects (the queue manager, the flush
+//! service, postsuper and another ATRN session leave it alone). Its recipients in the asked domains
+//! get one transaction; the results are appended to the queue file before the claim ends;
+//! recipients refused with 5xx are returned to the sender with the queue manager's notification
+//! (`common::bounce`, queued in `incoming`, bounce(8)-style, `notify_classes`,
+//! `bounce_size_limit`); a message with nothing pending is removed, one with recipients left stays
+//! in `deferred` (results synced) and is listed with the flush service again; at the end the
+//! delivered IDs are dropped from the index (`Forget`), so the next ATRN costs only what still
+//! waits. A customer that goes away, a time-out, or a crash or `kill -9` of smtpd ends the session
+//! and the claim: undelivered mail is still deferred and still indexed, and the next ATRN (or the
+//! queue manager's retry) takes it. As with any SMTP client, a crash between the customer's 250 and
+//! the record of it means the message is sent once more.
+//!
 //! # Diagnostics
+//! ODMR: `ATRN from name[addr]: domains=D1,D2, sasl_username=U: reversing the connection`
+//! (or `: no mail`), `NOQUEUE: reject: ATRN from name[addr]: 450 4.7.1 <D>: ATRN by user U
+//! not allowed`, `<id>: from=<...>, size=N, nrcpt=N (queue odmr)`, one delivery line per
+//! recipient with `relay=odmr:name[addr]` (`status=sent|deferred`), `<id>: removed`,
+//! `ATRN from name[addr]: reversed session failed: TEXT` (greeting or EHLO refused),
+//! `<id>: sender non-delivery notification: <id>`,
+//! `ATRN from name[addr]: reversed session done: messages=N sent=N bounced=N deferred=N`, and the usual
+//! `disconnect from ... ehlo=1 auth=1 atrn=1 commands=3`.
 //! `connect from name[addr]`, `<id>: client=name[addr]` (`, sasl_method=M, sasl_username=U`
 //! after a login), `<id>: message-id=<...>`, `warning: name[addr]: SASL M authentication
 //! failed: REASON, sasl_username=U`, `warning: name[addr]: SASL M authentication aborted`,
@@ -236,8 +278,8 @@
 //! `queue_minfree`, `hopcount_limit`, `smtpd_forbid_bare_newline`,
 //! `smtpd_client_connection_count_limit`, `smtpd_client_connection_rate_limit`,
 //! `smtpd_client_message_rate_limit`, `smtpd_client_event_limit_exceptions`,
-//! `anvil_rate_time_unit`, `smtpd_idle_eviction_time`, `ipc_timeout` (an ETRN's wait for the
-//! fast flush service), `trigger_timeout` (queue manager triggers),
+//! `anvil_rate_time_unit`, `smtpd_idle_eviction_time`, `ipc_timeout` (an ETRN's or ATRN's wait for
+//! the fast flush service), `trigger_timeout` (queue manager triggers),
 //! `smtpd_forbid_bare_newline_exclusions`, `smtpd_forbid_bare_newline_reject_code`,
 //! `smtpd_timeout`, `smtpd_soft_error_limit`, `smtpd_hard_error_limit`,
 //! `smtpd_junk_command_limit`, `smtpd_error_sleep_time`, `fast_flush_domains`, `etrn_fallback`,
@@ -248,7 +290,12 @@
 //! `smtpd_sasl_path`, `smtpd_sasl_service`, `smtpd_sasl_security_options`,
 //! `smtpd_sasl_tls_security_options`, `smtpd_sasl_authenticated_header`,
 //! `smtpd_sasl_local_domain`, `smtpd_sasl_response_limit`, `smtpd_tls_auth_only`,
-//! `broken_sasl_auth_clients`, `smtpd_etrn_login_maps`, `parent_domain_matches_subdomains`.
+//! `broken_sasl_auth_clients`, `smtpd_etrn_login_maps`, `parent_domain_matches_subdomains`,
+//! `smtpd_odmr_enable`; for the reversed session `smtp_helo_timeout`, `smtp_mail_timeout`,
+//! `smtp_rcpt_timeout`, `smtp_data_init_timeout`, `smtp_data_xfer_timeout`,
+//! `smtp_data_done_timeout`, `smtp_rset_timeout`, `smtp_quit_timeout`, `smtp_line_length_limit`;
+//! for its notifications `notify_classes`, `bounce_size_limit`, `myorigin`,
+//! `2bounce_notice_recipient`, `double_bounce_sender`.
 //!
 //! # Bugs
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.
@@ -268,6 +315,8 @@
 //! `smtpd_sasl_exceptions_networks`, `smtpd_sender_login_maps` or
 //! `smtpd_sasl_mechanism_filter`; the dovecot type connects to a Unix socket only. With a
 //! Dovecot that does not answer, each new session waits up to 10 s for its mechanism list.
+//! ODMR: messages are read from their queue file whole; `ATRN domain` takes that domain's
+//! mail, not its subdomains'.
 
 pub mod access;
 pub mod address;
@@ -278,6 +327,7 @@ pub mod conn;
 pub mod data;
 pub mod etrn;
 pub mod etrn_login;
+pub mod odmr;
 pub mod reply;
 pub mod restrict;
 pub mod sasl;

@@ -25,6 +25,11 @@ pub enum Step {
         site: String,
         subdomains: bool,
     },
+    /// Run ATRN (an ODMR service, [`crate::odmr`]) for these domains (none: every domain of
+    /// the login).
+    Atrn {
+        domains: Vec<String>,
+    },
     /// Send the reply and close.
     Close(Reply),
     /// Send the reply (220), drop whatever the client sent after STARTTLS, and do the TLS
@@ -92,9 +97,9 @@ pub struct Session<'a> {
 /// The commands smtpd counts, in the order of Postfix's `smtpd_cmd_table`: the disconnect line
 /// lists them in this order (then `unknown`), and log parsers such as the Prometheus exporter
 /// rely on it.
-const KNOWN: [&str; 16] = [
-    "helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit",
-    "help",
+const KNOWN: [&str; 17] = [
+    "helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy", "etrn", "atrn",
+    "quit", "help",
 ];
 
 /// The commands Postfix allows before STARTTLS when TLS is required (`SMTPD_CMD_FLAG_PRE_TLS`).
@@ -563,6 +568,7 @@ mod tests {
             Step::Etrn { site, subdomains } => format!("ETRN {site} subdomains={subdomains}"),
             Step::StartTls(r) => format!("{r} (handshake)"),
             Step::Auth { mechanism, initial } => format!("AUTH {mechanism} {initial:?}"),
+            Step::Atrn { domains } => format!("ATRN {domains:?}"),
         }
     }
 

@@ -1,19 +1,20 @@
-//! The SMTP client of the delivery agent: one transaction with a result per recipient.
-//! Replies are parsed as RFC 5321 multi-line replies; every read has a time limit. The stream
-//! is plain TCP or TLS ([`SmtpStream`]); STARTTLS turns the one into the other under the same
-//! connection, so the transaction code is one for both.
+//! One SMTP client connection: checked command lines out, RFC 5321 multi-line replies in,
+//! message text through the one encoder; every read and write has a time limit. The stream is
+//! one the client opened, plain TCP or TLS ([`SmtpStream`], STARTTLS turns the one into the
+//! other under the same connection), or one a customer opened to smtpd (ODMR), so the
+//! transaction code is one for all of them.
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use common::text::printable;
-use common::tls::names::SignatureSeen;
-use common::tls::{SmtpStream, TlsInfo};
+use crate::text::printable;
+use crate::tls::names::SignatureSeen;
+use crate::tls::{SmtpStream, TlsInfo};
 
-use crate::data::DataEncoder;
+use super::data::DataEncoder;
 
 /// Longest reply line we accept (RFC 5321 says 512; be generous, never unbounded).
 const MAX_REPLY_LINE: usize = 4096;
@@ -93,9 +94,24 @@ pub fn parse_reply_line(line: &str) -> Result<(u16, bool, String), ClientError> 
     }
 }
 
-/// One SMTP connection. Reads go through the buffer, writes straight to the stream under it.
+/// What a connection runs over (any plain-or-TLS stream with its read buffer).
+pub trait Stream: AsyncBufRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncBufRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The connection under the conversation.
+enum Transport {
+    /// One this client opened: TCP, turned into TLS by STARTTLS. Reads go through the
+    /// buffer, writes straight to the stream under it.
+    Own(BufReader<SmtpStream>),
+    /// One a customer opened to smtpd (ODMR, RFC 2645), already TLS or not, with whatever
+    /// smtpd had buffered: STARTTLS is not the client's to do on it.
+    Over { stream: Box<dyn Stream>, tls: bool },
+}
+
+/// One SMTP connection.
 pub struct Connection {
-    reader: BufReader<SmtpStream>,
+    transport: Transport,
     pub timeout: Duration,
 }
 
@@ -104,6 +120,9 @@ pub struct Connection {
 pub enum HandshakeError {
     #[error("TLS already active")]
     AlreadyTls,
+    /// A connection the client did not open (ODMR): its TLS is the server side's business.
+    #[error("STARTTLS is not available on a reversed connection")]
+    NotOurs,
     /// The server sent more after its reply to STARTTLS: in plaintext that would be read as if
     /// it came under TLS (the client side of CVE-2011-0411).
     #[error("unexpected plaintext after the STARTTLS reply")]
@@ -116,12 +135,36 @@ pub enum HandshakeError {
 
 impl Connection {
     pub fn new(stream: TcpStream, timeout: Duration) -> Connection {
-        Connection { reader: BufReader::new(SmtpStream::Plain(stream)), timeout }
+        Connection { transport: Transport::Own(BufReader::new(SmtpStream::Plain(stream))), timeout }
+    }
+
+    /// A connection over a stream someone else opened (smtpd's reversed ODMR session);
+    /// `tls`: it runs inside a TLS session already.
+    pub fn over(stream: Box<dyn Stream>, tls: bool, timeout: Duration) -> Connection {
+        Connection { transport: Transport::Over { stream, tls }, timeout }
+    }
+
+    /// The stream back, for a close the caller does its own way.
+    pub fn into_stream(self) -> Box<dyn Stream> {
+        match self.transport {
+            Transport::Own(r) => Box::new(r),
+            Transport::Over { stream, .. } => stream,
+        }
     }
 
     /// The conversation is under TLS.
     pub fn is_tls(&self) -> bool {
-        self.reader.get_ref().is_tls()
+        match &self.transport {
+            Transport::Own(r) => r.get_ref().is_tls(),
+            Transport::Over { tls, .. } => *tls,
+        }
+    }
+
+    fn stream(&mut self) -> &mut dyn Stream {
+        match &mut self.transport {
+            Transport::Own(r) => r,
+            Transport::Over { stream, .. } => stream.as_mut(),
+        }
     }
 
     /// The TLS handshake after the server's 220 to STARTTLS, within `timeout`, and what it
@@ -133,16 +176,19 @@ impl Connection {
         seen: &SignatureSeen,
         timeout: Duration,
     ) -> Result<TlsInfo, HandshakeError> {
-        if !self.reader.buffer().is_empty() {
+        let Transport::Own(reader) = &mut self.transport else {
+            return Err(HandshakeError::NotOurs);
+        };
+        if !reader.buffer().is_empty() {
             return Err(HandshakeError::Pipelined);
         }
-        let old = std::mem::replace(&mut self.reader, BufReader::new(SmtpStream::Detached));
+        let old = std::mem::replace(reader, BufReader::new(SmtpStream::Detached));
         let SmtpStream::Plain(tcp) = old.into_inner() else {
             return Err(HandshakeError::AlreadyTls);
         };
         let tls = tokio::time::timeout(timeout, connector.connect(name, tcp)).await.map_err(|_| HandshakeError::Timeout)??;
         let info = TlsInfo::of(tls.get_ref().1, seen);
-        self.reader = BufReader::new(SmtpStream::Tls(Box::new(tls.into())));
+        *reader = BufReader::new(SmtpStream::Tls(Box::new(tls.into())));
         Ok(info)
     }
 
@@ -151,7 +197,7 @@ impl Connection {
         let mut code = 0;
         loop {
             let mut buf = Vec::new();
-            let n = tokio::time::timeout(self.timeout, read_line_bounded(&mut self.reader, &mut buf))
+            let n = tokio::time::timeout(self.timeout, read_line_bounded(self.stream(), &mut buf))
                 .await
                 .map_err(|_| ClientError::Timeout)??;
             if n == 0 {
@@ -175,13 +221,14 @@ impl Connection {
     /// The only raw write: callers go through [`Connection::command`] (checked command
     /// lines) or [`Connection::send_message`] (encoded message text).
     async fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        let stream = self.reader.get_mut();
-        // The flush matters under TLS only: it pushes out what rustls still holds.
+        let timeout = self.timeout;
+        let stream = self.stream();
+        // The flush pushes out what rustls or a buffered stream (smtpd's) still holds.
         let write = async {
             stream.write_all(bytes).await?;
             stream.flush().await
         };
-        tokio::time::timeout(self.timeout, write).await.map_err(|_| ClientError::Timeout)??;
+        tokio::time::timeout(timeout, write).await.map_err(|_| ClientError::Timeout)??;
         Ok(())
     }
 
@@ -199,7 +246,7 @@ impl Connection {
     }
 
     /// Send the message after a 354 reply, in pieces, through the one encoder that makes it
-    /// clean SMTP text (see [`crate::data`]), ending with `.<CR><LF>`. Returns whether a long
+    /// clean SMTP text (see [`super::data`]), ending with `.<CR><LF>`. Returns whether a long
     /// line was broken.
     pub async fn send_message(&mut self, message: &[u8], line_limit: usize) -> Result<bool, ClientError> {
         const PIECE: usize = 64 * 1024;
@@ -217,7 +264,7 @@ impl Connection {
     }
 }
 
-async fn read_line_bounded(r: &mut BufReader<SmtpStream>, buf: &mut Vec<u8>) -> Result<usize, ClientError> {
+async fn read_line_bounded(r: &mut (impl AsyncBufRead + Unpin + ?Sized), buf: &mut Vec<u8>) -> Result<usize, ClientError> {
     let mut total = 0;
     loop {
         let available = r.fill_buf().await?;

@@ -4,14 +4,16 @@
 
 use std::time::Duration;
 
-use common::ipc::delivery::{DeliveryRequest, DeliveryResult};
-use common::log_info;
-use common::log_warning;
-use common::queue::file::Outcome;
+use crate::config::{ConfigError, Params};
+use crate::ipc::delivery::{DeliveryRequest, DeliveryResult};
+use crate::log_info;
+use crate::log_warning;
+use crate::queue::file::Outcome;
 
-use crate::client::{ClientError, Connection, Reply};
+use super::connection::{ClientError, Connection, Reply};
 
-/// What one conversation needs to know (part of [`crate::config::AgentConfig`]).
+/// What one conversation needs to know (part of the smtp agent's configuration, and of an
+/// ODMR provider's).
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// `myhostname`: the EHLO name, and the name that gives a loop away.
@@ -20,6 +22,28 @@ pub struct SessionConfig {
     pub timeouts: Timeouts,
     /// `smtp_line_length_limit`: longer message lines are broken (0: no limit).
     pub line_length_limit: usize,
+}
+
+impl SessionConfig {
+    /// From the `smtp_*` parameters, wherever the conversation runs.
+    pub fn from_params(p: &Params) -> Result<SessionConfig, ConfigError> {
+        let limit = p.int("smtp_line_length_limit")?;
+        let line_length_limit = usize::try_from(limit).map_err(|_| ConfigError::value("smtp_line_length_limit", "must be zero or more"))?;
+        // A limit of one would leave no room after the folding space.
+        if line_length_limit == 1 {
+            return Err(ConfigError::value("smtp_line_length_limit", "must be 0 (no limit) or at least 2"));
+        }
+        let timeouts = Timeouts {
+            mail: p.time("smtp_mail_timeout")?,
+            rcpt: p.time("smtp_rcpt_timeout")?,
+            data_init: p.time("smtp_data_init_timeout")?,
+            data_xfer: p.time("smtp_data_xfer_timeout")?,
+            data_done: p.time("smtp_data_done_timeout")?,
+            rset: p.time("smtp_rset_timeout")?,
+            quit: p.time("smtp_quit_timeout")?,
+        };
+        Ok(SessionConfig { myhostname: p.get("myhostname")?, timeouts, line_length_limit })
+    }
 }
 
 /// Postfix's time limits for each step of a mail transaction, each a parameter of its own.
@@ -265,7 +289,7 @@ pub async fn mail_transaction(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::ipc::delivery::DeliveryRecipient;
+    use crate::ipc::delivery::DeliveryRecipient;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
     /// One step of a scripted next hop: what it answers to the next command (the first step
@@ -329,8 +353,8 @@ mod tests {
 
     fn request(rcpts: &[&str]) -> DeliveryRequest {
         DeliveryRequest {
-            queue_id: common::queue::QueueId::parse("ABC123").unwrap(),
-            queue: common::queue::QueueName::Active,
+            queue_id: crate::queue::QueueId::parse("ABC123").unwrap(),
+            queue: crate::queue::QueueName::Active,
             nexthop: "[127.0.0.1]:2525".into(),
             sender: "s@x.test".into(),
             recipients: rcpts.iter().enumerate().map(|(index, a)| DeliveryRecipient { index, address: a.to_string() }).collect(),

@@ -9,18 +9,50 @@
 //! limit), as Postfix does so that truncation never damages MIME structure. It is read from
 //! the queue file here, not kept in memory while the message is active. Reply text from other
 //! hosts is made printable before it goes into a notification (Postfix's `qmgr_bounce` and
-//! bounce service). Building and queueing one reads and writes files: it runs on the worker.
+//! bounce service). Building and queueing one reads and writes files: the queue manager runs it
+//! on its worker; smtpd's ODMR provider off its session's thread.
 
 use std::path::Path;
 use std::time::SystemTime;
 
-use common::datetime::{from_us, rfc5322};
-use common::queue::file::{ClientInfo, Envelope, QueueError, Recipient, now_us, read_message_prefix, write_new};
-use common::queue::{QueueId, QueueName, Spool};
-use common::text::printable;
-use common::{log_info, log_warning};
+use crate::config::{ConfigError, ParamError, Params};
+use crate::datetime::{from_us, rfc5322};
+use crate::queue::file::{ClientInfo, Envelope, QueueError, Recipient, now_us, read_message_prefix, write_new};
+use crate::queue::{QueueId, QueueName, Spool};
+use crate::text::printable;
+use crate::{log_info, log_warning};
 
-use crate::config::{BounceConfig, QmgrConfig};
+/// What non-delivery notifications look like and where failed ones go.
+#[derive(Debug, Clone)]
+pub struct BounceConfig {
+    pub myhostname: String,
+    /// `bounce_size_limit`; 0 means no limit.
+    pub size_limit: u64,
+    /// `notify_classes` has `2bounce` or `bounce`: a failed notification goes to the postmaster.
+    pub notify_2bounce: bool,
+    /// `2bounce_notice_recipient`, qualified with `$myorigin`.
+    pub postmaster: String,
+    /// `double_bounce_sender`, qualified with `$myorigin`.
+    pub double_bounce_sender: String,
+}
+
+impl BounceConfig {
+    pub fn from_params(p: &Params) -> Result<BounceConfig, ConfigError> {
+        let myorigin = p.get("myorigin")?;
+        let qualify = |a: String| if a.contains('@') { a } else { format!("{a}@{myorigin}") };
+        let classes = p.list("notify_classes")?;
+        let limit = p.int("bounce_size_limit")?;
+        let size_limit =
+            u64::try_from(limit).map_err(|_| ParamError::Int { name: "bounce_size_limit".into(), value: limit.to_string() })?;
+        Ok(BounceConfig {
+            myhostname: p.get("myhostname")?,
+            size_limit,
+            notify_2bounce: classes.iter().any(|c| c.eq_ignore_ascii_case("2bounce") || c.eq_ignore_ascii_case("bounce")),
+            postmaster: qualify(p.get("2bounce_notice_recipient")?),
+            double_bounce_sender: qualify(p.get("double_bounce_sender")?),
+        })
+    }
+}
 
 /// One failed recipient.
 #[derive(Debug, Clone)]
@@ -183,11 +215,12 @@ pub fn queue_notification(
     write_new(spool, QueueName::Incoming, &env, &body)
 }
 
-/// Worker side: return failed recipients of message `id` (in `path`) to the sender, or to the
-/// postmaster when the failed message was itself a notification (a double bounce), never
-/// silently dropped. True when a notification was queued in `incoming`.
-pub fn notify_failed(qcfg: &QmgrConfig, id: &QueueId, path: &Path, sender: &str, arrival_us: u64, failed: &[Failed]) -> bool {
-    let cfg = &qcfg.bounce;
+/// Return failed recipients of message `id` (in `path`) to the sender, or to the postmaster
+/// when the failed message was itself a notification (a double bounce), never silently
+/// dropped: the queue manager's worker for what it delivered, smtpd's ODMR provider for what it
+/// delivered from `deferred` itself. True when a notification was queued in `incoming` (the
+/// caller triggers an incoming scan when the queue manager is not itself).
+pub fn notify(spool: &Spool, cfg: &BounceConfig, id: &QueueId, path: &Path, sender: &str, arrival_us: u64, failed: &[Failed]) -> bool {
     let notice = match notice_for(cfg, sender) {
         Ok(n) => n,
         Err(Discard::PostmasterNotice) => {
@@ -206,7 +239,7 @@ pub fn notify_failed(qcfg: &QmgrConfig, id: &QueueId, path: &Path, sender: &str,
         (Vec::new(), 0)
     });
     let original = Original { queue_id: id, sender, arrival_us, prefix: &prefix, size };
-    match queue_notification(&qcfg.spool, cfg, notice, &original, failed) {
+    match queue_notification(spool, cfg, notice, &original, failed) {
         Ok(bounce_id) => {
             let whom = if notice == Notice::Sender { "sender" } else { "postmaster" };
             log_info!("{id}: {whom} non-delivery notification: {bounce_id}");
