@@ -105,8 +105,8 @@ fn mask_addr(addr: IpAddr, len: u8) -> IpAddr {
     }
 }
 
-/// Leading `!` (each one flips) and whitespace.
-fn take_negation(mut s: &str) -> (&str, bool) {
+/// Leading `!` (each one flips) and whitespace, as every pattern table reads them.
+pub(super) fn take_negation(mut s: &str) -> (&str, bool) {
     let mut negated = false;
     loop {
         if let Some(rest) = s.strip_prefix('!') {

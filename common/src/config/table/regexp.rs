@@ -83,18 +83,7 @@ struct RawPattern<'a> {
 
 /// Take `[!...]<delim>pattern<delim>flags` from the start of `s`; the rest follows.
 fn take_pattern(s: &str, stop_at_bang: bool) -> Result<(RawPattern<'_>, &str), String> {
-    let mut negated = false;
-    let mut s = s;
-    loop {
-        if let Some(rest) = s.strip_prefix('!') {
-            negated = !negated;
-            s = rest;
-        } else if s.starts_with(char::is_whitespace) {
-            s = s.trim_start();
-        } else {
-            break;
-        }
-    }
+    let (s, negated) = super::cidr::take_negation(s);
     let mut chars = s.char_indices();
     let Some((_, delim)) = chars.next() else { return Err("no regexp".into()) };
     let body = &s[delim.len_utf8()..];
