@@ -247,6 +247,42 @@ fn a_provider_killed_mid_message_loses_nothing() {
     assert_eq!(sink.count(), 1);
 }
 
+/// `kill -9` of the queue manager and the flush service during a reversed session, mid-message:
+/// the session does not depend on them once reversed, so the customer's acknowledgement
+/// removes the message, and when they are back nothing is delivered twice (the restarted
+/// flush service's index has no stale entry that an ETRN could act on).
+#[test]
+fn qmgr_and_flush_killed_mid_session_deliver_once() {
+    let (inst, port, odmr) = provider();
+    let id = deferred_for(&inst, port, "u@customer.example", "daemons killed");
+    let mut c = reversed(odmr, "customer.example");
+    assert!(c.cmd("220 customer.example ready").starts_with("EHLO "));
+    c.cmd("250 customer.example");
+    c.cmd("250 2.1.0 Ok");
+    assert_eq!(c.cmd("250 2.1.5 Ok"), "DATA");
+    c.send_raw(b"354 go ahead\r\n");
+    let killed: Vec<i32> = ["qmgr", "flush"].iter().map(|p| inst.program_pid(p).expect("running")).collect();
+    for pid in &killed {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+    for _ in 0..100 {
+        if c.reply() == "." {
+            break;
+        }
+    }
+    assert_eq!(c.cmd("250 2.0.0 Ok: queued as X"), "QUIT");
+    c.send_raw(b"221 2.0.0 Bye\r\n");
+    inst.wait_log(&format!("{id}: removed"));
+    for (program, old) in ["qmgr", "flush"].iter().zip(&killed) {
+        wait_for(&format!("a new {program}"), || inst.program_pid(program).filter(|p| p != old));
+    }
+    assert!(!deferred(&inst, &id));
+    let mut etrn = Client::connect(port);
+    etrn.cmd("EHLO customer.example");
+    assert_eq!(etrn.cmd("ETRN customer.example"), "251 OK, no messages waiting for node customer.example");
+    assert_eq!(inst.log_count("status=sent"), 1, "{}", inst.log());
+}
+
 /// The shipped master.cf's `odmr` entry works once uncommented, and nothing else is needed:
 /// port 366, ATRN in the EHLO reply, AUTH on, ATRN answered.
 #[test]
