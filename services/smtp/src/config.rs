@@ -7,8 +7,8 @@ use common::queue::Spool;
 
 use crate::myself::Myself;
 use crate::resolve::Dns;
-use crate::sasl::ClientSasl;
-use crate::tls::ClientTls;
+use common::smtp_client::sasl::ClientSasl;
+use common::smtp_client::tls::ClientTls;
 use common::smtp_client::transaction::SessionConfig;
 
 /// The agent's settings.
@@ -58,8 +58,8 @@ impl AgentConfig {
             mx_address_limit: count(p, "smtp_mx_address_limit")?,
             mx_session_limit: count(p, "smtp_mx_session_limit")?,
             myself: Myself::from_params(p)?,
-            tls: ClientTls::from_params(p)?,
-            sasl: ClientSasl::from_params(p)?,
+            tls: ClientTls::from_params(p, "smtp")?,
+            sasl: ClientSasl::from_params(p, "smtp", p.bool("smtp_sasl_auth_enable")?, p.bool("smtp_sasl_auth_soft_bounce")?)?,
         })
     }
 }

@@ -15,10 +15,10 @@ use crate::cache::{Cached, ConnCache};
 use crate::config::AgentConfig;
 use crate::nexthop::parse_nexthop;
 use crate::resolve::{ResolveError, Target};
-use crate::sasl::{Server, login};
-use crate::starttls::{Peer, TlsFailure, negotiate};
-use crate::tls_policy::{Invalid, Level, Policy};
 use common::smtp_client::connection::Connection;
+use common::smtp_client::sasl::{Server, login};
+use common::smtp_client::starttls::{Peer, TlsFailure, negotiate};
+use common::smtp_client::tls_policy::{Invalid, Level, Policy};
 use common::smtp_client::transaction::{Failure, Loop, bounced, deferred, handshake, mail_transaction, reset};
 
 /// Deliver one request; never fails as a whole: every recipient gets a result.
