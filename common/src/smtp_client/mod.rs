@@ -10,6 +10,10 @@
 pub mod connection;
 /// The message encoder for DATA.
 pub mod data;
+/// Next-hop syntax: `[host]:port` or `domain[:port]`.
+pub mod nexthop;
+/// A connection ready for MAIL (or ATRN): connect, greeting, EHLO, STARTTLS, AUTH.
+pub mod open;
 /// SASL AUTH to a server: when, with which mechanism, and Postfix's texts.
 pub mod sasl;
 /// The client side of PLAIN, LOGIN and CRAM-MD5, without I/O.

@@ -7,6 +7,7 @@ use common::queue::Spool;
 
 use crate::myself::Myself;
 use crate::resolve::Dns;
+use common::smtp_client::open::Opener;
 use common::smtp_client::sasl::ClientSasl;
 use common::smtp_client::tls::ClientTls;
 use common::smtp_client::transaction::SessionConfig;
@@ -61,5 +62,16 @@ impl AgentConfig {
             tls: ClientTls::from_params(p, "smtp")?,
             sasl: ClientSasl::from_params(p, "smtp", p.bool("smtp_sasl_auth_enable")?, p.bool("smtp_sasl_auth_soft_bounce")?)?,
         })
+    }
+
+    /// What opening a connection needs.
+    pub fn opener(&self) -> Opener<'_> {
+        Opener {
+            session: &self.session,
+            tls: &self.tls,
+            sasl: &self.sasl,
+            connect_timeout: self.connect_timeout,
+            helo_timeout: self.helo_timeout,
+        }
     }
 }

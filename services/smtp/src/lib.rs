@@ -127,8 +127,6 @@ pub mod config;
 pub mod deliver;
 /// This system's own addresses, for loop detection.
 pub mod myself;
-/// Next-hop syntax: `[host]:port` or `domain[:port]`.
-pub mod nexthop;
 /// From a next hop to the addresses to try (MX, A/AAAA, null MX, this system).
 pub mod resolve;
 /// The daemon: the skeleton's service and `run`.
