@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::config::{ConfigError, Params};
 use crate::log_info;
 
 use super::connection::Connection;
@@ -15,15 +16,32 @@ use super::tls::ClientTls;
 use super::tls_policy::{Level, Policy};
 use super::transaction::{Failure, Hello, Loop, SessionConfig, deferred, handshake};
 
-/// What opening a connection needs to know.
-pub struct Opener<'a> {
-    pub session: &'a SessionConfig,
-    pub tls: &'a ClientTls,
-    pub sasl: &'a ClientSasl,
-    /// For the TCP connection.
+/// The client side's settings: what opening a connection needs, and the conversation's limits.
+pub struct ClientSettings {
+    /// From the `smtp_*` parameters, for every client.
+    pub session: SessionConfig,
+    /// STARTTLS: the policies and the trusted CAs.
+    pub tls: ClientTls,
+    /// SASL AUTH.
+    pub sasl: ClientSasl,
+    /// `{prefix}_connect_timeout`: for the TCP connection.
     pub connect_timeout: Duration,
-    /// For the greeting and each reply up to the end of AUTH.
+    /// `{prefix}_helo_timeout`: for the greeting and each reply up to the end of AUTH.
     pub helo_timeout: Duration,
+}
+
+impl ClientSettings {
+    /// The settings of the parameter family `prefix` (`smtp`, `odmr`); whether AUTH is on and
+    /// whether a 5xx to it is made 4xx are the caller's (see [`ClientSasl::from_params`]).
+    pub fn from_params(p: &Params, prefix: &str, sasl_enabled: bool, soft_bounce: bool) -> Result<ClientSettings, ConfigError> {
+        Ok(ClientSettings {
+            session: SessionConfig::from_params(p)?,
+            tls: ClientTls::from_params(p, prefix)?,
+            sasl: ClientSasl::from_params(p, prefix, sasl_enabled, soft_bounce)?,
+            connect_timeout: p.time(&format!("{prefix}_connect_timeout"))?,
+            helo_timeout: p.time(&format!("{prefix}_helo_timeout"))?,
+        })
+    }
 }
 
 /// Why no session could be had with one address.
@@ -46,7 +64,7 @@ impl Opening {
 /// A connection to `addr`, with what the server said to the last EHLO. `nexthop` is the
 /// password table's second key (the next hop as the queue manager names it).
 pub async fn open(
-    cfg: &Opener<'_>,
+    cfg: &ClientSettings,
     addr: SocketAddr,
     peer: &Peer<'_>,
     nexthop: &str,
@@ -73,11 +91,11 @@ pub async fn open(
         let _ = stream.set_nodelay(true);
         let mut conn = Connection::new(stream, cfg.helo_timeout);
         let looking = looking.as_ref().map(|l| Loop { nexthop: l.nexthop, relay: l.relay, best: l.best });
-        let hello = handshake(cfg.session, &mut conn, peer.namaddr, looking).await.map_err(Opening::Session)?;
-        match negotiate(cfg.tls, cfg.session, policy, &mut conn, hello, peer).await {
+        let hello = handshake(&cfg.session, &mut conn, peer.namaddr, looking).await.map_err(Opening::Session)?;
+        match negotiate(&cfg.tls, &cfg.session, policy, &mut conn, hello, peer).await {
             Ok(hello) => {
                 let server = Server { host: peer.host, nexthop, namaddr: peer.namaddr, relay: peer.relay };
-                login(cfg.sasl, &mut conn, &hello, &server).await.map_err(Opening::Session)?;
+                login(&cfg.sasl, &mut conn, &hello, &server).await.map_err(Opening::Session)?;
                 return Ok((conn, hello));
             }
             Err(TlsFailure::Fail(f)) => return Err(Opening::Session(f)),

@@ -111,7 +111,7 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
             return parts;
         }
     };
-    let policy = match cfg.tls.policy(&req.nexthop) {
+    let policy = match cfg.client.tls.policy(&req.nexthop) {
         Ok(p) => p,
         Err(Invalid) => {
             parts.push(Attempt::failed(&req.recipients, &deferred("4.7.5", "client TLS configuration problem".into(), false), 0.0));
@@ -122,8 +122,8 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         // A connection the server closed meanwhile fails here; then we connect afresh. A
         // plaintext connection never serves a destination whose policy requires TLS (it may
         // be one from before a reload that changed the policy): it is closed.
-        if (c.conn.is_tls() || !policy.level.requires_tls()) && reset(&cfg.session, &mut c.conn).await {
-            let (results, healthy) = mail_transaction(&cfg.session, &req, &mut c.conn, &c.peer, &message).await;
+        if (c.conn.is_tls() || !policy.level.requires_tls()) && reset(&cfg.client.session, &mut c.conn).await {
+            let (results, healthy) = mail_transaction(&cfg.client.session, &req, &mut c.conn, &c.peer, &message).await;
             let (relay, uses) = (c.relay.clone(), c.uses + 1);
             if healthy {
                 cache.check_in(&req.nexthop, Cached { uses, ..c });
@@ -164,7 +164,7 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         let relay = format!("{peer}:{}", addr.port());
         let names = Peer { host: &host, nexthop: &hop.host, namaddr: &peer, relay: &relay };
         let looking = myself.map(|_| Loop { nexthop: &pending.nexthop, relay: &relay, best });
-        let opened = open(&cfg.opener(), addr, &names, &pending.nexthop, looking, &policy).await.map(|(conn, _)| conn);
+        let opened = open(&cfg.client, addr, &names, &pending.nexthop, looking, &policy).await.map(|(conn, _)| conn);
         let setup = start.elapsed().as_secs_f64();
         let mut conn = match opened {
             Ok(c) => c,
@@ -184,7 +184,7 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
             }
         };
         sessions += 1;
-        let (results, healthy) = mail_transaction(&cfg.session, &pending, &mut conn, &peer, &message).await;
+        let (results, healthy) = mail_transaction(&cfg.client.session, &pending, &mut conn, &peer, &message).await;
         if healthy {
             cache.check_in(&pending.nexthop, Cached { conn, peer, relay: relay.clone(), uses: 1 });
         }
