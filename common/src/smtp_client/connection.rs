@@ -152,6 +152,16 @@ impl Connection {
         }
     }
 
+    /// The stream under a connection this client opened, for the roles to swap (the ODMR
+    /// customer after `250` to ATRN). `None` when the server has sent more than its replies
+    /// (nothing may be read ahead of the customer's greeting) or the connection is not ours.
+    pub fn into_socket(self) -> Option<SmtpStream> {
+        match self.transport {
+            Transport::Own(r) if r.buffer().is_empty() => Some(r.into_inner()),
+            _ => None,
+        }
+    }
+
     /// The conversation is under TLS.
     pub fn is_tls(&self) -> bool {
         match &self.transport {

@@ -324,6 +324,7 @@ pub mod anvil;
 mod auth;
 pub mod config;
 pub mod conn;
+pub mod customer;
 pub mod data;
 pub mod etrn;
 pub mod etrn_login;
