@@ -39,8 +39,10 @@
 //!
 //! The conversation itself (the connection, the DATA encoder, the handshake and one mail
 //! transaction) is `common::smtp_client`, which smtpd's ODMR provider also runs on the
-//! connection a customer opened (see smtpd(8)), with the same `smtp_*` limits; this agent adds
-//! next hops, DNS, the connection cache, STARTTLS and AUTH around it.
+//! connection a customer opened (see smtpd(8)), with the same `smtp_*` limits; opening a
+//! connection (connect, greeting, EHLO, STARTTLS with the plaintext retry, AUTH) is there too
+//! (`common::smtp_client::open`), shared with the ODMR customer, odmr(8), which reads the same
+//! settings from `odmr_*` parameters. This agent adds next hops, DNS and the connection cache.
 //!
 //! # Security
 //! Queue files and the next hop's replies and DNS data are outside input.
