@@ -6,8 +6,9 @@ use common::config::{ConfigError, ParamError};
 
 use crate::logrotate::LogrotateError;
 
-/// The commands, in postfix-script's words, for an unknown one (`postfix strat`).
-pub const COMMANDS: &str = "Usage: postfix start (or stop, reload, abort, flush, odmr, check, status, start-fg, logrotate)";
+/// The commands, in postfix-script's words, for an unknown one (`postfix strat`); Postern's own
+/// `odmr` is left out, so that the text stays Postfix's.
+pub const COMMANDS: &str = "Usage: postfix start (or stop, reload, abort, flush, check, status, start-fg, logrotate)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PostfixError {
