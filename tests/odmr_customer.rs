@@ -4,7 +4,7 @@
 //! after one poll, over TLS (a verified certificate) with AUTH, and another customer's mail
 //! stays queued; refusals and failed logins are logged and retried at the next poll; a
 //! customer killed mid-session loses nothing the provider saw acknowledged and gets the rest
-//! at its next poll, once.
+//! at its next poll, once; a reload applies good settings and refuses bad ones.
 
 use crate::harness::pki::Pki;
 use crate::harness::smtp::{Sink, free_port};
@@ -86,6 +86,38 @@ fn mail_queued_while_away_arrives_after_one_poll_over_tls_with_auth() {
     }
     assert!(deferred(&provider, &theirs) && indexed(&provider, &theirs), "bob's mail stays queued at the provider");
     assert_eq!(sink.count(), 2, "each message once");
+    // A system without the customer service says so.
+    let out = provider.cli("postfix", &["odmr"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("fatal: Cannot poll the ODMR provider - public/atrn: "), "{}", text(&out.stderr));
+}
+
+/// A reload with a bad `odmr_domains` is refused with the reason and the running settings stay;
+/// a good one applies to the next poll.
+#[test]
+fn a_reload_applies_good_settings_and_refuses_bad_ones() {
+    let pki = Pki::new();
+    let (_provider, _port, odmr) = tls_provider(&pki);
+    let sink = Sink::start(free_port());
+    let customer = customer(&pki, odmr, "alice", ALICE_PW, sink.port, "odmr_poll_interval = 0\n", "");
+    let edit = |setting: &str| {
+        let out = customer.cli("postconf", &["-e", setting]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let out = customer.cli("postfix", &["reload"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    edit("odmr_domains=customer.example, a..example");
+    let line = customer.wait_log("reload: ");
+    assert!(line.contains("odmr_domains") && line.contains("keeping the running configuration"), "{line}");
+    poll_now(&customer);
+    customer.wait_log("domains=customer.example: no mail");
+    edit("odmr_domains=other.example");
+    // The reload reaches the service after `postfix reload` returns: ask until a poll has it.
+    wait_for("a poll with the reloaded domains", || {
+        poll_now(&customer);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        customer.log().contains("domains=other.example: refused (host 127.0.0.1[127.0.0.1] said: 450 4.7.1").then_some(())
+    });
 }
 
 #[test]
