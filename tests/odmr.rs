@@ -12,7 +12,7 @@ use base64::Engine;
 use crate::harness::smtp::{Client, Sink, free_port, queued_id};
 use crate::harness::{FLUSH_ONLY, Install, text, wait_for};
 
-const ALICE_PW: &str = "wonderland-42";
+pub(crate) const ALICE_PW: &str = "wonderland-42";
 
 fn plain(user: &str, pw: &str) -> String {
     format!("AUTH PLAIN {}", base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pw}")))
@@ -25,7 +25,7 @@ fn provider() -> (Install, u16, u16) {
 }
 
 /// The same with `main_extra` in main.cf and `odmr_extra` on the odmr service's command.
-fn provider_with(main_extra: &str, odmr_extra: &str) -> (Install, u16, u16) {
+pub(crate) fn provider_with(main_extra: &str, odmr_extra: &str) -> (Install, u16, u16) {
     let (port, odmr) = (free_port(), free_port());
     let dir_users = format!("alice:{{PLAIN}}{ALICE_PW}\nbob:{{PLAIN}}bob-S3cr3t\n");
     let main = format!(
@@ -46,7 +46,7 @@ fn provider_with(main_extra: &str, odmr_extra: &str) -> (Install, u16, u16) {
 }
 
 /// Queue one message to `rcpt` and wait until it is deferred and in the flush index.
-fn deferred_for(inst: &Install, port: u16, rcpt: &str, subject: &str) -> String {
+pub(crate) fn deferred_for(inst: &Install, port: u16, rcpt: &str, subject: &str) -> String {
     let mut c = Client::connect(port);
     c.cmd("EHLO sender.test");
     let id = queued_id(&c.send_mail("s@sender.test", &[rcpt], &format!("Subject: {subject}\n\nbody\n")));
@@ -54,11 +54,11 @@ fn deferred_for(inst: &Install, port: u16, rcpt: &str, subject: &str) -> String 
     id
 }
 
-fn indexed(inst: &Install, id: &str) -> bool {
+pub(crate) fn indexed(inst: &Install, id: &str) -> bool {
     inst.queue_files("flush").iter().any(|p| std::fs::read_to_string(p).unwrap_or_default().contains(id))
 }
 
-fn deferred(inst: &Install, id: &str) -> bool {
+pub(crate) fn deferred(inst: &Install, id: &str) -> bool {
     inst.queue_files("deferred").iter().any(|p| p.ends_with(id))
 }
 

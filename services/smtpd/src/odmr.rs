@@ -118,7 +118,7 @@ fn atrn_step(s: &Session<'_>, arg: &str) -> Step {
 
 /// `domain[,domain...]` (spaces after commas allowed), lowercased and deduplicated; empty
 /// for "every domain of the login".
-fn parse_domains(arg: &str) -> Option<Vec<String>> {
+pub(crate) fn parse_domains(arg: &str) -> Option<Vec<String>> {
     if arg.is_empty() {
         return Some(Vec::new());
     }
