@@ -15,6 +15,7 @@ mod dns;
 mod etrn;
 mod failures;
 mod flush;
+mod headers;
 mod local;
 mod logtools;
 mod mail;

@@ -5,10 +5,10 @@ use std::time::Duration;
 use common::config::{ConfigError, Params};
 use common::queue::Spool;
 
-use crate::myself::Myself;
 use crate::resolve::Dns;
 use crate::sasl::ClientSasl;
 use crate::tls::ClientTls;
+use common::interfaces::Myself;
 use common::smtp_client::transaction::SessionConfig;
 
 /// The agent's settings.

@@ -126,7 +126,6 @@ pub mod config;
 /// One delivery request from start to per-recipient results and delivery lines.
 pub mod deliver;
 /// This system's own addresses, for loop detection.
-pub mod myself;
 /// Next-hop syntax: `[host]:port` or `domain[:port]`.
 pub mod nexthop;
 /// From a next hop to the addresses to try (MX, A/AAAA, null MX, this system).

@@ -11,8 +11,8 @@ use common::domain::valid_hostname;
 use common::log_warning;
 use common::text::printable;
 
-use crate::myself::Myself;
 use crate::nexthop::NextHop;
+use common::interfaces::Myself;
 
 /// A host to connect to: its name for the log and one address.
 #[derive(Debug, Clone, PartialEq, Eq)]

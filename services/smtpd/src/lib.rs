@@ -100,6 +100,20 @@
 //! 0` is no limit. More `Received:` headers than `hopcount_limit` (ours included): `554 5.4.0
 //! Error: too many hops`.
 //!
+//! # Headers
+//! Each message starts with Postfix's `Received: from HELO (NAME [ADDR])`, `by $myhostname
+//! ($mail_name) with PROTOCOL id QUEUEID`, `for <RCPT>` when the transaction has one recipient,
+//! and the arrival date (`mail_date`'s format, `Thu,  3 Dec 2026 07:01:02 +0000 (UTC)`); the
+//! queue file exists from the start of DATA, so the ID is the one in `queued as`. A local
+//! submission (the client matches `local_header_rewrite_clients`, decided at MAIL: by default
+//! `permit_inet_interfaces`, a client on one of this host's `inet_interfaces`) or any client
+//! with `always_add_missing_headers = yes` gets what cleanup adds at the end of the header
+//! section when it is missing: `Message-Id: <YYYYMMDDhhmmss.QUEUEID@$myhostname>`, `Date:`,
+//! `From:` (the envelope sender, `MAILER-DAEMON` for `<>`) and `undisclosed_recipients_header`
+//! without a `To:` or `Cc:`; once the message has a `Resent-` header, the `Resent-` forms. A
+//! table in `local_header_rewrite_clients` that cannot be read refuses MAIL with `451 4.3.0
+//! Temporary lookup error`. The body is never changed.
+//!
 //! # TLS
 //! `smtpd_tls_security_level = may` announces STARTTLS (until TLS is active); `encrypt` also
 //! refuses every command but EHLO, HELO, STARTTLS, NOOP, QUIT and HELP before it with `530 5.7.0
@@ -243,7 +257,8 @@
 //! `ATRN from name[addr]: reversed session done: messages=N sent=N bounced=N deferred=N`, and the usual
 //! `disconnect from ... ehlo=1 auth=1 atrn=1 commands=3`.
 //! `connect from name[addr]`, `<id>: client=name[addr]` (`, sasl_method=M, sasl_username=U`
-//! after a login), `<id>: message-id=<...>`, `warning: name[addr]: SASL M authentication
+//! after a login), `<id>: message-id=<...>` (every message: `<>` when it has none; cleanup's
+//! ID when it was added), `warning: name[addr]: SASL M authentication
 //! failed: REASON, sasl_username=U`, `warning: name[addr]: SASL M authentication aborted`,
 //! `warning: SASL: Connect to Dovecot auth socket 'PATH' failed: ...`,
 //! `disconnect from name[addr] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5` (the commands in
@@ -275,7 +290,9 @@
 //! `access_map_defer_code`, `invalid_hostname_reject_code`, `non_fqdn_reject_code`,
 //! `smtpd_null_access_lookup_key`, `recipient_delimiter`, `maps_rbl_reject_code`,
 //! `smtpd_dns_nameservers`, `unknown_address_reject_code`, `smtpd_helo_required`, `message_size_limit`, `line_length_limit`,
-//! `queue_minfree`, `hopcount_limit`, `smtpd_forbid_bare_newline`,
+//! `queue_minfree`, `hopcount_limit`, `mail_name`, `local_header_rewrite_clients`,
+//! `inet_interfaces`, `always_add_missing_headers`, `undisclosed_recipients_header`,
+//! `smtpd_forbid_bare_newline`,
 //! `smtpd_client_connection_count_limit`, `smtpd_client_connection_rate_limit`,
 //! `smtpd_client_message_rate_limit`, `smtpd_client_event_limit_exceptions`,
 //! `anvil_rate_time_unit`, `smtpd_idle_eviction_time`, `ipc_timeout` (an ETRN's or ATRN's wait for
@@ -330,6 +347,7 @@ pub mod etrn_login;
 pub mod odmr;
 pub mod reply;
 pub mod restrict;
+pub mod rewrite;
 pub mod sasl;
 mod service;
 pub mod session;

@@ -92,6 +92,8 @@ pub struct Session<'a> {
     pub local_addr: Option<IpAddr>,
     /// What the restriction lists remember (crate::restrict).
     pub restrict: crate::restrict::State,
+    /// The transaction is a local submission (`local_header_rewrite_clients`, decided at MAIL).
+    pub local_submission: bool,
 }
 
 /// The commands smtpd counts, in the order of Postfix's `smtpd_cmd_table`: the disconnect line
@@ -126,6 +128,7 @@ impl<'a> Session<'a> {
             sasl_login: None,
             local_addr: None,
             restrict: crate::restrict::State::default(),
+            local_submission: false,
         }
     }
 
@@ -412,6 +415,13 @@ impl<'a> Session<'a> {
             self.reset();
             return Step::Reply(reply);
         }
+        match self.cfg.headers.rewrite_clients.is_local(self) {
+            Ok(local) => self.local_submission = local,
+            Err(reply) => {
+                self.reset();
+                return Step::Reply(reply);
+            }
+        }
         self.sender = Some(addr);
         Step::Reply(Reply::new(250, "2.1.0", "Ok"))
     }
@@ -544,13 +554,13 @@ fn strip_keyword<'t>(arg: &'t str, keyword: &str) -> Option<&'t str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::sasl::Outcome;
     use common::config::{MainCf, Params};
 
     /// A configuration on a temporary spool: relay for customer.example, loopback trusted.
-    fn config(extra: &str) -> (tempfile::TempDir, SmtpdConfig) {
+    pub(crate) fn config(extra: &str) -> (tempfile::TempDir, SmtpdConfig) {
         let dir = tempfile::tempdir().unwrap();
         let spool = dir.path().join("spool");
         std::fs::create_dir(&spool).unwrap();
