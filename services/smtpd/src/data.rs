@@ -106,6 +106,17 @@ impl DataReader {
         }
         let mut i = 0;
         while i < input.len() {
+            if self.pos == Pos::Mid && !self.in_headers {
+                // Inside a body line nothing but a CR or an LF matters: the bytes up to the
+                // next one go out as they are, in one piece.
+                let rest = &input[i..];
+                let n = rest.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(rest.len());
+                out.extend_from_slice(&rest[..n]);
+                i += n;
+                if i == input.len() {
+                    break;
+                }
+            }
             let b = input[i];
             i += 1;
             match (self.pos, b) {
