@@ -33,6 +33,7 @@ mod smtp_sasl;
 mod smtp_tls;
 mod smtpd_floods;
 mod smtpd_input;
+mod smtputf8;
 mod stuck;
 mod submission;
 mod systemd;

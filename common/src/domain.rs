@@ -46,6 +46,13 @@ pub fn address_domain(address: &str) -> &str {
     address.rsplit_once('@').map_or("", |(_, d)| d)
 }
 
+/// The domain of an address as tables, routes and flush logfiles name it: lowercased, and a
+/// UTF-8 (SMTPUTF8) domain in A-label form (`bücher.example` → `xn--bcher-kva.example`).
+pub fn lookup_domain(address: &str) -> String {
+    let d = address_domain(address);
+    crate::smtputf8::domain_to_ascii(d).unwrap_or_else(|| d.to_ascii_lowercase())
+}
+
 /// A destination site that may have a fast-flush logfile: a valid host name, lowercased.
 /// Address literals are refused (ARCHITECTURE.md §4): they cannot be a file name safely and
 /// Postfix itself denies them in its EAI builds.

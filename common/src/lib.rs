@@ -30,6 +30,8 @@ pub mod queue;
 /// Owns the SMTP client conversation (connection, DATA encoding, handshake and one mail
 /// transaction), for the smtp agent and for smtpd's ODMR provider.
 pub mod smtp_client;
+/// Owns SMTPUTF8 decisions (autodetection, what a delivery needs) and A-label domains.
+pub mod smtputf8;
 /// Owns making outside text safe to show (printable, truncation).
 pub mod text;
 pub mod tls;

@@ -88,6 +88,12 @@ pub struct Envelope {
     pub arrival_us: u64,
     #[serde(default)]
     pub client: ClientInfo,
+    /// The sender asked for SMTPUTF8 (`MAIL FROM:<...> SMTPUTF8`), or the message's source is
+    /// autodetected and it has a UTF-8 address or header (`smtputf8_autodetect_classes`):
+    /// next hops must offer SMTPUTF8 for the deliveries that need it. Written only when set,
+    /// so files without it read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub smtputf8: bool,
 }
 
 /// What happened to one recipient.
@@ -570,6 +576,7 @@ mod tests {
             ],
             arrival_us: 1_800_000_000_000_000,
             client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: "c".into(), protocol: "ESMTP".into() },
+            smtputf8: false,
         }
     }
 

@@ -29,7 +29,8 @@
 //! <YYYYMMDDhhmmss.QUEUEID@$myhostname>` (the new queue file's ID and creation time, UTC),
 //! `Date:`, `From:` (the envelope sender) and `undisclosed_recipients_header` when there is no
 //! `To:` or `Cc:` (the `Resent-` forms once a `Resent-` header is there). The body is copied
-//! byte for byte.
+//! byte for byte. With `sendmail` in `smtputf8_autodetect_classes` (the default), a message
+//! whose sender, a recipient or a header is UTF-8 asks for SMTPUTF8 at the next hop.
 //!
 //! Pending maildrop files are not readable by other local users: `sendmail` writes them with
 //! mode 0600 and grants read access to `mail_owner` alone with a POSIX ACL entry; it sets the
@@ -49,7 +50,8 @@
 //! untouched, as in Postfix; remove it by hand.
 //!
 //! # Configuration parameters
-//! `message_size_limit`, `myhostname`, `mail_name`, `undisclosed_recipients_header`, `queue_directory`, `local_client_connection_limit`,
+//! `message_size_limit`, `myhostname`, `mail_name`, `undisclosed_recipients_header`, `smtputf8_enable`,
+//! `smtputf8_autodetect_classes`, `queue_directory`, `local_client_connection_limit`,
 //! `local_client_timeout` (for clients of `public/pickup`), `queue_service_name`,
 //! `trigger_timeout` (telling the queue manager about new mail, over one kept connection).
 
@@ -64,6 +66,7 @@ use common::config::{ConfigError, Params};
 use common::queue::file::{ClientInfo, Envelope, NewQueueFile, QueueError, now_us};
 use common::queue::maildrop::{self, MaildropError};
 use common::queue::{QueueId, QueueName, Spool};
+use common::smtputf8::{self, Autodetect, Source};
 use common::{log_info, log_warning};
 
 /// What pickup needs from main.cf.
@@ -75,6 +78,8 @@ pub struct PickupConfig {
     pub mail_name: String,
     /// `undisclosed_recipients_header`.
     pub undisclosed_recipients: String,
+    /// `smtputf8_autodetect_classes`.
+    pub autodetect: Autodetect,
 }
 
 impl PickupConfig {
@@ -85,6 +90,7 @@ impl PickupConfig {
             myhostname: p.get("myhostname")?,
             mail_name: p.get("mail_name")?,
             undisclosed_recipients: cleanup::undisclosed_recipients_header(p)?,
+            autodetect: Autodetect::from_params(p)?,
         })
     }
 }
@@ -153,12 +159,17 @@ pub fn pickup_all(spool: &Spool, cfg: &PickupConfig) -> usize {
         };
         let uid = dropped.uid;
         let now = SystemTime::now();
-        // Only the addresses come from the file; when and from whom is ours to say.
+        // Only the addresses come from the file; when and from whom is ours to say, and so is
+        // whether it asks for SMTPUTF8 (smtputf8_autodetect_classes has `sendmail` by default).
+        let sent = &dropped.file;
+        let rcpts = sent.envelope.recipients.iter().map(|r| r.address.as_str());
+        let smtputf8 = cfg.autodetect.covers(Source::Sendmail) && smtputf8::derived(&sent.envelope.sender, rcpts, &sent.message);
         let envelope = Envelope {
             sender: dropped.file.envelope.sender,
             recipients: dropped.file.envelope.recipients,
             arrival_us: now_us(),
             client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
+            smtputf8,
         };
         // A copy, not a rename: the new file belongs to the mail system (the submitter owns
         // the maildrop file) and gets a fresh queue ID, as Postfix's cleanup does.

@@ -126,6 +126,8 @@ pub struct SmtpdConfig {
     pub odmr: Option<Arc<crate::odmr::OdmrConfig>>,
     /// `mail_name`, in our `Received:` header.
     pub mail_name: String,
+    /// SMTPUTF8 (`smtputf8_enable`, `strict_smtputf8`, `smtputf8_autodetect_classes`).
+    pub smtputf8: crate::smtputf8::Utf8Config,
     /// What cleanup adds to a message that lacks headers (`local_header_rewrite_clients`,
     /// `always_add_missing_headers`, `undisclosed_recipients_header`).
     pub headers: HeaderConfig,
@@ -263,6 +265,7 @@ impl SmtpdConfig {
             sasl,
             odmr: crate::odmr::OdmrConfig::from_params(p)?,
             mail_name: p.get("mail_name")?,
+            smtputf8: crate::smtputf8::Utf8Config::from_params(p)?,
             headers: HeaderConfig::from_params(p)?,
         })
     }
