@@ -496,7 +496,9 @@ mod tests {
         assert_eq!(add(&mut f, "sub.example.net", "DEF"), FlushReply::Ok { moved: 0 });
         assert_eq!(add(&mut f, "other.example", "ABC"), FlushReply::Deny);
         assert_eq!(add(&mut f, "[127.0.0.1]", "ABC"), FlushReply::Deny);
-        for site in ["../../etc", "a..b", "[127.0.0.1", "", "a/b", &"x".repeat(300), "caf\u{e9}.example", "a\0b"] {
+        // A UTF-8 site is its A-label form (xn--caf-dma.example): a site, not under example.net.
+        assert_eq!(add(&mut f, "caf\u{e9}.example", "ABC"), FlushReply::Deny);
+        for site in ["../../etc", "a..b", "[127.0.0.1", "", "a/b", &"x".repeat(300), "caf\u{fffd}.example", "a\0b"] {
             assert!(matches!(add(&mut f, site, "ABC"), FlushReply::Bad { .. }), "{site:?}");
         }
         for id in ["bad/id", "../x", "", "a b"] {
