@@ -25,6 +25,7 @@ fn deferred(spool: &Spool, rcpts: &[&str]) -> QueueId {
         recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
         arrival_us: common::queue::file::now_us(),
         client: Default::default(),
+        smtputf8: false,
     };
     let id = write_new(spool, QueueName::Incoming, &env, b"Subject: test\r\n\r\nhello\r\n").unwrap();
     assert!(spool.move_file(&id, QueueName::Incoming, QueueName::Deferred).unwrap());
@@ -123,7 +124,7 @@ fn hostile_input_gets_replies_and_touches_nothing_outside_flush() {
     let top_before: HashSet<_> = std::fs::read_dir(&inst.spool).unwrap().map(|e| e.unwrap().file_name()).collect();
 
     let long = "a".repeat(300);
-    for site in ["../../etc", "a..b", &long, "x\0y.example", "caf\u{e9}.example.net", "/etc/passwd", "..", "."] {
+    for site in ["../../etc", "a..b", &long, "x\0y.example", "caf\u{fffd}.example.net", "\u{e9}/..", "/etc/passwd", "..", "."] {
         let r = inst.flush(FlushRequest::Add { site: site.into(), queue_id: "ABC".into() });
         assert!(matches!(r, FlushReply::Bad { .. }), "{site:?}: {r:?}");
         let r = inst.send_site(site);
@@ -155,6 +156,10 @@ fn hostile_input_gets_replies_and_touches_nothing_outside_flush() {
 
     inst.wait_log("warning: malformed request from flush socket client");
     assert_eq!(inst.send_site("example.net"), FlushReply::Ok { moved: 0 });
+    // A UTF-8 site is its A-label form, a plain name inside flush/.
+    let r = inst.flush(FlushRequest::Add { site: "caf\u{e9}.example.net".into(), queue_id: "ABC".into() });
+    assert!(matches!(r, FlushReply::Ok { .. }), "{r:?}");
+    assert!(flush_dir_names(&inst).contains("xn--caf-dma.example.net"), "{:?}", flush_dir_names(&inst));
     let top_after: HashSet<_> = std::fs::read_dir(&inst.spool).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(top_before, top_after);
     assert!(flush_dir_names(&inst).iter().all(|n| common::domain::valid_hostname(n)), "{:?}", flush_dir_names(&inst));

@@ -166,7 +166,7 @@ fn who_and_when_come_from_the_file_owner_and_pickup_not_the_content() {
     wait_for("delivery", || (sink.count_containing("Subject: forged") == 1).then_some(()));
     let m = &sink.messages()[0];
     assert!(m.data.starts_with("Received: by "), "{}", m.data);
-    assert!(m.data.contains("(Postern, from userid 0);"), "{}", m.data);
+    assert!(m.data.contains("(Postern, from userid 0)\r\n\tid FORGED1; "), "{}", m.data);
     assert!(!m.data.contains("forged.example") && !m.data.contains("192.0.2.66"), "{}", m.data);
     inst.wait_log(": uid=0 from=<s@sender.test>");
     let sent = inst.wait_log("to=<u@customer.example>");
@@ -364,6 +364,7 @@ fn postsuper_does_its_queue_work_as_mail_owner() {
         recipients: vec![common::queue::file::Recipient { address: "u@customer.example".into(), orig: None }],
         arrival_us: common::queue::file::now_us(),
         client: Default::default(),
+        smtputf8: false,
     };
     // One held message where mail_owner can reach it, one deferred in a directory only root
     // can enter (as a hostile or broken file system state would have it).

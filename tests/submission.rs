@@ -62,7 +62,7 @@ fn sendmail_t_takes_recipients_from_headers_and_drops_bcc() {
     rcpts.sort();
     assert_eq!(rcpts, vec!["a@customer.example", "b@customer.example", "hidden@customer.example"]);
     assert!(!m.data.contains("Bcc:") && m.data.contains("\r\n.line starting with a dot\r\n"), "{}", m.data);
-    assert!(m.data.contains("Message-ID: <") && m.data.contains("Date: "));
+    assert!(m.data.contains("Message-Id: <") && m.data.contains("Date: "));
 }
 
 #[test]
@@ -185,6 +185,7 @@ fn postsuper_r_is_delivered_at_once() {
         recipients: vec![Recipient { address: "u@customer.example".into(), orig: None }],
         arrival_us: now_us(),
         client: Default::default(),
+        smtputf8: false,
     };
     let id = write_new(&spool, QueueName::Hold, &env, b"Subject: held\r\n\r\nbody\r\n").unwrap();
     let out = inst.cli("postsuper", &["-r", id.as_str()]);

@@ -46,7 +46,15 @@ pub fn address_domain(address: &str) -> &str {
     address.rsplit_once('@').map_or("", |(_, d)| d)
 }
 
-/// A destination site that may have a fast-flush logfile: a valid host name, lowercased.
+/// The domain of an address as tables, routes and flush logfiles name it: lowercased, and a
+/// UTF-8 (SMTPUTF8) domain in A-label form (`bücher.example` → `xn--bcher-kva.example`).
+pub fn lookup_domain(address: &str) -> String {
+    let d = address_domain(address);
+    crate::smtputf8::domain_to_ascii(d).unwrap_or_else(|| d.to_ascii_lowercase())
+}
+
+/// A destination site that may have a fast-flush logfile: a valid host name, lowercased, a
+/// UTF-8 one in A-label form (`postqueue -s bücher.example` is `xn--bcher-kva.example`).
 /// Address literals are refused (ARCHITECTURE.md §4): they cannot be a file name safely and
 /// Postfix itself denies them in its EAI builds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -62,7 +70,10 @@ pub enum SiteError {
 
 impl Site {
     pub fn parse(text: &str) -> Result<Site, SiteError> {
-        if valid_hostname(text) { Ok(Site(text.to_ascii_lowercase())) } else { Err(SiteError::Invalid(text.chars().take(100).collect())) }
+        match crate::smtputf8::domain_to_ascii(text).filter(|a| valid_hostname(a)) {
+            Some(name) => Ok(Site(name)),
+            None => Err(SiteError::Invalid(text.chars().take(100).collect())),
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -151,6 +162,12 @@ mod tests {
         assert!(!Site::parse("badexample.net").unwrap().is_within(&Site::parse("example.net").unwrap()));
         assert!(Site::parse("[1.2.3.4]").is_err());
         assert!(Site::parse("..").is_err());
+        // A UTF-8 site is its A-label form; what has none, or is no host name then, is refused.
+        assert_eq!(Site::parse("Bücher.Example").unwrap().file_name(), "xn--bcher-kva.example");
+        for bad in ["b\u{fffd}.example", "a/b.example", "ü/..", ".ü"] {
+            assert!(Site::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(lookup_domain("jörg@Bücher.example"), "xn--bcher-kva.example");
         assert_eq!(address_domain("a@b@c.example"), "c.example");
         assert_eq!(address_domain("nobody"), "");
     }

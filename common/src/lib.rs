@@ -4,6 +4,8 @@
 
 /// Owns non-delivery notifications (RFC 3464) and where failed ones go.
 pub mod bounce;
+/// Owns what cleanup does with a new message's header section (missing headers, message-id=).
+pub mod cleanup;
 /// Owns main.cf / master.cf parsing, the parameter table, expansion and domain lists.
 pub mod config;
 /// Owns the daemon skeleton: inherited listeners, control channel, start-up.
@@ -13,6 +15,8 @@ pub mod datetime;
 /// Owns host name and site syntax and the flush logfile naming rule.
 pub mod dns;
 pub mod domain;
+/// Owns which addresses are this host's (inet_interfaces, proxy_interfaces).
+pub mod interfaces;
 /// Owns the frame codec and every service protocol.
 pub mod ipc;
 /// Owns the mail log line shape and its destinations.
@@ -26,6 +30,8 @@ pub mod queue;
 /// Owns the SMTP client conversation (connection, DATA encoding, handshake and one mail
 /// transaction), for the smtp agent and for smtpd's ODMR provider.
 pub mod smtp_client;
+/// Owns SMTPUTF8 decisions (autodetection, what a delivery needs) and A-label domains.
+pub mod smtputf8;
 /// Owns making outside text safe to show (printable, truncation).
 pub mod text;
 pub mod tls;

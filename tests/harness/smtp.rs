@@ -39,6 +39,8 @@ pub struct Sink {
     pub data_ends: Arc<std::sync::atomic::AtomicUsize>,
     /// When set, the reply to a `reject…` recipient (raw bytes, CRLF added).
     pub reject_reply: Arc<Mutex<Option<Vec<u8>>>>,
+    /// The keywords the reply to EHLO lists (none by default): `SMTPUTF8`, ...
+    pub extensions: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -58,10 +60,16 @@ impl Sink {
         let data_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let commands = Arc::new(Mutex::new(Vec::new()));
         let reject_reply = Arc::new(Mutex::new(None));
+        let extensions = Arc::new(Mutex::new(Vec::new()));
         let data_ends = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (r, st, conns) = (received.clone(), stop.clone(), connections.clone());
-        let peer =
-            Peer { delay: data_delay_ms.clone(), commands: commands.clone(), reject: reject_reply.clone(), data_ends: data_ends.clone() };
+        let peer = Peer {
+            delay: data_delay_ms.clone(),
+            commands: commands.clone(),
+            reject: reject_reply.clone(),
+            data_ends: data_ends.clone(),
+            extensions: extensions.clone(),
+        };
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -74,7 +82,7 @@ impl Sink {
                 }
             }
         });
-        Sink { port, received, connections, data_delay_ms, commands, data_ends, reject_reply, stop }
+        Sink { port, received, connections, data_delay_ms, commands, data_ends, reject_reply, extensions, stop }
     }
 
     pub fn count(&self) -> usize {
@@ -104,6 +112,7 @@ struct Peer {
     commands: Arc<Mutex<Vec<Vec<u8>>>>,
     reject: Arc<Mutex<Option<Vec<u8>>>>,
     data_ends: Arc<std::sync::atomic::AtomicUsize>,
+    extensions: Arc<Mutex<Vec<String>>>,
 }
 
 fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, peer: Peer) {
@@ -125,9 +134,13 @@ fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, peer: Peer) {
         let upper = cmd.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
             helo = cmd[4..].trim().to_string();
-            "250 sink.test".to_string()
+            let keywords = if upper.starts_with("EHLO") { peer.extensions.lock().unwrap().clone() } else { Vec::new() };
+            let lines: Vec<String> = std::iter::once("sink.test".to_string()).chain(keywords).collect();
+            let last = lines.len() - 1;
+            lines.iter().enumerate().map(|(i, l)| format!("250{}{l}", if i == last { ' ' } else { '-' })).collect::<Vec<_>>().join("\r\n")
         } else if upper.starts_with("MAIL FROM:") {
-            sender = cmd[10..].trim().trim_matches(['<', '>']).to_string();
+            // The path, without the parameters after it.
+            sender = cmd[10..].trim().split('>').next().unwrap_or_default().trim_start_matches('<').to_string();
             rcpts.clear();
             "250 2.1.0 Ok".into()
         } else if upper.starts_with("RCPT TO:") {

@@ -28,6 +28,9 @@ pub struct DeliveryRequest {
     /// epoch, for the `delay=` and `delays=` log fields.
     pub arrival_us: u64,
     pub active_us: u64,
+    /// The sender asked for SMTPUTF8 (the queue file's envelope says so).
+    #[serde(default)]
+    pub smtputf8: bool,
 }
 
 /// What happened to one recipient.

@@ -88,6 +88,12 @@ pub struct Envelope {
     pub arrival_us: u64,
     #[serde(default)]
     pub client: ClientInfo,
+    /// The sender asked for SMTPUTF8 (`MAIL FROM:<...> SMTPUTF8`), or the message's source is
+    /// autodetected and it has a UTF-8 address or header (`smtputf8_autodetect_classes`):
+    /// next hops must offer SMTPUTF8 for the deliveries that need it. Written only when set,
+    /// so files without it read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub smtputf8: bool,
 }
 
 /// What happened to one recipient.
@@ -376,8 +382,14 @@ const LENGTH_WIDTH: usize = 20;
 /// A queue file being written: the envelope first, then the message in pieces of any size,
 /// then [`NewQueueFile::commit`] makes it durable and names it. Dropped without a commit, it
 /// leaves nothing behind under a queue-ID name (an anonymous file simply vanishes).
+///
+/// Its queue ID is known from the start, as Postfix's cleanup knows it when it opens the file:
+/// the message itself may carry it (smtpd's `Received: ... id QUEUEID`, cleanup's Message-ID).
 pub struct NewQueueFile {
     file: File,
+    /// The name it gets at commit: its creation time and its inode.
+    id: QueueId,
+    created: SystemTime,
     /// Where errors point: the queue directory, or the temporary file's name.
     path: PathBuf,
     /// The temporary name to remove when the file is dropped uncommitted.
@@ -421,6 +433,11 @@ impl NewQueueFile {
                 (f, temp.clone(), Some(temp))
             }
         };
+        // While the file is open no other file has its inode, so the name is free unless a file
+        // was brought in from another file system (see `name_file`).
+        let created = SystemTime::now();
+        let inode = file.metadata().map_err(io_err(&path))?.ino();
+        let id = QueueId::generate(created, inode);
         let mut pending = Vec::with_capacity(MAGIC.len() + env.len() + LENGTH_WIDTH + 2);
         pending.extend_from_slice(MAGIC.as_bytes());
         pending.extend_from_slice(env.as_bytes());
@@ -428,7 +445,17 @@ impl NewQueueFile {
         let length_at = pending.len() as u64;
         pending.extend_from_slice(&[b'0'; LENGTH_WIDTH]);
         pending.push(b'\n');
-        Ok(NewQueueFile { file, path, temp, queue, pending, flushed: 0, length_at, message_len: 0 })
+        Ok(NewQueueFile { file, id, created, path, temp, queue, pending, flushed: 0, length_at, message_len: 0 })
+    }
+
+    /// The queue ID the file will have once committed.
+    pub fn id(&self) -> &QueueId {
+        &self.id
+    }
+
+    /// When the file was created (the time in its queue ID).
+    pub fn created(&self) -> SystemTime {
+        self.created
     }
 
     /// Bytes of message written so far.
@@ -471,12 +498,11 @@ impl NewQueueFile {
         self.pending.extend_from_slice(END);
         self.flush_pending()?;
         self.file.sync_all().map_err(io_err(&self.path))?;
-        let inode = self.file.metadata().map_err(io_err(&self.path))?.ino();
-        let queue = self.queue;
-        let id = match self.temp.clone() {
-            None => name_file(spool, queue, inode, |dest| link_anonymous(&self.file, dest))?,
-            Some(temp) => name_file(spool, queue, inode, |dest| rename_noreplace(&temp, dest))?,
-        };
+        let (queue, id) = (self.queue, self.id.clone());
+        match self.temp.clone() {
+            None => name_file(spool, queue, &id, |dest| link_anonymous(&self.file, dest))?,
+            Some(temp) => name_file(spool, queue, &id, |dest| rename_noreplace(&temp, dest))?,
+        }
         // Named: nothing to clean up any more.
         self.temp = None;
         Ok(id)
@@ -499,37 +525,28 @@ pub fn write_new(spool: &Spool, queue: QueueName, envelope: &Envelope, message: 
     f.commit(spool)
 }
 
-/// Give a durable file its queue-ID name with `place` (which must not replace an existing
-/// name), then make the name durable.
-fn name_file(spool: &Spool, queue: QueueName, inode: u64, mut place: impl FnMut(&Path) -> io::Result<()>) -> Result<QueueId, QueueError> {
-    // The ID embeds the time, so a collision (only possible with a reused inode in the same
-    // microsecond) is resolved by trying again a moment later.
-    for _ in 0..100 {
-        let id = QueueId::generate(SystemTime::now(), inode);
-        let dest = spool.path(queue, &id);
-        let dir = dest.parent().unwrap_or(&dest);
-        let top = spool.queue_dir(queue);
-        let mut placed = place(&dest);
-        if matches!(&placed, Err(e) if e.kind() == io::ErrorKind::NotFound) && dir != top {
-            // A hashed queue whose subdirectory did not exist (another writer may have made it
-            // since: creating it is idempotent). The new directories' own entries must survive
-            // a power cut as much as the file's.
-            spool.create_hash_dir(queue, dir).map_err(io_err(dir))?;
-            for parent in dir.ancestors().skip(1).take_while(|p| p.starts_with(&top)) {
-                spool.sync_dir(parent).map_err(io_err(parent))?;
-            }
-            placed = place(&dest);
+/// Give a durable file its queue-ID name `id` with `place` (which must not replace an existing
+/// name), then make the name durable. The name is taken only if a file with the same inode and
+/// creation microsecond already holds it, which needs a file copied in from another file
+/// system under its old name: that is an error (the message already names its ID), and the
+/// writer's client tries again later.
+fn name_file(spool: &Spool, queue: QueueName, id: &QueueId, mut place: impl FnMut(&Path) -> io::Result<()>) -> Result<(), QueueError> {
+    let dest = spool.path(queue, id);
+    let dir = dest.parent().unwrap_or(&dest);
+    let top = spool.queue_dir(queue);
+    let mut placed = place(&dest);
+    if matches!(&placed, Err(e) if e.kind() == io::ErrorKind::NotFound) && dir != top {
+        // A hashed queue whose subdirectory did not exist (another writer may have made it
+        // since: creating it is idempotent). The new directories' own entries must survive
+        // a power cut as much as the file's.
+        spool.create_hash_dir(queue, dir).map_err(io_err(dir))?;
+        for parent in dir.ancestors().skip(1).take_while(|p| p.starts_with(&top)) {
+            spool.sync_dir(parent).map_err(io_err(parent))?;
         }
-        match placed {
-            Ok(()) => {
-                spool.sync_dir(dir).map_err(io_err(&dest))?;
-                return Ok(id);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => std::thread::sleep(std::time::Duration::from_micros(1)),
-            Err(e) => return Err(io_err(&dest)(e)),
-        }
+        placed = place(&dest);
     }
-    Err(QueueError::Io { path: spool.queue_dir(queue), source: io::Error::other("cannot find a unique queue ID") })
+    placed.map_err(io_err(&dest))?;
+    spool.sync_dir(dir).map_err(io_err(&dest))
 }
 
 /// Append a recipient result. It is not fsynced here: call [`sync`] before the file moves on
@@ -559,6 +576,7 @@ mod tests {
             ],
             arrival_us: 1_800_000_000_000_000,
             client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: "c".into(), protocol: "ESMTP".into() },
+            smtputf8: false,
         }
     }
 
@@ -791,6 +809,19 @@ mod tests {
             let written: usize = threads.into_iter().map(|t| t.join().unwrap().unwrap().len()).sum();
             assert_eq!(spool.list(QueueName::Incoming).unwrap().len(), written);
         }
+    }
+
+    #[test]
+    fn the_id_is_known_before_the_commit() {
+        let (_t, spool) = spool();
+        let mut f = NewQueueFile::create(&spool, QueueName::Incoming, &envelope()).unwrap();
+        let early = f.id().clone();
+        assert_eq!(early, QueueId::generate(f.created(), fs::metadata(format!("/proc/self/fd/{}", f.file.as_raw_fd())).unwrap().ino()));
+        f.write(format!("Received: by x id {early}\r\n").as_bytes()).unwrap();
+        assert_eq!(f.commit(&spool).unwrap(), early);
+        assert!(
+            read(&spool.path(QueueName::Incoming, &early)).unwrap().message.starts_with(format!("Received: by x id {early}").as_bytes())
+        );
     }
 
     #[test]

@@ -113,6 +113,8 @@ enum Transport {
 pub struct Connection {
     transport: Transport,
     pub timeout: Duration,
+    /// The server offered SMTPUTF8 in its last EHLO reply.
+    pub smtputf8: bool,
 }
 
 /// Why a TLS handshake failed (the connection is unusable then).
@@ -135,13 +137,13 @@ pub enum HandshakeError {
 
 impl Connection {
     pub fn new(stream: TcpStream, timeout: Duration) -> Connection {
-        Connection { transport: Transport::Own(BufReader::new(SmtpStream::Plain(stream))), timeout }
+        Connection { transport: Transport::Own(BufReader::new(SmtpStream::Plain(stream))), timeout, smtputf8: false }
     }
 
     /// A connection over a stream someone else opened (smtpd's reversed ODMR session);
     /// `tls`: it runs inside a TLS session already.
     pub fn over(stream: Box<dyn Stream>, tls: bool, timeout: Duration) -> Connection {
-        Connection { transport: Transport::Over { stream, tls }, timeout }
+        Connection { transport: Transport::Over { stream, tls }, timeout, smtputf8: false }
     }
 
     /// The stream back, for a close the caller does its own way.

@@ -9,6 +9,7 @@ use crate::ipc::delivery::{DeliveryRequest, DeliveryResult};
 use crate::log_info;
 use crate::log_warning;
 use crate::queue::file::Outcome;
+use crate::smtputf8;
 
 use super::connection::{ClientError, Connection, Reply};
 
@@ -195,7 +196,9 @@ pub async fn hello(cfg: &SessionConfig, conn: &mut Connection, peer: &str, looki
         let _ = conn.command("QUIT").await;
         return Err(if l.best { bounced("5.4.6", text) } else { deferred("4.4.6", text, true) });
     }
-    Ok(Hello::of(&hello, esmtp))
+    let hello = Hello::of(&hello, esmtp);
+    conn.smtputf8 = hello.offers("SMTPUTF8");
+    Ok(hello)
 }
 
 /// Make a connection kept from an earlier delivery ready for another transaction: RSET, under
@@ -218,8 +221,17 @@ pub async fn mail_transaction(
     let mut results = Vec::new();
     let t = &cfg.timeouts;
     let body = async {
+        // Postfix's DELIVERY_REQUIRES_SMTPUTF8: the sender asked for it and this delivery has
+        // something that is not ASCII (the body does not count).
+        let recipients = req.recipients.iter().map(|r| r.address.as_str());
+        if req.smtputf8 && !conn.smtputf8 && smtputf8::derived(&req.sender, recipients, message) {
+            let text =
+                format!("message requires SMTPUTF8, but no server was found that supports SMTPUTF8. The last attempted server was {peer}");
+            return Err(bounced("5.6.7", text));
+        }
+        let utf8 = if req.smtputf8 && conn.smtputf8 { " SMTPUTF8" } else { "" };
         conn.timeout = t.mail;
-        let mail = conn.command(&format!("MAIL FROM:<{}>", req.sender)).await.map_err(|e| broken(e, peer, "sending MAIL FROM"))?;
+        let mail = conn.command(&format!("MAIL FROM:<{}>{utf8}", req.sender)).await.map_err(|e| broken(e, peer, "sending MAIL FROM"))?;
         if mail.class() != 2 {
             return Err(rejected(&mail, peer, "MAIL FROM command"));
         }
@@ -360,6 +372,7 @@ mod tests {
             recipients: rcpts.iter().enumerate().map(|(index, a)| DeliveryRecipient { index, address: a.to_string() }).collect(),
             arrival_us: 0,
             active_us: 0,
+            smtputf8: false,
         }
     }
 

@@ -13,7 +13,7 @@
 //! * `-f`: ask the queue manager to attempt delivery of all queued mail now: forget dead
 //!   sites, ignore retry times, scan the deferred and incoming queues.
 //! * `-s site`: ask the flush service to deliver the mail queued for `site` (see
-//!   `fast_flush_domains`).
+//!   `fast_flush_domains`); a UTF-8 site is the same as its A-label form.
 //! * `-i queue_id`: ask the flush service to deliver one message.
 //!
 //! `-c` (or `MAIL_CONFIG`) selects the configuration directory; `-v` is accepted and does nothing.
@@ -37,7 +37,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::config::{self, Params};
-use common::domain::{valid_address_literal, valid_hostname};
+use common::domain::{Site, valid_address_literal};
 use common::ipc::client::call_blocking;
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
@@ -92,7 +92,8 @@ fn flush_request(p: &Params, req: &FlushRequest) -> Result<FlushReply, Fatal> {
 /// `postqueue -s site`.
 pub fn flush_site(p: &Params, site: &str) -> Result<(), Fatal> {
     let shown: String = site.chars().take(100).collect();
-    let syntax_ok = if site.starts_with('[') { valid_address_literal(site) } else { valid_hostname(site) };
+    // A UTF-8 site will do: the flush service takes its A-label form, its logfile's name.
+    let syntax_ok = if site.starts_with('[') { valid_address_literal(site) } else { Site::parse(site).is_ok() };
     if !syntax_ok {
         return Err(fatal(format!("Cannot flush mail queue - invalid destination: \"{shown}\"")));
     }

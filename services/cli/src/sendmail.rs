@@ -12,7 +12,9 @@
 //! headers, `-i` and `-oi` make a line with a lone `.` part of the message, `-C` (or
 //! `MAIL_CONFIG`) selects the configuration directory. Sendmail options that do not apply
 //! (`-F`, `-N`, `-R`, `-V`, `-X`, `-h`, `-L` with their values, `-o...`, `-U`, `-v`, `-m`,
-//! `-n`, `-G`, `-bm`) are accepted and ignored.
+//! `-n`, `-G`, `-bm`) are accepted and ignored. The message is stored as it was written (`Bcc:`
+//! headers aside, and with CRLF line ends); pickup adds its `Received:` header and the headers
+//! it lacks (`Message-Id:`, `Date:`, `From:`), as Postfix's cleanup does.
 //!
 //! Queue options: `-bp` lists the queue (as `mailq`), `-q` delivers all queued mail now (as
 //! `postqueue -f`), `-qRsite` sends `ETRN site` over SMTP to the local smtpd, `-qIqueue_id`
@@ -37,6 +39,8 @@
 //! everyone instead (0744) with a warning; its name is still not listable by other users.
 //!
 //! # Bugs
+//! `-F` and the password file's full name are not used: the `From:` header that pickup adds
+//! holds the address alone (Postfix writes `From: Full Name <address>`).
 //! A user other than root and `mail_owner` may not open `maildrop/` (mode 1733) to fsync it,
 //! so the new file's directory entry is made durable with `syncfs(2)` of the queue file system,
 //! which costs more than a directory fsync on a busy file system.
@@ -44,7 +48,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::config::{self, MasterCf, Params, ServiceType};
 use common::ipc::endpoint::{Class, service_path};
@@ -284,7 +288,6 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
     }
     let uid = nix::unistd::getuid().as_raw();
     let user = common::config::users::UserList::user_name(uid);
-    let myhostname = p.get("myhostname").map_err(|e| fatal(e.to_string()))?;
     let myorigin = p.get("myorigin").map_err(|e| fatal(e.to_string()))?;
     let qualify = |a: &str| {
         let a = bare_address(a);
@@ -297,20 +300,9 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
     if let Some(bad) = recipients.iter().find(|r| has_control(r)) {
         return Err(Fatal::new(EX_USAGE, format!("bad recipient address: {}", printable(bad, '?'))));
     }
-    let has = |name: &str| headers.lines().any(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")));
-    let now = SystemTime::now();
-    // pickup prepends the Received: header, from the file's owner: nothing here is trusted.
+    // pickup prepends the Received: header, from the file's owner, and adds the headers the
+    // message lacks (Message-Id, Date, From), as Postfix's cleanup does: nothing here is trusted.
     let mut message = String::new();
-    if !has("date") {
-        message.push_str(&format!("Date: {}\r\n", common::datetime::rfc5322(now)));
-    }
-    if !has("message-id") {
-        message.push_str(&format!("Message-ID: <{}.{}@{myhostname}>\r\n", now_us(), std::process::id()));
-    }
-    if !has("from") {
-        // The null sender has no mailbox to name (Postfix's cleanup says MAILER-DAEMON).
-        message.push_str(&format!("From: {}\r\n", if sender.is_empty() { "MAILER-DAEMON" } else { &sender }));
-    }
     // Bcc: headers are for the envelope only.
     let mut in_bcc = false;
     for line in headers.lines() {
@@ -333,6 +325,7 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
         recipients: recipients.into_iter().map(|r| Recipient { address: qualify(&r), orig: None }).collect(),
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
+        smtputf8: false,
     };
     let size_limit = u64::try_from(p.int("message_size_limit").map_err(|e| fatal(e.to_string()))?).unwrap_or(0);
     let envelope_size = serde_json::to_vec(&env).map(|v| v.len() as u64).unwrap_or(u64::MAX);

@@ -41,7 +41,8 @@
 //! reconciled with the deferred queue in the background.
 //!
 //! # Security
-//! Only syntactically valid host names (lowercased) name logfiles; address literals and anything
+//! Only syntactically valid host names (lowercased; a UTF-8 name in its A-label form,
+//! `xn--bcher-kva.example`) name logfiles; address literals and anything
 //! else are answered `Bad`, so no request can touch a file outside `flush/`. `Add`, `List` and
 //! `Forget` are accepted only from the mail system's own user (or root); the other requests from
 //! users in `authorized_flush_users`, identified by `SO_PEERCRED`. A local user other than root and

@@ -3,7 +3,7 @@
 //! actor adds what its logfiles miss and drops what is gone. Runs on its own thread, so the
 //! service answers requests while a large queue is read.
 
-use common::domain::{Site, address_domain};
+use common::domain::{Site, lookup_domain};
 use common::log_warning;
 use common::queue::file;
 use common::queue::{QueueId, QueueName, Spool};
@@ -24,7 +24,7 @@ pub fn scan_deferred(spool: &Spool) -> Vec<(Site, QueueId)> {
         let Ok(qf) = file::read_envelope(&spool.path(QueueName::Deferred, &id)) else {
             continue;
         };
-        let mut sites: Vec<Site> = qf.pending().filter_map(|(_, r)| Site::parse(address_domain(&r.address)).ok()).collect();
+        let mut sites: Vec<Site> = qf.pending().filter_map(|(_, r)| Site::parse(&lookup_domain(&r.address)).ok()).collect();
         sites.sort();
         sites.dedup();
         out.extend(sites.into_iter().map(|s| (s, id.clone())));

@@ -474,6 +474,7 @@ mod tests {
             recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
             arrival_us: 0,
             client: Default::default(),
+            smtputf8: false,
         };
         let id = write_new(spool, QueueName::Incoming, &env, b"Subject: t\r\n\r\nbody\r\n").unwrap();
         spool.move_file(&id, QueueName::Incoming, QueueName::Deferred).unwrap();
@@ -522,7 +523,9 @@ mod tests {
         assert_eq!(add(&mut f, "sub.example.net", "DEF"), FlushReply::Ok { moved: 0 });
         assert_eq!(add(&mut f, "other.example", "ABC"), FlushReply::Deny);
         assert_eq!(add(&mut f, "[127.0.0.1]", "ABC"), FlushReply::Deny);
-        for site in ["../../etc", "a..b", "[127.0.0.1", "", "a/b", &"x".repeat(300), "caf\u{e9}.example", "a\0b"] {
+        // A UTF-8 site is its A-label form (xn--caf-dma.example): a site, not under example.net.
+        assert_eq!(add(&mut f, "caf\u{e9}.example", "ABC"), FlushReply::Deny);
+        for site in ["../../etc", "a..b", "[127.0.0.1", "", "a/b", &"x".repeat(300), "caf\u{fffd}.example", "a\0b"] {
             assert!(matches!(add(&mut f, site, "ABC"), FlushReply::Bad { .. }), "{site:?}");
         }
         for id in ["bad/id", "../x", "", "a b"] {

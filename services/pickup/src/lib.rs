@@ -23,7 +23,14 @@
 //!
 //! Who submitted a message comes from the file's owner, not from its content: the arrival time
 //! is pickup's clock, the client information is that of a local submission, and pickup itself
-//! prepends the `Received: by $myhostname (Postern, from userid N)` header.
+//! prepends Postfix's `Received: by $myhostname ($mail_name, from userid N)` header, with `id`
+//! the maildrop file's queue ID and the date. As Postfix's cleanup does for a local submission,
+//! it adds what the message lacks at the end of its header section: `Message-Id:
+//! <YYYYMMDDhhmmss.QUEUEID@$myhostname>` (the new queue file's ID and creation time, UTC),
+//! `Date:`, `From:` (the envelope sender) and `undisclosed_recipients_header` when there is no
+//! `To:` or `Cc:` (the `Resent-` forms once a `Resent-` header is there). The body is copied
+//! byte for byte. With `sendmail` in `smtputf8_autodetect_classes` (the default), a message
+//! whose sender, a recipient or a header is UTF-8 asks for SMTPUTF8 at the next hop.
 //!
 //! Pending maildrop files are not readable by other local users: `sendmail` writes them with
 //! mode 0600 and grants read access to `mail_owner` alone with a POSIX ACL entry; it sets the
@@ -32,7 +39,7 @@
 //! systems without ACLs.
 //!
 //! # Diagnostics
-//! `<id>: uid=<uid> from=<sender>` for each message taken;
+//! `<id>: uid=<uid> from=<sender>` for each message taken, then `<id>: message-id=<...>`;
 //! `warning: saving corrupt file "<name>" from queue "maildrop" to queue "corrupt": uid=<uid>: <why>`;
 //! `warning: maildrop/<name>: uid=<uid>: <error>; leaving it for a later attempt`.
 //!
@@ -43,7 +50,8 @@
 //! untouched, as in Postfix; remove it by hand.
 //!
 //! # Configuration parameters
-//! `message_size_limit`, `myhostname`, `queue_directory`, `local_client_connection_limit`,
+//! `message_size_limit`, `myhostname`, `mail_name`, `undisclosed_recipients_header`, `smtputf8_enable`,
+//! `smtputf8_autodetect_classes`, `queue_directory`, `local_client_connection_limit`,
 //! `local_client_timeout` (for clients of `public/pickup`), `queue_service_name`,
 //! `trigger_timeout` (telling the queue manager about new mail, over one kept connection).
 
@@ -53,10 +61,12 @@ pub use service::run;
 
 use std::time::SystemTime;
 
-use common::config::{ParamError, Params};
-use common::queue::file::{self, ClientInfo, Envelope, now_us};
+use common::cleanup::{self, Originator};
+use common::config::{ConfigError, Params};
+use common::queue::file::{ClientInfo, Envelope, NewQueueFile, QueueError, now_us};
 use common::queue::maildrop::{self, MaildropError};
-use common::queue::{QueueName, Spool};
+use common::queue::{QueueId, QueueName, Spool};
+use common::smtputf8::{self, Autodetect, Source};
 use common::{log_info, log_warning};
 
 /// What pickup needs from main.cf.
@@ -65,13 +75,58 @@ pub struct PickupConfig {
     /// The largest maildrop file taken (`None`: no limit).
     pub cap: Option<u64>,
     pub myhostname: String,
+    pub mail_name: String,
+    /// `undisclosed_recipients_header`.
+    pub undisclosed_recipients: String,
+    /// `smtputf8_autodetect_classes`.
+    pub autodetect: Autodetect,
 }
 
 impl PickupConfig {
-    pub fn from_params(p: &Params) -> Result<PickupConfig, ParamError> {
+    pub fn from_params(p: &Params) -> Result<PickupConfig, ConfigError> {
         let limit = u64::try_from(p.int("message_size_limit")?).unwrap_or(0);
-        Ok(PickupConfig { cap: maildrop::size_cap(limit), myhostname: p.get("myhostname")? })
+        Ok(PickupConfig {
+            cap: maildrop::size_cap(limit),
+            myhostname: p.get("myhostname")?,
+            mail_name: p.get("mail_name")?,
+            undisclosed_recipients: cleanup::undisclosed_recipients_header(p)?,
+            autodetect: Autodetect::from_params(p)?,
+        })
     }
+}
+
+/// Write the incoming queue file for maildrop file `maildrop_id`: pickup's `Received:` header
+/// (the user ID, never a name; the maildrop file's ID, as Postfix's pickup writes it), the
+/// message with the headers a local submission lacks added at the end of its header section.
+/// Returns the new ID and the message-id log texts.
+fn copy_to_incoming(
+    spool: &Spool,
+    cfg: &PickupConfig,
+    maildrop_id: &QueueId,
+    uid: u32,
+    now: SystemTime,
+    envelope: &Envelope,
+    message: &[u8],
+) -> Result<(QueueId, Vec<String>), QueueError> {
+    let mut file = NewQueueFile::create(spool, QueueName::Incoming, envelope)?;
+    let date = common::datetime::rfc5322(now);
+    let received = format!("Received: by {} ({}, from userid {uid})\r\n\tid {maildrop_id}; {date}\r\n", cfg.myhostname, cfg.mail_name);
+    let (end, seen) = cleanup::scan_headers(message);
+    let origin = Originator {
+        queue_id: file.id(),
+        created: file.created(),
+        arrival: now,
+        myhostname: &cfg.myhostname,
+        sender: &envelope.sender,
+        fullname: None,
+        undisclosed_recipients: &cfg.undisclosed_recipients,
+    };
+    let done = cleanup::header_end(&seen, true, &origin);
+    file.write(received.as_bytes())?;
+    file.write(&message[..end])?;
+    file.write(done.headers.as_bytes())?;
+    file.write(&message[end..])?;
+    Ok((file.commit(spool)?, done.log))
 }
 
 /// Move every good maildrop file to incoming and every bad one to corrupt; returns how many
@@ -104,22 +159,26 @@ pub fn pickup_all(spool: &Spool, cfg: &PickupConfig) -> usize {
         };
         let uid = dropped.uid;
         let now = SystemTime::now();
-        // Only the addresses come from the file; when and from whom is ours to say.
+        // Only the addresses come from the file; when and from whom is ours to say, and so is
+        // whether it asks for SMTPUTF8 (smtputf8_autodetect_classes has `sendmail` by default).
+        let sent = &dropped.file;
+        let rcpts = sent.envelope.recipients.iter().map(|r| r.address.as_str());
+        let smtputf8 = cfg.autodetect.covers(Source::Sendmail) && smtputf8::derived(&sent.envelope.sender, rcpts, &sent.message);
         let envelope = Envelope {
             sender: dropped.file.envelope.sender,
             recipients: dropped.file.envelope.recipients,
             arrival_us: now_us(),
             client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
+            smtputf8,
         };
-        let mut message =
-            format!("Received: by {} (Postern, from userid {uid});\r\n\t{}\r\n", cfg.myhostname, common::datetime::rfc5322(now))
-                .into_bytes();
-        message.extend_from_slice(&dropped.file.message);
         // A copy, not a rename: the new file belongs to the mail system (the submitter owns
         // the maildrop file) and gets a fresh queue ID, as Postfix's cleanup does.
-        match file::write_new(spool, QueueName::Incoming, &envelope, &message) {
-            Ok(new_id) => {
+        match copy_to_incoming(spool, cfg, &id, uid, now, &envelope, &dropped.file.message) {
+            Ok((new_id, log)) => {
                 log_info!("{new_id}: uid={uid} from=<{}>", envelope.sender);
+                for text in log {
+                    log_info!("{new_id}: {text}");
+                }
                 if let Err(e) = maildrop::remove(&path, dropped.dev_ino) {
                     log_warning!("remove maildrop/{id}: {e}");
                 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::domain::address_domain;
+use common::domain::lookup_domain;
 use common::ipc::delivery::{DeliveryRecipient, DeliveryResult};
 use common::maillog::{DeliveryLine, delivery_line};
 use common::queue::file::{self, Outcome, QueueEnvelope, QueueError, RecipientResult, now_us};
@@ -177,7 +177,7 @@ impl ActiveMsg {
             match r.outcome {
                 Outcome::Bounced => self.failed.push(Failed { address: rcpt.address, dsn: r.dsn, text: r.text }),
                 Outcome::Deferred => {
-                    self.deferred_domains.insert(address_domain(&rcpt.address).to_string());
+                    self.deferred_domains.insert(lookup_domain(&rcpt.address));
                 }
                 Outcome::Sent => {}
             }

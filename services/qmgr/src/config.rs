@@ -9,11 +9,12 @@ use common::bounce::BounceConfig;
 use common::config::table::search::{Key, ParentStyle, domain_keys, find};
 use common::config::table::{Table, TableError, split_braced_list};
 use common::config::{ConfigError, DomainList, Params};
-use common::domain::address_domain;
+use common::domain::lookup_domain;
 use common::ipc::client::Persistent;
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::flush::FlushProtocol;
 use common::queue::Spool;
+use common::smtputf8::address_to_ascii_domain;
 
 /// Where a recipient goes: a master.cf transport (a `private/` service) and its next hop.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,8 +99,10 @@ impl QmgrConfig {
     /// Route a recipient address; `Err` when `transport_maps` cannot be read (the recipient
     /// is deferred, as Postfix does on a table lookup failure).
     pub fn route(&self, recipient: &str) -> Result<Route, TableError> {
-        let domain = address_domain(recipient);
-        if let Some(entry) = self.lookup_transport(recipient, domain)? {
+        // A UTF-8 domain is looked up, and delivered to, in A-label form.
+        let (recipient, domain) = (address_to_ascii_domain(recipient), lookup_domain(recipient));
+        let domain = domain.as_str();
+        if let Some(entry) = self.lookup_transport(&recipient, domain)? {
             let (transport, nexthop) = entry.split_once(':').unwrap_or((entry.as_str(), ""));
             let transport = if transport.is_empty() { self.default_transport.clone() } else { transport.to_string() };
             let nexthop = if nexthop.is_empty() { domain.to_string() } else { nexthop.to_string() };
@@ -130,6 +133,8 @@ mod tests {
         assert_eq!(c.route("u@a.sub.example").unwrap(), Route { transport: "relay".into(), nexthop: "a.sub.example".into() });
         assert_eq!(c.route("u@bad.example").unwrap(), Route { transport: "error".into(), nexthop: "no such domain".into() });
         assert_eq!(c.route("u@other.example").unwrap(), Route { transport: "smtp".into(), nexthop: "other.example".into() });
+        let c = cfg("transport_maps = inline:{xn--bcher-kva.example=relay:}\n");
+        assert_eq!(c.route("jörg@Bücher.example").unwrap(), Route { transport: "relay".into(), nexthop: "xn--bcher-kva.example".into() });
         let c = cfg("relayhost = [10.0.0.1]:587\n");
         assert_eq!(c.route("u@other.example").unwrap().nexthop, "[10.0.0.1]:587");
     }

@@ -21,7 +21,9 @@
 //! parent domains as `.parent`, or `parent` when `transport_maps` is in
 //! `parent_domain_matches_subdomains`, then `*`), else `relayhost`, else the domain. A table
 //! rebuilt with `postmap` is used from the next lookup on; one that cannot be read defers the
-//! recipient (`4.3.0 transport_maps lookup failure`) instead of routing it elsewhere.
+//! recipient (`4.3.0 transport_maps lookup failure`) instead of routing it elsewhere. A UTF-8
+//! (SMTPUTF8) domain is looked up, routed and named to the flush service in A-label form
+//! (`xn--bcher-kva.example`). The delivery request carries the message's SMTPUTF8 request.
 //!
 //! Triggers (`public/qmgr`, typed frames): `ScanIncoming` (I), `ScanDeferred` (D),
 //! `IgnoreTimestamps` (A), `ForgetDeadSites` (F: forget failed routes and override

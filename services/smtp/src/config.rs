@@ -5,8 +5,8 @@ use std::time::Duration;
 use common::config::{ConfigError, Params};
 use common::queue::Spool;
 
-use crate::myself::Myself;
 use crate::resolve::Dns;
+use common::interfaces::Myself;
 use common::smtp_client::open::ClientSettings;
 
 /// The agent's settings.

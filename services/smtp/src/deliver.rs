@@ -228,6 +228,7 @@ mod tests {
             recipients: rcpts.iter().enumerate().map(|(index, a)| DeliveryRecipient { index, address: a.to_string() }).collect(),
             arrival_us: 0,
             active_us: 0,
+            smtputf8: false,
         }
     }
 

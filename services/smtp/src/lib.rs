@@ -37,6 +37,13 @@
 //! allow (`smtp_sasl_security_options` in plaintext, `smtp_sasl_tls_security_options` under
 //! TLS; the default `noplaintext` rules PLAIN and LOGIN out on both).
 //!
+//! SMTPUTF8 (RFC 6531): a message whose sender asked for it (the queue file says so) goes
+//! with `MAIL FROM:<...> SMTPUTF8` to a server that offers it. A server that does not offer it
+//! still gets the deliveries that need nothing of it; one that needs it (the sender, a
+//! recipient of the delivery or a header is not ASCII: Postfix's `DELIVERY_REQUIRES_SMTPUTF8`)
+//! bounces with Postfix's `5.6.7 message requires SMTPUTF8, but no server was found that
+//! supports SMTPUTF8. The last attempted server was host[addr]`.
+//!
 //! The conversation itself (the connection, the DATA encoder, the handshake and one mail
 //! transaction) is `common::smtp_client`, which smtpd's ODMR provider also runs on the
 //! connection a customer opened (see smtpd(8)), with the same `smtp_*` limits; opening a
@@ -120,6 +127,8 @@
 //! thread: a large message holds up the other deliveries for the time of the read. The null
 //! MX status is RFC 7505's 5.1.10, where Postfix's smtp client says 5.1.0 (its smtpd says
 //! 5.1.10). As in Postfix, the stuffed dot does not count towards `smtp_line_length_limit`.
+//! A server without SMTPUTF8 ends the delivery that needs it at once, where Postfix tries the
+//! next MX host first; there is no downgrade (nor does Postfix have one).
 
 /// Owns the idle connections between deliveries and their expiry (an actix actor).
 pub mod cache;
@@ -127,8 +136,6 @@ pub mod cache;
 pub mod config;
 /// One delivery request from start to per-recipient results and delivery lines.
 pub mod deliver;
-/// This system's own addresses, for loop detection.
-pub mod myself;
 /// From a next hop to the addresses to try (MX, A/AAAA, null MX, this system).
 pub mod resolve;
 /// The daemon: the skeleton's service and `run`.

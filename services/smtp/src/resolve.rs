@@ -11,7 +11,7 @@ use common::domain::valid_hostname;
 use common::log_warning;
 use common::text::printable;
 
-use crate::myself::Myself;
+use common::interfaces::Myself;
 use common::smtp_client::nexthop::NextHop;
 
 /// A host to connect to: its name for the log and one address.

@@ -21,9 +21,13 @@ pub struct EsmtpParam {
 }
 
 impl Address {
-    /// The domain: after the right-most `@`, lowercased.
+    /// The domain: after the right-most `@`, lowercased, a UTF-8 one in A-label form (what
+    /// `relay_domains` and tables hold).
     pub fn domain(&self) -> String {
-        self.addr.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default()
+        self.addr
+            .rsplit_once('@')
+            .map(|(_, d)| common::smtputf8::domain_to_ascii(d).unwrap_or_else(|| d.to_ascii_lowercase()))
+            .unwrap_or_default()
     }
 
     /// The local part (before the right-most `@`), quotes kept.
@@ -76,7 +80,10 @@ pub fn parse_path(text: &str) -> Option<Address> {
     }
     if !addr.is_empty() {
         let (_, domain) = addr.rsplit_once('@')?;
-        if domain.is_empty() || !(common::domain::valid_hostname(domain) || common::domain::valid_address_literal(domain)) {
+        // A UTF-8 domain (SMTPUTF8) must have a valid A-label form; whether the client may
+        // send one is the session's to say.
+        let idn = || !domain.is_ascii() && common::smtputf8::domain_to_ascii(domain).is_some_and(|a| common::domain::valid_hostname(&a));
+        if domain.is_empty() || !(common::domain::valid_hostname(domain) || common::domain::valid_address_literal(domain) || idn()) {
             return None;
         }
     }
@@ -119,5 +126,8 @@ mod tests {
             assert_eq!(parse_path(bad), None, "{bad}");
         }
         assert!(parse_path("<u@[127.0.0.1]>").is_some());
+        let idn = parse_path("<jörg@Bücher.example> SMTPUTF8").unwrap();
+        assert_eq!((idn.addr.as_str(), idn.domain().as_str()), ("jörg@Bücher.example", "xn--bcher-kva.example"));
+        assert_eq!(parse_path("<u@b\u{fffd}\u{fffd}.example>"), None, "no A-label form");
     }
 }

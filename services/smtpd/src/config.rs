@@ -14,6 +14,7 @@ use common::queue::Spool;
 
 use crate::anvil::Anvil;
 use crate::restrict::RestrictConfig;
+use crate::rewrite::RewriteClients;
 use crate::sasl::SaslConfig;
 use crate::tls::TlsSettings;
 
@@ -123,6 +124,33 @@ pub struct SmtpdConfig {
     pub sasl: SaslConfig,
     /// An ODMR provider (`smtpd_odmr_enable`), with its client-side settings.
     pub odmr: Option<Arc<crate::odmr::OdmrConfig>>,
+    /// `mail_name`, in our `Received:` header.
+    pub mail_name: String,
+    /// SMTPUTF8 (`smtputf8_enable`, `strict_smtputf8`, `smtputf8_autodetect_classes`).
+    pub smtputf8: crate::smtputf8::Utf8Config,
+    /// What cleanup adds to a message that lacks headers (`local_header_rewrite_clients`,
+    /// `always_add_missing_headers`, `undisclosed_recipients_header`).
+    pub headers: HeaderConfig,
+}
+
+/// The missing headers a message gets, and for whom.
+#[derive(Debug, Clone)]
+pub struct HeaderConfig {
+    pub rewrite_clients: RewriteClients,
+    /// Add them for every client, not only the local ones.
+    pub always_add: bool,
+    /// A whole header (`To: undisclosed-recipients:;`), or empty.
+    pub undisclosed_recipients: String,
+}
+
+impl HeaderConfig {
+    pub fn from_params(p: &Params) -> Result<HeaderConfig, ConfigError> {
+        Ok(HeaderConfig {
+            rewrite_clients: RewriteClients::from_params(p)?,
+            always_add: p.bool("always_add_missing_headers")?,
+            undisclosed_recipients: common::cleanup::undisclosed_recipients_header(p)?,
+        })
+    }
 }
 
 impl SmtpdConfig {
@@ -236,6 +264,9 @@ impl SmtpdConfig {
             tls: TlsSettings::from_params(p)?,
             sasl,
             odmr: crate::odmr::OdmrConfig::from_params(p)?,
+            mail_name: p.get("mail_name")?,
+            smtputf8: crate::smtputf8::Utf8Config::from_params(p)?,
+            headers: HeaderConfig::from_params(p)?,
         })
     }
 }

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 
+use common::cleanup::{self, HeaderEnd, Originator};
 use common::ipc::trigger::Trigger;
 use common::queue::file::{Envelope, NewQueueFile, QueueError, WRITE_CHUNK};
 use common::queue::{QueueId, QueueName, Spool};
@@ -532,21 +533,16 @@ async fn off_thread<T: Send + 'static>(
         .unwrap_or_else(|e| Err(QueueError::Io { path: spool.queue_dir(QueueName::Incoming), source: io::Error::other(e.to_string()) }))
 }
 
-/// Hand one piece of the message to the queue file (the first piece creates it); the emptied
-/// buffer comes back for the next piece.
-async fn store_piece(
-    spool: &Spool,
-    env: &Arc<Envelope>,
-    queue: QueueName,
-    file: Option<NewQueueFile>,
-    mut piece: Vec<u8>,
-) -> Result<(NewQueueFile, Vec<u8>), QueueError> {
+/// Start the queue file (its ID goes into our Received: header).
+async fn create(spool: &Spool, env: &Arc<Envelope>, queue: QueueName) -> Result<NewQueueFile, QueueError> {
     let (spool2, env) = (spool.clone(), env.clone());
+    off_thread(spool, move || NewQueueFile::create(&spool2, queue, &env)).await
+}
+
+/// Hand one piece of the message to the queue file; the emptied buffer comes back for the next
+/// piece.
+async fn store_piece(spool: &Spool, mut file: NewQueueFile, mut piece: Vec<u8>) -> Result<(NewQueueFile, Vec<u8>), QueueError> {
     off_thread(spool, move || {
-        let mut file = match file {
-            Some(f) => f,
-            None => NewQueueFile::create(&spool2, queue, &env)?,
-        };
         file.write(&piece)?;
         piece.clear();
         Ok((file, piece))
@@ -555,16 +551,46 @@ async fn store_piece(
 }
 
 /// Write the last piece, make the file durable and give it its name.
-async fn commit(
-    spool: &Spool,
-    env: &Arc<Envelope>,
-    queue: QueueName,
-    file: Option<NewQueueFile>,
-    piece: Vec<u8>,
-) -> Result<QueueId, QueueError> {
-    let (file, _) = store_piece(spool, env, queue, file, piece).await?;
+async fn commit(spool: &Spool, file: NewQueueFile, piece: Vec<u8>) -> Result<QueueId, QueueError> {
+    let (file, _) = store_piece(spool, file, piece).await?;
     let spool2 = spool.clone();
     off_thread(spool, move || file.commit(&spool2)).await
+}
+
+/// Postfix's `Received:` header: who (HELO name, reverse name, address), how (TLS, login),
+/// by whom with which protocol, the queue ID, the recipient when there is only one, and when.
+fn received_header(s: &Session<'_>, env: &Envelope, id: &QueueId) -> String {
+    let cfg = s.cfg;
+    let tls_clause = match s.tls() {
+        Some(info) if cfg.tls.received_header => info.received_clause(),
+        _ => String::new(),
+    };
+    let auth_comment = s.received_auth_comment().map_or_else(String::new, |c| format!("\t{c}\r\n"));
+    let client = &env.client;
+    let helo = if client.helo.is_empty() { &client.name } else { &client.helo };
+    let by = format!("\tby {} ({}) with {} id {id}", cfg.myhostname, cfg.mail_name, client.protocol);
+    let date = common::datetime::rfc5322(common::datetime::from_us(env.arrival_us));
+    let when = match env.recipients.as_slice() {
+        [only] => format!("{by}\r\n\tfor <{}>; {date}\r\n", only.address),
+        _ => format!("{by};\r\n\t{date}\r\n"),
+    };
+    format!("Received: from {helo} ({} [{}])\r\n{tls_clause}{auth_comment}{when}", client.name, client.addr)
+}
+
+/// What cleanup adds at the end of the header section (for a local submission, or with
+/// `always_add_missing_headers`), and the message-id log texts.
+fn header_end(s: &Session<'_>, env: &Envelope, file: &NewQueueFile, reader: &DataReader) -> HeaderEnd {
+    let cfg = s.cfg;
+    let origin = Originator {
+        queue_id: file.id(),
+        created: file.created(),
+        arrival: common::datetime::from_us(env.arrival_us),
+        myhostname: &cfg.myhostname,
+        sender: &env.sender,
+        fullname: None,
+        undisclosed_recipients: &cfg.headers.undisclosed_recipients,
+    };
+    cleanup::header_end(&reader.headers, s.local_submission || cfg.headers.always_add, &origin)
 }
 
 /// Receive the message after 354 and queue it. `None` when the client went away mid-DATA or
@@ -572,30 +598,25 @@ async fn commit(
 /// The transaction stays in `s` for the log lines; the caller resets it.
 async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_newline: BareNewline) -> Option<Reply> {
     let cfg = s.cfg;
-    let tls_clause = match s.tls() {
-        Some(info) if cfg.tls.received_header => info.received_clause(),
-        _ => String::new(),
-    };
-    let auth_comment = s.received_auth_comment().map_or_else(String::new, |c| format!("\t{c}\r\n"));
-    let received = format!(
-        "Received: from {} ({} [{}])\r\n{tls_clause}{auth_comment}\tby {} (Postern) with {};\r\n\t{}\r\n",
-        env.client.helo,
-        env.client.name,
-        env.client.addr,
-        cfg.myhostname,
-        env.client.protocol,
-        common::datetime::rfc5322(std::time::SystemTime::now())
-    );
     let env = Arc::new(env);
     // HOLD: the queue manager leaves the message alone until `postsuper -H`. DISCARD: the
     // message is written where the queue manager never looks, and removed once it has its ID.
     let queue = if s.restrict.hold || s.restrict.discard { QueueName::Hold } else { QueueName::Incoming };
     let mut reader = DataReader::new();
     let mut piece = Vec::with_capacity(WRITE_CHUNK + 8192);
-    piece.extend_from_slice(received.as_bytes());
-    let mut file = None;
     // Once set, the rest of the message is read and thrown away, and this is the reply.
     let mut refused: Option<Reply> = None;
+    let mut file = match create(&cfg.spool, &env, queue).await {
+        Ok(f) => {
+            piece.extend_from_slice(received_header(s, &env, f.id()).as_bytes());
+            Some(f)
+        }
+        Err(e) => {
+            refused = Some(write_error_reply(&e));
+            None
+        }
+    };
+    let mut header_log = Vec::new();
     loop {
         let buf = match tokio::time::timeout(io.timeout, io.r.fill_buf()).await {
             Ok(Ok(buf)) if !buf.is_empty() => buf,
@@ -612,9 +633,17 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_n
         let fed = reader.feed(buf, &mut piece);
         let used = match fed {
             Feed::More => buf.len(),
-            Feed::End(n) => n,
+            Feed::End(n) | Feed::HeaderEnd(n) => n,
         };
         io.r.consume(used);
+        // The header section ended (or the message ends inside it): cleanup's additions go
+        // at its end.
+        let header_done = matches!(fed, Feed::HeaderEnd(_)) || (matches!(fed, Feed::End(_)) && reader.in_headers());
+        if header_done && let Some(f) = &file {
+            let done = header_end(s, &env, f, &reader);
+            piece.extend_from_slice(done.headers.as_bytes());
+            header_log = done.log;
+        }
         if refused.is_none()
             && let Some(limit) = cfg.message_size_limit
             && reader.size > limit
@@ -625,13 +654,15 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_n
         }
         if refused.is_some() {
             piece.clear();
-        } else if piece.len() >= WRITE_CHUNK {
-            match store_piece(&cfg.spool, &env, queue, file.take(), std::mem::take(&mut piece)).await {
+        } else if piece.len() >= WRITE_CHUNK
+            && let Some(f) = file.take()
+        {
+            match store_piece(&cfg.spool, f, std::mem::take(&mut piece)).await {
                 Ok((f, p)) => (file, piece) = (Some(f), p),
                 Err(e) => refused = Some(write_error_reply(&e)),
             }
         }
-        if fed != Feed::More {
+        if matches!(fed, Feed::End(_)) {
             break;
         }
     }
@@ -649,12 +680,13 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_n
         return Some(reply);
     }
     // Our own Received: header counts, as in Postfix's cleanup.
-    if reader.received + 1 > cfg.hopcount_limit {
+    if reader.headers.received + 1 > cfg.hopcount_limit {
         let reply = Reply::new(554, "5.4.0", "Error: too many hops");
         s.log_reject(&reply.first_line());
         return Some(reply);
     }
-    let id = match commit(&cfg.spool, &env, queue, file, piece).await {
+    let Some(file) = file else { return Some(Reply::new(451, "4.3.0", "Error: queue file write error")) };
+    let id = match commit(&cfg.spool, file, piece).await {
         Ok(id) => id,
         Err(e) => return Some(write_error_reply(&e)),
     };
@@ -667,8 +699,8 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_n
         return Some(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")));
     }
     log_info!("{id}: client={}{}", s.peer.show(), s.sasl_log_suffix());
-    if let Some(mid) = &reader.message_id {
-        log_info!("{id}: message-id={mid}");
+    for text in &header_log {
+        log_info!("{id}: {text}");
     }
     // Queued behind earlier triggers on one connection; the 250 does not wait for it.
     if queue == QueueName::Incoming {

@@ -9,12 +9,14 @@
 //! it a space on the way out). Dot-stuffing is undone. The output is not buffered here: the
 //! caller decides where it goes, so memory per session does not grow with the message.
 //!
-//! While the header section lasts, the reader also counts `Received:` headers (for
-//! `hopcount_limit`) and keeps the `Message-ID:` value (for the log), each from at most
-//! [`HEADER_KEEP`] bytes of a header line.
+//! While the header section lasts, the reader notes its headers ([`HeaderSeen`]: `Received:`
+//! for `hopcount_limit`, the Message-ID for the log, what a local submission lacks), each
+//! from at most [`HEADER_KEEP`] bytes of a line. It also finds where the section ends, so that
+//! cleanup's missing headers go in there: the bytes of a line are held back until they tell
+//! whether it is a header (at most [`HEADER_KEEP`] of them), and when the line ends the
+//! section, [`Feed::HeaderEnd`] hands control back before any of it is output.
 
-/// How much of one header line is looked at.
-pub const HEADER_KEEP: usize = 998;
+use common::cleanup::{HEADER_KEEP, HeaderSeen, LineKind, classify};
 
 /// Where the reader is within the current line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,9 @@ enum Pos {
 pub enum Feed {
     /// All input was used; the message goes on.
     More,
+    /// The header section ended after this many input bytes: what goes at its end is to be
+    /// output now, then the rest of the input fed.
+    HeaderEnd(usize),
     /// The end of data was found after this many input bytes; the rest are commands.
     End(usize),
 }
@@ -53,11 +58,15 @@ pub struct DataReader {
     in_headers: bool,
     /// The start of the current header line (at most [`HEADER_KEEP`] bytes).
     header_line: Vec<u8>,
-    /// The header the last header line belonged to, for folded values.
-    last_header_was_message_id: bool,
-    /// `Received:` headers seen.
-    pub received: u32,
-    pub message_id: Option<String>,
+    /// What the current line of the header section is, once its first bytes told.
+    line_kind: Option<LineKind>,
+    /// Output held back while the current line's kind is not known (and, once it ended the
+    /// header section, until the next feed).
+    held: Vec<u8>,
+    /// The header section ended on the byte just read.
+    ended_headers: bool,
+    /// What the header section held.
+    pub headers: HeaderSeen,
 }
 
 impl Default for DataReader {
@@ -75,17 +84,39 @@ impl DataReader {
             size: 0,
             in_headers: true,
             header_line: Vec::new(),
-            last_header_was_message_id: false,
-            received: 0,
-            message_id: None,
+            line_kind: None,
+            held: Vec::new(),
+            ended_headers: false,
+            headers: HeaderSeen::default(),
         }
+    }
+
+    /// The message is still in its header section (it may end there, without a body).
+    pub fn in_headers(&self) -> bool {
+        self.in_headers
     }
 
     /// Consume `input`, appending the message content it carries to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Feed {
         let start = out.len();
+        // The line that ended the header section goes out after what the caller put there
+        // (while the section lasts, `held` is the undecided start of the current line).
+        if !self.in_headers {
+            out.append(&mut self.held);
+        }
         let mut i = 0;
         while i < input.len() {
+            if self.pos == Pos::Mid && !self.in_headers {
+                // Inside a body line nothing but a CR or an LF matters: the bytes up to the
+                // next one go out as they are, in one piece.
+                let rest = &input[i..];
+                let n = rest.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(rest.len());
+                out.extend_from_slice(&rest[..n]);
+                i += n;
+                if i == input.len() {
+                    break;
+                }
+            }
             let b = input[i];
             i += 1;
             match (self.pos, b) {
@@ -119,28 +150,67 @@ impl DataReader {
                     self.pos = Pos::Mid;
                 }
             }
+            if std::mem::take(&mut self.ended_headers) {
+                self.size += (out.len() - start) as u64;
+                return Feed::HeaderEnd(i);
+            }
         }
         self.size += (out.len() - start) as u64;
         Feed::More
     }
 
+    /// Output, or hold back while the line may still end the header section.
+    fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
+        if (self.in_headers && self.line_kind.is_none()) || self.ended_headers {
+            self.held.extend_from_slice(bytes);
+        } else {
+            out.extend_from_slice(bytes);
+        }
+    }
+
+    /// The current line's kind, once its bytes tell (`complete`: the line has ended).
+    fn decide(&mut self, out: &mut Vec<u8>, complete: bool) {
+        if !self.in_headers || self.line_kind.is_some() {
+            return;
+        }
+        match classify(&self.header_line, complete, self.headers.after_header()) {
+            None => {}
+            Some(LineKind::End) => {
+                // `held` stays: it goes out after what the caller adds at the section's end.
+                self.in_headers = false;
+                self.ended_headers = true;
+                self.header_line.clear();
+            }
+            Some(kind) => {
+                self.line_kind = Some(kind);
+                out.append(&mut self.held);
+            }
+        }
+    }
+
     fn content(&mut self, out: &mut Vec<u8>, b: u8) {
-        out.push(b);
         if self.in_headers && self.header_line.len() < HEADER_KEEP {
             self.header_line.push(b);
+        }
+        let pending = self.in_headers && self.line_kind.is_none();
+        self.emit(out, &[b]);
+        if pending {
+            self.decide(out, false);
         }
     }
 
     /// A line ends: it is stored with CRLF whatever its ending was.
     fn end_line(&mut self, out: &mut Vec<u8>, crlf: bool) {
-        out.extend_from_slice(b"\r\n");
+        self.decide(out, true);
+        self.emit(out, b"\r\n");
         if !crlf {
             self.bare_lf = true;
         }
         self.prev_crlf = crlf;
         self.pos = Pos::LineStart;
-        if self.in_headers {
-            self.header_done();
+        if let (true, Some(kind)) = (self.in_headers, self.line_kind.take()) {
+            let line = std::mem::take(&mut self.header_line);
+            self.headers.note(&line, kind);
         }
     }
 
@@ -151,34 +221,6 @@ impl DataReader {
         self.prev_crlf = crlf;
         self.pos = Pos::LineStart;
     }
-
-    /// Look at a complete header line.
-    fn header_done(&mut self) {
-        let line = std::mem::take(&mut self.header_line);
-        if line.is_empty() {
-            self.in_headers = false;
-            return;
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            // A folded continuation: only a Message-ID still waiting for its value cares.
-            if self.last_header_was_message_id && self.message_id.as_deref() == Some("") {
-                self.message_id = Some(String::from_utf8_lossy(&line).trim().to_string());
-            }
-            return;
-        }
-        let Some(colon) = line.iter().position(|&c| c == b':') else {
-            // Not a header: the body has begun (as mail readers take it).
-            self.in_headers = false;
-            return;
-        };
-        let name = &line[..colon];
-        self.last_header_was_message_id = name.eq_ignore_ascii_case(b"message-id");
-        if name.eq_ignore_ascii_case(b"received") {
-            self.received += 1;
-        } else if self.last_header_was_message_id && self.message_id.is_none() {
-            self.message_id = Some(String::from_utf8_lossy(&line[colon + 1..]).trim().to_string());
-        }
-    }
 }
 
 #[cfg(test)]
@@ -187,15 +229,39 @@ mod tests {
 
     /// Feed `input` in pieces of `piece` bytes; the content and where the end was found.
     fn run(input: &[u8], piece: usize) -> (Vec<u8>, Option<usize>, DataReader) {
+        run_marked(input, piece, b"")
+    }
+
+    /// As [`run`], with `marker` put where the header section ends, as the connection puts
+    /// cleanup's missing headers there.
+    fn run_marked(input: &[u8], piece: usize, marker: &[u8]) -> (Vec<u8>, Option<usize>, DataReader) {
         let mut r = DataReader::new();
         let mut out = Vec::new();
         let mut at = 0;
         for chunk in input.chunks(piece) {
-            if let Feed::End(n) = r.feed(chunk, &mut out) {
-                return (out, Some(at + n), r);
+            let mut rest = chunk;
+            loop {
+                match r.feed(rest, &mut out) {
+                    Feed::End(n) => {
+                        if r.in_headers() {
+                            out.extend_from_slice(marker);
+                        }
+                        return (out, Some(at + n), r);
+                    }
+                    Feed::HeaderEnd(n) => {
+                        out.extend_from_slice(marker);
+                        rest = &rest[n..];
+                        at += n;
+                    }
+                    Feed::More => {
+                        at += rest.len();
+                        break;
+                    }
+                }
             }
-            at += chunk.len();
         }
+        // What was held back goes out with the next input.
+        r.feed(b"", &mut out);
         (out, None, r)
     }
 
@@ -244,10 +310,34 @@ mod tests {
             b"Received: a\r\nreceived: b\r\n\tfolded\r\nMessage-ID:\r\n <id@x>\r\nSubject: s\r\n\r\nReceived: not a header\r\n.\r\n";
         let (_, end, r) = run(input, 5);
         assert_eq!(end, Some(input.len()));
-        assert_eq!(r.received, 2);
-        assert_eq!(r.message_id.as_deref(), Some("<id@x>"));
+        assert_eq!(r.headers.received, 2);
+        assert_eq!(r.headers.message_id.as_deref(), Some("<id@x>"));
         let (_, _, r) = run(b"Message-ID: <a@b>\r\nMessage-ID: <c@d>\r\n\r\n.\r\n", 1000);
-        assert_eq!(r.message_id.as_deref(), Some("<a@b>"));
+        assert_eq!(r.headers.message_id.as_deref(), Some("<a@b>"));
+    }
+
+    #[test]
+    fn the_end_of_the_header_section_is_found_in_any_pieces() {
+        let x = "X-Added: yes\r\n";
+        let cases: &[(&str, &[u8], String)] = &[
+            ("empty line", b"Subject: s\r\n\r\nbody\r\n.\r\n", format!("Subject: s\r\n{x}\r\nbody\r\n")),
+            ("folded", b"Subject: s\r\n more\r\n\r\nb\r\n.\r\n", format!("Subject: s\r\n more\r\n{x}\r\nb\r\n")),
+            ("no empty line", b"Subject: s\r\nbody, a line\r\n.\r\n", format!("Subject: s\r\n{x}body, a line\r\n")),
+            ("bare LF", b"Subject: s\n\nbody\r\n.\r\n", format!("Subject: s\r\n{x}\r\nbody\r\n")),
+            ("headers only", b"Subject: s\r\n.\r\n", format!("Subject: s\r\n{x}")),
+            ("empty message", b".\r\n", x.to_string()),
+            ("body only", b"hello\r\n.\r\n", format!("{x}hello\r\n")),
+            ("dot-stuffed body", b"..hello\r\n.\r\n", format!("{x}.hello\r\n")),
+            ("bare CR", b"Sub\rject: s\r\n.\r\n", format!("{x}Sub\rject: s\r\n")),
+        ];
+        for (name, input, want) in cases {
+            for piece in [1, 2, 5, 1000] {
+                let (content, end, r) = run_marked(input, piece, x.as_bytes());
+                assert_eq!(String::from_utf8_lossy(&content), *want, "{name} (pieces of {piece})");
+                assert_eq!(end, Some(input.len()), "{name}");
+                assert_eq!(r.size as usize, want.len() - x.len(), "{name}: the size counts the client's bytes");
+            }
+        }
     }
 
     #[test]
@@ -260,11 +350,19 @@ mod tests {
         let mut end = None;
         for chunk in input.chunks(8192) {
             out.clear();
-            let f = r.feed(chunk, &mut out);
-            most = most.max(out.capacity());
-            if let Feed::End(n) = f {
-                end = Some(n);
+            let mut rest = chunk;
+            loop {
+                match r.feed(rest, &mut out) {
+                    Feed::End(n) => end = Some(n),
+                    Feed::HeaderEnd(n) => {
+                        rest = &rest[n..];
+                        continue;
+                    }
+                    Feed::More => {}
+                }
+                break;
             }
+            most = most.max(out.capacity());
         }
         assert!(end.is_some());
         assert_eq!(r.size, 3_000_002);

@@ -6,7 +6,7 @@
 //!
 //! # Description
 //! An RFC 5321 server: EHLO (PIPELINING, SIZE, VRFY, ETRN, STARTTLS, AUTH, ENHANCEDSTATUSCODES,
-//! 8BITMIME), HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP, ETRN (RFC 1985),
+//! 8BITMIME, SMTPUTF8), HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP, ETRN (RFC 1985),
 //! STARTTLS (RFC 3207) and AUTH (RFC 4954, below). A message is written
 //! to `incoming` and fsynced before `250 2.0.0 Ok: queued as <id>`; then the queue manager is
 //! triggered (a message that a `HOLD` action marked goes to `hold` instead, one that a `DISCARD`
@@ -91,7 +91,7 @@
 //! `smtpd_forbid_bare_newline_exclusions` (`$mynetworks`) are treated as `normalize`; `no` is
 //! taken as `normalize` too (deliberately stricter than Postfix). Every read and every write has
 //! the `smtpd_timeout` deadline. A queued message resets the error and junk counters.
-//! MAIL takes `SIZE` and `BODY=7BIT|8BITMIME`, RCPT no parameters; any other option gets `555
+//! MAIL takes `SIZE`, `BODY=7BIT|8BITMIME` and `SMTPUTF8`, RCPT no parameters; any other option gets `555
 //! 5.5.4 Unsupported option: ...`. Addresses with control characters are refused (501); HELO
 //! names are made printable before they reach a `Received:` header, and every log line is.
 //! MAIL is refused with `452 4.3.1 Insufficient system storage` when the queue file system
@@ -99,6 +99,32 @@
 //! `SIZE`; a disk that fills mid-message gives 452 and leaves no file. `message_size_limit =
 //! 0` is no limit. More `Received:` headers than `hopcount_limit` (ours included): `554 5.4.0
 //! Error: too many hops`.
+//!
+//! # SMTPUTF8
+//! With `smtputf8_enable` (Postfix's default from compatibility level 1) EHLO offers SMTPUTF8
+//! (RFC 6531) and `MAIL FROM:<...> SMTPUTF8` lets the transaction carry UTF-8 addresses; the
+//! request is kept in the queue file for the next hop, and `Received:` says `with UTF8SMTP`
+//! (`UTF8SMTPS`, `UTF8SMTPA`, ...). Without it, a UTF-8 domain is `501 5.1.7 Bad sender address
+//! syntax` or `501 5.1.3 Bad recipient address syntax` (logged `warning: Illegal address syntax
+//! from name[addr] in MAIL command: <addr>`), while a UTF-8 local part is let through as Postfix
+//! lets it, unless `strict_smtputf8` (`553 5.6.7 Must declare SMTPUTF8 to send unicode
+//! address`). With `smtpd` in `smtputf8_autodetect_classes` mail with a UTF-8 envelope address
+//! asks for SMTPUTF8 by itself. A UTF-8 domain meets `relay_domains` and the access tables in
+//! A-label form (`xn--bcher-kva.example`).
+//!
+//! # Headers
+//! Each message starts with Postfix's `Received: from HELO (NAME [ADDR])`, `by $myhostname
+//! ($mail_name) with PROTOCOL id QUEUEID`, `for <RCPT>` when the transaction has one recipient,
+//! and the arrival date (`mail_date`'s format, `Thu,  3 Dec 2026 07:01:02 +0000 (UTC)`); the
+//! queue file exists from the start of DATA, so the ID is the one in `queued as`. A local
+//! submission (the client matches `local_header_rewrite_clients`, decided at MAIL: by default
+//! `permit_inet_interfaces`, a client on one of this host's `inet_interfaces`) or any client
+//! with `always_add_missing_headers = yes` gets what cleanup adds at the end of the header
+//! section when it is missing: `Message-Id: <YYYYMMDDhhmmss.QUEUEID@$myhostname>`, `Date:`,
+//! `From:` (the envelope sender, `MAILER-DAEMON` for `<>`) and `undisclosed_recipients_header`
+//! without a `To:` or `Cc:`; once the message has a `Resent-` header, the `Resent-` forms. A
+//! table in `local_header_rewrite_clients` that cannot be read refuses MAIL with `451 4.3.0
+//! Temporary lookup error`. The body is never changed.
 //!
 //! # TLS
 //! `smtpd_tls_security_level = may` announces STARTTLS (until TLS is active); `encrypt` also
@@ -246,7 +272,8 @@
 //! `ATRN from name[addr]: reversed session done: messages=N sent=N bounced=N deferred=N`, and the usual
 //! `disconnect from ... ehlo=1 auth=1 atrn=1 commands=3`.
 //! `connect from name[addr]`, `<id>: client=name[addr]` (`, sasl_method=M, sasl_username=U`
-//! after a login), `<id>: message-id=<...>`, `warning: name[addr]: SASL M authentication
+//! after a login), `<id>: message-id=<...>` (every message: `<>` when it has none; cleanup's
+//! ID when it was added), `warning: name[addr]: SASL M authentication
 //! failed: REASON, sasl_username=U`, `warning: name[addr]: SASL M authentication aborted`,
 //! `warning: SASL: Connect to Dovecot auth socket 'PATH' failed: ...`,
 //! `disconnect from name[addr] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5` (the commands in
@@ -278,7 +305,10 @@
 //! `access_map_defer_code`, `invalid_hostname_reject_code`, `non_fqdn_reject_code`,
 //! `smtpd_null_access_lookup_key`, `recipient_delimiter`, `maps_rbl_reject_code`,
 //! `smtpd_dns_nameservers`, `unknown_address_reject_code`, `smtpd_helo_required`, `message_size_limit`, `line_length_limit`,
-//! `queue_minfree`, `hopcount_limit`, `smtpd_forbid_bare_newline`,
+//! `queue_minfree`, `hopcount_limit`, `mail_name`, `local_header_rewrite_clients`,
+//! `inet_interfaces`, `always_add_missing_headers`, `undisclosed_recipients_header`,
+//! `smtputf8_enable`, `strict_smtputf8`, `smtputf8_autodetect_classes`,
+//! `smtpd_forbid_bare_newline`,
 //! `smtpd_client_connection_count_limit`, `smtpd_client_connection_rate_limit`,
 //! `smtpd_client_message_rate_limit`, `smtpd_client_event_limit_exceptions`,
 //! `anvil_rate_time_unit`, `smtpd_idle_eviction_time`, `ipc_timeout` (an ETRN's or ATRN's wait for
@@ -310,7 +340,8 @@
 //! `smtpd_forbid_unauth_pipelining` is not implemented. In Postern's log lines the queue ID of
 //! a transaction is `NOQUEUE` until the end of DATA (Postfix names it from the first accepted
 //! RCPT).
-//! No BDAT or SMTPUTF8. `mydestination` is not delivered locally. TLS: TLSv1.2 and
+//! No BDAT. smtpd's SMTPUTF8 autodetection looks at the envelope only, not at the headers.
+//! `mydestination` is not delivered locally. TLS: TLSv1.2 and
 //! TLSv1.3 only; one key and chain (no RSA plus ECDSA pair); no client certificates, cipher
 //! grades, session cache database or new-TLS-session rate limit; with an RSA key the
 //! `server-digest` is the strongest the client offers (rustls's choice, not the client's
@@ -334,9 +365,11 @@ pub mod etrn_login;
 pub mod odmr;
 pub mod reply;
 pub mod restrict;
+pub mod rewrite;
 pub mod sasl;
 mod service;
 pub mod session;
+pub mod smtputf8;
 pub mod tls;
 
 pub use service::run;

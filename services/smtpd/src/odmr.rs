@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::bounce::{BounceConfig, Failed, notify};
 use common::config::{ConfigError, Params};
-use common::domain::{Site, address_domain};
+use common::domain::{Site, lookup_domain};
 use common::ipc::delivery::{DeliveryRecipient, DeliveryRequest};
 use common::ipc::flush::{FlushReply, FlushRequest};
 use common::maillog::{DeliveryLine, delivery_line};
@@ -238,7 +238,7 @@ fn claim_one(spool: &Spool, id: QueueId, domains: &[String]) -> Option<Claimed> 
     };
     let recipients: Vec<DeliveryRecipient> = qf
         .pending()
-        .filter(|(_, r)| domains.iter().any(|d| address_domain(&r.address).eq_ignore_ascii_case(d)))
+        .filter(|(_, r)| domains.iter().any(|d| lookup_domain(&r.address).eq_ignore_ascii_case(d)))
         .map(|(index, r)| DeliveryRecipient { index, address: r.address.clone() })
         .collect();
     if recipients.is_empty() {
@@ -368,6 +368,7 @@ async fn deliver(
         recipients: c.recipients.clone(),
         arrival_us: c.qf.envelope.arrival_us,
         active_us: start_us,
+        smtputf8: c.qf.envelope.smtputf8,
     };
     log_info!("{}: from=<{}>, size={}, nrcpt={} (queue odmr)", c.id, req.sender, c.qf.message.len(), c.qf.envelope.recipients.len());
     let (results, healthy) = mail_transaction(&odmr.session, &req, conn, peer, &c.qf.message).await;
@@ -462,7 +463,7 @@ async fn finish(spool: Spool, bounce: BounceConfig, c: Claimed, results: Vec<Rec
         qf.results.extend(results);
         let notice_queued =
             !failed.is_empty() && notify(&spool, &bounce, &id, &claim.path, &qf.envelope.sender, qf.envelope.arrival_us, &failed);
-        let pending: BTreeSet<String> = qf.pending().map(|(_, r)| address_domain(&r.address).to_ascii_lowercase()).collect();
+        let pending: BTreeSet<String> = qf.pending().map(|(_, r)| lookup_domain(&r.address)).collect();
         if pending.is_empty() {
             let removed = match std::fs::remove_file(&claim.path) {
                 Ok(()) => {

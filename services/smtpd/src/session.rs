@@ -92,6 +92,10 @@ pub struct Session<'a> {
     pub local_addr: Option<IpAddr>,
     /// What the restriction lists remember (crate::restrict).
     pub restrict: crate::restrict::State,
+    /// The transaction is a local submission (`local_header_rewrite_clients`, decided at MAIL).
+    pub local_submission: bool,
+    /// The client declared SMTPUTF8 at MAIL (crate::smtputf8).
+    pub smtputf8: bool,
 }
 
 /// The commands smtpd counts, in the order of Postfix's `smtpd_cmd_table`: the disconnect line
@@ -126,6 +130,8 @@ impl<'a> Session<'a> {
             sasl_login: None,
             local_addr: None,
             restrict: crate::restrict::State::default(),
+            local_submission: false,
+            smtputf8: false,
         }
     }
 
@@ -159,7 +165,7 @@ impl<'a> Session<'a> {
     /// The protocol for the `Received:` header (RFC 3848): `ESMTPS` under TLS, `ESMTPA` after
     /// AUTH, `ESMTPSA` for both.
     pub fn received_protocol(&self) -> String {
-        let mut p = self.proto().to_string();
+        let mut p = if self.smtputf8 { "UTF8SMTP".to_string() } else { self.proto().to_string() };
         if self.esmtp {
             if self.encrypted() {
                 p.push('S');
@@ -206,6 +212,7 @@ impl<'a> Session<'a> {
 
     pub fn reset(&mut self) {
         self.sender = None;
+        self.smtputf8 = false;
         self.recipients.clear();
         self.restrict.reset_transaction();
     }
@@ -340,6 +347,9 @@ impl<'a> Session<'a> {
             }
         }
         lines.extend(["ENHANCEDSTATUSCODES".into(), "8BITMIME".into()]);
+        if self.cfg.smtputf8.enable {
+            lines.push("SMTPUTF8".into());
+        }
         Step::Reply(Reply::lines(250, lines))
     }
 
@@ -372,10 +382,12 @@ impl<'a> Session<'a> {
         }
         let Some(rest) = strip_keyword(arg, "FROM:") else { return Step::Reply(Reply::new(501, "5.5.4", "Syntax: MAIL FROM:<address>")) };
         let Some(addr) = parse_path(rest) else { return Step::Reply(Reply::new(501, "5.1.7", "Bad sender address syntax")) };
+        self.smtputf8 = false;
         let mut size = None;
         for p in &addr.params {
             match (p.name.as_str(), p.value.to_ascii_uppercase().as_str()) {
                 ("BODY", "7BIT" | "8BITMIME") => {}
+                ("SMTPUTF8", "") if self.cfg.smtputf8.enable => self.smtputf8 = true,
                 // RFC 4954 section 5: who submitted the message; accepted while AUTH is on.
                 ("AUTH", _) if self.sasl_active() => {}
                 ("SIZE", _) => match p.value.parse::<u64>() {
@@ -387,6 +399,10 @@ impl<'a> Session<'a> {
                 },
                 _ => return Step::Reply(Reply::new(555, "5.5.4", format!("Unsupported option: {}", printable(&p.text, '?')))),
             }
+        }
+        if let Some(reply) = crate::smtputf8::check_address(self, &addr, crate::smtputf8::Verb::Mail) {
+            self.smtputf8 = false;
+            return Step::Reply(reply);
         }
         if let (Some(n), Some(limit)) = (size, self.cfg.message_size_limit)
             && n > limit
@@ -412,6 +428,13 @@ impl<'a> Session<'a> {
             self.reset();
             return Step::Reply(reply);
         }
+        match self.cfg.headers.rewrite_clients.is_local(self) {
+            Ok(local) => self.local_submission = local,
+            Err(reply) => {
+                self.reset();
+                return Step::Reply(reply);
+            }
+        }
         self.sender = Some(addr);
         Step::Reply(Reply::new(250, "2.1.0", "Ok"))
     }
@@ -426,6 +449,9 @@ impl<'a> Session<'a> {
         };
         if let Some(p) = addr.params.first() {
             return Step::Reply(Reply::new(555, "5.5.4", format!("Unsupported option: {}", printable(&p.text, '?'))));
+        }
+        if let Some(reply) = crate::smtputf8::check_address(self, &addr, crate::smtputf8::Verb::Rcpt) {
+            return Step::Reply(reply);
         }
         let limit = self.cfg.restrict.recipient_limit;
         if limit > 0 && self.recipients.len() >= limit {
@@ -487,6 +513,7 @@ impl<'a> Session<'a> {
                 helo: printable(self.helo.as_deref().unwrap_or_default(), '?').into_owned(),
                 protocol: self.received_protocol(),
             },
+            smtputf8: crate::smtputf8::requested(self),
         }))
     }
 
@@ -544,13 +571,13 @@ fn strip_keyword<'t>(arg: &'t str, keyword: &str) -> Option<&'t str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::sasl::Outcome;
     use common::config::{MainCf, Params};
 
     /// A configuration on a temporary spool: relay for customer.example, loopback trusted.
-    fn config(extra: &str) -> (tempfile::TempDir, SmtpdConfig) {
+    pub(crate) fn config(extra: &str) -> (tempfile::TempDir, SmtpdConfig) {
         let dir = tempfile::tempdir().unwrap();
         let spool = dir.path().join("spool");
         std::fs::create_dir(&spool).unwrap();
@@ -561,7 +588,7 @@ mod tests {
     }
 
     /// The reply to one line, as the connection would send it (or what it would do instead).
-    fn cmd(s: &mut Session<'_>, line: &[u8]) -> String {
+    pub(crate) fn cmd(s: &mut Session<'_>, line: &[u8]) -> String {
         match s.command(line).1 {
             Step::Reply(r) | Step::Close(r) => r.to_string(),
             Step::Data(_) => "354".into(),

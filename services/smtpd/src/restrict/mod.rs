@@ -17,6 +17,8 @@ use common::config::table::Table;
 use common::config::table::search::{ParentStyle, Strategy, address_keys, client_keys, domain_keys, find};
 use common::config::table::split_braced_list;
 use common::config::{ConfigError, DomainList, Params};
+use common::domain::lookup_domain;
+use common::smtputf8::address_to_ascii_domain;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -488,7 +490,9 @@ impl<'r, 'a> Run<'r, 'a> {
                     None => return Status::Dunno,
                     Some("") => ("".to_string(), vec![common::config::table::search::Key { text: cfg.null_key.clone(), partial: false }]),
                     Some(a) => {
-                        (a.to_string(), address_keys(&a.to_ascii_lowercase(), &cfg.recipient_delimiter, Strategy::access(style), false))
+                        // A UTF-8 domain is looked up in A-label form.
+                        let key = address_to_ascii_domain(a).to_ascii_lowercase();
+                        (a.to_string(), address_keys(&key, &cfg.recipient_delimiter, Strategy::access(style), false))
                     }
                 }
             }
@@ -531,13 +535,13 @@ impl<'r, 'a> Run<'r, 'a> {
         if cfg.relay_recipient_maps.is_empty() {
             return Status::Dunno;
         }
-        let domain = addr.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
-        match cfg.relay_domains.matches(&domain) {
+        match cfg.relay_domains.matches(&lookup_domain(addr)) {
             Ok(true) => {}
             Ok(false) => return Status::Dunno,
             Err(e) => return self.lookup_failure(e, addr),
         }
-        let keys = address_keys(&addr.to_ascii_lowercase(), &cfg.recipient_delimiter, Strategy::DEFAULT, false);
+        let key = address_to_ascii_domain(addr).to_ascii_lowercase();
+        let keys = address_keys(&key, &cfg.recipient_delimiter, Strategy::DEFAULT, false);
         match find(&cfg.relay_recipient_maps, &keys) {
             Ok(Some(_)) => Status::Dunno,
             Ok(None) => {

@@ -1,11 +1,12 @@
-//! Which addresses are this mail system, for loop detection: `inet_interfaces` (with `all`
-//! meaning every address of this host's network interfaces, and `loopback-only`) and
-//! `proxy_interfaces` (addresses that reach us through a proxy or NAT), as Postfix's
-//! `own_inet_addr_list()` and `proxy_inet_addr_list()`.
+//! Which addresses are this mail system: `inet_interfaces` (with `all` meaning every address
+//! of this host's network interfaces, and `loopback-only`) and `proxy_interfaces` (addresses
+//! that reach us through a proxy or NAT), as Postfix's `own_inet_addr_list()` and
+//! `proxy_inet_addr_list()`. The smtp agent's loop detection takes both; smtpd's
+//! `permit_inet_interfaces` (local_header_rewrite_clients) takes `inet_interfaces` alone.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 
-use common::config::{ConfigError, Params};
+use crate::config::{ConfigError, Params};
 
 /// This host's own addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,9 +46,19 @@ fn entry_addresses(entry: &str) -> Result<Vec<IpAddr>, String> {
 }
 
 impl Myself {
+    /// `inet_interfaces` and `proxy_interfaces`: where a next hop would be this system.
     pub fn from_params(p: &Params) -> Result<Myself, ConfigError> {
+        Myself::of(p, &["inet_interfaces", "proxy_interfaces"])
+    }
+
+    /// `inet_interfaces` alone: Postfix's `own_inet_addr()`.
+    pub fn inet_interfaces(p: &Params) -> Result<Myself, ConfigError> {
+        Myself::of(p, &["inet_interfaces"])
+    }
+
+    fn of(p: &Params, names: &[&str]) -> Result<Myself, ConfigError> {
         let mut addrs = Vec::new();
-        for name in ["inet_interfaces", "proxy_interfaces"] {
+        for &name in names {
             for entry in p.list(name)? {
                 addrs.extend(entry_addresses(&entry).map_err(|what| ConfigError::value(name, what))?);
             }

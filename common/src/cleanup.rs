@@ -1,0 +1,404 @@
+//! What Postfix's cleanup does with the header section of a new message, without I/O, for
+//! every program that makes a queue file from a message (smtpd, pickup): tell header lines from
+//! the first body line, note the headers that matter (`Received:` for `hopcount_limit`, the
+//! Message-ID for the log, the originator, date and destination headers and their `Resent-`
+//! forms), and write the headers that a local submission lacks.
+//!
+//! Postfix adds the missing headers at the end of the header section, in this order:
+//! `Message-Id: <YYYYMMDDhhmmss.QUEUEID@myhostname>` (the queue file's creation time, UTC),
+//! `Date:` (the arrival time), `From:` (the envelope sender, `MAILER-DAEMON` for the null
+//! sender, with the submitter's full name when there is one) and `undisclosed_recipients_header`
+//! when no `To:` or `Cc:` is there. Once a `Resent-` header is seen, the `Resent-` forms are
+//! the ones checked and added. Every message gets a `message-id=` log line, `<>` when it has
+//! none.
+
+use std::time::SystemTime;
+
+use crate::config::{ConfigError, Params};
+use crate::queue::QueueId;
+
+/// `undisclosed_recipients_header`: empty, or a whole header.
+pub fn undisclosed_recipients_header(p: &Params) -> Result<String, ConfigError> {
+    const NAME: &str = "undisclosed_recipients_header";
+    let text = p.get(NAME)?;
+    if !text.is_empty() && classify(text.as_bytes(), true, false) != Some(LineKind::Header) {
+        return Err(ConfigError::value(NAME, format!("bad header text \"{text}\" -- need \"headername: headervalue\"")));
+    }
+    Ok(text)
+}
+
+/// How much of one header line is looked at: RFC 5322's line length limit.
+pub const HEADER_KEEP: usize = 998;
+
+/// What a line of the header section is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// `Name: value`.
+    Header,
+    /// A folded continuation of the header before it.
+    Continuation,
+    /// Not a header: the header section ends before this line (an empty line, or the first
+    /// body line of a message whose sender left out the empty line).
+    End,
+}
+
+/// A byte allowed in a header field name (RFC 5322 `ftext`).
+fn ftext(b: u8) -> bool {
+    (33..=126).contains(&b) && b != b':'
+}
+
+/// What a line is, from its first bytes (its content without the line end); `None` while
+/// those bytes do not tell yet. `complete` says the line ended there. `after_header` says a
+/// header came before (a folded line needs one).
+pub fn classify(prefix: &[u8], complete: bool, after_header: bool) -> Option<LineKind> {
+    let Some(&first) = prefix.first() else { return complete.then_some(LineKind::End) };
+    if first == b' ' || first == b'\t' {
+        return Some(if after_header { LineKind::Continuation } else { LineKind::End });
+    }
+    let name = prefix.iter().take_while(|&&b| ftext(b)).count();
+    if name == 0 {
+        return Some(LineKind::End);
+    }
+    // The name may be followed by white space before its colon (RFC 822's obsolete syntax).
+    let rest = &prefix[name..];
+    let space = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    match rest.get(space) {
+        Some(b':') => Some(LineKind::Header),
+        Some(_) => Some(LineKind::End),
+        // A name as long as a whole line without its colon is no header name.
+        None if complete || prefix.len() >= HEADER_KEEP => Some(LineKind::End),
+        None => None,
+    }
+}
+
+/// The headers cleanup looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    Received,
+    MessageId,
+    Date,
+    From,
+    To,
+    Cc,
+    ResentMessageId,
+    ResentDate,
+    ResentFrom,
+    ResentTo,
+    ResentCc,
+    /// Another `Resent-` header (Sender, Bcc, Reply-To): it makes the message resent.
+    ResentOther,
+}
+
+impl Known {
+    fn of(name: &[u8]) -> Option<Known> {
+        let lower = name.to_ascii_lowercase();
+        Some(match lower.as_slice() {
+            b"received" => Known::Received,
+            b"message-id" => Known::MessageId,
+            b"date" => Known::Date,
+            b"from" => Known::From,
+            b"to" => Known::To,
+            b"cc" => Known::Cc,
+            b"resent-message-id" => Known::ResentMessageId,
+            b"resent-date" => Known::ResentDate,
+            b"resent-from" => Known::ResentFrom,
+            b"resent-to" => Known::ResentTo,
+            b"resent-cc" => Known::ResentCc,
+            b"resent-sender" | b"resent-bcc" | b"resent-reply-to" => Known::ResentOther,
+            _ => return None,
+        })
+    }
+}
+
+/// What the header section held, line by line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderSeen {
+    /// `Received:` headers (for `hopcount_limit`).
+    pub received: u32,
+    /// The first Message-ID's value, unfolded and trimmed (for the log).
+    pub message_id: Option<String>,
+    /// The first Resent-Message-ID's value.
+    pub resent_message_id: Option<String>,
+    seen: Vec<Known>,
+    /// The header the last line belonged to, for a value folded onto the next line.
+    last: Option<Known>,
+    /// At least one header line came.
+    any: bool,
+}
+
+impl HeaderSeen {
+    /// Whether a header came before (for [`classify`]).
+    pub fn after_header(&self) -> bool {
+        self.any
+    }
+
+    fn has(&self, k: Known) -> bool {
+        self.seen.contains(&k)
+    }
+
+    /// The message has a `Resent-` header: cleanup checks and adds the resent forms.
+    fn resent(&self) -> bool {
+        self.seen.iter().any(|k| {
+            matches!(
+                k,
+                Known::ResentMessageId | Known::ResentDate | Known::ResentFrom | Known::ResentTo | Known::ResentCc | Known::ResentOther
+            )
+        })
+    }
+
+    /// Note one header or continuation line (its content, at most [`HEADER_KEEP`] bytes of it).
+    pub fn note(&mut self, line: &[u8], kind: LineKind) {
+        match kind {
+            LineKind::End => {}
+            LineKind::Continuation => {
+                // Only an ID still waiting for its value cares.
+                let value = String::from_utf8_lossy(line).trim().to_string();
+                match self.last {
+                    Some(Known::MessageId) if self.message_id.as_deref() == Some("") => self.message_id = Some(value),
+                    Some(Known::ResentMessageId) if self.resent_message_id.as_deref() == Some("") => self.resent_message_id = Some(value),
+                    _ => {}
+                }
+            }
+            LineKind::Header => {
+                self.any = true;
+                let Some(colon) = line.iter().position(|&b| b == b':') else { return };
+                let name = line[..colon].trim_ascii_end();
+                let value = || String::from_utf8_lossy(&line[colon + 1..]).trim().to_string();
+                self.last = Known::of(name);
+                let Some(k) = self.last else { return };
+                match k {
+                    Known::Received => self.received += 1,
+                    Known::MessageId if self.message_id.is_none() => self.message_id = Some(value()),
+                    Known::ResentMessageId if self.resent_message_id.is_none() => self.resent_message_id = Some(value()),
+                    _ => {}
+                }
+                if !self.seen.contains(&k) {
+                    self.seen.push(k);
+                }
+            }
+        }
+    }
+}
+
+/// What the missing headers are made of.
+#[derive(Debug, Clone)]
+pub struct Originator<'a> {
+    pub queue_id: &'a QueueId,
+    /// When the queue file was made (the time in the Message-ID, as in its queue ID).
+    pub created: SystemTime,
+    /// When the message arrived (the Date:).
+    pub arrival: SystemTime,
+    pub myhostname: &'a str,
+    /// The envelope sender (empty: the null sender).
+    pub sender: &'a str,
+    /// The submitter's full name (`sendmail -F`, or the password file's).
+    pub fullname: Option<&'a str>,
+    /// `undisclosed_recipients_header` (empty: none).
+    pub undisclosed_recipients: &'a str,
+}
+
+/// What cleanup adds and logs at the end of the header section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderEnd {
+    /// The headers to insert, each line ending in CRLF (empty: none).
+    pub headers: String,
+    /// The `message-id=` (and `resent-message-id=`) texts for the log, in Postfix's order.
+    pub log: Vec<String>,
+}
+
+/// Postfix's `cleanup_header_done_callback`: with `add_missing` (a local submission, or
+/// `always_add_missing_headers`) the headers the message lacks; the log texts in any case.
+pub fn header_end(seen: &HeaderSeen, add_missing: bool, o: &Originator<'_>) -> HeaderEnd {
+    let mut log = Vec::new();
+    if let Some(id) = &seen.message_id {
+        log.push(format!("message-id={id}"));
+    }
+    if let Some(id) = &seen.resent_message_id {
+        log.push(format!("resent-message-id={id}"));
+    }
+    let mut headers = String::new();
+    let resent = seen.resent();
+    let (prefix, pick) = if resent { ("Resent-", 1) } else { ("", 0) };
+    let has = |plain: Known, re: Known| seen.has([plain, re][pick]);
+    let mut have_message_id = seen.has(Known::MessageId);
+    if add_missing {
+        if !has(Known::MessageId, Known::ResentMessageId) {
+            let id = format!("{}.{}@{}", crate::datetime::utc_stamp(o.created), o.queue_id, o.myhostname);
+            headers.push_str(&format!("{prefix}Message-Id: <{id}>\r\n"));
+            log.push(format!("{}message-id=<{id}>", if resent { "resent-" } else { "" }));
+            have_message_id |= !resent;
+        }
+        if !has(Known::Date, Known::ResentDate) {
+            headers.push_str(&format!("{prefix}Date: {}\r\n", crate::datetime::rfc5322(o.arrival)));
+        }
+        if !has(Known::From, Known::ResentFrom) {
+            headers.push_str(&from_value(prefix, o));
+            headers.push_str("\r\n");
+        }
+        let visible = [Known::To, Known::Cc, Known::ResentTo, Known::ResentCc].iter().any(|k| seen.has(*k));
+        if !visible && !o.undisclosed_recipients.is_empty() {
+            headers.push_str(o.undisclosed_recipients);
+            headers.push_str("\r\n");
+        }
+    }
+    if !have_message_id {
+        log.push("message-id=<>".into());
+    }
+    HeaderEnd { headers, log }
+}
+
+/// `addr`, or `name <addr>` with the full name (quoted when it is not all atoms), folded as
+/// Postfix's `cleanup_fold_header` does: on one line when the header stays under 70
+/// characters, else the address on a line of its own.
+fn from_value(prefix: &str, o: &Originator<'_>) -> String {
+    let addr = if o.sender.is_empty() { "MAILER-DAEMON" } else { o.sender };
+    match o.fullname.map(str::trim).filter(|n| !n.is_empty() && !o.sender.is_empty()) {
+        Some(name) => {
+            let name = phrase(name);
+            let first = format!("{prefix}From: {name}");
+            let sep = if first.chars().count() + 1 + addr.chars().count() + 2 < 70 { " " } else { "\r\n\t" };
+            format!("{first}{sep}<{addr}>")
+        }
+        None => format!("{prefix}From: {addr}"),
+    }
+}
+
+/// A display name as RFC 5322 wants it: as it is when it is atoms and spaces, else quoted
+/// (with `"` and `\` escaped). Control characters never reach a header.
+fn phrase(name: &str) -> String {
+    let name = crate::text::printable(name, ' ');
+    let atext = |c: char| c.is_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c);
+    if name.chars().all(atext) {
+        return name.into_owned();
+    }
+    let mut out = String::from("\"");
+    for c in name.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Where the header section of a whole message ends: the offset of the line that ends it
+/// (the empty line, or the first body line), or the message's length when all of it is
+/// header; with what it held. Lines may end in CRLF or LF.
+pub fn scan_headers(message: &[u8]) -> (usize, HeaderSeen) {
+    let mut seen = HeaderSeen::default();
+    let mut at = 0;
+    while at < message.len() {
+        let end = message[at..].iter().position(|&b| b == b'\n').map_or(message.len(), |i| at + i + 1);
+        let line = message[at..end].strip_suffix(b"\n").unwrap_or(&message[at..end]);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let keep = &line[..line.len().min(HEADER_KEEP)];
+        let kind = classify(keep, true, seen.after_header()).unwrap_or(LineKind::End);
+        if kind == LineKind::End {
+            return (at, seen);
+        }
+        seen.note(keep, kind);
+        at = end;
+    }
+    (message.len(), seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn lines_are_told_apart_from_their_first_bytes() {
+        let cases: &[(&[u8], bool, bool, Option<LineKind>)] = &[
+            (b"Subject: x", true, false, Some(LineKind::Header)),
+            (b"Subject:", false, false, Some(LineKind::Header)),
+            (b"Subject : old style", true, false, Some(LineKind::Header)),
+            (b"Subj", false, false, None),
+            (b"Subj", true, false, Some(LineKind::End)),
+            (b"", false, true, None),
+            (b"", true, true, Some(LineKind::End)),
+            (b" folded", false, true, Some(LineKind::Continuation)),
+            (b"\tfolded", false, false, Some(LineKind::End)),
+            (b"hello world: x", false, true, Some(LineKind::End)),
+            (b":no name", false, true, Some(LineKind::End)),
+            (b"caf\xc3\xa9: x", false, true, Some(LineKind::End)),
+            (b"Name\r: x", false, true, Some(LineKind::End)),
+        ];
+        for (prefix, complete, after, want) in cases {
+            assert_eq!(classify(prefix, *complete, *after), *want, "{:?}", String::from_utf8_lossy(prefix));
+        }
+        assert_eq!(classify(&[b'x'; HEADER_KEEP], false, true), Some(LineKind::End), "a name longer than a line");
+    }
+
+    fn originator(id: &QueueId) -> Originator<'_> {
+        Originator {
+            queue_id: id,
+            created: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            arrival: UNIX_EPOCH + Duration::from_secs(1_800_000_001),
+            myhostname: "mx.test",
+            sender: "me@example.org",
+            fullname: None,
+            undisclosed_recipients: "",
+        }
+    }
+
+    #[test]
+    fn missing_headers_in_postfix_order_and_formats() {
+        let id = QueueId::parse("ABC123").unwrap();
+        let (end, seen) = scan_headers(b"Subject: s\r\nTo: a@b\r\n\r\nbody: not a header\r\n");
+        assert_eq!(end, 21);
+        let done = header_end(&seen, true, &originator(&id));
+        let date = crate::datetime::rfc5322(UNIX_EPOCH + Duration::from_secs(1_800_000_001));
+        assert_eq!(done.headers, format!("Message-Id: <20270115080000.ABC123@mx.test>\r\nDate: {date}\r\nFrom: me@example.org\r\n"));
+        assert_eq!(done.log, ["message-id=<20270115080000.ABC123@mx.test>"]);
+        // Not a local submission: nothing added, and the log says there was no ID.
+        assert_eq!(header_end(&seen, false, &originator(&id)), HeaderEnd { headers: String::new(), log: vec!["message-id=<>".into()] });
+    }
+
+    #[test]
+    fn present_headers_are_kept_and_logged() {
+        let id = QueueId::parse("ABC123").unwrap();
+        let (_, seen) =
+            scan_headers(b"Received: a\nreceived: b\n\tfolded\nMessage-ID:\n <id@x>\nDATE: d\nfrom: f\nSubject: s\n\nReceived: no");
+        assert_eq!(seen.received, 2);
+        let mut o = originator(&id);
+        o.undisclosed_recipients = "To: undisclosed-recipients:;";
+        let done = header_end(&seen, true, &o);
+        assert_eq!(done.headers, "To: undisclosed-recipients:;\r\n");
+        assert_eq!(done.log, ["message-id=<id@x>"]);
+    }
+
+    #[test]
+    fn resent_headers_are_checked_and_added_once_resent() {
+        let id = QueueId::parse("ABC123").unwrap();
+        let (_, seen) = scan_headers(b"Message-ID: <orig@x>\r\nDate: d\r\nFrom: f\r\nResent-To: t@x\r\n\r\n");
+        let done = header_end(&seen, true, &originator(&id));
+        assert!(done.headers.starts_with("Resent-Message-Id: <20270115080000.ABC123@mx.test>\r\nResent-Date: "), "{}", done.headers);
+        assert!(done.headers.ends_with("Resent-From: me@example.org\r\n"), "{}", done.headers);
+        assert_eq!(done.log, ["message-id=<orig@x>", "resent-message-id=<20270115080000.ABC123@mx.test>"]);
+    }
+
+    #[test]
+    fn from_with_a_full_name_and_the_null_sender() {
+        let id = QueueId::parse("ABC123").unwrap();
+        let (_, seen) = scan_headers(b"Subject: s\n\n");
+        let mut o = originator(&id);
+        o.fullname = Some("Jane Doe");
+        assert!(header_end(&seen, true, &o).headers.ends_with("\r\nFrom: Jane Doe <me@example.org>\r\n"));
+        o.fullname = Some("J. \"Q\" Doe\r\nBcc: x");
+        assert!(header_end(&seen, true, &o).headers.ends_with("\r\nFrom: \"J. \\\"Q\\\" Doe  Bcc: x\" <me@example.org>\r\n"));
+        let long = "A Rather Long Full Name That Goes On And On And On";
+        o.fullname = Some(long);
+        assert!(header_end(&seen, true, &o).headers.ends_with(&format!("\r\nFrom: {long}\r\n\t<me@example.org>\r\n")));
+        o.sender = "";
+        assert!(header_end(&seen, true, &o).headers.ends_with("From: MAILER-DAEMON\r\n"));
+    }
+
+    #[test]
+    fn a_message_without_an_empty_line_or_a_body() {
+        assert_eq!(scan_headers(b"Subject: s\r\nFrom: f\r\n").0, 21);
+        assert_eq!(scan_headers(b"Subject: s\nthe body, without an empty line\n").0, 11);
+        assert_eq!(scan_headers(b"").0, 0);
+    }
+}

@@ -1,0 +1,116 @@
+//! SMTPUTF8 (RFC 6531) end to end: smtpd offers it and takes UTF-8 addresses only from a client
+//! that declares it (Postfix's replies otherwise), the request is kept in the queue file and
+//! passed on to a next hop that offers SMTPUTF8; a next hop that does not gets the messages that
+//! need no SMTPUTF8, and the others bounce as Postfix bounces them. sendmail's mail asks for it
+//! by itself (`smtputf8_autodetect_classes`). UTF-8 domains meet `relay_domains` and the flush
+//! logfiles in A-label form.
+
+use crate::harness::smtp::{Client, Sink, free_port, queued_id};
+use crate::harness::{Install, run_env, text, wait_for};
+
+/// A sink whose EHLO reply offers SMTPUTF8 (or not).
+fn sink(smtputf8: bool) -> Sink {
+    let sink = Sink::start(free_port());
+    if smtputf8 {
+        sink.extensions.lock().unwrap().push("SMTPUTF8".into());
+    }
+    sink
+}
+
+/// The MAIL commands the sink was sent, without their line ends.
+fn mail_commands(sink: &Sink) -> Vec<String> {
+    let commands = sink.commands.lock().unwrap();
+    commands.iter().map(|c| String::from_utf8_lossy(c).trim_end().to_string()).filter(|c| c.starts_with("MAIL FROM:")).collect()
+}
+
+/// One transaction with the commands as given; the reply to the final dot.
+fn send(c: &mut Client, mail: &str, rcpt: &str, message: &str) -> String {
+    assert_eq!(c.cmd(mail), "250 2.1.0 Ok", "{mail}");
+    assert_eq!(c.cmd(rcpt), "250 2.1.5 Ok", "{rcpt}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send_raw(message.replace('\n', "\r\n").as_bytes());
+    c.cmd(".")
+}
+
+#[test]
+fn utf8_addresses_need_smtputf8_and_travel_with_it() {
+    let sink = sink(true);
+    let (inst, port) = Install::mail_system("", sink.port);
+    let mut c = Client::connect(port);
+    let ehlo = c.cmd("EHLO client.test");
+    assert!(ehlo.ends_with("\n250-8BITMIME\n250 SMTPUTF8"), "{ehlo}");
+    // Not declared: a UTF-8 domain is bad syntax, as in Postfix.
+    assert_eq!(c.cmd("MAIL FROM:<s@bücher.example>"), "501 5.1.7 Bad sender address syntax");
+    inst.wait_log("warning: Illegal address syntax from localhost[127.0.0.1] in MAIL command: <s@bücher.example>");
+    assert_eq!(c.cmd("MAIL FROM:<s@sender.test>"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<jörg@bücher.customer.example>"), "501 5.1.3 Bad recipient address syntax");
+    assert_eq!(c.cmd("RSET"), "250 2.0.0 Ok");
+    let id =
+        queued_id(&send(&mut c, "MAIL FROM:<jörg@bücher.example> SMTPUTF8", "RCPT TO:<zoë@customer.example>", "Subject: grüße\n\nbody\n"));
+    wait_for("delivery", || (sink.count() == 1).then_some(()));
+    assert_eq!(mail_commands(&sink), ["MAIL FROM:<jörg@bücher.example> SMTPUTF8"]);
+    let m = &sink.messages()[0];
+    assert_eq!(m.recipients, ["zoë@customer.example"]);
+    assert!(m.data.contains(&format!("with UTF8SMTP id {id}\r\n\tfor <zoë@customer.example>; ")), "{}", m.data);
+    assert!(m.data.contains("Subject: grüße\r\n"), "{}", m.data);
+}
+
+#[test]
+fn a_next_hop_without_smtputf8_gets_what_needs_none_and_the_rest_bounces() {
+    let sink = sink(false);
+    let (inst, port) = Install::mail_system("", sink.port);
+    let mut c = Client::connect(port);
+    c.cmd("EHLO client.test");
+    // Declared, but nothing in the envelope or the header is UTF-8 (the body does not count).
+    let plain = queued_id(&send(&mut c, "MAIL FROM:<s@sender.test> SMTPUTF8", "RCPT TO:<u@customer.example>", "Subject: plain\n\nbodé\n"));
+    let needs =
+        queued_id(&send(&mut c, "MAIL FROM:<s@sender.test> SMTPUTF8", "RCPT TO:<zoë@customer.example>", "Subject: needs\n\nbody\n"));
+    inst.wait_log(&format!("{plain}: to=<u@customer.example>, relay=127.0.0.1[127.0.0.1]:{}", sink.port));
+    let bounced = inst.wait_log(&format!("{needs}: to=<zoë@customer.example>"));
+    assert!(
+        bounced.ends_with(
+            "dsn=5.6.7, status=bounced (message requires SMTPUTF8, but no server was found that supports SMTPUTF8. The last attempted server was 127.0.0.1[127.0.0.1])"
+        ),
+        "{bounced}"
+    );
+    // The plain one went without the keyword the server did not offer; the bounce went back.
+    wait_for("the message and the bounce", || (sink.count() == 2).then_some(()));
+    assert!(mail_commands(&sink).iter().all(|m| !m.contains("SMTPUTF8")), "{:?}", mail_commands(&sink));
+    assert_eq!(sink.count_containing("Subject: plain\r\n"), 1);
+    assert_eq!(sink.messages().iter().filter(|m| m.sender.is_empty() && m.recipients == ["s@sender.test"]).count(), 1);
+}
+
+#[test]
+fn sendmail_s_utf8_mail_asks_for_smtputf8_by_itself() {
+    let sink = sink(true);
+    let (inst, _port) = Install::mail_system("", sink.port);
+    for (rcpt, subject) in [("zoë@customer.example", "utf8"), ("u@customer.example", "ascii")] {
+        let message = format!("Subject: {subject}\n\nbody\n");
+        let out = run_env("sendmail", &inst.etc, &["-f", "s@sender.test", rcpt], message.as_bytes());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        wait_for("delivery", || (sink.count_containing(&format!("Subject: {subject}\r\n")) == 1).then_some(()));
+    }
+    assert_eq!(mail_commands(&sink), ["MAIL FROM:<s@sender.test> SMTPUTF8", "MAIL FROM:<s@sender.test>"]);
+}
+
+#[test]
+fn utf8_domains_meet_relay_domains_and_flush_logfiles_as_a_labels() {
+    // Nobody listens on the sink's port: the mail is deferred and listed for its site.
+    let main = "mynetworks = 192.0.2.0/24\nrelay_domains = xn--bcher-kva.example\nsmtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n";
+    let (inst, port) = Install::mail_system(main, free_port());
+    let mut c = Client::connect(port);
+    c.cmd("EHLO client.test");
+    assert_eq!(c.cmd("MAIL FROM:<s@sender.test> SMTPUTF8"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@other.example>"), "554 5.7.1 <u@other.example>: Relay access denied");
+    assert_eq!(c.cmd("RCPT TO:<jörg@Bücher.example>"), "250 2.1.5 Ok");
+    assert!(c.cmd("DATA").starts_with("354"));
+    let id = queued_id(&c.cmd("Subject: idn\r\n\r\nbody\r\n."));
+    inst.wait_log(&format!("{id}: to=<jörg@Bücher.example>"));
+    let logfile = inst.spool.join("flush").join("xn--bcher-kva.example");
+    wait_for("the flush logfile", || std::fs::read_to_string(&logfile).ok().filter(|t| t.contains(&id)));
+    // The site may be named either way: this logfile's mail is tried again at once (and
+    // deferred again, with nobody listening).
+    let out = inst.cli("postqueue", &["-s", "Bücher.example"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_for("a second attempt", || (inst.log_count(&format!("{id}: to=<jörg@Bücher.example>")) == 2).then_some(()));
+}
