@@ -25,6 +25,7 @@ fn deferred(spool: &Spool, rcpts: &[&str]) -> QueueId {
         recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
         arrival_us: common::queue::file::now_us(),
         client: Default::default(),
+        verify_probe: false,
     };
     let id = write_new(spool, QueueName::Incoming, &env, b"Subject: test\r\n\r\nhello\r\n").unwrap();
     assert!(spool.move_file(&id, QueueName::Incoming, QueueName::Deferred).unwrap());

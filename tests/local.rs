@@ -364,6 +364,7 @@ fn postsuper_does_its_queue_work_as_mail_owner() {
         recipients: vec![common::queue::file::Recipient { address: "u@customer.example".into(), orig: None }],
         arrival_us: common::queue::file::now_us(),
         client: Default::default(),
+        verify_probe: false,
     };
     // One held message where mail_owner can reach it, one deferred in a directory only root
     // can enter (as a hostile or broken file system state would have it).

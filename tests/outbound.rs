@@ -21,6 +21,7 @@ fn enqueue(inst: &Install, sender: &str, rcpts: &[&str], message: &[u8]) -> Queu
         recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
         arrival_us: now_us(),
         client: Default::default(),
+        verify_probe: false,
     };
     let id = write_new(&spool, QueueName::Incoming, &env, message).unwrap();
     trigger_blocking(&inst.socket("public", "qmgr"), &[Trigger::ScanIncoming], WAIT).unwrap();

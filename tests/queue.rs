@@ -23,6 +23,7 @@ fn envelope(recipients: &[&str]) -> Envelope {
         recipients: recipients.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: "client.test".into(), protocol: "ESMTP".into() },
+        verify_probe: false,
     }
 }
 

@@ -185,6 +185,7 @@ fn postsuper_r_is_delivered_at_once() {
         recipients: vec![Recipient { address: "u@customer.example".into(), orig: None }],
         arrival_us: now_us(),
         client: Default::default(),
+        verify_probe: false,
     };
     let id = write_new(&spool, QueueName::Hold, &env, b"Subject: held\r\n\r\nbody\r\n").unwrap();
     let out = inst.cli("postsuper", &["-r", id.as_str()]);

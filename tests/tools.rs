@@ -229,6 +229,7 @@ fn qshape_matches_postfix_qshape_on_the_same_queue() {
             recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
             arrival_us: arrival * 1_000_000,
             client: ClientInfo::default(),
+            verify_probe: false,
         };
         write_new(&spool, QueueName::Deferred, &envelope, b"Subject: x\n\nbody\n").unwrap();
     }

@@ -211,6 +211,7 @@ pub fn queue_notification(
         recipients: vec![Recipient { address: to, orig: None }],
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
+        verify_probe: false,
     };
     write_new(spool, QueueName::Incoming, &env, &body)
 }

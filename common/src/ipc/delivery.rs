@@ -28,6 +28,10 @@ pub struct DeliveryRequest {
     /// epoch, for the `delay=` and `delays=` log fields.
     pub arrival_us: u64,
     pub active_us: u64,
+    /// An address verification probe: MAIL and RCPT only, never DATA; each result goes to the
+    /// verify service and is logged as `status=deliverable` or `status=undeliverable`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify_probe: bool,
 }
 
 /// What happened to one recipient.

@@ -88,6 +88,11 @@ pub struct Envelope {
     pub arrival_us: u64,
     #[serde(default)]
     pub client: ClientInfo,
+    /// An address verification probe (Postfix's `DEL_REQ_FLAG_MTA_VRFY`, see verify(8)): routed
+    /// like mail, but the delivery agent stops after RCPT and reports to the verify service;
+    /// one attempt settles every recipient, and nothing is ever returned or deferred.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify_probe: bool,
 }
 
 /// What happened to one recipient.
@@ -559,6 +564,7 @@ mod tests {
             ],
             arrival_us: 1_800_000_000_000_000,
             client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: "c".into(), protocol: "ESMTP".into() },
+            verify_probe: false,
         }
     }
 

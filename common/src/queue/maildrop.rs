@@ -256,6 +256,7 @@ mod tests {
             recipients: vec![Recipient { address: rcpt.into(), orig: None }],
             arrival_us: 1,
             client: ClientInfo::default(),
+            verify_probe: false,
         }
     }
 

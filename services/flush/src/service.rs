@@ -461,6 +461,7 @@ mod tests {
             recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
             arrival_us: 0,
             client: Default::default(),
+            verify_probe: false,
         };
         let id = write_new(spool, QueueName::Incoming, &env, b"Subject: t\r\n\r\nbody\r\n").unwrap();
         spool.move_file(&id, QueueName::Incoming, QueueName::Deferred).unwrap();

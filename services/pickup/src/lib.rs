@@ -110,6 +110,7 @@ pub fn pickup_all(spool: &Spool, cfg: &PickupConfig) -> usize {
             recipients: dropped.file.envelope.recipients,
             arrival_us: now_us(),
             client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
+            verify_probe: false,
         };
         let mut message =
             format!("Received: by {} (Postern, from userid {uid});\r\n\t{}\r\n", cfg.myhostname, common::datetime::rfc5322(now))

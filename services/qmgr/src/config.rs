@@ -13,6 +13,7 @@ use common::domain::address_domain;
 use common::ipc::client::Persistent;
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::flush::FlushProtocol;
+use common::ipc::verify::ProbeReporter;
 use common::queue::Spool;
 
 /// Where a recipient goes: a master.cf transport (a `private/` service) and its next hop.
@@ -42,6 +43,8 @@ pub struct QmgrConfig {
     /// The fast flush service (for `Add`), over one kept connection.
     pub flush: Arc<Persistent<FlushProtocol>>,
     pub defer_transports: Vec<String>,
+    /// The verify service, told of the probe results the queue manager makes up itself.
+    pub probes: ProbeReporter,
     transport_maps: Vec<Table>,
     transport_parent_style: ParentStyle,
     relayhost: String,
@@ -73,6 +76,7 @@ impl QmgrConfig {
             bounce: BounceConfig::from_params(p)?,
             fast_flush: p.domain_list("fast_flush_domains")?,
             defer_transports: p.list("defer_transports")?,
+            probes: ProbeReporter::from_params(p)?,
             transport_maps,
             transport_parent_style: p.parent_style("transport_maps")?,
             relayhost: p.get("relayhost")?,

@@ -178,6 +178,7 @@ impl Queues {
                     recipients: job.recipients,
                     arrival_us: msg.qf.envelope.arrival_us,
                     active_us: msg.active_us,
+                    verify_probe: msg.qf.envelope.verify_probe,
                 };
                 *self.inflight.entry(route.clone()).or_insert(0) += 1;
                 let agent = self.agent(cfg, &route.transport);

@@ -32,6 +32,8 @@ pub enum Effect {
     Deliver(Delivery),
     /// List a deferred message with the flush service.
     FlushAdd { id: QueueId, site: String },
+    /// Tell the verify service of a probe result the queue manager made up.
+    ProbeResult { id: QueueId, address: String, result: DeliveryResult },
 }
 
 pub struct Scheduler {
@@ -159,7 +161,15 @@ impl Scheduler {
     /// Note results in the active message and have them appended to its queue file.
     fn record(&mut self, id: &QueueId, results: Vec<DeliveryResult>, log: bool) {
         let Some(msg) = self.active.get_mut(id) else { return };
-        let results = msg.record(id, results, log);
+        // The agents report their own probe results; the queue manager's go from here.
+        if log && msg.qf.envelope.verify_probe {
+            for r in &results {
+                if let Some(rcpt) = msg.qf.envelope.recipients.get(r.index) {
+                    self.effects.push(Effect::ProbeResult { id: id.clone(), address: rcpt.address.clone(), result: r.clone() });
+                }
+            }
+        }
+        let results = msg.record(id, results, log, &self.cfg.probes);
         if !results.is_empty() {
             let path = self.cfg.spool.path(QueueName::Active, id);
             self.effects.push(Effect::Disk(DiskJob::Append { path, id: id.clone(), results }));
@@ -223,7 +233,7 @@ mod tests {
                         Some(Report::Finished(f)) => sched.on_finished(f),
                         None => {}
                     },
-                    Effect::FlushAdd { .. } => {}
+                    Effect::FlushAdd { .. } | Effect::ProbeResult { .. } => {}
                 }
             }
         }

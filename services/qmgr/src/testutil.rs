@@ -25,6 +25,7 @@ pub fn queue_message(spool: &Spool, queue: QueueName, sender: &str, rcpts: &[&st
         recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
+        verify_probe: false,
     };
     write_new(spool, queue, &env, b"Subject: t\r\n\r\nbody\r\n").unwrap()
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use common::config::{ConfigError, Params};
+use common::ipc::verify::ProbeReporter;
 use common::queue::Spool;
 
 use crate::myself::Myself;
@@ -33,6 +34,8 @@ pub struct AgentConfig {
     pub tls: ClientTls,
     /// SASL AUTH to next hops.
     pub sasl: ClientSasl,
+    /// The verify service, told of each probe's result.
+    pub probes: ProbeReporter,
 }
 
 /// A count parameter: zero or more.
@@ -60,6 +63,7 @@ impl AgentConfig {
             myself: Myself::from_params(p)?,
             tls: ClientTls::from_params(p)?,
             sasl: ClientSasl::from_params(p)?,
+            probes: ProbeReporter::from_params(p)?,
         })
     }
 }

@@ -361,6 +361,8 @@ async fn deliver(
         recipients: c.recipients.clone(),
         arrival_us: c.qf.envelope.arrival_us,
         active_us: start_us,
+        // Probes are never deferred, so none waits for a customer.
+        verify_probe: false,
     };
     log_info!("{}: from=<{}>, size={}, nrcpt={} (queue odmr)", c.id, req.sender, c.qf.message.len(), c.qf.envelope.recipients.len());
     let (results, healthy) = mail_transaction(&odmr.session, &req, conn, peer, &c.qf.message).await;

@@ -11,6 +11,7 @@ use common::text::printable;
 use crate::address::{Address, parse_path};
 use crate::config::SmtpdConfig;
 use crate::reply::Reply;
+use crate::restrict::Unverified;
 use common::tls::TlsInfo;
 
 /// What the connection loop does next.
@@ -29,6 +30,11 @@ pub enum Step {
     /// the login).
     Atrn {
         domains: Vec<String>,
+    },
+    /// Ask the verify service about `address` (`reject_unverified_recipient`), keep the answer
+    /// in the restriction state, and run the same command again.
+    Verify {
+        address: String,
     },
     /// Send the reply and close.
     Close(Reply),
@@ -436,8 +442,10 @@ impl<'a> Session<'a> {
             }
             return Step::Reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
         }
-        if let Some(reject) = self.check_rcpt(&addr) {
-            return Step::Reply(reject);
+        match self.check_rcpt(&addr) {
+            Ok(None) => {}
+            Ok(Some(reject)) => return Step::Reply(reject),
+            Err(Unverified(address)) => return Step::Verify { address },
         }
         self.recipients.push(addr);
         Step::Reply(Reply::new(250, "2.1.5", "Ok"))
@@ -487,6 +495,7 @@ impl<'a> Session<'a> {
                 helo: printable(self.helo.as_deref().unwrap_or_default(), '?').into_owned(),
                 protocol: self.received_protocol(),
             },
+            verify_probe: false,
         }))
     }
 
