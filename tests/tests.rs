@@ -38,3 +38,4 @@ mod systemd;
 mod tables;
 mod tls;
 mod tools;
+mod verify;

@@ -143,7 +143,10 @@ pub struct ProbeReporter {
 impl ProbeReporter {
     pub fn from_params(p: &Params) -> Result<ProbeReporter, ConfigError> {
         let socket = service_path(&p.dir("queue_directory")?, Class::Private, &p.get("address_verify_service_name")?);
-        Ok(ProbeReporter { client: VerifyClient::new(socket, p.time("ipc_timeout")?), negative_cache: p.bool("address_verify_negative_cache")? })
+        Ok(ProbeReporter {
+            client: VerifyClient::new(socket, p.time("ipc_timeout")?),
+            negative_cache: p.bool("address_verify_negative_cache")?,
+        })
     }
 
     /// The word for `status=` in a probe's delivery line: `deliverable`, `undeliverable`, or

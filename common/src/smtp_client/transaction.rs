@@ -231,7 +231,13 @@ pub async fn mail_transaction(
             if reply.class() == 2 && req.verify_probe {
                 // A probe ends here (Postfix's smtp_address_verify_target = rcpt): the
                 // recipient is deliverable, and the message is never sent.
-                results.push(DeliveryResult { index: r.index, outcome: Outcome::Sent, dsn: reply.dsn(), text: reply.text(), site_failure: false });
+                results.push(DeliveryResult {
+                    index: r.index,
+                    outcome: Outcome::Sent,
+                    dsn: reply.dsn(),
+                    text: reply.text(),
+                    site_failure: false,
+                });
             } else if reply.class() == 2 {
                 accepted.push(r.index);
             } else {

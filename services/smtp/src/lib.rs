@@ -37,6 +37,13 @@
 //! allow (`smtp_sasl_security_options` in plaintext, `smtp_sasl_tls_security_options` under
 //! TLS; the default `noplaintext` rules PLAIN and LOGIN out on both).
 //!
+//! Address verification probes (see verify(8)) get MAIL and RCPT only, never DATA (Postfix's
+//! `smtp_address_verify_target = rcpt`); the connection is kept for the next transaction's RSET
+//! or closed with QUIT. Each result goes to the verify service (`address_verify_service_name`)
+//! before it is logged with Postfix's probe words: `status=deliverable (250 2.1.5 Ok)`,
+//! `status=undeliverable (host ... said: 550 ...)`, or `undeliverable-but-not-cached` with
+//! `address_verify_negative_cache = no`.
+//!
 //! The conversation itself (the connection, the DATA encoder, the handshake and one mail
 //! transaction) is `common::smtp_client`, which smtpd's ODMR provider also runs on the
 //! connection a customer opened (see smtpd(8)), with the same `smtp_*` limits; this agent adds

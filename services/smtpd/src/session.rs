@@ -578,6 +578,7 @@ mod tests {
             Step::StartTls(r) => format!("{r} (handshake)"),
             Step::Auth { mechanism, initial } => format!("AUTH {mechanism} {initial:?}"),
             Step::Atrn { domains } => format!("ATRN {domains:?}"),
+            Step::Verify { address } => format!("VERIFY {address}"),
         }
     }
 

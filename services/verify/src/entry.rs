@@ -55,7 +55,10 @@ mod tests {
                 raw: "2:0:17:host x said: 550 5.1.1 a:b (in reply to RCPT TO command)",
                 want: Some((AddressStatus::Undeliverable, 0, 17, "host x said: 550 5.1.1 a:b (in reply to RCPT TO command)")),
             },
-            Case { raw: "3:42:0:Address verification in progress", want: Some((AddressStatus::Probing, 42, 0, "Address verification in progress")) },
+            Case {
+                raw: "3:42:0:Address verification in progress",
+                want: Some((AddressStatus::Probing, 42, 0, "Address verification in progress")),
+            },
             Case { raw: "1:5:6:", want: Some((AddressStatus::Deferred, 5, 6, "")) },
             Case { raw: "0:0:0:both times zero", want: None },
             Case { raw: "4:1:1:no such status", want: None },

@@ -68,7 +68,7 @@ pub mod cache;
 pub mod config;
 pub mod entry;
 pub mod probe;
-pub mod store;
 pub mod server;
+pub mod store;
 
 pub use server::run;
