@@ -119,7 +119,7 @@ pub fn admit(cfg: &QmgrConfig, qf: &QueueEnvelope, override_defer_transports: bo
     let mut by_route: BTreeMap<Route, Vec<DeliveryRecipient>> = BTreeMap::new();
     let mut a = Admission::default();
     for (index, r) in qf.pending() {
-        match cfg.route(&r.address) {
+        match cfg.route(&r.address, qf.envelope.verify_probe) {
             Ok(route) => by_route.entry(route).or_default().push(DeliveryRecipient { index, address: r.address.clone() }),
             Err(e) => {
                 log_warning!("{e}");

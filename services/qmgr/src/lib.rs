@@ -55,7 +55,9 @@
 //! to `corrupt`.
 //!
 //! An address verification probe (a queue file the verify service marked, see verify(8)) is
-//! routed like mail and handed to its agent marked as a probe; one attempt settles it, whatever
+//! routed like mail, or by `address_verify_transport_maps`, `address_verify_relayhost` and
+//! `address_verify_default_transport` where those differ, and handed to its agent marked as a
+//! probe; one attempt settles it, whatever
 //! its outcome: it is removed, never deferred, returned or listed with the flush service. The
 //! results the queue manager makes up for a probe (a suspended route, a dead agent) go to the
 //! verify service and are logged as `status=undeliverable`.

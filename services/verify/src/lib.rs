@@ -7,7 +7,9 @@
 //! The verify server keeps a record of which recipient addresses are known to be deliverable
 //! or undeliverable, for smtpd's `reject_unverified_recipient`. It learns this by probes: a
 //! probe is a message from `address_verify_sender` to the address, queued in `incoming` and
-//! routed by the queue manager like mail to that address (`transport_maps`, `relayhost`, MX),
+//! routed by the queue manager like mail to that address (`transport_maps`, `relayhost`, MX;
+//! `address_verify_transport_maps`, `address_verify_relayhost` and
+//! `address_verify_default_transport` give probes routes of their own),
 //! whose delivery agent stops after RCPT TO (it never sends DATA, the message has no content)
 //! and reports the answer back. One attempt settles a probe: it is never deferred, returned or
 //! delivered, and its queue file is removed. Addresses are verified by the answer of the
@@ -56,10 +58,11 @@
 //! and the `unverified_recipient_*` parameters.
 //!
 //! # Bugs
-//! Probes take the normal route only: Postfix's `address_verify_relayhost`,
-//! `address_verify_transport_maps` and the other `address_verify_*` routing overrides are not
-//! implemented, nor `address_verify_sender_ttl` or sender verification
-//! (`reject_unverified_sender`). A probe result that cannot be reported (the service is down)
+//! Of Postfix's routing overrides for probes, the queue manager has `address_verify_relayhost`,
+//! `address_verify_transport_maps` and `address_verify_default_transport` (by default the
+//! mail's); the local, virtual and relay transports and the sender-dependent ones are not
+//! Postern's. Not implemented: `address_verify_sender_ttl`, `address_verify_pending_request_limit`,
+//! `smtp_address_verify_target = data`, and sender verification (`reject_unverified_sender`). A probe result that cannot be reported (the service is down)
 //! is lost; the address is probed again after 1000 seconds. Probe traffic adds to the mail
 //! queue, and a dictionary attack on a verified domain becomes probes to its primary.
 
