@@ -75,6 +75,17 @@ impl Routing {
             default_transport: p.get(&format!("{prefix}default_transport"))?,
         })
     }
+
+    /// The probes' routing: the mail's (its tables already open, held once) unless one of
+    /// the `address_verify_` parameters says otherwise.
+    fn probes(p: &Params, mail: &Routing) -> Result<Routing, ConfigError> {
+        for name in ["transport_maps", "relayhost", "default_transport"] {
+            if p.get(&format!("address_verify_{name}"))? != p.get(name)? {
+                return Routing::from_params(p, "address_verify_");
+            }
+        }
+        Ok(mail.clone())
+    }
 }
 
 fn to_usize(n: i64) -> usize {
@@ -84,6 +95,7 @@ fn to_usize(n: i64) -> usize {
 impl QmgrConfig {
     pub fn from_params(p: &Params) -> Result<QmgrConfig, ConfigError> {
         let spool = Spool::from_params(p)?;
+        let mail_routing = Routing::from_params(p, "")?;
         Ok(QmgrConfig {
             flush: Arc::new(Persistent::new(service_path(&spool.root, Class::Public, &p.get("flush_service_name")?))),
             spool,
@@ -101,8 +113,8 @@ impl QmgrConfig {
             fast_flush: p.domain_list("fast_flush_domains")?,
             defer_transports: p.list("defer_transports")?,
             probes: ProbeReporter::from_params(p)?,
-            mail_routing: Routing::from_params(p, "")?,
-            probe_routing: Routing::from_params(p, "address_verify_")?,
+            probe_routing: Routing::probes(p, &mail_routing)?,
+            mail_routing,
         })
     }
 
