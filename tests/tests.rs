@@ -21,6 +21,7 @@ mod mail;
 mod manpages;
 mod master;
 mod odmr;
+mod odmr_customer;
 mod outbound;
 mod package;
 mod postconf;

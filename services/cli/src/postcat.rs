@@ -35,8 +35,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use common::config::{self, Params};
-use common::queue::file::{self, Outcome, QueueFile};
-use common::queue::{QueueId, QueueName, Spool, maildrop};
+use common::queue::file::{self, Outcome, QueueError, QueueFile};
+use common::queue::maildrop::{self, MaildropError};
+use common::queue::{QueueId, QueueName, Spool};
 
 use crate::Fatal;
 use crate::getopt::{Arg, getopt};
@@ -142,13 +143,21 @@ fn find(spool: &Spool, id: &str) -> Option<(Option<QueueName>, PathBuf, String)>
     })
 }
 
-fn read(queue: Option<QueueName>, path: &Path) -> Result<QueueFile, String> {
-    let read = if queue == Some(QueueName::Maildrop) {
-        maildrop::read(path, None).map(|m| m.file).map_err(|e| e.to_string())
+/// A file postcat cannot show (a warning; the other operands are still shown).
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    #[error("{}: input is not a valid queue file: {source}", path.display())]
+    Queue { path: PathBuf, source: QueueError },
+    #[error("{}: input is not a valid queue file: {source}", path.display())]
+    Maildrop { path: PathBuf, source: MaildropError },
+}
+
+fn read(queue: Option<QueueName>, path: &Path) -> Result<QueueFile, Unreadable> {
+    if queue == Some(QueueName::Maildrop) {
+        maildrop::read(path, None).map(|m| m.file).map_err(|source| Unreadable::Maildrop { path: path.to_path_buf(), source })
     } else {
-        file::read(path).map_err(|e| e.to_string())
-    };
-    read.map_err(|e| format!("{}: input is not a valid queue file: {e}", path.display()))
+        file::read(path).map_err(|source| Unreadable::Queue { path: path.to_path_buf(), source })
+    }
 }
 
 /// Run postcat; writes to `w`, returns the exit status.

@@ -36,13 +36,41 @@ use std::io::{BufRead, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use common::config::table::indexed::IndexedError;
 use common::config::table::{Table, TableError, indexed, io_text, source};
-use common::config::{self, Params};
+use common::config::{self, ConfigError, ParamError, Params};
 use common::{log_fatal, log_warning, maillog};
 
 use crate::getopt::{Arg, getopt};
 
 const USAGE: &str = "usage: postmap [-fiorsvw] [-c config_dir] [-d key] [-q key] [map_type:]file...";
+
+/// Why postmap stops (printed as `postmap: fatal: ...`, exit status 1); the texts are Postfix's.
+#[derive(Debug, thiserror::Error)]
+enum PostmapError {
+    #[error("{0}\n{USAGE}")]
+    BadOption(String),
+    #[error("{USAGE}")]
+    NoMaps,
+    #[error("specify only one of -d -i -q or -s")]
+    OnlyOne,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Parameter(#[from] ParamError),
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error(transparent)]
+    Indexed(#[from] IndexedError),
+    #[error("open {name}: {what}")]
+    Source { name: String, what: String },
+    #[error("read stdin: {0}")]
+    Stdin(std::io::Error),
+    #[error("unsupported dictionary type: {0} does not support bulk-mode creation.")]
+    NotBuildable(String),
+    #[error("{0} map requires O_RDONLY access mode")]
+    ReadOnly(String),
+}
 
 /// What to do with duplicate keys while building.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,11 +97,10 @@ struct Options {
     maps: Vec<String>,
 }
 
-fn parse(args: &[String]) -> Result<Options, String> {
+fn parse(args: &[String]) -> Result<Options, PostmapError> {
     let mut o = Options { config_dir: None, mode: Mode::Build, fold: true, dups: Dups::Warn, maps: Vec::new() };
-    let only_one = "specify only one of -d -i -q or -s";
-    for a in getopt(args, "fiorsvw", "cdq").map_err(|e| format!("{e}\n{USAGE}"))? {
-        let exclusive = |o: &Options| if matches!(o.mode, Mode::Build) { Ok(()) } else { Err(only_one.to_string()) };
+    for a in getopt(args, "fiorsvw", "cdq").map_err(|e| PostmapError::BadOption(e.to_string()))? {
+        let exclusive = |o: &Options| if matches!(o.mode, Mode::Build) { Ok(()) } else { Err(PostmapError::OnlyOne) };
         match a {
             Arg::Opt('c', d) => o.config_dir = Some(PathBuf::from(d)),
             Arg::Opt('d', k) => {
@@ -100,31 +127,26 @@ fn parse(args: &[String]) -> Result<Options, String> {
         }
     }
     if o.maps.is_empty() {
-        return Err(USAGE.into());
+        return Err(PostmapError::NoMaps);
     }
     Ok(o)
 }
 
 /// Run postmap; returns the exit status.
 pub fn run(args: &[String]) -> u8 {
-    let o = match parse(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("postmap: fatal: {e}");
-            return 1;
-        }
-    };
-    let dir = config::config_dir(o.config_dir.clone());
-    let params = match Params::load(&dir, &[]) {
-        Ok(p) => p,
+    let (o, params) = match parse(args).and_then(|o| {
+        let dir = config::config_dir(o.config_dir.clone());
+        Ok((o, Params::load(&dir, &[])?))
+    }) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("postmap: fatal: {e}");
             return 1;
         }
     };
     maillog::init_from_params(&params, "postmap", true);
-    let default_type = params.get("default_database_type").unwrap_or_else(|_| "hash".into());
-    match execute(&o, &default_type) {
+    let result = params.get("default_database_type").map_err(PostmapError::from).and_then(|t| execute(&o, &t));
+    match result {
         Ok(code) => code,
         Err(e) => {
             log_fatal!("{e}");
@@ -141,13 +163,13 @@ fn with_type(map: &str, default_type: &str) -> (String, String) {
     }
 }
 
-fn open(map: &str, default_type: &str) -> Result<Table, String> {
+fn open(map: &str, default_type: &str) -> Result<Table, PostmapError> {
     let (t, n) = with_type(map, default_type);
     // Table names on the command line are taken as given (relative to the current directory).
-    Table::open(&format!("{t}:{n}"), Path::new("")).map_err(|e| e.to_string())
+    Ok(Table::open(&format!("{t}:{n}"), Path::new(""))?)
 }
 
-fn execute(o: &Options, default_type: &str) -> Result<u8, String> {
+fn execute(o: &Options, default_type: &str) -> Result<u8, PostmapError> {
     let stdin_keys = || -> Vec<String> { std::io::stdin().lock().lines().map_while(Result::ok).collect() };
     let mut out = std::io::stdout().lock();
     let mut print = |text: String| {
@@ -160,7 +182,7 @@ fn execute(o: &Options, default_type: &str) -> Result<u8, String> {
             let mut found = false;
             for key in stdin_keys() {
                 for t in &tables {
-                    if let Some(v) = lookup(t, &key)? {
+                    if let Some(v) = t.lookup(&key)? {
                         print(format!("{key}\t{v}\n"));
                         found = true;
                         break;
@@ -171,7 +193,7 @@ fn execute(o: &Options, default_type: &str) -> Result<u8, String> {
         }
         Mode::Query(key) => {
             for m in &o.maps {
-                if let Some(v) = lookup(&open(m, default_type)?, key)? {
+                if let Some(v) = open(m, default_type)?.lookup(key)? {
                     print(format!("{v}\n"));
                     return Ok(0);
                 }
@@ -180,7 +202,7 @@ fn execute(o: &Options, default_type: &str) -> Result<u8, String> {
         }
         Mode::Sequence => {
             let t = open(&o.maps[0], default_type)?;
-            for (k, v) in t.entries().map_err(|e| e.to_string())? {
+            for (k, v) in t.entries()? {
                 print(format!("{k}\t{v}\n"));
             }
             Ok(0)
@@ -196,7 +218,7 @@ fn execute(o: &Options, default_type: &str) -> Result<u8, String> {
         Mode::Incremental => {
             let mut text = String::new();
             for line in std::io::stdin().lock().lines() {
-                text.push_str(&line.map_err(|e| format!("read stdin: {e}"))?);
+                text.push_str(&line.map_err(PostmapError::Stdin)?);
                 text.push('\n');
             }
             build(&o.maps[0], default_type, &text, "stdin", true, o)?;
@@ -205,7 +227,7 @@ fn execute(o: &Options, default_type: &str) -> Result<u8, String> {
         Mode::Build => {
             for m in &o.maps {
                 let (_, name) = with_type(m, default_type);
-                let text = std::fs::read(&name).map_err(|e| format!("open {name}: {}", io_text(&e)))?;
+                let text = std::fs::read(&name).map_err(|e| PostmapError::Source { name: name.clone(), what: io_text(&e) })?;
                 build(m, default_type, &String::from_utf8_lossy(&text), &name, false, o)?;
             }
             Ok(0)
@@ -213,25 +235,19 @@ fn execute(o: &Options, default_type: &str) -> Result<u8, String> {
     }
 }
 
-/// A query as Postfix's postmap makes it: one lookup of the key as given (fixed-key tables
-/// fold it to lowercase), no search order.
-fn lookup(t: &Table, key: &str) -> Result<Option<String>, String> {
-    t.lookup(key).map_err(|e| e.to_string())
-}
-
 /// The indexed file of a buildable table, or Postfix's refusal.
-fn indexed_file(map: &str, default_type: &str, what: &str) -> Result<(String, PathBuf), String> {
+fn indexed_file(map: &str, default_type: &str, what: &str) -> Result<PathBuf, PostmapError> {
     let (t, n) = with_type(map, default_type);
     match t.as_str() {
-        "hash" | "lmdb" => Ok((t.clone(), indexed::db_path(&t, Path::new(&n)))),
-        "btree" | "cdb" | "dbm" | "sdbm" => Err(TableError::UnsupportedType(t).to_string()),
-        _ if what == "create" => Err(format!("unsupported dictionary type: {t} does not support bulk-mode creation.")),
-        _ => Err(format!("{t}:{n} map requires O_RDONLY access mode")),
+        "hash" | "lmdb" => Ok(indexed::db_path(&t, Path::new(&n))),
+        "btree" | "cdb" | "dbm" | "sdbm" => Err(TableError::UnsupportedType(t).into()),
+        _ if what == "create" => Err(PostmapError::NotBuildable(t)),
+        _ => Err(PostmapError::ReadOnly(format!("{t}:{n}"))),
     }
 }
 
 /// The existing entries of an indexed table (none when it does not exist yet).
-fn existing(file: &Path) -> Result<Vec<(String, String)>, String> {
+fn existing(file: &Path) -> Result<Vec<(String, String)>, IndexedError> {
     if !file.exists() {
         return Ok(Vec::new());
     }
@@ -239,8 +255,8 @@ fn existing(file: &Path) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Build (or with `incremental`, extend) a table from source text.
-fn build(map: &str, default_type: &str, text: &str, shown: &str, incremental: bool, o: &Options) -> Result<(), String> {
-    let (kind, file) = indexed_file(map, default_type, "create")?;
+fn build(map: &str, default_type: &str, text: &str, shown: &str, incremental: bool, o: &Options) -> Result<(), PostmapError> {
+    let file = indexed_file(map, default_type, "create")?;
     let src = source::parse(text, shown, false);
     for w in &src.warnings {
         log_warning!("{w}");
@@ -262,13 +278,12 @@ fn build(map: &str, default_type: &str, text: &str, shown: &str, incremental: bo
         }
     }
     let (_, name) = with_type(map, default_type);
-    write_indexed(&kind, &file, &name, &entries)
+    Ok(write_indexed(&file, &name, &entries)?)
 }
 
 /// Write the indexed file with the source file's read permissions for group and others.
-fn write_indexed(kind: &str, file: &Path, source: &str, entries: &[(String, String)]) -> Result<(), String> {
+fn write_indexed(file: &Path, source: &str, entries: &[(String, String)]) -> Result<(), IndexedError> {
     let mode = std::fs::metadata(source).map_or(0o644, |m| 0o600 | (m.mode() & 0o044));
-    let _ = kind;
     for s in indexed::write(file, entries, mode)? {
         log_warning!("{}: key \"{}\": {}: skipping this entry", file.display(), s.key, s.why);
     }
@@ -276,8 +291,8 @@ fn write_indexed(kind: &str, file: &Path, source: &str, entries: &[(String, Stri
 }
 
 /// Remove `keys`; true when any was there.
-fn delete(map: &str, default_type: &str, keys: &[String], fold: bool) -> Result<bool, String> {
-    let (kind, file) = indexed_file(map, default_type, "delete")?;
+fn delete(map: &str, default_type: &str, keys: &[String], fold: bool) -> Result<bool, PostmapError> {
+    let file = indexed_file(map, default_type, "delete")?;
     // Postfix opens the table for writing, which fails when it does not exist.
     let mut entries = indexed::Indexed::open(&file)?.entries()?;
     let before = entries.len();
@@ -287,7 +302,7 @@ fn delete(map: &str, default_type: &str, keys: &[String], fold: bool) -> Result<
         return Ok(false);
     }
     let (_, name) = with_type(map, default_type);
-    write_indexed(&kind, &file, &name, &entries)?;
+    write_indexed(&file, &name, &entries)?;
     Ok(true)
 }
 
@@ -302,12 +317,12 @@ mod tests {
     #[test]
     fn options() {
         assert!(matches!(parse(&s(&["-q", "k", "hash:/x"])).unwrap().mode, Mode::Query(ref k) if k == "k"));
-        assert_eq!(parse(&s(&["-q", "k", "-s", "x"])).err().unwrap(), "specify only one of -d -i -q or -s");
-        assert_eq!(parse(&s(&[])).err().unwrap(), USAGE);
+        assert_eq!(parse(&s(&["-q", "k", "-s", "x"])).err().unwrap().to_string(), "specify only one of -d -i -q or -s");
+        assert_eq!(parse(&s(&[])).err().unwrap().to_string(), USAGE);
         assert!(parse(&s(&["-b", "x"])).is_err());
         assert_eq!(with_type("f", "hash"), ("hash".into(), "f".into()));
         assert_eq!(
-            indexed_file("cidr:/x", "hash", "create").unwrap_err(),
+            indexed_file("cidr:/x", "hash", "create").unwrap_err().to_string(),
             "unsupported dictionary type: cidr does not support bulk-mode creation."
         );
     }

@@ -21,6 +21,23 @@ use std::path::{Path, PathBuf};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions};
 
+/// Why an indexed table could not be opened, read or written; the texts are Postfix's.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexedError {
+    /// Postfix's `open database FILE: reason`.
+    #[error("open database {}: {what}", file.display())]
+    Open { file: PathBuf, what: String },
+    /// A Berkeley DB file where an LMDB file belongs.
+    #[error("{} is a Berkeley DB file (made by Postfix's postmap?); Postern's hash: tables are LMDB files: rebuild it with Postern's postmap", file.display())]
+    BerkeleyDb { file: PathBuf },
+    /// A read of an open table failed.
+    #[error("{0}")]
+    Read(#[from] heed::Error),
+    /// Writing the new file failed (it is removed; the old table stays).
+    #[error("{}: {what}", file.display())]
+    Write { file: PathBuf, what: String },
+}
+
 /// The indexed file of table `kind:path` (`hash` → `path.db`, `lmdb` → `path.lmdb`).
 pub fn db_path(kind: &str, path: &Path) -> PathBuf {
     let suffix = if kind == "lmdb" { "lmdb" } else { "db" };
@@ -45,23 +62,17 @@ impl std::fmt::Debug for Indexed {
 /// Berkeley DB's magic numbers (hash, btree), at offset 12 of the first page.
 const BDB_MAGIC: [u32; 2] = [0x0006_1561, 0x0005_3162];
 
-/// Why `file` is not an LMDB file, when it is a Berkeley DB file.
-fn berkeley_db_hint(file: &Path) -> Option<String> {
-    let bytes = std::fs::read(file).ok()?;
-    let word: [u8; 4] = bytes.get(12..16)?.try_into().ok()?;
-    let hit = BDB_MAGIC.iter().any(|m| u32::from_le_bytes(word) == *m || u32::from_be_bytes(word) == *m);
-    hit.then(|| {
-        format!(
-            "{} is a Berkeley DB file (made by Postfix's postmap?); Postern's hash: tables are LMDB files: rebuild it with Postern's postmap",
-            file.display()
-        )
-    })
+/// Whether `file` is a Berkeley DB file (which LMDB cannot open).
+fn is_berkeley_db(file: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(file) else { return false };
+    let Some(word) = bytes.get(12..16).and_then(|w| <[u8; 4]>::try_from(w).ok()) else { return false };
+    BDB_MAGIC.iter().any(|m| u32::from_le_bytes(word) == *m || u32::from_be_bytes(word) == *m)
 }
 
 impl Indexed {
     /// Open the indexed file `file` for reading. Errors are Postfix's `open database` texts.
-    pub fn open(file: &Path) -> Result<Indexed, String> {
-        let open_error = |what: String| format!("open database {}: {what}", file.display());
+    pub fn open(file: &Path) -> Result<Indexed, IndexedError> {
+        let open_error = |what: String| IndexedError::Open { file: file.to_path_buf(), what };
         std::fs::metadata(file).map_err(|e| open_error(io_text(&e)))?;
         let mut options = EnvOpenOptions::new();
         options.max_dbs(1);
@@ -72,7 +83,9 @@ impl Indexed {
             options.flags(EnvFlags::NO_SUB_DIR | EnvFlags::READ_ONLY | EnvFlags::NO_LOCK | EnvFlags::NO_READ_AHEAD);
             options.open(file)
         }
-        .map_err(|e| berkeley_db_hint(file).unwrap_or_else(|| open_error(e.to_string())))?;
+        .map_err(|e| {
+            if is_berkeley_db(file) { IndexedError::BerkeleyDb { file: file.to_path_buf() } } else { open_error(e.to_string()) }
+        })?;
         let rtxn = env.read_txn().map_err(|e| open_error(e.to_string()))?;
         let db = env
             .open_database::<Bytes, Bytes>(&rtxn, None)
@@ -84,28 +97,28 @@ impl Indexed {
 
     /// Look `key` up as stored (the caller folds case). Postfix may store keys and values with a
     /// trailing null byte, so that form is tried too and the null is not part of the result.
-    pub fn get(&self, key: &str) -> Result<Option<String>, String> {
+    pub fn get(&self, key: &str) -> Result<Option<String>, IndexedError> {
         // LMDB cannot store such a key, so it is not there (and asking would be an error that a
         // client could cause with a long address).
         if key.is_empty() || key.len() > self.env.max_key_size() {
             return Ok(None);
         }
-        let rtxn = self.env.read_txn().map_err(|e| e.to_string())?;
-        let mut found = self.db.get(&rtxn, key.as_bytes()).map_err(|e| e.to_string())?;
+        let rtxn = self.env.read_txn()?;
+        let mut found = self.db.get(&rtxn, key.as_bytes())?;
         if found.is_none() && key.len() < self.env.max_key_size() {
             let mut with_null = key.as_bytes().to_vec();
             with_null.push(0);
-            found = self.db.get(&rtxn, &with_null).map_err(|e| e.to_string())?;
+            found = self.db.get(&rtxn, &with_null)?;
         }
         Ok(found.map(|v| String::from_utf8_lossy(v.strip_suffix(&[0]).unwrap_or(v)).into_owned()))
     }
 
     /// Every entry, in key order.
-    pub fn entries(&self) -> Result<Vec<(String, String)>, String> {
-        let rtxn = self.env.read_txn().map_err(|e| e.to_string())?;
+    pub fn entries(&self) -> Result<Vec<(String, String)>, IndexedError> {
+        let rtxn = self.env.read_txn()?;
         let mut out = Vec::new();
-        for item in self.db.iter(&rtxn).map_err(|e| e.to_string())? {
-            let (k, v) = item.map_err(|e| e.to_string())?;
+        for item in self.db.iter(&rtxn)? {
+            let (k, v) = item?;
             let text = |b: &[u8]| String::from_utf8_lossy(b.strip_suffix(&[0]).unwrap_or(b)).into_owned();
             out.push((text(k), text(v)));
         }
@@ -132,10 +145,10 @@ pub struct Skipped {
 /// Write `entries` (keys unique, already folded) as the indexed file `file`: a new file under a
 /// temporary name in the same directory, synced, then renamed over `file`, then the directory
 /// synced. `mode` is the new file's permission bits. Returns the entries that LMDB refused.
-pub fn write(file: &Path, entries: &[(String, String)], mode: u32) -> Result<Vec<Skipped>, String> {
+pub fn write(file: &Path, entries: &[(String, String)], mode: u32) -> Result<Vec<Skipped>, IndexedError> {
     use std::os::unix::fs::PermissionsExt;
     // heed resolves the directory of a file that does not exist yet; "" would not resolve.
-    let file = &std::path::absolute(file).map_err(|e| format!("{}: {}", file.display(), io_text(&e)))?;
+    let file = &std::path::absolute(file).map_err(|e| IndexedError::Write { file: file.to_path_buf(), what: io_text(&e) })?;
     let tmp = {
         let mut t = file.as_os_str().to_owned();
         t.push(format!(".{}.tmp", std::process::id()));
@@ -153,7 +166,7 @@ pub fn write(file: &Path, entries: &[(String, String)], mode: u32) -> Result<Vec
     };
     let fail = |what: String| {
         let _ = std::fs::remove_file(&tmp);
-        format!("{}: {what}", file.display())
+        IndexedError::Write { file: file.clone(), what }
     };
     let skipped = result.map_err(|e| fail(e.to_string()))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(|e| fail(io_text(&e)))?;
@@ -203,7 +216,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = db_path("hash", &dir.path().join("t"));
         assert_eq!(file, dir.path().join("t.db"));
-        let e = Indexed::open(&file).unwrap_err();
+        let e = Indexed::open(&file).unwrap_err().to_string();
         assert!(e.starts_with("open database ") && e.ends_with("t.db: No such file or directory"), "{e}");
         let entries = vec![("a".to_string(), "1".to_string()), ("b".to_string(), "two words".to_string())];
         assert!(write(&file, &entries, 0o644).unwrap().is_empty());
@@ -232,6 +245,7 @@ mod tests {
         page[12..16].copy_from_slice(&0x0006_1561u32.to_le_bytes());
         std::fs::write(&file, &page).unwrap();
         let e = Indexed::open(&file).unwrap_err();
-        assert!(e.contains("is a Berkeley DB file"), "{e}");
+        assert!(matches!(e, IndexedError::BerkeleyDb { .. }), "{e}");
+        assert!(e.to_string().contains("is a Berkeley DB file"), "{e}");
     }
 }

@@ -276,7 +276,7 @@ impl Table {
             Data::Static(v) => Some(v.clone()),
             Data::Cidr(t) => t.lookup(key).map(str::to_string),
             Data::Regexp(t) => t.lookup(key),
-            Data::Indexed(t) => t.get(&fold()).map_err(|what| TableError::Lookup { spec: self.shared.spec.clone(), what })?,
+            Data::Indexed(t) => t.get(&fold()).map_err(|e| TableError::Lookup { spec: self.shared.spec.clone(), what: e.to_string() })?,
         })
     }
 
@@ -291,7 +291,7 @@ impl Table {
                 v.sort();
                 Ok(v)
             }
-            Data::Indexed(t) => t.entries().map_err(|what| TableError::Lookup { spec: self.shared.spec.clone(), what }),
+            Data::Indexed(t) => t.entries().map_err(|e| TableError::Lookup { spec: self.shared.spec.clone(), what: e.to_string() }),
             _ => Err(unsupported()),
         }
     }
@@ -384,7 +384,7 @@ fn load(kind: &str, name: &str, spec: &str) -> Result<Data, TableError> {
         "pcre" => Data::Regexp(regexp::RegexpTable::parse(&text_of(name)?, name, regexp::Dialect::Pcre, &mut warnings)),
         "hash" | "lmdb" => {
             let file = indexed::db_path(kind, Path::new(name));
-            let t = indexed::Indexed::open(&file).map_err(TableError::Open)?;
+            let t = indexed::Indexed::open(&file).map_err(|e| TableError::Open(e.to_string()))?;
             warn_if_stale(&file, Path::new(name));
             Data::Indexed(t)
         }
