@@ -103,6 +103,10 @@ class System:
         self.etc = os.path.join(base, "etc")
         self.spool = os.path.join(base, "spool")
         self.maillog = os.path.join(base, "maillog")
+        # A function of the system giving more main.cf lines; it may write table sources in
+        # etc/ and name them in `tables`, which postmap builds once main.cf is written.
+        self.extra_main = None
+        self.tables = []
 
     def master_pid(self):
         try:
@@ -189,6 +193,14 @@ class System:
                         "-subj", "/CN=bench.test", "-keyout", self.key, "-out", self.cert], check=True, capture_output=True)
         os.chmod(self.key, 0o644)
 
+    def extra(self):
+        return self.extra_main(self) if self.extra_main else ""
+
+    def build_tables(self):
+        for t in self.tables:
+            self.postmap(t)
+        self.tables = []
+
     def tls_main(self):
         """main.cf lines that offer STARTTLS, the same for both systems."""
         return f"smtpd_tls_security_level = may\nsmtpd_tls_cert_file = {self.cert}\nsmtpd_tls_key_file = {self.key}\n"
@@ -242,13 +254,14 @@ inet_protocols = ipv4
 alias_maps =
 alias_database =
 smtp_dns_support_level = disabled
-""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main()
+""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main() + self.extra()
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(main)
         pc = ["postconf", "-c", self.etc]
         subprocess.run(pc + ["-MX", "smtp/inet"], check=True)
         subprocess.run(pc + ["-Me", f"127.0.0.1:{self.port}/inet=127.0.0.1:{self.port} inet n - n - - smtpd"], check=True)
         subprocess.run(pc + ["-F", "*/*/chroot=n"], check=True)
+        self.build_tables()
 
     def env(self):
         return dict(os.environ, MAIL_CONFIG=self.etc)
@@ -268,6 +281,9 @@ smtp_dns_support_level = disabled
     def flush_all(self):
         subprocess.run(["postqueue", "-c", self.etc, "-f"], check=True, env=self.env())
 
+    def postmap(self, table):
+        subprocess.run(["postmap", "-c", self.etc, table], check=True, env=self.env())
+
     def version(self):
         return subprocess.run(["postconf", "-d", "-h", "mail_version"], capture_output=True, text=True).stdout.strip()
 
@@ -279,7 +295,7 @@ class Postern(System):
         main = f"""queue_directory = {self.spool}
 maillog_file = {self.maillog}
 mail_owner = postfix
-""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main() + odmr.postern_main()
+""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main() + odmr.postern_main() + self.extra()
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(main)
         odmr.write_users(self.etc)
@@ -292,6 +308,7 @@ showq unix n - n - - showq
 """
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
             f.write(master)
+        self.build_tables()
 
     def cli(self, program):
         return os.path.join(POSTERN_BIN, program)
@@ -306,6 +323,9 @@ showq unix n - n - - showq
 
     def flush_all(self):
         subprocess.run([self.cli("postqueue"), "-c", self.etc, "-f"], check=True)
+
+    def postmap(self, table):
+        subprocess.run([self.cli("postmap"), "-c", self.etc, table], check=True)
 
     def version(self):
         return subprocess.run([self.cli("postconf"), "-c", self.etc, "-d", "-h", "mail_version"], capture_output=True, text=True).stdout.strip()

@@ -26,6 +26,7 @@ fn deferred(spool: &Spool, rcpts: &[&str]) -> QueueId {
         arrival_us: common::queue::file::now_us(),
         client: Default::default(),
         smtputf8: false,
+        verify_probe: false,
     };
     let id = write_new(spool, QueueName::Incoming, &env, b"Subject: test\r\n\r\nhello\r\n").unwrap();
     assert!(spool.move_file(&id, QueueName::Incoming, QueueName::Deferred).unwrap());

@@ -365,6 +365,7 @@ fn postsuper_does_its_queue_work_as_mail_owner() {
         arrival_us: common::queue::file::now_us(),
         client: Default::default(),
         smtputf8: false,
+        verify_probe: false,
     };
     // One held message where mail_owner can reach it, one deferred in a directory only root
     // can enter (as a hostile or broken file system state would have it).

@@ -22,6 +22,7 @@ fn enqueue(inst: &Install, sender: &str, rcpts: &[&str], message: &[u8]) -> Queu
         arrival_us: now_us(),
         client: Default::default(),
         smtputf8: false,
+        verify_probe: false,
     };
     let id = write_new(&spool, QueueName::Incoming, &env, message).unwrap();
     trigger_blocking(&inst.socket("public", "qmgr"), &[Trigger::ScanIncoming], WAIT).unwrap();

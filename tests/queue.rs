@@ -24,6 +24,7 @@ fn envelope(recipients: &[&str]) -> Envelope {
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: "client.test".into(), protocol: "ESMTP".into() },
         smtputf8: false,
+        verify_probe: false,
     }
 }
 

@@ -186,6 +186,7 @@ fn postsuper_r_is_delivered_at_once() {
         arrival_us: now_us(),
         client: Default::default(),
         smtputf8: false,
+        verify_probe: false,
     };
     let id = write_new(&spool, QueueName::Hold, &env, b"Subject: held\r\n\r\nbody\r\n").unwrap();
     let out = inst.cli("postsuper", &["-r", id.as_str()]);

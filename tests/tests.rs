@@ -41,3 +41,4 @@ mod systemd;
 mod tables;
 mod tls;
 mod tools;
+mod verify;

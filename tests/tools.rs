@@ -231,6 +231,7 @@ fn qshape_matches_postfix_qshape_on_the_same_queue() {
             arrival_us: arrival * 1_000_000,
             client: ClientInfo::default(),
             smtputf8: false,
+            verify_probe: false,
         };
         write_new(&spool, QueueName::Deferred, &envelope, b"Subject: x\n\nbody\n").unwrap();
     }

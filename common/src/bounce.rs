@@ -212,6 +212,7 @@ pub fn queue_notification(
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
         smtputf8: false,
+        verify_probe: false,
     };
     write_new(spool, QueueName::Incoming, &env, &body)
 }

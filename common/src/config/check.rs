@@ -132,7 +132,16 @@ pub fn open_tables(params: &Params, master: Option<&MasterCf>) -> Result<(), Con
     let main_path = params.main.path.display().to_string();
     let mut names: BTreeSet<String> = param_table().keys().cloned().collect();
     names.extend(params.main.sorted().into_iter().map(|s| s.name.clone()));
-    for name in &names {
+    // A cache the daemons write is made at first use (the verify service's), not read here.
+    const CACHES: [&str; 1] = ["address_verify_map"];
+    // A default that only names another parameter (`address_verify_transport_maps =
+    // $transport_maps`) is checked as that one, whose error can say where it is set.
+    let table = param_table();
+    let alias = |name: &str| {
+        params.main.get(name).is_none()
+            && table.get(name).is_some_and(|d| d.default.strip_prefix('$').is_some_and(|other| table.contains_key(other)))
+    };
+    for name in names.iter().filter(|n| !CACHES.contains(&n.as_str()) && !alias(n)) {
         let Ok(value) = params.get(name) else { continue }; // value errors are reported elsewhere
         let place = match params.main.get(name) {
             Some(s) => format!("{main_path}, line {}: parameter {name}", s.line),

@@ -31,6 +31,10 @@ pub struct DeliveryRequest {
     /// The sender asked for SMTPUTF8 (the queue file's envelope says so).
     #[serde(default)]
     pub smtputf8: bool,
+    /// An address verification probe: MAIL and RCPT only, never DATA; each result goes to the
+    /// verify service and is logged as `status=deliverable` or `status=undeliverable`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify_probe: bool,
 }
 
 /// What happened to one recipient.

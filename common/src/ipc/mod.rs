@@ -12,6 +12,7 @@ pub mod server;
 pub mod showq;
 pub mod trigger;
 pub mod trigger_client;
+pub mod verify;
 
 pub use frame::{FrameError, MAX_FRAME};
 pub use hello::{Hello, Protocol};

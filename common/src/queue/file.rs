@@ -94,6 +94,11 @@ pub struct Envelope {
     /// so files without it read as before.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub smtputf8: bool,
+    /// An address verification probe (Postfix's `DEL_REQ_FLAG_MTA_VRFY`, see verify(8)): routed
+    /// like mail, but the delivery agent stops after RCPT and reports to the verify service;
+    /// one attempt settles every recipient, and nothing is ever returned or deferred.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify_probe: bool,
 }
 
 /// What happened to one recipient.
@@ -577,6 +582,7 @@ mod tests {
             arrival_us: 1_800_000_000_000_000,
             client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: "c".into(), protocol: "ESMTP".into() },
             smtputf8: false,
+            verify_probe: false,
         }
     }
 

@@ -257,6 +257,7 @@ mod tests {
             arrival_us: 1,
             client: ClientInfo::default(),
             smtputf8: false,
+            verify_probe: false,
         }
     }
 

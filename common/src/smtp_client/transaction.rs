@@ -209,8 +209,9 @@ pub async fn reset(cfg: &SessionConfig, conn: &mut Connection) -> bool {
     matches!(conn.command("RSET").await, Ok(r) if r.class() == 2)
 }
 
-/// MAIL, RCPT per recipient, DATA. Returns the results and whether the connection is in a clean
-/// state for another transaction.
+/// MAIL, RCPT per recipient, DATA (no DATA for an address verification probe: the session is
+/// left for the next transaction's RSET, or QUIT). Returns the results and whether the
+/// connection is in a clean state for another transaction.
 pub async fn mail_transaction(
     cfg: &SessionConfig,
     req: &DeliveryRequest,
@@ -239,7 +240,17 @@ pub async fn mail_transaction(
         conn.timeout = t.rcpt;
         for r in &req.recipients {
             let reply = conn.command(&format!("RCPT TO:<{}>", r.address)).await.map_err(|e| broken(e, peer, "sending RCPT TO"))?;
-            if reply.class() == 2 {
+            if reply.class() == 2 && req.verify_probe {
+                // A probe ends here (Postfix's smtp_address_verify_target = rcpt): the
+                // recipient is deliverable, and the message is never sent.
+                results.push(DeliveryResult {
+                    index: r.index,
+                    outcome: Outcome::Sent,
+                    dsn: reply.dsn(),
+                    text: reply.text(),
+                    site_failure: false,
+                });
+            } else if reply.class() == 2 {
                 accepted.push(r.index);
             } else {
                 let f = rejected(&reply, peer, "RCPT TO command");
@@ -373,6 +384,7 @@ mod tests {
             arrival_us: 0,
             active_us: 0,
             smtputf8: false,
+            verify_probe: false,
         }
     }
 
@@ -494,6 +506,29 @@ mod tests {
         let sent = server.await.unwrap();
         assert_eq!(sent[..4], ["MAIL FROM:<s@x.test>", "RCPT TO:<u@x.test>", "RCPT TO:<v@x.test>", "RCPT TO:<w@x.test>"]);
         assert_eq!(sent[5], "Subject: t\r\n\r\n..dot\r\n.");
+    }
+
+    #[tokio::test]
+    async fn a_probe_stops_after_rcpt() {
+        let (mut conn, server) = peer(vec![
+            Some("220 peer.test"),
+            Some("250 2.1.0 Ok"),
+            Some("250 2.1.5 Ok"),
+            Some("550 5.1.1 <v@x.test>: Recipient address rejected: User unknown"),
+            Some("250 2.0.0 Ok"),
+        ])
+        .await;
+        conn.read_reply().await.unwrap();
+        let probe = DeliveryRequest { verify_probe: true, ..request(&["u@x.test", "v@x.test"]) };
+        let (results, healthy) = mail_transaction(&cfg(), &probe, &mut conn, "peer", b"").await;
+        assert!(healthy, "kept for the next transaction's RSET");
+        assert_eq!(summary(&results), vec![(0, Outcome::Sent, "2.1.5".into(), false), (1, Outcome::Bounced, "5.1.1".into(), false)]);
+        assert_eq!(results[0].text, "250 2.1.5 Ok");
+        // What the next transaction on this connection starts with: no DATA came before it.
+        assert!(reset(&cfg(), &mut conn).await);
+        drop(conn);
+        let sent = server.await.unwrap();
+        assert_eq!(sent, ["MAIL FROM:<s@x.test>", "RCPT TO:<u@x.test>", "RCPT TO:<v@x.test>", "RSET"]);
     }
 
     #[tokio::test]

@@ -326,6 +326,7 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
         smtputf8: false,
+        verify_probe: false,
     };
     let size_limit = u64::try_from(p.int("message_size_limit").map_err(|e| fatal(e.to_string()))?).unwrap_or(0);
     let envelope_size = serde_json::to_vec(&env).map(|v| v.len() as u64).unwrap_or(u64::MAX);

@@ -475,6 +475,7 @@ mod tests {
             arrival_us: 0,
             client: Default::default(),
             smtputf8: false,
+            verify_probe: false,
         };
         let id = write_new(spool, QueueName::Incoming, &env, b"Subject: t\r\n\r\nbody\r\n").unwrap();
         spool.move_file(&id, QueueName::Incoming, QueueName::Deferred).unwrap();

@@ -170,6 +170,7 @@ pub fn pickup_all(spool: &Spool, cfg: &PickupConfig) -> usize {
             arrival_us: now_us(),
             client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
             smtputf8,
+            verify_probe: false,
         };
         // A copy, not a rename: the new file belongs to the mail system (the submitter owns
         // the maildrop file) and gets a fresh queue ID, as Postfix's cleanup does.

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use common::domain::lookup_domain;
 use common::ipc::delivery::{DeliveryRecipient, DeliveryResult};
+use common::ipc::verify::ProbeReporter;
 use common::maillog::{DeliveryLine, delivery_line};
 use common::queue::file::{self, Outcome, QueueEnvelope, QueueError, RecipientResult, now_us};
 use common::queue::{QueueId, QueueName, Spool};
@@ -118,7 +119,7 @@ pub fn admit(cfg: &QmgrConfig, qf: &QueueEnvelope, override_defer_transports: bo
     let mut by_route: BTreeMap<Route, Vec<DeliveryRecipient>> = BTreeMap::new();
     let mut a = Admission::default();
     for (index, r) in qf.pending() {
-        match cfg.route(&r.address) {
+        match cfg.route(&r.address, qf.envelope.verify_probe) {
             Ok(route) => by_route.entry(route).or_default().push(DeliveryRecipient { index, address: r.address.clone() }),
             Err(e) => {
                 log_warning!("{e}");
@@ -149,8 +150,10 @@ impl ActiveMsg {
     }
 
     /// Note results (logging them when `log`: the agents log their own); returns what is to
-    /// be appended to the queue file.
-    pub fn record(&mut self, id: &QueueId, results: Vec<DeliveryResult>, log: bool) -> Vec<RecipientResult> {
+    /// be appended to the queue file. A probe's results are logged with the verify words
+    /// (`status=undeliverable`) and never lead to a notification or a flush listing.
+    pub fn record(&mut self, id: &QueueId, results: Vec<DeliveryResult>, log: bool, probes: &ProbeReporter) -> Vec<RecipientResult> {
+        let probe = self.qf.envelope.verify_probe;
         let now = now_us();
         let mut appended = Vec::with_capacity(results.len());
         for r in results {
@@ -169,10 +172,13 @@ impl ActiveMsg {
                         conn_use: None,
                         delays: [secs(self.qf.envelope.arrival_us, self.active_us), secs(self.active_us, now), 0.0, 0.0],
                         dsn: &r.dsn,
-                        status: r.outcome.status(),
+                        status: if probe { probes.status_word(r.outcome) } else { r.outcome.status() },
                         text: &r.text,
                     })
                 );
+            }
+            if probe {
+                continue;
             }
             match r.outcome {
                 Outcome::Bounced => self.failed.push(Failed { address: rcpt.address, dsn: r.dsn, text: r.text }),
@@ -226,7 +232,7 @@ mod tests {
         assert_eq!(admit(&cfg, &a.qf, true).waiting.len(), 2);
         // Recording them notes the bounce and the deferred domain, and appends both.
         let mut m = ActiveMsg::new(a, 1);
-        assert_eq!(m.record(&id, adm.settled, true).len(), 2);
+        assert_eq!(m.record(&id, adm.settled, true, &cfg.probes).len(), 2);
         assert_eq!((m.failed.len(), m.failed[0].text.as_str()), (1, "no such domain"));
         assert!(m.deferred_domains.contains("slow.example"));
         // Deferred is not final: b and c are still pending.

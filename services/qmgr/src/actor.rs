@@ -46,6 +46,10 @@ impl QmgrActor {
                     let cfg = self.sched.config();
                     actix_rt::spawn(add_to_flush(cfg.flush.clone(), cfg.ipc_timeout, id, site));
                 }
+                Effect::ProbeResult { id, address, result } => {
+                    let probes = self.sched.config().probes.clone();
+                    actix_rt::spawn(async move { probes.report(id.as_str(), &address, result.outcome, &result.text).await });
+                }
             }
         }
     }

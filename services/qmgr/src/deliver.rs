@@ -179,6 +179,7 @@ impl Queues {
                     arrival_us: msg.qf.envelope.arrival_us,
                     active_us: msg.active_us,
                     smtputf8: msg.qf.envelope.smtputf8,
+                    verify_probe: msg.qf.envelope.verify_probe,
                 };
                 *self.inflight.entry(route.clone()).or_insert(0) += 1;
                 let agent = self.agent(cfg, &route.transport);

@@ -62,7 +62,9 @@ pub fn expired(pending: bool, age: Duration, lifetime: Duration) -> bool {
 /// not, and when its next attempt would be.
 pub fn plan(cfg: &Arc<QmgrConfig>, id: QueueId, msg: ActiveMsg, now: SystemTime) -> FinishJob {
     let sender = msg.qf.envelope.sender.clone();
-    let pending: Vec<(usize, String)> = msg.qf.pending().map(|(i, r)| (i, r.address.clone())).collect();
+    // One attempt settles a probe, whatever its outcome: it is removed, never deferred.
+    let pending: Vec<(usize, String)> =
+        if msg.qf.envelope.verify_probe { Vec::new() } else { msg.qf.pending().map(|(i, r)| (i, r.address.clone())).collect() };
     let age = now.duration_since(from_us(msg.qf.envelope.arrival_us)).unwrap_or_default();
     FinishJob {
         expired: expired(!pending.is_empty(), age, lifetime(cfg, &sender)),
@@ -160,7 +162,7 @@ mod tests {
         a.qf.envelope.arrival_us -= arrival_age.as_micros() as u64;
         let mut msg = ActiveMsg::new(a, 0);
         let dsn = if outcome == Outcome::Deferred { "4.4.1" } else { "5.1.1" };
-        let appended = msg.record(&id, vec![own_result(0, outcome, dsn, "no")], false);
+        let appended = msg.record(&id, vec![own_result(0, outcome, dsn, "no")], false, &cfg.probes);
         append_results(&spool.path(QueueName::Active, &id), &id, &appended);
         let report = finish(plan(&cfg, id.clone(), msg, SystemTime::now()));
         (tmp, cfg, id, report)
@@ -187,6 +189,24 @@ mod tests {
         assert!(!cfg.spool.path(QueueName::Active, &id).exists());
         assert_eq!(report.map(|r| r.notice_queued), Some(true));
         assert_eq!(cfg.spool.list(QueueName::Incoming).unwrap().len(), 1, "the notification");
+    }
+
+    #[test]
+    fn a_probe_is_removed_after_one_attempt_whatever_happened() {
+        for outcome in [Outcome::Deferred, Outcome::Bounced] {
+            let tmp = tempfile::tempdir().unwrap();
+            let cfg = Arc::new(config(tmp.path(), "fast_flush_domains = dest.example\n"));
+            let id = queue_message(&cfg.spool, QueueName::Incoming, "double-bounce@mx.example", &["u@dest.example"]);
+            let mut a = activate_file(&cfg.spool, QueueName::Incoming, id.clone()).unwrap();
+            a.qf.envelope.verify_probe = true;
+            let mut msg = ActiveMsg::new(a, 0);
+            msg.record(&id, vec![own_result(0, outcome, "4.4.1", "connect refused")], true, &cfg.probes);
+            let report = finish(plan(&cfg, id.clone(), msg, SystemTime::now()));
+            assert_eq!(report, None, "{outcome:?}: no notification, no flush listing");
+            for q in [QueueName::Active, QueueName::Deferred, QueueName::Incoming] {
+                assert!(cfg.spool.list(q).unwrap().is_empty(), "{outcome:?}: nothing left in {}", q.as_str());
+            }
+        }
     }
 
     #[test]

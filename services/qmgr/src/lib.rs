@@ -56,6 +56,14 @@
 //! back to the queue it came from for a later scan; only one that cannot be parsed is moved
 //! to `corrupt`.
 //!
+//! An address verification probe (a queue file the verify service marked, see verify(8)) is
+//! routed like mail, or by `address_verify_transport_maps`, `address_verify_relayhost` and
+//! `address_verify_default_transport` where those differ, and handed to its agent marked as a
+//! probe; one attempt settles it, whatever
+//! its outcome: it is removed, never deferred, returned or listed with the flush service. The
+//! results the queue manager makes up for a probe (a suspended route, a dead agent) go to the
+//! verify service and are logged as `status=undeliverable`.
+//!
 //! Failed recipients are returned to the sender in one notification (from the null sender)
 //! holding the whole original when it fits in `bounce_size_limit`, its headers otherwise.
 //! When a null-sender message fails, a copy goes to `2bounce_notice_recipient` from

@@ -32,6 +32,8 @@ pub enum Effect {
     Deliver(Delivery),
     /// List a deferred message with the flush service.
     FlushAdd { id: QueueId, site: String },
+    /// Tell the verify service of a probe result the queue manager made up.
+    ProbeResult { id: QueueId, address: String, result: DeliveryResult },
 }
 
 pub struct Scheduler {
@@ -159,7 +161,15 @@ impl Scheduler {
     /// Note results in the active message and have them appended to its queue file.
     fn record(&mut self, id: &QueueId, results: Vec<DeliveryResult>, log: bool) {
         let Some(msg) = self.active.get_mut(id) else { return };
-        let results = msg.record(id, results, log);
+        // The agents report their own probe results; the queue manager's go from here.
+        if log && msg.qf.envelope.verify_probe {
+            for r in &results {
+                if let Some(rcpt) = msg.qf.envelope.recipients.get(r.index) {
+                    self.effects.push(Effect::ProbeResult { id: id.clone(), address: rcpt.address.clone(), result: r.clone() });
+                }
+            }
+        }
+        let results = msg.record(id, results, log, &self.cfg.probes);
         if !results.is_empty() {
             let path = self.cfg.spool.path(QueueName::Active, id);
             self.effects.push(Effect::Disk(DiskJob::Append { path, id: id.clone(), results }));
@@ -223,7 +233,7 @@ mod tests {
                         Some(Report::Finished(f)) => sched.on_finished(f),
                         None => {}
                     },
-                    Effect::FlushAdd { .. } => {}
+                    Effect::FlushAdd { .. } | Effect::ProbeResult { .. } => {}
                 }
             }
         }
@@ -246,6 +256,52 @@ mod tests {
         assert!(settle(&mut sched).is_empty());
         assert!(!spool.path(QueueName::Active, &id).exists(), "removed");
         assert!(sched.active.is_empty());
+    }
+
+    #[test]
+    fn probes_take_their_own_routes_and_the_results_the_queue_manager_makes_up_go_to_verify() {
+        let tmp = tempfile::tempdir().unwrap();
+        let extra = "relayhost = [127.0.0.1]:2599\naddress_verify_transport_maps = inline:{{ bad.example = error:no such domain }}\n";
+        let cfg = config(tmp.path(), extra);
+        let spool = cfg.spool.clone();
+        let good = crate::testutil::queue_probe(&spool, "u@dest.example");
+        let bad = crate::testutil::queue_probe(&spool, "u@bad.example");
+        let mail = queue_message(&spool, QueueName::Incoming, "s@example.org", &["u@bad.example"]);
+        let mut sched = Scheduler::new(cfg);
+        let mut reported = Vec::new();
+        let mut deliveries = Vec::new();
+        for _ in 0..20 {
+            let effects = sched.take_effects();
+            if effects.is_empty() {
+                sched.run();
+                if sched.effects.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            for e in effects {
+                match e {
+                    Effect::Deliver(d) => deliveries.push(d),
+                    Effect::ProbeResult { id, address, result } => reported.push((id, address, result.outcome, result.text)),
+                    Effect::Disk(job) => match crate::worker::run(job) {
+                        Some(Report::Fed(fed)) => sched.on_fed(fed),
+                        Some(Report::Finished(f)) => sched.on_finished(f),
+                        None => {}
+                    },
+                    Effect::FlushAdd { .. } => panic!("a probe is never listed with the flush service"),
+                }
+            }
+        }
+        // The probe of bad.example is settled by its own table, reported to verify, removed.
+        assert_eq!(reported, [(bad.clone(), "u@bad.example".to_string(), Outcome::Bounced, "no such domain".to_string())]);
+        assert!(!spool.path(QueueName::Active, &bad).exists());
+        // The other probe and the mail take the mail's route; the request says which is a probe.
+        let mut got: Vec<(QueueId, String, bool)> =
+            deliveries.iter().map(|d| (d.id.clone(), d.request.nexthop.clone(), d.request.verify_probe)).collect();
+        got.sort();
+        let mut want = vec![(good, "[127.0.0.1]:2599".to_string(), true), (mail, "[127.0.0.1]:2599".to_string(), false)];
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[test]

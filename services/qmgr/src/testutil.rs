@@ -20,12 +20,22 @@ pub fn config(dir: &Path, extra: &str) -> QmgrConfig {
 
 /// Queue a small message from `sender` to `rcpts` in `queue`.
 pub fn queue_message(spool: &Spool, queue: QueueName, sender: &str, rcpts: &[&str]) -> QueueId {
+    queue_file(spool, queue, sender, rcpts, false)
+}
+
+/// Queue an address verification probe of `rcpt` in `incoming`, as the verify service does.
+pub fn queue_probe(spool: &Spool, rcpt: &str) -> QueueId {
+    queue_file(spool, QueueName::Incoming, "double-bounce@mx.example", &[rcpt], true)
+}
+
+fn queue_file(spool: &Spool, queue: QueueName, sender: &str, rcpts: &[&str], verify_probe: bool) -> QueueId {
     let env = Envelope {
         sender: sender.into(),
         recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
         smtputf8: false,
+        verify_probe,
     };
     write_new(spool, queue, &env, b"Subject: t\r\n\r\nbody\r\n").unwrap()
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use common::config::{ConfigError, Params};
+use common::ipc::verify::ProbeReporter;
 use common::queue::Spool;
 
 use crate::resolve::Dns;
@@ -25,6 +26,8 @@ pub struct AgentConfig {
     pub mx_session_limit: usize,
     /// This system's addresses (`inet_interfaces`, `proxy_interfaces`), for loop detection.
     pub myself: Myself,
+    /// The verify service, told of each probe's result.
+    pub probes: ProbeReporter,
 }
 
 /// A count parameter: zero or more.
@@ -45,6 +48,7 @@ impl AgentConfig {
             mx_address_limit: count(p, "smtp_mx_address_limit")?,
             mx_session_limit: count(p, "smtp_mx_session_limit")?,
             myself: Myself::from_params(p)?,
+            probes: ProbeReporter::from_params(p)?,
         })
     }
 }

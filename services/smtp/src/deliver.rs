@@ -27,6 +27,14 @@ pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest
     for a in parts {
         for r in &a.results {
             let Some(rcpt) = req.recipients.iter().find(|x| x.index == r.index) else { continue };
+            // A probe's result goes to the verify service before it is logged (Postfix's
+            // verify_append), so that the log line means the cache knows.
+            let status = if req.verify_probe {
+                cfg.probes.report(req.queue_id.as_str(), &rcpt.address, r.outcome, &r.text).await;
+                cfg.probes.status_word(r.outcome)
+            } else {
+                r.outcome.status()
+            };
             let secs = |x: u64, y: u64| y.saturating_sub(x) as f64 / 1e6;
             log_info!(
                 "{}",
@@ -37,7 +45,7 @@ pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest
                     conn_use: (a.conn_use > 1).then_some(a.conn_use),
                     delays: [secs(req.arrival_us, req.active_us), secs(req.active_us, received_us), a.setup, a.xmit],
                     dsn: &r.dsn,
-                    status: r.outcome.status(),
+                    status,
                     text: &r.text,
                 })
             );
@@ -229,6 +237,7 @@ mod tests {
             arrival_us: 0,
             active_us: 0,
             smtputf8: false,
+            verify_probe: false,
         }
     }
 

@@ -43,6 +43,12 @@
 //! recipient of the delivery or a header is not ASCII: Postfix's `DELIVERY_REQUIRES_SMTPUTF8`)
 //! bounces with Postfix's `5.6.7 message requires SMTPUTF8, but no server was found that
 //! supports SMTPUTF8. The last attempted server was host[addr]`.
+//! Address verification probes (see verify(8)) get MAIL and RCPT only, never DATA (Postfix's
+//! `smtp_address_verify_target = rcpt`); the connection is kept for the next transaction's RSET
+//! or closed with QUIT. Each result goes to the verify service (`address_verify_service_name`)
+//! before it is logged with Postfix's probe words: `status=deliverable (250 2.1.5 Ok)`,
+//! `status=undeliverable (host ... said: 550 ...)`, or `undeliverable-but-not-cached` with
+//! `address_verify_negative_cache = no`.
 //!
 //! The conversation itself (the connection, the DATA encoder, the handshake and one mail
 //! transaction) is `common::smtp_client`, which smtpd's ODMR provider also runs on the

@@ -383,10 +383,23 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
         let pending = io.r.buffer();
         s.restrict.pending_input = pending[..pending.len().min(100)].to_vec();
         crate::restrict::dnsbl::prefetch(s, &line.text).await;
-        let (verb, step) = match &cfg.odmr {
-            Some(_) => crate::odmr::command(s, &line.text),
-            None => s.command(&line.text),
+        let (verb, step) = loop {
+            let (verb, step) = match &cfg.odmr {
+                Some(_) => crate::odmr::command(s, &line.text),
+                None => s.command(&line.text),
+            };
+            // reject_unverified_recipient: ask the verify service, then evaluate the command
+            // again with its answer (once per address: a second stop falls through below).
+            let Step::Verify { address } = &step else { break (verb, step) };
+            let Some(check) = cfg.restrict.verify.as_ref().filter(|_| !s.restrict.verified.contains_key(address)) else {
+                break (verb, step);
+            };
+            let answer = crate::restrict::verify::ask(check, address).await;
+            s.restrict.verified.insert(address.clone(), answer);
+            // The evaluation that stopped asked for its `sleep` time already; the next asks again.
+            s.restrict.take_sleep();
         };
+        s.restrict.verified.clear();
         // `sleep N` in a restriction list: the reply waits.
         let pause = s.restrict.take_sleep();
         if !pause.is_zero() {
@@ -395,6 +408,12 @@ async fn session_loop(io: &mut Io, s: &mut Session<'_>, sessions: &SessionLimit)
         let (reply, then) = match step {
             Step::Reply(r) => (r, Then::Next),
             Step::Close(r) => (r, Then::Close),
+            // The evaluation stopped again for an address it has an answer for: an internal
+            // error, answered as a temporary failure rather than a loop.
+            Step::Verify { address } => {
+                common::log_warning!("address verification of {address} did not settle the restrictions");
+                (Reply::new(451, "4.3.0", "Error: internal error"), Then::Next)
+            }
             Step::StartTls(r) => (r, Then::StartTls),
             Step::Etrn { site, subdomains } => (crate::etrn::run(s, &site, subdomains).await, Then::Next),
             Step::Atrn { domains } => {

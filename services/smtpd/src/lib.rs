@@ -63,6 +63,20 @@
 //! that cannot be read answers `451 4.3.0 <name>: Temporary lookup failure`. Tables rebuilt with
 //! `postmap` are used from the next lookup on.
 //!
+//! `reject_unverified_recipient` asks the verify service (`private/$address_verify_service_name`,
+//! see verify(8)) about the recipient, which starts a probe when it knows nothing yet; while the
+//! probe is in progress smtpd asks again up to `address_verify_poll_count` times,
+//! `address_verify_poll_delay` apart, then answers: a deliverable address passes; one in
+//! progress or failing temporarily gets `450 4.1.1 <rcpt>: Recipient address rejected:
+//! unverified address: Address verification in progress` (or the failure's text;
+//! `unverified_recipient_defer_code`), one the next hop refused `unverified_recipient_reject_code`
+//! (450; a 5XX code gives `5.1.1 ... undeliverable address: <the next hop's reply>`);
+//! `unverified_recipient_reject_reason` replaces the text. The temporary answers follow
+//! `unverified_recipient_tempfail_action` (`$reject_tempfail_action`, `defer_if_permit`: only
+//! when the rest of the lists would accept; `defer`: at once). A verify service that cannot be
+//! asked gives `450 4.1.1 <rcpt>: Recipient address rejected: address verification problem`
+//! and `warning: verify service failure`.
+//!
 //! Backup MX: `relay_recipient_maps` lists the valid recipients of `relay_domains`
 //! (`user@domain` or `@domain`; the value is not used). With `smtpd_reject_unlisted_recipient
 //! = yes` (the default) an address of a relay domain that is not listed gets `550 5.1.1 <rcpt>:
@@ -300,7 +314,10 @@
 //! `smtpd_recipient_restrictions`, `smtpd_data_restrictions`, `smtpd_etrn_restrictions`,
 //! `smtpd_delay_reject`, `relay_recipient_maps`, `smtpd_reject_unlisted_recipient`,
 //! `smtpd_reject_unlisted_sender`, `unknown_relay_recipient_reject_code`,
-//! `show_user_unknown_table_name`, `smtpd_recipient_limit`, `smtpd_recipient_overshoot_limit`,
+//! `address_verify_service_name`, `address_verify_poll_count`, `address_verify_poll_delay`,
+//! `unverified_recipient_defer_code`, `unverified_recipient_reject_code`,
+//! `unverified_recipient_tempfail_action`, `reject_tempfail_action`,
+//! `unverified_recipient_reject_reason`, `show_user_unknown_table_name`, `smtpd_recipient_limit`, `smtpd_recipient_overshoot_limit`,
 //! `reject_code`, `defer_code`, `relay_domains_reject_code`, `access_map_reject_code`,
 //! `access_map_defer_code`, `invalid_hostname_reject_code`, `non_fqdn_reject_code`,
 //! `smtpd_null_access_lookup_key`, `recipient_delimiter`, `maps_rbl_reject_code`,
@@ -333,8 +350,10 @@
 //! # Bugs
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.
 //! Not yet: `permit_dnswl_client`, `rbl_reply_maps`, `reject_unknown_client_hostname`,
-//! `reject_unverified_recipient`,
-//! `check_policy_service`, restriction classes, `defer_if_permit`; `reject_unlisted_recipient`
+//! `reject_unverified_sender`, `check_policy_service`, restriction classes, the
+//! `defer_if_permit` word (its semantics serve `unverified_recipient_tempfail_action` only);
+//! `reject_unverified_recipient` is taken in `smtpd_recipient_restrictions` and
+//! `smtpd_relay_restrictions` only (Postfix takes it in any list); `reject_unlisted_recipient`
 //! checks relay domains only (`local_recipient_maps`, `virtual_*_maps` are not Postern's).
 //! `reject_unauth_pipelining` does not see a client that talks before the greeting, and
 //! `smtpd_forbid_unauth_pipelining` is not implemented. In Postern's log lines the queue ID of

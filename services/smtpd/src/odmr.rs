@@ -369,6 +369,8 @@ async fn deliver(
         arrival_us: c.qf.envelope.arrival_us,
         active_us: start_us,
         smtputf8: c.qf.envelope.smtputf8,
+        // Probes are never deferred, so none waits for a customer.
+        verify_probe: false,
     };
     log_info!("{}: from=<{}>, size={}, nrcpt={} (queue odmr)", c.id, req.sender, c.qf.message.len(), c.qf.envelope.recipients.len());
     let (results, healthy) = mail_transaction(&odmr.session, &req, conn, peer, &c.qf.message).await;

@@ -11,6 +11,7 @@ use common::text::printable;
 use crate::address::{Address, parse_path};
 use crate::config::SmtpdConfig;
 use crate::reply::Reply;
+use crate::restrict::Unverified;
 use common::tls::TlsInfo;
 
 /// What the connection loop does next.
@@ -29,6 +30,11 @@ pub enum Step {
     /// the login).
     Atrn {
         domains: Vec<String>,
+    },
+    /// Ask the verify service about `address` (`reject_unverified_recipient`), keep the answer
+    /// in the restriction state, and run the same command again.
+    Verify {
+        address: String,
     },
     /// Send the reply and close.
     Close(Reply),
@@ -462,8 +468,10 @@ impl<'a> Session<'a> {
             }
             return Step::Reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
         }
-        if let Some(reject) = self.check_rcpt(&addr) {
-            return Step::Reply(reject);
+        match self.check_rcpt(&addr) {
+            Ok(None) => {}
+            Ok(Some(reject)) => return Step::Reply(reject),
+            Err(Unverified(address)) => return Step::Verify { address },
         }
         self.recipients.push(addr);
         Step::Reply(Reply::new(250, "2.1.5", "Ok"))
@@ -514,6 +522,7 @@ impl<'a> Session<'a> {
                 protocol: self.received_protocol(),
             },
             smtputf8: crate::smtputf8::requested(self),
+            verify_probe: false,
         }))
     }
 
@@ -596,6 +605,7 @@ pub(crate) mod tests {
             Step::StartTls(r) => format!("{r} (handshake)"),
             Step::Auth { mechanism, initial } => format!("AUTH {mechanism} {initial:?}"),
             Step::Atrn { domains } => format!("ATRN {domains:?}"),
+            Step::Verify { address } => format!("VERIFY {address}"),
         }
     }
 

@@ -11,6 +11,7 @@
 //! through [`Session`].
 
 pub mod dnsbl;
+pub mod verify;
 pub mod words;
 
 use common::config::table::Table;
@@ -26,6 +27,7 @@ use crate::access::{MapCodes, Verdict, table_result};
 use crate::address::Address;
 use crate::reply::Reply;
 use crate::session::Session;
+use common::ipc::verify::AddressStatus;
 use words::{Subject, Word, parse_list};
 
 /// The reply codes main.cf may change.
@@ -78,6 +80,8 @@ pub struct RestrictConfig {
     pub unknown_recipient_domain: bool,
     /// `unknown_address_reject_code`.
     pub unknown_address_code: u16,
+    /// Made only when some list says `reject_unverified_recipient`.
+    pub verify: Option<verify::VerifyCheck>,
 }
 
 impl RestrictConfig {
@@ -136,7 +140,9 @@ impl RestrictConfig {
             unknown_sender_domain: false,
             unknown_recipient_domain: false,
             unknown_address_code: code("unknown_address_reject_code")?,
+            verify: None,
         };
+        let mut verifies = false;
         for list in [&cfg.client, &cfg.helo, &cfg.sender, &cfg.relay, &cfg.recipient, &cfg.data, &cfg.etrn] {
             for word in list {
                 match word {
@@ -144,9 +150,13 @@ impl RestrictConfig {
                     Word::RejectRhsblSender(l) if !cfg.rhsbl_lists.contains(l) => cfg.rhsbl_lists.push(l.clone()),
                     Word::RejectUnknownSenderDomain => cfg.unknown_sender_domain = true,
                     Word::RejectUnknownRecipientDomain => cfg.unknown_recipient_domain = true,
+                    Word::RejectUnverifiedRecipient => verifies = true,
                     _ => {}
                 }
             }
+        }
+        if verifies {
+            cfg.verify = Some(verify::VerifyCheck::from_params(p, code)?);
         }
         if !cfg.rbl_lists.is_empty() || !cfg.rhsbl_lists.is_empty() || cfg.unknown_sender_domain || cfg.unknown_recipient_domain {
             let servers = split_braced_list(&p.get("smtpd_dns_nameservers")?);
@@ -179,6 +189,9 @@ pub struct State {
     pub dns: HashMap<String, dnsbl::Listing>,
     /// What DNS said about mail domains, for `reject_unknown_*_domain`.
     pub mailhosts: HashMap<String, dnsbl::Mailhost>,
+    /// What the verify service said about addresses, for the command being evaluated only
+    /// (a later RCPT asks again: a probe may have finished meanwhile).
+    pub verified: HashMap<String, verify::Answer>,
     /// Milliseconds the `sleep` words of the last evaluation ask for; conn.rs waits them before
     /// the reply (an atomic, so that a shared `&Session` can record it).
     pub sleep_ms: std::sync::atomic::AtomicU64,
@@ -213,7 +226,15 @@ enum Status {
     Dunno,
     Permit,
     Reject(Reply),
+    /// The evaluation needs the verify service's answer first (the run records which).
+    Suspend,
 }
+
+/// An evaluation stopped at `reject_unverified_recipient` for this address, which the session
+/// has no answer for yet: ask the verify service ([`verify::ask`]), keep the answer in
+/// [`State::verified`], and evaluate the command again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unverified(pub String);
 
 /// One evaluation: the request's facts, and what it decided on the way.
 struct Run<'r, 'a> {
@@ -229,6 +250,11 @@ struct Run<'r, 'a> {
     sender_checked: bool,
     /// Log lines: (what, text).
     events: Vec<(&'static str, String)>,
+    /// A temporary refusal that applies only if the lists end up permitting (Postfix's
+    /// `defer_if_permit`); the first one raised wins.
+    defer_if_permit: Option<Reply>,
+    /// The evaluation stopped for the verify service's answer about this address.
+    unverified: Option<String>,
 }
 
 impl<'r, 'a> Run<'r, 'a> {
@@ -245,6 +271,8 @@ impl<'r, 'a> Run<'r, 'a> {
             rcpt_checked: false,
             sender_checked: false,
             events: Vec::new(),
+            defer_if_permit: None,
+            unverified: None,
         }
     }
 
@@ -406,6 +434,10 @@ impl<'r, 'a> Run<'r, 'a> {
                     Some(reply) => self.refuse(reply, true),
                     None => Status::Dunno,
                 },
+                Word::RejectUnverifiedRecipient => match self.rcpt {
+                    Some(r) => self.unverified(&r.addr),
+                    None => Status::Dunno,
+                },
             };
             // warn_if_reject changes the next restriction only.
             self.warn = false;
@@ -414,6 +446,43 @@ impl<'r, 'a> Run<'r, 'a> {
                 done => return done,
             }
         }
+        Status::Dunno
+    }
+
+    /// Postfix's `reject_unverified_address` for a recipient, from the verify service's answer.
+    fn unverified(&mut self, addr: &str) -> Status {
+        let Some(check) = self.cfg().verify.as_ref() else { return Status::Dunno };
+        let Some(answer) = self.s.restrict.verified.get(addr) else {
+            self.unverified = Some(addr.to_string());
+            return Status::Suspend;
+        };
+        let class = Subject::Recipient.class();
+        let Some((status, text)) = answer else {
+            let reply = Reply::new(450, "4.1.1", format!("<{addr}>: {class} rejected: address verification problem"));
+            return self.defer_if_permit(reply, check.tempfail_action);
+        };
+        let code = match status {
+            AddressStatus::Deliverable => return Status::Dunno,
+            AddressStatus::Probing | AddressStatus::Deferred => check.defer_code,
+            AddressStatus::Undeliverable => check.reject_code,
+        };
+        let why = if check.reject_reason.is_empty() { text.as_str() } else { check.reject_reason.as_str() };
+        if code < 500 {
+            let why: String = why.chars().take(250).collect();
+            let reply = Reply::new(code, "4.1.1", format!("<{addr}>: {class} rejected: unverified address: {why}"));
+            self.defer_if_permit(reply, check.tempfail_action)
+        } else {
+            self.refuse(Reply::new(code, "5.1.1", format!("<{addr}>: {class} rejected: undeliverable address: {why}")), true)
+        }
+    }
+
+    /// Postfix's `DEFER_IF_PERMIT`: remember the refusal for the end of the lists, unless the
+    /// action is `defer` or this is under `warn_if_reject` (then it refuses, or warns, now).
+    fn defer_if_permit(&mut self, reply: Reply, action: verify::TempfailAction) -> Status {
+        if self.warn || action == verify::TempfailAction::Defer {
+            return self.refuse(reply, true);
+        }
+        self.defer_if_permit.get_or_insert(reply);
         Status::Dunno
     }
 
@@ -699,11 +768,13 @@ impl Session<'_> {
     }
 
     /// Postfix's `smtpd_check_rcpt`: the delayed lists, then the relay and recipient lists,
-    /// then the implicit `reject_unlisted_recipient`.
-    pub fn check_rcpt(&mut self, rcpt: &Address) -> Option<Reply> {
+    /// then a deferral that waited for them (`defer_if_permit`), then the implicit
+    /// `reject_unlisted_recipient`. `Err` when the verify service must be asked first: nothing
+    /// was logged or kept of this evaluation.
+    pub fn check_rcpt(&mut self, rcpt: &Address) -> Result<Option<Reply>, Unverified> {
         // RFC 5321 4.5.1: postmaster is always accepted.
         if rcpt.addr.eq_ignore_ascii_case("postmaster") {
-            return None;
+            return Ok(None);
         }
         let cfg = &self.cfg.restrict;
         let mut run = Run::new(self, Some(rcpt), None);
@@ -714,8 +785,17 @@ impl Session<'_> {
         if refused.is_none() {
             refused = run.stop(Stage::Subject(Subject::Recipient), &cfg.relay);
         }
-        if refused.is_none() {
+        if refused.is_none() && run.unverified.is_none() {
             refused = run.stop(Stage::Subject(Subject::Recipient), &cfg.recipient);
+        }
+        if let Some(addr) = run.unverified.take() {
+            return Err(Unverified(addr));
+        }
+        if refused.is_none()
+            && let Some(reply) = run.defer_if_permit.take()
+        {
+            refused = Some(reply.clone());
+            run.events.push(("reject", reply.first_line()));
         }
         if refused.is_none() && cfg.reject_unlisted_recipient && !run.rcpt_checked && !run.discard {
             run.warn = false;
@@ -727,7 +807,7 @@ impl Session<'_> {
         if refused.is_none() {
             (self.restrict.hold, self.restrict.discard) = (hold, discard);
         }
-        refused
+        Ok(refused)
     }
 
     /// `smtpd_data_restrictions` at DATA.

@@ -492,3 +492,75 @@ fn sleep_asks_the_connection_to_wait() {
     let err = config("smtpd_data_restrictions = sleep x\n", &[]).err().unwrap_or_default();
     assert!(err.contains("restriction sleep must be followed by number"), "{err}");
 }
+
+#[test]
+fn unverified_recipients_take_the_verify_services_answer() {
+    use common::ipc::verify::AddressStatus;
+    let lists = "smtpd_recipient_restrictions = reject_unauth_destination, reject_unverified_recipient, check_recipient_access inline:{{blocked@customer.example=REJECT}}\n";
+    let (_d, cfg) = config(lists, &[]).unwrap();
+    let mut s = Session::new(&cfg, Peer { name: "client.example".into(), addr: STRANGER.parse().unwrap() });
+    reply(&mut s, "EHLO client.example");
+    reply(&mut s, "MAIL FROM:<s@sender.example>");
+    // No answer yet: the evaluation stops for one (and a stranger's relay attempt never asks).
+    assert_eq!(reply(&mut s, "RCPT TO:<u@customer.example>"), "Verify { address: \"u@customer.example\" }");
+    assert_eq!(reply(&mut s, "RCPT TO:<u@elsewhere.example>"), "454 4.7.1 <u@elsewhere.example>: Relay access denied");
+    // (recipient, the service's answer, the reply)
+    type Case = (&'static str, Option<(AddressStatus, &'static str)>, &'static str);
+    let cases: &[Case] = &[
+        ("ok@customer.example", Some((AddressStatus::Deliverable, "250 2.1.5 Ok")), "250 2.1.5 Ok"),
+        (
+            "new@customer.example",
+            Some((AddressStatus::Probing, "Address verification in progress")),
+            "450 4.1.1 <new@customer.example>: Recipient address rejected: unverified address: Address verification in progress",
+        ),
+        (
+            "soft@customer.example",
+            Some((AddressStatus::Deferred, "connect to h[1.2.3.4]:25: Connection refused")),
+            "450 4.1.1 <soft@customer.example>: Recipient address rejected: unverified address: connect to h[1.2.3.4]:25: Connection refused",
+        ),
+        // unverified_recipient_reject_code is 450 by default: a refused address is deferred.
+        (
+            "bad@customer.example",
+            Some((AddressStatus::Undeliverable, "host h said: 550 no")),
+            "450 4.1.1 <bad@customer.example>: Recipient address rejected: unverified address: host h said: 550 no",
+        ),
+        ("down@customer.example", None, "450 4.1.1 <down@customer.example>: Recipient address rejected: address verification problem"),
+        // defer_if_permit: a later rejection wins over the deferral.
+        (
+            "blocked@customer.example",
+            Some((AddressStatus::Probing, "Address verification in progress")),
+            "554 5.7.1 <blocked@customer.example>: Recipient address rejected: Access denied",
+        ),
+    ];
+    for (addr, answer, want) in cases {
+        s.restrict.verified.insert(addr.to_string(), answer.map(|(st, t)| (st, t.to_string())));
+        assert_eq!(reply(&mut s, &format!("RCPT TO:<{addr}>")), *want, "{addr}");
+    }
+
+    // A 5XX reject code refuses for good; with `defer`, a deferral comes before a later REJECT;
+    // a reason of our own replaces the verification result's.
+    let extra = format!(
+        "{lists}unverified_recipient_reject_code = 550\nunverified_recipient_tempfail_action = defer\nunverified_recipient_reject_reason = Not known here\n"
+    );
+    let (_d, cfg) = config(&extra, &[]).unwrap();
+    let mut s = Session::new(&cfg, Peer { name: "client.example".into(), addr: STRANGER.parse().unwrap() });
+    reply(&mut s, "EHLO client.example");
+    reply(&mut s, "MAIL FROM:<s@sender.example>");
+    s.restrict.verified.insert("bad@customer.example".into(), Some((AddressStatus::Undeliverable, "host h said: 550 no".into())));
+    assert_eq!(
+        reply(&mut s, "RCPT TO:<bad@customer.example>"),
+        "550 5.1.1 <bad@customer.example>: Recipient address rejected: undeliverable address: Not known here"
+    );
+    s.restrict.verified.insert("blocked@customer.example".into(), Some((AddressStatus::Probing, "in progress".into())));
+    assert_eq!(
+        reply(&mut s, "RCPT TO:<blocked@customer.example>"),
+        "450 4.1.1 <blocked@customer.example>: Recipient address rejected: unverified address: Not known here"
+    );
+
+    // Only where the recipient is the subject; a bad tempfail action is refused.
+    assert!(
+        config("smtpd_sender_restrictions = reject_unverified_recipient\n", &[]).unwrap_err().contains("smtpd_relay_restrictions only")
+    );
+    let bad = format!("{lists}unverified_recipient_tempfail_action = maybe\n");
+    assert!(config(&bad, &[]).unwrap_err().contains("defer_if_permit or defer"));
+}

@@ -61,6 +61,8 @@ pub enum Word {
     RejectUnknownRecipientDomain,
     RejectRblClient(Dnsbl),
     RejectRhsblSender(Dnsbl),
+    /// Ask the verify service (crate::restrict::verify).
+    RejectUnverifiedRecipient,
 }
 
 /// Parse the restriction list in parameter `name`. `shorthand` is the access check that a bare
@@ -110,6 +112,15 @@ pub fn parse_list(p: &Params, name: &str, shorthand: Option<Subject>) -> Result<
                 Word::Sleep(std::time::Duration::from_secs(secs))
             }
             "reject_unknown_recipient_domain" => Word::RejectUnknownRecipientDomain,
+            // Postfix takes it in any list; Postern only where the recipient is the subject
+            // (the others would have to wait for the verify service at MAIL, DATA or ETRN).
+            "reject_unverified_recipient" if shorthand == Some(Subject::Recipient) => Word::RejectUnverifiedRecipient,
+            "reject_unverified_recipient" => {
+                return Err(ConfigError::value(
+                    name,
+                    "reject_unverified_recipient is available in smtpd_recipient_restrictions and smtpd_relay_restrictions only",
+                ));
+            }
             w @ ("reject_rbl_client" | "reject_rhsbl_sender") => {
                 let list = it
                     .next()
