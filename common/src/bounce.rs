@@ -208,9 +208,10 @@ pub fn queue_notification(
     let body = build(cfg, notice, &to, original, failed);
     let env = Envelope {
         sender: env_sender,
-        recipients: vec![Recipient { address: to, orig: None }],
+        recipients: vec![Recipient { address: to, ..Default::default() }],
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
+        ..Default::default()
     };
     write_new(spool, QueueName::Incoming, &env, &body)
 }

@@ -13,6 +13,8 @@ pub mod datetime;
 /// Owns host name and site syntax and the flush logfile naming rule.
 pub mod dns;
 pub mod domain;
+/// Owns DSN request parameters (RFC 3461: RET, ENVID, NOTIFY, ORCPT) and xtext.
+pub mod dsn;
 /// Owns the frame codec and every service protocol.
 pub mod ipc;
 /// Owns the mail log line shape and its destinations.

@@ -39,6 +39,8 @@ pub struct Sink {
     pub data_ends: Arc<std::sync::atomic::AtomicUsize>,
     /// When set, the reply to a `reject…` recipient (raw bytes, CRLF added).
     pub reject_reply: Arc<Mutex<Option<Vec<u8>>>>,
+    /// When set, EHLO offers DSN (RFC 3461) and MAIL and RCPT take parameters after the address.
+    pub dsn: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
 
@@ -59,9 +61,15 @@ impl Sink {
         let commands = Arc::new(Mutex::new(Vec::new()));
         let reject_reply = Arc::new(Mutex::new(None));
         let data_ends = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let dsn = Arc::new(AtomicBool::new(false));
         let (r, st, conns) = (received.clone(), stop.clone(), connections.clone());
-        let peer =
-            Peer { delay: data_delay_ms.clone(), commands: commands.clone(), reject: reject_reply.clone(), data_ends: data_ends.clone() };
+        let peer = Peer {
+            delay: data_delay_ms.clone(),
+            commands: commands.clone(),
+            reject: reject_reply.clone(),
+            data_ends: data_ends.clone(),
+            dsn: dsn.clone(),
+        };
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -74,7 +82,7 @@ impl Sink {
                 }
             }
         });
-        Sink { port, received, connections, data_delay_ms, commands, data_ends, reject_reply, stop }
+        Sink { port, received, connections, data_delay_ms, commands, data_ends, reject_reply, dsn, stop }
     }
 
     pub fn count(&self) -> usize {
@@ -104,6 +112,17 @@ struct Peer {
     commands: Arc<Mutex<Vec<Vec<u8>>>>,
     reject: Arc<Mutex<Option<Vec<u8>>>>,
     data_ends: Arc<std::sync::atomic::AtomicUsize>,
+    dsn: Arc<AtomicBool>,
+}
+
+/// The address in `<...>` of a MAIL or RCPT argument (parameters after it dropped), or the
+/// whole argument without brackets.
+fn path_of(arg: &str) -> String {
+    let arg = arg.trim();
+    match arg.strip_prefix('<').and_then(|a| a.split_once('>')) {
+        Some((addr, _)) => addr.to_string(),
+        None => arg.trim_matches(['<', '>']).to_string(),
+    }
 }
 
 fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, peer: Peer) {
@@ -125,13 +144,17 @@ fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, peer: Peer) {
         let upper = cmd.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
             helo = cmd[4..].trim().to_string();
-            "250 sink.test".to_string()
+            if upper.starts_with("EHLO") && peer.dsn.load(Ordering::Relaxed) {
+                "250-sink.test\r\n250 DSN".into()
+            } else {
+                "250 sink.test".into()
+            }
         } else if upper.starts_with("MAIL FROM:") {
-            sender = cmd[10..].trim().trim_matches(['<', '>']).to_string();
+            sender = path_of(&cmd[10..]);
             rcpts.clear();
             "250 2.1.0 Ok".into()
         } else if upper.starts_with("RCPT TO:") {
-            let rcpt = cmd[8..].trim().trim_matches(['<', '>']).to_string();
+            let rcpt = path_of(&cmd[8..]);
             let custom = peer.reject.lock().unwrap().clone();
             if let (true, Some(raw)) = (rcpt.starts_with("reject"), custom) {
                 let _ = w.write_all(&raw);

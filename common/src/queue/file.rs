@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dirs::{QueueName, Spool};
 use super::id::QueueId;
+use crate::dsn::{Notify, Ret};
 
 const MAGIC: &str = "POSTERN-QUEUE 1\n";
 const END: &[u8] = b"\nEND\n";
@@ -72,15 +73,21 @@ pub struct ClientInfo {
 }
 
 /// One envelope recipient.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
     pub address: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orig: Option<String>,
+    /// RCPT's `NOTIFY=` (RFC 3461); absent in files written before DSN support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+    /// RCPT's `ORCPT=`, decoded: `rfc822;user@example.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
 }
 
 /// Sender, recipients and arrival.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     pub sender: String,
     pub recipients: Vec<Recipient>,
@@ -88,6 +95,12 @@ pub struct Envelope {
     pub arrival_us: u64,
     #[serde(default)]
     pub client: ClientInfo,
+    /// MAIL's `RET=` (RFC 3461); absent in files written before DSN support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<Ret>,
+    /// MAIL's `ENVID=`, decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
 }
 
 /// What happened to one recipient.
@@ -554,11 +567,12 @@ mod tests {
         Envelope {
             sender: "s@example.org".into(),
             recipients: vec![
-                Recipient { address: "a@example.net".into(), orig: None },
-                Recipient { address: "b@other.example".into(), orig: Some("B@other.example".into()) },
+                Recipient { address: "a@example.net".into(), ..Default::default() },
+                Recipient { address: "b@other.example".into(), orig: Some("B@other.example".into()), ..Default::default() },
             ],
             arrival_us: 1_800_000_000_000_000,
             client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: "c".into(), protocol: "ESMTP".into() },
+            ..Default::default()
         }
     }
 
@@ -666,6 +680,28 @@ mod tests {
     fn head_bytes() -> Vec<u8> {
         let env = serde_json::to_string(&envelope()).unwrap();
         format!("{MAGIC}{env}\n{:020}\nhello{}", 5, std::str::from_utf8(END).unwrap()).into_bytes()
+    }
+
+    #[test]
+    fn dsn_requests_round_trip_and_files_from_before_them_still_read() {
+        let mut env = envelope();
+        env.ret = Some(Ret::Hdrs);
+        env.envid = Some("QQ314159".into());
+        env.recipients[0].notify = Notify::parse("SUCCESS,DELAY");
+        env.recipients[0].orcpt = Some("rfc822;A@example.net".into());
+        let (_t, spool) = spool();
+        let id = write_new(&spool, QueueName::Incoming, &env, b"x").unwrap();
+        assert_eq!(read(&spool.path(QueueName::Incoming, &id)).unwrap().envelope, env);
+        // An envelope as files had it before DSN support: no DSN fields, nothing requested.
+        let old = r#"{"sender":"s@example.org","recipients":[{"address":"a@example.net"}],"arrival_us":5,"client":{"name":"","addr":"","helo":"","protocol":""}}"#;
+        let qf = decode(format!("{MAGIC}{old}\n{:020}\nx\nEND\n", 1).as_bytes(), Path::new("q")).unwrap();
+        assert_eq!(
+            (qf.envelope.ret, qf.envelope.envid, qf.envelope.recipients[0].notify, qf.envelope.recipients[0].orcpt.clone()),
+            (None, None, None, None)
+        );
+        // A stored NOTIFY that is not RFC 3461 syntax makes the file corrupt, not a guess.
+        let bad = old.replace(r#""address":"a@example.net""#, r#""address":"a@example.net","notify":"NEVER,DELAY""#);
+        assert!(decode(format!("{MAGIC}{bad}\n{:020}\nx\nEND\n", 1).as_bytes(), Path::new("q")).is_err());
     }
 
     fn outcome() -> impl proptest::strategy::Strategy<Value = Outcome> {

@@ -104,12 +104,15 @@ pub fn pickup_all(spool: &Spool, cfg: &PickupConfig) -> usize {
         };
         let uid = dropped.uid;
         let now = SystemTime::now();
-        // Only the addresses come from the file; when and from whom is ours to say.
+        // Only the addresses and the DSN requests (`sendmail -N`, `-R`, `-V`) come from the
+        // file; when and from whom is ours to say.
         let envelope = Envelope {
             sender: dropped.file.envelope.sender,
             recipients: dropped.file.envelope.recipients,
             arrival_us: now_us(),
             client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
+            ret: dropped.file.envelope.ret,
+            envid: dropped.file.envelope.envid,
         };
         let mut message =
             format!("Received: by {} (Postern, from userid {uid});\r\n\t{}\r\n", cfg.myhostname, common::datetime::rfc5322(now))

@@ -22,9 +22,10 @@ pub fn config(dir: &Path, extra: &str) -> QmgrConfig {
 pub fn queue_message(spool: &Spool, queue: QueueName, sender: &str, rcpts: &[&str]) -> QueueId {
     let env = Envelope {
         sender: sender.into(),
-        recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
+        recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), ..Default::default() }).collect(),
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
+        ..Default::default()
     };
     write_new(spool, queue, &env, b"Subject: t\r\n\r\nbody\r\n").unwrap()
 }

@@ -1,0 +1,66 @@
+//! Delivery status notifications (RFC 3461, 3464): smtpd takes RET, ENVID, NOTIFY and ORCPT
+//! and the queue file keeps them (as `sendmail -N -R -V` does through pickup).
+
+use crate::harness::smtp::{Client, free_port, queued_id};
+use crate::harness::{Install, run_env, text, wait_for};
+
+/// The envelope lines `postcat -e` shows for queue ID `id`.
+fn envelope_lines(inst: &Install, id: &str) -> Vec<String> {
+    let out = inst.cli("postcat", &["-eq", id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn dsn_requests_from_smtp_and_sendmail_are_kept_in_the_queue_file() {
+    // No next hop listens: the mail stays queued for postcat to show.
+    let (inst, port) = Install::mail_system("", free_port());
+    let mut c = Client::connect(port);
+    assert!(c.cmd("EHLO client.test").ends_with("250-8BITMIME\n250 DSN"));
+    assert_eq!(c.cmd("MAIL FROM:<s@sender.test> RET=HDRS ENVID=QQ+2B314159"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<a@customer.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;A+2Bx@customer.example"), "250 2.1.5 Ok");
+    assert_eq!(c.cmd("RCPT TO:<b@customer.example> NOTIFY=NEVER"), "250 2.1.5 Ok");
+    assert_eq!(c.cmd("RCPT TO:<c@customer.example> NOTIFY=NEVER,DELAY"), "501 5.5.4 Error: Bad NOTIFY parameter syntax");
+    assert_eq!(c.cmd("RCPT TO:<c@customer.example> X-DSN=1"), "555 5.5.4 Unsupported option: X-DSN=1");
+    assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>");
+    let id = queued_id(&c.cmd("Subject: dsn\r\n\r\nbody\r\n."));
+    c.cmd("QUIT");
+    inst.wait_log(&format!("{id}: to=<b@customer.example>, relay=none"));
+    let lines = envelope_lines(&inst, &id);
+    let sender = lines.iter().position(|l| l == "sender: s@sender.test").unwrap();
+    // Postfix's record names and numbers: RET=HDRS is 2; SUCCESS,DELAY is 2|8, NEVER 1.
+    let want = [
+        "dsn_return_flags: 2",
+        "dsn_envelope_id: QQ+314159",
+        "sender: s@sender.test",
+        "dsn_notify_flags: 10",
+        "dsn_original_recipient: rfc822;A+x@customer.example",
+        "recipient: a@customer.example",
+        "dsn_notify_flags: 1",
+        "dsn_original_recipient: rfc822;b@customer.example",
+        "recipient: b@customer.example",
+    ];
+    assert_eq!(lines[sender - 2..sender + 7], want, "{lines:#?}");
+
+    let out = run_env(
+        "sendmail",
+        &inst.etc,
+        &["-N", "failure", "-R", "full", "-V", "env-7", "-f", "me@sender.test", "u@customer.example"],
+        b"Subject: x\n\nx\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = inst.wait_log("uid=");
+    let id = line.split(": uid=").next().and_then(|l| l.rsplit(' ').next()).unwrap().to_string();
+    wait_for("the picked-up message in a queue", || {
+        let lines = envelope_lines(&inst, &id);
+        lines.iter().any(|l| l == "recipient: u@customer.example").then_some(lines)
+    });
+    let lines = envelope_lines(&inst, &id);
+    for want in ["dsn_return_flags: 1", "dsn_envelope_id: env-7", "dsn_notify_flags: 4"] {
+        assert!(lines.iter().any(|l| l == want), "no {want:?} in {lines:#?}");
+    }
+    // A bad value is warned about and ignored, as in Postfix.
+    let out = run_env("sendmail", &inst.etc, &["-N", "sometimes", "-f", "me@sender.test", "u@customer.example"], b"Subject: y\n\ny\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "sendmail: warning: bad -N option value: 'sometimes' -- ignored\n");
+}
