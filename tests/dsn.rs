@@ -1,7 +1,7 @@
 //! Delivery status notifications (RFC 3461, 3464): smtpd takes RET, ENVID, NOTIFY and ORCPT
 //! and the queue file keeps them (as `sendmail -N -R -V` does through pickup).
 
-use crate::harness::smtp::{Client, free_port, queued_id};
+use crate::harness::smtp::{Client, Sink, free_port, queued_id};
 use crate::harness::{Install, run_env, text, wait_for};
 
 /// The envelope lines `postcat -e` shows for queue ID `id`.
@@ -63,4 +63,56 @@ fn dsn_requests_from_smtp_and_sendmail_are_kept_in_the_queue_file() {
     let out = run_env("sendmail", &inst.etc, &["-N", "sometimes", "-f", "me@sender.test", "u@customer.example"], b"Subject: y\n\ny\n");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "sendmail: warning: bad -N option value: 'sometimes' -- ignored\n");
+}
+
+/// The MAIL and RCPT command lines the sink got, in order.
+fn commands_of(sink: &Sink) -> Vec<String> {
+    sink.commands
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).trim_end().to_string())
+        .filter(|l| l.starts_with("MAIL FROM:") || l.starts_with("RCPT TO:"))
+        .collect()
+}
+
+fn send_with_dsn(port: u16, subject: &str) -> String {
+    let mut c = Client::connect(port);
+    c.cmd("EHLO client.test");
+    assert_eq!(c.cmd("MAIL FROM:<s@sender.test> RET=HDRS ENVID=QQ+2B314159"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<a@customer.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;A+2Bx@customer.example"), "250 2.1.5 Ok");
+    assert_eq!(c.cmd("RCPT TO:<b@customer.example>"), "250 2.1.5 Ok");
+    c.cmd("DATA");
+    let id = queued_id(&c.cmd(&format!("Subject: {subject}\r\n\r\nbody\r\n.")));
+    c.cmd("QUIT");
+    id
+}
+
+#[test]
+fn a_next_hop_that_offers_dsn_gets_the_requests_and_one_that_does_not_gets_none() {
+    let sink = Sink::start(free_port());
+    sink.dsn.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (inst, port) = Install::mail_system("", sink.port);
+    let id = send_with_dsn(port, "to a DSN hop");
+    inst.wait_log(&format!("{id}: removed"));
+    assert_eq!(
+        commands_of(&sink),
+        [
+            "MAIL FROM:<s@sender.test> ENVID=QQ+2B314159 RET=HDRS",
+            "RCPT TO:<a@customer.example> ORCPT=rfc822;A+2Bx@customer.example NOTIFY=SUCCESS,DELAY",
+            "RCPT TO:<b@customer.example> ORCPT=rfc822;b@customer.example",
+        ]
+    );
+    let m = &sink.messages()[0];
+    assert_eq!(
+        (m.sender.as_str(), m.recipients.clone()),
+        ("s@sender.test", vec!["a@customer.example".to_string(), "b@customer.example".to_string()])
+    );
+
+    let plain = Sink::start(free_port());
+    let (inst, port) = Install::mail_system("", plain.port);
+    let id = send_with_dsn(port, "to a plain hop");
+    inst.wait_log(&format!("{id}: to=<b@customer.example>"));
+    wait_for("the message at the plain sink", || (plain.count() == 1).then_some(()));
+    assert_eq!(commands_of(&plain), ["MAIL FROM:<s@sender.test>", "RCPT TO:<a@customer.example>", "RCPT TO:<b@customer.example>"]);
 }

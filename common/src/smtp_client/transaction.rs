@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use crate::config::{ConfigError, Params};
+use crate::dsn::{orcpt_param, xtext_encode};
 use crate::ipc::delivery::{DeliveryRequest, DeliveryResult};
 use crate::log_info;
 use crate::log_warning;
-use crate::queue::file::Outcome;
+use crate::queue::file::{Envelope, Outcome};
 
 use super::connection::{ClientError, Connection, Reply};
 
@@ -206,32 +207,77 @@ pub async fn reset(cfg: &SessionConfig, conn: &mut Connection) -> bool {
     matches!(conn.command("RSET").await, Ok(r) if r.class() == 2)
 }
 
-/// MAIL, RCPT per recipient, DATA. Returns the results and whether the connection is in a clean
-/// state for another transaction.
+/// The MAIL command: with `dsn` (the server offers DSN), the message's ENVID and RET as Postfix
+/// writes them.
+fn mail_command(sender: &str, dsn: Option<&Envelope>) -> String {
+    let mut cmd = format!("MAIL FROM:<{sender}>");
+    if let Some(env) = dsn {
+        if let Some(envid) = &env.envid {
+            cmd.push_str(&format!(" ENVID={}", xtext_encode(envid)));
+        }
+        if let Some(ret) = env.ret {
+            cmd.push_str(&format!(" RET={}", ret.as_str()));
+        }
+    }
+    cmd
+}
+
+/// The RCPT command for recipient `index` at `address`: with `dsn`, its ORCPT (the one it came
+/// with, else the address before any rewriting, as Postfix adds one) and its NOTIFY.
+fn rcpt_command(address: &str, index: usize, dsn: Option<&Envelope>) -> String {
+    let mut cmd = format!("RCPT TO:<{address}>");
+    if let Some(env) = dsn {
+        let r = env.recipients.get(index);
+        let orcpt = match r.and_then(|r| r.orcpt.clone()) {
+            Some(o) => o,
+            None => format!("rfc822;{}", r.and_then(|r| r.orig.as_deref()).unwrap_or(address)),
+        };
+        cmd.push(' ');
+        cmd.push_str(&orcpt_param(&orcpt));
+        if let Some(notify) = r.and_then(|r| r.notify) {
+            cmd.push_str(&format!(" NOTIFY={notify}"));
+        }
+    }
+    cmd
+}
+
+/// MAIL, RCPT per recipient, DATA. `dsn` is the message's envelope when the server offers DSN
+/// (RFC 3461): its requests go along with MAIL and RCPT, and a recipient it accepts is marked
+/// [`DeliveryResult::dsn_passed_on`]. Returns the results and whether the connection is in a
+/// clean state for another transaction.
 pub async fn mail_transaction(
     cfg: &SessionConfig,
     req: &DeliveryRequest,
     conn: &mut Connection,
     peer: &str,
     message: &[u8],
+    dsn: Option<&Envelope>,
 ) -> (Vec<DeliveryResult>, bool) {
     let mut results = Vec::new();
     let t = &cfg.timeouts;
     let body = async {
         conn.timeout = t.mail;
-        let mail = conn.command(&format!("MAIL FROM:<{}>", req.sender)).await.map_err(|e| broken(e, peer, "sending MAIL FROM"))?;
+        let mail = conn.command(&mail_command(&req.sender, dsn)).await.map_err(|e| broken(e, peer, "sending MAIL FROM"))?;
         if mail.class() != 2 {
             return Err(rejected(&mail, peer, "MAIL FROM command"));
         }
         let mut accepted = Vec::new();
         conn.timeout = t.rcpt;
         for r in &req.recipients {
-            let reply = conn.command(&format!("RCPT TO:<{}>", r.address)).await.map_err(|e| broken(e, peer, "sending RCPT TO"))?;
+            let reply = conn.command(&rcpt_command(&r.address, r.index, dsn)).await.map_err(|e| broken(e, peer, "sending RCPT TO"))?;
             if reply.class() == 2 {
                 accepted.push(r.index);
             } else {
                 let f = rejected(&reply, peer, "RCPT TO command");
-                results.push(DeliveryResult { index: r.index, outcome: f.outcome, dsn: f.dsn, text: f.text, site_failure: false });
+                results.push(DeliveryResult {
+                    index: r.index,
+                    outcome: f.outcome,
+                    dsn: f.dsn,
+                    text: f.text,
+                    site_failure: false,
+                    dsn_passed_on: false,
+                    relay: String::new(),
+                });
             }
         }
         if accepted.is_empty() {
@@ -260,7 +306,15 @@ pub async fn mail_transaction(
             format!("host {peer} said: {} (in reply to end of DATA command)", done.text())
         };
         for index in &accepted {
-            results.push(DeliveryResult { index: *index, outcome, dsn: done.dsn(), text: text.clone(), site_failure: false });
+            results.push(DeliveryResult {
+                index: *index,
+                outcome,
+                dsn: done.dsn(),
+                text: text.clone(),
+                site_failure: false,
+                dsn_passed_on: dsn.is_some(),
+                relay: String::new(),
+            });
         }
         Ok(())
     }
@@ -277,6 +331,8 @@ pub async fn mail_transaction(
                     dsn: f.dsn.clone(),
                     text: f.text.clone(),
                     site_failure: f.site,
+                    dsn_passed_on: false,
+                    relay: String::new(),
                 });
             }
             // A rejected MAIL or DATA leaves the session usable; a broken conversation does not.
@@ -463,7 +519,8 @@ mod tests {
         .await;
         conn.read_reply().await.unwrap();
         let (results, healthy) =
-            mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test", "w@x.test"]), &mut conn, "peer", b"Subject: t\n\n.dot\n").await;
+            mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test", "w@x.test"]), &mut conn, "peer", b"Subject: t\n\n.dot\n", None)
+                .await;
         assert!(healthy);
         assert_eq!(
             summary(&results),
@@ -481,6 +538,46 @@ mod tests {
         let sent = server.await.unwrap();
         assert_eq!(sent[..4], ["MAIL FROM:<s@x.test>", "RCPT TO:<u@x.test>", "RCPT TO:<v@x.test>", "RCPT TO:<w@x.test>"]);
         assert_eq!(sent[5], "Subject: t\r\n\r\n..dot\r\n.");
+    }
+
+    #[tokio::test]
+    async fn dsn_requests_go_to_a_server_that_offers_dsn() {
+        use crate::dsn::{Notify, Ret};
+        use crate::queue::file::Recipient;
+        let env = Envelope {
+            sender: "s@x.test".into(),
+            recipients: vec![
+                Recipient {
+                    address: "u@x.test".into(),
+                    notify: Notify::parse("SUCCESS,DELAY"),
+                    orcpt: Some("rfc822;U+1@x.test".into()),
+                    ..Default::default()
+                },
+                Recipient { address: "v@x.test".into(), orig: Some("alias@x.test".into()), ..Default::default() },
+            ],
+            ret: Some(Ret::Hdrs),
+            envid: Some("id=1 2".into()),
+            ..Default::default()
+        };
+        for (dsn, want) in [
+            (
+                Some(&env),
+                [
+                    "MAIL FROM:<s@x.test> ENVID=id+3D1+202 RET=HDRS",
+                    "RCPT TO:<u@x.test> ORCPT=rfc822;U+2B1@x.test NOTIFY=SUCCESS,DELAY",
+                    "RCPT TO:<v@x.test> ORCPT=rfc822;alias@x.test",
+                ],
+            ),
+            (None, ["MAIL FROM:<s@x.test>", "RCPT TO:<u@x.test>", "RCPT TO:<v@x.test>"]),
+        ] {
+            let script = vec![Some("220 peer"), Some("250 Ok"), Some("250 Ok"), Some("250 Ok"), Some("354 go"), Some("250 2.0.0 Ok")];
+            let (mut conn, server) = peer(script).await;
+            conn.read_reply().await.unwrap();
+            let (results, _) = mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test"]), &mut conn, "peer", b"x\n", dsn).await;
+            assert!(results.iter().all(|r| r.outcome == Outcome::Sent && r.dsn_passed_on == dsn.is_some()), "{results:?}");
+            drop(conn);
+            assert_eq!(server.await.unwrap()[..3], want);
+        }
     }
 
     #[tokio::test]
@@ -527,7 +624,7 @@ mod tests {
         for c in cases {
             let (mut conn, server) = peer(c.script).await;
             conn.read_reply().await.unwrap();
-            let (results, healthy) = mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test"]), &mut conn, "peer", b"x\n").await;
+            let (results, healthy) = mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test"]), &mut conn, "peer", b"x\n", None).await;
             assert_eq!(summary(&results), c.want, "{}", c.name);
             assert_eq!(healthy, c.healthy, "{}", c.name);
             drop(conn);

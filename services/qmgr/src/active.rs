@@ -140,7 +140,15 @@ pub fn admit(cfg: &QmgrConfig, qf: &QueueEnvelope, override_defer_transports: bo
 
 /// A result the queue manager makes up (it has no agent's word for it).
 pub fn own_result(index: usize, outcome: Outcome, dsn: &str, text: &str) -> DeliveryResult {
-    DeliveryResult { index, outcome, dsn: dsn.to_string(), text: text.to_string(), site_failure: false }
+    DeliveryResult {
+        index,
+        outcome,
+        dsn: dsn.to_string(),
+        text: text.to_string(),
+        site_failure: false,
+        dsn_passed_on: false,
+        relay: String::new(),
+    }
 }
 
 impl ActiveMsg {

@@ -44,7 +44,8 @@ pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest
                 })
             );
         }
-        results.extend(a.results);
+        let relay = if a.relay == "none" { String::new() } else { a.relay.clone() };
+        results.extend(a.results.into_iter().map(|r| DeliveryResult { relay: relay.clone(), ..r }));
     }
     results
 }
@@ -52,7 +53,15 @@ pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest
 fn all(recipients: &[DeliveryRecipient], f: &Failure) -> Vec<DeliveryResult> {
     recipients
         .iter()
-        .map(|r| DeliveryResult { index: r.index, outcome: f.outcome, dsn: f.dsn.clone(), text: f.text.clone(), site_failure: f.site })
+        .map(|r| DeliveryResult {
+            index: r.index,
+            outcome: f.outcome,
+            dsn: f.dsn.clone(),
+            text: f.text.clone(),
+            site_failure: f.site,
+            dsn_passed_on: false,
+            relay: String::new(),
+        })
         .collect()
 }
 
@@ -106,8 +115,8 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         (Some(r), refused) => (r, refused),
         (None, refused) => return refused,
     };
-    let message = match read_message(cfg, &req) {
-        Ok(m) => m,
+    let queued = match read_queue_file(cfg, &req) {
+        Ok(qf) => qf,
         Err(text) => {
             parts.push(Attempt::failed(&req.recipients, &deferred("4.3.0", text, false), 0.0));
             return parts;
@@ -125,7 +134,8 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         // plaintext connection never serves a destination whose policy requires TLS (it may
         // be one from before a reload that changed the policy): it is closed.
         if (c.conn.is_tls() || !policy.level.requires_tls()) && reset(&cfg.session, &mut c.conn).await {
-            let (results, healthy) = mail_transaction(&cfg.session, &req, &mut c.conn, &c.peer, &message).await;
+            let dsn = c.dsn.then_some(&queued.envelope);
+            let (results, healthy) = mail_transaction(&cfg.session, &req, &mut c.conn, &c.peer, &queued.message, dsn).await;
             let (relay, uses) = (c.relay.clone(), c.uses + 1);
             if healthy {
                 cache.check_in(&req.nexthop, Cached { uses, ..c });
@@ -168,7 +178,7 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         let looking = myself.map(|_| Loop { nexthop: &pending.nexthop, relay: &relay, best });
         let opened = open(cfg, addr, &names, &pending.nexthop, looking, &policy).await;
         let setup = start.elapsed().as_secs_f64();
-        let mut conn = match opened {
+        let (mut conn, dsn) = match opened {
             Ok(c) => c,
             Err(Opening::Connect(f)) => {
                 last = Some(Attempt::failed(&pending.recipients, &f, setup));
@@ -186,9 +196,10 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
             }
         };
         sessions += 1;
-        let (results, healthy) = mail_transaction(&cfg.session, &pending, &mut conn, &peer, &message).await;
+        let (results, healthy) =
+            mail_transaction(&cfg.session, &pending, &mut conn, &peer, &queued.message, dsn.then_some(&queued.envelope)).await;
         if healthy {
-            cache.check_in(&pending.nexthop, Cached { conn, peer, relay: relay.clone(), uses: 1 });
+            cache.check_in(&pending.nexthop, Cached { conn, peer, relay: relay.clone(), uses: 1, dsn });
         }
         let xmit = start.elapsed().as_secs_f64() - setup;
         let session_limit = cfg.mx_session_limit > 0 && sessions >= cfg.mx_session_limit;
@@ -220,8 +231,8 @@ enum Opening {
     Session(Failure),
 }
 
-/// A connection to `addr` ready for MAIL: greeting, EHLO, TLS as `policy` asks, and SASL AUTH
-/// when it is due (`nexthop` as the request names it, for the password lookup). A failed
+/// A connection to `addr` ready for MAIL, and whether the server offers DSN: greeting, EHLO,
+/// TLS as `policy` asks, and SASL AUTH when it is due (`nexthop` as the request names it, for the password lookup). A failed
 /// handshake under `may` is tried once more on a new connection in plaintext, as Postfix
 /// does, so that a broken TLS stack at the server does not hold mail up forever.
 async fn open(
@@ -231,7 +242,7 @@ async fn open(
     nexthop: &str,
     looking: Option<Loop<'_>>,
     policy: &Policy,
-) -> Result<Connection, Opening> {
+) -> Result<(Connection, bool), Opening> {
     let plain = Policy::level(Level::None);
     let mut policy = policy;
     // At most two rounds: the first, and the plaintext retry.
@@ -257,7 +268,7 @@ async fn open(
             Ok(hello) => {
                 let server = Server { host: peer.host, nexthop, namaddr: peer.namaddr, relay: peer.relay };
                 login(&cfg.sasl, &mut conn, &hello, &server).await.map_err(Opening::Session)?;
-                return Ok(conn);
+                return Ok((conn, hello.offers("DSN")));
             }
             Err(TlsFailure::Fail(f)) => return Err(Opening::Session(f)),
             Err(TlsFailure::RetryPlain) => policy = &plain,
@@ -273,8 +284,9 @@ fn io_text(e: &std::io::Error) -> String {
     }
 }
 
-fn read_message(cfg: &AgentConfig, req: &DeliveryRequest) -> Result<Vec<u8>, String> {
-    file::read(&cfg.spool.path(req.queue, &req.queue_id)).map(|qf| qf.message).map_err(|e| e.to_string())
+/// The message and its envelope (for the DSN requests it carries).
+fn read_queue_file(cfg: &AgentConfig, req: &DeliveryRequest) -> Result<file::QueueFile, String> {
+    file::read(&cfg.spool.path(req.queue, &req.queue_id)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -295,7 +295,8 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
     // close_notify: a customer that stopped reading must not hold the session any longer.
     let mut healthy = false;
     match handshake(&odmr.session, &mut conn, &peer, None).await {
-        Ok(_) => {
+        Ok(hello) => {
+            let dsn = hello.offers("DSN");
             let setup = started.elapsed().as_secs_f64();
             let mut next = Some(first);
             let mut uses = 0;
@@ -306,7 +307,8 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
                     healthy = false;
                     break;
                 }
-                healthy = deliver(s, odmr, &mut conn, c, &relay, &peer, setup, &mut tally, &mut removed).await;
+                let on = Reversed { conn: &mut conn, relay: &relay, peer: &peer, setup, dsn };
+                healthy = deliver(s, odmr, on, c, &mut tally, &mut removed).await;
                 if !healthy {
                     break;
                 }
@@ -337,20 +339,23 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
     None
 }
 
+/// The reversed connection as a next hop: what a delivery on it needs to know.
+struct Reversed<'c> {
+    conn: &'c mut Connection,
+    /// `odmr:name[addr]`, for the delivery lines.
+    relay: &'c str,
+    /// `name[addr]`, for reply texts.
+    peer: &'c str,
+    /// Seconds the greeting and EHLO took (`delays=` c).
+    setup: f64,
+    /// The customer's server offers DSN: the requests go along.
+    dsn: bool,
+}
+
 /// Deliver one claimed message on the reversed connection, record the results, and end the
 /// claim. Returns whether the connection is still good for another message.
-#[allow(clippy::too_many_arguments)]
-async fn deliver(
-    s: &Session<'_>,
-    odmr: &OdmrConfig,
-    conn: &mut Connection,
-    c: Claimed,
-    relay: &str,
-    peer: &str,
-    setup: f64,
-    tally: &mut Tally,
-    removed: &mut Vec<String>,
-) -> bool {
+async fn deliver(s: &Session<'_>, odmr: &OdmrConfig, on: Reversed<'_>, c: Claimed, tally: &mut Tally, removed: &mut Vec<String>) -> bool {
+    let Reversed { conn, relay, peer, setup, dsn } = on;
     let start_us = now_us();
     let start = Instant::now();
     let req = DeliveryRequest {
@@ -363,7 +368,7 @@ async fn deliver(
         active_us: start_us,
     };
     log_info!("{}: from=<{}>, size={}, nrcpt={} (queue odmr)", c.id, req.sender, c.qf.message.len(), c.qf.envelope.recipients.len());
-    let (results, healthy) = mail_transaction(&odmr.session, &req, conn, peer, &c.qf.message).await;
+    let (results, healthy) = mail_transaction(&odmr.session, &req, conn, peer, &c.qf.message, dsn.then_some(&c.qf.envelope)).await;
     let xmit = start.elapsed().as_secs_f64();
     tally.messages += 1;
     let results: Vec<RecipientResult> =
