@@ -1,8 +1,65 @@
 //! Delivery status notifications (RFC 3461, 3464): smtpd takes RET, ENVID, NOTIFY and ORCPT
-//! and the queue file keeps them (as `sendmail -N -R -V` does through pickup).
+//! and the queue file keeps them (as `sendmail -N -R -V` does through pickup); the smtp client
+//! passes them to a next hop that offers DSN; failure notices honour them. Each notice the
+//! sender gets is parsed with Python's `email` package, as a mail client would.
 
-use crate::harness::smtp::{Client, Sink, free_port, queued_id};
+use crate::harness::smtp::{Client, Received, Sink, free_port, queued_id};
 use crate::harness::{Install, run_env, text, wait_for};
+
+/// What Python's `email` package makes of a notice: the report's subtype and content types of
+/// its parts, then the `message/delivery-status` part's field groups (the per-message fields
+/// first, then one group per recipient), each as (name, value) pairs.
+#[derive(Debug, serde::Deserialize)]
+struct Parsed {
+    report_type: String,
+    parts: Vec<String>,
+    status: Vec<Vec<(String, String)>>,
+    /// The text of the returned headers or message (the third part).
+    returned: String,
+}
+
+fn parse_notice(data: &str) -> Parsed {
+    let script = r#"
+import email, json, sys
+from email import policy
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=policy.compat32)
+assert m.get_content_type() == "multipart/report", m.get_content_type()
+parts = m.get_payload()
+ds = [p for p in parts if p.get_content_type() == "message/delivery-status"][0]
+status = [list(block.items()) for block in ds.get_payload()]
+third = parts[2]
+returned = third.get_payload(decode=False)
+if isinstance(returned, list):
+    returned = returned[0].as_string()
+print(json.dumps({"report_type": m.get_param("report-type"), "parts": [p.get_content_type() for p in parts], "status": status, "returned": returned}))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), data.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python3: {}\n{data}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The value of field `name` in a group of delivery-status fields.
+fn field<'a>(group: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    group.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// The notice about message `id` that the sink got for `subject` (its Subject: line).
+fn notice(sink: &Sink, id: &str, subject: &str) -> Received {
+    wait_for(subject, || {
+        sink.messages()
+            .into_iter()
+            .find(|m| m.data.contains(&format!("X-Postern-Queue-ID: {id}")) && m.data.contains(&format!("Subject: {subject}\r\n")))
+    })
+}
 
 /// The envelope lines `postcat -e` shows for queue ID `id`.
 fn envelope_lines(inst: &Install, id: &str) -> Vec<String> {
@@ -115,4 +172,57 @@ fn a_next_hop_that_offers_dsn_gets_the_requests_and_one_that_does_not_gets_none(
     inst.wait_log(&format!("{id}: to=<b@customer.example>"));
     wait_for("the message at the plain sink", || (plain.count() == 1).then_some(()));
     assert_eq!(commands_of(&plain), ["MAIL FROM:<s@sender.test>", "RCPT TO:<a@customer.example>", "RCPT TO:<b@customer.example>"]);
+}
+
+#[test]
+fn a_failure_notice_honours_notify_ret_envid_and_orcpt() {
+    let sink = Sink::start(free_port());
+    let (inst, port) = Install::mail_system("", sink.port);
+    let mut c = Client::connect(port);
+    c.cmd("EHLO client.test");
+    assert_eq!(c.cmd("MAIL FROM:<s@sender.test> RET=HDRS ENVID=QQ+2B314159"), "250 2.1.0 Ok");
+    for rcpt in [
+        "RCPT TO:<reject-a@customer.example> NOTIFY=FAILURE ORCPT=rfc822;Alias+2Ba@customer.example",
+        "RCPT TO:<reject-b@customer.example> NOTIFY=NEVER",
+        "RCPT TO:<reject-c@customer.example>",
+        "RCPT TO:<reject-d@customer.example> NOTIFY=SUCCESS,DELAY",
+    ] {
+        assert_eq!(c.cmd(rcpt), "250 2.1.5 Ok", "{rcpt}");
+    }
+    c.cmd("DATA");
+    let id = queued_id(&c.cmd("Subject: returned\r\n\r\nsecret body\r\n."));
+    // And one whose only recipient wants no notice at all.
+    assert_eq!(c.cmd("MAIL FROM:<s@sender.test>"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<reject-e@customer.example> NOTIFY=NEVER"), "250 2.1.5 Ok");
+    c.cmd("DATA");
+    let never = queued_id(&c.cmd("Subject: never\r\n\r\nbody\r\n."));
+    c.cmd("QUIT");
+
+    let n = notice(&sink, &id, "Undelivered Mail Returned to Sender");
+    assert_eq!((n.sender.as_str(), n.recipients.clone()), ("", vec!["s@sender.test".to_string()]));
+    let p = parse_notice(&n.data);
+    assert_eq!(p.report_type, "delivery-status");
+    assert_eq!(p.parts, ["text/plain", "message/delivery-status", "text/rfc822-headers"]);
+    let message = &p.status[0];
+    assert!(field(message, "Reporting-MTA").is_some_and(|v| v.starts_with("dns; ")), "{message:?}");
+    assert_eq!(field(message, "Original-Envelope-Id"), Some("QQ+314159"));
+    let rcpts: Vec<(Option<&str>, Option<&str>, Option<&str>)> =
+        p.status[1..].iter().map(|g| (field(g, "Final-Recipient"), field(g, "Original-Recipient"), field(g, "Action"))).collect();
+    assert_eq!(
+        rcpts,
+        [
+            (Some("rfc822; reject-a@customer.example"), Some("rfc822;Alias+a@customer.example"), Some("failed")),
+            (Some("rfc822; reject-c@customer.example"), Some("rfc822;reject-c@customer.example"), Some("failed")),
+        ],
+        "NEVER and a NOTIFY without FAILURE get no notice"
+    );
+    assert!(p.status[1..].iter().all(|g| field(g, "Status") == Some("5.1.1")), "{:?}", p.status);
+    // RET=HDRS: the headers come back, the body does not.
+    assert!(p.returned.contains("Subject: returned"), "{}", p.returned);
+    assert!(!n.data.contains("secret body"), "{}", n.data);
+
+    inst.wait_log(&format!("{never}: removed"));
+    inst.wait_log(&format!("{id}: removed"));
+    assert_eq!(sink.count_containing(&format!("X-Postern-Queue-ID: {never}")), 0, "NOTIFY=NEVER: no notice");
+    assert_eq!(inst.log_count(&format!("{never}: sender non-delivery notification")), 0);
 }

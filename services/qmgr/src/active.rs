@@ -13,7 +13,7 @@ use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, log_warning};
 
 use crate::config::{QmgrConfig, Route};
-use common::bounce::Failed;
+use common::bounce::RecipientStatus;
 
 /// A message in the active queue: its envelope and results, never its body (the delivery
 /// agent reads that from the queue file), so memory per message does not grow with its size.
@@ -24,7 +24,7 @@ pub struct ActiveMsg {
     /// Delivery jobs not finished yet.
     pub(crate) outstanding: usize,
     /// Recipients that bounced during this pass (for one notification).
-    pub(crate) failed: Vec<Failed>,
+    pub(crate) failed: Vec<RecipientStatus>,
     /// Domains with deferred recipients (for the flush service).
     pub(crate) deferred_domains: BTreeSet<String>,
 }
@@ -183,7 +183,7 @@ impl ActiveMsg {
                 );
             }
             match r.outcome {
-                Outcome::Bounced => self.failed.push(Failed { address: rcpt.address, dsn: r.dsn, text: r.text }),
+                Outcome::Bounced => self.failed.push(RecipientStatus::of(&rcpt, &r.dsn, &r.text)),
                 Outcome::Deferred => {
                     self.deferred_domains.insert(address_domain(&rcpt.address).to_string());
                 }

@@ -13,27 +13,27 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::datetime::from_us;
-use common::queue::file::{Outcome, RecipientResult};
+use common::queue::file::{Envelope, Outcome, RecipientResult};
 use common::queue::{QueueId, QueueName};
 use common::{log_info, log_warning};
 
 use crate::active::{ActiveMsg, append_results};
 use crate::config::QmgrConfig;
 use crate::defer::{defer_file, flush_sites, retry_delay};
-use common::bounce::{Failed, notify};
+use common::bounce::{RecipientStatus, Report, notify};
 
 /// Disk work for the worker: finish one message as decided.
 #[derive(Debug)]
 pub struct FinishJob {
     pub cfg: Arc<QmgrConfig>,
     pub id: QueueId,
-    pub sender: String,
-    pub arrival_us: u64,
-    /// Recipients neither sent nor bounced: (index, address).
-    pub pending: Vec<(usize, String)>,
+    /// The message's envelope (the sender and the DSN requests its notices honour).
+    pub envelope: Envelope,
+    /// Recipients neither sent nor bounced, by index.
+    pub pending: Vec<usize>,
     /// Past its queue lifetime with recipients pending: return them.
     pub expired: bool,
-    pub failed: Vec<Failed>,
+    pub failed: Vec<RecipientStatus>,
     /// When deferred, the next attempt.
     pub retry_at: SystemTime,
     pub deferred_domains: BTreeSet<String>,
@@ -61,16 +61,14 @@ pub fn expired(pending: bool, age: Duration, lifetime: Duration) -> bool {
 /// Decide how message `id`, whose requests have all ended, is finished at `now`: expired or
 /// not, and when its next attempt would be.
 pub fn plan(cfg: &Arc<QmgrConfig>, id: QueueId, msg: ActiveMsg, now: SystemTime) -> FinishJob {
-    let sender = msg.qf.envelope.sender.clone();
-    let pending: Vec<(usize, String)> = msg.qf.pending().map(|(i, r)| (i, r.address.clone())).collect();
+    let pending: Vec<usize> = msg.qf.pending().map(|(i, _)| i).collect();
     let age = now.duration_since(from_us(msg.qf.envelope.arrival_us)).unwrap_or_default();
     FinishJob {
-        expired: expired(!pending.is_empty(), age, lifetime(cfg, &sender)),
+        expired: expired(!pending.is_empty(), age, lifetime(cfg, &msg.qf.envelope.sender)),
         retry_at: now + retry_delay(age, cfg.minimal_backoff, cfg.maximal_backoff),
         cfg: cfg.clone(),
         id,
-        sender,
-        arrival_us: msg.qf.envelope.arrival_us,
+        envelope: msg.qf.envelope,
         pending,
         failed: msg.failed,
         deferred_domains: msg.deferred_domains,
@@ -79,28 +77,24 @@ pub fn plan(cfg: &Arc<QmgrConfig>, id: QueueId, msg: ActiveMsg, now: SystemTime)
 
 /// Worker side: finish a message. `None` when the scheduler need not hear about it.
 pub fn finish(job: FinishJob) -> Option<Finished> {
-    let FinishJob { cfg, id, sender, arrival_us, pending, expired, mut failed, retry_at, deferred_domains } = job;
+    let FinishJob { cfg, id, envelope, pending, expired, mut failed, retry_at, deferred_domains } = job;
     let spool = &cfg.spool;
     let path = spool.path(QueueName::Active, &id);
     if expired {
-        log_info!("{id}: from=<{sender}>, status=expired, returned to sender");
+        log_info!("{id}: from=<{}>, status=expired, returned to sender", envelope.sender);
         let results: Vec<RecipientResult> = pending
             .iter()
-            .map(|(index, _)| RecipientResult {
-                index: *index,
-                outcome: Outcome::Bounced,
-                dsn: "4.4.7".into(),
-                text: "message expired".into(),
-            })
+            .map(|index| RecipientResult { index: *index, outcome: Outcome::Bounced, dsn: "4.4.7".into(), text: "message expired".into() })
             .collect();
         append_results(&path, &id, &results);
-        failed.extend(pending.iter().map(|(_, address)| Failed {
-            address: address.clone(),
-            dsn: "4.4.7".into(),
-            text: "delivery temporarily suspended; message expired".into(),
-        }));
+        failed.extend(
+            pending
+                .iter()
+                .filter_map(|i| envelope.recipients.get(*i))
+                .map(|r| RecipientStatus::of(r, "4.4.7", "delivery temporarily suspended; message expired")),
+        );
     }
-    let notice_queued = !failed.is_empty() && notify(&cfg.spool, &cfg.bounce, &id, &path, &sender, arrival_us, &failed);
+    let notice_queued = !failed.is_empty() && notify(&cfg.spool, &cfg.bounce, Report::Failure, &id, &path, &envelope, &failed);
     let report = |flush_sites: Vec<String>| {
         (notice_queued || !flush_sites.is_empty()).then(|| Finished { id: id.clone(), notice_queued, flush_sites })
     };

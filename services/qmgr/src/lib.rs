@@ -54,8 +54,12 @@
 //! back to the queue it came from for a later scan; only one that cannot be parsed is moved
 //! to `corrupt`.
 //!
-//! Failed recipients are returned to the sender in one notification (from the null sender)
-//! holding the whole original when it fits in `bounce_size_limit`, its headers otherwise.
+//! Failed recipients are returned to the sender in one notification (from the null sender, an
+//! RFC 3464 `multipart/report` with Postfix's texts) holding the whole original when it fits in
+//! `bounce_size_limit`, its headers otherwise, and only its headers when MAIL had `RET=HDRS`.
+//! Only recipients whose `NOTIFY=` includes `FAILURE` (or who had none) are in it, so that
+//! `NOTIFY=NEVER` gets no notice; `ENVID=` and `ORCPT=` show as `Original-Envelope-Id:` and
+//! `Original-Recipient:` (smtpd records an ORCPT for every recipient, as Postfix does).
 //! When a null-sender message fails, a copy goes to `2bounce_notice_recipient` from
 //! `double_bounce_sender` if `notify_classes` has `2bounce` (or `bounce`); otherwise the
 //! discard is logged. A failed postmaster copy is discarded with a warning, so notifications

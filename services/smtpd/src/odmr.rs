@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::bounce::{BounceConfig, Failed, notify};
+use common::bounce::{BounceConfig, RecipientStatus, Report, notify};
 use common::config::{ConfigError, Params};
 use common::domain::{Site, address_domain};
 use common::ipc::delivery::{DeliveryRecipient, DeliveryRequest};
@@ -451,15 +451,13 @@ async fn finish(spool: Spool, bounce: BounceConfig, c: Claimed, results: Vec<Rec
                 log_warning!("{id}: record delivery status: {e}");
             }
         }
-        let failed: Vec<Failed> = results
+        let failed: Vec<RecipientStatus> = results
             .iter()
             .filter(|r| r.outcome == Outcome::Bounced)
-            .filter_map(|r| qf.envelope.recipients.get(r.index).map(|rcpt| (rcpt, r)))
-            .map(|(rcpt, r)| Failed { address: rcpt.address.clone(), dsn: r.dsn.clone(), text: r.text.clone() })
+            .filter_map(|r| qf.envelope.recipients.get(r.index).map(|rcpt| RecipientStatus::of(rcpt, &r.dsn, &r.text)))
             .collect();
         qf.results.extend(results);
-        let notice_queued =
-            !failed.is_empty() && notify(&spool, &bounce, &id, &claim.path, &qf.envelope.sender, qf.envelope.arrival_us, &failed);
+        let notice_queued = !failed.is_empty() && notify(&spool, &bounce, Report::Failure, &id, &claim.path, &qf.envelope, &failed);
         let pending: BTreeSet<String> = qf.pending().map(|(_, r)| address_domain(&r.address).to_ascii_lowercase()).collect();
         if pending.is_empty() {
             let removed = match std::fs::remove_file(&claim.path) {
