@@ -165,13 +165,31 @@ fn a_next_hop_that_offers_dsn_gets_the_requests_and_one_that_does_not_gets_none(
         (m.sender.as_str(), m.recipients.clone()),
         ("s@sender.test", vec!["a@customer.example".to_string(), "b@customer.example".to_string()])
     );
+    // That hop reports success itself: none from here.
+    assert_eq!(inst.log_count(&format!("{id}: sender delivery status notification")), 0);
+    assert_eq!(sink.count(), 1);
 
     let plain = Sink::start(free_port());
     let (inst, port) = Install::mail_system("", plain.port);
     let id = send_with_dsn(port, "to a plain hop");
     inst.wait_log(&format!("{id}: to=<b@customer.example>"));
-    wait_for("the message at the plain sink", || (plain.count() == 1).then_some(()));
-    assert_eq!(commands_of(&plain), ["MAIL FROM:<s@sender.test>", "RCPT TO:<a@customer.example>", "RCPT TO:<b@customer.example>"]);
+    // That hop cannot report success: a asked for it (b did not), so the sender hears it here.
+    let n = notice(&plain, &id, "Successful Mail Delivery Report");
+    assert_eq!(commands_of(&plain)[..3], ["MAIL FROM:<s@sender.test>", "RCPT TO:<a@customer.example>", "RCPT TO:<b@customer.example>"]);
+    assert_eq!((n.sender.as_str(), n.recipients.clone()), ("", vec!["s@sender.test".to_string()]));
+    let p = parse_notice(&n.data);
+    assert_eq!(p.parts, ["text/plain", "message/delivery-status", "text/rfc822-headers"]);
+    assert_eq!(field(&p.status[0], "Original-Envelope-Id"), Some("QQ+314159"));
+    assert_eq!(p.status.len(), 2, "one recipient: {:?}", p.status);
+    let a = &p.status[1];
+    assert_eq!(
+        (field(a, "Final-Recipient"), field(a, "Original-Recipient"), field(a, "Action"), field(a, "Status")),
+        (Some("rfc822; a@customer.example"), Some("rfc822;A+x@customer.example"), Some("relayed"), Some("2.0.0"))
+    );
+    let via = format!("delivery via 127.0.0.1[127.0.0.1]:{}: 250 2.0.0 Ok: queued", plain.port);
+    assert!(field(a, "Diagnostic-Code").is_some_and(|d| d.contains(&via)), "{a:?}");
+    assert!(p.returned.contains("Subject: to a plain hop") && !n.data.contains("\r\nbody\r\n"), "{}", n.data);
+    inst.wait_log(&format!("{id}: sender delivery status notification: "));
 }
 
 #[test]

@@ -14,6 +14,7 @@ use common::{log_info, log_warning};
 
 use crate::config::{QmgrConfig, Route};
 use common::bounce::RecipientStatus;
+use common::dsn::Notify;
 
 /// A message in the active queue: its envelope and results, never its body (the delivery
 /// agent reads that from the queue file), so memory per message does not grow with its size.
@@ -25,6 +26,9 @@ pub struct ActiveMsg {
     pub(crate) outstanding: usize,
     /// Recipients that bounced during this pass (for one notification).
     pub(crate) failed: Vec<RecipientStatus>,
+    /// Recipients sent during this pass whose NOTIFY asks for a success notice, to a next hop
+    /// that did not take the request itself (for one success notice).
+    pub(crate) relayed: Vec<RecipientStatus>,
     /// Domains with deferred recipients (for the flush service).
     pub(crate) deferred_domains: BTreeSet<String>,
 }
@@ -153,7 +157,14 @@ pub fn own_result(index: usize, outcome: Outcome, dsn: &str, text: &str) -> Deli
 
 impl ActiveMsg {
     pub fn new(a: Activated, outstanding: usize) -> ActiveMsg {
-        ActiveMsg { qf: a.qf, active_us: a.active_us, outstanding, failed: Vec::new(), deferred_domains: BTreeSet::new() }
+        ActiveMsg {
+            qf: a.qf,
+            active_us: a.active_us,
+            outstanding,
+            failed: Vec::new(),
+            relayed: Vec::new(),
+            deferred_domains: BTreeSet::new(),
+        }
     }
 
     /// Note results (logging them when `log`: the agents log their own); returns what is to
@@ -186,6 +197,11 @@ impl ActiveMsg {
                 Outcome::Bounced => self.failed.push(RecipientStatus::of(&rcpt, &r.dsn, &r.text)),
                 Outcome::Deferred => {
                     self.deferred_domains.insert(address_domain(&rcpt.address).to_string());
+                }
+                // Postfix's smtp_rcpt_done: a next hop with DSN reports success itself.
+                Outcome::Sent if !r.dsn_passed_on && Notify::wants(rcpt.notify, Notify::SUCCESS) => {
+                    let via = if r.relay.is_empty() { r.text.clone() } else { format!("delivery via {}: {}", r.relay, r.text) };
+                    self.relayed.push(RecipientStatus::of(&rcpt, &r.dsn, &via));
                 }
                 Outcome::Sent => {}
             }

@@ -1,6 +1,7 @@
 //! Finishing a message (Postfix's `qmgr_active_done`): once no request for it is in flight, a
 //! message whose recipients are all done is removed, one with bounced recipients returns a
-//! notification ([`common::bounce`]), one past `maximal_queue_lifetime` (`bounce_queue_lifetime`
+//! notification ([`common::bounce`]), one with recipients that asked for it sends a success
+//! notice, one past `maximal_queue_lifetime` (`bounce_queue_lifetime`
 //! for a notification) is returned as expired, and one with deferred recipients goes to
 //! `deferred` with backoff ([`crate::defer`]).
 //!
@@ -34,6 +35,8 @@ pub struct FinishJob {
     /// Past its queue lifetime with recipients pending: return them.
     pub expired: bool,
     pub failed: Vec<RecipientStatus>,
+    /// Sent recipients due a success notice.
+    pub relayed: Vec<RecipientStatus>,
     /// When deferred, the next attempt.
     pub retry_at: SystemTime,
     pub deferred_domains: BTreeSet<String>,
@@ -71,13 +74,14 @@ pub fn plan(cfg: &Arc<QmgrConfig>, id: QueueId, msg: ActiveMsg, now: SystemTime)
         envelope: msg.qf.envelope,
         pending,
         failed: msg.failed,
+        relayed: msg.relayed,
         deferred_domains: msg.deferred_domains,
     }
 }
 
 /// Worker side: finish a message. `None` when the scheduler need not hear about it.
 pub fn finish(job: FinishJob) -> Option<Finished> {
-    let FinishJob { cfg, id, envelope, pending, expired, mut failed, retry_at, deferred_domains } = job;
+    let FinishJob { cfg, id, envelope, pending, expired, mut failed, relayed, retry_at, deferred_domains } = job;
     let spool = &cfg.spool;
     let path = spool.path(QueueName::Active, &id);
     if expired {
@@ -94,7 +98,10 @@ pub fn finish(job: FinishJob) -> Option<Finished> {
                 .map(|r| RecipientStatus::of(r, "4.4.7", "delivery temporarily suspended; message expired")),
         );
     }
-    let notice_queued = !failed.is_empty() && notify(&cfg.spool, &cfg.bounce, Report::Failure, &id, &path, &envelope, &failed);
+    let mut notice_queued = !failed.is_empty() && notify(&cfg.spool, &cfg.bounce, Report::Failure, &id, &path, &envelope, &failed);
+    if !relayed.is_empty() {
+        notice_queued |= notify(&cfg.spool, &cfg.bounce, Report::Success, &id, &path, &envelope, &relayed);
+    }
     let report = |flush_sites: Vec<String>| {
         (notice_queued || !flush_sites.is_empty()).then(|| Finished { id: id.clone(), notice_queued, flush_sites })
     };

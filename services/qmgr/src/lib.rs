@@ -59,7 +59,11 @@
 //! `bounce_size_limit`, its headers otherwise, and only its headers when MAIL had `RET=HDRS`.
 //! Only recipients whose `NOTIFY=` includes `FAILURE` (or who had none) are in it, so that
 //! `NOTIFY=NEVER` gets no notice; `ENVID=` and `ORCPT=` show as `Original-Envelope-Id:` and
-//! `Original-Recipient:` (smtpd records an ORCPT for every recipient, as Postfix does).
+//! `Original-Recipient:` (smtpd records an ORCPT for every recipient, as Postfix does). A
+//! recipient with `NOTIFY=SUCCESS` that went to a next hop without DSN gets a success notice
+//! (`Successful Mail Delivery Report`, `Action: relayed`, `delivery via host[addr]:port:
+//! reply`, the headers of the message) when the message is finished; one that went to a next
+//! hop with DSN does not, since that hop got the request and reports success itself.
 //! When a null-sender message fails, a copy goes to `2bounce_notice_recipient` from
 //! `double_bounce_sender` if `notify_classes` has `2bounce` (or `bounce`); otherwise the
 //! discard is logged. A failed postmaster copy is discarded with a warning, so notifications
