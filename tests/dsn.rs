@@ -1,6 +1,6 @@
 //! Delivery status notifications (RFC 3461, 3464): smtpd takes RET, ENVID, NOTIFY and ORCPT
 //! and the queue file keeps them (as `sendmail -N -R -V` does through pickup); the smtp client
-//! passes them to a next hop that offers DSN; failure notices honour them. Each notice the
+//! passes them to a next hop that offers DSN; failure, success and delay notices honour them. Each notice the
 //! sender gets is parsed with Python's `email` package, as a mail client would.
 
 use crate::harness::smtp::{Client, Received, Sink, free_port, queued_id};
@@ -243,4 +243,59 @@ fn a_failure_notice_honours_notify_ret_envid_and_orcpt() {
     inst.wait_log(&format!("{id}: removed"));
     assert_eq!(sink.count_containing(&format!("X-Postern-Queue-ID: {never}")), 0, "NOTIFY=NEVER: no notice");
     assert_eq!(inst.log_count(&format!("{never}: sender non-delivery notification")), 0);
+}
+
+#[test]
+fn one_delay_notice_per_message_after_delay_warning_time_with_a_copy_for_notify_classes_delay() {
+    let sink = Sink::start(free_port());
+    let fast =
+        "delay_warning_time = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 1s\nqueue_run_delay = 1s\nnotify_classes = delay\n";
+    let (inst, port) = Install::mail_system(fast, sink.port);
+    let mut c = Client::connect(port);
+    c.cmd("EHLO client.test");
+    assert_eq!(c.cmd("MAIL FROM:<s@sender.test> ENVID=slow-1"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<defer-a@customer.example> NOTIFY=DELAY ORCPT=rfc822;A@customer.example"), "250 2.1.5 Ok");
+    assert_eq!(c.cmd("RCPT TO:<defer-b@customer.example> NOTIFY=FAILURE"), "250 2.1.5 Ok");
+    assert_eq!(c.cmd("RCPT TO:<defer-c@customer.example>"), "250 2.1.5 Ok");
+    c.cmd("DATA");
+    let id = queued_id(&c.cmd("Subject: slow\r\n\r\nslow body\r\n."));
+    c.cmd("QUIT");
+
+    let n = notice(&sink, &id, "Delayed Mail (still being retried)");
+    assert_eq!((n.sender.as_str(), n.recipients.clone()), ("", vec!["s@sender.test".to_string()]));
+    assert!(n.data.contains("Your message could not be delivered for more than 0 hour(s)."), "{}", n.data);
+    let p = parse_notice(&n.data);
+    assert_eq!(p.parts, ["text/plain", "message/delivery-status", "text/rfc822-headers"]);
+    assert_eq!(field(&p.status[0], "Original-Envelope-Id"), Some("slow-1"));
+    let rcpts: Vec<[Option<&str>; 4]> = p.status[1..]
+        .iter()
+        .map(|g| [field(g, "Final-Recipient"), field(g, "Original-Recipient"), field(g, "Action"), field(g, "Status")])
+        .collect();
+    assert_eq!(
+        rcpts,
+        [
+            [Some("rfc822; defer-a@customer.example"), Some("rfc822;A@customer.example"), Some("delayed"), Some("4.3.0")],
+            [Some("rfc822; defer-c@customer.example"), Some("rfc822;defer-c@customer.example"), Some("delayed"), Some("4.3.0")],
+        ],
+        "NOTIFY=FAILURE alone gets no delay notice"
+    );
+    assert!(p.status[1..].iter().all(|g| field(g, "Will-Retry-Until").is_some()), "{:?}", p.status);
+    assert!(!n.data.contains("slow body"), "headers only");
+    // notify_classes = delay: a copy for the postmaster, about every delayed recipient.
+    let copy = notice(&sink, &id, "Postmaster Warning: Delayed Mail");
+    let myorigin = text(&inst.cli("postconf", &["-x", "-h", "myorigin"]).stdout).trim().to_string();
+    assert_eq!(copy.recipients, [format!("postmaster@{myorigin}")]);
+    assert_eq!(parse_notice(&copy.data).status.len(), 4);
+
+    // Later attempts send no second notice, and neither does a restart.
+    let tries = |inst: &Install| inst.log_count(&format!("{id}: to=<defer-a@customer.example>"));
+    let seen = tries(&inst);
+    wait_for("two more attempts", || (tries(&inst) >= seen + 2).then_some(()));
+    let mut inst = inst;
+    inst.stop();
+    inst.start();
+    let seen = tries(&inst);
+    wait_for("two more attempts after the restart", || (tries(&inst) >= seen + 2).then_some(()));
+    assert_eq!(sink.count_containing(&format!("X-Postern-Queue-ID: {id}")), 2, "one notice and one copy");
+    assert_eq!(inst.log_count(&format!("{id}: sender delay notification: ")), 1);
 }

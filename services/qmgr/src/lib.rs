@@ -64,6 +64,13 @@
 //! (`Successful Mail Delivery Report`, `Action: relayed`, `delivery via host[addr]:port:
 //! reply`, the headers of the message) when the message is finished; one that went to a next
 //! hop with DSN does not, since that hop got the request and reports success itself.
+//!
+//! With `delay_warning_time` set (the default `0h` is off, as in Postfix), a message that is
+//! still deferred when it is older than that gets one delay notice (`Delayed Mail (still being
+//! retried)`, `Action: delayed`, `Will-Retry-Until:`, the headers of the message) for the
+//! recipients whose NOTIFY has `DELAY` (or who had none), and with `notify_classes = delay` a
+//! copy about every deferred recipient goes to `delay_notice_recipient`. The queue file records
+//! that the notice went out, so it is sent once, also across restarts.
 //! When a null-sender message fails, a copy goes to `2bounce_notice_recipient` from
 //! `double_bounce_sender` if `notify_classes` has `2bounce` (or `bounce`); otherwise the
 //! discard is logged. A failed postmaster copy is discarded with a warning, so notifications
