@@ -77,6 +77,21 @@ pub struct Failure {
     pub site: bool,
 }
 
+impl Failure {
+    /// The result this failure gives recipient `index`.
+    pub fn result(&self, index: usize) -> DeliveryResult {
+        DeliveryResult {
+            index,
+            outcome: self.outcome,
+            dsn: self.dsn.clone(),
+            text: self.text.clone(),
+            site_failure: self.site,
+            dsn_passed_on: false,
+            relay: String::new(),
+        }
+    }
+}
+
 pub fn deferred(dsn: &str, text: String, site: bool) -> Failure {
     Failure { outcome: Outcome::Deferred, dsn: dsn.into(), text, site }
 }
@@ -268,16 +283,7 @@ pub async fn mail_transaction(
             if reply.class() == 2 {
                 accepted.push(r.index);
             } else {
-                let f = rejected(&reply, peer, "RCPT TO command");
-                results.push(DeliveryResult {
-                    index: r.index,
-                    outcome: f.outcome,
-                    dsn: f.dsn,
-                    text: f.text,
-                    site_failure: false,
-                    dsn_passed_on: false,
-                    relay: String::new(),
-                });
+                results.push(rejected(&reply, peer, "RCPT TO command").result(r.index));
             }
         }
         if accepted.is_empty() {
@@ -324,17 +330,7 @@ pub async fn mail_transaction(
         Err(f) => {
             // Recipients without a result yet share the failure.
             let have: Vec<usize> = results.iter().map(|r| r.index).collect();
-            for r in req.recipients.iter().filter(|r| !have.contains(&r.index)) {
-                results.push(DeliveryResult {
-                    index: r.index,
-                    outcome: f.outcome,
-                    dsn: f.dsn.clone(),
-                    text: f.text.clone(),
-                    site_failure: f.site,
-                    dsn_passed_on: false,
-                    relay: String::new(),
-                });
-            }
+            results.extend(req.recipients.iter().filter(|r| !have.contains(&r.index)).map(|r| f.result(r.index)));
             // A rejected MAIL or DATA leaves the session usable; a broken conversation does not.
             !f.site && f.dsn != "4.4.2"
         }

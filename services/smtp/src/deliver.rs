@@ -51,18 +51,7 @@ pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest
 }
 
 fn all(recipients: &[DeliveryRecipient], f: &Failure) -> Vec<DeliveryResult> {
-    recipients
-        .iter()
-        .map(|r| DeliveryResult {
-            index: r.index,
-            outcome: f.outcome,
-            dsn: f.dsn.clone(),
-            text: f.text.clone(),
-            site_failure: f.site,
-            dsn_passed_on: false,
-            relay: String::new(),
-        })
-        .collect()
+    recipients.iter().map(|r| f.result(r.index)).collect()
 }
 
 /// How one session (or the lack of one) went, for the results and the log lines.
