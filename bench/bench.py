@@ -15,6 +15,7 @@ import threading
 import time
 
 import fswatch
+import odmr
 import sink
 import tls_source
 from systems import CPUACCT, ROOT, Postern, Postfix, wait_port
@@ -62,15 +63,16 @@ def wait_until(what, cond, timeout, poll=0.005):
         time.sleep(poll)
 
 
-def fill(system, n, domains, threads=8):
-    """Queue n messages over SMTP, recipients spread over `domains` domains."""
+def fill(system, n, domains, threads=8, domain=None):
+    """Queue n messages over SMTP, recipients spread over `domains` domains (all in `domain`
+    when it is given)."""
     def worker(start):
         s = smtplib.SMTP("127.0.0.1", system.port, timeout=60)
         s.ehlo("fill.bench")
         for i in range(start, n, threads):
-            d = i % domains
-            body = f"Subject: bench {i}\r\nMessage-ID: <{i}.{system.name}@bench>\r\n\r\n" + "x" * 1000 + "\r\n"
-            s.sendmail("sender@bench.test", [f"u{i}@d{d}.example.test"], body)
+            d = domain or f"d{i % domains}.example.test"
+            body = f"Subject: bench {i}\r\nMessage-ID: <{i}.{d}.{system.name}@bench>\r\n\r\n" + "x" * 1000 + "\r\n"
+            s.sendmail("sender@bench.test", [f"u{i}@{d}"], body)
         s.quit()
     ts = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
     for t in ts:
@@ -112,7 +114,13 @@ def etrn_scale(systems, n, domains, probes):
         t = time.time()
         fill(sysm, n, domains)
         fill_s = time.time() - t
-        wait_until(f"{sysm.name}: {n} deferred", lambda: sysm.deferred_count() >= n, 60 + n / 50)
+        # The ODMR rows' customers: k messages each for ETRN (both systems) and ATRN (Postern).
+        prefixes = ("e", "o") if sysm.name == "Postern" else ("e",)
+        for k in odmr.KS:
+            for prefix in prefixes:
+                fill(sysm, k, 1, domain=odmr.domain(prefix, k))
+        total = n + len(prefixes) * sum(odmr.KS)
+        wait_until(f"{sysm.name}: {total} deferred", lambda: sysm.deferred_count() >= total, 60 + total / 50)
         # The customer comes back later: the queue is on disk, nothing is being written back.
         settle()
         srv = sink.start(SINK_PORT)
@@ -140,9 +148,10 @@ def etrn_scale(systems, n, domains, probes):
                 rows.append({"reply_ms": reply_s * 1000, "first_ms": (min(times) - t_reply) * 1000, "last_ms": (max(times) - t_reply) * 1000, "cpu_ms": cpu * 1000,
                              "reply": reply})
             time.sleep(0.3)
+        odmr_rows, by_atrn = odmr.rows(sysm, srv, etrn, wait_until)
         # Workload 2: the whole remaining queue, into Postfix's smtp-sink: the Python sink
         # that timestamps the probes would be the bottleneck (and eat the CPU being measured).
-        remaining = n - srv.recorder.count()
+        remaining = total - srv.recorder.count() - by_atrn
         srv.shutdown()
         srv.server_close()
         ssink = subprocess.Popen(["smtp-sink", "-u", "postfix", f"127.0.0.1:{SINK_PORT}", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -167,6 +176,7 @@ def etrn_scale(systems, n, domains, probes):
             "replies": sorted({r["reply"] for r in rows}),
             "flush_rate": remaining / flush_s,
             "per_domain": per,
+            "odmr": odmr_rows,
         }
         print(f"  {sysm.name:8} n={n:>6} domains={domains:>5}: ETRN reply {out[sysm.name]['reply_ms']:.2f} ms, first {out[sysm.name]['first_ms']:.1f} ms, last {out[sysm.name]['last_ms']:.1f} ms, cpu {out[sysm.name]['cpu_ms']:.1f} ms, {out[sysm.name]['touched']:.0f} files touched; whole-queue flush {out[sysm.name]['flush_rate']:.0f} msg/s", flush=True)
     return out
@@ -360,6 +370,7 @@ def write_report(res, path):
     for n in sizes:
         a, b = scale[n]["Postern"]["flush_rate"], scale[n]["Postfix"]["flush_rate"]
         L.append(f"| {n} | {a:.0f} | {b:.0f} | {ratio(a, b, True)} |")
+    L.extend(odmr.report(scale))
     L.append("\n## 3-5. Acceptance and relay throughput, resource use\n")
     L.append(f"`smtp-source -s {res['sessions']} -m {res['messages']} -l 4096` into each smtpd while Postfix's `smtp-sink` accepts the relayed mail, {res['reps']} run(s) per system, alternating which system goes first, each from a fresh queue after `sync` and a 6 s pause; medians, with the range in brackets. Acceptance = messages / time until smtp-source finished; relay = messages / time until the last `status=sent`; CPU = CPU time of all the system's processes / messages ({CPU_SOURCE}); memory = resident set of the master and all its children (idle after start, peak sampled every 100 ms); start = `postfix start` until smtpd answers.\n")
     L.append("| figure | Postern | Postfix | ratio |")

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import time
 
+import odmr
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSTERN_BIN = os.path.join(ROOT, "target", "release")
 HZ = os.sysconf("SC_CLK_TCK")
@@ -277,10 +279,11 @@ class Postern(System):
         main = f"""queue_directory = {self.spool}
 maillog_file = {self.maillog}
 mail_owner = postfix
-""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main()
+""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main() + odmr.postern_main()
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(main)
-        master = f"""127.0.0.1:{self.port} inet n - n - - smtpd
+        odmr.write_users(self.etc)
+        master = odmr.postern_master() + f"""127.0.0.1:{self.port} inet n - n - - smtpd
 qmgr unix n - n 300 1 qmgr
 smtp unix - - n - - smtp
 flush unix n - n 1000? 0 flush

@@ -152,6 +152,22 @@ fn flush_service_unreachable_gives_458() {
 }
 
 #[test]
+fn an_unreadable_fast_flush_domains_table_is_a_temporary_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("flush_domains");
+    std::fs::write(&table, "customer.example ok\n").unwrap();
+    let (inst, port) =
+        Install::mail_system(&format!("fast_flush_domains = texthash:{}\netrn_fallback = reject\n", table.display()), free_port());
+    let mut c = Client::connect(port);
+    assert_eq!(c.cmd("ETRN customer.example"), "251 OK, no messages waiting for node customer.example");
+    assert_eq!(c.cmd("ETRN other.example"), "459 <other.example>: service unavailable");
+    // Not "not eligible" (459, or a whole-queue run with the slow fallback): try again later.
+    std::fs::remove_file(&table).unwrap();
+    assert_eq!(c.cmd("ETRN customer.example"), "458 Unable to queue messages");
+    inst.wait_log("flush_domains: No such file or directory");
+}
+
+#[test]
 fn etrn_after_the_flush_service_restarted() {
     // smtpd keeps its connection to the flush service between ETRNs; a restarted service must
     // not turn the next ETRN into a failure or a repeated request.

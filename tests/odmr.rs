@@ -12,7 +12,7 @@ use base64::Engine;
 use crate::harness::smtp::{Client, Sink, free_port, queued_id};
 use crate::harness::{FLUSH_ONLY, Install, text, wait_for};
 
-const ALICE_PW: &str = "wonderland-42";
+pub(crate) const ALICE_PW: &str = "wonderland-42";
 
 fn plain(user: &str, pw: &str) -> String {
     format!("AUTH PLAIN {}", base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pw}")))
@@ -25,7 +25,7 @@ fn provider() -> (Install, u16, u16) {
 }
 
 /// The same with `main_extra` in main.cf and `odmr_extra` on the odmr service's command.
-fn provider_with(main_extra: &str, odmr_extra: &str) -> (Install, u16, u16) {
+pub(crate) fn provider_with(main_extra: &str, odmr_extra: &str) -> (Install, u16, u16) {
     let (port, odmr) = (free_port(), free_port());
     let dir_users = format!("alice:{{PLAIN}}{ALICE_PW}\nbob:{{PLAIN}}bob-S3cr3t\n");
     let main = format!(
@@ -46,7 +46,7 @@ fn provider_with(main_extra: &str, odmr_extra: &str) -> (Install, u16, u16) {
 }
 
 /// Queue one message to `rcpt` and wait until it is deferred and in the flush index.
-fn deferred_for(inst: &Install, port: u16, rcpt: &str, subject: &str) -> String {
+pub(crate) fn deferred_for(inst: &Install, port: u16, rcpt: &str, subject: &str) -> String {
     let mut c = Client::connect(port);
     c.cmd("EHLO sender.test");
     let id = queued_id(&c.send_mail("s@sender.test", &[rcpt], &format!("Subject: {subject}\n\nbody\n")));
@@ -54,11 +54,11 @@ fn deferred_for(inst: &Install, port: u16, rcpt: &str, subject: &str) -> String 
     id
 }
 
-fn indexed(inst: &Install, id: &str) -> bool {
+pub(crate) fn indexed(inst: &Install, id: &str) -> bool {
     inst.queue_files("flush").iter().any(|p| std::fs::read_to_string(p).unwrap_or_default().contains(id))
 }
 
-fn deferred(inst: &Install, id: &str) -> bool {
+pub(crate) fn deferred(inst: &Install, id: &str) -> bool {
     inst.queue_files("deferred").iter().any(|p| p.ends_with(id))
 }
 
@@ -245,6 +245,42 @@ fn a_provider_killed_mid_message_loses_nothing() {
     inst.wait_log(&format!("{id}: removed"));
     assert_eq!(sink.count_containing("Subject: killed"), 1, "{}", said(&out));
     assert_eq!(sink.count(), 1);
+}
+
+/// `kill -9` of the queue manager and the flush service during a reversed session, mid-message:
+/// the session does not depend on them once reversed, so the customer's acknowledgement
+/// removes the message, and when they are back nothing is delivered twice (the restarted
+/// flush service's index has no stale entry that an ETRN could act on).
+#[test]
+fn qmgr_and_flush_killed_mid_session_deliver_once() {
+    let (inst, port, odmr) = provider();
+    let id = deferred_for(&inst, port, "u@customer.example", "daemons killed");
+    let mut c = reversed(odmr, "customer.example");
+    assert!(c.cmd("220 customer.example ready").starts_with("EHLO "));
+    c.cmd("250 customer.example");
+    c.cmd("250 2.1.0 Ok");
+    assert_eq!(c.cmd("250 2.1.5 Ok"), "DATA");
+    c.send_raw(b"354 go ahead\r\n");
+    let killed: Vec<i32> = ["qmgr", "flush"].iter().map(|p| inst.program_pid(p).expect("running")).collect();
+    for pid in &killed {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+    for _ in 0..100 {
+        if c.reply() == "." {
+            break;
+        }
+    }
+    assert_eq!(c.cmd("250 2.0.0 Ok: queued as X"), "QUIT");
+    c.send_raw(b"221 2.0.0 Bye\r\n");
+    inst.wait_log(&format!("{id}: removed"));
+    for (program, old) in ["qmgr", "flush"].iter().zip(&killed) {
+        wait_for(&format!("a new {program}"), || inst.program_pid(program).filter(|p| p != old));
+    }
+    assert!(!deferred(&inst, &id));
+    let mut etrn = Client::connect(port);
+    etrn.cmd("EHLO customer.example");
+    assert_eq!(etrn.cmd("ETRN customer.example"), "251 OK, no messages waiting for node customer.example");
+    assert_eq!(inst.log_count("status=sent"), 1, "{}", inst.log());
 }
 
 /// The shipped master.cf's `odmr` entry works once uncommented, and nothing else is needed:

@@ -22,6 +22,7 @@ mod mail;
 mod manpages;
 mod master;
 mod odmr;
+mod odmr_customer;
 mod outbound;
 mod package;
 mod postconf;

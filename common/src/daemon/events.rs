@@ -8,13 +8,12 @@ use super::limit::{SessionLimit, take_slot};
 use super::{DaemonError, Listener};
 use crate::ipc::control::{CONTROL_FD_ENV, ChildEvent, MasterCommand};
 use crate::ipc::frame::{MAX_FRAME, read_frame, write_frame};
+use crate::log_warning;
 
 /// What the daemon's main loop reacts to.
 #[derive(Debug)]
 pub enum Event {
-    Unix(tokio::net::UnixStream),
-    /// A TCP client, with its session slot when the service has a [`SessionLimit`].
-    Tcp(tokio::net::TcpStream, std::net::SocketAddr, Option<OwnedSemaphorePermit>),
+    Client(Client),
     Command(MasterCommand),
     /// The master went away (control channel closed): finish up and exit.
     MasterGone,
@@ -28,6 +27,31 @@ impl Event {
     pub fn log_stop(&self) {
         if matches!(self, Event::MasterGone) {
             crate::log_warning!("master disconnect -- exiting");
+        }
+    }
+}
+
+/// An accepted client.
+#[derive(Debug)]
+pub enum Client {
+    Unix(tokio::net::UnixStream),
+    /// A TCP client, with its session slot when the service has a [`SessionLimit`].
+    Tcp {
+        stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        slot: Option<OwnedSemaphorePermit>,
+    },
+}
+
+impl Client {
+    /// The client of a `unix` service; a TCP client (a master.cf mistake) is logged and dropped.
+    pub fn into_unix(self, program: &str) -> Option<tokio::net::UnixStream> {
+        match self {
+            Client::Unix(stream) => Some(stream),
+            Client::Tcp { .. } => {
+                log_warning!("{program}: ignoring a TCP connection; this is a unix service");
+                None
+            }
         }
     }
 }
@@ -84,11 +108,23 @@ impl Daemon {
     /// The next event. After the first accepted client the master is told (`?` wakeups).
     pub async fn next(&mut self) -> Event {
         let ev = self.events.recv().await.unwrap_or(Event::MasterGone);
-        if matches!(ev, Event::Unix(_) | Event::Tcp(..)) && !self.used {
+        self.note_use(&ev);
+        ev
+    }
+
+    /// The next event if one is already queued (a client accepted before
+    /// [`Daemon::stop_accepting`] waits there for its banner).
+    pub fn try_next(&mut self) -> Option<Event> {
+        let ev = self.events.try_recv().ok()?;
+        self.note_use(&ev);
+        Some(ev)
+    }
+
+    fn note_use(&mut self, ev: &Event) {
+        if matches!(ev, Event::Client(_)) && !self.used {
             self.used = true;
             self.notify(ChildEvent::FirstUse);
         }
-        ev
     }
 }
 
@@ -106,7 +142,7 @@ fn spawn_acceptor(
                 loop {
                     match l.accept().await {
                         Ok((s, _)) => {
-                            if tx.send(Event::Unix(s)).await.is_err() {
+                            if tx.send(Event::Client(Client::Unix(s))).await.is_err() {
                                 break;
                             }
                         }
@@ -128,7 +164,7 @@ fn spawn_acceptor(
                     };
                     match l.accept().await {
                         Ok((s, a)) => {
-                            if tx.send(Event::Tcp(s, a, slot)).await.is_err() {
+                            if tx.send(Event::Client(Client::Tcp { stream: s, peer: a, slot })).await.is_err() {
                                 break;
                             }
                         }

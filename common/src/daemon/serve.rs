@@ -7,14 +7,13 @@
 //! finish, bounded by `drain_timeout`, then exit. SIGTERM (`postfix stop`) ends the process at
 //! once, draining or not.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
+pub use super::events::Client;
 use super::events::{Daemon, Event};
 use super::limit::SessionLimit;
 use super::{DaemonArgs, Listener, fatal};
@@ -35,31 +34,6 @@ pub trait Service {
 
     /// The master's wakeup timer (master.cf column 6).
     fn wakeup(&mut self) {}
-}
-
-/// An accepted client.
-#[derive(Debug)]
-pub enum Client {
-    Unix(UnixStream),
-    /// A TCP client, with its session slot when the service has a [`SessionLimit`].
-    Tcp {
-        stream: TcpStream,
-        peer: SocketAddr,
-        slot: Option<OwnedSemaphorePermit>,
-    },
-}
-
-impl Client {
-    /// The client of a `unix` service; a TCP client (a master.cf mistake) is logged and dropped.
-    pub fn into_unix(self, program: &str) -> Option<UnixStream> {
-        match self {
-            Client::Unix(stream) => Some(stream),
-            Client::Tcp { .. } => {
-                log_warning!("{program}: ignoring a TCP connection; this is a unix service");
-                None
-            }
-        }
-    }
 }
 
 /// One client being served. The skeleton knows the client is done when this is dropped, and
@@ -121,8 +95,7 @@ pub async fn serve(
     daemon.ready();
     loop {
         match daemon.next().await {
-            Event::Unix(stream) => service.connection(Client::Unix(stream), session()),
-            Event::Tcp(stream, peer, slot) => service.connection(Client::Tcp { stream, peer, slot }, session()),
+            Event::Client(client) => service.connection(client, session()),
             Event::Command(MasterCommand::Reload) => match args.load_params(program) {
                 Ok(p) => {
                     // Postfix applies syslog_name on reload too.
@@ -143,6 +116,16 @@ pub async fn serve(
             Event::Command(MasterCommand::Drain) => {
                 daemon.stop_accepting();
                 draining_tx.send_replace(true);
+                // The acceptors ran beside this loop: clients they accepted before they stopped
+                // are queued behind the command, connected to this process only. They are
+                // served like any other (dropping them would cut them before the banner).
+                while let Some(ev) = daemon.try_next() {
+                    match ev {
+                        Event::Client(client) => service.connection(client, session()),
+                        stop @ (Event::Terminate | Event::MasterGone) => return stop.log_stop(),
+                        Event::Command(_) => {}
+                    }
+                }
                 drop(open_tx);
                 return drain(daemon, open_rx, count, timeout).await;
             }

@@ -152,6 +152,16 @@ impl Connection {
         }
     }
 
+    /// The stream under a connection this client opened, for the roles to swap (the ODMR
+    /// customer after `250` to ATRN). `None` when the server has sent more than its replies
+    /// (nothing may be read ahead of the customer's greeting) or the connection is not ours.
+    pub fn into_socket(self) -> Option<SmtpStream> {
+        match self.transport {
+            Transport::Own(r) if r.buffer().is_empty() => Some(r.into_inner()),
+            _ => None,
+        }
+    }
+
     /// The conversation is under TLS.
     pub fn is_tls(&self) -> bool {
         match &self.transport {
@@ -335,6 +345,33 @@ mod tests {
         }
         assert_eq!(c.command("NOOP").await.unwrap().code, 250);
         assert_eq!(server.await.unwrap(), b"NOOP\r\n".to_vec());
+    }
+
+    /// The stream is handed over for the roles to swap only when nothing the server sent is
+    /// still unread: bytes sent ahead of the customer's greeting would be taken as commands.
+    #[tokio::test]
+    async fn the_socket_is_handed_over_only_with_nothing_read_ahead() {
+        for (answer, clean) in
+            [(&b"250 2.0.0 OK now reversing the connection\r\n"[..], true), (b"250 2.0.0 OK\r\nMAIL FROM:<a@b>\r\n", false)]
+        {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 64];
+                let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
+                s.write_all(answer).await.unwrap();
+                s
+            });
+            let mut c = Connection::new(tokio::net::TcpStream::connect(addr).await.unwrap(), Duration::from_secs(5));
+            assert_eq!(c.command("ATRN a.example").await.unwrap().code, 250);
+            // Both lines of the second answer have arrived before the socket is asked for.
+            let _peer = server.await.unwrap();
+            if !clean {
+                let _ = tokio::time::timeout(Duration::from_millis(200), c.stream().fill_buf()).await;
+            }
+            assert_eq!(c.into_socket().is_some(), clean, "{:?}", String::from_utf8_lossy(answer));
+        }
     }
 
     /// The next hop's reply lines are outside input: any bytes give a reply or an error, never

@@ -28,6 +28,9 @@
 //! * `status`: say whether the mail system is running (with the master's pid); exit status 1
 //!   when it is not.
 //! * `flush`: the same as `postqueue -f`.
+//! * `odmr` (Postern): ask the ODMR customer service (odmr(8), socket
+//!   `public/$odmr_service_name`) to poll its provider now; it returns once the service has
+//!   the request, not after the poll (the poll's result is in the mail log).
 //! * `logrotate`: when the log is a file (`maillog_file`), rename it to
 //!   `<maillog_file>.<suffix>` (`maillog_file_rotate_suffix`, a date(1) format), then compress
 //!   that with `maillog_file_compressor`. Every process reopens the log on its next line. A
@@ -59,6 +62,9 @@ use nix::unistd::Pid;
 
 use common::config::users::MailOwner;
 use common::config::{self, MasterCf, Params, params::ParamKind, params::param_table};
+use common::ipc::endpoint::{Class, display_path, service_path};
+use common::ipc::trigger::Trigger;
+use common::ipc::trigger_client::{TriggerError, trigger_blocking};
 use common::queue::Spool;
 use common::{log_fatal, log_info, log_warning, maillog, pidfile};
 
@@ -269,6 +275,16 @@ fn stop(ctx: &Ctx) -> Result<u8, PostfixError> {
     Ok(0)
 }
 
+/// `postfix odmr`: a trigger to the ODMR customer, which polls once for any number of them.
+fn odmr_poll(p: &Params) -> Result<(), PostfixError> {
+    let root = p.dir("queue_directory")?;
+    let name = p.get("odmr_service_name")?;
+    trigger_blocking(&service_path(&root, Class::Public, &name), &[Trigger::Wakeup], p.time("trigger_timeout")?).map_err(|e| match e {
+        TriggerError::Unreachable(why) => PostfixError::Odmr(format!("{}: {why}", display_path(Class::Public, &name))),
+        other => PostfixError::Odmr(other.to_string()),
+    })
+}
+
 fn signal_master(ctx: &Ctx, sig: Signal, what: &str) -> Result<u8, PostfixError> {
     let Some(pid) = ctx.running()? else { return Err(PostfixError::NotRunning) };
     log_info!("{what}");
@@ -328,6 +344,7 @@ pub fn run(args: &[String]) -> u8 {
         "reload" => reload(&ctx),
         "status" => status(&ctx),
         "flush" => crate::postqueue::flush_queue(&ctx.params).map(|()| 0).map_err(|f| PostfixError::Flush(f.text)),
+        "odmr" => odmr_poll(&ctx.params).map(|()| 0),
         "logrotate" => crate::logrotate::logrotate(&ctx.params).map_err(PostfixError::from),
         other => Err(PostfixError::UnknownCommand(other.to_string())),
     };

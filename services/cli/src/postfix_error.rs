@@ -6,7 +6,8 @@ use common::config::{ConfigError, ParamError};
 
 use crate::logrotate::LogrotateError;
 
-/// The commands, in postfix-script's words, for an unknown one (`postfix strat`).
+/// The commands, in postfix-script's words, for an unknown one (`postfix strat`); Postern's own
+/// `odmr` is left out, so that the text stays Postfix's.
 pub const COMMANDS: &str = "Usage: postfix start (or stop, reload, abort, flush, check, status, start-fg, logrotate)";
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,9 @@ pub enum PostfixError {
     /// `postfix flush` fails as `postqueue -f` does, with its text.
     #[error("{0}")]
     Flush(String),
+    /// `postfix odmr`: the ODMR customer service could not be asked for a poll.
+    #[error("Cannot poll the ODMR provider - {0}")]
+    Odmr(String),
     #[error(transparent)]
     Logrotate(#[from] LogrotateError),
 }

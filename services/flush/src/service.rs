@@ -147,12 +147,25 @@ impl FlushState {
         &self.index
     }
 
+    /// Whether `fast_flush_domains` lists `site`: `Err(Deny)` when it does not, `Err(Fail)`
+    /// when a table lookup failed (a temporary error for the client, as in Postfix, never
+    /// taken for "not eligible").
+    fn eligibility(&self, site: &Site) -> Result<(), FlushReply> {
+        if self.cfg.eligible.is_empty() {
+            return Err(FlushReply::Deny);
+        }
+        match self.cfg.eligible.matches(site.as_str()) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(FlushReply::Deny),
+            Err(e) => {
+                log_warning!("{e}");
+                Err(FlushReply::Fail { reason: e.to_string() })
+            }
+        }
+    }
+
     fn eligible(&self, site: &Site) -> bool {
-        !self.cfg.eligible.is_empty()
-            && self.cfg.eligible.matches(site.as_str()).unwrap_or_else(|e| {
-                common::log_warning!("{e}");
-                false
-            })
+        self.eligibility(site).is_ok()
     }
 
     pub fn handle(&mut self, req: FlushRequest) -> Step {
@@ -174,8 +187,8 @@ impl FlushState {
             return bad(format!("invalid queue id: \"{queue_id}\""));
         };
         let Ok(site) = Site::parse(site) else { return site_refusal(site) };
-        if !self.eligible(&site) {
-            return FlushReply::Deny;
+        if let Err(refusal) = self.eligibility(&site) {
+            return refusal;
         }
         // Duplicates are not appended: the index already lists the ID for this site.
         if self.index.contains(&site, &id) {
@@ -193,8 +206,8 @@ impl FlushState {
     /// has gone meanwhile) are the caller's to skip, as a send skips them.
     fn list(&self, site: &str) -> FlushReply {
         let Ok(site) = Site::parse(site) else { return site_refusal(site) };
-        if !self.eligible(&site) {
-            return FlushReply::Deny;
+        if let Err(refusal) = self.eligibility(&site) {
+            return refusal;
         }
         FlushReply::Listed { ids: self.index.ids(&site).iter().map(|id| id.as_str().to_string()).collect() }
     }
@@ -219,8 +232,8 @@ impl FlushState {
 
     fn send_site(&mut self, site: &str, subdomains: bool) -> Step {
         let Ok(site) = Site::parse(site) else { return Step::Reply(site_refusal(site)) };
-        if !self.eligible(&site) {
-            return Step::Reply(FlushReply::Deny);
+        if let Err(refusal) = self.eligibility(&site) {
+            return Step::Reply(refusal);
         }
         let mut targets = vec![site.clone()];
         if subdomains {
@@ -485,6 +498,20 @@ mod tests {
 
     fn send(f: &mut Fixture, site: &str, subdomains: bool) -> FlushReply {
         request(f, FlushRequest::SendSite { site: site.into(), subdomains })
+    }
+
+    #[test]
+    fn a_table_that_cannot_be_read_is_a_temporary_failure_not_a_denial() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("flush_domains");
+        std::fs::write(&table, "example.net x\n").unwrap();
+        let mut f = fixture(&format!("texthash:{}", table.display()));
+        assert_eq!(add(&mut f, "example.net", "ABC"), FlushReply::Ok { moved: 0 });
+        assert_eq!(add(&mut f, "other.example", "ABC"), FlushReply::Deny);
+        std::fs::remove_file(&table).unwrap();
+        for reply in [add(&mut f, "example.net", "DEF"), send(&mut f, "example.net", false)] {
+            assert!(matches!(reply, FlushReply::Fail { .. }), "{reply:?}");
+        }
     }
 
     #[test]

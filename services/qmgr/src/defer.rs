@@ -53,9 +53,11 @@ pub fn flush_sites(cfg: &QmgrConfig, domains: BTreeSet<String>) -> Vec<String> {
     domains
         .into_iter()
         .filter(|d| {
+            // On a lookup error the flush service decides (it answers a temporary failure if
+            // it cannot read the table either): dropping the site would lose its logfile entry.
             cfg.fast_flush.matches(d).unwrap_or_else(|e| {
                 log_warning!("{e}");
-                false
+                true
             })
         })
         .collect()
@@ -105,6 +107,13 @@ mod tests {
         let cfg = config(tmp.path(), "fast_flush_domains = a.example, c.example\n");
         assert_eq!(flush_sites(&cfg, domains.clone()), ["a.example", "c.example"]);
         let cfg = config(tmp.path(), "fast_flush_domains =\n");
-        assert!(flush_sites(&cfg, domains).is_empty());
+        assert!(flush_sites(&cfg, domains.clone()).is_empty());
+        // A table that cannot be read: the flush service decides, so nothing is dropped here.
+        let table = tmp.path().join("flush_domains");
+        std::fs::write(&table, "a.example x\n").unwrap();
+        let cfg = config(tmp.path(), &format!("fast_flush_domains = texthash:{}\n", table.display()));
+        assert_eq!(flush_sites(&cfg, domains.clone()), ["a.example"]);
+        std::fs::remove_file(&table).unwrap();
+        assert_eq!(flush_sites(&cfg, domains), ["a.example", "b.example", "c.example"]);
     }
 }

@@ -7,18 +7,14 @@ use common::queue::Spool;
 
 use crate::myself::Myself;
 use crate::resolve::Dns;
-use crate::sasl::ClientSasl;
-use crate::tls::ClientTls;
-use common::smtp_client::transaction::SessionConfig;
+use common::smtp_client::open::ClientSettings;
 
 /// The agent's settings.
 pub struct AgentConfig {
     pub dns: Dns,
     pub spool: Spool,
-    /// What each SMTP conversation needs.
-    pub session: SessionConfig,
-    pub connect_timeout: Duration,
-    pub helo_timeout: Duration,
+    /// What opening a connection and each SMTP conversation need (`smtp_*`).
+    pub client: ClientSettings,
     /// `smtp_connection_cache_time_limit`: how long an idle connection is kept for reuse.
     pub cache_time: Duration,
     /// `ipc_timeout`: how long a connection from the queue manager may wait for its next request.
@@ -29,10 +25,6 @@ pub struct AgentConfig {
     pub mx_session_limit: usize,
     /// This system's addresses (`inet_interfaces`, `proxy_interfaces`), for loop detection.
     pub myself: Myself,
-    /// STARTTLS: the policies and the trusted CAs.
-    pub tls: ClientTls,
-    /// SASL AUTH to next hops.
-    pub sasl: ClientSasl,
 }
 
 /// A count parameter: zero or more.
@@ -43,23 +35,16 @@ fn count(p: &Params, name: &str) -> Result<usize, ConfigError> {
 impl AgentConfig {
     pub fn from_params(p: &Params) -> Result<AgentConfig, ConfigError> {
         let dns = Dns::new(&p.list("smtp_dns_nameservers")?).map_err(|what| ConfigError::value("smtp_dns_nameservers", what))?;
-        let session = SessionConfig::from_params(p)?;
         let spool = Spool::from_params(p)?;
-        let connect_timeout = p.time("smtp_connect_timeout")?;
-        let helo_timeout = p.time("smtp_helo_timeout")?;
         Ok(AgentConfig {
             dns,
             spool,
-            session,
-            connect_timeout,
-            helo_timeout,
+            client: ClientSettings::from_params(p, "smtp", p.bool("smtp_sasl_auth_enable")?, p.bool("smtp_sasl_auth_soft_bounce")?)?,
             cache_time: p.time("smtp_connection_cache_time_limit")?,
             ipc_timeout: p.time("ipc_timeout")?,
             mx_address_limit: count(p, "smtp_mx_address_limit")?,
             mx_session_limit: count(p, "smtp_mx_session_limit")?,
             myself: Myself::from_params(p)?,
-            tls: ClientTls::from_params(p)?,
-            sasl: ClientSasl::from_params(p)?,
         })
     }
 }

@@ -2,7 +2,6 @@
 //! next hop or new ones to its addresses in order (within `smtp_mx_address_limit` and
 //! `smtp_mx_session_limit`); every recipient gets a result, and Postfix's delivery line.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use common::ipc::delivery::{DeliveryRecipient, DeliveryRequest, DeliveryResult};
@@ -13,13 +12,12 @@ use common::{log_info, log_warning};
 
 use crate::cache::{Cached, ConnCache};
 use crate::config::AgentConfig;
-use crate::nexthop::parse_nexthop;
 use crate::resolve::{ResolveError, Target};
-use crate::sasl::{Server, login};
-use crate::starttls::{Peer, TlsFailure, negotiate};
-use crate::tls_policy::{Invalid, Level, Policy};
-use common::smtp_client::connection::Connection;
-use common::smtp_client::transaction::{Failure, Loop, bounced, deferred, handshake, mail_transaction, reset};
+use common::smtp_client::nexthop::parse_nexthop;
+use common::smtp_client::open::{Opening, open};
+use common::smtp_client::starttls::Peer;
+use common::smtp_client::tls_policy::Invalid;
+use common::smtp_client::transaction::{Failure, Loop, bounced, deferred, mail_transaction, reset};
 
 /// Deliver one request; never fails as a whole: every recipient gets a result.
 pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) -> Vec<DeliveryResult> {
@@ -111,7 +109,7 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
             return parts;
         }
     };
-    let policy = match cfg.tls.policy(&req.nexthop) {
+    let policy = match cfg.client.tls.policy(&req.nexthop) {
         Ok(p) => p,
         Err(Invalid) => {
             parts.push(Attempt::failed(&req.recipients, &deferred("4.7.5", "client TLS configuration problem".into(), false), 0.0));
@@ -122,9 +120,9 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         // A connection the server closed meanwhile fails here; then we connect afresh. A
         // plaintext connection never serves a destination whose policy requires TLS (it may
         // be one from before a reload that changed the policy): it is closed.
-        if (c.conn.is_tls() || !policy.level.requires_tls()) && reset(&cfg.session, &mut c.conn).await {
+        if (c.conn.is_tls() || !policy.level.requires_tls()) && reset(&cfg.client.session, &mut c.conn).await {
             let dsn = c.dsn.then_some(&queued.envelope);
-            let (results, healthy) = mail_transaction(&cfg.session, &req, &mut c.conn, &c.peer, &queued.message, dsn).await;
+            let (results, healthy) = mail_transaction(&cfg.client.session, &req, &mut c.conn, &c.peer, &queued.message, dsn).await;
             let (relay, uses) = (c.relay.clone(), c.uses + 1);
             if healthy {
                 cache.check_in(&req.nexthop, Cached { uses, ..c });
@@ -133,7 +131,7 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
             return parts;
         }
     }
-    let Some(hop) = parse_nexthop(&req.nexthop) else {
+    let Some(hop) = parse_nexthop(&req.nexthop, 25) else {
         parts.push(Attempt::failed(&req.recipients, &bounced("5.4.4", format!("bad next hop: {}", req.nexthop)), 0.0));
         return parts;
     };
@@ -165,7 +163,8 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         let relay = format!("{peer}:{}", addr.port());
         let names = Peer { host: &host, nexthop: &hop.host, namaddr: &peer, relay: &relay };
         let looking = myself.map(|_| Loop { nexthop: &pending.nexthop, relay: &relay, best });
-        let opened = open(cfg, addr, &names, &pending.nexthop, looking, &policy).await;
+        let opened =
+            open(&cfg.client, addr, &names, &pending.nexthop, looking, &policy).await.map(|(conn, hello)| (conn, hello.offers("DSN")));
         let setup = start.elapsed().as_secs_f64();
         let (mut conn, dsn) = match opened {
             Ok(c) => c,
@@ -186,7 +185,7 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         };
         sessions += 1;
         let (results, healthy) =
-            mail_transaction(&cfg.session, &pending, &mut conn, &peer, &queued.message, dsn.then_some(&queued.envelope)).await;
+            mail_transaction(&cfg.client.session, &pending, &mut conn, &peer, &queued.message, dsn.then_some(&queued.envelope)).await;
         if healthy {
             cache.check_in(&pending.nexthop, Cached { conn, peer, relay: relay.clone(), uses: 1, dsn });
         }
@@ -210,67 +209,6 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         Attempt::failed(&pending.recipients, &f, start.elapsed().as_secs_f64())
     }));
     parts
-}
-
-/// Why no session could be had with one address.
-enum Opening {
-    /// No connection (the delivery line says `relay=none`).
-    Connect(Failure),
-    /// The server was reached, but the greeting, EHLO or TLS failed.
-    Session(Failure),
-}
-
-/// A connection to `addr` ready for MAIL, and whether the server offers DSN: greeting, EHLO,
-/// TLS as `policy` asks, and SASL AUTH when it is due (`nexthop` as the request names it, for the password lookup). A failed
-/// handshake under `may` is tried once more on a new connection in plaintext, as Postfix
-/// does, so that a broken TLS stack at the server does not hold mail up forever.
-async fn open(
-    cfg: &AgentConfig,
-    addr: SocketAddr,
-    peer: &Peer<'_>,
-    nexthop: &str,
-    looking: Option<Loop<'_>>,
-    policy: &Policy,
-) -> Result<(Connection, bool), Opening> {
-    let plain = Policy::level(Level::None);
-    let mut policy = policy;
-    // At most two rounds: the first, and the plaintext retry.
-    for _ in 0..2 {
-        let stream = match tokio::time::timeout(cfg.connect_timeout, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                let text = format!("connect to {}: {}", peer.relay, io_text(&e));
-                log_info!("{text}");
-                return Err(Opening::Connect(deferred("4.4.1", text, true)));
-            }
-            Err(_) => {
-                let text = format!("connect to {}: Connection timed out", peer.relay);
-                log_info!("{text}");
-                return Err(Opening::Connect(deferred("4.4.1", text, true)));
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let mut conn = Connection::new(stream, cfg.helo_timeout);
-        let looking = looking.as_ref().map(|l| Loop { nexthop: l.nexthop, relay: l.relay, best: l.best });
-        let hello = handshake(&cfg.session, &mut conn, peer.namaddr, looking).await.map_err(Opening::Session)?;
-        match negotiate(&cfg.tls, &cfg.session, policy, &mut conn, hello, peer).await {
-            Ok(hello) => {
-                let server = Server { host: peer.host, nexthop, namaddr: peer.namaddr, relay: peer.relay };
-                login(&cfg.sasl, &mut conn, &hello, &server).await.map_err(Opening::Session)?;
-                return Ok((conn, hello.offers("DSN")));
-            }
-            Err(TlsFailure::Fail(f)) => return Err(Opening::Session(f)),
-            Err(TlsFailure::RetryPlain) => policy = &plain,
-        }
-    }
-    Err(Opening::Session(deferred("4.7.5", "Cannot start TLS: handshake failure".into(), false)))
-}
-
-fn io_text(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "Connection refused".into(),
-        _ => e.to_string(),
-    }
 }
 
 /// The message and its envelope (for the DSN requests it carries).

@@ -24,7 +24,7 @@
 //! itself, so a recipient it accepts gets no success notice here. A server that does not offer
 //! DSN gets none of them.
 //!
-//! STARTTLS ([`starttls`], [`tls`], [`tls_policy`]) follows the destination's policy: the
+//! STARTTLS (`common::smtp_client::{starttls, tls, tls_policy}`) follows the destination's policy: the
 //! level of `smtp_tls_security_level` or of its entry in `smtp_tls_policy_maps` (next hop,
 //! then `.parent` domains; attributes `match=`, `protocols=`, `servername=`). `may` uses
 //! STARTTLS when offered and retries a failed handshake once on a new plaintext connection;
@@ -36,7 +36,7 @@
 //! sent again under TLS. A kept TLS connection is reused as TLS; a kept plaintext one is
 //! closed rather than given to a destination whose policy requires TLS.
 //!
-//! SASL AUTH ([`sasl`], [`sasl_mech`]): with `smtp_sasl_auth_enable`, a server that offers
+//! SASL AUTH (`common::smtp_client::{sasl, sasl_mech}`): with `smtp_sasl_auth_enable`, a server that offers
 //! AUTH and has an entry in `smtp_sasl_password_maps` (its host name, then the next hop) gets
 //! a login before MAIL, after TLS, with CRAM-MD5, PLAIN or LOGIN (strongest first) among the
 //! mechanisms it offers, `smtp_sasl_mechanism_filter` allows and the connection's options
@@ -45,8 +45,10 @@
 //!
 //! The conversation itself (the connection, the DATA encoder, the handshake and one mail
 //! transaction) is `common::smtp_client`, which smtpd's ODMR provider also runs on the
-//! connection a customer opened (see smtpd(8)), with the same `smtp_*` limits; this agent adds
-//! next hops, DNS, the connection cache, STARTTLS and AUTH around it.
+//! connection a customer opened (see smtpd(8)), with the same `smtp_*` limits; opening a
+//! connection (connect, greeting, EHLO, STARTTLS with the plaintext retry, AUTH) is there too
+//! (`common::smtp_client::open`), shared with the ODMR customer, odmr(8), which reads the same
+//! settings from `odmr_*` parameters. This agent adds next hops, DNS and the connection cache.
 //!
 //! # Security
 //! Queue files and the next hop's replies and DNS data are outside input.
@@ -133,21 +135,9 @@ pub mod config;
 pub mod deliver;
 /// This system's own addresses, for loop detection.
 pub mod myself;
-/// Next-hop syntax: `[host]:port` or `domain[:port]`.
-pub mod nexthop;
 /// From a next hop to the addresses to try (MX, A/AAAA, null MX, this system).
 pub mod resolve;
-/// SASL AUTH to a next hop: when, with which mechanism, and Postfix's texts.
-pub mod sasl;
-/// The client side of PLAIN, LOGIN and CRAM-MD5, without I/O.
-pub mod sasl_mech;
 /// The daemon: the skeleton's service and `run`.
 mod service;
-/// STARTTLS in a session: when, the handshake, the certificate policy, EHLO again.
-pub mod starttls;
-/// TLS settings, trusted CAs and the per-connection connector with its certificate check.
-pub mod tls;
-/// Per-destination TLS policy (`smtp_tls_security_level`, `smtp_tls_policy_maps`).
-pub mod tls_policy;
 
 pub use service::run;

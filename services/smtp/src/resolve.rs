@@ -12,7 +12,7 @@ use common::log_warning;
 use common::text::printable;
 
 use crate::myself::Myself;
-use crate::nexthop::NextHop;
+use common::smtp_client::nexthop::NextHop;
 
 /// A host to connect to: its name for the log and one address.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,7 +37,7 @@ impl Service for Smtp {
 
     fn reload(&mut self, params: &Params) -> Result<(), String> {
         let cfg = AgentConfig::from_params(params).map_err(|e| e.to_string())?;
-        self.cache.set_time_limits(cfg.cache_time, cfg.session.timeouts.quit);
+        self.cache.set_time_limits(cfg.cache_time, cfg.client.session.timeouts.quit);
         self.cfg.send_replace(Arc::new(cfg));
         Ok(())
     }
@@ -51,7 +51,7 @@ pub fn run() {
     // One thread, as flush: the connection cache's actor and the delivery tasks share it, so a
     // checkout or checkin wakes no other thread.
     actix_rt::System::new().block_on(async move {
-        let cache = ConnCache::start(cfg.cache_time, cfg.session.timeouts.quit);
+        let cache = ConnCache::start(cfg.cache_time, cfg.client.session.timeouts.quit);
         let smtp = Smtp { cfg: watch::Sender::new(Arc::new(cfg)), cache };
         daemon::serve("smtp", &args, &params, listeners, None, smtp).await;
     });

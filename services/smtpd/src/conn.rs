@@ -9,7 +9,7 @@
 //! [`WRITE_CHUNK`] bytes (see the manual page in lib.rs for the whole bound).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -222,21 +222,48 @@ fn check_client_limits(s: &Session<'_>, conn: &crate::anvil::Connection) -> Opti
 /// Serve one SMTP client until it quits, times out, errs too often or goes away. `sessions`
 /// says whether other clients wait for a session slot, and may ask an idle session for its.
 pub async fn serve(stream: TcpStream, addr: SocketAddr, cfg: Arc<SmtpdConfig>, sessions: SessionLimit) {
-    let ip = addr.ip();
-    let name = if ip.is_loopback() { "localhost" } else { "unknown" };
-    let peer = Peer { name: name.to_string(), addr: ip };
-    log_info!("connect from {}", peer.show());
     // Replies are already batched per pipelined group; do not let Nagle delay them further.
     let _ = stream.set_nodelay(true);
     let local_addr = stream.local_addr().ok().map(|a| a.ip());
-    let mut io = Io { r: buffered(SmtpStream::Plain(stream)), timeout: cfg.normal.timeout };
-    let mut s = Session::new(&cfg, peer);
+    serve_stream(SmtpStream::Plain(stream), addr.ip(), local_addr, None, &cfg, &sessions).await;
+}
+
+/// Serve an ODMR provider on the connection this process (the customer, RFC 2645) opened to
+/// it, after its `250` to ATRN: the same session as for any client, on a stream that may be
+/// in TLS already (`tls`, negotiated as the client; the session then refuses STARTTLS).
+pub async fn serve_reversed(stream: SmtpStream, addr: SocketAddr, tls: Option<TlsInfo>, cfg: &SmtpdConfig, sessions: &SessionLimit) {
+    let local_addr = match &stream {
+        SmtpStream::Plain(s) => s.local_addr().ok(),
+        SmtpStream::Tls(s) => s.get_ref().0.local_addr().ok(),
+        SmtpStream::Detached => None,
+    };
+    serve_stream(stream, addr.ip(), local_addr.map(|a| a.ip()), tls, cfg, sessions).await;
+}
+
+/// The session from `connect from` to `disconnect from`.
+async fn serve_stream(
+    stream: SmtpStream,
+    ip: IpAddr,
+    local_addr: Option<IpAddr>,
+    tls: Option<TlsInfo>,
+    cfg: &SmtpdConfig,
+    sessions: &SessionLimit,
+) {
+    let name = if ip.is_loopback() { "localhost" } else { "unknown" };
+    let peer = Peer { name: name.to_string(), addr: ip };
+    log_info!("connect from {}", peer.show());
+    let mut io = Io { r: buffered(stream), timeout: cfg.normal.timeout };
+    let mut s = Session::new(cfg, peer);
     s.local_addr = local_addr;
-    if cfg.tls.wrappermode && !wrapper_handshake(&mut io, &mut s).await {
-        log_info!("disconnect from {} {}", s.peer.show(), s.stats());
-        return;
+    match tls {
+        Some(info) => s.tls_started(info),
+        None if cfg.tls.wrappermode && !wrapper_handshake(&mut io, &mut s).await => {
+            log_info!("disconnect from {} {}", s.peer.show(), s.stats());
+            return;
+        }
+        None => {}
     }
-    session_loop(&mut io, &mut s, &sessions).await;
+    session_loop(&mut io, &mut s, sessions).await;
     io.close().await;
     log_info!("disconnect from {} {}", s.peer.show(), s.stats());
 }

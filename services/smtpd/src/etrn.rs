@@ -28,10 +28,15 @@ pub async fn run(s: &Session<'_>, site: &str, subdomains: bool) -> Reply {
     let shown: String = site.chars().take(100).collect();
     let eligible = Site::parse(site).is_ok()
         && !cfg.fast_flush_domains.is_empty()
-        && cfg.fast_flush_domains.matches(site).unwrap_or_else(|e| {
-            log_warning!("{e}");
-            false
-        });
+        && match cfg.fast_flush_domains.matches(site) {
+            Ok(listed) => listed,
+            // A table that cannot be read is a temporary failure, not "not eligible" (which
+            // would answer 459 or start a whole-queue run).
+            Err(e) => {
+                log_warning!("{e}");
+                return unable();
+            }
+        };
     if eligible {
         let req = FlushRequest::SendSite { site: site.to_string(), subdomains };
         match cfg.flush.call(&req, cfg.ipc_timeout).await {

@@ -239,6 +239,9 @@
 //! queue manager's retry) takes it. As with any SMTP client, a crash between the customer's 250 and
 //! the record of it means the message is sent once more.
 //!
+//! The customer side is this crate's second program, odmr(8): after its ATRN it runs this
+//! session, restrictions and queue writer on the connection it opened to the provider.
+//!
 //! # Diagnostics
 //! ODMR: `ATRN from name[addr]: domains=D1,D2, sasl_username=U: reversing the connection`
 //! (or `: no mail`), `NOQUEUE: reject: ATRN from name[addr]: 450 4.7.1 <D>: ATRN by user U
@@ -330,6 +333,7 @@ pub mod anvil;
 mod auth;
 pub mod config;
 pub mod conn;
+pub mod customer;
 pub mod data;
 pub mod etrn;
 pub mod etrn_login;

@@ -118,7 +118,7 @@ fn atrn_step(s: &Session<'_>, arg: &str) -> Step {
 
 /// `domain[,domain...]` (spaces after commas allowed), lowercased and deduplicated; empty
 /// for "every domain of the login".
-fn parse_domains(arg: &str) -> Option<Vec<String>> {
+pub(crate) fn parse_domains(arg: &str) -> Option<Vec<String>> {
     if arg.is_empty() {
         return Some(Vec::new());
     }
@@ -307,12 +307,18 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
                     healthy = false;
                     break;
                 }
-                let on = Reversed { conn: &mut conn, relay: &relay, peer: &peer, setup, dsn };
-                healthy = deliver(s, odmr, on, c, &mut tally, &mut removed).await;
+                // The next message is claimed (files opened and read off this thread) while
+                // this one is on the wire; a claim taken when the connection then fails is
+                // released by dropping it, and that message simply stays deferred.
+                let (ok, claimed) = tokio::join!(
+                    deliver(s, odmr, Reversed { conn: &mut conn, relay: &relay, peer: &peer, setup, dsn }, c, &mut tally, &mut removed),
+                    claim_next(&s.cfg.spool, &mut ids, &domains)
+                );
+                healthy = ok;
                 if !healthy {
                     break;
                 }
-                next = claim_next(&s.cfg.spool, &mut ids, &domains).await;
+                next = claimed;
             }
             if healthy {
                 conn.timeout = odmr.session.timeouts.quit;

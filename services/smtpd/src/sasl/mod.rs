@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::config::{ConfigError, Params};
+use common::config::{ConfigError, ParamError, Params};
 use common::log_warning;
 
 use mechanism::{Credentials, MechStep, ServerMech};
@@ -186,7 +186,12 @@ impl SaslConfig {
         } else {
             None
         };
+        // Postfix's minimum is 1; a value below it is a configuration error, never replaced.
         let limit = p.int("smtpd_sasl_response_limit")?;
+        let response_limit = usize::try_from(limit)
+            .ok()
+            .filter(|&l| l >= 1)
+            .ok_or_else(|| ParamError::Int { name: "smtpd_sasl_response_limit".into(), value: limit.to_string() })?;
         Ok(SaslConfig {
             backend,
             security: SecurityOptions::parse("smtpd_sasl_security_options", &p.list("smtpd_sasl_security_options")?)?,
@@ -195,7 +200,7 @@ impl SaslConfig {
             tls_auth_only: p.bool("smtpd_tls_auth_only")?,
             service,
             broken_clients: p.bool("broken_sasl_auth_clients")?,
-            response_limit: usize::try_from(limit).unwrap_or(12288).max(512),
+            response_limit,
         })
     }
 
@@ -340,6 +345,20 @@ fn check(b: &Builtin, creds: Credentials) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_limit_below_one_is_refused_not_replaced() {
+        let params = |limit: &str| {
+            let main =
+                common::config::main_cf::MainCf::parse(&format!("smtpd_sasl_response_limit = {limit}\n"), Path::new("main.cf")).unwrap();
+            Params::from_parts(Path::new("/nonexistent"), main, &[])
+        };
+        for bad in ["-1", "0"] {
+            let e = SaslConfig::from_params(&params(bad), Path::new("/nonexistent"), "mx.test").unwrap_err();
+            assert_eq!(e.to_string(), format!("bad numerical configuration: smtpd_sasl_response_limit = {bad}"));
+        }
+        assert_eq!(SaslConfig::from_params(&params("100"), Path::new("/nonexistent"), "mx.test").unwrap().response_limit, 100);
+    }
 
     #[test]
     fn security_options_filter_like_postfix() {

@@ -1,6 +1,7 @@
 //! The next hop of a delivery request, as the queue manager names it: `[host]:port` (or
 //! `[host]`) means that host and no MX lookup; `domain` or `domain:port` means the domain's
-//! MX hosts. Port 25 when none is given.
+//! MX hosts. The caller's default port when none is given (25 for the smtp agent, 366 for the
+//! ODMR customer's `odmr_provider`).
 
 /// A parsed next hop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,19 +13,19 @@ pub struct NextHop {
 }
 
 /// Parse a next hop; `None` for anything that is no next hop (the delivery bounces).
-pub fn parse_nexthop(text: &str) -> Option<NextHop> {
+pub fn parse_nexthop(text: &str, default_port: u16) -> Option<NextHop> {
     let (host, port, mx) = if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
         let port = match after.strip_prefix(':') {
             Some(p) => p.parse().ok()?,
-            None if after.is_empty() => 25,
+            None if after.is_empty() => default_port,
             None => return None,
         };
         (host, port, false)
     } else {
         match text.rsplit_once(':') {
             Some((h, p)) => (h, p.parse().ok()?, true),
-            None => (text, 25, true),
+            None => (text, default_port, true),
         }
     };
     (!host.is_empty()).then(|| NextHop { host: host.to_string(), port, mx })
@@ -55,7 +56,7 @@ mod tests {
         ];
         for c in cases {
             let want = c.want.map(|(host, port, mx)| NextHop { host: host.into(), port, mx });
-            assert_eq!(parse_nexthop(c.input), want, "{:?}", c.input);
+            assert_eq!(parse_nexthop(c.input, 25), want, "{:?}", c.input);
         }
     }
 }

@@ -4,12 +4,12 @@
 //! defer with Postfix's reasons); under `may` a refused STARTTLS goes on in plaintext and a
 //! failed handshake is retried on a new plaintext connection (the caller's part).
 
-use common::log_info;
+use crate::log_info;
 
-use crate::tls::ClientTls;
-use crate::tls_policy::{Level, Policy};
-use common::smtp_client::connection::Connection;
-use common::smtp_client::transaction::{Failure, Hello, SessionConfig, broken, deferred, hello};
+use super::connection::Connection;
+use super::tls::ClientTls;
+use super::tls_policy::{Level, Policy};
+use super::transaction::{Failure, Hello, SessionConfig, broken, deferred, hello};
 
 /// Who the server is, for names and texts.
 pub struct Peer<'a> {
@@ -63,7 +63,7 @@ pub async fn negotiate(
     let (connector, name, check) = match tls.connector(policy, peer.host, peer.nexthop) {
         Ok(c) => c,
         Err(why) => {
-            common::log_warning!("{}: {why}", peer.relay);
+            crate::log_warning!("{}: {why}", peer.relay);
             if required {
                 return Err(TlsFailure::Fail(deferred("4.7.5", "TLS is required, but our TLS engine is unavailable".into(), true)));
             }
@@ -122,12 +122,12 @@ mod tests {
     use std::time::Duration;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-    use common::smtp_client::transaction::Timeouts;
+    use crate::smtp_client::transaction::Timeouts;
 
     fn tls(lines: &str) -> ClientTls {
         let dir = tempfile::tempdir().unwrap();
-        let main = common::config::MainCf::parse(lines, &dir.path().join("main.cf")).unwrap();
-        ClientTls::from_params(&common::config::Params::from_parts(dir.path(), main, &[])).unwrap()
+        let main = crate::config::MainCf::parse(lines, &dir.path().join("main.cf")).unwrap();
+        ClientTls::from_params(&crate::config::Params::from_parts(dir.path(), main, &[]), "smtp").unwrap()
     }
 
     fn session() -> SessionConfig {

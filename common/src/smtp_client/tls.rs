@@ -2,7 +2,7 @@
 //! `smtp_tls_CAfile`, `smtp_tls_CApath`, `smtp_tls_policy_maps`, ...), the trusted CAs, and one
 //! connector per connection whose certificate check records what Postfix records: whether the
 //! chain is trusted and whether a name matched. As in Postfix the handshake completes either
-//! way and the policy is enforced after it ([`crate::starttls`]), so a server whose certificate
+//! way and the policy is enforced after it ([`super::starttls`]), so a server whose certificate
 //! is refused still gets a polite QUIT over TLS.
 //!
 //! Trust: `smtp_tls_CAfile` and `smtp_tls_CApath`; when both are empty, the system's roots
@@ -13,12 +13,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use common::config::table::{Table, split_braced_list};
-use common::config::{ConfigError, Params};
-use common::log_warning;
-use common::tls::names::{SignatureSeen, record_signature};
-use common::tls::parse_protocols;
-use common::tls::pem::{read_cert_dir, read_certs};
+use crate::config::table::{Table, split_braced_list};
+use crate::config::{ConfigError, Params};
+use crate::log_warning;
+use crate::tls::names::{SignatureSeen, record_signature};
+use crate::tls::parse_protocols;
+use crate::tls::pem::{read_cert_dir, read_certs};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -26,7 +26,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
-use crate::tls_policy::{self, Level, Policy, Resolved};
+use super::tls_policy::{self, Level, Policy, Resolved};
 
 /// The client's TLS settings; rebuilt (CA files read again) on every reload.
 pub struct ClientTls {
@@ -60,39 +60,43 @@ impl std::fmt::Debug for ClientTls {
 }
 
 impl ClientTls {
-    pub fn from_params(p: &Params) -> Result<ClientTls, ConfigError> {
-        let name = "smtp_tls_security_level";
-        let value = p.get(name)?;
-        let default = tls_policy::default_policy(&value)
-            .ok_or_else(|| ConfigError::value(name, format!("invalid tls security level: \"{value}\"")))?;
-        let maps = p.get("smtp_tls_policy_maps")?;
+    /// The settings of the parameter family `prefix`: `smtp` for the smtp agent
+    /// (`smtp_tls_security_level`, `smtp_tls_CAfile`, ...), `odmr` for the ODMR customer.
+    pub fn from_params(p: &Params, prefix: &str) -> Result<ClientTls, ConfigError> {
+        let param = |name: &str| format!("{prefix}_{name}");
+        let name = param("tls_security_level");
+        let value = p.get(&name)?;
+        let default = tls_policy::default_policy(&name, &value)
+            .ok_or_else(|| ConfigError::value(&name, format!("invalid tls security level: \"{value}\"")))?;
+        let maps_param = param("tls_policy_maps");
+        let maps = p.get(&maps_param)?;
         let policy_maps = match split_braced_list(&maps).as_slice() {
             [] => None,
             [one] => Some(Table::open(one, &p.config_dir)?),
-            _ => return Err(ConfigError::value("smtp_tls_policy_maps", "Postern takes one table here")),
+            _ => return Err(ConfigError::value(&maps_param, "Postern takes one table here")),
         };
-        let provider = common::tls::provider();
-        let verifier = trusted_cas(&p.get("smtp_tls_CAfile")?, &p.get("smtp_tls_CApath")?).and_then(|roots| {
+        let provider = crate::tls::provider();
+        let verifier = trusted_cas(&p.get(&param("tls_CAfile"))?, &p.get(&param("tls_CApath"))?).and_then(|roots| {
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
                 .map_err(|e| log_warning!("TLS library problem: {e}"))
                 .ok()
         });
-        let matches = |param: &str| {
-            p.list(param).map(|l| {
+        let matches = |name: &str| {
+            p.list(&param(name)).map(|l| {
                 l.into_iter().flat_map(|m| m.split(':').map(str::to_string).collect::<Vec<_>>()).filter(|m| !m.is_empty()).collect()
             })
         };
         Ok(ClientTls {
             default,
             policy_maps,
-            loglevel: p.int("smtp_tls_loglevel")?,
-            starttls_timeout: p.time("smtp_starttls_timeout")?,
-            protocols: p.get("smtp_tls_protocols")?,
-            mandatory_protocols: p.get("smtp_tls_mandatory_protocols")?,
-            verify_match: matches("smtp_tls_verify_cert_match")?,
-            secure_match: matches("smtp_tls_secure_cert_match")?,
-            servername: p.get("smtp_tls_servername")?,
+            loglevel: p.int(&param("tls_loglevel"))?,
+            starttls_timeout: p.time(&param("starttls_timeout"))?,
+            protocols: p.get(&param("tls_protocols"))?,
+            mandatory_protocols: p.get(&param("tls_mandatory_protocols"))?,
+            verify_match: matches("tls_verify_cert_match")?,
+            secure_match: matches("tls_secure_cert_match")?,
+            servername: p.get(&param("tls_servername"))?,
             verifier,
             provider,
         })
@@ -387,16 +391,16 @@ mod tests {
     /// A CA `ca` (named `ca_cn`) and a certificate `leaf` it signed for `names`
     /// (subjectAltName entries).
     fn pki(dir: &Path, ca: &str, ca_cn: &str, leaf: &str, names: &str) {
-        common::tls::test_pki::self_signed(dir, ca, ca_cn);
-        common::tls::test_pki::signed(dir, ca, leaf, "leaf", names, &common::tls::test_pki::EC_KEY);
+        crate::tls::test_pki::self_signed(dir, ca, ca_cn);
+        crate::tls::test_pki::signed(dir, ca, leaf, "leaf", names, &crate::tls::test_pki::EC_KEY);
     }
 
     fn verdict(dir: &Path, ca: Option<&str>, leaf: &str, names: Vec<Name>) -> Verdict {
         let chain = ca.map(|ca| {
             let roots = trusted_cas(&dir.join(format!("{ca}.pem")).display().to_string(), "").expect("the CA");
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), common::tls::provider()).build().unwrap()
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), crate::tls::provider()).build().unwrap()
         });
-        let v = PolicyVerifier { chain, names, check: Check::default(), provider: common::tls::provider() };
+        let v = PolicyVerifier { chain, names, check: Check::default(), provider: crate::tls::provider() };
         let cert = read_certs(&dir.join(format!("{leaf}.pem"))).unwrap().remove(0);
         v.judge(&cert, &[], UnixTime::now())
     }

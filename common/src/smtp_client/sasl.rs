@@ -16,13 +16,13 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use common::config::table::{Table, TableError, split_braced_list};
-use common::config::{ConfigError, Params};
-use common::log_warning;
+use crate::config::table::{Table, TableError, split_braced_list};
+use crate::config::{ConfigError, Params};
+use crate::log_warning;
 
-use crate::sasl_mech::{Exchange, Mech};
-use common::smtp_client::connection::Connection;
-use common::smtp_client::transaction::{Failure, Hello, broken, deferred};
+use super::connection::Connection;
+use super::sasl_mech::{Exchange, Mech};
+use super::transaction::{Failure, Hello, broken, deferred};
 
 /// RFC 5321's limit for a command line with its CRLF; RFC 4954 sends a longer initial response
 /// after an empty challenge instead.
@@ -69,6 +69,8 @@ pub struct ClientSasl {
     pub enabled: bool,
     /// `smtp_sasl_password_maps`.
     passwords: Option<Table>,
+    /// Its name, for the texts.
+    maps_param: String,
     /// `smtp_sasl_security_options`, `smtp_sasl_tls_security_options`.
     pub plain_options: Options,
     pub tls_options: Options,
@@ -79,32 +81,38 @@ pub struct ClientSasl {
 }
 
 impl ClientSasl {
-    pub fn from_params(p: &Params) -> Result<ClientSasl, ConfigError> {
-        let enabled = p.bool("smtp_sasl_auth_enable")?;
-        let maps = p.get("smtp_sasl_password_maps")?;
+    /// The settings of the parameter family `prefix` (`smtp` for the smtp agent, `odmr` for
+    /// the ODMR customer): `{prefix}_sasl_password_maps`, `{prefix}_sasl_security_options`,
+    /// `{prefix}_sasl_tls_security_options`, `{prefix}_sasl_mechanism_filter`. Whether AUTH
+    /// is on and whether a 5xx is made 4xx are the caller's (the customer has no choice).
+    pub fn from_params(p: &Params, prefix: &str, enabled: bool, soft_bounce: bool) -> Result<ClientSasl, ConfigError> {
+        let param = |name: &str| format!("{prefix}_{name}");
+        let maps_param = param("sasl_password_maps");
+        let maps = p.get(&maps_param)?;
         let passwords = match split_braced_list(&maps).as_slice() {
             [] if enabled => {
                 // Postfix's fatal error: AUTH without passwords makes no sense.
-                return Err(ConfigError::value(
-                    "smtp_sasl_password_maps",
-                    "specify a password table via the `smtp_sasl_password_maps' configuration parameter",
-                ));
+                let text = format!("specify a password table via the `{maps_param}' configuration parameter");
+                return Err(ConfigError::value(&maps_param, text));
             }
             [] => None,
             [one] => Some(Table::open(one, &p.config_dir)?),
-            _ => return Err(ConfigError::value("smtp_sasl_password_maps", "Postern takes one table here")),
+            _ => return Err(ConfigError::value(&maps_param, "Postern takes one table here")),
         };
-        let filter = p.list("smtp_sasl_mechanism_filter")?;
-        if let Some(t) = filter.iter().find(|f| common::config::table::is_table_spec(f)) {
-            return Err(ConfigError::value("smtp_sasl_mechanism_filter", format!("tables are not supported here: {t}")));
+        let filter_param = param("sasl_mechanism_filter");
+        let filter = p.list(&filter_param)?;
+        if let Some(t) = filter.iter().find(|f| crate::config::table::is_table_spec(f)) {
+            return Err(ConfigError::value(&filter_param, format!("tables are not supported here: {t}")));
         }
+        let options = |name: &str| Options::parse(&param(name), &p.list(&param(name))?);
         Ok(ClientSasl {
             enabled,
             passwords,
-            plain_options: Options::parse("smtp_sasl_security_options", &p.list("smtp_sasl_security_options")?)?,
-            tls_options: Options::parse("smtp_sasl_tls_security_options", &p.list("smtp_sasl_tls_security_options")?)?,
+            maps_param,
+            plain_options: options("sasl_security_options")?,
+            tls_options: options("sasl_tls_security_options")?,
             filter: filter.into_iter().map(|f| f.to_ascii_uppercase()).collect(),
-            soft_bounce: p.bool("smtp_sasl_auth_soft_bounce")?,
+            soft_bounce,
         })
     }
 
@@ -151,7 +159,7 @@ pub async fn login(sasl: &ClientSasl, conn: &mut Connection, hello: &Hello, serv
     // Without credentials we talk to each other like strangers.
     let credentials = sasl.credentials(server.host, server.nexthop).map_err(|e| {
         log_warning!("{e}");
-        deferred("4.3.0", format!("smtp_sasl_password_maps lookup error for {}", server.relay), false)
+        deferred("4.3.0", format!("{} lookup error for {}", sasl.maps_param, server.relay), false)
     })?;
     let Some((user, password)) = credentials else { return Ok(()) };
     if mechs.is_empty() {
@@ -252,8 +260,9 @@ mod tests {
 
     fn sasl(lines: &str) -> ClientSasl {
         let dir = tempfile::tempdir().unwrap();
-        let main = common::config::MainCf::parse(lines, &dir.path().join("main.cf")).unwrap();
-        ClientSasl::from_params(&Params::from_parts(dir.path(), main, &[])).unwrap()
+        let main = crate::config::MainCf::parse(lines, &dir.path().join("main.cf")).unwrap();
+        let p = Params::from_parts(dir.path(), main, &[]);
+        ClientSasl::from_params(&p, "smtp", p.bool("smtp_sasl_auth_enable").unwrap(), true).unwrap()
     }
 
     /// A peer answering each command line with the next reply; what it was sent.

@@ -1,6 +1,6 @@
 //! The client side of the SASL mechanisms PLAIN (RFC 4616), LOGIN (draft-murchison-sasl-login)
 //! and CRAM-MD5 (RFC 2195), without I/O: server challenges (decoded) go in, responses (raw, not
-//! yet base64) come out. Which mechanism a connection may use is [`crate::sasl`]'s business.
+//! yet base64) come out. Which mechanism a connection may use is [`super::sasl`]'s business.
 
 use hmac::{Hmac, Mac};
 use md5::Md5;

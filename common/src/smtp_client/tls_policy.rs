@@ -8,8 +8,8 @@
 //! its mail is deferred with Postfix's `client TLS configuration problem` (4.7.5) after a
 //! warning that names the table and the entry, never sent with a guessed policy.
 
-use common::config::table::Table;
-use common::log_warning;
+use crate::config::table::Table;
+use crate::log_warning;
 
 /// Postfix's TLS security levels for the smtp client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -90,11 +90,11 @@ pub struct Invalid;
 /// The default policy from `smtp_tls_security_level`: `dane-only` is a policy no mail can meet
 /// here (deferred, as in Postfix without DNSSEC); `None` for a word that is no level at all
 /// (Postfix's fatal `invalid tls security level`).
-pub fn default_policy(value: &str) -> Option<Resolved> {
+pub fn default_policy(param: &str, value: &str) -> Option<Resolved> {
     if value.eq_ignore_ascii_case("dane-only") {
-        return Some(parse_level(value, "smtp_tls_security_level").map(Policy::level).map_err(|()| Invalid));
+        return Some(parse_level(value, param).map(Policy::level).map_err(|()| Invalid));
     }
-    parse_level(value, "smtp_tls_security_level").ok().map(|l| Ok(Policy::level(l)))
+    parse_level(value, param).ok().map(|l| Ok(Policy::level(l)))
 }
 
 /// The policy for `nexthop` from `table`, or `default` when the table has none.
@@ -250,8 +250,8 @@ mod tests {
         assert_eq!(lookup(Some(&table), "bad.example.com", &default), Err(Invalid));
         assert_eq!(lookup(None, "bad.example.com", &default).unwrap().level, Level::May);
         assert_eq!(lookup(None, "x", &Err(Invalid)), Err(Invalid));
-        assert_eq!(default_policy(""), Some(Ok(Policy::level(Level::None))));
-        assert_eq!(default_policy("dane-only"), Some(Err(Invalid)));
-        assert_eq!(default_policy("bogus"), None);
+        assert_eq!(default_policy("smtp_tls_security_level", ""), Some(Ok(Policy::level(Level::None))));
+        assert_eq!(default_policy("smtp_tls_security_level", "dane-only"), Some(Err(Invalid)));
+        assert_eq!(default_policy("smtp_tls_security_level", "bogus"), None);
     }
 }
