@@ -22,11 +22,10 @@ fn spool(inst: &Install) -> Spool {
 fn deferred(spool: &Spool, rcpts: &[&str]) -> QueueId {
     let env = Envelope {
         sender: "sender@example.org".into(),
-        recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
+        recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), ..Default::default() }).collect(),
         arrival_us: common::queue::file::now_us(),
         client: Default::default(),
-        smtputf8: false,
-        verify_probe: false,
+        ..Default::default()
     };
     let id = write_new(spool, QueueName::Incoming, &env, b"Subject: test\r\n\r\nhello\r\n").unwrap();
     assert!(spool.move_file(&id, QueueName::Incoming, QueueName::Deferred).unwrap());

@@ -361,11 +361,10 @@ fn postsuper_does_its_queue_work_as_mail_owner() {
     let spool = common::queue::Spool::new(inst.spool.clone(), &["deferred".into()], 1);
     let env = common::queue::file::Envelope {
         sender: "s@sender.test".into(),
-        recipients: vec![common::queue::file::Recipient { address: "u@customer.example".into(), orig: None }],
+        recipients: vec![common::queue::file::Recipient { address: "u@customer.example".into(), ..Default::default() }],
         arrival_us: common::queue::file::now_us(),
         client: Default::default(),
-        smtputf8: false,
-        verify_probe: false,
+        ..Default::default()
     };
     // One held message where mail_owner can reach it, one deferred in a directory only root
     // can enter (as a hostile or broken file system state would have it).

@@ -17,7 +17,7 @@ fn mail_reaches_the_sink_exactly_once_with_postfix_log_lines() {
     let mut c = Client::connect(port);
     assert!(c.banner.starts_with("220 "), "{}", c.banner);
     let ehlo = c.cmd("EHLO client.test");
-    for kw in ["PIPELINING", "SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME"] {
+    for kw in ["PIPELINING", "SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN"] {
         assert!(ehlo.contains(kw), "{ehlo}");
     }
     let reply = c.send_mail("s@sender.test", &["u@customer.example"], &msg("one"));

@@ -18,11 +18,10 @@ fn enqueue(inst: &Install, sender: &str, rcpts: &[&str], message: &[u8]) -> Queu
     let spool = Spool::from_params(&Params::load(&inst.etc, &[]).unwrap()).unwrap();
     let env = Envelope {
         sender: sender.into(),
-        recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
+        recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), ..Default::default() }).collect(),
         arrival_us: now_us(),
         client: Default::default(),
-        smtputf8: false,
-        verify_probe: false,
+        ..Default::default()
     };
     let id = write_new(&spool, QueueName::Incoming, &env, message).unwrap();
     trigger_blocking(&inst.socket("public", "qmgr"), &[Trigger::ScanIncoming], WAIT).unwrap();

@@ -20,11 +20,10 @@ fn spool(inst: &Install) -> Spool {
 fn envelope(recipients: &[&str]) -> Envelope {
     Envelope {
         sender: "s@sender.test".into(),
-        recipients: recipients.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
+        recipients: recipients.iter().map(|r| Recipient { address: r.to_string(), ..Default::default() }).collect(),
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: "client.test".into(), protocol: "ESMTP".into() },
-        smtputf8: false,
-        verify_probe: false,
+        ..Default::default()
     }
 }
 

@@ -160,7 +160,7 @@ fn unsupported_options_size_and_hop_limits() {
     assert_eq!(c.cmd("MAIL FROM:<s@sender.test> SIZE=12x"), "501 5.5.4 Bad message size syntax");
     assert_eq!(c.cmd("MAIL FROM:<s@sender.test\r> SIZE=10"), "501 5.1.7 Bad sender address syntax");
     assert_eq!(c.cmd("MAIL FROM:<s@sender.test> SIZE=1000 BODY=8BITMIME"), "250 2.1.0 Ok");
-    assert_eq!(c.cmd("RCPT TO:<u@customer.example> NOTIFY=NEVER"), "555 5.5.4 Unsupported option: NOTIFY=NEVER");
+    assert_eq!(c.cmd("RCPT TO:<u@customer.example> XDSN=NEVER"), "555 5.5.4 Unsupported option: XDSN=NEVER");
     assert_eq!(c.cmd("RCPT TO:<u@customer.example>"), "250 2.1.5 Ok");
     // A message over the limit is read to its end and refused.
     c.cmd("DATA");

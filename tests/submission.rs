@@ -182,11 +182,10 @@ fn postsuper_r_is_delivered_at_once() {
     let spool = Spool::from_params(&Params::load(&inst.etc, &[]).unwrap()).unwrap();
     let env = Envelope {
         sender: "s@sender.test".into(),
-        recipients: vec![Recipient { address: "u@customer.example".into(), orig: None }],
+        recipients: vec![Recipient { address: "u@customer.example".into(), ..Default::default() }],
         arrival_us: now_us(),
         client: Default::default(),
-        smtputf8: false,
-        verify_probe: false,
+        ..Default::default()
     };
     let id = write_new(&spool, QueueName::Hold, &env, b"Subject: held\r\n\r\nbody\r\n").unwrap();
     let out = inst.cli("postsuper", &["-r", id.as_str()]);

@@ -161,13 +161,13 @@ fn reload_refuses_a_table_it_cannot_open_and_keeps_running() {
 
 #[test]
 fn parameters_postern_does_not_use_are_never_silent() {
-    let main = "foo = bar\ndelay_warning_time = 4h\nmy_banner = hello\nsmtpd_banner = $myhostname $my_banner\n";
+    let main = "foo = bar\nsmtpd_milters = inet:localhost:8891\nmy_banner = hello\nsmtpd_banner = $myhostname $my_banner\n";
     let master = "flush unix n - n 1000? 0 flush\nrelay unix - - n - - smtp\n  -o bogus=1\n  -o smtp_tls_fingerprint_digest=sha256\n";
     let mut inst = Install::new(main, master);
     let main_cf = inst.etc.join("main.cf").display().to_string();
     let master_cf = inst.etc.join("master.cf").display().to_string();
     let unknown = format!("{main_cf}: unused parameter: foo=bar");
-    let unimplemented = format!("{main_cf}, line 7: Postfix parameter not implemented by Postern: delay_warning_time=4h");
+    let unimplemented = format!("{main_cf}, line 7: Postfix parameter not implemented by Postern: smtpd_milters=inet:localhost:8891");
 
     let out = inst.cli("postconf", &["-n"]);
     let err = text(&out.stderr);

@@ -12,6 +12,7 @@ mod clients;
 mod config;
 mod crash;
 mod dns;
+mod dsn;
 mod etrn;
 mod failures;
 mod flush;

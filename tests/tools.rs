@@ -227,11 +227,10 @@ fn qshape_matches_postfix_qshape_on_the_same_queue() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
         let envelope = Envelope {
             sender: sender.to_string(),
-            recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
+            recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), ..Default::default() }).collect(),
             arrival_us: arrival * 1_000_000,
             client: ClientInfo::default(),
-            smtputf8: false,
-            verify_probe: false,
+            ..Default::default()
         };
         write_new(&spool, QueueName::Deferred, &envelope, b"Subject: x\n\nbody\n").unwrap();
     }

@@ -15,6 +15,8 @@ pub mod datetime;
 /// Owns host name and site syntax and the flush logfile naming rule.
 pub mod dns;
 pub mod domain;
+/// Owns DSN request parameters (RFC 3461: RET, ENVID, NOTIFY, ORCPT) and xtext.
+pub mod dsn;
 /// Owns which addresses are this host's (inet_interfaces, proxy_interfaces).
 pub mod interfaces;
 /// Owns the frame codec and every service protocol.

@@ -115,6 +115,16 @@ struct Peer {
     extensions: Arc<Mutex<Vec<String>>>,
 }
 
+/// The address in `<...>` of a MAIL or RCPT argument (parameters after it dropped), or the
+/// whole argument without brackets.
+fn path_of(arg: &str) -> String {
+    let arg = arg.trim();
+    match arg.strip_prefix('<').and_then(|a| a.split_once('>')) {
+        Some((addr, _)) => addr.to_string(),
+        None => arg.trim_matches(['<', '>']).to_string(),
+    }
+}
+
 fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, peer: Peer) {
     s.set_nodelay(true).ok();
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
@@ -139,12 +149,11 @@ fn session(s: TcpStream, out: Arc<Mutex<Vec<Received>>>, peer: Peer) {
             let last = lines.len() - 1;
             lines.iter().enumerate().map(|(i, l)| format!("250{}{l}", if i == last { ' ' } else { '-' })).collect::<Vec<_>>().join("\r\n")
         } else if upper.starts_with("MAIL FROM:") {
-            // The path, without the parameters after it.
-            sender = cmd[10..].trim().split('>').next().unwrap_or_default().trim_start_matches('<').to_string();
+            sender = path_of(&cmd[10..]);
             rcpts.clear();
             "250 2.1.0 Ok".into()
         } else if upper.starts_with("RCPT TO:") {
-            let rcpt = cmd[8..].trim().trim_matches(['<', '>']).to_string();
+            let rcpt = path_of(&cmd[8..]);
             let custom = peer.reject.lock().unwrap().clone();
             if let (true, Some(raw)) = (rcpt.starts_with("reject"), custom) {
                 let _ = w.write_all(&raw);

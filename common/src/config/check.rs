@@ -8,7 +8,7 @@
 //! default), or a name listed in `smtpd_restriction_classes` (Postfix `postconf_user.c`). A
 //! parameter that Postfix has and Postern does not implement gets its own warning naming the
 //! file and line: `/etc/postern/main.cf, line 7: Postfix parameter not implemented by Postern:
-//! delay_warning_time=4h`. Postfix's names come from `postfix-params.txt` (how it was made is
+//! smtpd_milters=inet:localhost:8891`. Postfix's names come from `postfix-params.txt` (how it was made is
 //! written at its top) plus the per-transport names postconf derives from master.cf services.
 
 use std::collections::BTreeSet;
@@ -188,17 +188,17 @@ mod tests {
     #[test]
     fn unknown_unimplemented_and_user_defined() {
         let (p, m) = setup(
-            "myhostname = mx.example\nfoo = bar\ndelay_warning_time = 4h\nmy_nets = 10.0.0.0/8\nmynetworks = $my_nets\n\
+            "myhostname = mx.example\nfoo = bar\nsmtpd_milters = inet:localhost:8891\nmy_nets = 10.0.0.0/8\nmynetworks = $my_nets\n\
              relay_destination_concurrency_limit = 2\nsmtpd_restriction_classes = cls\ncls = permit\n",
             "relay unix - - n - - smtp\n  -o smtpd_tls_ask_ccert=yes\n  -o bogus=1\n  -o syslog_name=x/$mine\n  -o mine=y\n",
         );
         assert_eq!(
             unused_parameters(&p, Some(&m)),
             vec![
-                "/etc/postern/main.cf, line 3: Postfix parameter not implemented by Postern: delay_warning_time=4h".to_string(),
                 "/etc/postern/main.cf: unused parameter: foo=bar".to_string(),
                 "/etc/postern/main.cf, line 6: Postfix parameter not implemented by Postern: relay_destination_concurrency_limit=2"
                     .to_string(),
+                "/etc/postern/main.cf, line 3: Postfix parameter not implemented by Postern: smtpd_milters=inet:localhost:8891".to_string(),
                 "/etc/postern/main.cf, line 7: Postfix parameter not implemented by Postern: smtpd_restriction_classes=cls".to_string(),
                 "/etc/postern/master.cf: unused parameter: bogus=1".to_string(),
                 "/etc/postern/master.cf, line 1: Postfix parameter not implemented by Postern: smtpd_tls_ask_ccert=yes (service relay/unix)"

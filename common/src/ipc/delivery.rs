@@ -48,6 +48,14 @@ pub struct DeliveryResult {
     /// True when the next hop itself failed (connection, greeting): the queue manager then
     /// treats the destination as dead for a while.
     pub site_failure: bool,
+    /// Sent to a next hop that offers DSN: it got the recipient's NOTIFY and reports success
+    /// itself, so no success notice is due here (Postfix's `smtp_rcpt_done`).
+    #[serde(default)]
+    pub dsn_passed_on: bool,
+    /// `host[addr]:port` of the next hop that took it (`delivery via ...` in a success notice);
+    /// empty when none did.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub relay: String,
 }
 
 /// The agent's answer: one result per requested recipient.

@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dirs::{QueueName, Spool};
 use super::id::QueueId;
+use crate::dsn::{Notify, Ret};
 
 const MAGIC: &str = "POSTERN-QUEUE 1\n";
 const END: &[u8] = b"\nEND\n";
@@ -72,15 +73,21 @@ pub struct ClientInfo {
 }
 
 /// One envelope recipient.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
     pub address: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orig: Option<String>,
+    /// RCPT's `NOTIFY=` (RFC 3461); absent in files written before DSN support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+    /// RCPT's `ORCPT=`, decoded: `rfc822;user@example.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
 }
 
 /// Sender, recipients and arrival.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     pub sender: String,
     pub recipients: Vec<Recipient>,
@@ -99,6 +106,12 @@ pub struct Envelope {
     /// one attempt settles every recipient, and nothing is ever returned or deferred.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub verify_probe: bool,
+    /// MAIL's `RET=` (RFC 3461); absent in files written before DSN support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<Ret>,
+    /// MAIL's `ENVID=`, decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
 }
 
 /// What happened to one recipient.
@@ -138,6 +151,8 @@ pub struct QueueFile {
     pub results: Vec<RecipientResult>,
     /// Result records that were torn and skipped.
     pub torn_records: usize,
+    /// A delay notice was sent for the message (`delay_warning_time`): none is sent again.
+    pub delay_notified: bool,
 }
 
 impl QueueFile {
@@ -162,6 +177,8 @@ pub struct QueueEnvelope {
     pub results: Vec<RecipientResult>,
     /// Result records that were torn and skipped.
     pub torn_records: usize,
+    /// A delay notice was sent for the message (`delay_warning_time`): none is sent again.
+    pub delay_notified: bool,
 }
 
 impl QueueEnvelope {
@@ -209,6 +226,7 @@ struct Parts {
     message: Vec<u8>,
     results: Vec<RecipientResult>,
     torn_records: usize,
+    delay_notified: bool,
 }
 
 fn corrupt(path: &Path, what: &str) -> QueueError {
@@ -258,8 +276,15 @@ fn read_parts<R: BufRead + Seek>(r: &mut R, path: &Path, body: Body) -> Result<P
     }
     let mut tail = Vec::new();
     r.read_to_end(&mut tail).map_err(io_err(path))?;
-    let (results, torn_records) = parse_results(&tail, envelope.recipients.len());
-    Ok(Parts { envelope, message_len, message, results, torn_records })
+    let records = parse_results(&tail, envelope.recipients.len());
+    Ok(Parts {
+        envelope,
+        message_len,
+        message,
+        results: records.results,
+        torn_records: records.torn,
+        delay_notified: records.delay_notified,
+    })
 }
 
 /// Fill `buf` as far as the input goes; returns how much was read.
@@ -276,9 +301,32 @@ fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8], path: &Path) -> Result<usize, 
     Ok(got)
 }
 
-/// The result records after the end marker, and how many torn ones were skipped.
-fn parse_results(tail: &[u8], recipients: usize) -> (Vec<RecipientResult>, usize) {
-    let (mut results, mut torn) = (Vec::new(), 0);
+/// What the records after the end marker say.
+struct Records {
+    results: Vec<RecipientResult>,
+    /// Torn records skipped.
+    torn: usize,
+    /// A delay notice record is among them.
+    delay_notified: bool,
+}
+
+/// The record that says a delay notice was sent: `R {"delay_notice_us":N}`. It starts like a
+/// result record, so the torn-record rules hold for it too; a reader from before it skips it
+/// as torn (and may send a delay notice again).
+#[derive(Debug, Serialize, Deserialize)]
+struct DelayNoticeRecord {
+    delay_notice_us: u64,
+}
+
+/// One record after the end marker.
+enum Record {
+    Result(RecipientResult),
+    DelayNotice,
+}
+
+/// The records after the end marker, and how many torn ones were skipped.
+fn parse_results(tail: &[u8], recipients: usize) -> Records {
+    let mut out = Records { results: Vec::new(), torn: 0, delay_notified: false };
     let mut lines = tail.split(|&b| b == b'\n').peekable();
     while let Some(line) = lines.next() {
         // The piece after the last newline is empty, or an append torn before its newline.
@@ -287,22 +335,29 @@ fn parse_results(tail: &[u8], recipients: usize) -> (Vec<RecipientResult>, usize
             continue;
         }
         match (last, parse_record(line, recipients)) {
-            (false, Some((r, garbage))) => {
-                results.push(r);
-                torn += usize::from(garbage);
+            (false, Some((record, garbage))) => {
+                match record {
+                    Record::Result(r) => out.results.push(r),
+                    Record::DelayNotice => out.delay_notified = true,
+                }
+                out.torn += usize::from(garbage);
             }
-            _ => torn += 1,
+            _ => out.torn += 1,
         }
     }
-    (results, torn)
+    out
 }
 
 /// A record in `line`: the whole line, or else one that starts after torn bytes and runs to
 /// the end of the line (true: bytes were skipped). Since `R {"` never occurs inside a record,
 /// such a record starts at the last `R {"` of the line: one more parse, however long the line.
-fn parse_record(line: &[u8], recipients: usize) -> Option<(RecipientResult, bool)> {
+fn parse_record(line: &[u8], recipients: usize) -> Option<(Record, bool)> {
     let record = |from: &[u8]| {
-        from.strip_prefix(b"R ").and_then(|j| serde_json::from_slice::<RecipientResult>(j).ok()).filter(|r| r.index < recipients)
+        let json = from.strip_prefix(b"R ")?;
+        match serde_json::from_slice::<RecipientResult>(json) {
+            Ok(r) => (r.index < recipients).then_some(Record::Result(r)),
+            Err(_) => serde_json::from_slice::<DelayNoticeRecord>(json).ok().map(|_| Record::DelayNotice),
+        }
     };
     if let Some(r) = record(line) {
         return Some((r, false));
@@ -314,7 +369,13 @@ fn parse_record(line: &[u8], recipients: usize) -> Option<(RecipientResult, bool
 /// Parse the bytes of a queue file.
 pub fn decode(bytes: &[u8], path: &Path) -> Result<QueueFile, QueueError> {
     let p = read_parts(&mut io::Cursor::new(bytes), path, Body::Whole)?;
-    Ok(QueueFile { envelope: p.envelope, message: p.message, results: p.results, torn_records: p.torn_records })
+    Ok(QueueFile {
+        envelope: p.envelope,
+        message: p.message,
+        results: p.results,
+        torn_records: p.torn_records,
+        delay_notified: p.delay_notified,
+    })
 }
 
 /// Read and parse a queue file.
@@ -327,7 +388,13 @@ pub fn read(path: &Path) -> Result<QueueFile, QueueError> {
 pub fn read_envelope(path: &Path) -> Result<QueueEnvelope, QueueError> {
     let mut r = BufReader::new(File::open(path).map_err(io_err(path))?);
     let p = read_parts(&mut r, path, Body::Skip)?;
-    Ok(QueueEnvelope { envelope: p.envelope, message_len: p.message_len, results: p.results, torn_records: p.torn_records })
+    Ok(QueueEnvelope {
+        envelope: p.envelope,
+        message_len: p.message_len,
+        results: p.results,
+        torn_records: p.torn_records,
+        delay_notified: p.delay_notified,
+    })
 }
 
 /// The first `limit` bytes of a queue file's message (all of it when shorter), and its whole
@@ -563,6 +630,15 @@ pub fn append_result(path: &Path, result: &RecipientResult) -> Result<(), QueueE
     f.write_all(format!("R {line}\n").as_bytes()).map_err(io_err(path))
 }
 
+/// Record that a delay notice was sent, so that none is sent again (also after a restart). Not
+/// fsynced here, as [`append_result`].
+pub fn append_delay_notice(path: &Path, at_us: u64) -> Result<(), QueueError> {
+    let line = serde_json::to_string(&DelayNoticeRecord { delay_notice_us: at_us })
+        .map_err(|e| QueueError::Corrupt { path: path.to_path_buf(), what: e.to_string() })?;
+    let mut f: File = OpenOptions::new().append(true).open(path).map_err(io_err(path))?;
+    f.write_all(format!("R {line}\n").as_bytes()).map_err(io_err(path))
+}
+
 /// Make the appended results durable.
 pub fn sync(path: &Path) -> Result<(), QueueError> {
     File::open(path).and_then(|f| f.sync_data()).map_err(io_err(path))
@@ -576,13 +652,12 @@ mod tests {
         Envelope {
             sender: "s@example.org".into(),
             recipients: vec![
-                Recipient { address: "a@example.net".into(), orig: None },
-                Recipient { address: "b@other.example".into(), orig: Some("B@other.example".into()) },
+                Recipient { address: "a@example.net".into(), ..Default::default() },
+                Recipient { address: "b@other.example".into(), orig: Some("B@other.example".into()), ..Default::default() },
             ],
             arrival_us: 1_800_000_000_000_000,
             client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: "c".into(), protocol: "ESMTP".into() },
-            smtputf8: false,
-            verify_probe: false,
+            ..Default::default()
         }
     }
 
@@ -687,9 +762,53 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_delay_notice_record_is_read_back_among_the_results() {
+        let (_t, spool) = spool();
+        let id = write_new(&spool, QueueName::Incoming, &envelope(), b"hello\r\n").unwrap();
+        let path = spool.path(QueueName::Incoming, &id);
+        assert!(!read_envelope(&path).unwrap().delay_notified);
+        append_result(&path, &RecipientResult { index: 0, outcome: Outcome::Deferred, dsn: "4.4.1".into(), text: "no".into() }).unwrap();
+        append_delay_notice(&path, 7).unwrap();
+        append_result(&path, &RecipientResult { index: 1, outcome: Outcome::Sent, dsn: "2.0.0".into(), text: "ok".into() }).unwrap();
+        let env = read_envelope(&path).unwrap();
+        assert!(env.delay_notified);
+        assert_eq!((env.results.len(), env.torn_records), (2, 0));
+        assert!(read(&path).unwrap().delay_notified);
+        // Torn, it is skipped like any other record: at worst a second notice.
+        let whole = fs::read(&path).unwrap();
+        let at = whole.windows(8).position(|w| w == b"R {\"dela").unwrap();
+        let torn = [&whole[..at + 10], b"\n".as_slice()].concat();
+        let qf = decode(&torn, &path).unwrap();
+        assert!(!qf.delay_notified);
+        assert_eq!(qf.torn_records, 1);
+    }
+
     fn head_bytes() -> Vec<u8> {
         let env = serde_json::to_string(&envelope()).unwrap();
         format!("{MAGIC}{env}\n{:020}\nhello{}", 5, std::str::from_utf8(END).unwrap()).into_bytes()
+    }
+
+    #[test]
+    fn dsn_requests_round_trip_and_files_from_before_them_still_read() {
+        let mut env = envelope();
+        env.ret = Some(Ret::Hdrs);
+        env.envid = Some("QQ314159".into());
+        env.recipients[0].notify = Notify::parse("SUCCESS,DELAY");
+        env.recipients[0].orcpt = Some("rfc822;A@example.net".into());
+        let (_t, spool) = spool();
+        let id = write_new(&spool, QueueName::Incoming, &env, b"x").unwrap();
+        assert_eq!(read(&spool.path(QueueName::Incoming, &id)).unwrap().envelope, env);
+        // An envelope as files had it before DSN support: no DSN fields, nothing requested.
+        let old = r#"{"sender":"s@example.org","recipients":[{"address":"a@example.net"}],"arrival_us":5,"client":{"name":"","addr":"","helo":"","protocol":""}}"#;
+        let qf = decode(format!("{MAGIC}{old}\n{:020}\nx\nEND\n", 1).as_bytes(), Path::new("q")).unwrap();
+        assert_eq!(
+            (qf.envelope.ret, qf.envelope.envid, qf.envelope.recipients[0].notify, qf.envelope.recipients[0].orcpt.clone()),
+            (None, None, None, None)
+        );
+        // A stored NOTIFY that is not RFC 3461 syntax makes the file corrupt, not a guess.
+        let bad = old.replace(r#""address":"a@example.net""#, r#""address":"a@example.net","notify":"NEVER,DELAY""#);
+        assert!(decode(format!("{MAGIC}{bad}\n{:020}\nx\nEND\n", 1).as_bytes(), Path::new("q")).is_err());
     }
 
     fn outcome() -> impl proptest::strategy::Strategy<Value = Outcome> {

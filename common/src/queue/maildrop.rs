@@ -150,11 +150,14 @@ fn check_envelope(qf: &QueueFile) -> Result<(), String> {
     if has_control(&env.sender) {
         return Err(format!("malformed sender address: {}", printable(&env.sender, '?')));
     }
+    if let Some(envid) = env.envid.as_ref().filter(|e| has_control(e)) {
+        return Err(format!("malformed envelope ID: {}", printable(envid, '?')));
+    }
     if env.recipients.is_empty() {
         return Err("no recipients".into());
     }
     for r in &env.recipients {
-        for a in std::iter::once(&r.address).chain(r.orig.as_ref()) {
+        for a in std::iter::once(&r.address).chain(r.orig.as_ref()).chain(r.orcpt.as_ref()) {
             if has_control(a) {
                 return Err(format!("malformed recipient address: {}", printable(a, '?')));
             }
@@ -253,11 +256,10 @@ mod tests {
     fn envelope(sender: &str, rcpt: &str) -> Envelope {
         Envelope {
             sender: sender.into(),
-            recipients: vec![Recipient { address: rcpt.into(), orig: None }],
+            recipients: vec![Recipient { address: rcpt.into(), ..Default::default() }],
             arrival_us: 1,
             client: ClientInfo::default(),
-            smtputf8: false,
-            verify_probe: false,
+            ..Default::default()
         }
     }
 

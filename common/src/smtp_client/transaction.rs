@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use crate::config::{ConfigError, Params};
+use crate::dsn::{orcpt_param, xtext_encode};
 use crate::ipc::delivery::{DeliveryRequest, DeliveryResult};
 use crate::log_info;
 use crate::log_warning;
-use crate::queue::file::Outcome;
+use crate::queue::file::{Envelope, Outcome};
 use crate::smtputf8;
 
 use super::connection::{ClientError, Connection, Reply};
@@ -75,6 +76,21 @@ pub struct Failure {
     /// The next hop failed as a whole (the queue manager holds back its other mail for a
     /// while).
     pub site: bool,
+}
+
+impl Failure {
+    /// The result this failure gives recipient `index`.
+    pub fn result(&self, index: usize) -> DeliveryResult {
+        DeliveryResult {
+            index,
+            outcome: self.outcome,
+            dsn: self.dsn.clone(),
+            text: self.text.clone(),
+            site_failure: self.site,
+            dsn_passed_on: false,
+            relay: String::new(),
+        }
+    }
 }
 
 pub fn deferred(dsn: &str, text: String, site: bool) -> Failure {
@@ -209,15 +225,52 @@ pub async fn reset(cfg: &SessionConfig, conn: &mut Connection) -> bool {
     matches!(conn.command("RSET").await, Ok(r) if r.class() == 2)
 }
 
+/// The MAIL command: `utf8` (" SMTPUTF8" or nothing) after the address, and with `dsn` (the
+/// server offers DSN), the message's ENVID and RET as Postfix writes them.
+fn mail_command(sender: &str, utf8: &str, dsn: Option<&Envelope>) -> String {
+    let mut cmd = format!("MAIL FROM:<{sender}>{utf8}");
+    if let Some(env) = dsn {
+        if let Some(envid) = &env.envid {
+            cmd.push_str(&format!(" ENVID={}", xtext_encode(envid)));
+        }
+        if let Some(ret) = env.ret {
+            cmd.push_str(&format!(" RET={}", ret.as_str()));
+        }
+    }
+    cmd
+}
+
+/// The RCPT command for recipient `index` at `address`: with `dsn`, its ORCPT (the one it came
+/// with, else the address before any rewriting, as Postfix adds one) and its NOTIFY.
+fn rcpt_command(address: &str, index: usize, dsn: Option<&Envelope>) -> String {
+    let mut cmd = format!("RCPT TO:<{address}>");
+    if let Some(env) = dsn {
+        let r = env.recipients.get(index);
+        let orcpt = match r.and_then(|r| r.orcpt.clone()) {
+            Some(o) => o,
+            None => format!("rfc822;{}", r.and_then(|r| r.orig.as_deref()).unwrap_or(address)),
+        };
+        cmd.push(' ');
+        cmd.push_str(&orcpt_param(&orcpt));
+        if let Some(notify) = r.and_then(|r| r.notify) {
+            cmd.push_str(&format!(" NOTIFY={notify}"));
+        }
+    }
+    cmd
+}
+
 /// MAIL, RCPT per recipient, DATA (no DATA for an address verification probe: the session is
-/// left for the next transaction's RSET, or QUIT). Returns the results and whether the
-/// connection is in a clean state for another transaction.
+/// left for the next transaction's RSET, or QUIT). `dsn` is the message's envelope when the server offers DSN
+/// (RFC 3461): its requests go along with MAIL and RCPT, and a recipient it accepts is marked
+/// [`DeliveryResult::dsn_passed_on`]. Returns the results and whether the connection is in a
+/// clean state for another transaction.
 pub async fn mail_transaction(
     cfg: &SessionConfig,
     req: &DeliveryRequest,
     conn: &mut Connection,
     peer: &str,
     message: &[u8],
+    dsn: Option<&Envelope>,
 ) -> (Vec<DeliveryResult>, bool) {
     let mut results = Vec::new();
     let t = &cfg.timeouts;
@@ -232,14 +285,14 @@ pub async fn mail_transaction(
         }
         let utf8 = if req.smtputf8 && conn.smtputf8 { " SMTPUTF8" } else { "" };
         conn.timeout = t.mail;
-        let mail = conn.command(&format!("MAIL FROM:<{}>{utf8}", req.sender)).await.map_err(|e| broken(e, peer, "sending MAIL FROM"))?;
+        let mail = conn.command(&mail_command(&req.sender, utf8, dsn)).await.map_err(|e| broken(e, peer, "sending MAIL FROM"))?;
         if mail.class() != 2 {
             return Err(rejected(&mail, peer, "MAIL FROM command"));
         }
         let mut accepted = Vec::new();
         conn.timeout = t.rcpt;
         for r in &req.recipients {
-            let reply = conn.command(&format!("RCPT TO:<{}>", r.address)).await.map_err(|e| broken(e, peer, "sending RCPT TO"))?;
+            let reply = conn.command(&rcpt_command(&r.address, r.index, dsn)).await.map_err(|e| broken(e, peer, "sending RCPT TO"))?;
             if reply.class() == 2 && req.verify_probe {
                 // A probe ends here (Postfix's smtp_address_verify_target = rcpt): the
                 // recipient is deliverable, and the message is never sent.
@@ -249,12 +302,14 @@ pub async fn mail_transaction(
                     dsn: reply.dsn(),
                     text: reply.text(),
                     site_failure: false,
+                    // A probe's result only goes to the verify service: no notice is due.
+                    dsn_passed_on: false,
+                    relay: String::new(),
                 });
             } else if reply.class() == 2 {
                 accepted.push(r.index);
             } else {
-                let f = rejected(&reply, peer, "RCPT TO command");
-                results.push(DeliveryResult { index: r.index, outcome: f.outcome, dsn: f.dsn, text: f.text, site_failure: false });
+                results.push(rejected(&reply, peer, "RCPT TO command").result(r.index));
             }
         }
         if accepted.is_empty() {
@@ -283,7 +338,15 @@ pub async fn mail_transaction(
             format!("host {peer} said: {} (in reply to end of DATA command)", done.text())
         };
         for index in &accepted {
-            results.push(DeliveryResult { index: *index, outcome, dsn: done.dsn(), text: text.clone(), site_failure: false });
+            results.push(DeliveryResult {
+                index: *index,
+                outcome,
+                dsn: done.dsn(),
+                text: text.clone(),
+                site_failure: false,
+                dsn_passed_on: dsn.is_some(),
+                relay: String::new(),
+            });
         }
         Ok(())
     }
@@ -293,15 +356,7 @@ pub async fn mail_transaction(
         Err(f) => {
             // Recipients without a result yet share the failure.
             let have: Vec<usize> = results.iter().map(|r| r.index).collect();
-            for r in req.recipients.iter().filter(|r| !have.contains(&r.index)) {
-                results.push(DeliveryResult {
-                    index: r.index,
-                    outcome: f.outcome,
-                    dsn: f.dsn.clone(),
-                    text: f.text.clone(),
-                    site_failure: f.site,
-                });
-            }
+            results.extend(req.recipients.iter().filter(|r| !have.contains(&r.index)).map(|r| f.result(r.index)));
             // A rejected MAIL or DATA leaves the session usable; a broken conversation does not.
             !f.site && f.dsn != "4.4.2"
         }
@@ -488,7 +543,8 @@ mod tests {
         .await;
         conn.read_reply().await.unwrap();
         let (results, healthy) =
-            mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test", "w@x.test"]), &mut conn, "peer", b"Subject: t\n\n.dot\n").await;
+            mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test", "w@x.test"]), &mut conn, "peer", b"Subject: t\n\n.dot\n", None)
+                .await;
         assert!(healthy);
         assert_eq!(
             summary(&results),
@@ -520,7 +576,7 @@ mod tests {
         .await;
         conn.read_reply().await.unwrap();
         let probe = DeliveryRequest { verify_probe: true, ..request(&["u@x.test", "v@x.test"]) };
-        let (results, healthy) = mail_transaction(&cfg(), &probe, &mut conn, "peer", b"").await;
+        let (results, healthy) = mail_transaction(&cfg(), &probe, &mut conn, "peer", b"", None).await;
         assert!(healthy, "kept for the next transaction's RSET");
         assert_eq!(summary(&results), vec![(0, Outcome::Sent, "2.1.5".into(), false), (1, Outcome::Bounced, "5.1.1".into(), false)]);
         assert_eq!(results[0].text, "250 2.1.5 Ok");
@@ -529,6 +585,46 @@ mod tests {
         drop(conn);
         let sent = server.await.unwrap();
         assert_eq!(sent, ["MAIL FROM:<s@x.test>", "RCPT TO:<u@x.test>", "RCPT TO:<v@x.test>", "RSET"]);
+    }
+
+    #[tokio::test]
+    async fn dsn_requests_go_to_a_server_that_offers_dsn() {
+        use crate::dsn::{Notify, Ret};
+        use crate::queue::file::Recipient;
+        let env = Envelope {
+            sender: "s@x.test".into(),
+            recipients: vec![
+                Recipient {
+                    address: "u@x.test".into(),
+                    notify: Notify::parse("SUCCESS,DELAY"),
+                    orcpt: Some("rfc822;U+1@x.test".into()),
+                    ..Default::default()
+                },
+                Recipient { address: "v@x.test".into(), orig: Some("alias@x.test".into()), ..Default::default() },
+            ],
+            ret: Some(Ret::Hdrs),
+            envid: Some("id=1 2".into()),
+            ..Default::default()
+        };
+        for (dsn, want) in [
+            (
+                Some(&env),
+                [
+                    "MAIL FROM:<s@x.test> ENVID=id+3D1+202 RET=HDRS",
+                    "RCPT TO:<u@x.test> ORCPT=rfc822;U+2B1@x.test NOTIFY=SUCCESS,DELAY",
+                    "RCPT TO:<v@x.test> ORCPT=rfc822;alias@x.test",
+                ],
+            ),
+            (None, ["MAIL FROM:<s@x.test>", "RCPT TO:<u@x.test>", "RCPT TO:<v@x.test>"]),
+        ] {
+            let script = vec![Some("220 peer"), Some("250 Ok"), Some("250 Ok"), Some("250 Ok"), Some("354 go"), Some("250 2.0.0 Ok")];
+            let (mut conn, server) = peer(script).await;
+            conn.read_reply().await.unwrap();
+            let (results, _) = mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test"]), &mut conn, "peer", b"x\n", dsn).await;
+            assert!(results.iter().all(|r| r.outcome == Outcome::Sent && r.dsn_passed_on == dsn.is_some()), "{results:?}");
+            drop(conn);
+            assert_eq!(server.await.unwrap()[..3], want);
+        }
     }
 
     #[tokio::test]
@@ -575,7 +671,7 @@ mod tests {
         for c in cases {
             let (mut conn, server) = peer(c.script).await;
             conn.read_reply().await.unwrap();
-            let (results, healthy) = mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test"]), &mut conn, "peer", b"x\n").await;
+            let (results, healthy) = mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test"]), &mut conn, "peer", b"x\n", None).await;
             assert_eq!(summary(&results), c.want, "{}", c.name);
             assert_eq!(healthy, c.healthy, "{}", c.name);
             drop(conn);

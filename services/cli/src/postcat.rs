@@ -6,7 +6,9 @@
 //! # Description
 //! Prints queue files in Postfix's postcat layout: the envelope records (`sender:`,
 //! `recipient:`, `original_recipient:`, `message_arrival_time:`, the client as
-//! `named_attribute: log_client_name=...`), then the message between `*** MESSAGE CONTENTS
+//! `named_attribute: log_client_name=...`, and the DSN requests as `dsn_return_flags:`,
+//! `dsn_envelope_id:`, `dsn_notify_flags:` and `dsn_original_recipient:` with Postfix's
+//! numbers), then the message between `*** MESSAGE CONTENTS
 //! path ***` and `*** HEADER EXTRACTED path ***`, then `*** MESSAGE FILE END path ***`.
 //! A recipient whose delivery is finished (sent or bounced) is shown as `done_recipient:`.
 //!
@@ -95,8 +97,20 @@ pub fn format(qf: &QueueFile, name: &str, show: Show) -> Vec<u8> {
                 line(&mut out, format!("named_attribute: {attr}={value}").as_bytes());
             }
         }
+        if let Some(ret) = env.ret {
+            line(&mut out, format!("dsn_return_flags: {}", ret.code()).as_bytes());
+        }
+        if let Some(envid) = &env.envid {
+            line(&mut out, format!("dsn_envelope_id: {envid}").as_bytes());
+        }
         line(&mut out, format!("sender: {}", env.sender).as_bytes());
         for (i, r) in env.recipients.iter().enumerate() {
+            if let Some(notify) = r.notify {
+                line(&mut out, format!("dsn_notify_flags: {}", notify.bits()).as_bytes());
+            }
+            if let Some(orcpt) = &r.orcpt {
+                line(&mut out, format!("dsn_original_recipient: {orcpt}").as_bytes());
+            }
             if let Some(orig) = &r.orig {
                 line(&mut out, format!("original_recipient: {orig}").as_bytes());
             }

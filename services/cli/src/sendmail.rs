@@ -1,7 +1,7 @@
 //! sendmail - Postern to Sendmail compatibility interface
 //!
 //! # Synopsis
-//! `sendmail [-f sender] [-t] [-i] [-oi] [-C config_dir] [recipient ...]`
+//! `sendmail [-f sender] [-t] [-i] [-oi] [-N dsn] [-R ret] [-V envid] [-C config_dir] [recipient ...]`
 //!
 //! `sendmail -bp` | `-q` | `-qRsite` | `-qIqueue_id`
 //!
@@ -10,9 +10,12 @@
 //! works while the mail system is down), then nudges the pickup service. `-f sender` (or
 //! `-r`) sets the envelope sender, `-t` takes the recipients from the `To:`, `Cc:` and `Bcc:`
 //! headers, `-i` and `-oi` make a line with a lone `.` part of the message, `-C` (or
-//! `MAIL_CONFIG`) selects the configuration directory. Sendmail options that do not apply
-//! (`-F`, `-N`, `-R`, `-V`, `-X`, `-h`, `-L` with their values, `-o...`, `-U`, `-v`, `-m`,
-//! `-n`, `-G`, `-bm`) are accepted and ignored. The message is stored as it was written (`Bcc:`
+//! `MAIL_CONFIG`) selects the configuration directory. The DSN requests of RFC 3461: `-N
+//! never` or `-N success,failure,delay` (any of them) for every recipient, `-R full|hdrs`
+//! (what a failure notice returns), `-V envid` (the envelope ID notices quote); a bad value is
+//! warned about and ignored, as in Postfix. Sendmail options that do not apply (`-F`, `-X`,
+//! `-h`, `-L` with their values, `-o...`, `-U`, `-v`, `-m`, `-n`, `-G`, `-bm`) are accepted and
+//! ignored. The message is stored as it was written (`Bcc:`
 //! headers aside, and with CRLF line ends); pickup adds its `Received:` header and the headers
 //! it lacks (`Message-Id:`, `Date:`, `From:`), as Postfix's cleanup does.
 //!
@@ -51,6 +54,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::config::{self, MasterCf, Params, ServiceType};
+use common::dsn::{Notify, Ret};
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::trigger::Trigger;
 use common::ipc::trigger_client::trigger_blocking;
@@ -79,6 +83,12 @@ struct Options {
     list: bool,
     queue: Option<String>,
     recipients: Vec<String>,
+    /// `-N`: NOTIFY for every recipient.
+    notify: Option<Notify>,
+    /// `-R`: RET.
+    ret: Option<Ret>,
+    /// `-V`: ENVID.
+    envid: Option<String>,
 }
 
 /// Parse sendmail's getopt-style options by hand: `-qRsite`, `-oi` and friends confuse clap.
@@ -96,7 +106,31 @@ fn parse(args: &[String]) -> Result<Options, Fatal> {
             };
             match a.as_bytes()[1] {
                 b'f' | b'r' => o.sender = Some(value(&a[2..])?),
-                b'F' | b'N' | b'R' | b'V' | b'X' | b'h' | b'L' => {
+                // Bad DSN values are warned about and ignored, as Postfix's sendmail does.
+                b'N' => {
+                    let v = value(&a[2..])?;
+                    o.notify = Notify::parse(&v);
+                    if o.notify.is_none() {
+                        eprintln!("sendmail: warning: bad -N option value: '{}' -- ignored", printable(&v, '?'));
+                    }
+                }
+                b'R' => {
+                    o.ret = Ret::parse(&value(&a[2..])?);
+                    if o.ret.is_none() {
+                        eprintln!("sendmail: warning: bad -R option value -- ignored");
+                    }
+                }
+                b'V' => {
+                    let v = value(&a[2..])?;
+                    if v.len() > 100 {
+                        eprintln!("sendmail: warning: too long -V option value -- ignored");
+                    } else if v.is_empty() || !v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+                        eprintln!("sendmail: warning: bad syntax in -V option value -- ignored");
+                    } else {
+                        o.envid = Some(v);
+                    }
+                }
+                b'F' | b'X' | b'h' | b'L' => {
                     value(&a[2..])?;
                 }
                 b'C' => o.config = Some(PathBuf::from(value(&a[2..])?)),
@@ -322,11 +356,13 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
     let spool = Spool::from_params(p).map_err(|e| fatal(e.to_string()))?;
     let env = Envelope {
         sender,
-        recipients: recipients.into_iter().map(|r| Recipient { address: qualify(&r), orig: None }).collect(),
+        recipients: recipients.into_iter().map(|r| Recipient { address: qualify(&r), notify: o.notify, ..Default::default() }).collect(),
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
         smtputf8: false,
         verify_probe: false,
+        ret: o.ret,
+        envid: o.envid.clone(),
     };
     let size_limit = u64::try_from(p.int("message_size_limit").map_err(|e| fatal(e.to_string()))?).unwrap_or(0);
     let envelope_size = serde_json::to_vec(&env).map(|v| v.len() as u64).unwrap_or(u64::MAX);
@@ -373,6 +409,14 @@ mod tests {
         assert_eq!(parse(&s(&["-qRexample.net"])).unwrap().queue.as_deref(), Some("Rexample.net"));
         assert_eq!(parse(&s(&["-fme@x"])).unwrap().sender.as_deref(), Some("me@x"));
         assert!(parse(&s(&["-bs"])).is_err());
+        let o = parse(&s(&["-N", "success,delay", "-Rhdrs", "-V", "env 1", "u@x"])).unwrap();
+        assert_eq!(
+            (o.notify.map(|n| n.to_string()), o.ret, o.envid.as_deref()),
+            (Some("SUCCESS,DELAY".into()), Some(Ret::Hdrs), Some("env 1"))
+        );
+        assert_eq!(o.recipients, ["u@x"]);
+        let o = parse(&s(&["-N", "never,success", "-R", "all", "-V", "bad\u{1b}", "u@x"])).unwrap();
+        assert_eq!((o.notify, o.ret, o.envid), (None, None, None));
     }
 
     #[test]

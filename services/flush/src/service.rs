@@ -471,11 +471,10 @@ mod tests {
     fn deferred_message(spool: &Spool, rcpts: &[&str]) -> QueueId {
         let env = Envelope {
             sender: "s@example.org".into(),
-            recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
+            recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), ..Default::default() }).collect(),
             arrival_us: 0,
             client: Default::default(),
-            smtputf8: false,
-            verify_probe: false,
+            ..Default::default()
         };
         let id = write_new(spool, QueueName::Incoming, &env, b"Subject: t\r\n\r\nbody\r\n").unwrap();
         spool.move_file(&id, QueueName::Incoming, QueueName::Deferred).unwrap();

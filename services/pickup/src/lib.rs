@@ -159,7 +159,8 @@ pub fn pickup_all(spool: &Spool, cfg: &PickupConfig) -> usize {
         };
         let uid = dropped.uid;
         let now = SystemTime::now();
-        // Only the addresses come from the file; when and from whom is ours to say, and so is
+        // Only the addresses and the DSN requests (`sendmail -N`, `-R`, `-V`) come from the
+        // file; when and from whom is ours to say, and so is
         // whether it asks for SMTPUTF8 (smtputf8_autodetect_classes has `sendmail` by default).
         let sent = &dropped.file;
         let rcpts = sent.envelope.recipients.iter().map(|r| r.address.as_str());
@@ -171,6 +172,8 @@ pub fn pickup_all(spool: &Spool, cfg: &PickupConfig) -> usize {
             client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
             smtputf8,
             verify_probe: false,
+            ret: dropped.file.envelope.ret,
+            envid: dropped.file.envelope.envid,
         };
         // A copy, not a rename: the new file belongs to the mail system (the submitter owns
         // the maildrop file) and gets a fresh queue ID, as Postfix's cleanup does.

@@ -14,7 +14,8 @@ use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, log_warning};
 
 use crate::config::{QmgrConfig, Route};
-use common::bounce::Failed;
+use common::bounce::RecipientStatus;
+use common::dsn::Notify;
 
 /// A message in the active queue: its envelope and results, never its body (the delivery
 /// agent reads that from the queue file), so memory per message does not grow with its size.
@@ -25,7 +26,10 @@ pub struct ActiveMsg {
     /// Delivery jobs not finished yet.
     pub(crate) outstanding: usize,
     /// Recipients that bounced during this pass (for one notification).
-    pub(crate) failed: Vec<Failed>,
+    pub(crate) failed: Vec<RecipientStatus>,
+    /// Recipients sent during this pass whose NOTIFY asks for a success notice, to a next hop
+    /// that did not take the request itself (for one success notice).
+    pub(crate) relayed: Vec<RecipientStatus>,
     /// Domains with deferred recipients (for the flush service).
     pub(crate) deferred_domains: BTreeSet<String>,
 }
@@ -141,12 +145,27 @@ pub fn admit(cfg: &QmgrConfig, qf: &QueueEnvelope, override_defer_transports: bo
 
 /// A result the queue manager makes up (it has no agent's word for it).
 pub fn own_result(index: usize, outcome: Outcome, dsn: &str, text: &str) -> DeliveryResult {
-    DeliveryResult { index, outcome, dsn: dsn.to_string(), text: text.to_string(), site_failure: false }
+    DeliveryResult {
+        index,
+        outcome,
+        dsn: dsn.to_string(),
+        text: text.to_string(),
+        site_failure: false,
+        dsn_passed_on: false,
+        relay: String::new(),
+    }
 }
 
 impl ActiveMsg {
     pub fn new(a: Activated, outstanding: usize) -> ActiveMsg {
-        ActiveMsg { qf: a.qf, active_us: a.active_us, outstanding, failed: Vec::new(), deferred_domains: BTreeSet::new() }
+        ActiveMsg {
+            qf: a.qf,
+            active_us: a.active_us,
+            outstanding,
+            failed: Vec::new(),
+            relayed: Vec::new(),
+            deferred_domains: BTreeSet::new(),
+        }
     }
 
     /// Note results (logging them when `log`: the agents log their own); returns what is to
@@ -181,9 +200,14 @@ impl ActiveMsg {
                 continue;
             }
             match r.outcome {
-                Outcome::Bounced => self.failed.push(Failed { address: rcpt.address, dsn: r.dsn, text: r.text }),
+                Outcome::Bounced => self.failed.push(RecipientStatus::of(&rcpt, &r.dsn, &r.text)),
                 Outcome::Deferred => {
                     self.deferred_domains.insert(lookup_domain(&rcpt.address));
+                }
+                // Postfix's smtp_rcpt_done: a next hop with DSN reports success itself.
+                Outcome::Sent if !r.dsn_passed_on && Notify::wants(rcpt.notify, Notify::SUCCESS) => {
+                    let via = if r.relay.is_empty() { r.text.clone() } else { format!("delivery via {}: {}", r.relay, r.text) };
+                    self.relayed.push(RecipientStatus::of(&rcpt, &r.dsn, &via));
                 }
                 Outcome::Sent => {}
             }

@@ -283,6 +283,8 @@ mod tests {
                     dsn: "2.0.0".into(),
                     text: "250 ok".into(),
                     site_failure: false,
+                    dsn_passed_on: false,
+                    relay: String::new(),
                 });
                 reply.send(DeliveryReply { results: results.collect() }).unwrap();
             }

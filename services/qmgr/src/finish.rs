@@ -1,8 +1,10 @@
 //! Finishing a message (Postfix's `qmgr_active_done`): once no request for it is in flight, a
 //! message whose recipients are all done is removed, one with bounced recipients returns a
-//! notification ([`common::bounce`]), one past `maximal_queue_lifetime` (`bounce_queue_lifetime`
+//! notification ([`common::bounce`]), one with recipients that asked for it sends a success
+//! notice, one past `maximal_queue_lifetime` (`bounce_queue_lifetime`
 //! for a notification) is returned as expired, and one with deferred recipients goes to
-//! `deferred` with backoff ([`crate::defer`]).
+//! `deferred` with backoff ([`crate::defer`]), with one delay notice once it is older than
+//! `delay_warning_time`.
 //!
 //! The decisions are taken on the scheduler's thread, where the message's state is ([`plan`]);
 //! the files are written, synced, moved and removed by the worker ([`finish`]), which reports
@@ -13,27 +15,31 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::datetime::from_us;
-use common::queue::file::{Outcome, RecipientResult};
+use common::queue::file::{Envelope, Outcome, RecipientResult, append_delay_notice, now_us};
 use common::queue::{QueueId, QueueName};
 use common::{log_info, log_warning};
 
 use crate::active::{ActiveMsg, append_results};
 use crate::config::QmgrConfig;
 use crate::defer::{defer_file, flush_sites, retry_delay};
-use common::bounce::{Failed, notify};
+use common::bounce::{RecipientStatus, Report, notify};
 
 /// Disk work for the worker: finish one message as decided.
 #[derive(Debug)]
 pub struct FinishJob {
     pub cfg: Arc<QmgrConfig>,
     pub id: QueueId,
-    pub sender: String,
-    pub arrival_us: u64,
-    /// Recipients neither sent nor bounced: (index, address).
-    pub pending: Vec<(usize, String)>,
+    /// The message's envelope (the sender and the DSN requests its notices honour).
+    pub envelope: Envelope,
+    /// Recipients neither sent nor bounced, by index.
+    pub pending: Vec<usize>,
     /// Past its queue lifetime with recipients pending: return them.
     pub expired: bool,
-    pub failed: Vec<Failed>,
+    pub failed: Vec<RecipientStatus>,
+    /// Sent recipients due a success notice.
+    pub relayed: Vec<RecipientStatus>,
+    /// Deferred recipients due the message's one delay notice (`delay_warning_time`).
+    pub delayed: Vec<RecipientStatus>,
     /// When deferred, the next attempt.
     pub retry_at: SystemTime,
     pub deferred_domains: BTreeSet<String>,
@@ -58,51 +64,77 @@ pub fn expired(pending: bool, age: Duration, lifetime: Duration) -> bool {
     pending && age >= lifetime
 }
 
+/// A message that stays deferred gets one delay notice once it is `delay_warning_time` old
+/// (zero: never), as Postfix's queue manager sends one when the message's warning time passes.
+pub fn delay_notice_due(delay_warning_time: Duration, age: Duration, already_sent: bool) -> bool {
+    !delay_warning_time.is_zero() && age >= delay_warning_time && !already_sent
+}
+
 /// Decide how message `id`, whose requests have all ended, is finished at `now`: expired or
-/// not, and when its next attempt would be.
+/// not, due its delay notice or not, and when its next attempt would be.
 pub fn plan(cfg: &Arc<QmgrConfig>, id: QueueId, msg: ActiveMsg, now: SystemTime) -> FinishJob {
-    let sender = msg.qf.envelope.sender.clone();
-    // One attempt settles a probe, whatever its outcome: it is removed, never deferred.
-    let pending: Vec<(usize, String)> =
-        if msg.qf.envelope.verify_probe { Vec::new() } else { msg.qf.pending().map(|(i, r)| (i, r.address.clone())).collect() };
+    // One attempt settles a probe, whatever its outcome: it is removed, never deferred, and no
+    // notice is ever sent about it.
+    let probe = msg.qf.envelope.verify_probe;
+    let pending: Vec<usize> = if probe { Vec::new() } else { msg.qf.pending().map(|(i, _)| i).collect() };
     let age = now.duration_since(from_us(msg.qf.envelope.arrival_us)).unwrap_or_default();
+    let expired = expired(!pending.is_empty(), age, lifetime(cfg, &msg.qf.envelope.sender));
+    let delayed = if !expired && !probe && delay_notice_due(cfg.bounce.delay_warning_time, age, msg.qf.delay_notified) {
+        msg.qf
+            .pending()
+            .map(|(i, r)| match msg.qf.last_result(i) {
+                Some(last) => RecipientStatus::of(r, &last.dsn, &last.text),
+                None => RecipientStatus::of(r, "4.0.0", "delivery temporarily suspended"),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     FinishJob {
-        expired: expired(!pending.is_empty(), age, lifetime(cfg, &sender)),
+        expired,
+        delayed,
         retry_at: now + retry_delay(age, cfg.minimal_backoff, cfg.maximal_backoff),
         cfg: cfg.clone(),
         id,
-        sender,
-        arrival_us: msg.qf.envelope.arrival_us,
+        envelope: msg.qf.envelope,
         pending,
         failed: msg.failed,
+        relayed: msg.relayed,
         deferred_domains: msg.deferred_domains,
     }
 }
 
 /// Worker side: finish a message. `None` when the scheduler need not hear about it.
 pub fn finish(job: FinishJob) -> Option<Finished> {
-    let FinishJob { cfg, id, sender, arrival_us, pending, expired, mut failed, retry_at, deferred_domains } = job;
+    let FinishJob { cfg, id, envelope, pending, expired, mut failed, relayed, delayed, retry_at, deferred_domains } = job;
     let spool = &cfg.spool;
     let path = spool.path(QueueName::Active, &id);
     if expired {
-        log_info!("{id}: from=<{sender}>, status=expired, returned to sender");
+        log_info!("{id}: from=<{}>, status=expired, returned to sender", envelope.sender);
         let results: Vec<RecipientResult> = pending
             .iter()
-            .map(|(index, _)| RecipientResult {
-                index: *index,
-                outcome: Outcome::Bounced,
-                dsn: "4.4.7".into(),
-                text: "message expired".into(),
-            })
+            .map(|index| RecipientResult { index: *index, outcome: Outcome::Bounced, dsn: "4.4.7".into(), text: "message expired".into() })
             .collect();
         append_results(&path, &id, &results);
-        failed.extend(pending.iter().map(|(_, address)| Failed {
-            address: address.clone(),
-            dsn: "4.4.7".into(),
-            text: "delivery temporarily suspended; message expired".into(),
-        }));
+        failed.extend(
+            pending
+                .iter()
+                .filter_map(|i| envelope.recipients.get(*i))
+                .map(|r| RecipientStatus::of(r, "4.4.7", "delivery temporarily suspended; message expired")),
+        );
     }
-    let notice_queued = !failed.is_empty() && notify(&cfg.spool, &cfg.bounce, &id, &path, &sender, arrival_us, &failed);
+    let mut notice_queued = !failed.is_empty() && notify(&cfg.spool, &cfg.bounce, Report::Failure, &id, &path, &envelope, &failed);
+    if !relayed.is_empty() {
+        notice_queued |= notify(&cfg.spool, &cfg.bounce, Report::Success, &id, &path, &envelope, &relayed);
+    }
+    if !delayed.is_empty() {
+        notice_queued |= notify(&cfg.spool, &cfg.bounce, Report::Delay, &id, &path, &envelope, &delayed);
+        // Recorded whether or not anyone wanted it: the question is settled for this message.
+        // The file is synced when it moves to `deferred`.
+        if let Err(e) = append_delay_notice(&path, now_us()) {
+            log_warning!("{id}: record the delay notice: {e}");
+        }
+    }
     let report = |flush_sites: Vec<String>| {
         (notice_queued || !flush_sites.is_empty()).then(|| Finished { id: id.clone(), notice_queued, flush_sites })
     };
@@ -179,6 +211,34 @@ mod tests {
         // backoff bounds.
         assert!(wait > Duration::from_secs(3590) && wait < Duration::from_secs(3610), "{wait:?}");
         assert_eq!(report, Some(Finished { id, notice_queued: false, flush_sites: vec!["dest.example".into()] }));
+    }
+
+    #[test]
+    fn one_delay_notice_once_the_warning_time_has_passed_even_across_passes() {
+        let incoming = |cfg: &QmgrConfig| cfg.spool.list(QueueName::Incoming).unwrap().len();
+        let two_hours = Duration::from_secs(7200);
+        assert!(delay_notice_due(Duration::from_secs(3600), two_hours, false));
+        assert!(!delay_notice_due(Duration::from_secs(3600), two_hours, true));
+        assert!(!delay_notice_due(Duration::ZERO, two_hours, false), "0 is off, as in Postfix");
+        let (_t, young, _, _) = finish_one("delay_warning_time = 4h\n", two_hours, Outcome::Deferred);
+        assert_eq!(incoming(&young), 0, "not old enough");
+        let (_t, off, _, _) = finish_one("", two_hours, Outcome::Deferred);
+        assert_eq!(incoming(&off), 0, "delay_warning_time = 0h");
+
+        let (_tmp, cfg, id, report) = finish_one("delay_warning_time = 1h\n", two_hours, Outcome::Deferred);
+        assert_eq!(report.map(|r| r.notice_queued), Some(true));
+        assert_eq!(incoming(&cfg), 1, "the delay notice");
+        let path = cfg.spool.path(QueueName::Deferred, &id);
+        assert!(common::queue::file::read_envelope(&path).unwrap().delay_notified, "recorded in the queue file");
+        // The next pass reads the record: no second notice.
+        let mut a = activate_file(&cfg.spool, QueueName::Deferred, id.clone()).unwrap();
+        a.qf.envelope.arrival_us -= two_hours.as_micros() as u64;
+        let mut msg = ActiveMsg::new(a, 0);
+        let appended = msg.record(&id, vec![own_result(0, Outcome::Deferred, "4.4.1", "still no")], false, &cfg.probes);
+        append_results(&cfg.spool.path(QueueName::Active, &id), &id, &appended);
+        finish(plan(&cfg, id.clone(), msg, SystemTime::now()));
+        assert_eq!(incoming(&cfg), 1, "still one notice");
+        assert!(cfg.spool.path(QueueName::Deferred, &id).exists());
     }
 
     #[test]

@@ -66,6 +66,23 @@
 //!
 //! Failed recipients are returned to the sender in one notification (from the null sender)
 //! holding the whole original when it fits in `bounce_size_limit`, its headers otherwise.
+//! Failed recipients are returned to the sender in one notification (from the null sender, an
+//! RFC 3464 `multipart/report` with Postfix's texts) holding the whole original when it fits in
+//! `bounce_size_limit`, its headers otherwise, and only its headers when MAIL had `RET=HDRS`.
+//! Only recipients whose `NOTIFY=` includes `FAILURE` (or who had none) are in it, so that
+//! `NOTIFY=NEVER` gets no notice; `ENVID=` and `ORCPT=` show as `Original-Envelope-Id:` and
+//! `Original-Recipient:` (smtpd records an ORCPT for every recipient, as Postfix does). A
+//! recipient with `NOTIFY=SUCCESS` that went to a next hop without DSN gets a success notice
+//! (`Successful Mail Delivery Report`, `Action: relayed`, `delivery via host[addr]:port:
+//! reply`, the headers of the message) when the message is finished; one that went to a next
+//! hop with DSN does not, since that hop got the request and reports success itself.
+//!
+//! With `delay_warning_time` set (the default `0h` is off, as in Postfix), a message that is
+//! still deferred when it is older than that gets one delay notice (`Delayed Mail (still being
+//! retried)`, `Action: delayed`, `Will-Retry-Until:`, the headers of the message) for the
+//! recipients whose NOTIFY has `DELAY` (or who had none), and with `notify_classes = delay` a
+//! copy about every deferred recipient goes to `delay_notice_recipient`. The queue file records
+//! that the notice went out, so it is sent once, also across restarts.
 //! When a null-sender message fails, a copy goes to `2bounce_notice_recipient` from
 //! `double_bounce_sender` if `notify_classes` has `2bounce` (or `bounce`); otherwise the
 //! discard is logged. A failed postmaster copy is discarded with a warning, so notifications

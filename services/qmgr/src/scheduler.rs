@@ -193,7 +193,7 @@ impl Scheduler {
         }
         let Some(msg) = self.active.remove(id) else { return };
         let job = plan(&self.cfg, id.clone(), msg, SystemTime::now());
-        self.effects.push(Effect::Disk(DiskJob::Finish(job)));
+        self.effects.push(Effect::Disk(DiskJob::Finish(Box::new(job))));
     }
 
     /// The worker's report on a finish: scan for the notification it queued, list the

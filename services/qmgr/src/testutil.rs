@@ -31,11 +31,11 @@ pub fn queue_probe(spool: &Spool, rcpt: &str) -> QueueId {
 fn queue_file(spool: &Spool, queue: QueueName, sender: &str, rcpts: &[&str], verify_probe: bool) -> QueueId {
     let env = Envelope {
         sender: sender.into(),
-        recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), orig: None }).collect(),
+        recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), ..Default::default() }).collect(),
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
-        smtputf8: false,
         verify_probe,
+        ..Default::default()
     };
     write_new(spool, queue, &env, b"Subject: t\r\n\r\nbody\r\n").unwrap()
 }

@@ -30,7 +30,7 @@ pub enum DiskJob {
     /// Append results to an active message's queue file.
     Append { path: PathBuf, id: QueueId, results: Vec<RecipientResult> },
     /// Finish a message; reports [`Report::Finished`] when there is something to do.
-    Finish(FinishJob),
+    Finish(Box<FinishJob>),
     /// Answer once every job given before it is done (stopping).
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
@@ -114,7 +114,7 @@ pub(crate) fn run(job: DiskJob) -> Option<Report> {
             append_results(&path, &id, &results);
             None
         }
-        DiskJob::Finish(job) => finish(job).map(Report::Finished),
+        DiskJob::Finish(job) => finish(*job).map(Report::Finished),
         DiskJob::Barrier(done) => {
             let _ = done.send(());
             None

@@ -25,6 +25,8 @@ pub struct Cached {
     pub relay: String,
     /// Transactions on this connection so far (`conn_use=`).
     pub uses: u32,
+    /// The server offers DSN (RFC 3461).
+    pub dsn: bool,
 }
 
 /// Idle entries by next hop, each with the moment it went idle; the newest is reused first.
@@ -203,7 +205,7 @@ mod tests {
         let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (peer, _) = listener.accept().await.unwrap();
         let conn = Connection::new(stream, Duration::from_secs(10));
-        (Cached { conn, peer: "peer[127.0.0.1]".into(), relay: "peer[127.0.0.1]:25".into(), uses: 1 }, peer)
+        (Cached { conn, peer: "peer[127.0.0.1]".into(), relay: "peer[127.0.0.1]:25".into(), uses: 1, dsn: false }, peer)
     }
 
     #[actix_rt::test]

@@ -50,16 +50,14 @@ pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest
                 })
             );
         }
-        results.extend(a.results);
+        let relay = if a.relay == "none" { String::new() } else { a.relay.clone() };
+        results.extend(a.results.into_iter().map(|r| DeliveryResult { relay: relay.clone(), ..r }));
     }
     results
 }
 
 fn all(recipients: &[DeliveryRecipient], f: &Failure) -> Vec<DeliveryResult> {
-    recipients
-        .iter()
-        .map(|r| DeliveryResult { index: r.index, outcome: f.outcome, dsn: f.dsn.clone(), text: f.text.clone(), site_failure: f.site })
-        .collect()
+    recipients.iter().map(|r| f.result(r.index)).collect()
 }
 
 /// How one session (or the lack of one) went, for the results and the log lines.
@@ -112,8 +110,8 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         (Some(r), refused) => (r, refused),
         (None, refused) => return refused,
     };
-    let message = match read_message(cfg, &req) {
-        Ok(m) => m,
+    let queued = match read_queue_file(cfg, &req) {
+        Ok(qf) => qf,
         Err(text) => {
             parts.push(Attempt::failed(&req.recipients, &deferred("4.3.0", text, false), 0.0));
             return parts;
@@ -131,7 +129,8 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         // plaintext connection never serves a destination whose policy requires TLS (it may
         // be one from before a reload that changed the policy): it is closed.
         if (c.conn.is_tls() || !policy.level.requires_tls()) && reset(&cfg.client.session, &mut c.conn).await {
-            let (results, healthy) = mail_transaction(&cfg.client.session, &req, &mut c.conn, &c.peer, &message).await;
+            let dsn = c.dsn.then_some(&queued.envelope);
+            let (results, healthy) = mail_transaction(&cfg.client.session, &req, &mut c.conn, &c.peer, &queued.message, dsn).await;
             let (relay, uses) = (c.relay.clone(), c.uses + 1);
             if healthy {
                 cache.check_in(&req.nexthop, Cached { uses, ..c });
@@ -172,9 +171,10 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
         let relay = format!("{peer}:{}", addr.port());
         let names = Peer { host: &host, nexthop: &hop.host, namaddr: &peer, relay: &relay };
         let looking = myself.map(|_| Loop { nexthop: &pending.nexthop, relay: &relay, best });
-        let opened = open(&cfg.client, addr, &names, &pending.nexthop, looking, &policy).await.map(|(conn, _)| conn);
+        let opened =
+            open(&cfg.client, addr, &names, &pending.nexthop, looking, &policy).await.map(|(conn, hello)| (conn, hello.offers("DSN")));
         let setup = start.elapsed().as_secs_f64();
-        let mut conn = match opened {
+        let (mut conn, dsn) = match opened {
             Ok(c) => c,
             Err(Opening::Connect(f)) => {
                 last = Some(Attempt::failed(&pending.recipients, &f, setup));
@@ -192,9 +192,10 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
             }
         };
         sessions += 1;
-        let (results, healthy) = mail_transaction(&cfg.client.session, &pending, &mut conn, &peer, &message).await;
+        let (results, healthy) =
+            mail_transaction(&cfg.client.session, &pending, &mut conn, &peer, &queued.message, dsn.then_some(&queued.envelope)).await;
         if healthy {
-            cache.check_in(&pending.nexthop, Cached { conn, peer, relay: relay.clone(), uses: 1 });
+            cache.check_in(&pending.nexthop, Cached { conn, peer, relay: relay.clone(), uses: 1, dsn });
         }
         let xmit = start.elapsed().as_secs_f64() - setup;
         let session_limit = cfg.mx_session_limit > 0 && sessions >= cfg.mx_session_limit;
@@ -218,8 +219,9 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
     parts
 }
 
-fn read_message(cfg: &AgentConfig, req: &DeliveryRequest) -> Result<Vec<u8>, String> {
-    file::read(&cfg.spool.path(req.queue, &req.queue_id)).map(|qf| qf.message).map_err(|e| e.to_string())
+/// The message and its envelope (for the DSN requests it carries).
+fn read_queue_file(cfg: &AgentConfig, req: &DeliveryRequest) -> Result<file::QueueFile, String> {
+    file::read(&cfg.spool.path(req.queue, &req.queue_id)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -18,6 +18,12 @@
 //! actor and the delivery tasks. Connection and greeting failures are reported as site
 //! failures, so the queue manager stops trying that next hop for a while.
 //!
+//! DSN (RFC 3461): to a server whose EHLO offers DSN, MAIL carries the message's `ENVID=` and
+//! `RET=`, and each RCPT an `ORCPT=` (the recipient's own, else `rfc822;` and its address
+//! before rewriting, as Postfix adds one) and its `NOTIFY=`; such a server then reports success
+//! itself, so a recipient it accepts gets no success notice here. A server that does not offer
+//! DSN gets none of them.
+//!
 //! STARTTLS (`common::smtp_client::{starttls, tls, tls_policy}`) follows the destination's policy: the
 //! level of `smtp_tls_security_level` or of its entry in `smtp_tls_policy_maps` (next hop,
 //! then `.parent` domains; attributes `match=`, `protocols=`, `servername=`). `may` uses

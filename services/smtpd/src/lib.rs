@@ -6,7 +6,7 @@
 //!
 //! # Description
 //! An RFC 5321 server: EHLO (PIPELINING, SIZE, VRFY, ETRN, STARTTLS, AUTH, ENHANCEDSTATUSCODES,
-//! 8BITMIME, SMTPUTF8), HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP, ETRN (RFC 1985),
+//! 8BITMIME, DSN, SMTPUTF8), HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP, ETRN (RFC 1985),
 //! STARTTLS (RFC 3207) and AUTH (RFC 4954, below). A message is written
 //! to `incoming` and fsynced before `250 2.0.0 Ok: queued as <id>`; then the queue manager is
 //! triggered (a message that a `HOLD` action marked goes to `hold` instead, one that a `DISCARD`
@@ -105,8 +105,14 @@
 //! `smtpd_forbid_bare_newline_exclusions` (`$mynetworks`) are treated as `normalize`; `no` is
 //! taken as `normalize` too (deliberately stricter than Postfix). Every read and every write has
 //! the `smtpd_timeout` deadline. A queued message resets the error and junk counters.
-//! MAIL takes `SIZE`, `BODY=7BIT|8BITMIME` and `SMTPUTF8`, RCPT no parameters; any other option gets `555
-//! 5.5.4 Unsupported option: ...`. Addresses with control characters are refused (501); HELO
+//! MAIL takes `SIZE`, `BODY=7BIT|8BITMIME`, `SMTPUTF8` and the DSN requests of RFC 3461 `RET=FULL|HDRS`
+//! and `ENVID=xtext`; RCPT takes `NOTIFY=NEVER` or `NOTIFY=` a list of `SUCCESS`, `FAILURE` and
+//! `DELAY`, and `ORCPT=addr-type;xtext`; each at most once, with Postfix's replies for bad ones
+//! (`501 5.5.4 Bad RET parameter syntax`, `501 5.5.4 Bad ENVID parameter syntax`, `501 5.5.4
+//! Error: Bad NOTIFY parameter syntax`, `501 5.5.4 Error: Bad ORCPT parameter syntax`; an ENVID
+//! or ORCPT must decode to printable ASCII). They are kept in the queue file, a recipient without
+//! ORCPT getting `rfc822;` and its address as received, as in Postfix. Any other option gets
+//! `555 5.5.4 Unsupported option: ...`. Addresses with control characters are refused (501); HELO
 //! names are made printable before they reach a `Received:` header, and every log line is.
 //! MAIL is refused with `452 4.3.1 Insufficient system storage` when the queue file system
 //! has less than `queue_minfree` or 1.5 × `message_size_limit` free, or less than a declared

@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::bounce::{BounceConfig, Failed, notify};
+use common::bounce::{BounceConfig, RecipientStatus, Report, notify};
 use common::config::{ConfigError, Params};
 use common::domain::{Site, lookup_domain};
 use common::ipc::delivery::{DeliveryRecipient, DeliveryRequest};
@@ -295,7 +295,8 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
     // close_notify: a customer that stopped reading must not hold the session any longer.
     let mut healthy = false;
     match handshake(&odmr.session, &mut conn, &peer, None).await {
-        Ok(_) => {
+        Ok(hello) => {
+            let dsn = hello.offers("DSN");
             let setup = started.elapsed().as_secs_f64();
             let mut next = Some(first);
             let mut uses = 0;
@@ -310,7 +311,7 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
                 // this one is on the wire; a claim taken when the connection then fails is
                 // released by dropping it, and that message simply stays deferred.
                 let (ok, claimed) = tokio::join!(
-                    deliver(s, odmr, &mut conn, c, &relay, &peer, setup, &mut tally, &mut removed),
+                    deliver(s, odmr, Reversed { conn: &mut conn, relay: &relay, peer: &peer, setup, dsn }, c, &mut tally, &mut removed),
                     claim_next(&s.cfg.spool, &mut ids, &domains)
                 );
                 healthy = ok;
@@ -344,20 +345,23 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
     None
 }
 
+/// The reversed connection as a next hop: what a delivery on it needs to know.
+struct Reversed<'c> {
+    conn: &'c mut Connection,
+    /// `odmr:name[addr]`, for the delivery lines.
+    relay: &'c str,
+    /// `name[addr]`, for reply texts.
+    peer: &'c str,
+    /// Seconds the greeting and EHLO took (`delays=` c).
+    setup: f64,
+    /// The customer's server offers DSN: the requests go along.
+    dsn: bool,
+}
+
 /// Deliver one claimed message on the reversed connection, record the results, and end the
 /// claim. Returns whether the connection is still good for another message.
-#[allow(clippy::too_many_arguments)]
-async fn deliver(
-    s: &Session<'_>,
-    odmr: &OdmrConfig,
-    conn: &mut Connection,
-    c: Claimed,
-    relay: &str,
-    peer: &str,
-    setup: f64,
-    tally: &mut Tally,
-    removed: &mut Vec<String>,
-) -> bool {
+async fn deliver(s: &Session<'_>, odmr: &OdmrConfig, on: Reversed<'_>, c: Claimed, tally: &mut Tally, removed: &mut Vec<String>) -> bool {
+    let Reversed { conn, relay, peer, setup, dsn } = on;
     let start_us = now_us();
     let start = Instant::now();
     let req = DeliveryRequest {
@@ -373,7 +377,7 @@ async fn deliver(
         verify_probe: false,
     };
     log_info!("{}: from=<{}>, size={}, nrcpt={} (queue odmr)", c.id, req.sender, c.qf.message.len(), c.qf.envelope.recipients.len());
-    let (results, healthy) = mail_transaction(&odmr.session, &req, conn, peer, &c.qf.message).await;
+    let (results, healthy) = mail_transaction(&odmr.session, &req, conn, peer, &c.qf.message, dsn.then_some(&c.qf.envelope)).await;
     let xmit = start.elapsed().as_secs_f64();
     tally.messages += 1;
     let results: Vec<RecipientResult> =
@@ -456,15 +460,13 @@ async fn finish(spool: Spool, bounce: BounceConfig, c: Claimed, results: Vec<Rec
                 log_warning!("{id}: record delivery status: {e}");
             }
         }
-        let failed: Vec<Failed> = results
+        let failed: Vec<RecipientStatus> = results
             .iter()
             .filter(|r| r.outcome == Outcome::Bounced)
-            .filter_map(|r| qf.envelope.recipients.get(r.index).map(|rcpt| (rcpt, r)))
-            .map(|(rcpt, r)| Failed { address: rcpt.address.clone(), dsn: r.dsn.clone(), text: r.text.clone() })
+            .filter_map(|r| qf.envelope.recipients.get(r.index).map(|rcpt| RecipientStatus::of(rcpt, &r.dsn, &r.text)))
             .collect();
         qf.results.extend(results);
-        let notice_queued =
-            !failed.is_empty() && notify(&spool, &bounce, &id, &claim.path, &qf.envelope.sender, qf.envelope.arrival_us, &failed);
+        let notice_queued = !failed.is_empty() && notify(&spool, &bounce, Report::Failure, &id, &claim.path, &qf.envelope, &failed);
         let pending: BTreeSet<String> = qf.pending().map(|(_, r)| lookup_domain(&r.address)).collect();
         if pending.is_empty() {
             let removed = match std::fs::remove_file(&claim.path) {

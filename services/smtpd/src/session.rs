@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use common::dsn::{Notify, Ret, parse_envid, parse_orcpt};
 use common::queue::file::{ClientInfo, Envelope, Recipient, now_us};
 use common::text::printable;
 
@@ -102,6 +103,12 @@ pub struct Session<'a> {
     pub local_submission: bool,
     /// The client declared SMTPUTF8 at MAIL (crate::smtputf8).
     pub smtputf8: bool,
+    /// MAIL's `RET=` and `ENVID=` (RFC 3461), for the queue file.
+    dsn_ret: Option<Ret>,
+    dsn_envid: Option<String>,
+    /// RCPT's `NOTIFY=` and ORCPT (the client's, else `rfc822;` and the address as received,
+    /// as Postfix records it), one per entry of `recipients`.
+    dsn_rcpt: Vec<(Option<Notify>, String)>,
 }
 
 /// The commands smtpd counts, in the order of Postfix's `smtpd_cmd_table`: the disconnect line
@@ -138,6 +145,9 @@ impl<'a> Session<'a> {
             restrict: crate::restrict::State::default(),
             local_submission: false,
             smtputf8: false,
+            dsn_ret: None,
+            dsn_envid: None,
+            dsn_rcpt: Vec::new(),
         }
     }
 
@@ -220,6 +230,9 @@ impl<'a> Session<'a> {
         self.sender = None;
         self.smtputf8 = false;
         self.recipients.clear();
+        self.dsn_ret = None;
+        self.dsn_envid = None;
+        self.dsn_rcpt.clear();
         self.restrict.reset_transaction();
     }
 
@@ -352,7 +365,7 @@ impl<'a> Session<'a> {
                 lines.push(format!("AUTH={list}"));
             }
         }
-        lines.extend(["ENHANCEDSTATUSCODES".into(), "8BITMIME".into()]);
+        lines.extend(["ENHANCEDSTATUSCODES".into(), "8BITMIME".into(), "DSN".into()]);
         if self.cfg.smtputf8.enable {
             lines.push("SMTPUTF8".into());
         }
@@ -390,8 +403,18 @@ impl<'a> Session<'a> {
         let Some(addr) = parse_path(rest) else { return Step::Reply(Reply::new(501, "5.1.7", "Bad sender address syntax")) };
         self.smtputf8 = false;
         let mut size = None;
+        let (mut ret, mut envid) = (None, None);
         for p in &addr.params {
             match (p.name.as_str(), p.value.to_ascii_uppercase().as_str()) {
+                // RFC 3461; each at most once.
+                ("RET", _) => match Ret::parse(&p.value).filter(|_| ret.is_none()) {
+                    Some(r) => ret = Some(r),
+                    None => return Step::Reply(Reply::new(501, "5.5.4", "Bad RET parameter syntax")),
+                },
+                ("ENVID", _) => match parse_envid(&p.value).filter(|_| envid.is_none()) {
+                    Some(e) => envid = Some(e),
+                    None => return Step::Reply(Reply::new(501, "5.5.4", "Bad ENVID parameter syntax")),
+                },
                 ("BODY", "7BIT" | "8BITMIME") => {}
                 ("SMTPUTF8", "") if self.cfg.smtputf8.enable => self.smtputf8 = true,
                 // RFC 4954 section 5: who submitted the message; accepted while AUTH is on.
@@ -442,6 +465,7 @@ impl<'a> Session<'a> {
             }
         }
         self.sender = Some(addr);
+        (self.dsn_ret, self.dsn_envid) = (ret, envid);
         Step::Reply(Reply::new(250, "2.1.0", "Ok"))
     }
 
@@ -453,8 +477,20 @@ impl<'a> Session<'a> {
         let Some(addr) = parse_path(rest).filter(|a| !a.addr.is_empty()) else {
             return Step::Reply(Reply::new(501, "5.1.3", "Bad recipient address syntax"));
         };
-        if let Some(p) = addr.params.first() {
-            return Step::Reply(Reply::new(555, "5.5.4", format!("Unsupported option: {}", printable(&p.text, '?'))));
+        let (mut notify, mut orcpt) = (None, None);
+        for p in &addr.params {
+            match p.name.as_str() {
+                // RFC 3461; each at most once.
+                "NOTIFY" => match Notify::parse(&p.value).filter(|_| notify.is_none()) {
+                    Some(n) => notify = Some(n),
+                    None => return Step::Reply(Reply::new(501, "5.5.4", "Error: Bad NOTIFY parameter syntax")),
+                },
+                "ORCPT" => match parse_orcpt(&p.value).filter(|_| orcpt.is_none()) {
+                    Some(o) => orcpt = Some(o),
+                    None => return Step::Reply(Reply::new(501, "5.5.4", "Error: Bad ORCPT parameter syntax")),
+                },
+                _ => return Step::Reply(Reply::new(555, "5.5.4", format!("Unsupported option: {}", printable(&p.text, '?')))),
+            }
         }
         if let Some(reply) = crate::smtputf8::check_address(self, &addr, crate::smtputf8::Verb::Rcpt) {
             return Step::Reply(reply);
@@ -473,6 +509,7 @@ impl<'a> Session<'a> {
             Ok(Some(reject)) => return Step::Reply(reject),
             Err(Unverified(address)) => return Step::Verify { address },
         }
+        self.dsn_rcpt.push((notify, orcpt.unwrap_or_else(|| format!("rfc822;{}", addr.addr))));
         self.recipients.push(addr);
         Step::Reply(Reply::new(250, "2.1.5", "Ok"))
     }
@@ -513,7 +550,12 @@ impl<'a> Session<'a> {
         let Some(sender) = self.sender.as_ref() else { return Step::Reply(Reply::new(503, "5.5.1", "Error: need RCPT command")) };
         Step::Data(Box::new(Envelope {
             sender: sender.addr.clone(),
-            recipients: self.recipients.iter().map(|a| Recipient { address: a.addr.clone(), orig: None }).collect(),
+            recipients: self
+                .recipients
+                .iter()
+                .zip(&self.dsn_rcpt)
+                .map(|(a, (notify, orcpt))| Recipient { address: a.addr.clone(), orig: None, notify: *notify, orcpt: Some(orcpt.clone()) })
+                .collect(),
             arrival_us: now_us(),
             client: ClientInfo {
                 name: self.peer.name.clone(),
@@ -523,6 +565,8 @@ impl<'a> Session<'a> {
             },
             smtputf8: crate::smtputf8::requested(self),
             verify_probe: false,
+            ret: self.dsn_ret,
+            envid: self.dsn_envid.clone(),
         }))
     }
 
@@ -923,7 +967,7 @@ pub(crate) mod tests {
                     ("MAIL FROM:<s@sender.test> SIZE=99999999999", "552 5.3.4 Message size exceeds fixed limit"),
                     ("MAIL FROM:<s@sender.test>", "250 2.1.0 Ok"),
                     ("RCPT TO:<>", "501 5.1.3 Bad recipient address syntax"),
-                    ("RCPT TO:<u@customer.example> NOTIFY=NEVER", "555 5.5.4 Unsupported option: NOTIFY=NEVER"),
+                    ("RCPT TO:<u@customer.example> XDSN=NEVER", "555 5.5.4 Unsupported option: XDSN=NEVER"),
                     ("VRFY", "501 5.5.4 Syntax: VRFY address"),
                     ("VRFY someone", "252 2.0.0 someone"),
                     ("VRFY a\rb\x02c", "252 2.0.0 a?b?c"),
@@ -977,6 +1021,57 @@ pub(crate) mod tests {
         assert_eq!(s.errors, 6, "the ETRN above was junk too");
         s.message_received();
         assert_eq!((s.errors, s.junk), (0, 0));
+    }
+
+    #[test]
+    fn dsn_parameters_are_checked_and_kept_for_the_queue_file() {
+        let (_dir, cfg) = config("");
+        let mut s = Session::new(&cfg, Peer { name: "client".into(), addr: "127.0.0.1".parse().unwrap() });
+        assert!(cmd(&mut s, b"EHLO c.test").ends_with("\r\n250-8BITMIME\r\n250 DSN"));
+        let refused = [
+            ("MAIL FROM:<s@sender.test> RET=ALL", "501 5.5.4 Bad RET parameter syntax"),
+            ("MAIL FROM:<s@sender.test> RET=FULL RET=HDRS", "501 5.5.4 Bad RET parameter syntax"),
+            ("MAIL FROM:<s@sender.test> ENVID=a=b", "501 5.5.4 Bad ENVID parameter syntax"),
+            ("MAIL FROM:<s@sender.test> ENVID=a+0Db", "501 5.5.4 Bad ENVID parameter syntax"),
+            ("MAIL FROM:<s@sender.test> ENVID=a ENVID=b", "501 5.5.4 Bad ENVID parameter syntax"),
+            ("MAIL FROM:<s@sender.test> XYZ=1", "555 5.5.4 Unsupported option: XYZ=1"),
+        ];
+        for (line, want) in refused {
+            assert_eq!(cmd(&mut s, line.as_bytes()), want, "{line}");
+        }
+        assert_eq!(cmd(&mut s, b"MAIL FROM:<s@sender.test> ret=hdrs ENVID=QQ+2B314"), "250 2.1.0 Ok");
+        let refused = [
+            ("RCPT TO:<a@customer.example> NOTIFY=NEVER,SUCCESS", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
+            ("RCPT TO:<a@customer.example> NOTIFY=SOMETIMES", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
+            ("RCPT TO:<a@customer.example> NOTIFY=DELAY NOTIFY=DELAY", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
+            ("RCPT TO:<a@customer.example> ORCPT=a@customer.example", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
+            ("RCPT TO:<a@customer.example> ORCPT=rfc822;a+ZZ", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
+            ("RCPT TO:<a@customer.example> BODY=8BITMIME", "555 5.5.4 Unsupported option: BODY=8BITMIME"),
+        ];
+        for (line, want) in refused {
+            assert_eq!(cmd(&mut s, line.as_bytes()), want, "{line}");
+        }
+        assert_eq!(cmd(&mut s, b"RCPT TO:<a@customer.example> NOTIFY=never"), "250 2.1.5 Ok");
+        assert_eq!(cmd(&mut s, b"RCPT TO:<b@customer.example> ORCPT=rfc822;B+2Bx@customer.example NOTIFY=success,delay"), "250 2.1.5 Ok");
+        assert_eq!(cmd(&mut s, b"RCPT TO:<c@customer.example>"), "250 2.1.5 Ok");
+        let Step::Data(env) = s.command(b"DATA").1 else { panic!("no DATA") };
+        assert_eq!((env.ret, env.envid.as_deref()), (Some(Ret::Hdrs), Some("QQ+314")));
+        let got: Vec<(Option<String>, Option<&str>)> =
+            env.recipients.iter().map(|r| (r.notify.map(|n| n.to_string()), r.orcpt.as_deref())).collect();
+        assert_eq!(
+            got,
+            [
+                (Some("NEVER".into()), Some("rfc822;a@customer.example")),
+                (Some("SUCCESS,DELAY".into()), Some("rfc822;B+x@customer.example")),
+                (None, Some("rfc822;c@customer.example")),
+            ]
+        );
+        // A new transaction starts without them.
+        s.reset();
+        assert_eq!(cmd(&mut s, b"MAIL FROM:<s@sender.test>"), "250 2.1.0 Ok");
+        assert_eq!(cmd(&mut s, b"RCPT TO:<c@customer.example>"), "250 2.1.5 Ok");
+        let Step::Data(env) = s.command(b"DATA").1 else { panic!("no DATA") };
+        assert_eq!((env.ret, env.envid, env.recipients[0].notify), (None, None, None));
     }
 
     proptest::proptest! {

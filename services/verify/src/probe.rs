@@ -40,12 +40,13 @@ fn probe_sender(value: &str, myorigin: &str) -> Result<String, ConfigError> {
 pub fn queue_probe(cfg: &ProbeConfig, address: &str) -> Result<QueueId, QueueError> {
     let envelope = Envelope {
         sender: cfg.sender.clone(),
-        recipients: vec![Recipient { address: address.to_string(), orig: None }],
+        recipients: vec![Recipient { address: address.to_string(), ..Default::default() }],
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
         verify_probe: true,
         // A UTF-8 address can only be probed at a next hop that offers SMTPUTF8.
         smtputf8: !address.is_ascii(),
+        ..Default::default()
     };
     write_new(&cfg.spool, QueueName::Incoming, &envelope, b"")
 }

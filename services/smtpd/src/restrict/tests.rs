@@ -65,7 +65,7 @@ fn backup_mx_recipients() {
         &[
             (
                 "EHLO client.example",
-                "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n250-ETRN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8",
+                "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n250-ETRN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 SMTPUTF8",
             ),
             ("MAIL FROM:<s@sender.example>", "250 2.1.0 Ok"),
             (
