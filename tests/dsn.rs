@@ -73,7 +73,7 @@ fn dsn_requests_from_smtp_and_sendmail_are_kept_in_the_queue_file() {
     // No next hop listens: the mail stays queued for postcat to show.
     let (inst, port) = Install::mail_system("", free_port());
     let mut c = Client::connect(port);
-    assert!(c.cmd("EHLO client.test").ends_with("250-8BITMIME\n250 DSN"));
+    assert!(c.cmd("EHLO client.test").ends_with("250-8BITMIME\n250-DSN\n250 SMTPUTF8"));
     assert_eq!(c.cmd("MAIL FROM:<s@sender.test> RET=HDRS ENVID=QQ+2B314159"), "250 2.1.0 Ok");
     assert_eq!(c.cmd("RCPT TO:<a@customer.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;A+2Bx@customer.example"), "250 2.1.5 Ok");
     assert_eq!(c.cmd("RCPT TO:<b@customer.example> NOTIFY=NEVER"), "250 2.1.5 Ok");

@@ -38,7 +38,7 @@ fn utf8_addresses_need_smtputf8_and_travel_with_it() {
     let (inst, port) = Install::mail_system("", sink.port);
     let mut c = Client::connect(port);
     let ehlo = c.cmd("EHLO client.test");
-    assert!(ehlo.ends_with("\n250-8BITMIME\n250 SMTPUTF8"), "{ehlo}");
+    assert!(ehlo.ends_with("\n250-8BITMIME\n250-DSN\n250 SMTPUTF8"), "{ehlo}");
     // Not declared: a UTF-8 domain is bad syntax, as in Postfix.
     assert_eq!(c.cmd("MAIL FROM:<s@bücher.example>"), "501 5.1.7 Bad sender address syntax");
     inst.wait_log("warning: Illegal address syntax from localhost[127.0.0.1] in MAIL command: <s@bücher.example>");

@@ -1027,7 +1027,7 @@ pub(crate) mod tests {
     fn dsn_parameters_are_checked_and_kept_for_the_queue_file() {
         let (_dir, cfg) = config("");
         let mut s = Session::new(&cfg, Peer { name: "client".into(), addr: "127.0.0.1".parse().unwrap() });
-        assert!(cmd(&mut s, b"EHLO c.test").ends_with("\r\n250-8BITMIME\r\n250 DSN"));
+        assert!(cmd(&mut s, b"EHLO c.test").ends_with("\r\n250-8BITMIME\r\n250-DSN\r\n250 SMTPUTF8"));
         let refused = [
             ("MAIL FROM:<s@sender.test> RET=ALL", "501 5.5.4 Bad RET parameter syntax"),
             ("MAIL FROM:<s@sender.test> RET=FULL RET=HDRS", "501 5.5.4 Bad RET parameter syntax"),

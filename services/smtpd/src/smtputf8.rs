@@ -72,7 +72,7 @@ mod tests {
         let (_d, cfg) = config("");
         let mut s = Session::new(&cfg, Peer { name: "client".into(), addr: "127.0.0.1".parse().unwrap() });
         let ehlo = cmd(&mut s, b"EHLO c.test");
-        assert!(ehlo.ends_with("250-8BITMIME\r\n250 SMTPUTF8"), "{ehlo}");
+        assert!(ehlo.ends_with("250-8BITMIME\r\n250-DSN\r\n250 SMTPUTF8"), "{ehlo}");
         for (line, want) in [
             ("MAIL FROM:<s@bücher.example>", "501 5.1.7 Bad sender address syntax"),
             // A UTF-8 local part: let through, as Postfix has always done.
