@@ -17,14 +17,57 @@ import time
 import fswatch
 import odmr
 import sink
-import tls_source
-from systems import CPUACCT, ROOT, Postern, Postfix, wait_port
+from systems import CPUACCT, ROOT, TLS_LOAD, Postern, Postfix, make_cert, wait_port
 
 BASE = "/tmp/postern-bench"
 DEFAULT_OUTPUT = os.path.join(ROOT, "BENCHMARKS.md")
 CPU_SOURCE = "cpuacct cgroup per system, nanoseconds" if os.path.isdir(CPUACCT) else "/proc clock ticks, 10 ms resolution"
 SINK_PORT = 10099
 WATCHED_PROBES = 3
+# The main.cf line of the relay row with TLS to the next hop (the same for both systems).
+NEXT_HOP_TLS = "smtp_tls_security_level = may\n"
+
+
+class SmtpSink:
+    """Postfix's `smtp-sink` on the sink port (no TLS): the bulk relay runs' next hop."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(["smtp-sink", "-u", "postfix", f"127.0.0.1:{SINK_PORT}", "256"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        """Stop it; smtp-sink counts nothing, so there are no counts."""
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class TlsSink:
+    """`tls-load sink` on the sink port: offers STARTTLS, counts messages received in
+    plaintext and over TLS apart."""
+
+    def __init__(self):
+        cert, key = make_cert(os.path.join(BASE, "tls-sink"))
+        self.proc = subprocess.Popen([TLS_LOAD, "sink", "--listen", f"127.0.0.1:{SINK_PORT}", "--cert", cert, "--key", key], stdout=subprocess.PIPE)
+
+    def stop(self):
+        """Stop it and return its counts."""
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=30)
+        lines = out.decode().strip().splitlines()
+        if self.proc.returncode != 0 or not lines:
+            raise RuntimeError(f"tls-load sink failed (exit {self.proc.returncode})")
+        return json.loads(lines[-1])
+
+
+def tls_load(*args):
+    """Run a tls-load client mode; its JSON report. Any failed message or session is fatal
+    to the benchmark: figures with errors in them would not compare."""
+    r = subprocess.run([TLS_LOAD, *map(str, args)], capture_output=True, text=True)
+    lines = r.stdout.strip().splitlines()
+    if r.returncode != 0 or not lines:
+        detail = lines[-1] if lines else r.stderr.strip()[-300:]
+        raise RuntimeError(f"tls-load {args[0]} failed (exit {r.returncode}): {detail}")
+    return json.loads(lines[-1])
 
 
 def free_sink():
@@ -154,7 +197,7 @@ def etrn_scale(systems, n, domains, probes):
         remaining = total - srv.recorder.count() - by_atrn
         srv.shutdown()
         srv.server_close()
-        ssink = subprocess.Popen(["smtp-sink", "-u", "postfix", f"127.0.0.1:{SINK_PORT}", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ssink = SmtpSink()
         try:
             wait_port(SINK_PORT)
             sent = sysm.log_tail("status=sent")
@@ -163,8 +206,7 @@ def etrn_scale(systems, n, domains, probes):
             wait_until(f"{sysm.name}: whole queue", lambda: sent.count() >= remaining, 120 + n / 20, poll=0.02)
             flush_s = time.time() - t
         finally:
-            ssink.terminate()
-            ssink.wait()
+            ssink.stop()
         sysm.stop()
         out[sysm.name] = {
             "fill_s": fill_s,
@@ -188,26 +230,27 @@ def smtp_source(port, sessions, messages):
 
 
 def tls_mail(port, sessions, messages):
-    tls_source.mail(port, sessions, messages, 4096)
+    tls_load("mail", "--port", port, "--sessions", sessions, "--messages", messages, "--size", 4096)
 
 
-def throughput(systems, sessions, messages, reps, source=smtp_source):
-    """`source` (smtp-source, or the STARTTLS client) into each system with smtp-sink up,
-    `reps` times each, alternating the systems: medians of acceptance and end-to-end rates, CPU
-    and memory."""
+def throughput(systems, sessions, messages, reps, source=smtp_source, next_hop=SmtpSink, extra_main=""):
+    """`source` (smtp-source, or the STARTTLS client) into each system with `next_hop` (smtp-sink,
+    or the TLS sink) up, `reps` times each, alternating the systems: medians of acceptance and
+    end-to-end rates, CPU and memory. `extra_main` goes into both systems' main.cf."""
     runs = {s.name: [] for s in systems}
     for rep in range(reps):
         for sysm in (systems if rep % 2 == 0 else systems[::-1]):
             free_sink()
-            sysm.fresh()
+            sysm.fresh(extra_main)
             settle()
-            ssink = subprocess.Popen(["smtp-sink", "-u", "postfix", f"127.0.0.1:{SINK_PORT}", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            ssink = next_hop()
             try:
                 r = relay_run(sysm, sessions, messages, source)
             finally:
-                ssink.terminate()
-                ssink.wait()
                 sysm.stop()
+                counts = ssink.stop()
+            if counts:
+                require_tls_next_hop(sysm, counts, messages)
             runs[sysm.name].append(r)
             print(f"  {sysm.name:8} accept {r['accept_rate']:.0f} msg/s, relay {r['relay_rate']:.0f} msg/s, cpu {r['cpu_per_msg_ms']:.2f} ms/msg, rss idle {r['idle_rss_mb']:.1f} MB peak {r['peak_rss_mb']:.1f} MB, start {r['start_s']*1000:.0f} ms", flush=True)
     out = {}
@@ -244,13 +287,39 @@ def restricted_main(sysm):
 
 def restricted_throughput(systems, sessions, messages, reps):
     """Acceptance as in `throughput`, with `restricted_main` in both systems' main.cf."""
-    for s in systems:
-        s.extra_main = restricted_main
-    try:
-        return throughput(systems, sessions, messages, reps)
-    finally:
-        for s in systems:
-            s.extra_main = None
+    return throughput(systems, sessions, messages, reps, extra_main=restricted_main)
+
+
+def require_tls_next_hop(sysm, counts, messages):
+    """The TLS sink's counts after a run: every message came over TLS."""
+    if counts["plain_messages"] or counts["tls_messages"] < messages:
+        raise RuntimeError(f"{sysm.name}: the next hop got {counts['tls_messages']} messages over TLS and {counts['plain_messages']} in plaintext, of {messages}")
+
+
+def next_hop_tls_check(systems, messages=10):
+    """A short run per system with `smtp_tls_loglevel = 1`: its own log must say that its
+    client established TLS with the sink (the measured runs log at the default level 0, and
+    check the sink's counts instead). Returns the number of such lines per system."""
+    out = {}
+    for sysm in systems:
+        free_sink()
+        sysm.fresh(NEXT_HOP_TLS + "smtp_tls_loglevel = 1\n")
+        ssink = TlsSink()
+        try:
+            wait_port(SINK_PORT)
+            sysm.start()
+            sent = sysm.log_tail("status=sent")
+            established = sysm.log_tail(f"TLS connection established to 127.0.0.1[127.0.0.1]:{SINK_PORT}")
+            smtp_source(sysm.port, 2, messages)
+            wait_until(f"{sysm.name}: {messages} relayed", lambda: sent.count() >= messages, 60, poll=0.02)
+            wait_until(f"{sysm.name}: a TLS connection to the next hop in its log", lambda: established.count() > 0, 10, poll=0.02)
+        finally:
+            sysm.stop()
+            counts = ssink.stop()
+        require_tls_next_hop(sysm, counts, messages)
+        out[sysm.name] = established.count()
+        print(f"  {sysm.name:8} {out[sysm.name]} \"TLS connection established to\" log lines for {messages} messages; the sink got all {counts['tls_messages']} over TLS", flush=True)
+    return out
 
 
 def relay_run(sysm, sessions, messages, source):
@@ -297,13 +366,25 @@ def tls_handshakes(systems, sessions, count, reps):
             time.sleep(1)
             try:
                 cpu0 = sysm.cpu_seconds()
-                secs = tls_source.handshakes(sysm.port, sessions, count)
+                secs = tls_load("handshakes", "--port", sysm.port, "--sessions", sessions, "--count", count)["seconds"]
                 cpu = sysm.cpu_seconds() - cpu0
             finally:
                 sysm.stop()
             runs[sysm.name].append({"rate": count / secs, "cpu_ms": cpu * 1000 / count})
             print(f"  {sysm.name:8} {count / secs:.0f} STARTTLS sessions/s, cpu {cpu * 1000 / count:.2f} ms each", flush=True)
     return {name: {k: median([r[k] for r in rs]) for k in rs[0]} for name, rs in runs.items()}
+
+
+def tls_rows(systems, args):
+    """Section 6: acceptance over STARTTLS, STARTTLS sessions per second, relay with STARTTLS
+    to the next hop."""
+    print("throughput over STARTTLS", flush=True)
+    tput = throughput(systems, args.sessions, args.messages, args.tls_reps, tls_mail)
+    handshakes = tls_handshakes(systems, args.sessions, args.handshakes, args.tls_reps)
+    print("relay with STARTTLS to the next hop", flush=True)
+    check = next_hop_tls_check(systems)
+    next_hop = throughput(systems, args.sessions, args.messages, args.tls_reps, next_hop=TlsSink, extra_main=NEXT_HOP_TLS)
+    return {"tput": tput, "handshakes": handshakes, "next_hop": next_hop, "next_hop_check": check, "count": args.handshakes, "reps": args.tls_reps}
 
 
 def ratio(a, b, higher_is_better):
@@ -350,6 +431,16 @@ def machine():
     return f"{os.cpu_count()} cores ({model}), {mem:.0f} GiB, {platform.system()} {platform.release()}"
 
 
+def tls_targets(tls):
+    """Issue 11's TLS targets against this run's figures: (target, figure, met)."""
+    ta, tb = tls["tput"]["Postern"], tls["tput"]["Postfix"]
+    ha, hb = tls["handshakes"]["Postern"], tls["handshakes"]["Postfix"]
+    ra, rb = tls["next_hop"]["Postern"], tls["next_hop"]["Postfix"]
+    return [("acceptance over STARTTLS at least 2x Postfix", f"{ta['accept_rate'] / tb['accept_rate']:.2f}x", ta["accept_rate"] >= 2 * tb["accept_rate"]),
+            ("STARTTLS sessions per second at least 2x Postfix", f"{ha['rate'] / hb['rate']:.2f}x", ha["rate"] >= 2 * hb["rate"]),
+            ("relay with STARTTLS to the next hop at least 2x Postfix", f"{ra['relay_rate'] / rb['relay_rate']:.2f}x", ra["relay_rate"] >= 2 * rb["relay_rate"])]
+
+
 def targets(scale, tput, tls=None, restricted=None):
     """The issues' targets against this run's figures: (target, figure, met)."""
     out = []
@@ -357,10 +448,7 @@ def targets(scale, tput, tls=None, restricted=None):
         r, plain = restricted["Postern"]["accept_rate"], tput["Postern"]["accept_rate"]
         out.append(("acceptance with the restriction list and relay_recipient_maps at least 0.9x Postern's plain acceptance", f"{r / plain:.2f}x", r >= 0.9 * plain))
     if tls:
-        ta, tb = tls["tput"]["Postern"], tls["tput"]["Postfix"]
-        ha, hb = tls["handshakes"]["Postern"], tls["handshakes"]["Postfix"]
-        out.append(("acceptance over STARTTLS at least 2x Postfix", f"{ta['accept_rate'] / tb['accept_rate']:.2f}x", ta["accept_rate"] >= 2 * tb["accept_rate"]))
-        out.append(("STARTTLS sessions per second at least 2x Postfix", f"{ha['rate'] / hb['rate']:.2f}x", ha["rate"] >= 2 * hb["rate"]))
+        out.extend(tls_targets(tls))
     a, b = tput["Postern"], tput["Postfix"]
     out.append(("acceptance at least 3x Postfix", f"{a['accept_rate'] / b['accept_rate']:.2f}x", a["accept_rate"] >= 3 * b["accept_rate"]))
     out.append(("relay at least 3x Postfix", f"{a['relay_rate'] / b['relay_rate']:.2f}x", a["relay_rate"] >= 3 * b["relay_rate"]))
@@ -433,7 +521,7 @@ def write_report(res, path):
     tls = res.get("tls")
     if tls:
         L.append("## 6. Over STARTTLS\n")
-        L.append(f"Both systems offer STARTTLS with the same kind of self-signed ECDSA P-256 certificate (`smtpd_tls_security_level = may`). `bench/tls_source.py` (Python's smtplib and ssl on {tls_source.WORKERS} worker processes, since smtp-source has no TLS) sends {res['messages']} messages of 4 kB over {res['sessions']} sessions, each EHLO, STARTTLS, EHLO, then one message after another; relayed in plaintext to `smtp-sink` (no TLS-capable sink here). Handshakes: {res['sessions']} concurrent clients run {tls['count']} sessions of connect, EHLO, STARTTLS, EHLO, QUIT. {tls['reps']} run(s) per system, alternating; medians. The load client shares the two cores with the system it measures, so it caps both systems' figures.\n")
+        L.append(f"Both systems offer STARTTLS with the same kind of self-signed ECDSA P-256 certificate (`smtpd_tls_security_level = may`). `tls-load mail` (bench/tls-load: Rust, tokio and rustls, since smtp-source has no TLS; no certificate check, every handshake a full one) sends {res['messages']} messages of 4 kB over {res['sessions']} sessions, each EHLO, STARTTLS, EHLO, then one message after another; relayed in plaintext to `smtp-sink`. Handshakes: `tls-load handshakes`, {res['sessions']} concurrent clients running {tls['count']} sessions of connect, EHLO, STARTTLS, EHLO, QUIT. STARTTLS to the next hop: `smtp-source` as in section 3 in plaintext, both systems with `{NEXT_HOP_TLS.strip()}` relaying to `tls-load sink`, which offers STARTTLS; after each run the sink's counts must show every message received over TLS, and a short run per system with `smtp_tls_loglevel = 1` found its `TLS connection established to` lines in its log ({', '.join(f'{n}: {k}' for n, k in sorted(tls['next_hop_check'].items()))} for 10 messages; Postfix's smtp client does not reuse TLS connections by default, Postern's keeps them open). {tls['reps']} run(s) per system, alternating; medians. The load client and the sink share the two cores with the system they measure.\n")
         L.append("| figure | Postern | Postfix | ratio |")
         L.append("|---|---|---|---|")
         ta, tb = tls["tput"]["Postern"], tls["tput"]["Postfix"]
@@ -442,6 +530,9 @@ def write_report(res, path):
         ha, hb = tls["handshakes"]["Postern"], tls["handshakes"]["Postfix"]
         L.append(f"| STARTTLS sessions/s | {ha['rate']:.0f} | {hb['rate']:.0f} | {ratio(ha['rate'], hb['rate'], True)} |")
         L.append(f"| CPU ms per STARTTLS session | {ha['cpu_ms']:.2f} | {hb['cpu_ms']:.2f} | {ratio(ha['cpu_ms'], hb['cpu_ms'], False)} |")
+        ra, rb = tls["next_hop"]["Postern"], tls["next_hop"]["Postfix"]
+        for label, key, hib, fmt in rows[1:3]:
+            L.append(f"| {label}, STARTTLS to the next hop | {fmt.format(ra[key])} | {fmt.format(rb[key])} | {ratio(ra[key], rb[key], hib)} |")
         L.append("")
     L.append("## The issue's targets in this run\n")
     L.append("| target | this run | |")
@@ -471,8 +562,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small queues and loads, under 5 minutes")
     ap.add_argument("--output", default=DEFAULT_OUTPUT)
     ap.add_argument("--report-only", action="store_true", help="rewrite the report and the plot from the figures of the last run")
-    ap.add_argument("--restricted-only", action="store_true",
-                    help="only the acceptance row with a restriction list and relay_recipient_maps, small, printed (no report)")
+    ap.add_argument("--only", choices=["tls", "restricted"],
+                    help="run only the TLS rows, or only a small acceptance row with a restriction list and relay_recipient_maps, and print their figures (no report written)")
     args = ap.parse_args()
     if args.report_only:
         report(args.output)
@@ -486,7 +577,7 @@ def main():
         args.sessions, args.messages, args.reps = 20, 5000, 5
         args.tls_reps, args.handshakes = 3, 2000
     systems = [Postfix(f"{BASE}/postfix", 10025, SINK_PORT), Postern(f"{BASE}/postern", 10026, SINK_PORT)]
-    if args.restricted_only:
+    if args.only == "restricted":
         clean(systems, quiet_s=5)
         try:
             restricted_throughput(systems, 20, 1000, 1)
@@ -494,21 +585,27 @@ def main():
             clean(systems, quiet_s=0)
         return
     clean(systems, quiet_s=5 if args.quick else 30)
+    if args.only == "tls":
+        try:
+            tls = tls_rows(systems, args)
+        finally:
+            clean(systems, quiet_s=0)
+        for target, figure, met in tls_targets(tls):
+            print(f"  {target}: {figure} ({'met' if met else 'missed'})")
+        return
     try:
         print("throughput and resources", flush=True)
         tput = throughput(systems, args.sessions, args.messages, args.reps)
         print(f"acceptance with a restriction list and a {RELAY_RECIPIENTS}-entry relay_recipient_maps", flush=True)
         restricted = restricted_throughput(systems, args.sessions, args.messages, args.reps)
-        print("throughput over STARTTLS", flush=True)
-        tls_tput = throughput(systems, args.sessions, args.messages, args.tls_reps, tls_mail)
-        tls_hs = tls_handshakes(systems, args.sessions, args.handshakes, args.tls_reps)
+        tls = tls_rows(systems, args)
         scale = {}
         for n, d in sizes:
             print(f"ETRN at {n} queued over {d} domains", flush=True)
             scale[n] = etrn_scale(systems, n, d, probes)
         res = {"quick": args.quick, "sessions": args.sessions, "messages": args.messages, "reps": args.reps, "scale": scale, "tput": tput,
                "restricted": restricted,
-               "tls": {"tput": tls_tput, "handshakes": tls_hs, "count": args.handshakes, "reps": args.tls_reps},
+               "tls": tls,
                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
                "versions": {"Postfix": systems[0].version(), "Postern": systems[1].version(),
                             "rustc": subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()}}

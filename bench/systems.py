@@ -12,6 +12,8 @@ import odmr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSTERN_BIN = os.path.join(ROOT, "target", "release")
+# The STARTTLS load client and sink (bench/tls-load), built with the rest of the workspace.
+TLS_LOAD = os.path.join(POSTERN_BIN, "tls-load")
 HZ = os.sysconf("SC_CLK_TCK")
 # A cpuacct cgroup per system counts the CPU of every process and thread it ever ran, in
 # nanoseconds; without one (no cgroup v1 cpuacct here), /proc tick counts are the fallback.
@@ -28,6 +30,18 @@ def wait_port(port, timeout=30.0):
         except OSError:
             time.sleep(0.01)
     raise RuntimeError(f"nothing answers on port {port}")
+
+
+def make_cert(directory):
+    """A self-signed ECDSA P-256 certificate and key in `directory`, the same kind for both
+    systems' STARTTLS and the TLS sink (the key readable by an unprivileged smtpd: a throwaway
+    key). Returns (certificate file, key file)."""
+    os.makedirs(directory, exist_ok=True)
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-subj", "/CN=bench.test", "-keyout", key, "-out", cert], check=True, capture_output=True)
+    os.chmod(key, 0o644)
+    return cert, key
 
 
 def proc_stat(pid):
@@ -103,9 +117,8 @@ class System:
         self.etc = os.path.join(base, "etc")
         self.spool = os.path.join(base, "spool")
         self.maillog = os.path.join(base, "maillog")
-        # A function of the system giving more main.cf lines; it may write table sources in
-        # etc/ and name them in `tables`, which postmap builds once main.cf is written.
-        self.extra_main = None
+        # Table sources that an `extra_main` function wrote in etc/; postmap builds them once
+        # main.cf is written.
         self.tables = []
 
     def master_pid(self):
@@ -176,25 +189,20 @@ class System:
         """A counter of `needle` in mail log lines written from now on."""
         return LogTail(self.maillog, needle)
 
-    def fresh(self):
+    def fresh(self, extra_main=""):
+        """A new instance: empty queue, new certificate, main.cf with `extra_main` added (text,
+        or a function of the system giving the text; it may write table sources in etc/ and
+        name them in `tables`)."""
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
         os.makedirs(self.etc)
         os.chmod(self.base, 0o755)
-        self.make_cert()
-        self.configure()
+        self.cert, self.key = make_cert(self.base)
+        self.configure(extra_main)
 
-    def make_cert(self):
-        """The same kind of self-signed ECDSA certificate for both systems' STARTTLS (readable by
-        their unprivileged smtpd: a throwaway key)."""
-        self.cert = os.path.join(self.base, "cert.pem")
-        self.key = os.path.join(self.base, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                        "-subj", "/CN=bench.test", "-keyout", self.key, "-out", self.cert], check=True, capture_output=True)
-        os.chmod(self.key, 0o644)
 
-    def extra(self):
-        return self.extra_main(self) if self.extra_main else ""
+    def extra(self, extra_main):
+        return extra_main(self) if callable(extra_main) else extra_main
 
     def build_tables(self):
         for t in self.tables:
@@ -232,7 +240,7 @@ smtpd_hard_error_limit = 100000
 class Postfix(System):
     name = "Postfix"
 
-    def configure(self):
+    def configure(self, extra_main):
         # Postfix creates the queue's subdirectories, but not the queue directory itself.
         os.makedirs(self.spool)
         os.makedirs(os.path.join(self.base, "data"))
@@ -254,7 +262,7 @@ inet_protocols = ipv4
 alias_maps =
 alias_database =
 smtp_dns_support_level = disabled
-""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main() + self.extra()
+""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main() + self.extra(extra_main)
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(main)
         pc = ["postconf", "-c", self.etc]
@@ -291,11 +299,11 @@ smtp_dns_support_level = disabled
 class Postern(System):
     name = "Postern"
 
-    def configure(self):
+    def configure(self, extra_main):
         main = f"""queue_directory = {self.spool}
 maillog_file = {self.maillog}
 mail_owner = postfix
-""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main() + odmr.postern_main() + self.extra()
+""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main() + odmr.postern_main() + self.extra(extra_main)
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(main)
         odmr.write_users(self.etc)
