@@ -25,17 +25,22 @@ struct Node {
 /// `per_node[i]` messages for customer.example queued at node i and one for other.example at
 /// each, every node's flush connected to NATS.
 fn fleet(nats: &Nats, sink_port: u16, per_node: [usize; 3]) -> Vec<Node> {
+    fleet_with(nats, sink_port, per_node, "")
+}
+
+/// [`fleet`] with more main.cf settings for every node.
+fn fleet_with(nats: &Nats, sink_port: u16, per_node: [usize; 3], extra: &str) -> Vec<Node> {
     NODES
         .iter()
         .zip(per_node)
         .map(|(name, n)| {
             let cfg = format!(
-                "fast_flush_cluster_servers = {}\nfast_flush_cluster_node = {name}\nfast_flush_cluster_members = {}\n",
+                "fast_flush_cluster_servers = {}\nfast_flush_cluster_node = {name}\nfast_flush_cluster_members = {}\n{extra}",
                 nats.url(),
                 NODES.join(" ")
             );
             let (inst, port) = Install::mail_system(&cfg, sink_port);
-            inst.wait_log(&format!("fast flush cluster: node {name} connected to NATS"));
+            inst.wait_log(&format!("fast flush cluster: node {name} listening on postern.flush"));
             let rcpts: Vec<String> = (0..n).map(|i| format!("u{i}.{name}@customer.example")).collect();
             let ids = submit(port, &rcpts);
             let other = submit(port, &[format!("x.{name}@other.example")]);
@@ -106,8 +111,12 @@ fn a_node_down_does_not_hold_the_answer_and_delivers_after_restart() {
 
     // mx3 comes back with its queue (its index reconciled at start); the next ETRN anywhere
     // sends its mail too.
+    // Wait for its subscription, not only its connection: a request published before the
+    // server has it would not reach mx3.
+    let listening = "fast flush cluster: node mx3 listening on postern.flush";
+    let before = nodes[2].inst.log_count(listening);
     nodes[2].inst.start();
-    nodes[2].inst.wait_log("fast flush cluster: node mx3 connected to NATS");
+    wait_for("mx3 listening again", || (nodes[2].inst.log_count(listening) > before).then_some(()));
     assert_eq!(etrn(nodes[1].port, "customer.example"), "253 OK, 3 pending messages for node customer.example started");
     wait_for("all six messages at the sink", || (sink.count() == 6).then_some(()));
     assert_eq!(delivered_once(&sink).len(), 6);
@@ -132,4 +141,26 @@ fn nats_down_etrn_still_flushes_locally() {
     for n in &nodes[1..] {
         assert!(n.ids.iter().all(|id| n.inst.queue_files("deferred").iter().any(|p| p.ends_with(id))));
     }
+}
+
+#[test]
+fn authenticated_connections_to_nats() {
+    let nats = Nats::start_with(&["--user", "flush", "--pass", "s3cret"]);
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("nats.pw");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let sink_port = free_port();
+    let extra = format!("fast_flush_cluster_user = flush\nfast_flush_cluster_password_file = {}\n", password.display());
+    let nodes = fleet_with(&nats, sink_port, [1, 1, 2], &extra);
+    let sink = Sink::start(sink_port);
+    assert_eq!(etrn(nodes[2].port, "customer.example"), "253 OK, 4 pending messages for node customer.example started");
+    wait_for("all four messages at the sink", || (sink.count() == 4).then_some(()));
+
+    // A node with the wrong password is refused by NATS, says so, and flushes its own mail.
+    std::fs::write(&password, "wrong\n").unwrap();
+    let cfg = format!("fast_flush_cluster_servers = {}\nfast_flush_cluster_node = mx4\n{extra}", nats.url());
+    let (inst, port) = Install::mail_system(&cfg, sink_port);
+    inst.wait_log("fast flush cluster: node mx4: NATS");
+    assert_eq!(etrn(port, "customer.example"), "251 OK, no messages waiting for node customer.example");
+    inst.wait_log("warning: fast flush cluster: not connected to NATS; send customer.example: this node's mail only");
 }

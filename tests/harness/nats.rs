@@ -14,9 +14,15 @@ pub struct Nats {
 
 impl Nats {
     pub fn start() -> Nats {
+        Nats::start_with(&[])
+    }
+
+    /// With more command line options (`--user`, `--pass`, ...).
+    pub fn start_with(options: &[&str]) -> Nats {
         let port = free_port();
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -43,7 +43,8 @@
 //! # Cluster
 //! With `fast_flush_cluster_servers` set, flush joins a NATS server (async-nats; reconnects in
 //! the background) as node `fast_flush_cluster_node` and subscribes to
-//! `fast_flush_cluster_subject`. A `SendSite` from a client (smtpd's ETRN, `postqueue -s`;
+//! `fast_flush_cluster_subject`; after each (re)connection it logs `fast flush cluster: node N
+//! listening on SUBJECT` once the server has its subscription. A `SendSite` from a client (smtpd's ETRN, `postqueue -s`;
 //! housekeeping never) moves this node's mail at once and is also published there; every other
 //! node sends the site from its own queue and answers with its count. The reply's `moved` is
 //! the total of the answers that arrived within `fast_flush_cluster_timeout` (earlier when every

@@ -8,7 +8,10 @@
 pub mod config;
 pub mod wire;
 
+use std::sync::Arc;
+
 use futures_util::StreamExt;
+use tokio::sync::Notify;
 use tokio::time::{Instant, timeout_at};
 
 use common::domain::Site;
@@ -24,15 +27,18 @@ pub struct Cluster {
     cfg: ClusterConfig,
     client: async_nats::Client,
     answering: actix_rt::task::JoinHandle<()>,
+    announcing: actix_rt::task::JoinHandle<()>,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.answering.abort();
+        self.announcing.abort();
     }
 }
 
-fn options(cfg: &ClusterConfig) -> async_nats::ConnectOptions {
+/// `connected` is told of each (re)connection.
+fn options(cfg: &ClusterConfig, connected: Arc<Notify>) -> async_nats::ConnectOptions {
     let node = cfg.node.clone();
     let mut o = async_nats::ConnectOptions::new()
         .name(format!("postern-flush {}", cfg.node))
@@ -40,10 +46,13 @@ fn options(cfg: &ClusterConfig) -> async_nats::ConnectOptions {
         .retry_on_initial_connect()
         .max_reconnects(None)
         .event_callback(move |event| {
-            let node = node.clone();
+            let (node, connected) = (node.clone(), connected.clone());
             async move {
                 match event {
-                    async_nats::Event::Connected => log_info!("fast flush cluster: node {node} connected to NATS"),
+                    async_nats::Event::Connected => {
+                        log_info!("fast flush cluster: node {node} connected to NATS");
+                        connected.notify_one();
+                    }
                     other => log_warning!("fast flush cluster: node {node}: NATS {other}"),
                 }
             }
@@ -67,11 +76,14 @@ impl Cluster {
     /// the other nodes' requests with `handle`'s sends.
     pub async fn join(cfg: ClusterConfig, handle: FlushHandle) -> Result<Cluster, String> {
         let servers: Vec<async_nats::ServerAddr> = cfg.servers.iter().filter_map(|s| s.parse().ok()).collect();
-        let client = options(&cfg).connect(servers).await.map_err(|e| format!("fast flush cluster: connect to NATS: {e}"))?;
+        let connected = Arc::new(Notify::new());
+        let client =
+            options(&cfg, connected.clone()).connect(servers).await.map_err(|e| format!("fast flush cluster: connect to NATS: {e}"))?;
         let requests =
             client.subscribe(cfg.subject.clone()).await.map_err(|e| format!("fast flush cluster: subscribe to {}: {e}", cfg.subject))?;
         let answering = actix_rt::spawn(answer_requests(requests, client.clone(), cfg.node.clone(), handle));
-        Ok(Cluster { cfg, client, answering })
+        let announcing = actix_rt::spawn(announce(connected, client.clone(), cfg.node.clone(), cfg.subject.clone()));
+        Ok(Cluster { cfg, client, answering, announcing })
     }
 
     pub fn config(&self) -> &ClusterConfig {
@@ -123,6 +135,18 @@ impl Cluster {
         // A time-out is expected without a member list: the deadline ends the wait.
         if let Ok(Err(e)) = timeout_at(deadline, collect).await {
             log_warning!("fast flush cluster: send {site}: {e}");
+        }
+    }
+}
+
+/// After each (re)connection, once the server has our subscription (a round trip after it),
+/// log that this node answers: from then on a request from another node reaches it.
+async fn announce(connected: Arc<Notify>, client: async_nats::Client, node: String, subject: String) {
+    loop {
+        connected.notified().await;
+        match client.flush().await {
+            Ok(()) => log_info!("fast flush cluster: node {node} listening on {subject}"),
+            Err(e) => log_warning!("fast flush cluster: node {node}: NATS: {e}"),
         }
     }
 }
