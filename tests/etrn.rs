@@ -18,7 +18,7 @@ fn activated_since(inst: &Install, from: usize) -> HashSet<String> {
 }
 
 /// Submit one message per recipient over one session; returns the queue IDs.
-fn submit(port: u16, rcpts: &[String]) -> Vec<String> {
+pub(crate) fn submit(port: u16, rcpts: &[String]) -> Vec<String> {
     let mut c = Client::connect(port);
     c.cmd("EHLO client.test");
     rcpts
@@ -31,7 +31,7 @@ fn submit(port: u16, rcpts: &[String]) -> Vec<String> {
 }
 
 /// Wait until every ID is in the deferred queue and listed in its site's logfile.
-fn wait_deferred(inst: &Install, ids: &[String]) {
+pub(crate) fn wait_deferred(inst: &Install, ids: &[String]) {
     wait_for("all messages deferred", || {
         let deferred: HashSet<String> =
             inst.queue_files("deferred").iter().filter_map(|p| p.file_name()?.to_str().map(str::to_string)).collect();

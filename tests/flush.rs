@@ -49,14 +49,14 @@ fn seed_experiments_send_only_that_sites_mail() {
     let b = deferred(&sp, &["v@customer.example"]);
     let c = deferred(&sp, &["w@example.net"]);
     for (site, id) in [("customer.example", &a), ("CUSTOMER.example", &b), ("example.net", &c)] {
-        assert_eq!(add(&inst, site, id), FlushReply::Ok { moved: 0 });
+        assert_eq!(add(&inst, site, id), FlushReply::ok(0));
     }
     let log = std::fs::read_to_string(inst.spool.join("flush/customer.example")).unwrap();
     assert_eq!(log, format!("{a}\n{b}\n"));
 
     // Experiment 1: the site's messages, and only those, go to incoming; the logfile empties
     // (right after the reply).
-    assert_eq!(inst.send_site("customer.example"), FlushReply::Ok { moved: 2 });
+    assert_eq!(inst.send_site("customer.example"), FlushReply::ok(2));
     assert!(in_queue(&sp, QueueName::Incoming, &a) && in_queue(&sp, QueueName::Incoming, &b));
     assert!(in_queue(&sp, QueueName::Deferred, &c));
     wait_for("the logfile emptied", || {
@@ -68,7 +68,7 @@ fn seed_experiments_send_only_that_sites_mail() {
     assert_eq!(std::fs::read_to_string(inst.spool.join("flush/customer.example")).unwrap(), format!("{a}\n"));
 
     // Experiment 2: an eligible site with no mail moves nothing.
-    assert_eq!(inst.send_site("nomail.example.net"), FlushReply::Ok { moved: 0 });
+    assert_eq!(inst.send_site("nomail.example.net"), FlushReply::ok(0));
     assert!(in_queue(&sp, QueueName::Deferred, &c));
     // Experiment 3: a site that is not eligible is denied (smtpd turns that into slow ETRN or 459).
     assert_eq!(inst.send_site("not.a.customer"), FlushReply::Deny);
@@ -88,7 +88,7 @@ fn at_domain_covers_subdomains_only() {
         add(&inst, site, id);
     }
     let reply = inst.flush(FlushRequest::SendSite { site: "a.example.net".into(), subdomains: true });
-    assert_eq!(reply, FlushReply::Ok { moved: 2 });
+    assert_eq!(reply, FlushReply::ok(2));
     assert!(in_queue(&sp, QueueName::Deferred, &ids[0].0));
     assert!(in_queue(&sp, QueueName::Incoming, &ids[1].0) && in_queue(&sp, QueueName::Incoming, &ids[2].0));
     assert!(in_queue(&sp, QueueName::Deferred, &ids[3].0));
@@ -107,7 +107,7 @@ fn restart_with_flush_directory_deleted_rebuilds_the_index() {
     let logfile = inst.spool.join("flush/customer.example");
     wait_for("reconciliation", || std::fs::read_to_string(&logfile).ok().filter(|t| t.contains(a.as_str())));
     assert!(!inst.spool.join("flush/other.example").exists());
-    assert_eq!(inst.send_site("customer.example"), FlushReply::Ok { moved: 1 });
+    assert_eq!(inst.send_site("customer.example"), FlushReply::ok(1));
     assert!(in_queue(&sp, QueueName::Incoming, &a));
     inst.wait_log("fast flush index reconciled with the deferred queue: 1 added");
 }
@@ -155,7 +155,7 @@ fn hostile_input_gets_replies_and_touches_nothing_outside_flush() {
     drop(c);
 
     inst.wait_log("warning: malformed request from flush socket client");
-    assert_eq!(inst.send_site("example.net"), FlushReply::Ok { moved: 0 });
+    assert_eq!(inst.send_site("example.net"), FlushReply::ok(0));
     // A UTF-8 site is its A-label form, a plain name inside flush/.
     let r = inst.flush(FlushRequest::Add { site: "caf\u{e9}.example.net".into(), queue_id: "ABC".into() });
     assert!(matches!(r, FlushReply::Ok { .. }), "{r:?}");
@@ -179,7 +179,7 @@ fn ten_thousand_requests_on_one_connection() {
         c.write(&common::ipc::frame::encode(&req).unwrap());
         let reply: FlushReply = c.read_frame().expect("reply");
         if i % 2 == 0 {
-            assert_eq!(reply, FlushReply::Ok { moved: 0 });
+            assert_eq!(reply, FlushReply::ok(0));
         } else {
             assert!(matches!(reply, FlushReply::Bad { .. }));
         }
@@ -202,14 +202,14 @@ fn concurrent_adds_and_sends_lose_no_queue_id() {
             let inst = &inst;
             s.spawn(move || {
                 for id in batch {
-                    assert_eq!(add(inst, "customer.example", id), FlushReply::Ok { moved: 0 });
+                    assert_eq!(add(inst, "customer.example", id), FlushReply::ok(0));
                 }
             });
         }
         let sender = s.spawn(|| {
             let mut moved = 0;
             for _ in 0..40 {
-                if let FlushReply::Ok { moved: m } = inst.send_site("customer.example") {
+                if let FlushReply::Ok { moved: m, .. } = inst.send_site("customer.example") {
                     moved += m;
                 }
             }
@@ -217,7 +217,7 @@ fn concurrent_adds_and_sends_lose_no_queue_id() {
         });
         sender.join().unwrap()
     });
-    let FlushReply::Ok { moved: last } = inst.send_site("customer.example") else { panic!("send failed") };
+    let FlushReply::Ok { moved: last, .. } = inst.send_site("customer.example") else { panic!("send failed") };
     // Every message was listed and moved exactly once: none left behind, none counted twice.
     assert_eq!(moved + last, (WRITERS * PER_WRITER) as u64);
     for id in ids.iter().flatten() {
@@ -296,16 +296,16 @@ fn at_domain_over_many_logfiles_works_in_groups_within_few_descriptors() {
     let out = Command::new("prlimit").arg("--pid").arg(flush.to_string()).arg("--nofile=128:128").output().unwrap();
     assert!(out.status.success(), "prlimit: {}", text(&out.stderr));
     let reply = inst.flush(FlushRequest::SendSite { site: "example.net".into(), subdomains: true });
-    assert_eq!(reply, FlushReply::Ok { moved: SUBDOMAINS as u64 }, "{}", inst.log());
+    assert_eq!(reply, FlushReply::ok(SUBDOMAINS as u64), "{}", inst.log());
     assert!(ids.iter().all(|id| in_queue(&sp, QueueName::Incoming, id)));
     // Every logfile was emptied: a second request finds nothing to move.
-    assert_eq!(inst.flush(FlushRequest::SendSite { site: "example.net".into(), subdomains: true }), FlushReply::Ok { moved: 0 });
+    assert_eq!(inst.flush(FlushRequest::SendSite { site: "example.net".into(), subdomains: true }), FlushReply::ok(0));
     for id in &ids {
         assert!(sp.move_file(id, QueueName::Incoming, QueueName::Deferred).unwrap());
-        assert_eq!(add(&inst, &format!("s{}.example.net", ids.iter().position(|i| i == id).unwrap()), id), FlushReply::Ok { moved: 0 });
+        assert_eq!(add(&inst, &format!("s{}.example.net", ids.iter().position(|i| i == id).unwrap()), id), FlushReply::ok(0));
     }
     // Purge covers every logfile the same way.
-    assert_eq!(inst.flush(FlushRequest::Purge), FlushReply::Ok { moved: SUBDOMAINS as u64 }, "{}", inst.log());
+    assert_eq!(inst.flush(FlushRequest::Purge), FlushReply::ok(SUBDOMAINS as u64), "{}", inst.log());
 }
 
 /// `postqueue -i` delivers the message now even though its next hop is in the dead-route cache:

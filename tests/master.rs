@@ -52,7 +52,7 @@ fn killed_child_is_replaced_and_waiting_clients_are_served() {
     // Connect right away: the master holds the socket, so the client waits in the backlog
     // and is served by the replacement instead of being refused.
     let reply = inst.send_site("example.net");
-    assert_eq!(reply, FlushReply::Ok { moved: 0 });
+    assert_eq!(reply, FlushReply::ok(0));
     let new = wait_for("a new flush process", || inst.child_pid("flush").filter(|p| *p != old));
     assert!(alive(new));
     inst.wait_log(&format!("pid {old} killed by signal 9"));
@@ -67,10 +67,10 @@ fn a_service_that_exits_at_once_is_throttled_and_the_rest_keep_running() {
     let line = inst.wait_log("/bin/false: bad command startup -- throttling");
     assert!(line.contains("postfix/master["), "{line}");
     inst.wait_log("warning: process /bin/false pid ");
-    assert_eq!(inst.send_site("example.net"), FlushReply::Ok { moved: 0 });
+    assert_eq!(inst.send_site("example.net"), FlushReply::ok(0));
     // After service_throttle_time (2s here) the master tries again, and throttles again.
     wait_for("a second throttle", || (inst.log().matches("bad command startup -- throttling").count() >= 2).then_some(()));
-    assert_eq!(inst.send_site("example.net"), FlushReply::Ok { moved: 0 });
+    assert_eq!(inst.send_site("example.net"), FlushReply::ok(0));
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn reload_starts_added_and_stops_removed_services_without_touching_others() {
         Duration::from_secs(5),
     )
     .expect("flush2 answers");
-    assert_eq!(reply, FlushReply::Ok { moved: 0 });
+    assert_eq!(reply, FlushReply::ok(0));
     assert_eq!(inst.child_pid("flush"), Some(flush), "reload restarted an unchanged service");
 
     let out = inst.cli("postconf", &["-MX", "flush2/unix"]);
@@ -122,7 +122,7 @@ fn reload_replaces_a_changed_service() {
     wait_for("old flush to exit", || (!alive(old)).then_some(()));
     assert!(alive(new));
     assert_eq!(inst.send_site("example.net"), FlushReply::Deny);
-    assert_eq!(inst.send_site("other.example"), FlushReply::Ok { moved: 0 });
+    assert_eq!(inst.send_site("other.example"), FlushReply::ok(0));
 }
 
 #[test]

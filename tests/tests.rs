@@ -9,6 +9,7 @@ mod harness;
 
 mod bounce;
 mod clients;
+mod cluster;
 mod config;
 mod crash;
 mod dns;

@@ -6,6 +6,7 @@
 
 pub mod dnsmasq;
 pub mod dovecot;
+pub mod nats;
 pub mod pki;
 pub mod postfix;
 pub mod real_postfix;

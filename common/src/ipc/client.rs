@@ -147,7 +147,7 @@ mod tests {
                     let conn = counter.fetch_add(1, Ordering::SeqCst) + 1;
                     let serving =
                         serve::<FlushProtocol, _, _>(stream, "test", Duration::from_secs(5), None, None, move |_, _| async move {
-                            FlushReply::Ok { moved: conn }
+                            FlushReply::ok(conn)
                         });
                     tokio::spawn(tokio::time::timeout(Duration::from_millis(40), serving));
                 }
@@ -155,18 +155,18 @@ mod tests {
             let client = Persistent::<FlushProtocol>::new(path.clone());
             let req = FlushRequest::Refresh;
             let t = Duration::from_secs(5);
-            assert_eq!(client.call(&req, t).await.unwrap(), FlushReply::Ok { moved: 1 });
-            assert_eq!(client.call(&req, t).await.unwrap(), FlushReply::Ok { moved: 1 }, "the same connection");
+            assert_eq!(client.call(&req, t).await.unwrap(), FlushReply::ok(1));
+            assert_eq!(client.call(&req, t).await.unwrap(), FlushReply::ok(1), "the same connection");
             // The server side of connection 1 is gone after 40 ms; the client notices before
             // writing and takes a new connection instead of failing or sending twice.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            assert_eq!(client.call(&req, t).await.unwrap(), FlushReply::Ok { moved: 2 });
+            assert_eq!(client.call(&req, t).await.unwrap(), FlushReply::ok(2));
             assert_eq!(accepted.load(Ordering::SeqCst), 2);
             // Concurrent calls take separate connections, which are kept for later calls.
             let (a, b) = tokio::join!(client.call(&req, t), client.call(&req, t));
             let mut got = [a.unwrap(), b.unwrap()];
-            got.sort_by_key(|r| if let FlushReply::Ok { moved } = r { *moved } else { 0 });
-            assert_eq!(got, [FlushReply::Ok { moved: 2 }, FlushReply::Ok { moved: 3 }]);
+            got.sort_by_key(|r| if let FlushReply::Ok { moved, .. } = r { *moved } else { 0 });
+            assert_eq!(got, [FlushReply::ok(2), FlushReply::ok(3)]);
             assert_eq!(client.call(&req, t).await.unwrap(), client.call(&req, t).await.unwrap());
             assert_eq!(accepted.load(Ordering::SeqCst), 3);
         });

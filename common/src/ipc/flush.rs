@@ -35,8 +35,16 @@ pub enum FlushRequest {
 /// The flush service's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FlushReply {
-    /// Done; `moved` messages were moved to the incoming queue.
-    Ok { moved: u64 },
+    /// Done; `moved` messages were moved to the incoming queue. With the fast flush cluster
+    /// (`fast_flush_cluster_servers`), a `SendSite` from a client also asks the other nodes:
+    /// `moved` is then the total of this node and of every node that answered within
+    /// `fast_flush_cluster_timeout`, and `nodes` says who answered with how much (this node
+    /// first). Without the cluster `nodes` is empty and not sent, so older peers read the frame.
+    Ok {
+        moved: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nodes: Vec<NodeMoved>,
+    },
     /// A parameter is not valid (Postfix FLUSH_STAT_BAD).
     Bad { reason: String },
     /// The site is not eligible or the service is off (FLUSH_STAT_DENY).
@@ -47,6 +55,21 @@ pub enum FlushReply {
     Listed { ids: Vec<String> },
 }
 
+impl FlushReply {
+    /// `Ok` for this node alone.
+    pub fn ok(moved: u64) -> FlushReply {
+        FlushReply::Ok { moved, nodes: Vec::new() }
+    }
+}
+
+/// How many messages one node of the fast flush cluster moved for a send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeMoved {
+    /// The node's `fast_flush_cluster_node`.
+    pub node: String,
+    pub moved: u64,
+}
+
 pub struct FlushProtocol;
 
 impl Protocol for FlushProtocol {
@@ -54,4 +77,24 @@ impl Protocol for FlushProtocol {
     const VERSION: u32 = 1;
     type Request = FlushRequest;
     type Reply = FlushReply;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reply without cluster answers is the frame older clients know, and a frame without
+    /// `nodes` still reads.
+    #[test]
+    fn ok_stays_compatible() {
+        assert_eq!(serde_json::to_string(&FlushReply::ok(3)).unwrap(), r#"{"Ok":{"moved":3}}"#);
+        let old: FlushReply = serde_json::from_str(r#"{"Ok":{"moved":3}}"#).unwrap();
+        assert_eq!(old, FlushReply::ok(3));
+        let full = FlushReply::Ok {
+            moved: 5,
+            nodes: vec![NodeMoved { node: "mx1".into(), moved: 2 }, NodeMoved { node: "mx2".into(), moved: 3 }],
+        };
+        let text = serde_json::to_string(&full).unwrap();
+        assert_eq!(serde_json::from_str::<FlushReply>(&text).unwrap(), full);
+    }
 }

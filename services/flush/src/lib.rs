@@ -40,6 +40,22 @@
 //! checks cost O(that site's mail). At start the index is loaded from the logfiles and then
 //! reconciled with the deferred queue in the background.
 //!
+//! # Cluster
+//! With `fast_flush_cluster_servers` set, flush joins a NATS server (async-nats; reconnects in
+//! the background) as node `fast_flush_cluster_node` and subscribes to
+//! `fast_flush_cluster_subject`; after each (re)connection it logs `fast flush cluster: node N
+//! listening on SUBJECT` once the server has its subscription. A `SendSite` from a client (smtpd's ETRN, `postqueue -s`;
+//! housekeeping never) moves this node's mail at once and is also published there; every other
+//! node sends the site from its own queue and answers with its count. The reply's `moved` is
+//! the total of the answers that arrived within `fast_flush_cluster_timeout` (earlier when every
+//! node of `fast_flush_cluster_members` has answered), its `nodes` who answered with how much,
+//! and an info line logs `cluster send SITE: N messages; answered: NODE=N, ...` (`; no answer
+//! within Ts from: ...`). When NATS is not connected the send is this node's alone, with a
+//! warning. Authentication: `fast_flush_cluster_user` with `fast_flush_cluster_password_file`,
+//! or `fast_flush_cluster_nkey_file`; TLS with `tls://` URLs or
+//! `fast_flush_cluster_tls_CAfile`, client certificate `fast_flush_cluster_tls_cert_file` and
+//! `fast_flush_cluster_tls_key_file`. A reload that changes these settings re-joins.
+//!
 //! # Security
 //! Only syntactically valid host names (lowercased; a UTF-8 name in its A-label form,
 //! `xn--bcher-kva.example`) name logfiles; address literals and anything
@@ -56,13 +72,14 @@
 //! `fast_flush_domains` (default `$relay_domains`; empty turns the service off),
 //! `fast_flush_refresh_time` (12h), `fast_flush_purge_time` (7d), `authorized_flush_users`,
 //! `queue_service_name`, `trigger_timeout`, `ipc_timeout`, `local_client_connection_limit`,
-//! `local_client_timeout`.
+//! `local_client_timeout`, and the `fast_flush_cluster_*` parameters above.
 //!
 //! # Bugs
 //! A message with recipients in several domains is listed under each, and sending one site
 //! re-queues the whole message, as in Postfix.
 
 pub mod actor;
+pub mod cluster;
 pub mod index;
 pub mod logfile;
 pub mod reconcile;

@@ -2,6 +2,7 @@
 //! request/reply frames until the client closes. Garbage gets a `Bad` reply or a close, plus a
 //! warning; it never stops the service.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::net::UnixStream;
@@ -18,6 +19,8 @@ use common::ipc::trigger_client::TriggerClient;
 use common::log_warning;
 
 use crate::actor::FlushHandle;
+use crate::cluster::Cluster;
+use crate::cluster::config::ClusterConfig;
 use crate::service::{FlushConfig, FlushState};
 
 /// Who may ask for deliveries (`authorized_flush_users`) and who may add entries.
@@ -50,25 +53,51 @@ impl FlushAuth {
     }
 }
 
+/// The cluster membership in force (none when `fast_flush_cluster_servers` is empty).
+type Membership = Option<Rc<Cluster>>;
+
 /// Serve one client connection: authorize each request by the peer's uid (with the
 /// authorization current at that moment: smtpd and qmgr keep their connections across reloads),
-/// then ask the actor.
-async fn serve_client(stream: UnixStream, handle: FlushHandle, auth: watch::Receiver<FlushAuth>, timeout: Duration, session: &Session) {
+/// then ask the actor. A client's `SendSite` (ETRN, `postqueue -s`, `sendmail -qR`; the
+/// service's own housekeeping never comes this way) also goes to the cluster, when there is one.
+async fn serve_client(
+    stream: UnixStream,
+    handle: FlushHandle,
+    auth: watch::Receiver<FlushAuth>,
+    cluster: watch::Receiver<Membership>,
+    timeout: Duration,
+    session: &Session,
+) {
     let malformed: fn(String) -> FlushReply = |reason| FlushReply::Bad { reason };
     serve::<FlushProtocol, _, _>(stream, "flush", timeout, Some(malformed), Some(session), |req, client| {
         let refusal = auth.borrow().check(&req, client.uid);
+        let cluster = cluster.borrow().clone();
         let handle = handle.clone();
         async move {
-            match refusal {
-                Some(text) => {
+            match (refusal, cluster, &req) {
+                (Some(text), _, _) => {
                     log_warning!("{text}");
                     FlushReply::Fail { reason: text }
                 }
-                None => handle.request(req).await,
+                (None, Some(cluster), FlushRequest::SendSite { site, subdomains }) => {
+                    let (site, subdomains) = (site.clone(), *subdomains);
+                    cluster.send_site(&site, subdomains, handle.request(req)).await
+                }
+                (None, _, _) => handle.request(req).await,
             }
         }
     })
     .await;
+}
+
+/// Join the cluster that `cfg` describes (or leave it: `None`) and make that the membership.
+async fn join(cfg: Option<ClusterConfig>, handle: FlushHandle, membership: &watch::Sender<Membership>) -> Result<(), String> {
+    let joined = match cfg {
+        Some(cfg) => Some(Rc::new(Cluster::join(cfg, handle).await?)),
+        None => None,
+    };
+    membership.send_replace(joined);
+    Ok(())
 }
 
 /// flush as a [`Service`] of the daemon skeleton: each client a task that asks the actor;
@@ -79,11 +108,16 @@ pub struct FlushService {
     gate: PublicGate,
     /// `ipc_timeout`: how long a client may take to send a request.
     timeout: Duration,
+    cluster: Rc<watch::Sender<Membership>>,
+    /// The `fast_flush_cluster_*` settings in force (a reload re-joins only when they change).
+    cluster_cfg: Option<ClusterConfig>,
 }
 
 impl FlushService {
-    pub fn new(handle: FlushHandle, params: &Params) -> Result<FlushService, String> {
+    pub fn new(handle: FlushHandle, params: &Params, cluster: Membership) -> Result<FlushService, String> {
         Ok(FlushService {
+            cluster_cfg: cluster.as_ref().map(|c| c.config().clone()),
+            cluster: Rc::new(watch::Sender::new(cluster)),
             handle,
             auth: watch::Sender::new(FlushAuth::from_params(params).map_err(|e| e.to_string())?),
             gate: PublicGate::from_params("flush", params).map_err(|e| e.to_string())?,
@@ -97,8 +131,9 @@ impl Service for FlushService {
         let Some(stream) = client.into_unix("flush") else { return };
         let Some(permit) = self.gate.admit(&stream) else { return };
         let (handle, auth, timeout) = (self.handle.clone(), self.auth.subscribe(), permit.timeout(self.timeout));
+        let cluster = self.cluster.subscribe();
         actix_rt::spawn(async move {
-            serve_client(stream, handle, auth, timeout, &session).await;
+            serve_client(stream, handle, auth, cluster, timeout, &session).await;
             drop(permit);
         });
     }
@@ -108,8 +143,19 @@ impl Service for FlushService {
         self.gate.reconfigure(params).map_err(|e| e.to_string())?;
         self.timeout = params.time("ipc_timeout").map_err(|e| e.to_string())?;
         let auth = FlushAuth::from_params(params).map_err(|e| e.to_string())?;
+        let cluster_cfg = ClusterConfig::from_params(params).map_err(|e| e.to_string())?;
         self.handle.reload(cfg);
         self.auth.send_replace(auth);
+        if cluster_cfg != self.cluster_cfg {
+            self.cluster_cfg = cluster_cfg.clone();
+            let (handle, membership) = (self.handle.clone(), self.cluster.clone());
+            actix_rt::spawn(async move {
+                if let Err(e) = join(cluster_cfg, handle, &membership).await {
+                    log_warning!("{e}; this node flushes its own mail only");
+                    membership.send_replace(None);
+                }
+            });
+        }
         Ok(())
     }
 
@@ -146,7 +192,11 @@ pub fn run() {
         let scan_handle = handle.clone();
         let spool = cfg.spool.clone();
         std::thread::spawn(move || scan_handle.reconciled(crate::reconcile::scan_deferred(&spool)));
-        let service = FlushService::new(handle, &params).unwrap_or_else(|e| fatal(&e));
+        let cluster = match ClusterConfig::from_params(&params).unwrap_or_else(|e| fatal(&e.to_string())) {
+            Some(c) => Some(Rc::new(Cluster::join(c, handle.clone()).await.unwrap_or_else(|e| fatal(&e)))),
+            None => None,
+        };
+        let service = FlushService::new(handle, &params, cluster).unwrap_or_else(|e| fatal(&e));
         daemon::serve("flush", &args, &params, listeners, None, service).await;
     });
 }

@@ -192,14 +192,14 @@ impl FlushState {
         }
         // Duplicates are not appended: the index already lists the ID for this site.
         if self.index.contains(&site, &id) {
-            return FlushReply::Ok { moved: 0 };
+            return FlushReply::ok(0);
         }
         if let Err(e) = self.logs.append(&site, &id) {
             log_warning!("write fast flush logfile {}: {e}", self.logs.path(&site).display());
             return FlushReply::Fail { reason: e.to_string() };
         }
         self.index.insert(&site, id);
-        FlushReply::Ok { moved: 0 }
+        FlushReply::ok(0)
     }
 
     /// The IDs listed for one site, in no order; O(that site's mail). Stale IDs (mail that
@@ -227,7 +227,7 @@ impl FlushState {
             log_warning!("rewrite fast flush logfile {}: {e}", self.logs.path(&site).display());
             return FlushReply::Fail { reason: e.to_string() };
         }
-        FlushReply::Ok { moved: 0 }
+        FlushReply::ok(0)
     }
 
     fn send_site(&mut self, site: &str, subdomains: bool) -> Step {
@@ -276,7 +276,7 @@ impl FlushState {
             (self.notify)(&[Trigger::ScanIncoming]);
         }
         match sent.first_failure {
-            None => FlushReply::Ok { moved: sent.moved },
+            None => FlushReply::ok(sent.moved),
             Some(reason) => FlushReply::Fail {
                 reason: format!("{} of {total} logfiles could not be sent ({reason}); {} messages moved", sent.failed, sent.moved),
             },
@@ -311,7 +311,7 @@ impl FlushState {
             return bad(format!("invalid queue id: \"{queue_id}\""));
         };
         match flush_one(&self.cfg.spool, &id, SystemTime::now()) {
-            FlushOne::Missing => FlushReply::Ok { moved: 0 },
+            FlushOne::Missing => FlushReply::ok(0),
             found => {
                 // The queue manager unthrottles this message's destinations as it takes it
                 // (Postfix's UNTHROTTLE_AFTER), so a dead-route cache cannot hold it back.
@@ -320,7 +320,7 @@ impl FlushState {
                     log_warning!("{}: mark for unthrottling: {e}", incoming.display());
                 }
                 (self.notify)(&[Trigger::ScanIncoming]);
-                FlushReply::Ok { moved: u64::from(found == FlushOne::Moved) }
+                FlushReply::ok(u64::from(found == FlushOne::Moved))
             }
         }
     }
@@ -506,7 +506,7 @@ mod tests {
         let table = dir.path().join("flush_domains");
         std::fs::write(&table, "example.net x\n").unwrap();
         let mut f = fixture(&format!("texthash:{}", table.display()));
-        assert_eq!(add(&mut f, "example.net", "ABC"), FlushReply::Ok { moved: 0 });
+        assert_eq!(add(&mut f, "example.net", "ABC"), FlushReply::ok(0));
         assert_eq!(add(&mut f, "other.example", "ABC"), FlushReply::Deny);
         std::fs::remove_file(&table).unwrap();
         for reply in [add(&mut f, "example.net", "DEF"), send(&mut f, "example.net", false)] {
@@ -517,10 +517,10 @@ mod tests {
     #[test]
     fn add_validates_and_deduplicates() {
         let mut f = fixture("example.net");
-        assert_eq!(add(&mut f, "Example.NET", "ABC"), FlushReply::Ok { moved: 0 });
-        assert_eq!(add(&mut f, "example.net", "ABC"), FlushReply::Ok { moved: 0 });
+        assert_eq!(add(&mut f, "Example.NET", "ABC"), FlushReply::ok(0));
+        assert_eq!(add(&mut f, "example.net", "ABC"), FlushReply::ok(0));
         assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), "ABC\n");
-        assert_eq!(add(&mut f, "sub.example.net", "DEF"), FlushReply::Ok { moved: 0 });
+        assert_eq!(add(&mut f, "sub.example.net", "DEF"), FlushReply::ok(0));
         assert_eq!(add(&mut f, "other.example", "ABC"), FlushReply::Deny);
         assert_eq!(add(&mut f, "[127.0.0.1]", "ABC"), FlushReply::Deny);
         // A UTF-8 site is its A-label form (xn--caf-dma.example): a site, not under example.net.
@@ -543,7 +543,7 @@ mod tests {
         add(&mut f, "example.net", a.as_str());
         add(&mut f, "example.net", "GONE123");
         add(&mut f, "sub.example.net", b.as_str());
-        assert_eq!(send(&mut f, "example.net", false), FlushReply::Ok { moved: 1 });
+        assert_eq!(send(&mut f, "example.net", false), FlushReply::ok(1));
         assert!(f.spool.path(QueueName::Incoming, &a).exists());
         assert!(f.spool.path(QueueName::Deferred, &b).exists());
         assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ForgetDeadSites, Trigger::ScanIncoming]);
@@ -552,11 +552,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), format!("{a}\nGONE123\n"));
         assert!(f.state.has_sent());
         f.spool.move_file(&a, QueueName::Incoming, QueueName::Deferred).unwrap();
-        assert_eq!(add(&mut f, "example.net", a.as_str()), FlushReply::Ok { moved: 0 });
+        assert_eq!(add(&mut f, "example.net", a.as_str()), FlushReply::ok(0));
         assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), format!("{a}\n"));
         assert!(!f.state.has_sent());
         // Emptied without another request (the actor does this once the reply is out).
-        assert_eq!(send(&mut f, "example.net", false), FlushReply::Ok { moved: 1 });
+        assert_eq!(send(&mut f, "example.net", false), FlushReply::ok(1));
         f.state.finish_sent();
         assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), "");
     }
@@ -564,7 +564,7 @@ mod tests {
     #[test]
     fn empty_or_missing_logfile_triggers_no_scan() {
         let mut f = fixture("example.net");
-        assert_eq!(send(&mut f, "example.net", false), FlushReply::Ok { moved: 0 });
+        assert_eq!(send(&mut f, "example.net", false), FlushReply::ok(0));
         assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ForgetDeadSites]);
         assert_eq!(send(&mut f, "other.example", false), FlushReply::Deny);
     }
@@ -580,9 +580,9 @@ mod tests {
             add(&mut f, s, id.as_str());
         }
         assert_eq!(add(&mut f, "badexample.net", d.as_str()), FlushReply::Deny);
-        assert_eq!(send(&mut f, "a.example.net", true), FlushReply::Ok { moved: 2 });
+        assert_eq!(send(&mut f, "a.example.net", true), FlushReply::ok(2));
         assert!(f.spool.path(QueueName::Deferred, &a).exists());
-        assert_eq!(send(&mut f, "example.net", true), FlushReply::Ok { moved: 1 });
+        assert_eq!(send(&mut f, "example.net", true), FlushReply::ok(1));
         assert!(f.spool.path(QueueName::Deferred, &d).exists());
     }
 
@@ -608,7 +608,7 @@ mod tests {
             let id = deferred_message(&f.spool, &[&format!("u@s{n}.example.net")]);
             add(&mut f, &format!("s{n}.example.net"), id.as_str());
         }
-        assert_eq!(send(&mut f, "example.net", true), FlushReply::Ok { moved: sites as u64 });
+        assert_eq!(send(&mut f, "example.net", true), FlushReply::ok(sites as u64));
         assert!(f.state.sent.len() <= SEND_GROUP, "{} logfiles held at once", f.state.sent.len());
     }
 
@@ -616,9 +616,9 @@ mod tests {
     fn send_file_ignores_eligibility() {
         let mut f = fixture("");
         let a = deferred_message(&f.spool, &["u@nowhere.example"]);
-        assert_eq!(request(&mut f, FlushRequest::SendFile { queue_id: a.to_string() }), FlushReply::Ok { moved: 1 });
-        assert_eq!(request(&mut f, FlushRequest::SendFile { queue_id: a.to_string() }), FlushReply::Ok { moved: 0 });
-        assert_eq!(request(&mut f, FlushRequest::SendFile { queue_id: "NOSUCH".into() }), FlushReply::Ok { moved: 0 });
+        assert_eq!(request(&mut f, FlushRequest::SendFile { queue_id: a.to_string() }), FlushReply::ok(1));
+        assert_eq!(request(&mut f, FlushRequest::SendFile { queue_id: a.to_string() }), FlushReply::ok(0));
+        assert_eq!(request(&mut f, FlushRequest::SendFile { queue_id: "NOSUCH".into() }), FlushReply::ok(0));
         assert!(matches!(request(&mut f, FlushRequest::SendFile { queue_id: "../x".into() }), FlushReply::Bad { .. }));
         assert_eq!(add(&mut f, "example.net", "A"), FlushReply::Deny);
         assert_eq!(request(&mut f, FlushRequest::Refresh), FlushReply::Deny);
@@ -649,14 +649,14 @@ mod tests {
         set_times(&flush.join("stale.example.net"), Duration::from_secs(13 * 3600), Duration::from_secs(13 * 3600));
         set_times(&flush.join("old.example.net"), 10 * day, 10 * day);
         set_times(&flush.join("young.example.net"), 2 * day, 2 * day);
-        assert_eq!(request(&mut f, FlushRequest::Refresh), FlushReply::Ok { moved: 1 });
+        assert_eq!(request(&mut f, FlushRequest::Refresh), FlushReply::ok(1));
         assert!(f.spool.path(QueueName::Incoming, &a).exists());
         assert!(f.spool.path(QueueName::Deferred, &b).exists());
         assert!(!flush.join("old.example.net").exists());
         assert!(flush.join("young.example.net").exists());
         // Housekeeping respects the dead-site cache: no ForgetDeadSites.
         assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ScanIncoming]);
-        assert_eq!(request(&mut f, FlushRequest::Purge), FlushReply::Ok { moved: 1 });
+        assert_eq!(request(&mut f, FlushRequest::Purge), FlushReply::ok(1));
         assert!(f.spool.path(QueueName::Incoming, &b).exists());
     }
 
@@ -681,7 +681,7 @@ mod tests {
         else {
             panic!("a send waits for the queue manager first")
         };
-        assert_eq!(again.send_sites(pending), FlushReply::Ok { moved: 1 });
+        assert_eq!(again.send_sites(pending), FlushReply::ok(1));
     }
 
     /// One step of the property test below.
@@ -717,7 +717,7 @@ mod tests {
                 (deferred_message(&f.spool, &[&format!("u{i}@{site}")]), i % SITES.len())
             }).collect();
             for (id, s) in &ids {
-                proptest::prop_assert_eq!(add(&mut f, SITES[*s], id.as_str()), FlushReply::Ok { moved: 0 });
+                proptest::prop_assert_eq!(add(&mut f, SITES[*s], id.as_str()), FlushReply::ok(0));
             }
             for op in ops {
                 match op {

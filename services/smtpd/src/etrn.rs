@@ -40,7 +40,8 @@ pub async fn run(s: &Session<'_>, site: &str, subdomains: bool) -> Reply {
     if eligible {
         let req = FlushRequest::SendSite { site: site.to_string(), subdomains };
         match cfg.flush.call(&req, cfg.ipc_timeout).await {
-            Ok(FlushReply::Ok { moved }) => {
+            // With the fast flush cluster, `moved` is the total of every node that answered.
+            Ok(FlushReply::Ok { moved, .. }) => {
                 return match (cfg.etrn_rfc1985, moved) {
                     (false, _) => Reply::plain(250, "Queuing started"),
                     (true, 0) => Reply::plain(251, format!("OK, no messages waiting for node {site}")),

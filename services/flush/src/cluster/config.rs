@@ -1,0 +1,189 @@
+//! The fast flush cluster's settings (`fast_flush_cluster_*`), checked when they are read: a bad
+//! URL, subject or secret file is an error naming the parameter, never a cluster that quietly
+//! does not work.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::config::{ParamError, Params};
+
+/// Why the cluster settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterConfigError {
+    #[error("{0}")]
+    Param(#[from] ParamError),
+    #[error("fast_flush_cluster_servers: invalid NATS URL \"{url}\": {reason}")]
+    Url { url: String, reason: String },
+    #[error("fast_flush_cluster_subject: invalid NATS subject \"{0}\" (dot-separated tokens without blanks or wildcards)")]
+    Subject(String),
+    #[error("fast_flush_cluster_node: invalid node name \"{0}\" (non-empty, no blanks)")]
+    Node(String),
+    #[error("{param}: read {}: {source}", path.display())]
+    Secret { param: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{param}: {} is empty", path.display())]
+    EmptySecret { param: &'static str, path: PathBuf },
+    #[error("fast_flush_cluster_user and fast_flush_cluster_nkey_file are both set; use one")]
+    TwoAuths,
+    #[error("fast_flush_cluster_tls_cert_file and fast_flush_cluster_tls_key_file go together")]
+    HalfClientCert,
+}
+
+/// A secret read from a file; never shown in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// How flush proves who it is to NATS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterAuth {
+    None,
+    UserPassword { user: String, password: Secret },
+    Nkey(Secret),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `fast_flush_cluster_servers`, each a valid NATS URL.
+    pub servers: Vec<String>,
+    /// `fast_flush_cluster_timeout`.
+    pub timeout: Duration,
+    /// `fast_flush_cluster_subject`.
+    pub subject: String,
+    /// `fast_flush_cluster_node`.
+    pub node: String,
+    /// `fast_flush_cluster_members` without this node.
+    pub peers: Vec<String>,
+    pub auth: ClusterAuth,
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// A NATS subject that one may publish to: dot-separated non-empty tokens, no blanks, no
+/// wildcards.
+fn valid_subject(s: &str) -> bool {
+    !s.is_empty() && s.split('.').all(|t| !t.is_empty() && !t.chars().any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '>'))
+}
+
+fn optional_path(p: &Params, name: &str) -> Result<Option<PathBuf>, ParamError> {
+    let v = p.get(name)?;
+    Ok((!v.trim().is_empty()).then(|| PathBuf::from(v.trim())))
+}
+
+fn read_secret(param: &'static str, path: PathBuf) -> Result<Secret, ClusterConfigError> {
+    let text = std::fs::read_to_string(&path).map_err(|source| ClusterConfigError::Secret { param, path: path.clone(), source })?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ClusterConfigError::EmptySecret { param, path });
+    }
+    Ok(Secret(text.to_string()))
+}
+
+impl ClusterConfig {
+    /// `None` when `fast_flush_cluster_servers` is empty (the cluster is off).
+    pub fn from_params(p: &Params) -> Result<Option<ClusterConfig>, ClusterConfigError> {
+        let servers = p.list("fast_flush_cluster_servers")?;
+        if servers.is_empty() {
+            return Ok(None);
+        }
+        for url in &servers {
+            url.parse::<async_nats::ServerAddr>().map_err(|e| ClusterConfigError::Url { url: url.clone(), reason: e.to_string() })?;
+        }
+        let subject = p.get("fast_flush_cluster_subject")?.trim().to_string();
+        if !valid_subject(&subject) {
+            return Err(ClusterConfigError::Subject(subject));
+        }
+        let node = p.get("fast_flush_cluster_node")?.trim().to_string();
+        if node.is_empty() || node.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ClusterConfigError::Node(node));
+        }
+        let peers = p.list("fast_flush_cluster_members")?.into_iter().filter(|m| *m != node).collect();
+        let user = p.get("fast_flush_cluster_user")?.trim().to_string();
+        let auth = match (user.is_empty(), optional_path(p, "fast_flush_cluster_nkey_file")?) {
+            (false, Some(_)) => return Err(ClusterConfigError::TwoAuths),
+            (true, Some(path)) => ClusterAuth::Nkey(read_secret("fast_flush_cluster_nkey_file", path)?),
+            (false, None) => {
+                let password = match optional_path(p, "fast_flush_cluster_password_file")? {
+                    Some(path) => read_secret("fast_flush_cluster_password_file", path)?,
+                    None => Secret(String::new()),
+                };
+                ClusterAuth::UserPassword { user, password }
+            }
+            (true, None) => ClusterAuth::None,
+        };
+        let client_cert =
+            match (optional_path(p, "fast_flush_cluster_tls_cert_file")?, optional_path(p, "fast_flush_cluster_tls_key_file")?) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => return Err(ClusterConfigError::HalfClientCert),
+            };
+        Ok(Some(ClusterConfig {
+            servers,
+            timeout: p.time("fast_flush_cluster_timeout")?,
+            subject,
+            node,
+            peers,
+            auth,
+            ca_file: optional_path(p, "fast_flush_cluster_tls_CAfile")?,
+            client_cert,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::config::MainCf;
+    use std::path::Path;
+
+    fn params(text: &str) -> Params {
+        Params::from_parts(Path::new("/cfg"), MainCf::parse(text, Path::new("main.cf")).unwrap(), &[])
+    }
+
+    #[test]
+    fn off_by_default() {
+        assert!(ClusterConfig::from_params(&params("")).unwrap().is_none());
+    }
+
+    #[test]
+    fn read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        let text = format!(
+            "fast_flush_cluster_servers = nats://127.0.0.1:4222, tls://10.0.0.1:4222\nfast_flush_cluster_node = mx1\n\
+             fast_flush_cluster_members = mx1 mx2 mx3\nfast_flush_cluster_user = flush\nfast_flush_cluster_password_file = {}\n",
+            pw.display()
+        );
+        let cfg = ClusterConfig::from_params(&params(&text)).unwrap().unwrap();
+        assert_eq!(cfg.peers, ["mx2", "mx3"]);
+        assert_eq!(cfg.timeout, Duration::from_secs(1));
+        assert_eq!(cfg.subject, "postern.flush");
+        assert_eq!(cfg.auth, ClusterAuth::UserPassword { user: "flush".into(), password: Secret("s3cret".into()) });
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let base = "fast_flush_cluster_servers = nats://127.0.0.1:4222\n";
+        let cases = [
+            ("fast_flush_cluster_servers = http://x:1\n", "fast_flush_cluster_servers"),
+            (&format!("{base}fast_flush_cluster_subject = a.*.b\n"), "fast_flush_cluster_subject"),
+            (&format!("{base}fast_flush_cluster_subject = a..b\n"), "fast_flush_cluster_subject"),
+            (&format!("{base}fast_flush_cluster_nkey_file = /nonexistent/seed\n"), "fast_flush_cluster_nkey_file"),
+            (&format!("{base}fast_flush_cluster_user = u\nfast_flush_cluster_nkey_file = /x\n"), "both set"),
+            (&format!("{base}fast_flush_cluster_tls_cert_file = /c.pem\n"), "go together"),
+            (&format!("{base}fast_flush_cluster_timeout = 1x\n"), "fast_flush_cluster_timeout"),
+        ];
+        for (text, want) in cases {
+            let e = ClusterConfig::from_params(&params(text)).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+}

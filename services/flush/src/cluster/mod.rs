@@ -1,0 +1,175 @@
+//! The fast flush cluster (`fast_flush_cluster_servers`): nodes that keep their own queues and
+//! share a NATS server. A `SendSite` from a client of this node is also published to the other
+//! nodes; each of them sends the site from its own queue and answers with its count, and this
+//! node's reply carries the total of the answers that came within `fast_flush_cluster_timeout`.
+//! NATS being down or slow never delays this node's own send, nor the reply beyond the
+//! deadline; async-nats reconnects in the background.
+
+pub mod config;
+pub mod wire;
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+use tokio::time::{Instant, timeout_at};
+
+use common::domain::Site;
+use common::ipc::flush::{FlushReply, FlushRequest};
+use common::{log_info, log_warning};
+
+use crate::actor::FlushHandle;
+use config::{ClusterAuth, ClusterConfig};
+use wire::{Outcome, SendAnswer, SendRequest, Tally};
+
+/// A node's membership: the NATS connection and the task answering the other nodes.
+pub struct Cluster {
+    cfg: ClusterConfig,
+    client: async_nats::Client,
+    answering: actix_rt::task::JoinHandle<()>,
+    announcing: actix_rt::task::JoinHandle<()>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.answering.abort();
+        self.announcing.abort();
+    }
+}
+
+/// `connected` is told of each (re)connection.
+fn options(cfg: &ClusterConfig, connected: Arc<Notify>) -> async_nats::ConnectOptions {
+    let node = cfg.node.clone();
+    let mut o = async_nats::ConnectOptions::new()
+        .name(format!("postern-flush {}", cfg.node))
+        // Not reachable at start is not fatal: this node flushes its own mail meanwhile.
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(move |event| {
+            let (node, connected) = (node.clone(), connected.clone());
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        log_info!("fast flush cluster: node {node} connected to NATS");
+                        connected.notify_one();
+                    }
+                    other => log_warning!("fast flush cluster: node {node}: NATS {other}"),
+                }
+            }
+        });
+    o = match &cfg.auth {
+        ClusterAuth::None => o,
+        ClusterAuth::UserPassword { user, password } => o.user_and_password(user.clone(), password.0.clone()),
+        ClusterAuth::Nkey(seed) => o.nkey(seed.0.clone()),
+    };
+    if let Some(ca) = &cfg.ca_file {
+        o = o.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &cfg.client_cert {
+        o = o.add_client_certificate(cert.clone(), key.clone());
+    }
+    o
+}
+
+impl Cluster {
+    /// Join the cluster: connect (in the background when NATS is not reachable yet) and answer
+    /// the other nodes' requests with `handle`'s sends.
+    pub async fn join(cfg: ClusterConfig, handle: FlushHandle) -> Result<Cluster, String> {
+        let servers: Vec<async_nats::ServerAddr> = cfg.servers.iter().filter_map(|s| s.parse().ok()).collect();
+        let connected = Arc::new(Notify::new());
+        let client =
+            options(&cfg, connected.clone()).connect(servers).await.map_err(|e| format!("fast flush cluster: connect to NATS: {e}"))?;
+        let requests =
+            client.subscribe(cfg.subject.clone()).await.map_err(|e| format!("fast flush cluster: subscribe to {}: {e}", cfg.subject))?;
+        let answering = actix_rt::spawn(answer_requests(requests, client.clone(), cfg.node.clone(), handle));
+        let announcing = actix_rt::spawn(announce(connected, client.clone(), cfg.node.clone(), cfg.subject.clone()));
+        Ok(Cluster { cfg, client, answering, announcing })
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.cfg
+    }
+
+    /// Ask the other nodes to send `site` and return their answers, at the latest at the
+    /// deadline; meanwhile `local` (this node's own send, started at once) runs beside.
+    pub async fn send_site(&self, site: &str, subdomains: bool, local: impl Future<Output = FlushReply>) -> FlushReply {
+        let deadline = Instant::now() + self.cfg.timeout;
+        let mut tally = Tally::new(&self.cfg.node, &self.cfg.peers);
+        // A site that this node refuses as invalid is not worth the other nodes' time.
+        let ask = Site::parse(site).is_ok();
+        let (local, ()) = tokio::join!(local, async {
+            if ask {
+                self.gather(site, subdomains, deadline, &mut tally).await;
+            }
+        });
+        if ask {
+            log_info!("{}", tally.log_line(site, &local, self.cfg.timeout));
+        }
+        tally.reply(local)
+    }
+
+    async fn gather(&self, site: &str, subdomains: bool, deadline: Instant, tally: &mut Tally) {
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            log_warning!("fast flush cluster: not connected to NATS; send {site}: this node's mail only");
+            return;
+        }
+        let request = SendRequest { node: self.cfg.node.clone(), site: site.to_string(), subdomains };
+        let inbox = self.client.new_inbox();
+        let collect = async {
+            let mut answers = self.client.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
+            self.client
+                .publish_with_reply(self.cfg.subject.clone(), inbox, wire::encode(&request).into())
+                .await
+                .map_err(|e| e.to_string())?;
+            while let Some(msg) = answers.next().await {
+                match wire::decode::<SendAnswer>(&msg.payload) {
+                    Ok(answer) => tally.add(answer),
+                    Err(e) => log_warning!("fast flush cluster: answer to send {site}: {e}"),
+                }
+                if tally.complete() {
+                    break;
+                }
+            }
+            Ok::<(), String>(())
+        };
+        // A time-out is expected without a member list: the deadline ends the wait.
+        if let Ok(Err(e)) = timeout_at(deadline, collect).await {
+            log_warning!("fast flush cluster: send {site}: {e}");
+        }
+    }
+}
+
+/// After each (re)connection, once the server has our subscription (a round trip after it),
+/// log that this node answers: from then on a request from another node reaches it.
+async fn announce(connected: Arc<Notify>, client: async_nats::Client, node: String, subject: String) {
+    loop {
+        connected.notified().await;
+        match client.flush().await {
+            Ok(()) => log_info!("fast flush cluster: node {node} listening on {subject}"),
+            Err(e) => log_warning!("fast flush cluster: node {node}: NATS: {e}"),
+        }
+    }
+}
+
+/// Answer the other nodes: each request is a local send of that site, answered with its count.
+/// The node's own requests come back on the same subject and are skipped.
+async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nats::Client, node: String, handle: FlushHandle) {
+    while let Some(msg) = requests.next().await {
+        let Some(reply_to) = msg.reply else { continue };
+        let request = match wire::decode::<SendRequest>(&msg.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                log_warning!("fast flush cluster: request on {}: {e}", msg.subject);
+                continue;
+            }
+        };
+        if request.node == node {
+            continue;
+        }
+        let reply = handle.request(FlushRequest::SendSite { site: request.site, subdomains: request.subdomains }).await;
+        let answer = SendAnswer { node: node.clone(), outcome: Outcome::of(&reply) };
+        if let Err(e) = client.publish(reply_to, wire::encode(&answer).into()).await {
+            log_warning!("fast flush cluster: answer node {}: {e}", request.node);
+        }
+    }
+}
