@@ -51,5 +51,6 @@
 pub mod error;
 pub mod listen;
 pub mod notify;
+pub mod program;
 pub mod spawn;
 pub mod supervisor;
