@@ -220,6 +220,18 @@ fn a_message_in_one_session_is_not_given_to_another() {
     assert_eq!(inst.log_count("status=sent"), 1, "{}", inst.log());
 }
 
+/// The customer, by hand, through the provider's MAIL and RCPT (for u@customer.example) to
+/// its `354` answer to DATA: the message comes next.
+fn reversed_to_data(odmr: u16) -> Client {
+    let mut c = reversed(odmr, "customer.example");
+    assert!(c.cmd("220 customer.example ready").starts_with("EHLO "));
+    c.cmd("250 customer.example");
+    c.cmd("250 2.1.0 Ok");
+    assert_eq!(c.cmd("250 2.1.5 Ok"), "DATA");
+    c.send_raw(b"354 go ahead\r\n");
+    c
+}
+
 /// `kill -9` of the provider's smtpd during a reversed session, mid-message: the message is
 /// still deferred and indexed (the claim died with the process), and the restarted service
 /// delivers it once to the next ATRN.
@@ -227,12 +239,7 @@ fn a_message_in_one_session_is_not_given_to_another() {
 fn a_provider_killed_mid_message_loses_nothing() {
     let (inst, port, odmr) = provider();
     let id = deferred_for(&inst, port, "u@customer.example", "killed");
-    let mut c = reversed(odmr, "customer.example");
-    assert!(c.cmd("220 customer.example ready").starts_with("EHLO "));
-    c.cmd("250 customer.example");
-    c.cmd("250 2.1.0 Ok");
-    assert_eq!(c.cmd("250 2.1.5 Ok"), "DATA");
-    c.send_raw(b"354 go ahead\r\n");
+    let mut c = reversed_to_data(odmr);
     assert!(!c.reply().is_empty());
     let service = format!("127.0.0.1:{odmr}");
     let pid = inst.child_pid(&service).expect("the odmr smtpd");
@@ -255,12 +262,7 @@ fn a_provider_killed_mid_message_loses_nothing() {
 fn qmgr_and_flush_killed_mid_session_deliver_once() {
     let (inst, port, odmr) = provider();
     let id = deferred_for(&inst, port, "u@customer.example", "daemons killed");
-    let mut c = reversed(odmr, "customer.example");
-    assert!(c.cmd("220 customer.example ready").starts_with("EHLO "));
-    c.cmd("250 customer.example");
-    c.cmd("250 2.1.0 Ok");
-    assert_eq!(c.cmd("250 2.1.5 Ok"), "DATA");
-    c.send_raw(b"354 go ahead\r\n");
+    let mut c = reversed_to_data(odmr);
     let killed: Vec<i32> = ["qmgr", "flush"].iter().map(|p| inst.program_pid(p).expect("running")).collect();
     for pid in &killed {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -408,12 +410,7 @@ fn garbage_after_the_swap_and_a_customer_that_stops_reading() {
     assert!(line.contains("malformed reply from localhost[127.0.0.1] while receiving the initial server greeting"), "{line}");
     assert!(deferred(&inst, &id) && indexed(&inst, &id));
 
-    let mut c = reversed(odmr, "customer.example");
-    assert!(c.cmd("220 customer.example ready").starts_with("EHLO "));
-    c.cmd("250 customer.example");
-    c.cmd("250 2.1.0 Ok");
-    assert_eq!(c.cmd("250 2.1.5 Ok"), "DATA");
-    c.send_raw(b"354 go ahead\r\n");
+    let c = reversed_to_data(odmr);
     // ... and read no more.
     let line = inst.wait_log(&format!("{id}: to=<u@customer.example>, relay=odmr:localhost[127.0.0.1]"));
     assert!(line.contains("status=deferred (conversation with localhost[127.0.0.1] timed out while sending message body)"), "{line}");
