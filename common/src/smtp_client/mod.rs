@@ -20,6 +20,9 @@ pub mod sasl;
 pub mod sasl_mech;
 /// STARTTLS in a session: when, the handshake, the certificate policy, EHLO again.
 pub mod starttls;
+/// A scripted SMTP peer for the tests of this module.
+#[cfg(test)]
+mod test_peer;
 /// TLS settings, trusted CAs and the per-connection connector with its certificate check.
 pub mod tls;
 /// Per-destination TLS policy (`smtp_tls_security_level`, `smtp_tls_policy_maps`).

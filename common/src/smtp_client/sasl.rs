@@ -255,8 +255,8 @@ mod tests {
         assert!(Options::parse("x", &words("noplaintext bogus")).is_err());
     }
 
-    use std::time::Duration;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use super::super::test_peer::{connected, next_line};
+    use tokio::io::AsyncWriteExt;
 
     fn sasl(lines: &str) -> ClientSasl {
         let dir = tempfile::tempdir().unwrap();
@@ -267,25 +267,16 @@ mod tests {
 
     /// A peer answering each command line with the next reply; what it was sent.
     async fn peer(replies: Vec<String>) -> (Connection, tokio::task::JoinHandle<Vec<String>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (s, _) = listener.accept().await.unwrap();
-            let (r, mut w) = s.into_split();
-            let mut r = BufReader::new(r);
+        connected(move |mut r, mut w| async move {
             let mut got = Vec::new();
             for reply in replies {
-                let mut line = String::new();
-                match tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut line)).await {
-                    Ok(Ok(n)) if n > 0 => got.push(line.trim_end().to_string()),
-                    _ => break,
-                }
+                let Some(line) = next_line(&mut r).await else { break };
+                got.push(line.trim_end().to_string());
                 w.write_all(format!("{reply}\r\n").as_bytes()).await.unwrap();
             }
             got
-        });
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        (Connection::new(stream, Duration::from_secs(10)), server)
+        })
+        .await
     }
 
     const SERVER: Server<'static> =

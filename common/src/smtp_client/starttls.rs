@@ -118,11 +118,9 @@ pub async fn negotiate(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_peer::{connected, next_line, session};
     use super::*;
-    use std::time::Duration;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-    use crate::smtp_client::transaction::Timeouts;
+    use tokio::io::AsyncWriteExt;
 
     fn tls(lines: &str) -> ClientTls {
         let dir = tempfile::tempdir().unwrap();
@@ -130,34 +128,18 @@ mod tests {
         ClientTls::from_params(&crate::config::Params::from_parts(dir.path(), main, &[]), "smtp").unwrap()
     }
 
-    fn session() -> SessionConfig {
-        let t = Duration::from_secs(10);
-        SessionConfig {
-            myhostname: "me.test".into(),
-            timeouts: Timeouts { mail: t, rcpt: t, data_init: t, data_xfer: t, data_done: t, rset: t, quit: t },
-            line_length_limit: 998,
-        }
-    }
-
     /// A peer that answers STARTTLS with `reply` (raw bytes, so a test can pipeline more after
     /// it) and then closes; returns what it was sent.
     async fn peer(reply: &'static [u8]) -> (Connection, tokio::task::JoinHandle<Vec<String>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (s, _) = listener.accept().await.unwrap();
-            let (r, mut w) = s.into_split();
-            let mut r = BufReader::new(r);
+        connected(move |mut r, mut w| async move {
             let mut got = Vec::new();
-            let mut line = String::new();
-            if matches!(tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut line)).await, Ok(Ok(n)) if n > 0) {
+            if let Some(line) = next_line(&mut r).await {
                 got.push(line.trim_end().to_string());
                 w.write_all(reply).await.unwrap();
             }
             got
-        });
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        (Connection::new(stream, Duration::from_secs(10)), server)
+        })
+        .await
     }
 
     fn offering(keywords: &[&str]) -> Hello {

@@ -366,9 +366,10 @@ pub async fn mail_transaction(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_peer::{connected, next_line, session};
     use super::*;
     use crate::ipc::delivery::DeliveryRecipient;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::AsyncWriteExt;
 
     /// One step of a scripted next hop: what it answers to the next command (the first step
     /// is the greeting). `None` closes the connection instead.
@@ -378,12 +379,7 @@ mod tests {
     /// (the message text as one entry). Every read is bounded by the script's length and a
     /// time limit.
     async fn peer(script: Vec<Step>) -> (Connection, tokio::task::JoinHandle<Vec<String>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (s, _) = listener.accept().await.unwrap();
-            let (r, mut w) = s.into_split();
-            let mut r = BufReader::new(r);
+        connected(move |mut r, mut w| async move {
             let mut got = Vec::new();
             let mut in_data = false;
             for (i, step) in script.into_iter().enumerate() {
@@ -391,11 +387,7 @@ mod tests {
                     // Read one command, or the whole message after a 354.
                     let mut text = String::new();
                     loop {
-                        let mut line = String::new();
-                        let read = tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut line)).await;
-                        if !matches!(read, Ok(Ok(n)) if n > 0) {
-                            return got;
-                        }
+                        let Some(line) = next_line(&mut r).await else { return got };
                         text.push_str(&line);
                         if !in_data || line == ".\r\n" {
                             break;
@@ -408,25 +400,8 @@ mod tests {
                 w.write_all(format!("{reply}\r\n").as_bytes()).await.unwrap();
             }
             got
-        });
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        (Connection::new(stream, Duration::from_secs(10)), server)
-    }
-
-    fn cfg() -> SessionConfig {
-        SessionConfig {
-            myhostname: "me.test".into(),
-            timeouts: Timeouts {
-                mail: Duration::from_secs(10),
-                rcpt: Duration::from_secs(10),
-                data_init: Duration::from_secs(10),
-                data_xfer: Duration::from_secs(10),
-                data_done: Duration::from_secs(10),
-                rset: Duration::from_secs(10),
-                quit: Duration::from_secs(10),
-            },
-            line_length_limit: 998,
-        }
+        })
+        .await
     }
 
     fn request(rcpts: &[&str]) -> DeliveryRequest {
@@ -519,7 +494,7 @@ mod tests {
         for c in cases {
             let (mut conn, server) = peer(c.script).await;
             let looking = c.best.map(|best| Loop { nexthop: "d.test", relay: "peer.test[127.0.0.1]:25", best });
-            let got = handshake(&cfg(), &mut conn, "peer.test[127.0.0.1]", looking).await.map(|_| ());
+            let got = handshake(&session(), &mut conn, "peer.test[127.0.0.1]", looking).await.map(|_| ());
             drop(conn);
             let want = c.want.map_err(|(outcome, dsn, site)| (outcome, dsn.to_string(), site));
             assert_eq!(got.map_err(|f| (f.outcome, f.dsn, f.site)), want, "{}", c.name);
@@ -543,7 +518,7 @@ mod tests {
         .await;
         conn.read_reply().await.unwrap();
         let (results, healthy) =
-            mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test", "w@x.test"]), &mut conn, "peer", b"Subject: t\n\n.dot\n", None)
+            mail_transaction(&session(), &request(&["u@x.test", "v@x.test", "w@x.test"]), &mut conn, "peer", b"Subject: t\n\n.dot\n", None)
                 .await;
         assert!(healthy);
         assert_eq!(
@@ -576,12 +551,12 @@ mod tests {
         .await;
         conn.read_reply().await.unwrap();
         let probe = DeliveryRequest { verify_probe: true, ..request(&["u@x.test", "v@x.test"]) };
-        let (results, healthy) = mail_transaction(&cfg(), &probe, &mut conn, "peer", b"", None).await;
+        let (results, healthy) = mail_transaction(&session(), &probe, &mut conn, "peer", b"", None).await;
         assert!(healthy, "kept for the next transaction's RSET");
         assert_eq!(summary(&results), vec![(0, Outcome::Sent, "2.1.5".into(), false), (1, Outcome::Bounced, "5.1.1".into(), false)]);
         assert_eq!(results[0].text, "250 2.1.5 Ok");
         // What the next transaction on this connection starts with: no DATA came before it.
-        assert!(reset(&cfg(), &mut conn).await);
+        assert!(reset(&session(), &mut conn).await);
         drop(conn);
         let sent = server.await.unwrap();
         assert_eq!(sent, ["MAIL FROM:<s@x.test>", "RCPT TO:<u@x.test>", "RCPT TO:<v@x.test>", "RSET"]);
@@ -620,7 +595,7 @@ mod tests {
             let script = vec![Some("220 peer"), Some("250 Ok"), Some("250 Ok"), Some("250 Ok"), Some("354 go"), Some("250 2.0.0 Ok")];
             let (mut conn, server) = peer(script).await;
             conn.read_reply().await.unwrap();
-            let (results, _) = mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test"]), &mut conn, "peer", b"x\n", dsn).await;
+            let (results, _) = mail_transaction(&session(), &request(&["u@x.test", "v@x.test"]), &mut conn, "peer", b"x\n", dsn).await;
             assert!(results.iter().all(|r| r.outcome == Outcome::Sent && r.dsn_passed_on == dsn.is_some()), "{results:?}");
             drop(conn);
             assert_eq!(server.await.unwrap()[..3], want);
@@ -671,7 +646,8 @@ mod tests {
         for c in cases {
             let (mut conn, server) = peer(c.script).await;
             conn.read_reply().await.unwrap();
-            let (results, healthy) = mail_transaction(&cfg(), &request(&["u@x.test", "v@x.test"]), &mut conn, "peer", b"x\n", None).await;
+            let (results, healthy) =
+                mail_transaction(&session(), &request(&["u@x.test", "v@x.test"]), &mut conn, "peer", b"x\n", None).await;
             assert_eq!(summary(&results), c.want, "{}", c.name);
             assert_eq!(healthy, c.healthy, "{}", c.name);
             drop(conn);
