@@ -84,3 +84,70 @@ fn a_failed_notification_goes_to_the_postmaster_and_a_failed_postmaster_copy_end
     inst.wait_log(&format!("{id}: undeliverable non-delivery notification discarded"));
     inst.wait_log(&format!("{id}: removed"));
 }
+
+#[test]
+fn notify_classes_bounce_copies_the_postmaster_and_bounce_template_file_replaces_the_texts() {
+    let sink = Sink::start(free_port());
+    let templates = tempfile::tempdir().unwrap();
+    let file = templates.path().join("bounce.cf");
+    std::fs::write(
+        &file,
+        "failure_template = <<EOF\nCharset: utf-8\nFrom: bounces (Bounce Robot)\nSubject: Nicht zustellbar\n\
+         Postmaster-Subject: Kopie: nicht zustellbar\n\nHier ist $myhostname: leider nicht zugestellt, Grüße.\nEOF\n",
+    )
+    .unwrap();
+    let (inst, port) = Install::mail_system(
+        &format!(
+            "notify_classes = resource, software, bounce\nmyorigin = mx.example\nbounce_notice_recipient = pm-copy@mx.example\n\
+             bounce_template_file = {}\n",
+            file.display()
+        ),
+        sink.port,
+    );
+    let id = send(port, "s@sender.test", "reject-me@customer.example", "Message-ID: <orig.1@sender.test>\nSubject: lost\n\nthe body\n");
+    let sender_line = inst.wait_log(&format!("{id}: sender non-delivery notification: "));
+    let copy_line = inst.wait_log(&format!("{id}: postmaster non-delivery notification: "));
+    let (notice_id, copy_id) = (sender_line.rsplit(' ').next().unwrap(), copy_line.rsplit(' ').next().unwrap());
+    let at = |to: &str| {
+        wait_for("the notification at the sink", || {
+            sink.messages().into_iter().find(|m| m.recipients == [to.to_string()] && m.data.contains(&format!("X-Postern-Queue-ID: {id}")))
+        })
+    };
+
+    let n = at("s@sender.test");
+    assert_eq!(n.sender, "");
+    let head = n.data.split("\r\n\r\n").next().unwrap();
+    assert!(head.starts_with("Received: by "), "{head}");
+    assert!(head.contains(&format!("\tid {notice_id}; ")), "{head}");
+    assert!(head.contains("\r\nFrom: bounces@mx.example (Bounce Robot)\r\nSubject: Nicht zustellbar\r\nTo: s@sender.test\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nReferences: <orig.1@sender.test>\r\nIn-Reply-To: <orig.1@sender.test>\r\nAuto-Submitted: auto-replied\r\n"),
+        "{head}"
+    );
+    let message_id = head.split("\r\nMessage-Id: ").nth(1).expect("a Message-Id").split("\r\n").next().unwrap();
+    inst.wait_log(&format!("{notice_id}: message-id={message_id}"));
+    assert!(n.data.contains("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nHier ist "), "{}", n.data);
+    assert!(!n.data.contains("I'm sorry"), "the built-in text is replaced: {}", n.data);
+    assert!(n.data.contains("the body"), "the sender gets the whole original");
+
+    let copy = at("pm-copy@mx.example");
+    assert_eq!(copy.sender, "double-bounce@mx.example");
+    assert!(copy.data.contains("\r\nSubject: Kopie: nicht zustellbar\r\n"), "{}", copy.data);
+    assert!(copy.data.contains("\r\nAuto-Submitted: auto-generated\r\n"), "{}", copy.data);
+    assert!(copy.data.contains("Final-Recipient: rfc822; reject-me@customer.example\r\n"), "{}", copy.data);
+    assert!(copy.data.contains("Content-Type: text/rfc822-headers\r\n") && copy.data.contains("Subject: lost\r\n"), "{}", copy.data);
+    assert!(!copy.data.contains("the body") && !copy.data.contains("Hier ist"), "headers only, no boilerplate: {}", copy.data);
+    inst.wait_log(&format!("{copy_id}: removed"));
+}
+
+#[test]
+fn a_bad_bounce_template_file_is_refused_by_postfix_check_with_its_line() {
+    let templates = tempfile::tempdir().unwrap();
+    let file = templates.path().join("bounce.cf");
+    std::fs::write(&file, "# templates\nfailure_templat = <<EOF\nSubject: x\n\ntext\nEOF\n").unwrap();
+    let inst = Install::new(&format!("bounce_template_file = {}\n", file.display()), "");
+    let out = inst.cli("postfix", &["check"]);
+    let err = crate::harness::text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&format!("bounce_template_file: {}, line 2: unknown template name: failure_templat", file.display())), "{err}");
+}

@@ -7,7 +7,10 @@
 //! always return only the headers. A notification to the sender has the null sender; when that one fails
 //! in turn, the postmaster gets a copy (a double bounce, when `notify_classes` asks for it)
 //! from `double_bounce_sender`, and mail from that address that fails is discarded with a
-//! warning, so that notifications never loop.
+//! warning, so that notifications never loop. With `notify_classes = bounce` (`delay`) the
+//! postmaster also gets a copy of each non-delivery (delay) notice, headers only. The texts
+//! are the templates of [`template`]; each notice carries its own `Received:`, `Date:` and
+//! `Message-Id:`, as Postfix's post_mail and cleanup give it.
 //!
 //! The original message is returned whole (`message/rfc822`) when it fits in
 //! `bounce_size_limit`, otherwise as its headers only (`text/rfc822-headers`, also cut at the
@@ -17,25 +20,42 @@
 //! bounce service). Building and queueing one reads and writes files: the queue manager runs it
 //! on its worker; smtpd's ODMR provider off its session's thread.
 
+pub mod template;
+
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{ConfigError, ParamError, Params};
-use crate::datetime::{from_us, rfc5322};
+use crate::datetime::{from_us, rfc5322, utc_stamp};
 use crate::dsn::{Notify, Ret};
-use crate::queue::file::{ClientInfo, Envelope, QueueError, Recipient, now_us, read_message_prefix, write_new};
+use crate::queue::file::{ClientInfo, Envelope, NewQueueFile, QueueError, Recipient, now_us, read_message_prefix};
 use crate::queue::{QueueId, QueueName, Spool};
 use crate::text::printable;
 use crate::{log_info, log_warning};
+use template::{Template, Templates};
 
 /// What notices look like and where copies go.
 #[derive(Debug, Clone)]
 pub struct BounceConfig {
     pub myhostname: String,
+    /// `myorigin`: qualifies the notice's `From:` address, as cleanup does for local mail.
+    pub myorigin: String,
+    /// `mail_name`, in the notice's `Received:` header.
+    pub mail_name: String,
+    /// `header_from_format = standard`: `Mail Delivery System <MAILER-DAEMON@...>`; otherwise
+    /// the obsolete `MAILER-DAEMON@... (Mail Delivery System)`.
+    pub from_standard: bool,
+    /// The texts: Postfix's built-in templates or `bounce_template_file`'s.
+    pub templates: Templates,
     /// `bounce_size_limit`; 0 means no limit.
     pub size_limit: u64,
     /// `notify_classes` has `2bounce` or `bounce`: a failed notification goes to the postmaster.
     pub notify_2bounce: bool,
+    /// `notify_classes` has `bounce`: a copy (headers only) of each non-delivery notification
+    /// goes to `bounce_notice_recipient`.
+    pub notify_bounce: bool,
+    /// `bounce_notice_recipient`, qualified with `$myorigin`.
+    pub bounce_notice_recipient: String,
     /// `2bounce_notice_recipient`, qualified with `$myorigin`.
     pub postmaster: String,
     /// `double_bounce_sender`, qualified with `$myorigin`.
@@ -59,10 +79,24 @@ impl BounceConfig {
         let limit = p.int("bounce_size_limit")?;
         let size_limit =
             u64::try_from(limit).map_err(|_| ParamError::Int { name: "bounce_size_limit".into(), value: limit.to_string() })?;
+        let from_standard = match p.get("header_from_format")?.trim() {
+            "standard" => true,
+            "obsolete" => false,
+            other => {
+                return Err(ConfigError::value("header_from_format", format!("unknown value \"{other}\": specify standard or obsolete")));
+            }
+        };
+        let templates = template::load(p).map_err(|e| ConfigError::value("bounce_template_file", e.to_string()))?;
         Ok(BounceConfig {
             myhostname: p.get("myhostname")?,
+            myorigin: myorigin.clone(),
+            mail_name: p.get("mail_name")?,
+            from_standard,
+            templates,
             size_limit,
             notify_2bounce: class("2bounce") || class("bounce"),
+            notify_bounce: class("bounce"),
+            bounce_notice_recipient: qualify(p.get("bounce_notice_recipient")?),
             postmaster: qualify(p.get("2bounce_notice_recipient")?),
             double_bounce_sender: qualify(p.get("double_bounce_sender")?),
             notify_delay: class("delay"),
@@ -148,6 +182,9 @@ pub enum Notice {
     /// `delay_notice_recipient`, for a copy of a delay notice (`notify_classes = delay`; from
     /// `double_bounce_sender`).
     DelayCopy,
+    /// `bounce_notice_recipient`, for a copy of a non-delivery notice to the sender
+    /// (`notify_classes = bounce`; from `double_bounce_sender`, the message's headers only).
+    BounceCopy,
 }
 
 /// What to do about failed recipients of a message from `sender` (Postfix's bounce service
@@ -217,42 +254,51 @@ fn headers_of(message: &[u8], limit: u64) -> &[u8] {
     &cut[..cut.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)]
 }
 
-/// The subject of a notice (Postfix's template subjects).
-fn subject(report: Report, notice: Notice) -> &'static str {
-    match (report, notice) {
-        (Report::Failure, Notice::Sender) => "Undelivered Mail Returned to Sender",
-        (Report::Failure, _) => "Postmaster Copy: Undelivered Mail",
-        (Report::Delay, Notice::Sender) => "Delayed Mail (still being retried)",
-        (Report::Delay, _) => "Postmaster Warning: Delayed Mail",
-        (Report::Success, _) => "Successful Mail Delivery Report",
+impl BounceConfig {
+    fn template(&self, report: Report) -> &Template {
+        match report {
+            Report::Failure => &self.templates.failure,
+            Report::Delay => &self.templates.delay,
+            Report::Success => &self.templates.success,
+        }
+    }
+
+    /// The notice's `From:` value: the template's, or Postfix's built-in sender in
+    /// `header_from_format`; an unqualified address gets `@$myorigin`, as cleanup gives it.
+    fn from(&self, template: &Template) -> String {
+        let origin = &self.myorigin;
+        match &template.from {
+            Some(from) => qualify_header_address(from, origin),
+            None if self.from_standard => format!("Mail Delivery System <MAILER-DAEMON@{origin}>"),
+            None => format!("MAILER-DAEMON@{origin} (Mail Delivery System)"),
+        }
     }
 }
 
-/// The explanation at the top of a notice to the sender (the postmaster gets none).
-fn preamble(cfg: &BounceConfig, report: Report) -> String {
-    let host = &cfg.myhostname;
-    match report {
-        Report::Failure => format!(
-            "This is the mail system at host {host}.\r\n\r\nI'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.\r\n\r\n"
-        ),
-        Report::Delay => format!(
-            "This is the mail system at host {host}.\r\n\r\n\
-             ####################################################################\r\n\
-             # THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n\
-             ####################################################################\r\n\r\n\
-             Your message could not be delivered for more than {} hour(s).\r\n\
-             It will be retried until it is {} day(s) old.\r\n\r\n",
-            cfg.delay_warning_time.as_secs() / 3600,
-            cfg.maximal_queue_lifetime.as_secs() / 86400
-        ),
-        Report::Success => format!(
-            "This is the mail system at host {host}.\r\n\r\n\
-             Your message was successfully delivered to the destination(s)\r\n\
-             listed below. If the message was delivered to mailbox you will\r\n\
-             receive no further notifications. Otherwise you may still receive\r\n\
-             notifications of mail delivery errors from other systems.\r\n\r\n"
-        ),
+/// `value` (`Name <addr>`, `addr (Comment)` or `addr`) with `@origin` appended to an address
+/// without a domain.
+fn qualify_header_address(value: &str, origin: &str) -> String {
+    if let (Some(open), Some(close)) = (value.find('<'), value.rfind('>'))
+        && open < close
+    {
+        let addr = &value[open + 1..close];
+        return if addr.contains('@') || addr.is_empty() {
+            value.to_string()
+        } else {
+            format!("{}<{addr}@{origin}>{}", &value[..open], &value[close + 1..])
+        };
     }
+    let end = value.find(|c: char| c.is_whitespace() || c == '(').unwrap_or(value.len());
+    let addr = &value[..end];
+    if addr.is_empty() || addr.contains('@') { value.to_string() } else { format!("{addr}@{origin}{}", &value[end..]) }
+}
+
+/// What makes a notice one message of its own: its queue ID and when it was made (its
+/// `Received:`, `Date:` and `Message-Id:`, as Postfix's post_mail and cleanup write them).
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp<'a> {
+    pub queue_id: &'a QueueId,
+    pub at: SystemTime,
 }
 
 /// Build the notification text.
@@ -263,24 +309,49 @@ pub fn build(
     to: &str,
     original: &Original<'_>,
     recipients: &[RecipientStatus],
+    stamp: Stamp<'_>,
 ) -> Vec<u8> {
     let host = &cfg.myhostname;
     let queue_id = original.queue_id;
     let boundary = format!("{queue_id}.{}/{host}", now_us() / 1_000_000);
+    let template = cfg.template(report);
+    let to_sender = notice == Notice::Sender;
+    let subject = match (&template.postmaster_subject, to_sender) {
+        (Some(postmaster), false) => postmaster,
+        _ => &template.subject,
+    };
+    let date = rfc5322(stamp.at);
     let mut out = String::new();
-    out.push_str(&format!("From: MAILER-DAEMON@{host} (Mail Delivery System)\r\n"));
+    // post_mail's trace headers, then bounce_header's, then the Message-Id that cleanup adds.
+    out.push_str(&format!("Received: by {host} ({})\r\n\tid {}; {date}\r\n", cfg.mail_name, stamp.queue_id));
+    out.push_str(&format!("Date: {date}\r\n"));
+    out.push_str(&format!("From: {}\r\n", cfg.from(template)));
+    out.push_str(&format!("Subject: {subject}\r\n"));
     out.push_str(&format!("To: {}\r\n", safe(to)));
-    out.push_str(&format!("Subject: {}\r\n", subject(report, notice)));
-    out.push_str(&format!("Date: {}\r\n", rfc5322(SystemTime::now())));
-    out.push_str("Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
-    out.push_str(&format!("Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n"));
-    out.push_str("This is a MIME-encapsulated message.\r\n\r\n");
-    out.push_str(&format!("--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"));
-    if notice == Notice::Sender {
-        out.push_str(&preamble(cfg, report));
+    if let Some(id) = crate::cleanup::scan_headers(original.prefix).1.message_id {
+        let id = safe(&id);
+        out.push_str(&format!("References: {id}\r\nIn-Reply-To: {id}\r\n"));
+    }
+    out.push_str(&format!("Auto-Submitted: {}\r\nMIME-Version: 1.0\r\n", if to_sender { "auto-replied" } else { "auto-generated" }));
+    out.push_str(&format!("Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n"));
+    let eight_bit = to_sender && template.eight_bit();
+    if eight_bit {
+        out.push_str("Content-Transfer-Encoding: 8bit\r\n");
+    }
+    out.push_str(&format!("Message-Id: <{}>\r\n", message_id(cfg, stamp)));
+    out.push_str("\r\nThis is a MIME-encapsulated message.\r\n\r\n");
+    let charset = if to_sender { template.charset.as_str() } else { "us-ascii" };
+    out.push_str(&format!("--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset={charset}\r\n"));
+    if eight_bit {
+        out.push_str("Content-Transfer-Encoding: 8bit\r\n");
+    }
+    out.push_str("\r\n");
+    // The postmaster gets the facts without the boilerplate, as in Postfix's bounce service.
+    if to_sender {
+        out.push_str(&template.text);
     }
     for r in recipients {
-        out.push_str(&format!("<{}>: {}\r\n", safe(&r.address), safe(&r.text)));
+        out.push_str(&format!("\r\n<{}>: {}\r\n", safe(&r.address), safe(&r.text)));
     }
     out.push_str(&format!("\r\n--{boundary}\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n"));
     out.push_str(&format!("Reporting-MTA: dns; {host}\r\n"));
@@ -313,7 +384,7 @@ pub fn build(
     // failure notice to the sender returns more than the headers, and not with RET=HDRS.
     let whole = (cfg.size_limit == 0 || original.size <= cfg.size_limit)
         && report == Report::Failure
-        && notice != Notice::DelayCopy
+        && matches!(notice, Notice::Sender | Notice::Postmaster)
         && original.ret != Some(Ret::Hdrs);
     let undelivered = if report == Report::Success { "" } else { "Undelivered " };
     let (description, kind, content) = if whole {
@@ -345,16 +416,29 @@ pub fn queue_notification(
         Notice::Sender => (String::new(), original.sender.to_string()),
         Notice::Postmaster => (cfg.double_bounce_sender.clone(), cfg.postmaster.clone()),
         Notice::DelayCopy => (cfg.double_bounce_sender.clone(), cfg.delay_notice_recipient.clone()),
+        Notice::BounceCopy => (cfg.double_bounce_sender.clone(), cfg.bounce_notice_recipient.clone()),
     };
-    let body = build(cfg, report, notice, &to, original, recipients);
     let env = Envelope {
         sender: env_sender,
-        recipients: vec![Recipient { address: to, ..Default::default() }],
+        recipients: vec![Recipient { address: to.clone(), ..Default::default() }],
         arrival_us: now_us(),
         client: ClientInfo { name: "localhost".into(), addr: "127.0.0.1".into(), helo: String::new(), protocol: "local".into() },
         ..Default::default()
     };
-    write_new(spool, QueueName::Incoming, &env, &body)
+    // The notice's queue ID is known before its text is written: it names the notice in its
+    // Received: and Message-Id: headers.
+    let mut file = NewQueueFile::create(spool, QueueName::Incoming, &env)?;
+    let id = file.id().clone();
+    let stamp = Stamp { queue_id: &id, at: file.created() };
+    file.write(&build(cfg, report, notice, &to, original, recipients, stamp))?;
+    let id = file.commit(spool)?;
+    log_info!("{id}: message-id=<{}>", message_id(cfg, stamp));
+    Ok(id)
+}
+
+/// The notice's Message-Id (Postfix's cleanup form: creation time, queue ID, `$myhostname`).
+fn message_id(cfg: &BounceConfig, stamp: Stamp<'_>) -> String {
+    format!("{}.{}@{}", utc_stamp(stamp.at), stamp.queue_id, cfg.myhostname)
 }
 
 /// Report on recipients of message `id` (in `path`, with `envelope`): a failure notice to the
@@ -394,8 +478,15 @@ pub fn notify(
     } else {
         recipients.to_vec()
     };
-    let copy = report == Report::Delay && cfg.notify_delay;
-    if wanted.is_empty() && !copy {
+    // The copies for the postmaster, of every recipient whatever its NOTIFY: of each delay
+    // notice with notify_classes = delay, of each non-delivery notice to a sender with
+    // notify_classes = bounce (Postfix's bounce_notify_service).
+    let copy = match report {
+        Report::Delay if cfg.notify_delay => Some(Notice::DelayCopy),
+        Report::Failure if notice == Notice::Sender && cfg.notify_bounce => Some(Notice::BounceCopy),
+        _ => None,
+    };
+    if wanted.is_empty() && copy.is_none() {
         return false;
     }
     // Read only now, and at most bounce_size_limit bytes (plus one to tell whether the
@@ -419,7 +510,7 @@ pub fn notify(
             Ok(notice_id) => {
                 let whom = match notice {
                     Notice::Sender => "sender",
-                    Notice::Postmaster | Notice::DelayCopy => "postmaster",
+                    Notice::Postmaster | Notice::DelayCopy | Notice::BounceCopy => "postmaster",
                 };
                 log_info!("{id}: {whom} {} notification: {notice_id}", report.log_name());
                 queued = true;
@@ -429,8 +520,8 @@ pub fn notify(
     if !wanted.is_empty() {
         send(notice, &wanted);
     }
-    if copy {
-        send(Notice::DelayCopy, recipients);
+    if let Some(copy) = copy {
+        send(copy, recipients);
     }
     queued
 }
@@ -440,10 +531,23 @@ mod tests {
     use super::*;
 
     fn cfg(size_limit: u64, notify_2bounce: bool) -> BounceConfig {
+        let dir = Path::new("/nonexistent");
+        let main = crate::config::MainCf::parse(
+            "myhostname = mx.example\ndelay_warning_time = 4h\nmaximal_queue_lifetime = 5d\n",
+            &dir.join("main.cf"),
+        )
+        .unwrap();
+        let params = Params::from_parts(dir, main, &[]);
         BounceConfig {
             myhostname: "mx.example".into(),
+            myorigin: "mx.example".into(),
+            mail_name: "Postern".into(),
+            from_standard: true,
+            templates: template::load(&params).unwrap(),
             size_limit,
             notify_2bounce,
+            notify_bounce: false,
+            bounce_notice_recipient: "postmaster@mx.example".into(),
             postmaster: "postmaster@mx.example".into(),
             double_bounce_sender: "double-bounce@mx.example".into(),
             notify_delay: false,
@@ -468,7 +572,9 @@ mod tests {
             prefix: msg,
             size: msg.len() as u64,
         };
-        String::from_utf8(build(cfg, report, notice, "s@example.org", &original, rcpts)).unwrap()
+        let notice_id = QueueId::parse("DEF456").unwrap();
+        let stamp = Stamp { queue_id: &notice_id, at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000) };
+        String::from_utf8(build(cfg, report, notice, "s@example.org", &original, rcpts, stamp)).unwrap()
     }
 
     fn failed(text: &str) -> [RecipientStatus; 1] {
@@ -563,6 +669,44 @@ mod tests {
         assert!(!text.contains("\r\nX-Injected"), "{text}");
         assert!(text.contains("550 evil??X-Injected: yes?[31m?"), "{text}");
         assert!(!text.contains('\x1b') && !text.contains('\0'));
+    }
+
+    #[test]
+    fn from_header_forms_and_qualification() {
+        let mut c = cfg(50000, false);
+        let t = c.templates.failure.clone();
+        assert_eq!(c.from(&t), "Mail Delivery System <MAILER-DAEMON@mx.example>");
+        c.from_standard = false;
+        assert_eq!(c.from(&t), "MAILER-DAEMON@mx.example (Mail Delivery System)");
+        for (value, want) in [
+            ("bounces", "bounces@mx.example"),
+            ("bounces (Robot)", "bounces@mx.example (Robot)"),
+            ("Robot <bounces>", "Robot <bounces@mx.example>"),
+            ("Robot <b@elsewhere.example>", "Robot <b@elsewhere.example>"),
+            ("b@elsewhere.example (Robot)", "b@elsewhere.example (Robot)"),
+        ] {
+            assert_eq!(qualify_header_address(value, "mx.example"), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_notice_is_a_message_of_its_own_and_copies_are_auto_generated() {
+        let msg = b"Message-ID: <o.1@example.org>\r\nSubject: s\r\n\r\nbody\r\n";
+        let text = report(&cfg(50000, false), Notice::Sender, &failed("550 no"), msg);
+        assert!(text.starts_with("Received: by mx.example (Postern)\r\n\tid DEF456; Tue, 14 Nov 2023 22:13:20 +0000 (UTC)\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000 (UTC)\r\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example>\r\n"), "{text}");
+        assert!(
+            text.contains("\r\nReferences: <o.1@example.org>\r\nIn-Reply-To: <o.1@example.org>\r\nAuto-Submitted: auto-replied\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nMessage-Id: <20231114221320.DEF456@mx.example>\r\n\r\nThis is a MIME-encapsulated message."), "{text}");
+        assert!(text.contains("It's attached below."), "{text}");
+        let copy = report(&cfg(50000, false), Notice::BounceCopy, &failed("550 no"), msg);
+        assert!(
+            copy.contains("\r\nSubject: Postmaster Copy: Undelivered Mail\r\n") && copy.contains("Auto-Submitted: auto-generated\r\n"),
+            "{copy}"
+        );
+        assert!(!copy.contains("It's attached below.") && !copy.contains("body\r\n"), "no boilerplate, headers only: {copy}");
+        assert!(copy.contains("Content-Type: text/rfc822-headers\r\n"), "{copy}");
     }
 
     #[test]

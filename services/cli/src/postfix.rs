@@ -130,6 +130,9 @@ pub fn check(dir: &Path, params: &Params) -> Result<(), PostfixError> {
         }
     }
     params.check_values()?;
+    // Notification settings (notify_classes, bounce_template_file) that the queue manager would
+    // refuse at start.
+    common::bounce::BounceConfig::from_params(params)?;
     for list in ["relay_domains", "fast_flush_domains"] {
         params.domain_list(list)?;
     }

@@ -85,8 +85,16 @@
 //! that the notice went out, so it is sent once, also across restarts.
 //! When a null-sender message fails, a copy goes to `2bounce_notice_recipient` from
 //! `double_bounce_sender` if `notify_classes` has `2bounce` (or `bounce`); otherwise the
-//! discard is logged. A failed postmaster copy is discarded with a warning, so notifications
-//! never loop. Reply text from other hosts is made printable before it goes into one.
+//! discard is logged. With `notify_classes = bounce`, every non-delivery notice to a sender
+//! also goes, as a copy with the message's headers only and without the boilerplate, to
+//! `bounce_notice_recipient`. A failed postmaster copy is discarded with a warning, so
+//! notifications never loop. Reply text from other hosts is made printable before it goes
+//! into one. The texts are Postfix's built-in templates, or those of `bounce_template_file`
+//! (Postfix's bounce(5) format, read when the configuration is loaded; a file Postern cannot
+//! use stops `postfix check` and the queue manager's start with its name and line). Each
+//! notice is a message of its own: `Received: by $myhostname ($mail_name) id ...`, `Date:`,
+//! `Message-Id:`, and `References:`/`In-Reply-To:` the original's Message-ID, with
+//! `<id>: message-id=<...>` in the log.
 //!
 //! # Memory
 //! qmgr keeps each active message's envelope and delivery results, never its body: delivery
@@ -120,7 +128,9 @@
 //! `authorized_flush_users`, `local_client_connection_limit`, `local_client_timeout`,
 //! `daemon_timeout` (18000s: the deadline of one delivery request), `ipc_timeout` (flush
 //! `Add` requests, Postfix's limit; no shorter cap), `bounce_size_limit` (50000), `notify_classes`, `2bounce_notice_recipient`,
-//! `double_bounce_sender`, `myorigin` (qualifies those two), `myhostname`.
+//! `bounce_notice_recipient`, `delay_notice_recipient`, `double_bounce_sender`, `myorigin`
+//! (qualifies those and the notice's `From:`), `myhostname`, `mail_name`, `bounce_template_file`,
+//! `header_from_format`, `delay_warning_time`.
 //!
 //! # Structure
 //! The scheduler is one actix actor (`actor`, behind `QmgrHandle`) that owns all queue state
@@ -149,10 +159,9 @@
 //! notification that cannot be written to the queue (full disk) is lost with a warning, and
 //! the message is removed anyway.
 //!
-//! Of `notify_classes`, only the double bounce is implemented (`2bounce`, or `bounce`, which
-//! in Postfix also enables it): the `bounce` class's postmaster copy of every single bounce
-//! (`bounce_notice_recipient`) and the `delay`, `policy`, `protocol`, `resource` and
-//! `software` reports are not sent by Postern.
+//! Of `notify_classes`, `2bounce`, `bounce` and `delay` are implemented; the `policy`,
+//! `protocol`, `resource` and `software` reports (SMTP session transcripts and internal
+//! errors) are not sent by Postern.
 
 pub mod active;
 pub mod actor;
