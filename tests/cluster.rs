@@ -1,8 +1,9 @@
 //! The fast flush cluster (flush(8), `fast_flush_cluster_servers`): three Postern nodes on
 //! loopback, each with its own configuration, queue and ports, joined by a real NATS server
 //! that the test starts. A customer's deferred mail is spread over the three; an ETRN at one
-//! node delivers all of it, once, and answers the total; a node down or NATS down never holds
-//! the answer past the deadline, and what is not known is not counted.
+//! node delivers all of it, once, and answers the total (`postqueue -n` counts it, moving
+//! nothing); a node down or NATS down never holds the answer past the deadline, and what is
+//! not known is not counted.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -72,8 +73,17 @@ fn etrn_at_one_node_flushes_the_whole_fleet() {
     let nats = Nats::start();
     let sink_port = free_port();
     let nodes = fleet(&nats, sink_port, [2, 3, 4]);
-    let sink = Sink::start(sink_port);
 
+    // postqueue -n answers for the fleet and moves nothing.
+    let out = nodes[1].inst.cli("postqueue", &["-n", "customer.example"]);
+    assert!(out.status.success(), "{}", crate::harness::text(&out.stderr));
+    assert_eq!(crate::harness::text(&out.stdout), "customer.example: 9 queued messages (mx2=3, mx1=2, mx3=4)\n");
+    nodes[1].inst.wait_log("cluster count customer.example: 9 messages; answered: mx2=3, mx1=2, mx3=4");
+    for (n, want) in nodes.iter().zip([2, 3, 4]) {
+        assert_eq!(n.inst.queue_files("deferred").len(), want + 1, "nothing moved");
+    }
+
+    let sink = Sink::start(sink_port);
     assert_eq!(etrn(nodes[0].port, "customer.example"), "253 OK, 9 pending messages for node customer.example started");
     wait_for("all nine messages at the sink", || (sink.count() == 9).then_some(()));
     assert_eq!(delivered_once(&sink).len(), 9);

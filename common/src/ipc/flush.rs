@@ -24,6 +24,11 @@ pub enum FlushRequest {
     Refresh,
     /// Send every non-empty logfile.
     Purge,
+    /// How many queued messages are listed for `site` (exactly that site), without moving
+    /// anything (`postqueue -n`). Answered with `Ok`, whose `moved` is then that count; with the
+    /// fast flush cluster, a client's request also asks the other nodes, as `SendSite` does, and
+    /// `nodes` says how many each of them holds.
+    CountSite { site: String },
     /// Which queue IDs are listed for `site` (exactly that site), without moving anything:
     /// smtpd's ODMR provider delivers them itself on the customer's connection.
     List { site: String },

@@ -27,6 +27,8 @@
 //!   which delivers them on the customer's connection: see smtpd(8)). A message that an ODMR
 //!   session holds is claimed (locked in `deferred`): a send leaves it there, and the session
 //!   lists it again (`Add`) if it stays deferred, so it is not lost from the index.
+//! * `CountSite{site}` (`postqueue -n`): how many of the IDs listed for exactly that site are
+//!   still queued, nothing moved; with the cluster, every node is asked too (below).
 //! * `Forget{site, queue_ids}`: drop those IDs from the site's index and logfile (one rewrite)
 //!   when they are in no queue any more: what an ODMR session delivered.
 //!
@@ -54,7 +56,9 @@
 //! warning. Authentication: `fast_flush_cluster_user` with `fast_flush_cluster_password_file`,
 //! or `fast_flush_cluster_nkey_file`; TLS with `tls://` URLs or
 //! `fast_flush_cluster_tls_CAfile`, client certificate `fast_flush_cluster_tls_cert_file` and
-//! `fast_flush_cluster_tls_key_file`. A reload that changes these settings re-joins.
+//! `fast_flush_cluster_tls_key_file`. A reload that changes these settings re-joins. A
+//! client's `CountSite` goes the same way as a request with `count` set: each node answers
+//! with its own count and moves nothing (`cluster count SITE: ...` in the log).
 //!
 //! # Security
 //! Only syntactically valid host names (lowercased; a UTF-8 name in its A-label form,

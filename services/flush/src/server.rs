@@ -19,8 +19,8 @@ use common::ipc::trigger_client::TriggerClient;
 use common::log_warning;
 
 use crate::actor::FlushHandle;
-use crate::cluster::Cluster;
 use crate::cluster::config::ClusterConfig;
+use crate::cluster::{Ask, Cluster};
 use crate::service::{FlushConfig, FlushState};
 
 /// Who may ask for deliveries (`authorized_flush_users`) and who may add entries.
@@ -81,7 +81,11 @@ async fn serve_client(
                 }
                 (None, Some(cluster), FlushRequest::SendSite { site, subdomains }) => {
                     let (site, subdomains) = (site.clone(), *subdomains);
-                    cluster.send_site(&site, subdomains, handle.request(req)).await
+                    cluster.ask(Ask::Send { subdomains }, &site, handle.request(req)).await
+                }
+                (None, Some(cluster), FlushRequest::CountSite { site }) => {
+                    let site = site.clone();
+                    cluster.ask(Ask::Count, &site, handle.request(req)).await
                 }
                 (None, _, _) => handle.request(req).await,
             }

@@ -177,6 +177,7 @@ impl FlushState {
             FlushRequest::Refresh => self.housekeeping(self.cfg.refresh_time),
             FlushRequest::Purge => self.housekeeping(Duration::ZERO),
             FlushRequest::List { site } => self.list(&site),
+            FlushRequest::CountSite { site } => self.count(&site),
             FlushRequest::Forget { site, queue_ids } => self.forget(&site, &queue_ids),
         };
         Step::Reply(reply)
@@ -210,6 +211,16 @@ impl FlushState {
             return refusal;
         }
         FlushReply::Listed { ids: self.index.ids(&site).iter().map(|id| id.as_str().to_string()).collect() }
+    }
+
+    /// How many of the IDs listed for `site` are still in a queue (the index may list mail
+    /// that was delivered since, until the next send empties it).
+    fn count(&self, site: &str) -> FlushReply {
+        let Ok(site) = Site::parse(site) else { return site_refusal(site) };
+        if let Err(refusal) = self.eligibility(&site) {
+            return refusal;
+        }
+        FlushReply::ok(self.index.ids(&site).iter().filter(|id| queued(&self.cfg.spool, id)).count() as u64)
     }
 
     /// Drop delivered IDs from one site's index and logfile (one rewrite). An ID still in a
@@ -543,6 +554,10 @@ mod tests {
         add(&mut f, "example.net", a.as_str());
         add(&mut f, "example.net", "GONE123");
         add(&mut f, "sub.example.net", b.as_str());
+        // A count moves nothing and counts only what is still queued.
+        assert_eq!(request(&mut f, FlushRequest::CountSite { site: "example.net".into() }), FlushReply::ok(1));
+        assert!(f.spool.path(QueueName::Deferred, &a).exists());
+        assert_eq!(request(&mut f, FlushRequest::CountSite { site: "example.org".into() }), FlushReply::Deny);
         assert_eq!(send(&mut f, "example.net", false), FlushReply::ok(1));
         assert!(f.spool.path(QueueName::Incoming, &a).exists());
         assert!(f.spool.path(QueueName::Deferred, &b).exists());

@@ -22,6 +22,24 @@ use crate::actor::FlushHandle;
 use config::{ClusterAuth, ClusterConfig};
 use wire::{Outcome, SendAnswer, SendRequest, Tally};
 
+/// What a client asks of the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// Send the site's mail (ETRN, `postqueue -s`, `sendmail -qR`).
+    Send { subdomains: bool },
+    /// Say how much mail each node holds for the site (`postqueue -n`).
+    Count,
+}
+
+impl Ask {
+    fn verb(self) -> &'static str {
+        match self {
+            Ask::Send { .. } => "send",
+            Ask::Count => "count",
+        }
+    }
+}
+
 /// A node's membership: the NATS connection and the task answering the other nodes.
 pub struct Cluster {
     cfg: ClusterConfig,
@@ -90,30 +108,36 @@ impl Cluster {
         &self.cfg
     }
 
-    /// Ask the other nodes to send `site` and return their answers, at the latest at the
-    /// deadline; meanwhile `local` (this node's own send, started at once) runs beside.
-    pub async fn send_site(&self, site: &str, subdomains: bool, local: impl Future<Output = FlushReply>) -> FlushReply {
+    /// Ask the other nodes to send (or count) `site` and return their answers, at the latest at
+    /// the deadline; meanwhile `local` (this node's own send or count, started at once) runs
+    /// beside.
+    pub async fn ask(&self, ask: Ask, site: &str, local: impl Future<Output = FlushReply>) -> FlushReply {
         let deadline = Instant::now() + self.cfg.timeout;
         let mut tally = Tally::new(&self.cfg.node, &self.cfg.peers);
         // A site that this node refuses as invalid is not worth the other nodes' time.
-        let ask = Site::parse(site).is_ok();
+        let valid = Site::parse(site).is_ok();
         let (local, ()) = tokio::join!(local, async {
-            if ask {
-                self.gather(site, subdomains, deadline, &mut tally).await;
+            if valid {
+                self.gather(ask, site, deadline, &mut tally).await;
             }
         });
-        if ask {
-            log_info!("{}", tally.log_line(site, &local, self.cfg.timeout));
+        if valid {
+            log_info!("{}", tally.log_line(ask.verb(), site, &local, self.cfg.timeout));
         }
         tally.reply(local)
     }
 
-    async fn gather(&self, site: &str, subdomains: bool, deadline: Instant, tally: &mut Tally) {
+    async fn gather(&self, ask: Ask, site: &str, deadline: Instant, tally: &mut Tally) {
+        let verb = ask.verb();
         if self.client.connection_state() != async_nats::connection::State::Connected {
-            log_warning!("fast flush cluster: not connected to NATS; send {site}: this node's mail only");
+            log_warning!("fast flush cluster: not connected to NATS; {verb} {site}: this node's mail only");
             return;
         }
-        let request = SendRequest { node: self.cfg.node.clone(), site: site.to_string(), subdomains };
+        let (subdomains, count) = match ask {
+            Ask::Send { subdomains } => (subdomains, false),
+            Ask::Count => (false, true),
+        };
+        let request = SendRequest { node: self.cfg.node.clone(), site: site.to_string(), subdomains, count };
         let inbox = self.client.new_inbox();
         let collect = async {
             let mut answers = self.client.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
@@ -124,7 +148,7 @@ impl Cluster {
             while let Some(msg) = answers.next().await {
                 match wire::decode::<SendAnswer>(&msg.payload) {
                     Ok(answer) => tally.add(answer),
-                    Err(e) => log_warning!("fast flush cluster: answer to send {site}: {e}"),
+                    Err(e) => log_warning!("fast flush cluster: answer to {verb} {site}: {e}"),
                 }
                 if tally.complete() {
                     break;
@@ -134,7 +158,7 @@ impl Cluster {
         };
         // A time-out is expected without a member list: the deadline ends the wait.
         if let Ok(Err(e)) = timeout_at(deadline, collect).await {
-            log_warning!("fast flush cluster: send {site}: {e}");
+            log_warning!("fast flush cluster: {verb} {site}: {e}");
         }
     }
 }
@@ -151,7 +175,8 @@ async fn announce(connected: Arc<Notify>, client: async_nats::Client, node: Stri
     }
 }
 
-/// Answer the other nodes: each request is a local send of that site, answered with its count.
+/// Answer the other nodes: each request is a local send (or count) of that site, answered with
+/// its count.
 /// The node's own requests come back on the same subject and are skipped.
 async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nats::Client, node: String, handle: FlushHandle) {
     while let Some(msg) = requests.next().await {
@@ -166,7 +191,12 @@ async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nat
         if request.node == node {
             continue;
         }
-        let reply = handle.request(FlushRequest::SendSite { site: request.site, subdomains: request.subdomains }).await;
+        let local = if request.count {
+            FlushRequest::CountSite { site: request.site }
+        } else {
+            FlushRequest::SendSite { site: request.site, subdomains: request.subdomains }
+        };
+        let reply = handle.request(local).await;
         let answer = SendAnswer { node: node.clone(), outcome: Outcome::of(&reply) };
         if let Err(e) = client.publish(reply_to, wire::encode(&answer).into()).await {
             log_warning!("fast flush cluster: answer node {}: {e}", request.node);

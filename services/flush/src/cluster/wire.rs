@@ -11,7 +11,8 @@ use common::ipc::flush::{FlushReply, NodeMoved};
 /// Largest request or answer read (far above any real one: a node name and a site).
 const MAX_MESSAGE: usize = 4096;
 
-/// "Send this site": published on `fast_flush_cluster_subject` with a reply subject.
+/// "Send this site" (or, with `count`, "how much mail do you hold for it"): published on
+/// `fast_flush_cluster_subject` with a reply subject.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendRequest {
     /// The asking node (its own subscription hears the request too, and ignores it).
@@ -19,6 +20,9 @@ pub struct SendRequest {
     pub site: String,
     #[serde(default)]
     pub subdomains: bool,
+    /// Count the site's queued mail, move nothing (`postqueue -n`).
+    #[serde(default)]
+    pub count: bool,
 }
 
 /// One node's answer: how many messages it moved, or why it could not.
@@ -135,8 +139,9 @@ impl Tally {
         }
     }
 
-    /// The info line for the log: who answered with how much, who could not, who is missing.
-    pub fn log_line(&self, site: &str, local: &FlushReply, timeout: Duration) -> String {
+    /// The info line for the log (`verb` is `send` or `count`): who answered with how much, who
+    /// could not, who is missing.
+    pub fn log_line(&self, verb: &str, site: &str, local: &FlushReply, timeout: Duration) -> String {
         let own = match local {
             FlushReply::Ok { moved, .. } => moved.to_string(),
             _ => "failed".into(),
@@ -145,7 +150,7 @@ impl Tally {
             FlushReply::Ok { moved, .. } => (moved + self.answered.iter().map(|a| a.moved).sum::<u64>()).to_string(),
             _ => "unknown".into(),
         };
-        let mut line = format!("cluster send {site}: {total} messages; answered: {}={own}", self.own.node);
+        let mut line = format!("cluster {verb} {site}: {total} messages; answered: {}={own}", self.own.node);
         for a in &self.answered {
             line.push_str(&format!(", {}={}", a.node, a.moved));
         }
@@ -176,7 +181,7 @@ mod tests {
         t.add(moved("mx1", 100));
         t.add(moved("mx2", 4));
         assert!(t.complete());
-        let line = t.log_line("example.net", &FlushReply::ok(2), Duration::from_secs(1));
+        let line = t.log_line("send", "example.net", &FlushReply::ok(2), Duration::from_secs(1));
         assert_eq!(line, "cluster send example.net: 11 messages; answered: mx1=2, mx2=4, mx3=5");
         let FlushReply::Ok { moved, nodes } = t.reply(FlushReply::ok(2)) else { panic!() };
         assert_eq!(moved, 11);
@@ -187,8 +192,8 @@ mod tests {
     fn missing_and_failed_nodes_are_told() {
         let mut t = Tally::new("mx1", &["mx2".into(), "mx3".into()]);
         t.add(SendAnswer { node: "mx2".into(), outcome: Outcome::Failed("disk".into()) });
-        let line = t.log_line("example.net", &FlushReply::ok(1), Duration::from_secs(1));
-        assert_eq!(line, "cluster send example.net: 1 messages; answered: mx1=1, mx2=(disk); no answer within 1s from: mx3");
+        let line = t.log_line("count", "example.net", &FlushReply::ok(1), Duration::from_secs(1));
+        assert_eq!(line, "cluster count example.net: 1 messages; answered: mx1=1, mx2=(disk); no answer within 1s from: mx3");
         assert_eq!(t.reply(FlushReply::Deny), FlushReply::Deny);
     }
 
@@ -204,7 +209,9 @@ mod tests {
         assert!(decode::<SendRequest>(b"{").is_err());
         assert!(decode::<SendRequest>(&vec![b' '; MAX_MESSAGE + 1]).is_err());
         assert!(decode::<SendAnswer>(br#"{"node":"x","outcome":{"Moved":-1}}"#).is_err());
-        let req = SendRequest { node: "mx1".into(), site: "example.net".into(), subdomains: true };
+        let req = SendRequest { node: "mx1".into(), site: "example.net".into(), subdomains: true, count: false };
         assert_eq!(decode::<SendRequest>(&encode(&req)).unwrap(), req);
+        let old = decode::<SendRequest>(br#"{"node":"mx1","site":"example.net"}"#).unwrap();
+        assert!(!old.subdomains && !old.count, "a request without the fields is a plain send");
     }
 }
