@@ -253,6 +253,16 @@ impl FlushState {
         Step::ForgetDeadSitesFirst(PendingSend { targets })
     }
 
+    /// The reply to a send before it moves anything: how many of the listed messages wait in
+    /// `deferred` (one `stat` each), which is what the send then moves. A message that an ODMR
+    /// session holds is counted (it is on its way), and an ID listed for mail that has left
+    /// the queue is not.
+    pub fn pending(&self, pending: &PendingSend) -> FlushReply {
+        let spool = &self.cfg.spool;
+        let waiting = pending.targets.iter().flat_map(|t| self.index.ids(t)).filter(|id| spool.path(QueueName::Deferred, id).exists());
+        FlushReply::ok(waiting.count() as u64)
+    }
+
     /// Finish a send once the queue manager has forgotten its dead sites.
     pub fn send_sites(&mut self, pending: PendingSend) -> FlushReply {
         let mut sent = Sent::default();
@@ -497,8 +507,15 @@ mod tests {
         match f.state.handle(req) {
             Step::Reply(reply) => reply,
             Step::ForgetDeadSitesFirst(pending) => {
+                // The client hears this count before anything moves (see the actor): it must
+                // be what the send then moves.
+                let early = f.state.pending(&pending);
                 f.triggers.lock().unwrap().push(Trigger::ForgetDeadSites);
-                f.state.send_sites(pending)
+                let done = f.state.send_sites(pending);
+                if let FlushReply::Ok { moved, .. } = &done {
+                    assert_eq!(early, FlushReply::ok(*moved), "the early reply counts what moves");
+                }
+                done
             }
         }
     }
