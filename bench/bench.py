@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 
+import drain
 import fswatch
 import odmr
 import sink
@@ -498,6 +499,7 @@ def write_report(res, path):
         a, b = scale[n]["Postern"]["flush_rate"], scale[n]["Postfix"]["flush_rate"]
         L.append(f"| {n} | {a:.0f} | {b:.0f} | {ratio(a, b, True)} |")
     L.extend(odmr.report(scale))
+    L.extend(drain.report(res.get("drain")))
     L.append("\n## 3-5. Acceptance and relay throughput, resource use\n")
     L.append(f"`smtp-source -s {res['sessions']} -m {res['messages']} -l 4096` into each smtpd while Postfix's `smtp-sink` accepts the relayed mail, {res['reps']} run(s) per system, alternating which system goes first, each from a fresh queue after `sync` and a 6 s pause; medians, with the range in brackets. Acceptance = messages / time until smtp-source finished; relay = messages / time until the last `status=sent`; CPU = CPU time of all the system's processes / messages ({CPU_SOURCE}); memory = resident set of the master and all its children (idle after start, peak sampled every 100 ms); start = `postfix start` until smtpd answers.\n")
     L.append("| figure | Postern | Postfix | ratio |")
@@ -537,7 +539,7 @@ def write_report(res, path):
     L.append("## The issue's targets in this run\n")
     L.append("| target | this run | |")
     L.append("|---|---|---|")
-    for target, figure, met in targets(scale, tput, res.get("tls"), res.get("restricted")):
+    for target, figure, met in targets(scale, tput, res.get("tls"), res.get("restricted")) + drain.targets(res.get("drain")):
         L.append(f"| {target} | {figure} | {'met' if met else '**missed**'} |")
     L.append("\nWhy the missed ones are missed is in the findings below.\n")
     L.append("## Flush index micro-benchmark\n")
@@ -557,13 +559,18 @@ def microbench():
     return "\n".join(lines) if r.returncode == 0 else f"(cargo bench failed: {r.stderr.strip()[-300:]})"
 
 
+def drain_rows(systems):
+    return drain.run(systems, fill, etrn, wait_until, free_sink, settle, SINK_PORT)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small queues and loads, under 5 minutes")
     ap.add_argument("--output", default=DEFAULT_OUTPUT)
     ap.add_argument("--report-only", action="store_true", help="rewrite the report and the plot from the figures of the last run")
-    ap.add_argument("--only", choices=["tls", "restricted"],
-                    help="run only the TLS rows, or only a small acceptance row with a restriction list and relay_recipient_maps, and print their figures (no report written)")
+    ap.add_argument("--only", choices=["tls", "restricted", "drain"],
+                    help="run only the TLS rows, or only a small acceptance row with a restriction list and relay_recipient_maps, and print their figures (no report written); "
+                         "or only the big-customer drain rows (k up to 10,000), which replace those of the last run's figures and rewrite the report")
     args = ap.parse_args()
     if args.report_only:
         report(args.output)
@@ -585,6 +592,18 @@ def main():
             clean(systems, quiet_s=0)
         return
     clean(systems, quiet_s=5 if args.quick else 30)
+    if args.only == "drain":
+        try:
+            rows = drain_rows(systems)
+        finally:
+            clean(systems, quiet_s=0)
+        with open(results_path(args.output)) as f:
+            res = json.load(f)
+        res["drain"] = rows
+        with open(results_path(args.output), "w") as f:
+            json.dump(res, f, indent=1, sort_keys=True)
+        report(args.output)
+        return
     if args.only == "tls":
         try:
             tls = tls_rows(systems, args)
@@ -599,12 +618,14 @@ def main():
         print(f"acceptance with a restriction list and a {RELAY_RECIPIENTS}-entry relay_recipient_maps", flush=True)
         restricted = restricted_throughput(systems, args.sessions, args.messages, args.reps)
         tls = tls_rows(systems, args)
+        print("a big customer drains: ETRN for one site with k messages", flush=True)
+        drained = drain_rows(systems)
         scale = {}
         for n, d in sizes:
             print(f"ETRN at {n} queued over {d} domains", flush=True)
             scale[n] = etrn_scale(systems, n, d, probes)
         res = {"quick": args.quick, "sessions": args.sessions, "messages": args.messages, "reps": args.reps, "scale": scale, "tput": tput,
-               "restricted": restricted,
+               "restricted": restricted, "drain": drained,
                "tls": tls,
                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
                "versions": {"Postfix": systems[0].version(), "Postern": systems[1].version(),

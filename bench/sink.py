@@ -1,6 +1,8 @@
 """A threaded SMTP sink that records when each message arrived and for whom. Used where the
 benchmark needs per-message arrival times (ETRN latency); bulk relay runs use Postfix's
-smtp-sink instead."""
+smtp-sink instead. Started with `pipelining=True` it offers PIPELINING and also records how
+the client used its connections: how many at once at most, messages per connection, and how
+many transactions came pipelined (RCPT already sent with MAIL, before MAIL's reply)."""
 
 import socketserver
 import threading
@@ -27,21 +29,93 @@ class Recorder:
             return [t for t, r in self.arrivals if any(x.endswith(suffix) for x in r)]
 
 
+class Connections:
+    """How the client used its connections since the last reset."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.now, self.most, self.opened = 0, 0, 0
+            self.messages, self.transactions, self.pipelined = [], 0, 0
+
+    def open(self):
+        with self.lock:
+            self.now += 1
+            self.opened += 1
+            self.most = max(self.most, self.now)
+
+    def close(self, messages):
+        with self.lock:
+            self.now -= 1
+            if messages:
+                self.messages.append(messages)
+
+    def transaction(self, pipelined):
+        with self.lock:
+            self.transactions += 1
+            self.pipelined += pipelined
+
+    def summary(self):
+        with self.lock:
+            used = len(self.messages)
+            return {"opened": self.opened, "most_at_once": self.most,
+                    "messages_per_connection": sum(self.messages) / used if used else 0.0,
+                    "pipelined_share": self.pipelined / self.transactions if self.transactions else 0.0}
+
+
+class Lines:
+    """CRLF lines from a socket, read in large chunks, so that what the client sent ahead
+    (pipelined commands) can be seen."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def line(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return b""
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line + b"\n"
+
+    def ahead(self):
+        return self.buf
+
+
 class Handler(socketserver.StreamRequestHandler):
     def handle(self):
+        conns = self.server.connections
+        conns.open()
+        self.delivered = 0
+        try:
+            self.session()
+        finally:
+            conns.close(self.delivered)
+
+    def session(self):
         rec = self.server.recorder
+        pipelining = self.server.pipelining
         w = self.wfile
+        r = Lines(self.connection)
         w.write(b"220 sink.bench ESMTP\r\n")
         rcpts = []
         while True:
-            line = self.rfile.readline()
+            line = r.line()
             if not line:
                 return
             cmd = line.strip().upper()
-            if cmd.startswith(b"EHLO") or cmd.startswith(b"HELO"):
+            if cmd.startswith(b"EHLO") and pipelining:
+                w.write(b"250-sink.bench\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            elif cmd.startswith(b"EHLO") or cmd.startswith(b"HELO"):
                 w.write(b"250 sink.bench\r\n")
             elif cmd.startswith(b"MAIL"):
                 rcpts = []
+                self.server.connections.transaction(b"RCPT" in r.ahead().upper())
                 w.write(b"250 2.1.0 Ok\r\n")
             elif cmd.startswith(b"RCPT"):
                 rcpts.append(line.split(b":", 1)[1].strip().strip(b"<>").decode(errors="replace").lower())
@@ -49,10 +123,11 @@ class Handler(socketserver.StreamRequestHandler):
             elif cmd == b"DATA":
                 w.write(b"354 go ahead\r\n")
                 while True:
-                    d = self.rfile.readline()
+                    d = r.line()
                     if not d or d == b".\r\n":
                         break
                 rec.add(rcpts)
+                self.delivered += 1
                 w.write(b"250 2.0.0 Ok: queued\r\n")
             elif cmd == b"QUIT":
                 w.write(b"221 2.0.0 Bye\r\n")
@@ -68,8 +143,10 @@ class Server(socketserver.ThreadingTCPServer):
     request_queue_size = 256
 
 
-def start(port):
+def start(port, pipelining=False):
     srv = Server(("127.0.0.1", port), Handler)
     srv.recorder = Recorder()
+    srv.connections = Connections()
+    srv.pipelining = pipelining
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
