@@ -10,15 +10,15 @@ use crate::harness::{Install, run_env, text, wait_for};
 /// its parts, then the `message/delivery-status` part's field groups (the per-message fields
 /// first, then one group per recipient), each as (name, value) pairs.
 #[derive(Debug, serde::Deserialize)]
-struct Parsed {
-    report_type: String,
-    parts: Vec<String>,
-    status: Vec<Vec<(String, String)>>,
+pub(crate) struct Parsed {
+    pub(crate) report_type: String,
+    pub(crate) parts: Vec<String>,
+    pub(crate) status: Vec<Vec<(String, String)>>,
     /// The text of the returned headers or message (the third part).
-    returned: String,
+    pub(crate) returned: String,
 }
 
-fn parse_notice(data: &str) -> Parsed {
+pub(crate) fn parse_notice(data: &str) -> Parsed {
     let script = r#"
 import email, json, sys
 from email import policy
@@ -48,12 +48,12 @@ print(json.dumps({"report_type": m.get_param("report-type"), "parts": [p.get_con
 }
 
 /// The value of field `name` in a group of delivery-status fields.
-fn field<'a>(group: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(group: &'a [(String, String)], name: &str) -> Option<&'a str> {
     group.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 /// The notice about message `id` that the sink got for `subject` (its Subject: line).
-fn notice(sink: &Sink, id: &str, subject: &str) -> Received {
+pub(crate) fn notice(sink: &Sink, id: &str, subject: &str) -> Received {
     wait_for(subject, || {
         sink.messages()
             .into_iter()

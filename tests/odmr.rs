@@ -418,3 +418,123 @@ fn garbage_after_the_swap_and_a_customer_that_stops_reading() {
     assert!(deferred(&inst, &id) && indexed(&inst, &id));
     drop(c);
 }
+
+/// A provider whose notices reach the sender (`s@sender.test`) at `notices`, with `extra` in
+/// main.cf.
+fn provider_with_notices(notices: &Sink, extra: &str) -> (Install, u16, u16) {
+    provider_with(&format!("transport_maps = inline:{{sender.test=smtp:[127.0.0.1]:{}}}\n{extra}", notices.port), "")
+}
+
+/// One message from `s@sender.test` to u@customer.example with ENVID `envid` and the RCPT
+/// options `rcpt_options`, deferred and indexed.
+fn deferred_with_dsn(inst: &Install, port: u16, envid: &str, rcpt_options: &str, subject: &str) -> String {
+    let mut c = Client::connect(port);
+    c.cmd("EHLO sender.test");
+    assert_eq!(c.cmd(&format!("MAIL FROM:<s@sender.test> ENVID={envid}")), "250 2.1.0 Ok");
+    assert_eq!(c.cmd(&format!("RCPT TO:<u@customer.example> {rcpt_options}")), "250 2.1.5 Ok");
+    c.cmd("DATA");
+    let id = queued_id(&c.cmd(&format!("Subject: {subject}\r\n\r\nbody\r\n.")));
+    c.cmd("QUIT");
+    wait_for("the deferral", || indexed(inst, &id).then_some(()));
+    id
+}
+
+/// The customer, by hand, answering EHLO with `ehlo_reply`, up to the provider's (one) RCPT:
+/// the connection, and the MAIL and RCPT command lines it got.
+fn reversed_to_rcpt(odmr: u16, ehlo_reply: &str) -> (Client, String, String) {
+    let mut c = reversed(odmr, "customer.example");
+    assert!(c.cmd("220 customer.example ready").starts_with("EHLO "));
+    let mail = c.cmd(ehlo_reply);
+    let rcpt = c.cmd("250 2.1.0 Ok");
+    (c, mail, rcpt)
+}
+
+/// The customer takes the message: the MAIL and RCPT command lines it got.
+fn take_message(odmr: u16, ehlo_reply: &str) -> (String, String) {
+    let (mut c, mail, rcpt) = reversed_to_rcpt(odmr, ehlo_reply);
+    assert_eq!(c.cmd("250 2.1.5 Ok"), "DATA");
+    c.send_raw(b"354 go ahead\r\n");
+    while c.reply() != "." {}
+    assert_eq!(c.cmd("250 2.0.0 Ok: queued as X"), "QUIT");
+    c.send_raw(b"221 2.0.0 Bye\r\n");
+    (mail, rcpt)
+}
+
+/// NOTIFY=SUCCESS as in the queue manager: a customer whose server does not offer DSN
+/// cannot report the delivery, so the sender gets a success notice (`Action: relayed`) from
+/// the provider; one that offers DSN gets NOTIFY, ORCPT and ENVID, and no notice comes from
+/// here.
+#[test]
+fn notify_success_over_atrn_gets_a_success_notice_unless_the_customer_has_dsn() {
+    let notices = Sink::start(free_port());
+    let (inst, port, odmr) = provider_with_notices(&notices, "");
+    let options = "NOTIFY=SUCCESS ORCPT=rfc822;U+2Bx@customer.example";
+    let id = deferred_with_dsn(&inst, port, "odmr-1", options, "to a plain customer");
+    let (mail, rcpt) = take_message(odmr, "250 customer.example");
+    assert_eq!((mail.as_str(), rcpt.as_str()), ("MAIL FROM:<s@sender.test>", "RCPT TO:<u@customer.example>"));
+    inst.wait_log(&format!("{id}: removed"));
+    let n = crate::dsn::notice(&notices, &id, "Successful Mail Delivery Report");
+    assert_eq!((n.sender.as_str(), n.recipients.clone()), ("", vec!["s@sender.test".to_string()]));
+    let p = crate::dsn::parse_notice(&n.data);
+    assert_eq!(p.report_type, "delivery-status");
+    assert_eq!(p.parts, ["text/plain", "message/delivery-status", "text/rfc822-headers"]);
+    assert_eq!(crate::dsn::field(&p.status[0], "Original-Envelope-Id"), Some("odmr-1"));
+    assert_eq!(p.status.len(), 2, "{:?}", p.status);
+    let u = &p.status[1];
+    let field = |name| crate::dsn::field(u, name);
+    assert_eq!(
+        (field("Final-Recipient"), field("Original-Recipient"), field("Action"), field("Status")),
+        (Some("rfc822; u@customer.example"), Some("rfc822;U+x@customer.example"), Some("relayed"), Some("2.0.0"))
+    );
+    let via = "delivery via odmr:localhost[127.0.0.1]: 250 2.0.0 Ok: queued as X";
+    assert!(field("Diagnostic-Code").is_some_and(|d| d.contains(via)), "{u:?}");
+    assert!(p.returned.contains("Subject: to a plain customer"), "{}", p.returned);
+    inst.wait_log(&format!("{id}: sender delivery status notification: "));
+
+    let id = deferred_with_dsn(&inst, port, "odmr-2", options, "to a DSN customer");
+    let (mail, rcpt) = take_message(odmr, "250-customer.example\r\n250 DSN");
+    assert_eq!(mail, "MAIL FROM:<s@sender.test> ENVID=odmr-2");
+    assert_eq!(rcpt, "RCPT TO:<u@customer.example> ORCPT=rfc822;U+2Bx@customer.example NOTIFY=SUCCESS");
+    inst.wait_log(&format!("{id}: removed"));
+    assert_eq!(inst.log_count(&format!("{id}: sender delivery status notification")), 0, "{}", inst.log());
+    assert_eq!(notices.count(), 1, "the first message's notice only");
+}
+
+/// A message the customer defers (450 to its recipient) stays deferred; once it is older than
+/// `delay_warning_time` the provider sends its one delay notice, recorded in the queue file,
+/// so a second session that defers it again sends none.
+#[test]
+fn a_message_left_deferred_past_delay_warning_time_gets_one_delay_notice() {
+    let notices = Sink::start(free_port());
+    let (inst, port, odmr) = provider_with_notices(&notices, "delay_warning_time = 3s\n");
+    let queued = std::time::Instant::now();
+    let id = deferred_with_dsn(&inst, port, "odmr-3", "NOTIFY=DELAY", "kept waiting");
+    assert_eq!(inst.log_count("delay notification"), 0, "too young for the queue manager's notice");
+    // The warning time has to pass: nothing to wait on but the clock.
+    std::thread::sleep(std::time::Duration::from_secs(3).saturating_sub(queued.elapsed()));
+    let defer_once = || {
+        let (mut c, mail, rcpt) = reversed_to_rcpt(odmr, "250 customer.example");
+        assert_eq!((mail.as_str(), rcpt.as_str()), ("MAIL FROM:<s@sender.test>", "RCPT TO:<u@customer.example>"));
+        assert_eq!(c.cmd("450 4.2.0 <u@customer.example>: mailbox busy"), "QUIT");
+        c.send_raw(b"221 2.0.0 Bye\r\n");
+    };
+    defer_once();
+    inst.wait_log("reversed session done: messages=1 sent=0 bounced=0 deferred=1");
+    let n = crate::dsn::notice(&notices, &id, "Delayed Mail (still being retried)");
+    let p = crate::dsn::parse_notice(&n.data);
+    assert_eq!(p.parts, ["text/plain", "message/delivery-status", "text/rfc822-headers"]);
+    let u = &p.status[1];
+    let field = |name| crate::dsn::field(u, name);
+    assert_eq!(
+        (field("Final-Recipient"), field("Action"), field("Status")),
+        (Some("rfc822; u@customer.example"), Some("delayed"), Some("4.2.0"))
+    );
+    assert!(field("Diagnostic-Code").is_some_and(|d| d.contains("mailbox busy")), "{u:?}");
+    inst.wait_log(&format!("{id}: sender delay notification: "));
+    assert!(deferred(&inst, &id) && indexed(&inst, &id), "still deferred and indexed");
+
+    defer_once();
+    wait_for("the second session", || (inst.log_count("reversed session done: messages=1 sent=0 bounced=0 deferred=1") == 2).then_some(()));
+    assert_eq!(inst.log_count(&format!("{id}: sender delay notification")), 1, "{}", inst.log());
+    assert!(deferred(&inst, &id) && indexed(&inst, &id));
+}

@@ -1,10 +1,12 @@
 //! SMTPUTF8 (RFC 6531) end to end: smtpd offers it and takes UTF-8 addresses only from a client
 //! that declares it (Postfix's replies otherwise), the request is kept in the queue file and
 //! passed on to a next hop that offers SMTPUTF8; a next hop that does not gets the messages that
-//! need no SMTPUTF8, and the others bounce as Postfix bounces them. sendmail's mail asks for it
+//! need no SMTPUTF8, the others go to the next MX host and bounce as Postfix bounces them when
+//! no host offers it. sendmail's mail asks for it
 //! by itself (`smtputf8_autodetect_classes`). UTF-8 domains meet `relay_domains` and the flush
 //! logfiles in A-label form.
 
+use crate::harness::dnsmasq::Dnsmasq;
 use crate::harness::smtp::{Client, Sink, free_port, queued_id};
 use crate::harness::{Install, run_env, text, wait_for};
 
@@ -78,6 +80,61 @@ fn a_next_hop_without_smtputf8_gets_what_needs_none_and_the_rest_bounces() {
     assert!(mail_commands(&sink).iter().all(|m| !m.contains("SMTPUTF8")), "{:?}", mail_commands(&sink));
     assert_eq!(sink.count_containing("Subject: plain\r\n"), 1);
     assert_eq!(sink.messages().iter().filter(|m| m.sender.is_empty() && m.recipients == ["s@sender.test"]).count(), 1);
+}
+
+/// As Postfix's smtp_helo (since its fix of 20250824): a server without SMTPUTF8 is skipped for mail that
+/// requires it, and the next MX host gets the mail; only when the last one lacks it too does
+/// the mail bounce (5.6.7, naming that one).
+#[test]
+fn mail_that_needs_smtputf8_tries_the_next_mx_host_before_it_bounces() {
+    let dns_port = free_port();
+    let _dns = Dnsmasq::start(
+        dns_port,
+        &[
+            "--mx-host=utf8.example.test,u1.example.test,10",
+            "--mx-host=utf8.example.test,u2.example.test,20",
+            "--host-record=u1.example.test,127.0.0.71",
+            "--host-record=u2.example.test,127.0.0.72",
+            "--mx-host=none.example.test,n1.example.test,10",
+            "--mx-host=none.example.test,n2.example.test,20",
+            "--host-record=n1.example.test,127.0.0.73",
+            "--host-record=n2.example.test,127.0.0.74",
+        ],
+    );
+    let port = free_port();
+    let [u1, u2, n1, n2] = [71, 72, 73, 74].map(|host| Sink::start_on(&format!("127.0.0.{host}"), port));
+    u2.extensions.lock().unwrap().push("SMTPUTF8".into());
+    let smtpd = free_port();
+    let main = format!(
+        "smtp_dns_nameservers = 127.0.0.1:{dns_port}\nrelay_domains = example.test\n\
+         transport_maps = inline:{{utf8.example.test=smtp:utf8.example.test:{port}, none.example.test=smtp:none.example.test:{port}}}\n"
+    );
+    let mut inst = Install::new(&main, &crate::harness::mail_system_master_cf(smtpd));
+    inst.start();
+    let mut c = Client::connect(smtpd);
+    c.cmd("EHLO client.test");
+    let needs = |n: &str| {
+        "message requires SMTPUTF8, but no server was found that supports SMTPUTF8. The last attempted server was ".to_string() + n
+    };
+
+    // Plain mail first: the first MX host takes it, and its connection is kept.
+    let plain = queued_id(&send(&mut c, "MAIL FROM:<s@sender.test>", "RCPT TO:<u@utf8.example.test>", "Subject: plain\n\nbody\n"));
+    inst.wait_log(&format!("{plain}: to=<u@utf8.example.test>, relay=u1.example.test[127.0.0.71]:{port}"));
+    let id = queued_id(&send(&mut c, "MAIL FROM:<s@sender.test> SMTPUTF8", "RCPT TO:<zoë@utf8.example.test>", "Subject: next\n\nbody\n"));
+    let line = inst.wait_log(&format!("{id}: to=<zoë@utf8.example.test>, relay=u2.example.test[127.0.0.72]:{port}"));
+    assert!(line.contains("status=sent"), "{line}");
+    inst.wait_log(&format!("{id}: {}", needs("u1.example.test[127.0.0.71]")));
+    assert_eq!(mail_commands(&u2), ["MAIL FROM:<s@sender.test> SMTPUTF8"]);
+    // The kept connection does not serve it; a new one gets EHLO and QUIT only.
+    assert_eq!(mail_commands(&u1), ["MAIL FROM:<s@sender.test>"]);
+    assert_eq!(u1.connections.load(std::sync::atomic::Ordering::Relaxed), 2);
+
+    let id = queued_id(&send(&mut c, "MAIL FROM:<s@sender.test> SMTPUTF8", "RCPT TO:<zoë@none.example.test>", "Subject: none\n\nbody\n"));
+    let line = inst.wait_log(&format!("{id}: to=<zoë@none.example.test>, relay=n2.example.test[127.0.0.74]:{port}"));
+    assert!(line.ends_with(&format!("dsn=5.6.7, status=bounced ({})", needs("n2.example.test[127.0.0.74]"))), "{line}");
+    inst.wait_log(&format!("{id}: {}", needs("n1.example.test[127.0.0.73]")));
+    assert!(mail_commands(&n1).is_empty() && mail_commands(&n2).is_empty());
+    assert_eq!(n1.connections.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 #[test]

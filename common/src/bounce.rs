@@ -28,7 +28,10 @@ use std::time::{Duration, SystemTime};
 use crate::config::{ConfigError, ParamError, Params};
 use crate::datetime::{from_us, rfc5322, utc_stamp};
 use crate::dsn::{Notify, Ret};
-use crate::queue::file::{ClientInfo, Envelope, NewQueueFile, QueueError, Recipient, now_us, read_message_prefix};
+use crate::ipc::delivery::DeliveryResult;
+use crate::queue::file::{
+    ClientInfo, Envelope, NewQueueFile, Outcome, QueueError, Recipient, RecipientResult, append_delay_notice, now_us, read_message_prefix,
+};
 use crate::queue::{QueueId, QueueName, Spool};
 use crate::text::printable;
 use crate::{log_info, log_warning};
@@ -524,6 +527,71 @@ pub fn notify(
         send(copy, recipients);
     }
     queued
+}
+
+/// The notices one pass over a message owes: one failure notice, one success notice and the
+/// message's one delay notice, each for its recipients (empty: none).
+#[derive(Debug, Clone, Default)]
+pub struct Due {
+    pub failed: Vec<RecipientStatus>,
+    pub relayed: Vec<RecipientStatus>,
+    pub delayed: Vec<RecipientStatus>,
+}
+
+impl Due {
+    /// Note one delivery result of `rcpt`: a bounce for the failure notice, a recipient sent
+    /// to a next hop that did not take its NOTIFY for the success notice when it asked for
+    /// one (Postfix's `smtp_rcpt_done`: a next hop with DSN reports success itself). `relay`
+    /// is the next hop that took it (`delivery via ...`), empty when unknown.
+    pub fn note(&mut self, rcpt: &Recipient, r: &DeliveryResult, relay: &str) {
+        match r.outcome {
+            Outcome::Bounced => self.failed.push(RecipientStatus::of(rcpt, &r.dsn, &r.text)),
+            Outcome::Sent if !r.dsn_passed_on && Notify::wants(rcpt.notify, Notify::SUCCESS) => {
+                let via = if relay.is_empty() { r.text.clone() } else { format!("delivery via {relay}: {}", r.text) };
+                self.relayed.push(RecipientStatus::of(rcpt, &r.dsn, &via));
+            }
+            Outcome::Sent | Outcome::Deferred => {}
+        }
+    }
+
+    /// Send what is due about message `id` (in `path`, with `envelope`), and record a delay
+    /// notice in the queue file so that it is never sent again (the caller syncs the file
+    /// before it lets the message go). True when a notification was queued in `incoming`.
+    pub fn send(&self, spool: &Spool, cfg: &BounceConfig, id: &QueueId, path: &Path, envelope: &Envelope) -> bool {
+        let mut queued = false;
+        for (report, recipients) in [(Report::Failure, &self.failed), (Report::Success, &self.relayed), (Report::Delay, &self.delayed)] {
+            if !recipients.is_empty() {
+                queued |= notify(spool, cfg, report, id, path, envelope, recipients);
+            }
+        }
+        if !self.delayed.is_empty() {
+            // Recorded whether or not anyone wanted it: the question is settled for this message.
+            if let Err(e) = append_delay_notice(path, now_us()) {
+                log_warning!("{id}: record the delay notice: {e}");
+            }
+        }
+        queued
+    }
+}
+
+/// A message that stays deferred gets one delay notice once it is `delay_warning_time` old
+/// (zero: never), as Postfix's queue manager sends one when the message's warning time passes.
+pub fn delay_notice_due(delay_warning_time: Duration, age: Duration, already_sent: bool) -> bool {
+    !delay_warning_time.is_zero() && age >= delay_warning_time && !already_sent
+}
+
+/// The recipients a delay notice reports on: every one still pending, with its last result
+/// (or Postfix's text for one never tried).
+pub fn delayed_recipients<'a>(
+    pending: impl Iterator<Item = (usize, &'a Recipient)>,
+    last_result: impl Fn(usize) -> Option<&'a RecipientResult>,
+) -> Vec<RecipientStatus> {
+    pending
+        .map(|(i, r)| match last_result(i) {
+            Some(last) => RecipientStatus::of(r, &last.dsn, &last.text),
+            None => RecipientStatus::of(r, "4.0.0", "delivery temporarily suspended"),
+        })
+        .collect()
 }
 
 #[cfg(test)]

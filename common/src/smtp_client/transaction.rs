@@ -259,6 +259,21 @@ fn rcpt_command(address: &str, index: usize, dsn: Option<&Envelope>) -> String {
     cmd
 }
 
+/// Postfix's DELIVERY_REQUIRES_SMTPUTF8: the sender asked for SMTPUTF8 and this delivery has
+/// something that is not ASCII (the body does not count).
+pub fn requires_smtputf8(req: &DeliveryRequest, message: &[u8]) -> bool {
+    req.smtputf8 && smtputf8::derived(&req.sender, req.recipients.iter().map(|r| r.address.as_str()), message)
+}
+
+/// Why server `peer`, which does not offer SMTPUTF8, cannot take a delivery that requires it
+/// (Postfix's text; hard, but the smtp agent tries its next address first).
+pub fn lacks_smtputf8(peer: &str) -> Failure {
+    bounced(
+        "5.6.7",
+        format!("message requires SMTPUTF8, but no server was found that supports SMTPUTF8. The last attempted server was {peer}"),
+    )
+}
+
 /// MAIL, RCPT per recipient, DATA (no DATA for an address verification probe: the session is
 /// left for the next transaction's RSET, or QUIT). `dsn` is the message's envelope when the server offers DSN
 /// (RFC 3461): its requests go along with MAIL and RCPT, and a recipient it accepts is marked
@@ -275,13 +290,8 @@ pub async fn mail_transaction(
     let mut results = Vec::new();
     let t = &cfg.timeouts;
     let body = async {
-        // Postfix's DELIVERY_REQUIRES_SMTPUTF8: the sender asked for it and this delivery has
-        // something that is not ASCII (the body does not count).
-        let recipients = req.recipients.iter().map(|r| r.address.as_str());
-        if req.smtputf8 && !conn.smtputf8 && smtputf8::derived(&req.sender, recipients, message) {
-            let text =
-                format!("message requires SMTPUTF8, but no server was found that supports SMTPUTF8. The last attempted server was {peer}");
-            return Err(bounced("5.6.7", text));
+        if !conn.smtputf8 && requires_smtputf8(req, message) {
+            return Err(lacks_smtputf8(peer));
         }
         let utf8 = if req.smtputf8 && conn.smtputf8 { " SMTPUTF8" } else { "" };
         conn.timeout = t.mail;

@@ -14,8 +14,7 @@ use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, log_warning};
 
 use crate::config::{QmgrConfig, Route};
-use common::bounce::RecipientStatus;
-use common::dsn::Notify;
+use common::bounce::Due;
 
 /// A message in the active queue: its envelope and results, never its body (the delivery
 /// agent reads that from the queue file), so memory per message does not grow with its size.
@@ -25,11 +24,10 @@ pub struct ActiveMsg {
     pub(crate) active_us: u64,
     /// Delivery jobs not finished yet.
     pub(crate) outstanding: usize,
-    /// Recipients that bounced during this pass (for one notification).
-    pub(crate) failed: Vec<RecipientStatus>,
-    /// Recipients sent during this pass whose NOTIFY asks for a success notice, to a next hop
-    /// that did not take the request itself (for one success notice).
-    pub(crate) relayed: Vec<RecipientStatus>,
+    /// The notices this pass owes: recipients that bounced (for one notification), and ones
+    /// sent whose NOTIFY asks for a success notice, to a next hop that did not take the
+    /// request itself (for one success notice).
+    pub(crate) due: Due,
     /// Domains with deferred recipients (for the flush service).
     pub(crate) deferred_domains: BTreeSet<String>,
 }
@@ -158,14 +156,7 @@ pub fn own_result(index: usize, outcome: Outcome, dsn: &str, text: &str) -> Deli
 
 impl ActiveMsg {
     pub fn new(a: Activated, outstanding: usize) -> ActiveMsg {
-        ActiveMsg {
-            qf: a.qf,
-            active_us: a.active_us,
-            outstanding,
-            failed: Vec::new(),
-            relayed: Vec::new(),
-            deferred_domains: BTreeSet::new(),
-        }
+        ActiveMsg { qf: a.qf, active_us: a.active_us, outstanding, due: Due::default(), deferred_domains: BTreeSet::new() }
     }
 
     /// Note results (logging them when `log`: the agents log their own); returns what is to
@@ -199,18 +190,10 @@ impl ActiveMsg {
             if probe {
                 continue;
             }
-            match r.outcome {
-                Outcome::Bounced => self.failed.push(RecipientStatus::of(&rcpt, &r.dsn, &r.text)),
-                Outcome::Deferred => {
-                    self.deferred_domains.insert(lookup_domain(&rcpt.address));
-                }
-                // Postfix's smtp_rcpt_done: a next hop with DSN reports success itself.
-                Outcome::Sent if !r.dsn_passed_on && Notify::wants(rcpt.notify, Notify::SUCCESS) => {
-                    let via = if r.relay.is_empty() { r.text.clone() } else { format!("delivery via {}: {}", r.relay, r.text) };
-                    self.relayed.push(RecipientStatus::of(&rcpt, &r.dsn, &via));
-                }
-                Outcome::Sent => {}
+            if r.outcome == Outcome::Deferred {
+                self.deferred_domains.insert(lookup_domain(&rcpt.address));
             }
+            self.due.note(&rcpt, &r, &r.relay);
         }
         appended
     }
@@ -257,7 +240,7 @@ mod tests {
         // Recording them notes the bounce and the deferred domain, and appends both.
         let mut m = ActiveMsg::new(a, 1);
         assert_eq!(m.record(&id, adm.settled, true, &cfg.probes).len(), 2);
-        assert_eq!((m.failed.len(), m.failed[0].text.as_str()), (1, "no such domain"));
+        assert_eq!((m.due.failed.len(), m.due.failed[0].text.as_str()), (1, "no such domain"));
         assert!(m.deferred_domains.contains("slow.example"));
         // Deferred is not final: b and c are still pending.
         assert_eq!(m.qf.pending().count(), 2);

@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::datetime::from_us;
-use common::queue::file::{Envelope, Outcome, RecipientResult, append_delay_notice, now_us};
+use common::queue::file::{Envelope, Outcome, RecipientResult};
 use common::queue::{QueueId, QueueName};
 use common::{log_info, log_warning};
 
 use crate::active::{ActiveMsg, append_results};
 use crate::config::QmgrConfig;
 use crate::defer::{defer_file, flush_sites, retry_delay};
-use common::bounce::{RecipientStatus, Report, notify};
+use common::bounce::{Due, RecipientStatus, delay_notice_due, delayed_recipients};
 
 /// Disk work for the worker: finish one message as decided.
 #[derive(Debug)]
@@ -35,11 +35,9 @@ pub struct FinishJob {
     pub pending: Vec<usize>,
     /// Past its queue lifetime with recipients pending: return them.
     pub expired: bool,
-    pub failed: Vec<RecipientStatus>,
-    /// Sent recipients due a success notice.
-    pub relayed: Vec<RecipientStatus>,
-    /// Deferred recipients due the message's one delay notice (`delay_warning_time`).
-    pub delayed: Vec<RecipientStatus>,
+    /// The notices: failures, successes, and the deferred recipients due the message's one
+    /// delay notice (`delay_warning_time`).
+    pub due: Due,
     /// When deferred, the next attempt.
     pub retry_at: SystemTime,
     pub deferred_domains: BTreeSet<String>,
@@ -64,12 +62,6 @@ pub fn expired(pending: bool, age: Duration, lifetime: Duration) -> bool {
     pending && age >= lifetime
 }
 
-/// A message that stays deferred gets one delay notice once it is `delay_warning_time` old
-/// (zero: never), as Postfix's queue manager sends one when the message's warning time passes.
-pub fn delay_notice_due(delay_warning_time: Duration, age: Duration, already_sent: bool) -> bool {
-    !delay_warning_time.is_zero() && age >= delay_warning_time && !already_sent
-}
-
 /// Decide how message `id`, whose requests have all ended, is finished at `now`: expired or
 /// not, due its delay notice or not, and when its next attempt would be.
 pub fn plan(cfg: &Arc<QmgrConfig>, id: QueueId, msg: ActiveMsg, now: SystemTime) -> FinishJob {
@@ -79,34 +71,25 @@ pub fn plan(cfg: &Arc<QmgrConfig>, id: QueueId, msg: ActiveMsg, now: SystemTime)
     let pending: Vec<usize> = if probe { Vec::new() } else { msg.qf.pending().map(|(i, _)| i).collect() };
     let age = now.duration_since(from_us(msg.qf.envelope.arrival_us)).unwrap_or_default();
     let expired = expired(!pending.is_empty(), age, lifetime(cfg, &msg.qf.envelope.sender));
-    let delayed = if !expired && !probe && delay_notice_due(cfg.bounce.delay_warning_time, age, msg.qf.delay_notified) {
-        msg.qf
-            .pending()
-            .map(|(i, r)| match msg.qf.last_result(i) {
-                Some(last) => RecipientStatus::of(r, &last.dsn, &last.text),
-                None => RecipientStatus::of(r, "4.0.0", "delivery temporarily suspended"),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let mut due = msg.due;
+    if !expired && !probe && delay_notice_due(cfg.bounce.delay_warning_time, age, msg.qf.delay_notified) {
+        due.delayed = delayed_recipients(msg.qf.pending(), |i| msg.qf.last_result(i));
+    }
     FinishJob {
         expired,
-        delayed,
+        due,
         retry_at: now + retry_delay(age, cfg.minimal_backoff, cfg.maximal_backoff),
         cfg: cfg.clone(),
         id,
         envelope: msg.qf.envelope,
         pending,
-        failed: msg.failed,
-        relayed: msg.relayed,
         deferred_domains: msg.deferred_domains,
     }
 }
 
 /// Worker side: finish a message. `None` when the scheduler need not hear about it.
 pub fn finish(job: FinishJob) -> Option<Finished> {
-    let FinishJob { cfg, id, envelope, pending, expired, mut failed, relayed, delayed, retry_at, deferred_domains } = job;
+    let FinishJob { cfg, id, envelope, pending, expired, mut due, retry_at, deferred_domains } = job;
     let spool = &cfg.spool;
     let path = spool.path(QueueName::Active, &id);
     if expired {
@@ -116,25 +99,15 @@ pub fn finish(job: FinishJob) -> Option<Finished> {
             .map(|index| RecipientResult { index: *index, outcome: Outcome::Bounced, dsn: "4.4.7".into(), text: "message expired".into() })
             .collect();
         append_results(&path, &id, &results);
-        failed.extend(
+        due.failed.extend(
             pending
                 .iter()
                 .filter_map(|i| envelope.recipients.get(*i))
                 .map(|r| RecipientStatus::of(r, "4.4.7", "delivery temporarily suspended; message expired")),
         );
     }
-    let mut notice_queued = !failed.is_empty() && notify(&cfg.spool, &cfg.bounce, Report::Failure, &id, &path, &envelope, &failed);
-    if !relayed.is_empty() {
-        notice_queued |= notify(&cfg.spool, &cfg.bounce, Report::Success, &id, &path, &envelope, &relayed);
-    }
-    if !delayed.is_empty() {
-        notice_queued |= notify(&cfg.spool, &cfg.bounce, Report::Delay, &id, &path, &envelope, &delayed);
-        // Recorded whether or not anyone wanted it: the question is settled for this message.
-        // The file is synced when it moves to `deferred`.
-        if let Err(e) = append_delay_notice(&path, now_us()) {
-            log_warning!("{id}: record the delay notice: {e}");
-        }
-    }
+    // A delay notice is recorded in the file, which is synced when it moves to `deferred`.
+    let notice_queued = due.send(&cfg.spool, &cfg.bounce, &id, &path, &envelope);
     let report = |flush_sites: Vec<String>| {
         (notice_queued || !flush_sites.is_empty()).then(|| Finished { id: id.clone(), notice_queued, flush_sites })
     };

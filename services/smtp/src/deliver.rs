@@ -1,6 +1,8 @@
 //! One delivery request: screen the envelope, read the message, then a kept connection to the
 //! next hop or new ones to its addresses in order (within `smtp_mx_address_limit` and
-//! `smtp_mx_session_limit`); every recipient gets a result, and Postfix's delivery line.
+//! `smtp_mx_session_limit`); every recipient gets a result, and Postfix's delivery line. A
+//! delivery that requires SMTPUTF8 skips servers that do not offer it, and bounces (5.6.7)
+//! only when the last address does not either.
 
 use std::time::Instant;
 
@@ -17,7 +19,7 @@ use common::smtp_client::nexthop::parse_nexthop;
 use common::smtp_client::open::{Opening, open};
 use common::smtp_client::starttls::Peer;
 use common::smtp_client::tls_policy::Invalid;
-use common::smtp_client::transaction::{Failure, Loop, bounced, deferred, mail_transaction, reset};
+use common::smtp_client::transaction::{Failure, Loop, bounced, deferred, lacks_smtputf8, mail_transaction, requires_smtputf8, reset};
 
 /// Deliver one request; never fails as a whole: every recipient gets a result.
 pub async fn deliver(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) -> Vec<DeliveryResult> {
@@ -124,11 +126,18 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
             return parts;
         }
     };
+    let needs_smtputf8 = requires_smtputf8(&req, &queued.message);
     if let Some(mut c) = cache.check_out(&req.nexthop).await {
+        // A server without SMTPUTF8 does not serve a delivery that requires it (in Postfix the
+        // requirement is part of the cache key): the connection stays for other mail, and
+        // this one tries the next hop's addresses.
+        if needs_smtputf8 && !c.conn.smtputf8 {
+            cache.check_in(&req.nexthop, c);
+        }
         // A connection the server closed meanwhile fails here; then we connect afresh. A
         // plaintext connection never serves a destination whose policy requires TLS (it may
         // be one from before a reload that changed the policy): it is closed.
-        if (c.conn.is_tls() || !policy.level.requires_tls()) && reset(&cfg.client.session, &mut c.conn).await {
+        else if (c.conn.is_tls() || !policy.level.requires_tls()) && reset(&cfg.client.session, &mut c.conn).await {
             let dsn = c.dsn.then_some(&queued.envelope);
             let (results, healthy) = mail_transaction(&cfg.client.session, &req, &mut c.conn, &c.peer, &queued.message, dsn).await;
             let (relay, uses) = (c.relay.clone(), c.uses + 1);
@@ -191,6 +200,21 @@ async fn attempt(cfg: &AgentConfig, cache: &ConnCache, req: &DeliveryRequest) ->
                 continue;
             }
         };
+        // Postfix's smtp_helo: a server without SMTPUTF8 fails a delivery that requires it,
+        // softly at any address but the last (the mail goes on to the next; a handshake
+        // failure, so not counted as a session), for good at the last one. The connection is
+        // not kept: it cannot serve such mail.
+        if needs_smtputf8 && !conn.smtputf8 {
+            conn.timeout = cfg.client.session.timeouts.quit;
+            let _ = conn.command("QUIT").await;
+            let f = lacks_smtputf8(&peer);
+            if final_server {
+                parts.push(Attempt { relay, ..Attempt::failed(&pending.recipients, &f, setup) });
+                return parts;
+            }
+            log_info!("{}: {}", pending.queue_id, f.text);
+            continue;
+        }
         sessions += 1;
         let (results, healthy) =
             mail_transaction(&cfg.client.session, &pending, &mut conn, &peer, &queued.message, dsn.then_some(&queued.envelope)).await;

@@ -47,8 +47,13 @@
 //! with `MAIL FROM:<...> SMTPUTF8` to a server that offers it. A server that does not offer it
 //! still gets the deliveries that need nothing of it; one that needs it (the sender, a
 //! recipient of the delivery or a header is not ASCII: Postfix's `DELIVERY_REQUIRES_SMTPUTF8`)
-//! bounces with Postfix's `5.6.7 message requires SMTPUTF8, but no server was found that
-//! supports SMTPUTF8. The last attempted server was host[addr]`.
+//! goes on to the next MX host or address, as in Postfix: the skipped server gets QUIT (its
+//! connection is not kept), the log says `ID: message requires SMTPUTF8, but no server was
+//! found that supports SMTPUTF8. The last attempted server was host[addr]`, and it does not
+//! count towards `smtp_mx_session_limit`. When the last address lacks SMTPUTF8 too, the
+//! delivery bounces with that text (5.6.7); a kept connection without SMTPUTF8 is left for
+//! other mail. Unlike Postfix, which looks at the first EHLO reply, the check is on the reply
+//! after STARTTLS and AUTH, the one of the session that would carry the mail.
 //! Address verification probes (see verify(8)) get MAIL and RCPT only, never DATA (Postfix's
 //! `smtp_address_verify_target = rcpt`); the connection is kept for the next transaction's RSET
 //! or closed with QUIT. Each result goes to the verify service (`address_verify_service_name`)
@@ -139,8 +144,7 @@
 //! thread: a large message holds up the other deliveries for the time of the read. The null
 //! MX status is RFC 7505's 5.1.10, where Postfix's smtp client says 5.1.0 (its smtpd says
 //! 5.1.10). As in Postfix, the stuffed dot does not count towards `smtp_line_length_limit`.
-//! A server without SMTPUTF8 ends the delivery that needs it at once, where Postfix tries the
-//! next MX host first; there is no downgrade (nor does Postfix have one).
+//! A delivery that needs SMTPUTF8 has no downgrade (nor does Postfix have one).
 
 /// Owns the idle connections between deliveries and their expiry (an actix actor).
 pub mod cache;

@@ -271,7 +271,12 @@
 //! get one transaction; the results are appended to the queue file before the claim ends;
 //! recipients refused with 5xx are returned to the sender with the queue manager's notification
 //! (`common::bounce`, queued in `incoming`, bounce(8)-style, `notify_classes`,
-//! `bounce_size_limit`); a message with nothing pending is removed, one with recipients left stays
+//! `bounce_size_limit`); as the queue manager does, a recipient with `NOTIFY=SUCCESS` delivered to
+//! a customer whose server does not offer DSN gets a success notice (`Action: relayed`, `delivery
+//! via odmr:name[addr]: ...`; with DSN the customer gets NOTIFY, ORCPT, ENVID and RET and
+//! reports itself), and a message left deferred past `delay_warning_time` gets its one delay
+//! notice (recorded in the queue file, so neither the queue manager nor another session sends
+//! it again); a message with nothing pending is removed, one with recipients left stays
 //! in `deferred` (results synced) and is listed with the flush service again; at the end the
 //! delivered IDs are dropped from the index (`Forget`), so the next ATRN costs only what still
 //! waits. A customer that goes away, a time-out, or a crash or `kill -9` of smtpd ends the session
@@ -288,7 +293,7 @@
 //! not allowed`, `<id>: from=<...>, size=N, nrcpt=N (queue odmr)`, one delivery line per
 //! recipient with `relay=odmr:name[addr]` (`status=sent|deferred`), `<id>: removed`,
 //! `ATRN from name[addr]: reversed session failed: TEXT` (greeting or EHLO refused),
-//! `<id>: sender non-delivery notification: <id>`,
+//! `<id>: sender non-delivery notification: <id>` (also `delivery status`, `delay`),
 //! `ATRN from name[addr]: reversed session done: messages=N sent=N bounced=N deferred=N`, and the usual
 //! `disconnect from ... ehlo=1 auth=1 atrn=1 commands=3`.
 //! `connect from name[addr]`, `<id>: client=name[addr]` (`, sasl_method=M, sasl_username=U`
@@ -351,7 +356,8 @@
 //! `smtp_rcpt_timeout`, `smtp_data_init_timeout`, `smtp_data_xfer_timeout`,
 //! `smtp_data_done_timeout`, `smtp_rset_timeout`, `smtp_quit_timeout`, `smtp_line_length_limit`;
 //! for its notifications `notify_classes`, `bounce_size_limit`, `myorigin`,
-//! `2bounce_notice_recipient`, `double_bounce_sender`.
+//! `2bounce_notice_recipient`, `double_bounce_sender`, `delay_warning_time`,
+//! `delay_notice_recipient`, `maximal_queue_lifetime`.
 //!
 //! # Bugs
 //! Client host names are not looked up: `localhost` for loopback clients, `unknown` otherwise.

@@ -9,8 +9,10 @@
 //! every move out of `deferred` (queue manager, flush service, postsuper) leaves a claimed file
 //! alone. So a message is never delivered by the queue manager and this session at once, nor
 //! by two sessions for one domain. Results are appended to the queue file before the claim
-//! ends; refused recipients get the queue manager's notification; a message with nothing
-//! pending is removed; one with recipients left stays deferred
+//! ends; refused recipients, ones that asked for a success notice from a customer whose
+//! server does not offer DSN, and a message left deferred past `delay_warning_time` get the
+//! queue manager's notices (the delay notice once per message, recorded in the queue file); a
+//! message with nothing pending is removed; one with recipients left stays deferred
 //! and is listed with the flush service again. A crash or a lost customer ends the claims with
 //! the process or the message: what was not delivered is still deferred and still indexed.
 
@@ -18,7 +20,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::bounce::{BounceConfig, RecipientStatus, Report, notify};
+use common::bounce::{BounceConfig, Due, delay_notice_due, delayed_recipients};
 use common::config::{ConfigError, Params};
 use common::domain::{Site, lookup_domain};
 use common::ipc::delivery::{DeliveryRecipient, DeliveryRequest};
@@ -46,7 +48,7 @@ pub struct OdmrConfig {
     pub session: SessionConfig,
     /// `smtp_helo_timeout`: for the customer's greeting and the EHLO reply.
     pub helo_timeout: Duration,
-    /// For the notifications of recipients the customer refuses.
+    /// For the notices about what the session delivers, refuses and leaves deferred.
     pub bounce: BounceConfig,
 }
 
@@ -380,11 +382,11 @@ async fn deliver(s: &Session<'_>, odmr: &OdmrConfig, on: Reversed<'_>, c: Claime
     let (results, healthy) = mail_transaction(&odmr.session, &req, conn, peer, &c.qf.message, dsn.then_some(&c.qf.envelope)).await;
     let xmit = start.elapsed().as_secs_f64();
     tally.messages += 1;
-    let results: Vec<RecipientResult> =
-        results.into_iter().map(|r| RecipientResult { index: r.index, outcome: r.outcome, dsn: r.dsn, text: r.text }).collect();
+    let mut due = Due::default();
     let before = start_us.saturating_sub(c.qf.envelope.arrival_us) as f64 / 1e6;
     for r in &results {
         let Some(rcpt) = c.qf.envelope.recipients.get(r.index) else { continue };
+        due.note(rcpt, r, relay);
         match r.outcome {
             Outcome::Sent => tally.sent += 1,
             Outcome::Bounced => tally.bounced += 1,
@@ -404,8 +406,10 @@ async fn deliver(s: &Session<'_>, odmr: &OdmrConfig, on: Reversed<'_>, c: Claime
             })
         );
     }
+    let results: Vec<RecipientResult> =
+        results.into_iter().map(|r| RecipientResult { index: r.index, outcome: r.outcome, dsn: r.dsn, text: r.text }).collect();
     let id = c.id.clone();
-    let finished = finish(s.cfg.spool.clone(), odmr.bounce.clone(), c, results).await;
+    let finished = finish(s.cfg.spool.clone(), odmr.bounce.clone(), c, results, due).await;
     if finished.removed {
         removed.push(id.to_string());
     }
@@ -448,11 +452,12 @@ struct Finished {
     removed: bool,
 }
 
-/// Append the results while the claim is held; return the refused recipients to the sender
-/// (the queue manager's notification, queued in `incoming`); then remove a message with
-/// nothing pending, or make the results durable for one that stays deferred. The claim ends
-/// here.
-async fn finish(spool: Spool, bounce: BounceConfig, c: Claimed, results: Vec<RecipientResult>) -> Finished {
+/// Append the results while the claim is held; send the notices the queue manager would
+/// (failures, successes where the customer did not take NOTIFY, the message's one delay
+/// notice once it is `delay_warning_time` old and stays deferred; queued in `incoming`); then
+/// remove a message with nothing pending, or make the results durable for one that stays
+/// deferred. The claim ends here.
+async fn finish(spool: Spool, bounce: BounceConfig, c: Claimed, results: Vec<RecipientResult>, mut due: Due) -> Finished {
     tokio::task::spawn_blocking(move || {
         let Claimed { id, claim, mut qf, .. } = c;
         for r in &results {
@@ -460,14 +465,13 @@ async fn finish(spool: Spool, bounce: BounceConfig, c: Claimed, results: Vec<Rec
                 log_warning!("{id}: record delivery status: {e}");
             }
         }
-        let failed: Vec<RecipientStatus> = results
-            .iter()
-            .filter(|r| r.outcome == Outcome::Bounced)
-            .filter_map(|r| qf.envelope.recipients.get(r.index).map(|rcpt| RecipientStatus::of(rcpt, &r.dsn, &r.text)))
-            .collect();
         qf.results.extend(results);
-        let notice_queued = !failed.is_empty() && notify(&spool, &bounce, Report::Failure, &id, &claim.path, &qf.envelope, &failed);
         let pending: BTreeSet<String> = qf.pending().map(|(_, r)| lookup_domain(&r.address)).collect();
+        let age = Duration::from_micros(now_us().saturating_sub(qf.envelope.arrival_us));
+        if !pending.is_empty() && delay_notice_due(bounce.delay_warning_time, age, qf.delay_notified) {
+            due.delayed = delayed_recipients(qf.pending(), |i| qf.last_result(i));
+        }
+        let notice_queued = due.send(&spool, &bounce, &id, &claim.path, &qf.envelope);
         if pending.is_empty() {
             let removed = match std::fs::remove_file(&claim.path) {
                 Ok(()) => {
