@@ -112,6 +112,11 @@ pub struct Envelope {
     /// MAIL's `ENVID=`, decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envid: Option<String>,
+    /// The submitter's full name for the `From:` header cleanup adds (Postfix's
+    /// `REC_TYPE_FULL`): `sendmail -F`, `NAME`, or the password file's; as given, unsanitized.
+    /// Absent in files written before it, and for mail that has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fullname: Option<String>,
 }
 
 /// What happened to one recipient.

@@ -567,6 +567,7 @@ impl<'a> Session<'a> {
             verify_probe: false,
             ret: self.dsn_ret,
             envid: self.dsn_envid.clone(),
+            fullname: None,
         }))
     }
 
