@@ -801,6 +801,7 @@ mod tests {
         env.envid = Some("QQ314159".into());
         env.recipients[0].notify = Notify::parse("SUCCESS,DELAY");
         env.recipients[0].orcpt = Some("rfc822;A@example.net".into());
+        env.fullname = Some("Jo Bloggs".into());
         let (_t, spool) = spool();
         let id = write_new(&spool, QueueName::Incoming, &env, b"x").unwrap();
         assert_eq!(read(&spool.path(QueueName::Incoming, &id)).unwrap().envelope, env);
@@ -811,6 +812,7 @@ mod tests {
             (qf.envelope.ret, qf.envelope.envid, qf.envelope.recipients[0].notify, qf.envelope.recipients[0].orcpt.clone()),
             (None, None, None, None)
         );
+        assert_eq!(qf.envelope.fullname, None, "no full name either");
         // A stored NOTIFY that is not RFC 3461 syntax makes the file corrupt, not a guess.
         let bad = old.replace(r#""address":"a@example.net""#, r#""address":"a@example.net","notify":"NEVER,DELAY""#);
         assert!(decode(format!("{MAGIC}{bad}\n{:020}\nx\nEND\n", 1).as_bytes(), Path::new("q")).is_err());
