@@ -107,10 +107,12 @@
 //! the `smtpd_timeout` deadline. A queued message resets the error and junk counters.
 //! MAIL takes `SIZE`, `BODY=7BIT|8BITMIME`, `SMTPUTF8` and the DSN requests of RFC 3461 `RET=FULL|HDRS`
 //! and `ENVID=xtext`; RCPT takes `NOTIFY=NEVER` or `NOTIFY=` a list of `SUCCESS`, `FAILURE` and
-//! `DELAY`, and `ORCPT=addr-type;xtext`; each at most once, with Postfix's replies for bad ones
-//! (`501 5.5.4 Bad RET parameter syntax`, `501 5.5.4 Bad ENVID parameter syntax`, `501 5.5.4
-//! Error: Bad NOTIFY parameter syntax`, `501 5.5.4 Error: Bad ORCPT parameter syntax`; an ENVID
-//! or ORCPT must decode to printable ASCII). They are kept in the queue file, a recipient without
+//! `DELAY`, and `ORCPT=addr-type;xtext` (for the `utf-8` type of RFC 6533 the address is
+//! `\x{HEX}`-escaped, or UTF-8 as it is, as Postfix takes it); each at most once, with
+//! Postfix's replies for bad ones (`501 5.5.4 Bad RET parameter syntax`, `501 5.5.4 Bad ENVID
+//! parameter syntax`, `501 5.5.4 Error: Bad NOTIFY parameter syntax`, `501 5.5.4 Error: Bad
+//! ORCPT parameter syntax`; an ENVID must decode to printable ASCII, an ORCPT to printable
+//! text, ASCII but for the `utf-8` type). They are kept in the queue file, a recipient without
 //! ORCPT getting `rfc822;` and its address as received, as in Postfix. Any other option gets
 //! `555 5.5.4 Unsupported option: ...`. Addresses with control characters are refused (501); HELO
 //! names are made printable before they reach a `Received:` header, and every log line is.
