@@ -50,7 +50,9 @@
 //! With `message_size_limit = 0` there is no size cap: a maildrop file is read whole, as large
 //! as it is (the queue file writer takes a whole message). A file that never becomes ready
 //! (`sendmail` killed between writing and releasing it) stays in `maildrop` unlisted and
-//! untouched, as in Postfix; remove it by hand.
+//! untouched, as in Postfix; remove it by hand. SMTPUTF8 autodetection looks at the message's
+//! own header section, not at the headers of its MIME parts (Postfix's cleanup looks at those
+//! too).
 //!
 //! # Configuration parameters
 //! `message_size_limit`, `myhostname`, `mail_name`, `undisclosed_recipients_header`,

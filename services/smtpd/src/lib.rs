@@ -131,7 +131,8 @@
 //! from name[addr] in MAIL command: <addr>`), while a UTF-8 local part is let through as Postfix
 //! lets it, unless `strict_smtputf8` (`553 5.6.7 Must declare SMTPUTF8 to send unicode
 //! address`). With `smtpd` in `smtputf8_autodetect_classes` mail with a UTF-8 envelope address
-//! asks for SMTPUTF8 by itself. A UTF-8 domain meets `relay_domains` and the access tables in
+//! or header asks for SMTPUTF8 by itself (the queue file's envelope, written before the
+//! headers arrive, has room for the request). A UTF-8 domain meets `relay_domains` and the access tables in
 //! A-label form (`xn--bcher-kva.example`).
 //!
 //! # Headers
@@ -367,7 +368,8 @@
 //! `smtpd_forbid_unauth_pipelining` is not implemented. In Postern's log lines the queue ID of
 //! a transaction is `NOQUEUE` until the end of DATA (Postfix names it from the first accepted
 //! RCPT).
-//! No BDAT. smtpd's SMTPUTF8 autodetection looks at the envelope only, not at the headers.
+//! No BDAT. SMTPUTF8 autodetection looks at the message's own header section, not at the
+//! headers of its MIME parts (Postfix's cleanup looks at those too).
 //! `mydestination` is not delivered locally. TLS: TLSv1.2 and
 //! TLSv1.3 only; one key and chain (no RSA plus ECDSA pair); no client certificates, cipher
 //! grades, session cache database or new-TLS-session rate limit; with an RSA key the
