@@ -80,13 +80,7 @@ impl BounceConfig {
         let limit = p.int("bounce_size_limit")?;
         let size_limit =
             u64::try_from(limit).map_err(|_| ParamError::Int { name: "bounce_size_limit".into(), value: limit.to_string() })?;
-        let from_standard = match p.get("header_from_format")?.trim() {
-            "standard" => true,
-            "obsolete" => false,
-            other => {
-                return Err(ConfigError::value("header_from_format", format!("unknown value \"{other}\": specify standard or obsolete")));
-            }
-        };
+        let from_standard = !crate::cleanup::header_from_obsolete(p)?;
         let templates = template::load(p).map_err(|e| ConfigError::value("bounce_template_file", e.to_string()))?;
         Ok(BounceConfig {
             myhostname: p.get("myhostname")?,

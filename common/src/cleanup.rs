@@ -318,16 +318,8 @@ const ENCODED_WORD_MAX: usize = 75;
 
 impl FromFormat {
     pub fn from_params(p: &Params) -> Result<FromFormat, ConfigError> {
-        const FORMAT: &str = "header_from_format";
         const CHARSET: &str = "full_name_encoding_charset";
-        let format = p.get(FORMAT)?;
-        let obsolete = if format.eq_ignore_ascii_case("standard") {
-            false
-        } else if format.eq_ignore_ascii_case("obsolete") {
-            true
-        } else {
-            return Err(ConfigError::value(FORMAT, format!("invalid setting: \"{FORMAT} = {format}\"")));
-        };
+        let obsolete = header_from_obsolete(p)?;
         // Postfix finds a bad charset only when it encodes a name, and then writes none; a
         // setting that can never work is refused here instead.
         let charset = p.get(CHARSET)?;
@@ -336,6 +328,22 @@ impl FromFormat {
             return Err(ConfigError::value(CHARSET, format!("invalid charset name: \"{charset}\"")));
         }
         Ok(FromFormat { obsolete, charset })
+    }
+}
+
+/// `header_from_format` (any case, as Postfix reads it): `obsolete` (`From: address (Full
+/// Name)`) rather than `standard` (`From: Full Name <address>`); for every `From:` Postern
+/// writes, cleanup's and the notifications'.
+pub fn header_from_obsolete(p: &Params) -> Result<bool, ConfigError> {
+    const NAME: &str = "header_from_format";
+    let format = p.get(NAME)?;
+    let format = format.trim();
+    if format.eq_ignore_ascii_case("standard") {
+        Ok(false)
+    } else if format.eq_ignore_ascii_case("obsolete") {
+        Ok(true)
+    } else {
+        Err(ConfigError::value(NAME, format!("invalid setting: \"{NAME} = {format}\" (specify standard or obsolete)")))
     }
 }
 
@@ -570,6 +578,24 @@ mod tests {
         o.fullname = name("Jane", &obsolete);
         o.sender = "";
         assert_eq!(from(&o), "MAILER-DAEMON\r\n");
+    }
+
+    #[test]
+    fn from_format_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = |text: &str| {
+            let main = crate::config::MainCf::parse(text, &dir.path().join("main.cf")).unwrap();
+            Params::from_parts(dir.path(), main, &[])
+        };
+        assert_eq!(FromFormat::from_params(&params("")).unwrap(), FromFormat::default());
+        let f = FromFormat::from_params(&params("header_from_format = Obsolete\nfull_name_encoding_charset = iso-8859-1\n")).unwrap();
+        assert_eq!(f, FromFormat { obsolete: true, charset: "iso-8859-1".into() });
+        let e = FromFormat::from_params(&params("header_from_format = fancy\n")).unwrap_err().to_string();
+        assert!(e.contains("header_from_format") && e.contains("invalid setting"), "{e}");
+        for bad in ["", "utf?8", "a b", &"x".repeat(38)] {
+            let e = FromFormat::from_params(&params(&format!("full_name_encoding_charset = {bad}\n"))).unwrap_err().to_string();
+            assert!(e.contains("full_name_encoding_charset"), "{bad:?}: {e}");
+        }
     }
 
     #[test]
