@@ -138,7 +138,8 @@ fn send_with_dsn(port: u16, subject: &str) -> String {
     c.cmd("EHLO client.test");
     assert_eq!(c.cmd("MAIL FROM:<s@sender.test> RET=HDRS ENVID=QQ+2B314159"), "250 2.1.0 Ok");
     assert_eq!(c.cmd("RCPT TO:<a@customer.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;A+2Bx@customer.example"), "250 2.1.5 Ok");
-    assert_eq!(c.cmd("RCPT TO:<b@customer.example>"), "250 2.1.5 Ok");
+    // RFC 6533's utf-8 type, in lowercase hex: passed on in Postfix's form.
+    assert_eq!(c.cmd("RCPT TO:<b@customer.example> ORCPT=utf-8;B\\x{e9}b@customer.example"), "250 2.1.5 Ok");
     c.cmd("DATA");
     let id = queued_id(&c.cmd(&format!("Subject: {subject}\r\n\r\nbody\r\n.")));
     c.cmd("QUIT");
@@ -157,7 +158,7 @@ fn a_next_hop_that_offers_dsn_gets_the_requests_and_one_that_does_not_gets_none(
         [
             "MAIL FROM:<s@sender.test> ENVID=QQ+2B314159 RET=HDRS",
             "RCPT TO:<a@customer.example> ORCPT=rfc822;A+2Bx@customer.example NOTIFY=SUCCESS,DELAY",
-            "RCPT TO:<b@customer.example> ORCPT=rfc822;b@customer.example",
+            "RCPT TO:<b@customer.example> ORCPT=utf-8;B\\x{E9}b@customer.example",
         ]
     );
     let m = &sink.messages()[0];
@@ -204,6 +205,7 @@ fn a_failure_notice_honours_notify_ret_envid_and_orcpt() {
         "RCPT TO:<reject-b@customer.example> NOTIFY=NEVER",
         "RCPT TO:<reject-c@customer.example>",
         "RCPT TO:<reject-d@customer.example> NOTIFY=SUCCESS,DELAY",
+        "RCPT TO:<reject-f@customer.example> ORCPT=utf-8;R\\x{e9}f@customer.example",
     ] {
         assert_eq!(c.cmd(rcpt), "250 2.1.5 Ok", "{rcpt}");
     }
@@ -231,6 +233,8 @@ fn a_failure_notice_honours_notify_ret_envid_and_orcpt() {
         [
             (Some("rfc822; reject-a@customer.example"), Some("rfc822;Alias+a@customer.example"), Some("failed")),
             (Some("rfc822; reject-c@customer.example"), Some("rfc822;reject-c@customer.example"), Some("failed")),
+            // A 7-bit report: the utf-8 address in its 7-bit form.
+            (Some("rfc822; reject-f@customer.example"), Some("utf-8;R\\x{E9}f@customer.example"), Some("failed")),
         ],
         "NEVER and a NOTIFY without FAILURE get no notice"
     );

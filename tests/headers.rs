@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::datetime::{rfc5322, utc_stamp};
 
 use crate::harness::smtp::{Client, Sink, free_port, queued_id};
-use crate::harness::{Install, run_env, text, wait_for};
+use crate::harness::{Install, run_cli, run_env, text, wait_for};
 
 const HOST: &str = "mx.headers.test";
 
@@ -43,7 +43,8 @@ fn sendmail_gets_pickup_s_received_header_and_the_missing_headers() {
     let sink = Sink::start(free_port());
     let (mut inst, _port) = Install::mail_system(&format!("myhostname = {HOST}\n"), sink.port);
     inst.stop();
-    let out = run_env("sendmail", &inst.etc, &["-f", "me@sender.test", "u@customer.example"], b"Subject: local\n\nbody\n");
+    let out =
+        run_env("sendmail", &inst.etc, &["-f", "me@sender.test", "-F", "Jo Bloggs", "u@customer.example"], b"Subject: local\n\nbody\n");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let dropped = inst.queue_files("maildrop");
     let maildrop_id = dropped[0].file_name().unwrap().to_str().unwrap().to_string();
@@ -56,10 +57,47 @@ fn sendmail_gets_pickup_s_received_header_and_the_missing_headers() {
     let mid = added_message_id(&id);
     let uid = nix::unistd::getuid();
     let want = format!(
-        "Received: by {HOST} (Postern, from userid {uid})\r\n\tid {maildrop_id}; {date}\r\nSubject: local\r\nMessage-Id: <{mid}>\r\nDate: {date}\r\nFrom: me@sender.test\r\n\r\nbody\r\n"
+        "Received: by {HOST} (Postern, from userid {uid})\r\n\tid {maildrop_id}; {date}\r\nSubject: local\r\nMessage-Id: <{mid}>\r\nDate: {date}\r\nFrom: Jo Bloggs <me@sender.test>\r\n\r\nbody\r\n"
     );
     assert_eq!(m.data, want);
     inst.wait_log(&format!("{id}: message-id=<{mid}>"));
+}
+
+/// Without `-F`, the full name is the password file's (root's GECOS field, up to its first
+/// comma), or `NAME`'s; `header_from_format = obsolete` puts it after the address. The queue
+/// file keeps it for postcat.
+#[test]
+fn sendmail_without_f_takes_the_name_from_the_password_file_or_name() {
+    let sink = Sink::start(free_port());
+    let (mut inst, _port) = Install::mail_system(&format!("myhostname = {HOST}\n"), sink.port);
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().unwrap();
+    let gecos = user.gecos.to_str().unwrap().split(',').next().unwrap().to_string();
+    assert!(!gecos.is_empty() && !gecos.contains(['&', ';', '%', '"', '(', '.']), "a GECOS name this test can predict: {gecos:?}");
+    inst.stop();
+    let out = run_env("sendmail", &inst.etc, &["-f", "me@sender.test", "u@customer.example"], b"Subject: gecos\n\nbody\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = inst.queue_files("maildrop")[0].file_name().unwrap().to_str().unwrap().to_string();
+    let postcat = run_cli("postcat", &inst.etc, &["-e", "-q", &id]);
+    assert!(text(&postcat.stdout).contains(&format!("\nsender_fullname: {gecos}\nsender: me@sender.test\n")), "{}", text(&postcat.stdout));
+    // NAME comes first; with the obsolete format the name is a comment after the address.
+    let main = std::fs::read_to_string(inst.etc.join("main.cf")).unwrap();
+    std::fs::write(inst.etc.join("main.cf"), format!("{main}header_from_format = obsolete\n")).unwrap();
+    let mut child = std::process::Command::new(crate::harness::bin("sendmail"))
+        .env("MAIL_CONFIG", &inst.etc)
+        .env("NAME", "J\u{f6}rg (the) Bloggs")
+        .args(["-f", "me@sender.test", "u@customer.example"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"Subject: name\n\nbody\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    inst.start();
+    wait_for("delivery", || (sink.count() == 2).then_some(()));
+    let msgs = sink.messages();
+    let from = |subject: &str| line_value(&msgs.iter().find(|m| m.data.contains(subject)).unwrap().data, "From: ").to_string();
+    // Both are picked up under the obsolete format.
+    assert_eq!(from("Subject: gecos"), format!("me@sender.test ({gecos})"));
+    assert_eq!(from("Subject: name"), "me@sender.test (=?utf-8?Q?J=C3=B6rg_=28the=29_Bloggs?=)");
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! that declares it (Postfix's replies otherwise), the request is kept in the queue file and
 //! passed on to a next hop that offers SMTPUTF8; a next hop that does not gets the messages that
 //! need no SMTPUTF8, the others go to the next MX host and bounce as Postfix bounces them when
-//! no host offers it. sendmail's mail asks for it
-//! by itself (`smtputf8_autodetect_classes`). UTF-8 domains meet `relay_domains` and the flush
+//! no host offers it. sendmail's mail asks for it by itself (`smtputf8_autodetect_classes`),
+//! smtpd's when that says so, for an address or a header. UTF-8 domains meet `relay_domains`
+//! and the flush
 //! logfiles in A-label form.
 
 use crate::harness::dnsmasq::Dnsmasq;
@@ -148,6 +149,43 @@ fn sendmail_s_utf8_mail_asks_for_smtputf8_by_itself() {
         wait_for("delivery", || (sink.count_containing(&format!("Subject: {subject}\r\n")) == 1).then_some(()));
     }
     assert_eq!(mail_commands(&sink), ["MAIL FROM:<s@sender.test> SMTPUTF8", "MAIL FROM:<s@sender.test>"]);
+}
+
+/// With `smtpd` in `smtputf8_autodetect_classes`, a client's mail asks for SMTPUTF8 when a
+/// header is UTF-8, also one that comes after the first 64 KiB of headers (the envelope is on
+/// disk by then); a UTF-8 body is no reason. Without it, nothing is autodetected.
+#[test]
+fn smtpd_s_autodetection_looks_at_the_headers_too() {
+    let filler: String = (0..1500).map(|i| format!("X-Filler-{i}: {}\n", "x".repeat(40))).collect();
+    for (classes, autodetected) in [("smtpd", true), ("sendmail, verify", false)] {
+        let sink = sink(true);
+        let (inst, port) = Install::mail_system(&format!("smtputf8_autodetect_classes = {classes}\n"), sink.port);
+        let mut c = Client::connect(port);
+        c.cmd("EHLO client.test");
+        let messages = [
+            ("s1@sender.test", "Subject: grüße\n\nbody\n".to_string()),
+            ("s2@sender.test", format!("Subject: long\n{filler}X-Last: café\n\nbody\n")),
+            ("s3@sender.test", "Subject: plain\n\nbodé\n".to_string()),
+        ];
+        for (sender, message) in &messages {
+            queued_id(&send(&mut c, &format!("MAIL FROM:<{sender}>"), "RCPT TO:<u@customer.example>", message));
+        }
+        wait_for("delivery", || (sink.count() == 3).then_some(()));
+        let mut got = mail_commands(&sink);
+        got.sort();
+        let keyword = if autodetected { " SMTPUTF8" } else { "" };
+        assert_eq!(
+            got,
+            [
+                format!("MAIL FROM:<s1@sender.test>{keyword}"),
+                format!("MAIL FROM:<s2@sender.test>{keyword}"),
+                "MAIL FROM:<s3@sender.test>".into()
+            ],
+            "{classes}"
+        );
+        assert_eq!(sink.count_containing("X-Last: café\r\n"), 1, "the long one arrives whole");
+        drop(inst);
+    }
 }
 
 #[test]

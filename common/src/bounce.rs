@@ -3,7 +3,8 @@
 //! `delay_warning_time`, success notices for ones relayed to a next hop without DSN. The sender
 //! hears only of recipients whose `NOTIFY=` asks for that notice (RFC 3461: without NOTIFY,
 //! failures and delays); `ENVID=` and `ORCPT=` appear as `Original-Envelope-Id:` and
-//! `Original-Recipient:`, and `RET=HDRS` returns only the headers. Delay and success notices
+//! `Original-Recipient:` (a `utf-8` ORCPT in RFC 6533's 7-bit form, since the report is a
+//! `message/delivery-status` part), and `RET=HDRS` returns only the headers. Delay and success notices
 //! always return only the headers. A notification to the sender has the null sender; when that one fails
 //! in turn, the postmaster gets a copy (a double bounce, when `notify_classes` asks for it)
 //! from `double_bounce_sender`, and mail from that address that fails is discarded with a
@@ -82,13 +83,7 @@ impl BounceConfig {
         let limit = p.int("bounce_size_limit")?;
         let size_limit =
             u64::try_from(limit).map_err(|_| ParamError::Int { name: "bounce_size_limit".into(), value: limit.to_string() })?;
-        let from_standard = match p.get("header_from_format")?.trim() {
-            "standard" => true,
-            "obsolete" => false,
-            other => {
-                return Err(ConfigError::value("header_from_format", format!("unknown value \"{other}\": specify standard or obsolete")));
-            }
-        };
+        let from_standard = !crate::cleanup::header_from_obsolete(p)?;
         let templates = template::load(p).map_err(|e| ConfigError::value("bounce_template_file", e.to_string()))?;
         Ok(BounceConfig {
             myhostname: p.get("myhostname")?,
@@ -369,7 +364,7 @@ pub fn build(
     for r in recipients {
         out.push_str(&format!("\r\nFinal-Recipient: rfc822; {}\r\n", safe(&r.address)));
         if let Some(orcpt) = &r.orcpt {
-            out.push_str(&format!("Original-Recipient: {}\r\n", safe(orcpt)));
+            out.push_str(&format!("Original-Recipient: {}\r\n", safe(&crate::dsn::orcpt_field(orcpt))));
         }
         out.push_str(&format!(
             "Action: {}\r\nStatus: {}\r\nDiagnostic-Code: X-Postern; {}\r\n",

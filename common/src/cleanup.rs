@@ -191,10 +191,18 @@ pub struct Originator<'a> {
     pub myhostname: &'a str,
     /// The envelope sender (empty: the null sender).
     pub sender: &'a str,
-    /// The submitter's full name (`sendmail -F`, or the password file's).
-    pub fullname: Option<&'a str>,
+    /// The submitter's full name (`sendmail -F`, `NAME`, or the password file's).
+    pub fullname: Option<FullName<'a>>,
     /// `undisclosed_recipients_header` (empty: none).
     pub undisclosed_recipients: &'a str,
+}
+
+/// A full name for the `From:` header, and how to write it.
+#[derive(Debug, Clone, Copy)]
+pub struct FullName<'a> {
+    /// As given (controls and all: it is cleaned up here).
+    pub name: &'a str,
+    pub format: &'a FromFormat,
 }
 
 /// What cleanup adds and logs at the end of the header section.
@@ -247,39 +255,208 @@ pub fn header_end(seen: &HeaderSeen, add_missing: bool, o: &Originator<'_>) -> H
     HeaderEnd { headers, log }
 }
 
-/// `addr`, or `name <addr>` with the full name (quoted when it is not all atoms), folded as
-/// Postfix's `cleanup_fold_header` does: on one line when the header stays under 70
-/// characters, else the address on a line of its own.
+/// The `From:` header cleanup adds, before folding: `From: addr`, or with a full name
+/// `From: name\n<addr>` (`header_from_format = standard`) or `From: addr\n(name)`
+/// (`obsolete`); the null sender is `MAILER-DAEMON`, never with a name.
 fn from_value(prefix: &str, o: &Originator<'_>) -> String {
     let addr = if o.sender.is_empty() { "MAILER-DAEMON" } else { o.sender };
-    match o.fullname.map(str::trim).filter(|n| !n.is_empty() && !o.sender.is_empty()) {
-        Some(name) => {
-            let name = phrase(name);
-            let first = format!("{prefix}From: {name}");
-            let sep = if first.chars().count() + 1 + addr.chars().count() + 2 < 70 { " " } else { "\r\n\t" };
-            format!("{first}{sep}<{addr}>")
-        }
+    let name = o.fullname.filter(|_| !o.sender.is_empty()).and_then(|f| Some((fullname_text(f.name, f.format)?, f.format.obsolete)));
+    let header = match name {
+        Some((name, true)) => format!("{prefix}From: {addr}\n({name})"),
+        Some((name, false)) => format!("{prefix}From: {name}\n<{addr}>"),
         None => format!("{prefix}From: {addr}"),
+    };
+    fold_header(&header)
+}
+
+/// Postfix's `cleanup_fold_header`: the pieces between `\n`s go on one line as long as it
+/// stays under 70 bytes, else a piece starts a new line (with a TAB).
+fn fold_header(header: &str) -> String {
+    let mut out = String::with_capacity(header.len() + 8);
+    let mut line_len = 0;
+    for (i, piece) in header.split('\n').enumerate() {
+        if i > 0 {
+            if line_len + 1 + piece.len() < 70 {
+                out.push(' ');
+                line_len += 1;
+            } else {
+                out.push_str("\r\n\t");
+                line_len = 0;
+            }
+        }
+        out.push_str(piece);
+        line_len += piece.len();
+    }
+    out
+}
+
+/// How cleanup writes a full name into the `From:` header it adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromFormat {
+    /// `header_from_format = obsolete`: `From: address (Full Name)`; `standard`: `From: Full
+    /// Name <address>`.
+    pub obsolete: bool,
+    /// `full_name_encoding_charset`: the charset RFC 2047 encoded words name for a full name
+    /// that is not ASCII.
+    pub charset: String,
+}
+
+impl Default for FromFormat {
+    fn default() -> Self {
+        FromFormat { obsolete: false, charset: "utf-8".into() }
     }
 }
 
-/// A display name as RFC 5322 wants it: as it is when it is atoms and spaces, else quoted
-/// (with `"` and `\` escaped). Control characters never reach a header.
-fn phrase(name: &str) -> String {
-    let name = crate::text::printable(name, ' ');
-    let atext = |c: char| c.is_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c);
-    if name.chars().all(atext) {
-        return name.into_owned();
+/// RFC 822's specials (Postfix's `LEX_822_SPECIALS`).
+const RFC822_SPECIALS: &str = "()<>@,;:\\\".[]";
+
+/// Bytes that RFC 2047 forbids in a charset name.
+const RFC2047_ESPECIALS: &str = "()<>@,;:\\\"/[]?.=";
+
+/// An encoded word is at most this long (RFC 2047 2).
+const ENCODED_WORD_MAX: usize = 75;
+
+impl FromFormat {
+    pub fn from_params(p: &Params) -> Result<FromFormat, ConfigError> {
+        const CHARSET: &str = "full_name_encoding_charset";
+        let obsolete = header_from_obsolete(p)?;
+        // Postfix finds a bad charset only when it encodes a name, and then writes none; a
+        // setting that can never work is refused here instead.
+        let charset = p.get(CHARSET)?;
+        let token = |c: char| c.is_ascii_graphic() && !RFC2047_ESPECIALS.contains(c);
+        if charset.is_empty() || charset.len() > ENCODED_WORD_MAX / 2 || !charset.chars().all(token) {
+            return Err(ConfigError::value(CHARSET, format!("invalid charset name: \"{charset}\"")));
+        }
+        Ok(FromFormat { obsolete, charset })
     }
-    let mut out = String::from("\"");
-    for c in name.chars() {
+}
+
+/// `header_from_format` (any case, as Postfix reads it): `obsolete` (`From: address (Full
+/// Name)`) rather than `standard` (`From: Full Name <address>`); for every `From:` Postern
+/// writes, cleanup's and the notifications'.
+pub fn header_from_obsolete(p: &Params) -> Result<bool, ConfigError> {
+    const NAME: &str = "header_from_format";
+    let format = p.get(NAME)?;
+    let format = format.trim();
+    if format.eq_ignore_ascii_case("standard") {
+        Ok(false)
+    } else if format.eq_ignore_ascii_case("obsolete") {
+        Ok(true)
+    } else {
+        Err(ConfigError::value(NAME, format!("invalid setting: \"{NAME} = {format}\" (specify standard or obsolete)")))
+    }
+}
+
+/// The full name as header text, as Postfix's cleanup makes it: controls become spaces, runs
+/// of spaces one, none at the ends; ASCII goes in as a phrase (quoted when it has a special)
+/// or a comment (with balanced parentheses), other text as RFC 2047 encoded words (pieces
+/// separated by `\n`, where the header may be folded). `None` when nothing is left.
+pub fn fullname_text(raw: &str, format: &FromFormat) -> Option<String> {
+    let mut clean = String::with_capacity(raw.len());
+    for c in raw.chars().map(|c| if c.is_ascii_control() { ' ' } else { c }) {
+        if c != ' ' || !(clean.is_empty() || clean.ends_with(' ')) {
+            clean.push(c);
+        }
+    }
+    let clean = clean.trim_end_matches(' ');
+    if clean.is_empty() {
+        return None;
+    }
+    if !clean.is_ascii() {
+        return rfc2047_encode(clean, !format.obsolete, &format.charset);
+    }
+    if format.obsolete {
+        return ascii_comment(clean);
+    }
+    // RFC 822's specials, and `%!` (address operators once), make a quoted string.
+    if !clean.contains(|c: char| c == '%' || c == '!' || RFC822_SPECIALS.contains(c)) {
+        return Some(clean.to_string());
+    }
+    let mut quoted = String::from("\"");
+    for c in clean.chars() {
         if c == '"' || c == '\\' {
-            out.push('\\');
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    Some(quoted)
+}
+
+/// Comment text: `\` escapes stay (a lone one at the end goes), a `)` without its `(` is
+/// dropped and the missing `)`s are added.
+fn ascii_comment(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len() + 2);
+    let mut open = 0usize;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(next) => {
+                    out.push(c);
+                    out.push(next);
+                    continue;
+                }
+                None => break,
+            },
+            '(' => open += 1,
+            ')' if open == 0 => continue,
+            ')' => open -= 1,
+            _ => {}
         }
         out.push(c);
     }
-    out.push('"');
-    out
+    out.extend(std::iter::repeat_n(')', open));
+    (!out.trim().is_empty()).then_some(out)
+}
+
+/// Postfix's `rfc2047_encode`: quoted-printable words when the text is short or mostly needs
+/// no encoding, else base64; each word at most 75 bytes, words separated by `\n`. In a phrase
+/// the Q encoding spares only letters, digits and `!*+-/`; in a comment it also spares what a
+/// comment may hold except `()\`. A phrase that starts with `"` is not encoded (`None`).
+fn rfc2047_encode(text: &str, phrase: bool, charset: &str) -> Option<String> {
+    use base64::Engine;
+    const ALWAYS: &str = " =?_";
+    // RFC 2047 5: in a phrase even some of atext must be encoded (erratum 4).
+    let specials = if phrase { format!("{ALWAYS}{RFC822_SPECIALS}#$%&'?^`{{|}}~") } else { format!("{ALWAYS}()\\") };
+    if phrase && text.starts_with('"') {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let encode = |b: u8| !b.is_ascii() || b.is_ascii_control() || specials.as_bytes().contains(&b);
+    let base64 = bytes.len() >= 20 && bytes.iter().filter(|&&b| encode(b) || b.is_ascii_whitespace()).count() >= bytes.len() / 2;
+    let prolog = format!("=?{charset}?{}?", if base64 { 'B' } else { 'Q' });
+    let room = ENCODED_WORD_MAX - 2 - prolog.len();
+    let mut out = String::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&prolog);
+        if base64 {
+            let take = (3 * (room / 4)).min(rest.len());
+            out.push_str(&base64::engine::general_purpose::STANDARD.encode(&rest[..take]));
+            rest = &rest[take..];
+        } else {
+            let mut left = room;
+            while let Some((&b, tail)) = rest.split_first() {
+                let piece = match b {
+                    b' ' => "_".to_string(),
+                    b if encode(b) => format!("={b:02X}"),
+                    b => char::from(b).to_string(),
+                };
+                if piece.len() > left {
+                    break;
+                }
+                left -= piece.len();
+                out.push_str(&piece);
+                rest = tail;
+            }
+        }
+        out.push_str("?=");
+    }
+    Some(out)
 }
 
 /// Where the header section of a whole message ends: the offset of the line that ends it
@@ -384,15 +561,94 @@ mod tests {
         let id = QueueId::parse("ABC123").unwrap();
         let (_, seen) = scan_headers(b"Subject: s\n\n");
         let mut o = originator(&id);
-        o.fullname = Some("Jane Doe");
-        assert!(header_end(&seen, true, &o).headers.ends_with("\r\nFrom: Jane Doe <me@example.org>\r\n"));
-        o.fullname = Some("J. \"Q\" Doe\r\nBcc: x");
-        assert!(header_end(&seen, true, &o).headers.ends_with("\r\nFrom: \"J. \\\"Q\\\" Doe  Bcc: x\" <me@example.org>\r\n"));
+        let (standard, obsolete) = (FromFormat::default(), FromFormat { obsolete: true, ..FromFormat::default() });
+        let name = |name, format| Some(FullName { name, format });
+        let from = |o: &Originator<'_>| header_end(&seen, true, o).headers.split_once("\r\nFrom: ").unwrap().1.to_string();
+        o.fullname = name("Jane Doe", &standard);
+        assert_eq!(from(&o), "Jane Doe <me@example.org>\r\n");
+        o.fullname = name("J. \"Q\" Doe\r\nBcc: x", &standard);
+        assert_eq!(from(&o), "\"J. \\\"Q\\\" Doe Bcc: x\" <me@example.org>\r\n");
         let long = "A Rather Long Full Name That Goes On And On And On";
-        o.fullname = Some(long);
-        assert!(header_end(&seen, true, &o).headers.ends_with(&format!("\r\nFrom: {long}\r\n\t<me@example.org>\r\n")));
+        o.fullname = name(long, &standard);
+        assert_eq!(from(&o), format!("{long}\r\n\t<me@example.org>\r\n"));
+        o.fullname = name(" \t ", &standard);
+        assert_eq!(from(&o), "me@example.org\r\n", "nothing left of the name");
+        o.fullname = name("Jane (the) Doe)", &obsolete);
+        assert_eq!(from(&o), "me@example.org (Jane (the) Doe)\r\n");
+        o.fullname = name("Jane", &obsolete);
         o.sender = "";
-        assert!(header_end(&seen, true, &o).headers.ends_with("From: MAILER-DAEMON\r\n"));
+        assert_eq!(from(&o), "MAILER-DAEMON\r\n");
+    }
+
+    #[test]
+    fn from_format_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = |text: &str| {
+            let main = crate::config::MainCf::parse(text, &dir.path().join("main.cf")).unwrap();
+            Params::from_parts(dir.path(), main, &[])
+        };
+        assert_eq!(FromFormat::from_params(&params("")).unwrap(), FromFormat::default());
+        let f = FromFormat::from_params(&params("header_from_format = Obsolete\nfull_name_encoding_charset = iso-8859-1\n")).unwrap();
+        assert_eq!(f, FromFormat { obsolete: true, charset: "iso-8859-1".into() });
+        let e = FromFormat::from_params(&params("header_from_format = fancy\n")).unwrap_err().to_string();
+        assert!(e.contains("header_from_format") && e.contains("invalid setting"), "{e}");
+        for bad in ["", "utf?8", "a b", &"x".repeat(38)] {
+            let e = FromFormat::from_params(&params(&format!("full_name_encoding_charset = {bad}\n"))).unwrap_err().to_string();
+            assert!(e.contains("full_name_encoding_charset"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn full_names_as_postfix_writes_them() {
+        struct Case {
+            name: &'static str,
+            obsolete: bool,
+            want: Option<&'static str>,
+        }
+        let cases = [
+            Case { name: "abc def", obsolete: false, want: Some("abc def") },
+            Case { name: "  abc \t\x07 def ", obsolete: false, want: Some("abc def") },
+            Case { name: "foo@bar", obsolete: false, want: Some("\"foo@bar\"") },
+            Case { name: "50% off", obsolete: false, want: Some("\"50% off\"") },
+            Case { name: "back\\slash", obsolete: false, want: Some("\"back\\\\slash\"") },
+            Case { name: "O'Brien", obsolete: false, want: Some("O'Brien") },
+            Case { name: " ", obsolete: false, want: None },
+            Case { name: "", obsolete: true, want: None },
+            Case { name: ")foo )bar", obsolete: true, want: Some("foo bar") },
+            Case { name: "(foo (bar", obsolete: true, want: Some("(foo (bar))") },
+            Case { name: "foo\\bar", obsolete: true, want: Some("foo\\bar") },
+            Case { name: "foo\\", obsolete: true, want: Some("foo") },
+            Case { name: "foo\\\\", obsolete: true, want: Some("foo\\\\") },
+            // Not ASCII: RFC 2047 words, Q for short text.
+            Case { name: "J\u{f6}rg M\u{fc}ller", obsolete: false, want: Some("=?utf-8?Q?J=C3=B6rg_M=C3=BCller?=") },
+            Case { name: "J\u{f6}rg (x)", obsolete: true, want: Some("=?utf-8?Q?J=C3=B6rg_=28x=29?=") },
+            Case { name: "J\u{f6}rg #1", obsolete: false, want: Some("=?utf-8?Q?J=C3=B6rg_=231?=") },
+            Case { name: "\"J\u{f6}rg\"", obsolete: false, want: None },
+            // Mostly encoded and not short (19 bytes would be): base64.
+            Case {
+                name: "\u{41f}\u{451}\u{442}\u{440} \u{418}\u{43b}\u{44c}\u{438}\u{447} \u{427}\u{430}\u{439}\u{43a}\u{43e}\u{432}\u{441}\u{43a}\u{438}\u{439}",
+                obsolete: false,
+                want: Some("=?utf-8?B?0J/RkdGC0YAg0JjQu9GM0LjRhyDQp9Cw0LnQutC+0LLRgdC60LjQuQ==?="),
+            },
+        ];
+        for c in &cases {
+            let format = FromFormat { obsolete: c.obsolete, ..FromFormat::default() };
+            assert_eq!(fullname_text(c.name, &format).as_deref(), c.want, "{:?}", c.name);
+        }
+        // Long text: words of at most 75 bytes, separated where the header may fold.
+        let long = "\u{e9}".repeat(40);
+        let words = fullname_text(&long, &FromFormat::default()).unwrap();
+        assert!(words.split('\n').all(|w| w.len() <= 75 && w.starts_with("=?utf-8?B?") && w.ends_with("?=")), "{words}");
+        let decoded: Vec<u8> = words
+            .split('\n')
+            .flat_map(|w| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(&w[10..w.len() - 2]).unwrap()
+            })
+            .collect();
+        assert_eq!(decoded, long.as_bytes());
+        let q = fullname_text(&format!("{}\u{e9}", "a".repeat(70)), &FromFormat::default()).unwrap();
+        assert_eq!(q, format!("=?utf-8?Q?{}?=\n=?utf-8?Q?{}=C3=A9?=", "a".repeat(63), "a".repeat(7)));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Delivery status notification requests (RFC 3461): the `RET` and `ENVID` parameters of MAIL,
-//! the `NOTIFY` and `ORCPT` parameters of RCPT, and the xtext encoding they travel in. smtpd
+//! the `NOTIFY` and `ORCPT` parameters of RCPT, and the xtext encoding they travel in (for an
+//! ORCPT of the `utf-8` address type, RFC 6533's `\x{HEX}` form instead). smtpd
 //! parses them from clients, the queue file keeps them, the smtp client passes them on to a next
 //! hop that offers DSN, and the queue manager asks them which notices a sender wants.
 
@@ -156,23 +157,99 @@ pub fn parse_envid(value: &str) -> Option<String> {
     xtext_decode(value).filter(|v| !v.is_empty())
 }
 
+/// Decode RFC 6533's utf-8-addr-xtext and utf-8-addr-unitext, as Postfix's `uxtext_unquote`:
+/// `\x{HEX}` is the character with that code point, other characters (UTF-8 too) stand for
+/// themselves. `None` for a bad escape, and for a decoded text with a control character.
+pub fn uxtext_decode(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let c = match rest.strip_prefix("\\x{") {
+            Some(escape) => {
+                let (hex, after) = escape.split_once('}')?;
+                if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                rest = after;
+                char::from_u32(u32::from_str_radix(hex, 16).ok()?)?
+            }
+            // A `\` that starts no escape, as Postfix takes it, is itself.
+            None => {
+                rest = &rest[c.len_utf8()..];
+                c
+            }
+        };
+        if c.is_control() {
+            return None;
+        }
+        out.push(c);
+    }
+    Some(out)
+}
+
+/// Encode `text` as utf-8-addr-xtext (RFC 6533 3), as Postfix's smtp client does for every
+/// next hop: printable ASCII other than `\`, `+` and `=` as it is, everything else as
+/// `\x{HEX}`. Being 7-bit, it is valid utf-8-addr-unitext too, so it suits a next hop with
+/// or without SMTPUTF8.
+pub fn uxtext_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_graphic() && !matches!(c, '\\' | '+' | '=') {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\x{{{:02X}}}", u32::from(c)));
+        }
+    }
+    out
+}
+
+/// The `utf-8` address type (RFC 6533), in any case.
+fn is_utf8_type(kind: &str) -> bool {
+    kind.eq_ignore_ascii_case("utf-8")
+}
+
 /// `ORCPT=addr-type;xtext`: decoded to `addr-type;address` (`rfc822;user@example.com`), as
-/// the `Original-Recipient:` field of a notice shows it.
+/// the `Original-Recipient:` field of a notice shows it. The `utf-8` type's address is
+/// utf-8-addr-xtext or -unitext (`utf-8;j\x{F6}rg@example.com`), and may be UTF-8 once decoded.
 pub fn parse_orcpt(value: &str) -> Option<String> {
     let (kind, addr) = value.split_once(';')?;
     if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return None;
     }
-    let addr = xtext_decode(addr).filter(|a| !a.is_empty())?;
+    let addr = if is_utf8_type(kind) { uxtext_decode(addr) } else { xtext_decode(addr) };
+    let addr = addr.filter(|a| !a.is_empty())?;
     Some(format!("{kind};{addr}"))
 }
 
-/// An `ORCPT=` parameter for `orcpt` (`addr-type;address`): the address part as xtext.
-pub fn orcpt_param(orcpt: &str) -> String {
+/// `orcpt` (`addr-type;address`) with its address encoded as its type wants: xtext, or
+/// utf-8-addr-xtext for the `utf-8` type. Without a type, `rfc822`.
+fn encode_orcpt(orcpt: &str) -> String {
     match orcpt.split_once(';') {
-        Some((kind, addr)) => format!("ORCPT={kind};{}", xtext_encode(addr)),
-        None => format!("ORCPT=rfc822;{}", xtext_encode(orcpt)),
+        Some((kind, addr)) if is_utf8_type(kind) => format!("{kind};{}", uxtext_encode(addr)),
+        Some((kind, addr)) => format!("{kind};{}", xtext_encode(addr)),
+        None => format!("rfc822;{}", xtext_encode(orcpt)),
     }
+}
+
+/// An `ORCPT=` parameter for `orcpt` (`addr-type;address`).
+pub fn orcpt_param(orcpt: &str) -> String {
+    format!("ORCPT={}", encode_orcpt(orcpt))
+}
+
+/// The `Original-Recipient:` value of a notice for `orcpt`: as it was decoded, except that a
+/// `utf-8` address goes in 7-bit form (utf-8-addr-xtext), as RFC 6533 3 wants it in a
+/// `message/delivery-status` part, which Postern's notices always are.
+pub fn orcpt_field(orcpt: &str) -> String {
+    match orcpt.split_once(';') {
+        Some((kind, _)) if is_utf8_type(kind) => encode_orcpt(orcpt),
+        _ => orcpt.to_string(),
+    }
+}
+
+/// An ORCPT for an address that came without one: `utf-8` when it is not ASCII (as Postfix's
+/// smtp client adds one), else `rfc822`.
+pub fn orcpt_of(address: &str) -> String {
+    format!("{};{address}", if address.is_ascii() { "rfc822" } else { "utf-8" })
 }
 
 #[cfg(test)]
@@ -264,6 +341,45 @@ mod tests {
         assert_eq!(parse_orcpt("rfc822;u=x"), None);
         assert_eq!(orcpt_param("rfc822;u+x@example.com"), "ORCPT=rfc822;u+2Bx@example.com");
         assert_eq!(parse_envid("QQ314159"), Some("QQ314159".into()));
+        assert_eq!(orcpt_of("j\u{f6}rg@example.com"), "utf-8;j\u{f6}rg@example.com");
+        assert_eq!(orcpt_of("u@example.com"), "rfc822;u@example.com");
+    }
+
+    #[test]
+    fn utf8_orcpt_both_ways() {
+        struct Case {
+            param: &'static str,
+            want: Option<&'static str>,
+        }
+        let cases = [
+            Case { param: "utf-8;j\\x{F6}rg@example.com", want: Some("utf-8;j\u{f6}rg@example.com") },
+            Case { param: "UTF-8;j\\x{f6}rg@b\\x{FC}cher.example", want: Some("UTF-8;j\u{f6}rg@b\u{fc}cher.example") },
+            // unitext: UTF-8 as it is.
+            Case { param: "utf-8;j\u{f6}rg@example.com", want: Some("utf-8;j\u{f6}rg@example.com") },
+            Case { param: "utf-8;\\x{1F600}@example.com", want: Some("utf-8;\u{1f600}@example.com") },
+            Case { param: "utf-8;a\\x{2B}b@example.com", want: Some("utf-8;a+b@example.com") },
+            // `+` is not an escape in this type.
+            Case { param: "utf-8;a+2Bb@example.com", want: Some("utf-8;a+2Bb@example.com") },
+            Case { param: "utf-8;a\\b@example.com", want: Some("utf-8;a\\b@example.com") },
+            Case { param: "utf-8;a\\x{}b", want: None },
+            Case { param: "utf-8;a\\x{GG}b", want: None },
+            Case { param: "utf-8;a\\x{F6", want: None },
+            Case { param: "utf-8;a\\x{110000}", want: None },
+            Case { param: "utf-8;a\\x{D800}", want: None },
+            Case { param: "utf-8;nul\\x{0}", want: None },
+            Case { param: "utf-8;cr\\x{0D}", want: None },
+            Case { param: "utf-8;", want: None },
+            // The rfc822 type stays xtext.
+            Case { param: "rfc822;j\\x{F6}rg@example.com", want: Some("rfc822;j\\x{F6}rg@example.com") },
+        ];
+        for c in &cases {
+            assert_eq!(parse_orcpt(c.param).as_deref(), c.want, "{}", c.param);
+        }
+        let stored = "utf-8;j\u{f6}r+g=\\ \u{1f600}@example.com";
+        assert_eq!(orcpt_param(stored), "ORCPT=utf-8;j\\x{F6}r\\x{2B}g\\x{3D}\\x{5C}\\x{20}\\x{1F600}@example.com");
+        assert_eq!(parse_orcpt(orcpt_param(stored).strip_prefix("ORCPT=").unwrap()).as_deref(), Some(stored));
+        assert_eq!(orcpt_field("utf-8;j\u{f6}rg@example.com"), "utf-8;j\\x{F6}rg@example.com");
+        assert_eq!(orcpt_field("rfc822;a+b@example.com"), "rfc822;a+b@example.com");
         assert_eq!(parse_envid(""), None);
     }
 }

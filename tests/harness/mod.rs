@@ -39,8 +39,10 @@ pub fn bin(name: &str) -> PathBuf {
 /// mailq), feeding it `stdin`.
 pub fn run_env(program: &str, etc: &Path, args: &[&str], stdin: &[u8]) -> Output {
     use std::process::Stdio;
+    // NAME would be sendmail's full name: tests see the password file's.
     let mut child = Command::new(bin(program))
         .env("MAIL_CONFIG", etc)
+        .env_remove("NAME")
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -16,7 +16,9 @@
 //! `250`. The message may be streamed in ([`NewQueueFile`]): the length field has a fixed width
 //! so that it can be filled in when the message is complete, and a writer holds at most
 //! [`WRITE_CHUNK`] bytes of it in memory. A file
-//! that lacks the `END` line is torn and is never taken for a message.
+//! that lacks the `END` line is torn and is never taken for a message. The envelope line of a
+//! message whose headers may still ask for SMTPUTF8 (smtpd's autodetection) ends in spaces,
+//! room for the flag to be written in place before the commit; JSON readers skip them.
 //!
 //! Result records are self-delimiting: each starts with `R {` and is one JSON object ending at
 //! its newline, and JSON never has an unescaped `"` inside a string, so `R {"` cannot occur
@@ -54,7 +56,8 @@ const END: &[u8] = b"\nEND\n";
 pub enum QueueError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    /// The file is torn or not a queue file.
+    /// The file is torn or not a queue file (or a new one cannot be made as asked: an envelope
+    /// that cannot be encoded, or changed without room for it).
     #[error("{path}: corrupt queue file: {what}")]
     Corrupt { path: PathBuf, what: String },
 }
@@ -112,6 +115,11 @@ pub struct Envelope {
     /// MAIL's `ENVID=`, decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envid: Option<String>,
+    /// The submitter's full name for the `From:` header cleanup adds (Postfix's
+    /// `REC_TYPE_FULL`): `sendmail -F`, `NAME`, or the password file's; as given, unsanitized.
+    /// Absent in files written before it, and for mail that has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fullname: Option<String>,
 }
 
 /// What happened to one recipient.
@@ -445,11 +453,24 @@ enum Creation {
     Temporary,
 }
 
+impl Creation {
+    /// Anonymous where `/proc/self/fd` can name the file.
+    fn best() -> Creation {
+        static PROC_FD: OnceLock<bool> = OnceLock::new();
+        if *PROC_FD.get_or_init(|| Path::new("/proc/self/fd").is_dir()) { Creation::Anonymous } else { Creation::Temporary }
+    }
+}
+
 /// How much of a message a [`NewQueueFile`] keeps in memory before it writes to the file.
 pub const WRITE_CHUNK: usize = 64 * 1024;
 
 /// Width of the length field: any `u64` fits, so the field can be filled in last.
 const LENGTH_WIDTH: usize = 20;
+
+/// Room left after the envelope of a file whose message may still turn out to ask for
+/// SMTPUTF8 (its headers come after the envelope): what setting the flag adds to the JSON.
+/// Until then the room is spaces, which JSON ignores.
+const SMTPUTF8_ROOM: usize = r#","smtputf8":true"#.len();
 
 /// A queue file being written: the envelope first, then the message in pieces of any size,
 /// then [`NewQueueFile::commit`] makes it durable and names it. Dropped without a commit, it
@@ -474,17 +495,29 @@ pub struct NewQueueFile {
     /// File offset of the length field.
     length_at: u64,
     message_len: u64,
+    /// The envelope of a file started with room for the SMTPUTF8 flag, until it is set.
+    smtputf8_undecided: Option<Envelope>,
 }
 
 impl NewQueueFile {
     /// Start a new queue file in `queue` holding `envelope`.
     pub fn create(spool: &Spool, queue: QueueName, envelope: &Envelope) -> Result<NewQueueFile, QueueError> {
-        static PROC_FD: OnceLock<bool> = OnceLock::new();
-        let creation = if *PROC_FD.get_or_init(|| Path::new("/proc/self/fd").is_dir()) { Creation::Anonymous } else { Creation::Temporary };
-        Self::create_by(spool, queue, envelope, creation)
+        Self::create_by(spool, queue, envelope, Creation::best(), false)
     }
 
-    fn create_by(spool: &Spool, queue: QueueName, envelope: &Envelope, creation: Creation) -> Result<NewQueueFile, QueueError> {
+    /// Start a new queue file whose envelope does not ask for SMTPUTF8 yet but may, once the
+    /// headers are seen ([`NewQueueFile::request_smtputf8`]): smtpd's autodetection.
+    pub fn create_smtputf8_undecided(spool: &Spool, queue: QueueName, envelope: &Envelope) -> Result<NewQueueFile, QueueError> {
+        Self::create_by(spool, queue, envelope, Creation::best(), !envelope.smtputf8)
+    }
+
+    fn create_by(
+        spool: &Spool,
+        queue: QueueName,
+        envelope: &Envelope,
+        creation: Creation,
+        undecided: bool,
+    ) -> Result<NewQueueFile, QueueError> {
         let top = spool.queue_dir(queue);
         let env = serde_json::to_string(envelope).map_err(|e| QueueError::Corrupt { path: top.clone(), what: e.to_string() })?;
         // Private to the writer, in maildrop too: sendmail then grants pickup (and only pickup)
@@ -495,7 +528,7 @@ impl NewQueueFile {
                 Ok(f) => (f, top, None),
                 // The file system cannot make anonymous files: name a temporary one instead.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
-                    return Self::create_by(spool, queue, envelope, Creation::Temporary);
+                    return Self::create_by(spool, queue, envelope, Creation::Temporary, undecided);
                 }
                 Err(e) => return Err(io_err(&top)(e)),
             },
@@ -513,11 +546,46 @@ impl NewQueueFile {
         let mut pending = Vec::with_capacity(MAGIC.len() + env.len() + LENGTH_WIDTH + 2);
         pending.extend_from_slice(MAGIC.as_bytes());
         pending.extend_from_slice(env.as_bytes());
+        if undecided {
+            pending.extend_from_slice(&[b' '; SMTPUTF8_ROOM]);
+        }
         pending.push(b'\n');
         let length_at = pending.len() as u64;
         pending.extend_from_slice(&[b'0'; LENGTH_WIDTH]);
         pending.push(b'\n');
-        Ok(NewQueueFile { file, id, created, path, temp, queue, pending, flushed: 0, length_at, message_len: 0 })
+        let smtputf8_undecided = undecided.then(|| envelope.clone());
+        Ok(NewQueueFile { file, id, created, path, temp, queue, pending, flushed: 0, length_at, message_len: 0, smtputf8_undecided })
+    }
+
+    /// Make the envelope ask for SMTPUTF8 (the file was started with
+    /// [`NewQueueFile::create_smtputf8_undecided`]): it is rewritten in place, in its room.
+    pub fn request_smtputf8(&mut self) -> Result<(), QueueError> {
+        let no_room = |path: &Path| corrupt(path, "envelope written without room for SMTPUTF8");
+        let mut envelope = self.smtputf8_undecided.take().ok_or_else(|| no_room(&self.path))?;
+        envelope.smtputf8 = true;
+        let env = serde_json::to_string(&envelope).map_err(|e| corrupt(&self.path, &e.to_string()))?;
+        // The line as it was: the old envelope and its room, up to the newline.
+        let line_len = self.length_at as usize - MAGIC.len() - 1;
+        if env.len() > line_len {
+            return Err(no_room(&self.path));
+        }
+        let line = format!("{env:line_len$}");
+        self.patch(MAGIC.len() as u64, line.as_bytes())
+    }
+
+    /// Overwrite bytes written before, in memory or in the file.
+    fn patch(&mut self, at: u64, bytes: &[u8]) -> Result<(), QueueError> {
+        match at.checked_sub(self.flushed) {
+            Some(at) => {
+                let at = at as usize;
+                self.pending[at..at + bytes.len()].copy_from_slice(bytes);
+                Ok(())
+            }
+            None => {
+                use std::os::unix::fs::FileExt;
+                self.file.write_all_at(bytes, at).map_err(io_err(&self.path))
+            }
+        }
     }
 
     /// The queue ID the file will have once committed.
@@ -556,17 +624,8 @@ impl NewQueueFile {
     /// returns `Ok`, the file and its name are on disk.
     pub fn commit(mut self, spool: &Spool) -> Result<QueueId, QueueError> {
         let length = format!("{:0width$}", self.message_len, width = LENGTH_WIDTH);
-        match self.length_at.checked_sub(self.flushed) {
-            // Still in memory (every small message): one write for the whole file.
-            Some(at) => {
-                let at = at as usize;
-                self.pending[at..at + LENGTH_WIDTH].copy_from_slice(length.as_bytes());
-            }
-            None => {
-                use std::os::unix::fs::FileExt;
-                self.file.write_all_at(length.as_bytes(), self.length_at).map_err(io_err(&self.path))?;
-            }
-        }
+        // Still in memory for every small message: then one write for the whole file.
+        self.patch(self.length_at, length.as_bytes())?;
         self.pending.extend_from_slice(END);
         self.flush_pending()?;
         self.file.sync_all().map_err(io_err(&self.path))?;
@@ -796,6 +855,7 @@ mod tests {
         env.envid = Some("QQ314159".into());
         env.recipients[0].notify = Notify::parse("SUCCESS,DELAY");
         env.recipients[0].orcpt = Some("rfc822;A@example.net".into());
+        env.fullname = Some("Jo Bloggs".into());
         let (_t, spool) = spool();
         let id = write_new(&spool, QueueName::Incoming, &env, b"x").unwrap();
         assert_eq!(read(&spool.path(QueueName::Incoming, &id)).unwrap().envelope, env);
@@ -806,6 +866,7 @@ mod tests {
             (qf.envelope.ret, qf.envelope.envid, qf.envelope.recipients[0].notify, qf.envelope.recipients[0].orcpt.clone()),
             (None, None, None, None)
         );
+        assert_eq!(qf.envelope.fullname, None, "no full name either");
         // A stored NOTIFY that is not RFC 3461 syntax makes the file corrupt, not a guess.
         let bad = old.replace(r#""address":"a@example.net""#, r#""address":"a@example.net","notify":"NEVER,DELAY""#);
         assert!(decode(format!("{MAGIC}{bad}\n{:020}\nx\nEND\n", 1).as_bytes(), Path::new("q")).is_err());
@@ -881,7 +942,7 @@ mod tests {
         for creation in [Creation::Anonymous, Creation::Temporary] {
             // Pieces of odd sizes, so that the length field is written after the file has grown.
             let message: Vec<u8> = (0..3 * WRITE_CHUNK + 17).map(|i| (i % 251) as u8).collect();
-            let mut f = NewQueueFile::create_by(&spool, QueueName::Incoming, &envelope(), creation).unwrap();
+            let mut f = NewQueueFile::create_by(&spool, QueueName::Incoming, &envelope(), creation, false).unwrap();
             for piece in message.chunks(1000 + 7) {
                 f.write(piece).unwrap();
             }
@@ -889,7 +950,7 @@ mod tests {
             let id = f.commit(&spool).unwrap();
             assert_eq!(read(&spool.path(QueueName::Incoming, &id)).unwrap().message, message, "{creation:?}");
             // A file dropped before its commit leaves nothing behind.
-            let mut f = NewQueueFile::create_by(&spool, QueueName::Incoming, &envelope(), creation).unwrap();
+            let mut f = NewQueueFile::create_by(&spool, QueueName::Incoming, &envelope(), creation, false).unwrap();
             f.write(&message).unwrap();
             drop(f);
         }
@@ -898,12 +959,37 @@ mod tests {
     }
 
     #[test]
+    fn smtputf8_asked_for_after_the_envelope_is_written() {
+        let (_t, spool) = spool();
+        // A small message (the envelope still in memory) and a large one (already on disk).
+        for size in [10, 2 * WRITE_CHUNK] {
+            for (creation, request) in [(Creation::Anonymous, true), (Creation::Temporary, true), (Creation::Anonymous, false)] {
+                let mut f = NewQueueFile::create_by(&spool, QueueName::Incoming, &envelope(), creation, true).unwrap();
+                f.write(&vec![b'x'; size]).unwrap();
+                if request {
+                    f.request_smtputf8().unwrap();
+                }
+                let id = f.commit(&spool).unwrap();
+                let qf = read(&spool.path(QueueName::Incoming, &id)).unwrap();
+                assert_eq!(qf.envelope, Envelope { smtputf8: request, ..envelope() }, "{size} {creation:?}");
+                assert_eq!(qf.message.len(), size);
+            }
+        }
+        // Without room it is an error, not a torn envelope.
+        let mut f = NewQueueFile::create(&spool, QueueName::Incoming, &envelope()).unwrap();
+        assert!(matches!(f.request_smtputf8(), Err(QueueError::Corrupt { .. })));
+        let mut f = NewQueueFile::create_smtputf8_undecided(&spool, QueueName::Incoming, &envelope()).unwrap();
+        f.request_smtputf8().unwrap();
+        assert!(matches!(f.request_smtputf8(), Err(QueueError::Corrupt { .. })), "once only");
+    }
+
+    #[test]
     fn both_creations_name_a_complete_file_in_a_hashed_queue() {
         let tmp = tempfile::tempdir().unwrap();
         let spool = Spool::new(tmp.path().to_path_buf(), &["incoming".into()], 2);
         spool.create_dirs().unwrap();
         for creation in [Creation::Anonymous, Creation::Temporary] {
-            let mut f = NewQueueFile::create_by(&spool, QueueName::Incoming, &envelope(), creation).unwrap();
+            let mut f = NewQueueFile::create_by(&spool, QueueName::Incoming, &envelope(), creation, false).unwrap();
             f.write(b"hello\r\n").unwrap();
             let id = f.commit(&spool).unwrap();
             let path = spool.path(QueueName::Incoming, &id);

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::config::{ConfigError, Params};
-use crate::dsn::{orcpt_param, xtext_encode};
+use crate::dsn::{orcpt_of, orcpt_param, xtext_encode};
 use crate::ipc::delivery::{DeliveryRequest, DeliveryResult};
 use crate::log_info;
 use crate::log_warning;
@@ -241,14 +241,15 @@ fn mail_command(sender: &str, utf8: &str, dsn: Option<&Envelope>) -> String {
 }
 
 /// The RCPT command for recipient `index` at `address`: with `dsn`, its ORCPT (the one it came
-/// with, else the address before any rewriting, as Postfix adds one) and its NOTIFY.
+/// with, else the address before any rewriting, as Postfix adds one; a `utf-8` one in 7-bit
+/// form whatever the next hop offers, as Postfix sends it) and its NOTIFY.
 fn rcpt_command(address: &str, index: usize, dsn: Option<&Envelope>) -> String {
     let mut cmd = format!("RCPT TO:<{address}>");
     if let Some(env) = dsn {
         let r = env.recipients.get(index);
         let orcpt = match r.and_then(|r| r.orcpt.clone()) {
             Some(o) => o,
-            None => format!("rfc822;{}", r.and_then(|r| r.orig.as_deref()).unwrap_or(address)),
+            None => orcpt_of(r.and_then(|r| r.orig.as_deref()).unwrap_or(address)),
         };
         cmd.push(' ');
         cmd.push_str(&orcpt_param(&orcpt));

@@ -8,7 +8,7 @@
 //! `recipient:`, `original_recipient:`, `message_arrival_time:`, the client as
 //! `named_attribute: log_client_name=...`, and the DSN requests as `dsn_return_flags:`,
 //! `dsn_envelope_id:`, `dsn_notify_flags:` and `dsn_original_recipient:` with Postfix's
-//! numbers), then the message between `*** MESSAGE CONTENTS
+//! numbers, and `sender_fullname:` for a local submission's full name), then the message between `*** MESSAGE CONTENTS
 //! path ***` and `*** HEADER EXTRACTED path ***`, then `*** MESSAGE FILE END path ***`.
 //! A recipient whose delivery is finished (sent or bounced) is shown as `done_recipient:`.
 //!
@@ -102,6 +102,9 @@ pub fn format(qf: &QueueFile, name: &str, show: Show) -> Vec<u8> {
         }
         if let Some(envid) = &env.envid {
             line(&mut out, format!("dsn_envelope_id: {envid}").as_bytes());
+        }
+        if let Some(name) = &env.fullname {
+            line(&mut out, format!("sender_fullname: {name}").as_bytes());
         }
         line(&mut out, format!("sender: {}", env.sender).as_bytes());
         for (i, r) in env.recipients.iter().enumerate() {

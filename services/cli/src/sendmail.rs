@@ -1,7 +1,7 @@
 //! sendmail - Postern to Sendmail compatibility interface
 //!
 //! # Synopsis
-//! `sendmail [-f sender] [-t] [-i] [-oi] [-N dsn] [-R ret] [-V envid] [-C config_dir] [recipient ...]`
+//! `sendmail [-f sender] [-F full_name] [-t] [-i] [-oi] [-N dsn] [-R ret] [-V envid] [-C config_dir] [recipient ...]`
 //!
 //! `sendmail -bp` | `-q` | `-qRsite` | `-qIqueue_id`
 //!
@@ -13,7 +13,11 @@
 //! `MAIL_CONFIG`) selects the configuration directory. The DSN requests of RFC 3461: `-N
 //! never` or `-N success,failure,delay` (any of them) for every recipient, `-R full|hdrs`
 //! (what a failure notice returns), `-V envid` (the envelope ID notices quote); a bad value is
-//! warned about and ignored, as in Postfix. Sendmail options that do not apply (`-F`, `-X`,
+//! warned about and ignored, as in Postfix. `-F full_name` sets the sender's full name, for
+//! the `From:` header pickup adds when the message has none; without it the `NAME`
+//! environment variable does, else the password file's GECOS field (up to the first `,`, `;`
+//! or `%`, each `&` the login name with its first letter capitalised), as in Postfix. Sendmail
+//! options that do not apply (`-X`,
 //! `-h`, `-L` with their values, `-o...`, `-U`, `-v`, `-m`, `-n`, `-G`, `-bm`) are accepted and
 //! ignored. The message is stored as it was written (`Bcc:`
 //! headers aside, and with CRLF line ends); pickup adds its `Received:` header and the headers
@@ -42,8 +46,6 @@
 //! everyone instead (0744) with a warning; its name is still not listable by other users.
 //!
 //! # Bugs
-//! `-F` and the password file's full name are not used: the `From:` header that pickup adds
-//! holds the address alone (Postfix writes `From: Full Name <address>`).
 //! A user other than root and `mail_owner` may not open `maildrop/` (mode 1733) to fsync it,
 //! so the new file's directory entry is made durable with `syncfs(2)` of the queue file system,
 //! which costs more than a directory fsync on a busy file system.
@@ -89,6 +91,8 @@ struct Options {
     ret: Option<Ret>,
     /// `-V`: ENVID.
     envid: Option<String>,
+    /// `-F`: the full name.
+    fullname: Option<String>,
 }
 
 /// Parse sendmail's getopt-style options by hand: `-qRsite`, `-oi` and friends confuse clap.
@@ -130,7 +134,8 @@ fn parse(args: &[String]) -> Result<Options, Fatal> {
                         o.envid = Some(v);
                     }
                 }
-                b'F' | b'X' | b'h' | b'L' => {
+                b'F' => o.fullname = Some(value(&a[2..])?),
+                b'X' | b'h' | b'L' => {
                     value(&a[2..])?;
                 }
                 b'C' => o.config = Some(PathBuf::from(value(&a[2..])?)),
@@ -262,6 +267,25 @@ fn bare_address(a: &str) -> &str {
     a.strip_prefix('<').and_then(|a| a.strip_suffix('>')).unwrap_or(a)
 }
 
+/// The full name of the user `uid` without `-F`, as Postfix's `fullname()` finds it: `NAME`
+/// from the environment, else the password file's.
+fn submitter_fullname(uid: u32) -> Option<String> {
+    if let Some(name) = std::env::var_os("NAME") {
+        return Some(name.to_string_lossy().into_owned());
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten()?;
+    Some(gecos_fullname(&user.gecos.to_string_lossy(), &user.name))
+}
+
+/// The full name in a GECOS field: up to the first `,`, `;` or `%`, each `&` replaced by the
+/// login name with its first letter capitalised.
+fn gecos_fullname(gecos: &str, login: &str) -> String {
+    let field = gecos.split([',', ';', '%']).next().unwrap_or_default();
+    let mut chars = login.chars();
+    let capitalised: String = chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars).collect();
+    field.replace('&', &capitalised)
+}
+
 /// Addresses in To:, Cc: and Bcc: header lines (`-t`).
 fn header_recipients(headers: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -363,6 +387,7 @@ fn submit(p: &Params, o: &Options, stdin: &mut dyn Read) -> Result<u8, Fatal> {
         verify_probe: false,
         ret: o.ret,
         envid: o.envid.clone(),
+        fullname: o.fullname.clone().or_else(|| submitter_fullname(uid)),
     };
     let size_limit = u64::try_from(p.int("message_size_limit").map_err(|e| fatal(e.to_string()))?).unwrap_or(0);
     let envelope_size = serde_json::to_vec(&env).map(|v| v.len() as u64).unwrap_or(u64::MAX);
@@ -415,8 +440,25 @@ mod tests {
             (Some("SUCCESS,DELAY".into()), Some(Ret::Hdrs), Some("env 1"))
         );
         assert_eq!(o.recipients, ["u@x"]);
+        assert_eq!(parse(&s(&["-F", "Jo Bloggs", "u@x"])).unwrap().fullname.as_deref(), Some("Jo Bloggs"));
+        assert_eq!(parse(&s(&["-FJo", "u@x"])).unwrap().fullname.as_deref(), Some("Jo"));
         let o = parse(&s(&["-N", "never,success", "-R", "all", "-V", "bad\u{1b}", "u@x"])).unwrap();
         assert_eq!((o.notify, o.ret, o.envid), (None, None, None));
+    }
+
+    #[test]
+    fn full_names_from_gecos_fields() {
+        let cases = [
+            ("Jo Bloggs,Room 1,555-1234,,", "jo", "Jo Bloggs"),
+            ("root", "root", "root"),
+            ("& Smith;x", "john", "John Smith"),
+            ("& & %more", "ann", "Ann Ann "),
+            ("", "nobody", ""),
+            ("&", "", ""),
+        ];
+        for (gecos, login, want) in cases {
+            assert_eq!(gecos_fullname(gecos, login), want, "{gecos:?}");
+        }
     }
 
     #[test]

@@ -27,7 +27,10 @@
 //! the maildrop file's queue ID and the date. As Postfix's cleanup does for a local submission,
 //! it adds what the message lacks at the end of its header section: `Message-Id:
 //! <YYYYMMDDhhmmss.QUEUEID@$myhostname>` (the new queue file's ID and creation time, UTC),
-//! `Date:`, `From:` (the envelope sender) and `undisclosed_recipients_header` when there is no
+//! `Date:`, `From:` (the envelope sender, with the full name `sendmail` recorded, written as
+//! `header_from_format` says: `From: Full Name <sender>` by default; a name that is not ASCII
+//! in RFC 2047 encoded words of `full_name_encoding_charset`) and
+//! `undisclosed_recipients_header` when there is no
 //! `To:` or `Cc:` (the `Resent-` forms once a `Resent-` header is there). The body is copied
 //! byte for byte. With `sendmail` in `smtputf8_autodetect_classes` (the default), a message
 //! whose sender, a recipient or a header is UTF-8 asks for SMTPUTF8 at the next hop.
@@ -47,10 +50,13 @@
 //! With `message_size_limit = 0` there is no size cap: a maildrop file is read whole, as large
 //! as it is (the queue file writer takes a whole message). A file that never becomes ready
 //! (`sendmail` killed between writing and releasing it) stays in `maildrop` unlisted and
-//! untouched, as in Postfix; remove it by hand.
+//! untouched, as in Postfix; remove it by hand. SMTPUTF8 autodetection looks at the message's
+//! own header section, not at the headers of its MIME parts (Postfix's cleanup looks at those
+//! too).
 //!
 //! # Configuration parameters
-//! `message_size_limit`, `myhostname`, `mail_name`, `undisclosed_recipients_header`, `smtputf8_enable`,
+//! `message_size_limit`, `myhostname`, `mail_name`, `undisclosed_recipients_header`,
+//! `header_from_format`, `full_name_encoding_charset`, `smtputf8_enable`,
 //! `smtputf8_autodetect_classes`, `queue_directory`, `local_client_connection_limit`,
 //! `local_client_timeout` (for clients of `public/pickup`), `queue_service_name`,
 //! `trigger_timeout` (telling the queue manager about new mail, over one kept connection).
@@ -61,7 +67,7 @@ pub use service::run;
 
 use std::time::SystemTime;
 
-use common::cleanup::{self, Originator};
+use common::cleanup::{self, FromFormat, FullName, Originator};
 use common::config::{ConfigError, Params};
 use common::queue::file::{ClientInfo, Envelope, NewQueueFile, QueueError, now_us};
 use common::queue::maildrop::{self, MaildropError};
@@ -80,6 +86,8 @@ pub struct PickupConfig {
     pub undisclosed_recipients: String,
     /// `smtputf8_autodetect_classes`.
     pub autodetect: Autodetect,
+    /// `header_from_format`, `full_name_encoding_charset`.
+    pub from_format: FromFormat,
 }
 
 impl PickupConfig {
@@ -91,6 +99,7 @@ impl PickupConfig {
             mail_name: p.get("mail_name")?,
             undisclosed_recipients: cleanup::undisclosed_recipients_header(p)?,
             autodetect: Autodetect::from_params(p)?,
+            from_format: FromFormat::from_params(p)?,
         })
     }
 }
@@ -118,7 +127,7 @@ fn copy_to_incoming(
         arrival: now,
         myhostname: &cfg.myhostname,
         sender: &envelope.sender,
-        fullname: None,
+        fullname: envelope.fullname.as_deref().map(|name| FullName { name, format: &cfg.from_format }),
         undisclosed_recipients: &cfg.undisclosed_recipients,
     };
     let done = cleanup::header_end(&seen, true, &origin);
@@ -159,8 +168,8 @@ pub fn pickup_all(spool: &Spool, cfg: &PickupConfig) -> usize {
         };
         let uid = dropped.uid;
         let now = SystemTime::now();
-        // Only the addresses and the DSN requests (`sendmail -N`, `-R`, `-V`) come from the
-        // file; when and from whom is ours to say, and so is
+        // Only the addresses, the DSN requests (`sendmail -N`, `-R`, `-V`) and the full name
+        // (`-F`) come from the file; when and from whom is ours to say, and so is
         // whether it asks for SMTPUTF8 (smtputf8_autodetect_classes has `sendmail` by default).
         let sent = &dropped.file;
         let rcpts = sent.envelope.recipients.iter().map(|r| r.address.as_str());
@@ -174,6 +183,7 @@ pub fn pickup_all(spool: &Spool, cfg: &PickupConfig) -> usize {
             verify_probe: false,
             ret: dropped.file.envelope.ret,
             envid: dropped.file.envelope.envid,
+            fullname: dropped.file.envelope.fullname,
         };
         // A copy, not a rename: the new file belongs to the mail system (the submitter owns
         // the maildrop file) and gets a fresh queue ID, as Postfix's cleanup does.

@@ -20,7 +20,9 @@
 //!
 //! DSN (RFC 3461): to a server whose EHLO offers DSN, MAIL carries the message's `ENVID=` and
 //! `RET=`, and each RCPT an `ORCPT=` (the recipient's own, else `rfc822;` and its address
-//! before rewriting, as Postfix adds one) and its `NOTIFY=`; such a server then reports success
+//! before rewriting, as Postfix adds one, `utf-8;` for one that is not ASCII; a `utf-8`
+//! address always in RFC 6533's 7-bit `\x{HEX}` form, which suits a next hop with or without
+//! SMTPUTF8) and its `NOTIFY=`; such a server then reports success
 //! itself, so a recipient it accepts gets no success notice here. A server that does not offer
 //! DSN gets none of them.
 //!

@@ -24,6 +24,7 @@ use common::cleanup::{self, HeaderEnd, Originator};
 use common::ipc::trigger::Trigger;
 use common::queue::file::{Envelope, NewQueueFile, QueueError, WRITE_CHUNK};
 use common::queue::{QueueId, QueueName, Spool};
+use common::smtputf8::Source;
 use common::{log_info, log_warning};
 
 use crate::config::{BareNewline, SmtpdConfig};
@@ -552,10 +553,14 @@ async fn off_thread<T: Send + 'static>(
         .unwrap_or_else(|e| Err(QueueError::Io { path: spool.queue_dir(QueueName::Incoming), source: io::Error::other(e.to_string()) }))
 }
 
-/// Start the queue file (its ID goes into our Received: header).
-async fn create(spool: &Spool, env: &Arc<Envelope>, queue: QueueName) -> Result<NewQueueFile, QueueError> {
+/// Start the queue file (its ID goes into our Received: header); with `autodetect`, with room
+/// for the SMTPUTF8 request that a header may still make.
+async fn create(spool: &Spool, env: &Arc<Envelope>, queue: QueueName, autodetect: bool) -> Result<NewQueueFile, QueueError> {
     let (spool2, env) = (spool.clone(), env.clone());
-    off_thread(spool, move || NewQueueFile::create(&spool2, queue, &env)).await
+    off_thread(spool, move || {
+        if autodetect { NewQueueFile::create_smtputf8_undecided(&spool2, queue, &env) } else { NewQueueFile::create(&spool2, queue, &env) }
+    })
+    .await
 }
 
 /// Hand one piece of the message to the queue file; the emptied buffer comes back for the next
@@ -569,11 +574,18 @@ async fn store_piece(spool: &Spool, mut file: NewQueueFile, mut piece: Vec<u8>) 
     .await
 }
 
-/// Write the last piece, make the file durable and give it its name.
-async fn commit(spool: &Spool, file: NewQueueFile, piece: Vec<u8>) -> Result<QueueId, QueueError> {
-    let (file, _) = store_piece(spool, file, piece).await?;
+/// Write the last piece, make the envelope ask for SMTPUTF8 when `smtputf8` (autodetected in
+/// the headers), make the file durable and give it its name.
+async fn commit(spool: &Spool, file: NewQueueFile, piece: Vec<u8>, smtputf8: bool) -> Result<QueueId, QueueError> {
+    let (mut file, _) = store_piece(spool, file, piece).await?;
     let spool2 = spool.clone();
-    off_thread(spool, move || file.commit(&spool2)).await
+    off_thread(spool, move || {
+        if smtputf8 {
+            file.request_smtputf8()?;
+        }
+        file.commit(&spool2)
+    })
+    .await
 }
 
 /// Postfix's `Received:` header: who (HELO name, reverse name, address), how (TLS, login),
@@ -625,7 +637,10 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_n
     let mut piece = Vec::with_capacity(WRITE_CHUNK + 8192);
     // Once set, the rest of the message is read and thrown away, and this is the reply.
     let mut refused: Option<Reply> = None;
-    let mut file = match create(&cfg.spool, &env, queue).await {
+    // smtpd's mail autodetected (smtputf8_autodetect_classes) and no envelope address asked for
+    // SMTPUTF8 yet: a header that is not ASCII still may, as in Postfix's cleanup.
+    let autodetect = !env.smtputf8 && cfg.smtputf8.autodetect.covers(Source::Smtpd);
+    let mut file = match create(&cfg.spool, &env, queue, autodetect).await {
         Ok(f) => {
             piece.extend_from_slice(received_header(s, &env, f.id()).as_bytes());
             Some(f)
@@ -705,7 +720,7 @@ async fn receive_message(io: &mut Io, s: &mut Session<'_>, env: Envelope, bare_n
         return Some(reply);
     }
     let Some(file) = file else { return Some(Reply::new(451, "4.3.0", "Error: queue file write error")) };
-    let id = match commit(&cfg.spool, file, piece).await {
+    let id = match commit(&cfg.spool, file, piece, autodetect && reader.header_not_ascii).await {
         Ok(id) => id,
         Err(e) => return Some(write_error_reply(&e)),
     };

@@ -14,7 +14,8 @@
 //! from at most [`HEADER_KEEP`] bytes of a line. It also finds where the section ends, so that
 //! cleanup's missing headers go in there: the bytes of a line are held back until they tell
 //! whether it is a header (at most [`HEADER_KEEP`] of them), and when the line ends the
-//! section, [`Feed::HeaderEnd`] hands control back before any of it is output.
+//! section, [`Feed::HeaderEnd`] hands control back before any of it is output. Whether a
+//! header line has a byte that is not ASCII is noted too, for SMTPUTF8 autodetection.
 
 use common::cleanup::{HEADER_KEEP, HeaderSeen, LineKind, classify};
 
@@ -67,6 +68,9 @@ pub struct DataReader {
     ended_headers: bool,
     /// What the header section held.
     pub headers: HeaderSeen,
+    /// A header or continuation line has a byte that is not ASCII (for SMTPUTF8
+    /// autodetection, as Postfix's cleanup looks at every header it writes out).
+    pub header_not_ascii: bool,
 }
 
 impl Default for DataReader {
@@ -88,6 +92,7 @@ impl DataReader {
             held: Vec::new(),
             ended_headers: false,
             headers: HeaderSeen::default(),
+            header_not_ascii: false,
         }
     }
 
@@ -197,6 +202,9 @@ impl DataReader {
         if pending {
             self.decide(out, false);
         }
+        // A byte that is not ASCII ends an undecided line's chance of being a header (no
+        // header name has one), so the kind is known here.
+        self.header_not_ascii |= !b.is_ascii() && self.in_headers && self.line_kind.is_some();
     }
 
     /// A line ends: it is stored with CRLF whatever its ending was.
@@ -272,6 +280,26 @@ mod tests {
         /// Input bytes up to and including the end of data, if it is in the input.
         end: Option<usize>,
         bare_lf: bool,
+    }
+
+    #[test]
+    fn headers_that_are_not_ascii_are_noted_and_bodies_are_not() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"Subject: caf\xc3\xa9\r\n\r\nbody\r\n.\r\n", true),
+            (b"Subject: x\r\n caf\xc3\xa9\r\n\r\nbody\r\n.\r\n", true),
+            (b"Subject: x\r\n\r\ncaf\xc3\xa9\r\n.\r\n", false),
+            // No empty line: the first line that is no header starts the body.
+            (b"Subject: x\r\ncaf\xc3\xa9: not a header\r\n.\r\n", false),
+            (b"\xc3\xa9 body at once\r\n.\r\n", false),
+            (b"Subject: x\r\n\r\n.\r\n", false),
+        ];
+        for (input, want) in cases {
+            for piece in [1, 3, 1000] {
+                let (_, end, r) = run(input, piece);
+                assert!(end.is_some());
+                assert_eq!(r.header_not_ascii, *want, "{:?} in pieces of {piece}", String::from_utf8_lossy(input));
+            }
+        }
     }
 
     #[test]

@@ -107,10 +107,12 @@
 //! the `smtpd_timeout` deadline. A queued message resets the error and junk counters.
 //! MAIL takes `SIZE`, `BODY=7BIT|8BITMIME`, `SMTPUTF8` and the DSN requests of RFC 3461 `RET=FULL|HDRS`
 //! and `ENVID=xtext`; RCPT takes `NOTIFY=NEVER` or `NOTIFY=` a list of `SUCCESS`, `FAILURE` and
-//! `DELAY`, and `ORCPT=addr-type;xtext`; each at most once, with Postfix's replies for bad ones
-//! (`501 5.5.4 Bad RET parameter syntax`, `501 5.5.4 Bad ENVID parameter syntax`, `501 5.5.4
-//! Error: Bad NOTIFY parameter syntax`, `501 5.5.4 Error: Bad ORCPT parameter syntax`; an ENVID
-//! or ORCPT must decode to printable ASCII). They are kept in the queue file, a recipient without
+//! `DELAY`, and `ORCPT=addr-type;xtext` (for the `utf-8` type of RFC 6533 the address is
+//! `\x{HEX}`-escaped, or UTF-8 as it is, as Postfix takes it); each at most once, with
+//! Postfix's replies for bad ones (`501 5.5.4 Bad RET parameter syntax`, `501 5.5.4 Bad ENVID
+//! parameter syntax`, `501 5.5.4 Error: Bad NOTIFY parameter syntax`, `501 5.5.4 Error: Bad
+//! ORCPT parameter syntax`; an ENVID must decode to printable ASCII, an ORCPT to printable
+//! text, ASCII but for the `utf-8` type). They are kept in the queue file, a recipient without
 //! ORCPT getting `rfc822;` and its address as received, as in Postfix. Any other option gets
 //! `555 5.5.4 Unsupported option: ...`. Addresses with control characters are refused (501); HELO
 //! names are made printable before they reach a `Received:` header, and every log line is.
@@ -129,7 +131,8 @@
 //! from name[addr] in MAIL command: <addr>`), while a UTF-8 local part is let through as Postfix
 //! lets it, unless `strict_smtputf8` (`553 5.6.7 Must declare SMTPUTF8 to send unicode
 //! address`). With `smtpd` in `smtputf8_autodetect_classes` mail with a UTF-8 envelope address
-//! asks for SMTPUTF8 by itself. A UTF-8 domain meets `relay_domains` and the access tables in
+//! or header asks for SMTPUTF8 by itself (the queue file's envelope, written before the
+//! headers arrive, has room for the request). A UTF-8 domain meets `relay_domains` and the access tables in
 //! A-label form (`xn--bcher-kva.example`).
 //!
 //! # Headers
@@ -371,7 +374,8 @@
 //! `smtpd_forbid_unauth_pipelining` is not implemented. In Postern's log lines the queue ID of
 //! a transaction is `NOQUEUE` until the end of DATA (Postfix names it from the first accepted
 //! RCPT).
-//! No BDAT. smtpd's SMTPUTF8 autodetection looks at the envelope only, not at the headers.
+//! No BDAT. SMTPUTF8 autodetection looks at the message's own header section, not at the
+//! headers of its MIME parts (Postfix's cleanup looks at those too).
 //! `mydestination` is not delivered locally. TLS: TLSv1.2 and
 //! TLSv1.3 only; one key and chain (no RSA plus ECDSA pair); no client certificates, cipher
 //! grades, session cache database or new-TLS-session rate limit; with an RSA key the

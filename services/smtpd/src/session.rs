@@ -567,6 +567,7 @@ impl<'a> Session<'a> {
             verify_probe: false,
             ret: self.dsn_ret,
             envid: self.dsn_envid.clone(),
+            fullname: None,
         }))
     }
 
@@ -1046,6 +1047,7 @@ pub(crate) mod tests {
             ("RCPT TO:<a@customer.example> NOTIFY=DELAY NOTIFY=DELAY", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
             ("RCPT TO:<a@customer.example> ORCPT=a@customer.example", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
             ("RCPT TO:<a@customer.example> ORCPT=rfc822;a+ZZ", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
+            ("RCPT TO:<a@customer.example> ORCPT=utf-8;a\\x{D}", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
             ("RCPT TO:<a@customer.example> BODY=8BITMIME", "555 5.5.4 Unsupported option: BODY=8BITMIME"),
         ];
         for (line, want) in refused {
@@ -1054,6 +1056,7 @@ pub(crate) mod tests {
         assert_eq!(cmd(&mut s, b"RCPT TO:<a@customer.example> NOTIFY=never"), "250 2.1.5 Ok");
         assert_eq!(cmd(&mut s, b"RCPT TO:<b@customer.example> ORCPT=rfc822;B+2Bx@customer.example NOTIFY=success,delay"), "250 2.1.5 Ok");
         assert_eq!(cmd(&mut s, b"RCPT TO:<c@customer.example>"), "250 2.1.5 Ok");
+        assert_eq!(cmd(&mut s, b"RCPT TO:<d@customer.example> ORCPT=utf-8;d\\x{E9}@customer.example"), "250 2.1.5 Ok");
         let Step::Data(env) = s.command(b"DATA").1 else { panic!("no DATA") };
         assert_eq!((env.ret, env.envid.as_deref()), (Some(Ret::Hdrs), Some("QQ+314")));
         let got: Vec<(Option<String>, Option<&str>)> =
@@ -1064,12 +1067,14 @@ pub(crate) mod tests {
                 (Some("NEVER".into()), Some("rfc822;a@customer.example")),
                 (Some("SUCCESS,DELAY".into()), Some("rfc822;B+x@customer.example")),
                 (None, Some("rfc822;c@customer.example")),
+                (None, Some("utf-8;d\u{e9}@customer.example")),
             ]
         );
         // A new transaction starts without them.
         s.reset();
         assert_eq!(cmd(&mut s, b"MAIL FROM:<s@sender.test>"), "250 2.1.0 Ok");
         assert_eq!(cmd(&mut s, b"RCPT TO:<c@customer.example>"), "250 2.1.5 Ok");
+        assert_eq!(cmd(&mut s, b"RCPT TO:<d@customer.example> ORCPT=utf-8;d\\x{E9}@customer.example"), "250 2.1.5 Ok");
         let Step::Data(env) = s.command(b"DATA").1 else { panic!("no DATA") };
         assert_eq!((env.ret, env.envid, env.recipients[0].notify), (None, None, None));
     }

@@ -51,9 +51,9 @@ pub fn check_address(s: &Session<'_>, addr: &Address, verb: Verb) -> Option<Repl
     s.cfg.smtputf8.strict.then(|| Reply::new(553, "5.6.7", "Must declare SMTPUTF8 to send unicode address"))
 }
 
-/// Whether the message asks for SMTPUTF8: the client declared it, or smtpd's mail is
-/// autodetected and an envelope address is UTF-8. (Headers are not looked at for smtpd's
-/// autodetection: the queue file's envelope is written before them.)
+/// Whether the envelope asks for SMTPUTF8: the client declared it, or smtpd's mail is
+/// autodetected and an envelope address is UTF-8. (A UTF-8 header makes the request later,
+/// when the message is in: see `conn`.)
 pub fn requested(s: &Session<'_>) -> bool {
     if s.smtputf8 {
         return true;
