@@ -2,14 +2,17 @@
 //! loopback, each with its own configuration, queue and ports, joined by a real NATS server
 //! that the test starts. A customer's deferred mail is spread over the three; an ETRN at one
 //! node delivers all of it, once, and answers the total (`postqueue -n` counts it, moving
-//! nothing); a node down or NATS down never holds the answer past the deadline, and what is
-//! not known is not counted.
+//! nothing); a node killed (`kill -9`) or NATS down never holds the answer past the deadline,
+//! what is not known is not counted, and a killed node's mail goes out once after its restart;
+//! a killed flush daemon rejoins. NATS with a password, nkeys or TLS: the fleet flushes, and a
+//! node that NATS refuses says why and flushes its own mail.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::etrn::{submit, wait_deferred};
 use crate::harness::nats::Nats;
+use crate::harness::pki::Pki;
 use crate::harness::smtp::{Client, Sink, free_port};
 use crate::harness::{Install, wait_for};
 
@@ -26,29 +29,56 @@ struct Node {
 /// `per_node[i]` messages for customer.example queued at node i and one for other.example at
 /// each, every node's flush connected to NATS.
 fn fleet(nats: &Nats, sink_port: u16, per_node: [usize; 3]) -> Vec<Node> {
-    fleet_with(nats, sink_port, per_node, "")
+    fleet_with(&nats.url(), sink_port, per_node, "")
 }
 
-/// [`fleet`] with more main.cf settings for every node.
-fn fleet_with(nats: &Nats, sink_port: u16, per_node: [usize; 3], extra: &str) -> Vec<Node> {
+/// [`fleet`] on NATS at `servers`, with more main.cf settings for every node.
+fn fleet_with(servers: &str, sink_port: u16, per_node: [usize; 3], extra: &str) -> Vec<Node> {
     NODES
         .iter()
         .zip(per_node)
         .map(|(name, n)| {
-            let cfg = format!(
-                "fast_flush_cluster_servers = {}\nfast_flush_cluster_node = {name}\nfast_flush_cluster_members = {}\n{extra}",
-                nats.url(),
-                NODES.join(" ")
-            );
-            let (inst, port) = Install::mail_system(&cfg, sink_port);
+            let (inst, port) = start_node(servers, name, sink_port, extra);
             inst.wait_log(&format!("fast flush cluster: node {name} listening on postern.flush"));
-            let rcpts: Vec<String> = (0..n).map(|i| format!("u{i}.{name}@customer.example")).collect();
-            let ids = submit(port, &rcpts);
-            let other = submit(port, &[format!("x.{name}@other.example")]);
-            wait_deferred(&inst, &ids.iter().chain(&other).cloned().collect::<Vec<_>>());
+            let ids = queue_mail(&inst, port, name, n);
             Node { inst, port, ids }
         })
         .collect()
+}
+
+/// A node `name` of the fleet on NATS at `servers`, relaying to `sink_port`; with its smtpd port.
+fn start_node(servers: &str, name: &str, sink_port: u16, extra: &str) -> (Install, u16) {
+    let cfg = format!(
+        "fast_flush_cluster_servers = {servers}\nfast_flush_cluster_node = {name}\nfast_flush_cluster_members = {}\n{extra}",
+        NODES.join(" ")
+    );
+    Install::mail_system(&cfg, sink_port)
+}
+
+/// Queue `n` messages for customer.example and one for other.example at node `name`, and wait
+/// until they are deferred; returns the customer's queue IDs.
+fn queue_mail(inst: &Install, port: u16, name: &str, n: usize) -> Vec<String> {
+    let rcpts: Vec<String> = (0..n).map(|i| format!("u{i}.{name}@customer.example")).collect();
+    let ids = submit(port, &rcpts);
+    let other = submit(port, &[format!("x.{name}@other.example")]);
+    wait_deferred(inst, &ids.iter().chain(&other).cloned().collect::<Vec<_>>());
+    ids
+}
+
+/// A node mx4 with settings `extra` that NATS at `servers` refuses: it logs `warning` (once,
+/// however often async-nats retries), and an ETRN there sends its own mail.
+fn refused_node_flushes_locally(servers: &str, extra: &str, warning: &str) {
+    let sink_port = free_port();
+    let (inst, port) = start_node(servers, "mx4", sink_port, extra);
+    let warning = format!("warning: fast flush cluster: node mx4: {warning}");
+    inst.wait_log(&warning);
+    let ids = queue_mail(&inst, port, "mx4", 1);
+    let sink = Sink::start(sink_port);
+    assert_eq!(etrn(port, "customer.example"), "253 OK, 1 pending messages for node customer.example started");
+    inst.wait_log("warning: fast flush cluster: not connected to NATS; send customer.example: this node's mail only");
+    wait_for("mx4's message at the sink", || (sink.count() == 1).then_some(()));
+    assert!(!inst.queue_files("deferred").iter().any(|p| p.ends_with(&ids[0])));
+    assert_eq!(inst.log_count(&warning), 1, "{}", inst.log());
 }
 
 fn etrn(port: u16, site: &str) -> String {
@@ -103,12 +133,14 @@ fn etrn_at_one_node_flushes_the_whole_fleet() {
 }
 
 #[test]
-fn a_node_down_does_not_hold_the_answer_and_delivers_after_restart() {
+fn a_killed_node_does_not_hold_the_answer_and_delivers_after_restart() {
     let nats = Nats::start();
     let sink_port = free_port();
     let mut nodes = fleet(&nats, sink_port, [1, 2, 3]);
     let sink = Sink::start(sink_port);
-    nodes[2].inst.stop();
+    // A crash, not a stop: master and daemons gone at once, no goodbye to NATS, nothing
+    // cleaned up in the queue or the flush logfiles.
+    nodes[2].inst.kill_9();
 
     let started = Instant::now();
     // Only what is known: mx1's and mx2's messages.
@@ -116,7 +148,7 @@ fn a_node_down_does_not_hold_the_answer_and_delivers_after_restart() {
     let took = started.elapsed();
     // The deadline is fast_flush_cluster_timeout (1s); the rest is the SMTP session.
     assert!(took < Duration::from_secs(3), "answer took {took:?}");
-    nodes[0].inst.wait_log("no answer within 1s from: mx3");
+    nodes[0].inst.wait_log("cluster send customer.example: 3 messages; answered: mx1=1, mx2=2; no answer within 1s from: mx3");
     wait_for("mx1's and mx2's messages at the sink", || (sink.count() == 3).then_some(()));
 
     // mx3 comes back with its queue (its index reconciled at start); the next ETRN anywhere
@@ -128,8 +160,31 @@ fn a_node_down_does_not_hold_the_answer_and_delivers_after_restart() {
     nodes[2].inst.start();
     wait_for("mx3 listening again", || (nodes[2].inst.log_count(listening) > before).then_some(()));
     assert_eq!(etrn(nodes[1].port, "customer.example"), "253 OK, 3 pending messages for node customer.example started");
+    nodes[1].inst.wait_log("cluster send customer.example: 3 messages; answered: mx2=0, mx1=0, mx3=3");
     wait_for("all six messages at the sink", || (sink.count() == 6).then_some(()));
+    // Nothing lost, nothing twice.
     assert_eq!(delivered_once(&sink).len(), 6);
+    assert!(nodes.iter().all(|n| n.ids.iter().all(|id| !n.inst.queue_files("deferred").iter().any(|p| p.ends_with(id)))));
+}
+
+#[test]
+fn a_killed_flush_daemon_rejoins_and_answers() {
+    let nats = Nats::start();
+    let sink_port = free_port();
+    let nodes = fleet(&nats, sink_port, [1, 1, 1]);
+    let mx2 = &nodes[1].inst;
+    let old = mx2.program_pid("flush").expect("flush runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), nix::sys::signal::Signal::SIGKILL).expect("kill flush");
+    // The master starts a new flush process at once, which joins NATS again on its own.
+    let listening = "fast flush cluster: node mx2 listening on postern.flush";
+    wait_for("mx2's new flush process listening", || (mx2.log_count(listening) == 2).then_some(()));
+    assert_ne!(mx2.program_pid("flush"), Some(old));
+
+    let sink = Sink::start(sink_port);
+    assert_eq!(etrn(nodes[0].port, "customer.example"), "253 OK, 3 pending messages for node customer.example started");
+    nodes[0].inst.wait_log("cluster send customer.example: 3 messages; answered: mx1=1, mx2=1, mx3=1");
+    wait_for("all three messages at the sink", || (sink.count() == 3).then_some(()));
+    assert_eq!(delivered_once(&sink).len(), 3);
 }
 
 #[test]
@@ -157,20 +212,71 @@ fn nats_down_etrn_still_flushes_locally() {
 fn authenticated_connections_to_nats() {
     let nats = Nats::start_with(&["--user", "flush", "--pass", "s3cret"]);
     let dir = tempfile::tempdir().unwrap();
-    let password = dir.path().join("nats.pw");
-    std::fs::write(&password, "s3cret\n").unwrap();
+    let password = secret_file(&dir, "nats.pw", "s3cret\n");
     let sink_port = free_port();
     let extra = format!("fast_flush_cluster_user = flush\nfast_flush_cluster_password_file = {}\n", password.display());
-    let nodes = fleet_with(&nats, sink_port, [1, 1, 2], &extra);
+    let nodes = fleet_with(&nats.url(), sink_port, [1, 1, 2], &extra);
     let sink = Sink::start(sink_port);
     assert_eq!(etrn(nodes[2].port, "customer.example"), "253 OK, 4 pending messages for node customer.example started");
     wait_for("all four messages at the sink", || (sink.count() == 4).then_some(()));
 
     // A node with the wrong password is refused by NATS, says so, and flushes its own mail.
     std::fs::write(&password, "wrong\n").unwrap();
-    let cfg = format!("fast_flush_cluster_servers = {}\nfast_flush_cluster_node = mx4\n{extra}", nats.url());
-    let (inst, port) = Install::mail_system(&cfg, sink_port);
-    inst.wait_log("fast flush cluster: node mx4: NATS");
-    assert_eq!(etrn(port, "customer.example"), "251 OK, no messages waiting for node customer.example");
-    inst.wait_log("warning: fast flush cluster: not connected to NATS; send customer.example: this node's mail only");
+    refused_node_flushes_locally(&nats.url(), &extra, &format!("cannot connect to NATS {}: authorization violation", nats.url()));
+}
+
+/// A file that only its owner may read, as flush wants its secrets.
+fn secret_file(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[test]
+fn nkey_authentication() {
+    let user = nkeys::KeyPair::new_user();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nats.conf");
+    std::fs::write(&conf, format!("authorization {{ users = [ {{ nkey: {} }} ] }}\n", user.public_key())).unwrap();
+    let nats = Nats::start_with(&["-c", conf.to_str().unwrap()]);
+    let seed = secret_file(&dir, "flush.nk", &format!("{}\n", user.seed().unwrap()));
+    let extra = format!("fast_flush_cluster_nkey_file = {}\n", seed.display());
+    let sink_port = free_port();
+    let nodes = fleet_with(&nats.url(), sink_port, [2, 1, 1], &extra);
+    let sink = Sink::start(sink_port);
+    assert_eq!(etrn(nodes[1].port, "customer.example"), "253 OK, 4 pending messages for node customer.example started");
+    wait_for("all four messages at the sink", || (sink.count() == 4).then_some(()));
+    assert_eq!(delivered_once(&sink).len(), 4);
+
+    // Another user's seed, which the server does not know, is refused.
+    let stranger = secret_file(&dir, "stranger.nk", &nkeys::KeyPair::new_user().seed().unwrap());
+    refused_node_flushes_locally(
+        &nats.url(),
+        &format!("fast_flush_cluster_nkey_file = {}\n", stranger.display()),
+        &format!("cannot connect to NATS {}: authorization violation", nats.url()),
+    );
+}
+
+#[test]
+fn tls_connections_to_nats() {
+    let pki = Pki::new();
+    pki.server("nats", "nats.test");
+    let (cert, key) = (pki.path("nats.pem"), pki.path("nats.key"));
+    let nats = Nats::start_with(&["--tls", "--tlscert", cert.to_str().unwrap(), "--tlskey", key.to_str().unwrap()]);
+    let servers = format!("tls://127.0.0.1:{}", nats.port);
+    let extra = format!("fast_flush_cluster_tls_CAfile = {}\n", pki.path("ca.pem").display());
+    let sink_port = free_port();
+    let nodes = fleet_with(&servers, sink_port, [1, 2, 1], &extra);
+    let sink = Sink::start(sink_port);
+    assert_eq!(etrn(nodes[0].port, "customer.example"), "253 OK, 4 pending messages for node customer.example started");
+    wait_for("all four messages at the sink", || (sink.count() == 4).then_some(()));
+    assert_eq!(delivered_once(&sink).len(), 4);
+
+    // Without the CA the server's certificate is not trusted: no connection, in clear text
+    // neither (the server requires TLS).
+    for url in [servers, nats.url()] {
+        refused_node_flushes_locally(&url, "", &format!("cannot connect to NATS {url}: IO error: invalid peer certificate: UnknownIssuer"));
+    }
 }

@@ -185,6 +185,24 @@ impl Install {
         }
     }
 
+    /// A crash of the whole node: SIGKILL to the master and every daemon at once, no clean-up
+    /// by anyone; returns once they are all gone. `start` brings the node back.
+    pub fn kill_9(&mut self) {
+        let killed = self.sigkill_all();
+        wait_for("the killed processes gone", || killed.iter().all(|&p| !alive(p)).then_some(()));
+        self.started = false;
+    }
+
+    /// SIGKILL to the master and its children; returns their pids.
+    fn sigkill_all(&self) -> Vec<i32> {
+        let Some(pid) = self.master_pid() else { return Vec::new() };
+        let all: Vec<i32> = std::iter::once(pid).chain(children_of(pid).into_iter().map(|(k, _)| k)).collect();
+        for &p in &all {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+        }
+        all
+    }
+
     pub fn master_pid(&self) -> Option<i32> {
         common::pidfile::running_pid(&self.spool.join("pid/master.pid")).map(|p| p as i32)
     }
@@ -230,14 +248,9 @@ impl Install {
 
 impl Drop for Install {
     fn drop(&mut self) {
-        // Never leave a test's processes behind, even when the test failed.
-        if let Some(pid) = self.master_pid() {
-            let kids = children_of(pid);
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            for (k, _) in kids {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(k), nix::sys::signal::Signal::SIGKILL);
-            }
-        }
+        // Never leave a test's processes behind, even when the test failed (no waiting: a
+        // panic here would abort the test run).
+        self.sigkill_all();
     }
 }
 

@@ -60,9 +60,15 @@
 //! and an info line logs `cluster send SITE: N messages; answered: NODE=N, ...` (`; no answer
 //! within Ts from: ...`). When NATS is not connected the send is this node's alone, with a
 //! warning. Authentication: `fast_flush_cluster_user` with `fast_flush_cluster_password_file`,
-//! or `fast_flush_cluster_nkey_file`; TLS with `tls://` URLs or
+//! or `fast_flush_cluster_nkey_file` (a user's nkey seed, `SU...`; another kind of seed or
+//! anything else is refused); a secret file that other users may read or write is refused
+//! (`chmod o-rwx`), as ssh refuses such a key. TLS with `tls://` URLs or
 //! `fast_flush_cluster_tls_CAfile`, client certificate `fast_flush_cluster_tls_cert_file` and
-//! `fast_flush_cluster_tls_key_file`. A reload that changes these settings re-joins. A
+//! `fast_flush_cluster_tls_key_file`. A failed connection is logged once until the next
+//! success, with its cause (`fast flush cluster: node N: cannot connect to NATS URL: IO error:
+//! invalid peer certificate: UnknownIssuer`, `... authorization violation`), found by one
+//! connection attempt of its own: async-nats's retries name the kind of failure only. A reload
+//! that changes these settings re-joins. A
 //! client's `CountSite` goes the same way as a request with `count` set: each node answers
 //! with its own count and moves nothing (`cluster count SITE: ...` in the log).
 //!

@@ -1,8 +1,10 @@
 //! The fast flush cluster's settings (`fast_flush_cluster_*`), checked when they are read: a bad
-//! URL, subject or secret file is an error naming the parameter, never a cluster that quietly
-//! does not work.
+//! URL, subject or secret file (unreadable, empty, open to other users, not an nkey user seed)
+//! is an error naming the parameter, never a cluster that quietly does not work.
 
 use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,6 +25,10 @@ pub enum ClusterConfigError {
     Secret { param: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{param}: {} is empty", path.display())]
     EmptySecret { param: &'static str, path: PathBuf },
+    #[error("{param}: {} is accessible by other users (mode {mode:04o}); chmod o-rwx it", path.display())]
+    OpenSecret { param: &'static str, path: PathBuf, mode: u32 },
+    #[error("fast_flush_cluster_nkey_file: {} does not hold an nkey user seed (SU...): {reason}", path.display())]
+    Seed { path: PathBuf, reason: String },
     #[error("fast_flush_cluster_user and fast_flush_cluster_nkey_file are both set; use one")]
     TwoAuths,
     #[error("fast_flush_cluster_tls_cert_file and fast_flush_cluster_tls_key_file go together")]
@@ -76,13 +82,33 @@ fn optional_path(p: &Params, name: &str) -> Result<Option<PathBuf>, ParamError> 
     Ok((!v.trim().is_empty()).then(|| PathBuf::from(v.trim())))
 }
 
+/// A secret file's text, trimmed. Like ssh with a private key, a file that other users may
+/// read or replace is refused: the secret is not one any more.
 fn read_secret(param: &'static str, path: PathBuf) -> Result<Secret, ClusterConfigError> {
-    let text = std::fs::read_to_string(&path).map_err(|source| ClusterConfigError::Secret { param, path: path.clone(), source })?;
+    let io = |source| ClusterConfigError::Secret { param, path: path.clone(), source };
+    let mut file = std::fs::File::open(&path).map_err(io)?;
+    let mode = file.metadata().map_err(io)?.permissions().mode() & 0o7777;
+    if mode & 0o007 != 0 {
+        return Err(ClusterConfigError::OpenSecret { param, path, mode });
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io)?;
     let text = text.trim();
     if text.is_empty() {
         return Err(ClusterConfigError::EmptySecret { param, path });
     }
     Ok(Secret(text.to_string()))
+}
+
+/// `fast_flush_cluster_nkey_file`: a user's seed, as `nk -gen user` writes it. async-nats
+/// would only fail at each connection attempt with "failed signing nonce".
+fn read_seed(path: PathBuf) -> Result<Secret, ClusterConfigError> {
+    let seed = read_secret("fast_flush_cluster_nkey_file", path.clone())?;
+    match nkeys::KeyPair::from_seed(&seed.0) {
+        Ok(k) if k.key_pair_type() == nkeys::KeyPairType::User => Ok(seed),
+        Ok(k) => Err(ClusterConfigError::Seed { path, reason: format!("the seed of a {:?} key", k.key_pair_type()) }),
+        Err(e) => Err(ClusterConfigError::Seed { path, reason: e.to_string() }),
+    }
 }
 
 impl ClusterConfig {
@@ -107,7 +133,7 @@ impl ClusterConfig {
         let user = p.get("fast_flush_cluster_user")?.trim().to_string();
         let auth = match (user.is_empty(), optional_path(p, "fast_flush_cluster_nkey_file")?) {
             (false, Some(_)) => return Err(ClusterConfigError::TwoAuths),
-            (true, Some(path)) => ClusterAuth::Nkey(read_secret("fast_flush_cluster_nkey_file", path)?),
+            (true, Some(path)) => ClusterAuth::Nkey(read_seed(path)?),
             (false, None) => {
                 let password = match optional_path(p, "fast_flush_cluster_password_file")? {
                     Some(path) => read_secret("fast_flush_cluster_password_file", path)?,
@@ -151,11 +177,18 @@ mod tests {
         assert!(ClusterConfig::from_params(&params("")).unwrap().is_none());
     }
 
+    /// A secret file readable by its owner only.
+    fn secret(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
     #[test]
     fn read_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let pw = dir.path().join("pw");
-        std::fs::write(&pw, "s3cret\n").unwrap();
+        let pw = secret(dir.path(), "pw", "s3cret\n");
         let text = format!(
             "fast_flush_cluster_servers = nats://127.0.0.1:4222, tls://10.0.0.1:4222\nfast_flush_cluster_node = mx1\n\
              fast_flush_cluster_members = mx1 mx2 mx3\nfast_flush_cluster_user = flush\nfast_flush_cluster_password_file = {}\n",
@@ -167,6 +200,39 @@ mod tests {
         assert_eq!(cfg.subject, "postern.flush");
         assert_eq!(cfg.auth, ClusterAuth::UserPassword { user: "flush".into(), password: Secret("s3cret".into()) });
         assert!(!format!("{cfg:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn nkey_seeds_are_checked_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = nkeys::KeyPair::new_user();
+        let seed = user.seed().unwrap();
+        let cfg = |path: &Path| {
+            let text = format!("fast_flush_cluster_servers = nats://127.0.0.1:4222\nfast_flush_cluster_nkey_file = {}\n", path.display());
+            ClusterConfig::from_params(&params(&text)).map(|c| c.unwrap().auth)
+        };
+        let good = secret(dir.path(), "user.nk", &format!("{seed}\n"));
+        assert_eq!(cfg(&good).unwrap(), ClusterAuth::Nkey(Secret(seed.clone())));
+
+        // The group may read it (root:postfix 0640); other users may not.
+        std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(cfg(&good).is_ok());
+        std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = cfg(&good).unwrap_err().to_string();
+        assert_eq!(e, format!("fast_flush_cluster_nkey_file: {} is accessible by other users (mode 0644); chmod o-rwx it", good.display()));
+        assert!(!e.contains(&seed));
+
+        let cases = [
+            (user.public_key(), "Bad seed length"),
+            (format!("{}{}{}", &seed[..10], if &seed[10..11] == "A" { "B" } else { "A" }, &seed[11..]), "Checksum"),
+            (nkeys::KeyPair::new_account().seed().unwrap(), "the seed of a Account key"),
+        ];
+        for (text, want) in cases {
+            let bad = secret(dir.path(), "bad.nk", &text);
+            let e = cfg(&bad).unwrap_err().to_string();
+            assert!(e.starts_with("fast_flush_cluster_nkey_file: ") && e.contains("does not hold an nkey user seed"), "{e}");
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]

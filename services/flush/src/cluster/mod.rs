@@ -8,7 +8,7 @@
 pub mod config;
 pub mod wire;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::StreamExt;
 use tokio::sync::Notify;
@@ -55,26 +55,9 @@ impl Drop for Cluster {
     }
 }
 
-/// `connected` is told of each (re)connection.
-fn options(cfg: &ClusterConfig, connected: Arc<Notify>) -> async_nats::ConnectOptions {
-    let node = cfg.node.clone();
-    let mut o = async_nats::ConnectOptions::new()
-        .name(format!("postern-flush {}", cfg.node))
-        // Not reachable at start is not fatal: this node flushes its own mail meanwhile.
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .event_callback(move |event| {
-            let (node, connected) = (node.clone(), connected.clone());
-            async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        log_info!("fast flush cluster: node {node} connected to NATS");
-                        connected.notify_one();
-                    }
-                    other => log_warning!("fast flush cluster: node {node}: NATS {other}"),
-                }
-            }
-        });
+/// The settings of every connection to NATS: name, authentication, TLS.
+fn base_options(cfg: &ClusterConfig) -> async_nats::ConnectOptions {
+    let mut o = async_nats::ConnectOptions::new().name(format!("postern-flush {}", cfg.node));
     o = match &cfg.auth {
         ClusterAuth::None => o,
         ClusterAuth::UserPassword { user, password } => o.user_and_password(user.clone(), password.0.clone()),
@@ -89,14 +72,78 @@ fn options(cfg: &ClusterConfig, connected: Arc<Notify>) -> async_nats::ConnectOp
     o
 }
 
+/// Why this node cannot connect: async-nats's retrying client says only what kind of failure
+/// it was ("IO error" for an untrusted certificate too), so one connection without retries,
+/// whose error has the cause, tells (with several servers, the last one tried).
+async fn why_refused(cfg: &ClusterConfig, kind: &str) -> String {
+    match base_options(cfg).connect(servers(cfg)).await {
+        Err(e) => format!("cannot connect to NATS {}: {e}", cfg.servers.join(", ")),
+        Ok(probe) => {
+            drop(probe);
+            format!("NATS client error: {kind}")
+        }
+    }
+}
+
+fn servers(cfg: &ClusterConfig) -> Vec<async_nats::ServerAddr> {
+    cfg.servers.iter().filter_map(|s| s.parse().ok()).collect()
+}
+
+/// The member connection: retried in the background, each event logged; `connected` is told
+/// of each (re)connection.
+fn options(cfg: &ClusterConfig, connected: Arc<Notify>) -> async_nats::ConnectOptions {
+    let shared = Arc::new(cfg.clone());
+    // The last failure since the last connection: async-nats retries every few seconds
+    // forever, and the same failure is logged once, not at each attempt.
+    let last = Arc::new(Mutex::new(None::<String>));
+    base_options(cfg)
+        // Not reachable at start is not fatal: this node flushes its own mail meanwhile.
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(move |event| {
+            let (cfg, connected, last) = (shared.clone(), connected.clone(), last.clone());
+            async move {
+                let node = &cfg.node;
+                let seen = event.to_string();
+                {
+                    let mut last = last.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let async_nats::Event::Connected = event {
+                        *last = None;
+                    } else if last.replace(seen.clone()).as_ref() == Some(&seen) {
+                        return;
+                    }
+                }
+                match event {
+                    async_nats::Event::Connected => {
+                        log_info!("fast flush cluster: node {node} connected to NATS");
+                        connected.notify_one();
+                    }
+                    async_nats::Event::ClientError(async_nats::ClientError::Other(kind)) => {
+                        // A task of its own: a connection's future is not Sync, as the callback's must be.
+                        let why = tokio::spawn({
+                            let cfg = cfg.clone();
+                            async move { why_refused(&cfg, &kind).await }
+                        });
+                        match why.await {
+                            Ok(why) => log_warning!("fast flush cluster: node {node}: {why}"),
+                            Err(e) => log_warning!("fast flush cluster: node {node}: NATS {seen}: {e}"),
+                        }
+                    }
+                    other => log_warning!("fast flush cluster: node {node}: NATS {other}"),
+                }
+            }
+        })
+}
+
 impl Cluster {
     /// Join the cluster: connect (in the background when NATS is not reachable yet) and answer
     /// the other nodes' requests with `handle`'s sends.
     pub async fn join(cfg: ClusterConfig, handle: FlushHandle) -> Result<Cluster, String> {
-        let servers: Vec<async_nats::ServerAddr> = cfg.servers.iter().filter_map(|s| s.parse().ok()).collect();
         let connected = Arc::new(Notify::new());
-        let client =
-            options(&cfg, connected.clone()).connect(servers).await.map_err(|e| format!("fast flush cluster: connect to NATS: {e}"))?;
+        let client = options(&cfg, connected.clone())
+            .connect(servers(&cfg))
+            .await
+            .map_err(|e| format!("fast flush cluster: connect to NATS: {e}"))?;
         let requests =
             client.subscribe(cfg.subject.clone()).await.map_err(|e| format!("fast flush cluster: subscribe to {}: {e}", cfg.subject))?;
         let answering = actix_rt::spawn(answer_requests(requests, client.clone(), cfg.node.clone(), handle));
