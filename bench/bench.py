@@ -147,14 +147,19 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def start_empty(sysm):
+    """Start `sysm` on an empty queue, from a settled disk, with no sink listening."""
+    free_sink()
+    sysm.fresh()
+    settle()
+    sysm.start()
+
+
 def etrn_scale(systems, n, domains, probes):
     """Fill each system's deferred queue, bring the sink up, ETRN `probes` domains."""
     out = {}
     for sysm in systems:
-        free_sink()
-        sysm.fresh()
-        settle()
-        sysm.start()
+        start_empty(sysm)
         t = time.time()
         fill(sysm, n, domains)
         fill_s = time.time() - t
@@ -560,7 +565,7 @@ def microbench():
 
 
 def drain_rows(systems):
-    return drain.run(systems, fill, etrn, wait_until, free_sink, settle, SINK_PORT)
+    return drain.run(systems, start_empty, fill, etrn, wait_until, settle, SINK_PORT)
 
 
 def main():

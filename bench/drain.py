@@ -18,14 +18,11 @@ def domain(k):
     return f"drain{k}.example.test"
 
 
-def run(systems, fill, etrn, wait_until, free_sink, settle, sink_port):
+def run(systems, start_empty, fill, etrn, wait_until, settle, sink_port):
     """The rows for each system: {name: {k: row}}."""
     out = {}
     for sysm in systems:
-        free_sink()
-        sysm.fresh()
-        settle()
-        sysm.start()
+        start_empty(sysm)
         for k in KS:
             fill(sysm, k, 1, domain=domain(k))
         total = sum(KS)

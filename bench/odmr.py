@@ -14,6 +14,8 @@ import os
 import socket
 import time
 
+import sink
+
 ODMR_PORT = 10366
 USER, PASSWORD = "customer", "odmr-bench"
 KS = (10, 100, 1000)
@@ -42,21 +44,15 @@ def write_users(etc):
     os.chmod(path, 0o644)
 
 
-class Lines:
-    """CRLF lines from a socket, read in large chunks (the provider pipelines)."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.buf = b""
+class Lines(sink.Lines):
+    """The provider's lines without their CRLF (it pipelines, so they are read in chunks); the
+    provider closing the connection mid-session is an error."""
 
     def line(self):
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise RuntimeError("the provider closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.rstrip(b"\r")
+        line = super().line()
+        if not line:
+            raise RuntimeError("the provider closed the connection")
+        return line.rstrip(b"\r\n")
 
 
 def atrn(k):
