@@ -9,13 +9,12 @@
 
 use actix::prelude::*;
 
-use common::domain::Site;
 use common::ipc::flush::{FlushReply, FlushRequest};
 use common::ipc::trigger::Trigger;
 use common::ipc::trigger_client::TriggerClient;
 use common::log_warning;
-use common::queue::QueueId;
 
+use crate::reconcile::Scan;
 use crate::service::{FlushConfig, FlushState, Step};
 
 struct FlushActor {
@@ -91,7 +90,7 @@ impl Handler<Reload> for FlushActor {
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Reconciled(Vec<(Site, QueueId)>);
+struct Reconciled(Scan);
 
 impl Handler<Reconciled> for FlushActor {
     type Result = ();
@@ -123,7 +122,7 @@ impl FlushHandle {
     }
 
     /// Hand over the result of the start-up queue scan (callable from any thread).
-    pub fn reconciled(&self, found: Vec<(Site, QueueId)>) {
-        self.addr.do_send(Reconciled(found));
+    pub fn reconciled(&self, scan: Scan) {
+        self.addr.do_send(Reconciled(scan));
     }
 }

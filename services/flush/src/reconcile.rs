@@ -3,20 +3,35 @@
 //! actor adds what its logfiles miss and drops what is gone. Runs on its own thread, so the
 //! service answers requests while a large queue is read.
 
+use std::time::{Duration, Instant};
+
 use common::domain::{Site, lookup_domain};
 use common::log_warning;
 use common::queue::file;
 use common::queue::{QueueId, QueueName, Spool};
 
-/// (site, queue ID) for every pending recipient of every readable deferred message.
-pub fn scan_deferred(spool: &Spool) -> Vec<(Site, QueueId)> {
+/// What the start-up scan found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// (site, queue ID) for every pending recipient of every readable deferred message.
+    pub found: Vec<(Site, QueueId)>,
+    /// Deferred messages listed.
+    pub messages: usize,
+    /// How long listing and reading them took.
+    pub took: Duration,
+}
+
+/// Scan the deferred queue: every pending recipient's site of every readable message.
+pub fn scan_deferred(spool: &Spool) -> Scan {
+    let started = Instant::now();
     let ids = match spool.list(QueueName::Deferred) {
         Ok(ids) => ids,
         Err(e) => {
             log_warning!("scan {}: {e}", spool.queue_dir(QueueName::Deferred).display());
-            return Vec::new();
+            return Scan::default();
         }
     };
+    let messages = ids.len();
     let mut out = Vec::new();
     for id in ids {
         // Unreadable or torn files are the queue manager's to quarantine; skip them here. Only
@@ -29,5 +44,5 @@ pub fn scan_deferred(spool: &Spool) -> Vec<(Site, QueueId)> {
         sites.dedup();
         out.extend(sites.into_iter().map(|s| (s, id.clone())));
     }
-    out
+    Scan { found: out, messages, took: started.elapsed() }
 }

@@ -15,6 +15,7 @@ use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, log_warning};
 
 use crate::index::Index;
+use crate::reconcile::Scan;
 use crate::logfile::{FlushDir, Taken, exists};
 
 /// The settings the flush service uses, re-read on reload.
@@ -385,7 +386,11 @@ impl FlushState {
 
     /// Bring the index and logfiles in line with the deferred queue as scanned at start-up:
     /// add what is missing (a fresh install, a lost logfile), drop IDs of mail that is gone.
-    pub fn reconcile(&mut self, found: Vec<(Site, QueueId)>) {
+    /// Logged every time, with what the scan read and how long that and this took (issue 15:
+    /// start-up at a million queued messages is stated, not guessed).
+    pub fn reconcile(&mut self, scan: Scan) {
+        let started = std::time::Instant::now();
+        let Scan { found, messages, took } = scan;
         self.finish_sent();
         let found_set: HashSet<(Site, QueueId)> = found.iter().cloned().collect();
         let mut added = 0;
@@ -407,9 +412,12 @@ impl FlushState {
                 log_warning!("rewrite fast flush logfile {}: {e}", self.logs.path(site).display());
             }
         }
-        if added > 0 || !dirty.is_empty() {
-            log_info!("fast flush index reconciled with the deferred queue: {added} added, {} logfiles cleaned", dirty.len());
-        }
+        log_info!(
+            "fast flush index reconciled with the deferred queue: {added} added, {} logfiles cleaned ({messages} messages read in {:.1}s, merged in {:.1}s)",
+            dirty.len(),
+            took.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -697,9 +705,9 @@ mod tests {
         let mut f = fixture("example.net");
         let a = deferred_message(&f.spool, &["u@example.net", "v@x.example.net", "w@other.example"]);
         add(&mut f, "example.net", "GONE1");
-        let found = crate::reconcile::scan_deferred(&f.spool);
-        assert_eq!(found.len(), 3);
-        f.state.reconcile(found);
+        let scan = crate::reconcile::scan_deferred(&f.spool);
+        assert_eq!((scan.found.len(), scan.messages), (3, 1));
+        f.state.reconcile(scan);
         assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), format!("{a}\n"));
         assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/x.example.net")).unwrap(), format!("{a}\n"));
         assert!(!f.spool.root.join("flush/other.example").exists());
