@@ -71,6 +71,16 @@ pub struct PendingSend {
     targets: Vec<Site>,
 }
 
+/// Give the scan's freed memory back to the system: glibc's allocator keeps it otherwise, and a
+/// large queue's start-up would leave the flush process several times the index's size.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// What happened to one queue ID during a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FlushOne {
@@ -390,22 +400,31 @@ impl FlushState {
     /// start-up at a million queued messages is stated, not guessed).
     pub fn reconcile(&mut self, scan: Scan) {
         let started = std::time::Instant::now();
-        let Scan { found, messages, took } = scan;
+        let Scan { mut found, messages, took } = scan;
         self.finish_sent();
-        let found_set: HashSet<(Site, QueueId)> = found.iter().cloned().collect();
+        // Sorted for lookups instead of a set of copies: at a million messages every copy of
+        // the scan costs about 100 MB.
+        found.sort_unstable();
+        found.dedup();
         let mut added = 0;
-        for (site, id) in found {
-            if self.eligible(&site) && !self.index.contains(&site, &id) && self.logs.append(&site, &id).is_ok() {
-                self.index.insert(&site, id);
+        for (site, id) in &found {
+            if self.eligible(site) && !self.index.contains(site, id) && self.logs.append(site, id).is_ok() {
+                self.index.insert(site, id.clone());
                 added += 1;
             }
         }
+        let spool = &self.cfg.spool;
+        let gone: Vec<(Site, QueueId)> = self
+            .index
+            .pairs()
+            .filter(|&(site, id)| found.binary_search_by(|(s, i)| (s, i).cmp(&(site, id))).is_err() && !queued(spool, id))
+            .map(|(site, id)| (site.clone(), id.clone()))
+            .collect();
+        drop(found);
         let mut dirty: HashSet<Site> = HashSet::new();
-        for (site, id) in self.index.pairs() {
-            if !found_set.contains(&(site.clone(), id.clone())) && !queued(&self.cfg.spool, &id) {
-                self.index.remove(&site, &id);
-                dirty.insert(site);
-            }
+        for (site, id) in gone {
+            self.index.remove(&site, &id);
+            dirty.insert(site);
         }
         for site in &dirty {
             if let Err(e) = self.logs.rewrite(site, &self.index.ids(site)) {
@@ -418,6 +437,7 @@ impl FlushState {
             took.as_secs_f64(),
             started.elapsed().as_secs_f64()
         );
+        release_freed_memory();
     }
 }
 
