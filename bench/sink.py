@@ -30,16 +30,19 @@ class Recorder:
 
 
 class Connections:
-    """How the client used its connections since the last reset."""
+    """How the client used its connections since the last reset: connections kept open from
+    before the reset count as used when they carry a message."""
 
     def __init__(self):
         self.lock = threading.Lock()
+        self.now = 0
         self.reset()
 
     def reset(self):
         with self.lock:
-            self.now, self.most, self.opened = 0, 0, 0
-            self.messages, self.transactions, self.pipelined = [], 0, 0
+            self.most, self.opened = self.now, 0
+            self.carried = {}  # connection -> messages since the reset
+            self.transactions, self.pipelined = 0, 0
 
     def open(self):
         with self.lock:
@@ -47,11 +50,13 @@ class Connections:
             self.opened += 1
             self.most = max(self.most, self.now)
 
-    def close(self, messages):
+    def close(self):
         with self.lock:
             self.now -= 1
-            if messages:
-                self.messages.append(messages)
+
+    def message(self, conn):
+        with self.lock:
+            self.carried[conn] = self.carried.get(conn, 0) + 1
 
     def transaction(self, pipelined):
         with self.lock:
@@ -60,9 +65,9 @@ class Connections:
 
     def summary(self):
         with self.lock:
-            used = len(self.messages)
-            return {"opened": self.opened, "most_at_once": self.most,
-                    "messages_per_connection": sum(self.messages) / used if used else 0.0,
+            used = len(self.carried)
+            return {"opened": self.opened, "used": used, "most_at_once": self.most,
+                    "messages_per_connection": sum(self.carried.values()) / used if used else 0.0,
                     "pipelined_share": self.pipelined / self.transactions if self.transactions else 0.0}
 
 
@@ -91,11 +96,10 @@ class Handler(socketserver.StreamRequestHandler):
     def handle(self):
         conns = self.server.connections
         conns.open()
-        self.delivered = 0
         try:
             self.session()
         finally:
-            conns.close(self.delivered)
+            conns.close()
 
     def session(self):
         rec = self.server.recorder
@@ -127,7 +131,7 @@ class Handler(socketserver.StreamRequestHandler):
                     if not d or d == b".\r\n":
                         break
                 rec.add(rcpts)
-                self.delivered += 1
+                self.server.connections.message(id(self))
                 w.write(b"250 2.0.0 Ok: queued\r\n")
             elif cmd == b"QUIT":
                 w.write(b"221 2.0.0 Bye\r\n")

@@ -115,6 +115,8 @@ pub struct Connection {
     pub timeout: Duration,
     /// The server offered SMTPUTF8 in its last EHLO reply.
     pub smtputf8: bool,
+    /// The server offered PIPELINING (RFC 2920) in its last EHLO reply.
+    pub pipelining: bool,
 }
 
 /// Why a TLS handshake failed (the connection is unusable then).
@@ -137,13 +139,13 @@ pub enum HandshakeError {
 
 impl Connection {
     pub fn new(stream: TcpStream, timeout: Duration) -> Connection {
-        Connection { transport: Transport::Own(BufReader::new(SmtpStream::Plain(stream))), timeout, smtputf8: false }
+        Connection { transport: Transport::Own(BufReader::new(SmtpStream::Plain(stream))), timeout, smtputf8: false, pipelining: false }
     }
 
     /// A connection over a stream someone else opened (smtpd's reversed ODMR session);
     /// `tls`: it runs inside a TLS session already.
     pub fn over(stream: Box<dyn Stream>, tls: bool, timeout: Duration) -> Connection {
-        Connection { transport: Transport::Over { stream, tls }, timeout, smtputf8: false }
+        Connection { transport: Transport::Over { stream, tls }, timeout, smtputf8: false, pipelining: false }
     }
 
     /// The stream back, for a close the caller does its own way.
@@ -247,14 +249,22 @@ impl Connection {
     /// Send a command line and read its reply. A line with CR, LF or NUL is refused before a
     /// byte is written (defence in depth behind the address checks of the caller).
     pub async fn command(&mut self, line: &str) -> Result<Reply, ClientError> {
-        if line.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            return Err(ClientError::UnsafeCommand(printable(line, '?').into_owned()));
-        }
-        let mut bytes = Vec::with_capacity(line.len() + 2);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.extend_from_slice(b"\r\n");
-        self.send(&bytes).await?;
+        self.send_commands(&[line]).await?;
         self.read_reply().await
+    }
+
+    /// Send command lines in one write without reading replies (a pipelined group, RFC 2920);
+    /// the caller reads one reply per line. Checked as [`Connection::command`] checks its line.
+    pub async fn send_commands(&mut self, lines: &[&str]) -> Result<(), ClientError> {
+        let mut bytes = Vec::with_capacity(lines.iter().map(|l| l.len() + 2).sum());
+        for line in lines {
+            if line.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                return Err(ClientError::UnsafeCommand(printable(line, '?').into_owned()));
+            }
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.extend_from_slice(b"\r\n");
+        }
+        self.send(&bytes).await
     }
 
     /// Send the message after a 354 reply, in pieces, through the one encoder that makes it

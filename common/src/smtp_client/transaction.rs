@@ -214,6 +214,7 @@ pub async fn hello(cfg: &SessionConfig, conn: &mut Connection, peer: &str, looki
     }
     let hello = Hello::of(&hello, esmtp);
     conn.smtputf8 = hello.offers("SMTPUTF8");
+    conn.pipelining = hello.offers("PIPELINING");
     Ok(hello)
 }
 
@@ -275,6 +276,15 @@ pub fn lacks_smtputf8(peer: &str) -> Failure {
     )
 }
 
+/// Read and drop `n` replies (those to a pipelined group after its MAIL was refused).
+async fn drain_replies(conn: &mut Connection, n: usize, timeout: std::time::Duration) -> Result<(), ClientError> {
+    conn.timeout = timeout;
+    for _ in 0..n {
+        conn.read_reply().await?;
+    }
+    Ok(())
+}
+
 /// MAIL, RCPT per recipient, DATA (no DATA for an address verification probe: the session is
 /// left for the next transaction's RSET, or QUIT). `dsn` is the message's envelope when the server offers DSN
 /// (RFC 3461): its requests go along with MAIL and RCPT, and a recipient it accepts is marked
@@ -295,15 +305,36 @@ pub async fn mail_transaction(
             return Err(lacks_smtputf8(peer));
         }
         let utf8 = if req.smtputf8 && conn.smtputf8 { " SMTPUTF8" } else { "" };
+        let mail_line = mail_command(&req.sender, utf8, dsn);
+        let rcpt_lines: Vec<String> = req.recipients.iter().map(|r| rcpt_command(&r.address, r.index, dsn)).collect();
+        // With PIPELINING, MAIL, every RCPT and DATA go in one write and the replies are read
+        // in order (RFC 2920, as Postfix's smtp client does): one round trip instead of one
+        // per command. A probe stops before DATA, so it keeps the step-by-step dialogue.
+        let pipelined = conn.pipelining && !req.verify_probe;
+        let mut group: Vec<&str> = Vec::new();
+        if pipelined {
+            group.push(&mail_line);
+            group.extend(rcpt_lines.iter().map(String::as_str));
+            group.push("DATA");
+            conn.timeout = t.mail;
+            conn.send_commands(&group).await.map_err(|e| broken(e, peer, "sending MAIL FROM"))?;
+        }
         conn.timeout = t.mail;
-        let mail = conn.command(&mail_command(&req.sender, utf8, dsn)).await.map_err(|e| broken(e, peer, "sending MAIL FROM"))?;
+        let mail = if pipelined { conn.read_reply().await } else { conn.command(&mail_line).await };
+        let mail = mail.map_err(|e| broken(e, peer, "sending MAIL FROM"))?;
         if mail.class() != 2 {
+            if pipelined {
+                // The server answers the RCPTs and DATA of a refused MAIL too (with errors):
+                // read them, so that the session stays in step for the next transaction.
+                drain_replies(conn, rcpt_lines.len() + 1, t.rcpt).await.map_err(|e| broken(e, peer, "sending RCPT TO"))?;
+            }
             return Err(rejected(&mail, peer, "MAIL FROM command"));
         }
         let mut accepted = Vec::new();
         conn.timeout = t.rcpt;
-        for r in &req.recipients {
-            let reply = conn.command(&rcpt_command(&r.address, r.index, dsn)).await.map_err(|e| broken(e, peer, "sending RCPT TO"))?;
+        for (r, line) in req.recipients.iter().zip(&rcpt_lines) {
+            let reply = if pipelined { conn.read_reply().await } else { conn.command(line).await };
+            let reply = reply.map_err(|e| broken(e, peer, "sending RCPT TO"))?;
             if reply.class() == 2 && req.verify_probe {
                 // A probe ends here (Postfix's smtp_address_verify_target = rcpt): the
                 // recipient is deliverable, and the message is never sent.
@@ -323,11 +354,22 @@ pub async fn mail_transaction(
                 results.push(rejected(&reply, peer, "RCPT TO command").result(r.index));
             }
         }
+        conn.timeout = t.data_init;
         if accepted.is_empty() {
+            if pipelined {
+                // DATA went out anyway; a server that answers it with 354 regardless gets an
+                // empty message, which it must refuse without recipients.
+                let data = conn.read_reply().await.map_err(|e| broken(e, peer, "sending DATA command"))?;
+                if data.class() == 3 {
+                    conn.timeout = t.data_done;
+                    conn.send_commands(&["."]).await.map_err(|e| broken(e, peer, "sending end of data"))?;
+                    conn.read_reply().await.map_err(|e| broken(e, peer, "sending end of data"))?;
+                }
+            }
             return Ok(());
         }
-        conn.timeout = t.data_init;
-        let data = conn.command("DATA").await.map_err(|e| broken(e, peer, "sending DATA command"))?;
+        let data = if pipelined { conn.read_reply().await } else { conn.command("DATA").await };
+        let data = data.map_err(|e| broken(e, peer, "sending DATA command"))?;
         if data.class() != 3 {
             return Err(rejected(&data, peer, "DATA command"));
         }
@@ -548,6 +590,96 @@ mod tests {
         let sent = server.await.unwrap();
         assert_eq!(sent[..4], ["MAIL FROM:<s@x.test>", "RCPT TO:<u@x.test>", "RCPT TO:<v@x.test>", "RCPT TO:<w@x.test>"]);
         assert_eq!(sent[5], "Subject: t\r\n\r\n..dot\r\n.");
+    }
+
+    /// A peer that offers PIPELINING and answers nothing until MAIL, both RCPTs and DATA have
+    /// arrived: a client that waited for each reply would never get one.
+    async fn pipelining_peer(
+        mail: &'static str,
+        rcpts: [&'static str; 2],
+        data: &'static str,
+    ) -> (Connection, tokio::task::JoinHandle<Vec<String>>) {
+        connected(move |mut r, mut w| async move {
+            w.write_all(b"220 peer.test\r\n").await.unwrap();
+            let mut got = vec![next_line(&mut r).await.unwrap_or_default()];
+            w.write_all(b"250-peer.test\r\n250 PIPELINING\r\n").await.unwrap();
+            for _ in 0..4 {
+                got.push(next_line(&mut r).await.unwrap_or_default());
+            }
+            w.write_all(format!("{mail}\r\n{}\r\n{}\r\n{data}\r\n", rcpts[0], rcpts[1]).as_bytes()).await.unwrap();
+            if data.starts_with("354") {
+                while let Some(line) = next_line(&mut r).await {
+                    got.push(line.clone());
+                    if line == ".\r\n" {
+                        w.write_all(b"250 2.0.0 Ok: queued\r\n").await.unwrap();
+                        break;
+                    }
+                }
+            }
+            // The session is in step: the next command gets the next reply.
+            if let Some(line) = next_line(&mut r).await {
+                got.push(line);
+                w.write_all(b"250 2.0.0 Ok\r\n").await.unwrap();
+            }
+            got.iter().map(|l| l.trim_end().to_string()).collect()
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn pipelining_sends_mail_rcpt_and_data_in_one_go_and_stays_in_step() {
+        struct Case {
+            name: &'static str,
+            mail: &'static str,
+            rcpts: [&'static str; 2],
+            data: &'static str,
+            want: [Outcome; 2],
+        }
+        let cases = [
+            Case {
+                name: "accepted",
+                mail: "250 Ok",
+                rcpts: ["250 Ok", "550 5.1.1 no"],
+                data: "354 go",
+                want: [Outcome::Sent, Outcome::Bounced],
+            },
+            Case {
+                name: "MAIL refused",
+                mail: "452 4.3.1 full",
+                rcpts: ["503 5.5.1 no MAIL", "503 5.5.1 no MAIL"],
+                data: "503 5.5.1 no rcpt",
+                want: [Outcome::Deferred, Outcome::Deferred],
+            },
+            Case {
+                name: "no recipient",
+                mail: "250 Ok",
+                rcpts: ["550 5.1.1 no", "550 5.1.1 no"],
+                data: "554 5.5.1 no valid recipients",
+                want: [Outcome::Bounced, Outcome::Bounced],
+            },
+            Case {
+                name: "354 without recipients",
+                mail: "250 Ok",
+                rcpts: ["550 5.1.1 no", "550 5.1.1 no"],
+                data: "354 go",
+                want: [Outcome::Bounced, Outcome::Bounced],
+            },
+        ];
+        for c in cases {
+            let (mut conn, server) = pipelining_peer(c.mail, c.rcpts, c.data).await;
+            conn.read_reply().await.unwrap();
+            hello(&session(), &mut conn, "peer", None).await.unwrap();
+            assert!(conn.pipelining, "{}", c.name);
+            let (results, healthy) =
+                mail_transaction(&session(), &request(&["u@x.test", "v@x.test"]), &mut conn, "peer", b"Subject: t\n\nbody\n", None).await;
+            assert!(healthy, "{}", c.name);
+            assert_eq!(summary(&results).iter().map(|r| r.1).collect::<Vec<_>>(), c.want, "{}", c.name);
+            assert!(reset(&session(), &mut conn).await, "{}: the RSET gets its own reply", c.name);
+            drop(conn);
+            let sent = server.await.unwrap();
+            assert_eq!(sent[1..5], ["MAIL FROM:<s@x.test>", "RCPT TO:<u@x.test>", "RCPT TO:<v@x.test>", "DATA"], "{}", c.name);
+            assert_eq!(sent.last().map(String::as_str), Some("RSET"), "{}", c.name);
+        }
     }
 
     #[tokio::test]
