@@ -71,16 +71,38 @@ class Connections:
                     "pipelined_share": self.pipelined / self.transactions if self.transactions else 0.0}
 
 
-class Lines:
-    """CRLF lines from a socket, read in large chunks, so that what the client sent ahead
-    (pipelined commands) can be seen."""
+class Replies:
+    """Replies held until the client's input is used up, then sent in one write, as a real
+    server answers a pipelined group (Postfix's smtpd flushes when its read buffer is empty):
+    one small write per reply would meet the client's delayed ACK and stall a pipelining
+    client by tens of milliseconds per message."""
 
     def __init__(self, sock):
         self.sock = sock
+        self.held = bytearray()
+
+    def write(self, reply):
+        self.held += reply
+
+    def flush(self):
+        if self.held:
+            self.sock.sendall(self.held)
+            self.held.clear()
+
+
+class Lines:
+    """CRLF lines from a socket, read in large chunks, so that what the client sent ahead
+    (pipelined commands) can be seen; `replies`, when given, are sent before waiting for more."""
+
+    def __init__(self, sock, replies=None):
+        self.sock = sock
+        self.replies = replies
         self.buf = b""
 
     def line(self):
         while b"\n" not in self.buf:
+            if self.replies:
+                self.replies.flush()
             chunk = self.sock.recv(65536)
             if not chunk:
                 return b""
@@ -104,8 +126,8 @@ class Handler(socketserver.StreamRequestHandler):
     def session(self):
         rec = self.server.recorder
         pipelining = self.server.pipelining
-        w = self.wfile
-        r = Lines(self.connection)
+        w = Replies(self.connection)
+        r = Lines(self.connection, w)
         w.write(b"220 sink.bench ESMTP\r\n")
         rcpts = []
         while True:
@@ -135,6 +157,7 @@ class Handler(socketserver.StreamRequestHandler):
                 w.write(b"250 2.0.0 Ok: queued\r\n")
             elif cmd == b"QUIT":
                 w.write(b"221 2.0.0 Bye\r\n")
+                w.flush()
                 return
             else:
                 w.write(b"250 2.0.0 Ok\r\n")

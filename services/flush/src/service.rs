@@ -15,8 +15,8 @@ use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, log_warning};
 
 use crate::index::Index;
-use crate::reconcile::Scan;
 use crate::logfile::{FlushDir, Taken, exists};
+use crate::reconcile::Scan;
 
 /// The settings the flush service uses, re-read on reload.
 #[derive(Debug, Clone)]

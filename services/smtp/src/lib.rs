@@ -8,7 +8,8 @@
 //! message from its queue file, connects to the next hop (`[host]:port` literally, otherwise the
 //! domain's MX hosts by preference with an A/AAAA fallback, via hickory-resolver; the servers
 //! asked are `smtp_dns_nameservers` or /etc/resolv.conf), and runs one SMTP transaction (EHLO, falling back to HELO; MAIL; one RCPT
-//! per recipient; DATA) with a result per recipient: 2xx sent, 4xx deferred, 5xx bounced, with
+//! per recipient; DATA; with PIPELINING offered, MAIL, the RCPTs and DATA go in one write and
+//! the replies are read in order, RFC 2920) with a result per recipient: 2xx sent, 4xx deferred, 5xx bounced, with
 //! the remote reply in the text. A handshake that fails softly moves on to the next address. An idle connection is kept for `smtp_connection_cache_time_limit`
 //! and reused (RSET, then MAIL) for the next request to the same next hop. The kept
 //! connections belong to one actor ([`cache`]): a delivery checks one out and back in by a
