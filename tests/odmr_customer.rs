@@ -176,6 +176,11 @@ fn a_customer_killed_mid_session_loses_nothing_and_gets_the_rest_once() {
     // Acknowledged: removed at the provider, delivered by the customer. Not acknowledged:
     // still deferred and indexed at the provider.
     provider.wait_log(&format!("{first}: removed"));
+    // The kill can come between the 250 and the incoming-scan trigger's write (it is posted,
+    // not awaited): the message is safe in the customer's incoming queue, and the queue
+    // manager's next wakeup (300 s here) sends it; `postqueue -f` stands in for that wakeup.
+    let out = customer.cli("postqueue", &["-f"]);
+    assert!(out.status.success(), "{}", crate::harness::text(&out.stderr));
     wait_for("the acknowledged message at the sink", || (sink.count() == 1).then_some(()));
     assert!(deferred(&provider, second) && indexed(&provider, second), "{}", provider.log());
     let sent_second = |l: &&str| l.contains(&format!("{second}: to=<")) && l.contains("status=sent");
