@@ -60,6 +60,9 @@ pub struct Templates {
 /// Why `bounce_template_file` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
+    /// `bounce_template_file` itself does not expand.
+    #[error(transparent)]
+    Param(#[from] crate::config::ParamError),
     #[error("{path}: {source}")]
     Read { path: String, source: std::io::Error },
     #[error("{path}, line {line}: {what}")]
@@ -121,7 +124,7 @@ const BUILT_IN: [(&str, &str); 4] = [
 /// The templates for `p`: the built-in ones, with those that `bounce_template_file` names
 /// replaced.
 pub fn load(p: &Params) -> Result<Templates, TemplateError> {
-    let file = p.get("bounce_template_file").unwrap_or_default();
+    let file = p.get("bounce_template_file")?;
     let mut sources: Vec<(&str, String, String)> =
         BUILT_IN.iter().map(|(class, text)| (*class, "[built-in]".to_string(), text.to_string())).collect();
     if !file.trim().is_empty() {
@@ -133,12 +136,11 @@ pub fn load(p: &Params) -> Result<Templates, TemplateError> {
             }
         }
     }
-    let mut parsed = sources.into_iter().map(|(class, origin, text)| parse_template(p, class, &origin, &text));
-    let mut next = || parsed.next().expect("one source per built-in template");
-    let (failure, delay, success, verify) = (next()?, next()?, next()?, next()?);
+    let parsed: Vec<Template> =
+        sources.into_iter().map(|(class, origin, text)| parse_template(p, class, &origin, &text)).collect::<Result<_, _>>()?;
     // No Postern program sends the verify report (sendmail -v, -bv); an override of it is still
     // checked, so a file that Postfix accepts is one Postern accepts.
-    let _ = verify;
+    let [failure, delay, success, _verify]: [Template; 4] = parsed.try_into().expect("one template per built-in class");
     Ok(Templates { failure, delay, success })
 }
 
@@ -371,6 +373,7 @@ mod tests {
             assert!(err.contains(want), "{file:?}: {err}");
             assert!(err.contains("bounce.cf"), "{file:?}: {err}");
         }
+        assert!(load(&params("bounce_template_file = ${unclosed\n")).is_err(), "a value that does not expand is an error, not no file");
         let missing = load(&params("bounce_template_file = /nonexistent/bounce.cf\n")).unwrap_err().to_string();
         assert!(missing.starts_with("/nonexistent/bounce.cf: "), "{missing}");
     }
