@@ -17,6 +17,7 @@ import time
 import drain
 import fswatch
 import odmr
+import scale as scale_out
 import sink
 from systems import CPUACCT, ROOT, TLS_LOAD, Postern, Postfix, make_cert, wait_port
 
@@ -147,10 +148,11 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def start_empty(sysm):
-    """Start `sysm` on an empty queue, from a settled disk, with no sink listening."""
+def start_empty(sysm, extra_main=""):
+    """Start `sysm` on an empty queue (main.cf with `extra_main` added), from a settled disk,
+    with no sink listening."""
     free_sink()
-    sysm.fresh()
+    sysm.fresh(extra_main)
     settle()
     sysm.start()
 
@@ -541,10 +543,11 @@ def write_report(res, path):
         for label, key, hib, fmt in rows[1:3]:
             L.append(f"| {label}, STARTTLS to the next hop | {fmt.format(ra[key])} | {fmt.format(rb[key])} | {ratio(ra[key], rb[key], hib)} |")
         L.append("")
+    L.extend(scale_out.report(res))
     L.append("## The issue's targets in this run\n")
     L.append("| target | this run | |")
     L.append("|---|---|---|")
-    for target, figure, met in targets(scale, tput, res.get("tls"), res.get("restricted")) + drain.targets(res.get("drain")):
+    for target, figure, met in targets(scale, tput, res.get("tls"), res.get("restricted")) + drain.targets(res.get("drain")) + scale_out.targets(res):
         L.append(f"| {target} | {figure} | {'met' if met else '**missed**'} |")
     L.append("\nWhy the missed ones are missed is in the findings below.\n")
     L.append("## Flush index micro-benchmark\n")
@@ -576,6 +579,10 @@ def main():
     ap.add_argument("--only", choices=["tls", "restricted", "drain"],
                     help="run only the TLS rows, or only a small acceptance row with a restriction list and relay_recipient_maps, and print their figures (no report written); "
                          "or only the big-customer drain rows (k up to 10,000), which replace those of the last run's figures and rewrite the report")
+    ap.add_argument("--scale", action="store_true",
+                    help="only the scale rows (issue 15): one node from 1k to a million queued, the big-customer rows and a fleet of three nodes on NATS; "
+                         "they replace those of the last run's figures and rewrite the report (about 50 minutes; with --quick up to 10k, about 10)")
+    ap.add_argument("--postfix-million", action="store_true", help="with --scale: Postfix at a million too (about 40 minutes more)")
     args = ap.parse_args()
     if args.report_only:
         report(args.output)
@@ -597,16 +604,20 @@ def main():
             clean(systems, quiet_s=0)
         return
     clean(systems, quiet_s=5 if args.quick else 30)
+    if args.scale:
+        try:
+            up, drained = scale_out.run(systems, args, BASE, start_empty, settle, etrn, wait_until, SINK_PORT, drain_rows)
+        finally:
+            clean(systems, quiet_s=0)
+        update_results(args.output, scale_up=up, drain=drained)
+        report(args.output)
+        return
     if args.only == "drain":
         try:
             rows = drain_rows(systems)
         finally:
             clean(systems, quiet_s=0)
-        with open(results_path(args.output)) as f:
-            res = json.load(f)
-        res["drain"] = rows
-        with open(results_path(args.output), "w") as f:
-            json.dump(res, f, indent=1, sort_keys=True)
+        update_results(args.output, drain=rows)
         report(args.output)
         return
     if args.only == "tls":
@@ -635,11 +646,26 @@ def main():
                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
                "versions": {"Postfix": systems[0].version(), "Postern": systems[1].version(),
                             "rustc": subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()}}
+        # The scale rows come from their own, longer run (--scale): kept until it runs again.
+        try:
+            with open(results_path(args.output)) as f:
+                res["scale_up"] = json.load(f)["scale_up"]
+        except (OSError, KeyError, ValueError):
+            pass
         with open(results_path(args.output), "w") as f:
             json.dump(res, f, indent=1, sort_keys=True)
     finally:
         clean(systems, quiet_s=0)
     report(args.output)
+
+
+def update_results(output, **rows):
+    """Replace these rows in the last run's figures."""
+    with open(results_path(output)) as f:
+        res = json.load(f)
+    res.update(rows)
+    with open(results_path(output), "w") as f:
+        json.dump(res, f, indent=1, sort_keys=True)
 
 
 def results_path(output):
@@ -653,6 +679,7 @@ def report(output):
         res = json.load(f)
     res["scale"] = {int(n): v for n, v in res["scale"].items()}
     plot(res["scale"], os.path.join(ROOT, "bench", "etrn-latency.png") if output == DEFAULT_OUTPUT else output + ".png")
+    scale_out.plot(res, res.get("drain"), os.path.join(ROOT, "bench", "scale.png") if output == DEFAULT_OUTPUT else output + "-scale.png")
     write_report(res, output)
     # The tables, for the terminal (headings and prose are in the file).
     with open(output) as f:

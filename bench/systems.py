@@ -298,16 +298,18 @@ smtp_dns_support_level = disabled
 
 class Postern(System):
     name = "Postern"
+    # Whether this instance offers the ODMR service (on its one fixed port).
+    offers_odmr = True
 
     def configure(self, extra_main):
         main = f"""queue_directory = {self.spool}
 maillog_file = {self.maillog}
 mail_owner = postfix
-""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main() + odmr.postern_main() + self.extra(extra_main)
+""" + COMMON_MAIN.format(sink=self.sink_port) + self.tls_main() + (odmr.postern_main() if self.offers_odmr else "") + self.extra(extra_main)
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(main)
         odmr.write_users(self.etc)
-        master = odmr.postern_master() + f"""127.0.0.1:{self.port} inet n - n - - smtpd
+        master = (odmr.postern_master() if self.offers_odmr else "") + f"""127.0.0.1:{self.port} inet n - n - - smtpd
 qmgr unix n - n 300 1 qmgr
 smtp unix - - n - - smtp
 flush unix n - n 1000? 0 flush
