@@ -170,6 +170,7 @@ pub mod defer;
 pub mod deliver;
 pub mod feedback;
 pub mod finish;
+pub mod relay;
 pub mod scan;
 pub mod scheduler;
 pub mod server;
