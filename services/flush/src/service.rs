@@ -631,6 +631,35 @@ mod tests {
         assert_eq!(names.len(), 2, "{names:?}");
     }
 
+    /// Another node's handover is a send of exactly the site whose queue manager request
+    /// names what moves; the local HandOver (the cluster's business) moves nothing.
+    #[test]
+    fn a_handover_names_what_it_moves() {
+        let mut f = fixture("example.net");
+        let a = deferred_message(&f.spool, &["u@example.net", "v@other.example"]);
+        let b = deferred_message(&f.spool, &["u@sub.example.net"]);
+        add(&mut f, "example.net", a.as_str());
+        add(&mut f, "example.net", "GONE123");
+        add(&mut f, "sub.example.net", b.as_str());
+        assert_eq!(request(&mut f, FlushRequest::HandOver { site: "example.net".into() }), FlushReply::ok(0));
+        assert_eq!(request(&mut f, FlushRequest::HandOver { site: "example.org".into() }), FlushReply::Deny);
+        assert!(f.spool.path(QueueName::Deferred, &a).exists());
+        let Step::ForgetDeadSitesFirst(pending) = f.state.hand_over("example.net", "[192.0.2.1]:25".into()) else {
+            panic!("a handover is a send")
+        };
+        let want = QmgrCommand::Relay { site: "example.net".into(), nexthop: "[192.0.2.1]:25".into(), queue_ids: vec![a.to_string()] };
+        assert_eq!(f.state.relay_request(&pending), Some(want));
+        assert_eq!(f.state.pending(&pending), FlushReply::ok(1));
+        assert_eq!(f.state.send_sites(pending), FlushReply::ok(1));
+        assert!(f.spool.path(QueueName::Incoming, &a).exists());
+        assert!(f.spool.path(QueueName::Deferred, &b).exists(), "exactly the site");
+        // Nothing waits any more: nothing to tell the queue manager.
+        let Step::ForgetDeadSitesFirst(pending) = f.state.hand_over("example.net", "[192.0.2.1]:25".into()) else { panic!() };
+        assert_eq!(f.state.relay_request(&pending), None);
+        assert!(matches!(f.state.hand_over("../x", "[192.0.2.1]:25".into()), Step::Reply(FlushReply::Bad { .. })));
+        assert!(matches!(f.state.hand_over("example.org", "[192.0.2.1]:25".into()), Step::Reply(FlushReply::Deny)));
+    }
+
     #[test]
     fn send_site_moves_only_that_site() {
         let mut f = fixture("example.net");

@@ -248,4 +248,23 @@ mod tests {
         // Deferred is not final: b and c are still pending.
         assert_eq!(m.qf.pending().count(), 2);
     }
+
+    #[test]
+    fn a_relay_override_routes_its_site_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), "transport_maps = inline:{ customer.example=slow: }\n");
+        let spool = cfg.spool.clone();
+        let id = queue_message(&spool, QueueName::Incoming, "s@example.org", &["a@customer.example", "b@other.example"]);
+        let a = activate_file(&spool, QueueName::Incoming, id.clone()).unwrap();
+        let mut relays = crate::relay::Relays::default();
+        let now = std::time::Instant::now();
+        relays.add("customer.example", "[192.0.2.1]:25", &[id.to_string()], now).unwrap();
+        let relay = relays.take(&id, now);
+        let routes = |adm: Admission| adm.waiting.into_iter().map(|(r, rc)| (r.transport, r.nexthop, rc.len())).collect::<Vec<_>>();
+        assert_eq!(
+            routes(admit(&cfg, &a.qf, false, relay.as_ref())),
+            [("smtp".into(), "[192.0.2.1]:25".into(), 1), ("smtp".into(), "other.example".into(), 1)]
+        );
+        assert_eq!(routes(admit(&cfg, &a.qf, false, None))[0], ("slow".into(), "customer.example".into(), 1));
+    }
 }
