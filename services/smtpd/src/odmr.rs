@@ -213,6 +213,8 @@ struct Relayed {
     announced: u64,
     /// Per node, by name.
     nodes: std::collections::BTreeMap<String, u64>,
+    /// The domains with mail on its way.
+    domains: Vec<String>,
 }
 
 impl Relayed {
@@ -232,6 +234,9 @@ async fn handed_over(s: &Session<'_>, domains: &[String]) -> Relayed {
         match cfg.flush.call(&FlushRequest::HandOver { site: d.clone() }, cfg.ipc_timeout).await {
             Ok(FlushReply::Ok { moved, nodes }) => {
                 relayed.announced += moved;
+                if moved > 0 {
+                    relayed.domains.push(d.clone());
+                }
                 // This node comes first, with nothing.
                 for n in nodes.into_iter().skip(1) {
                     *relayed.nodes.entry(n.node).or_default() += n.moved;
@@ -254,6 +259,8 @@ const RELAYED_POLL: Duration = Duration::from_millis(150);
 /// service, so the session lists the domains again for IDs it has not seen.
 struct Waiting {
     announced: u64,
+    /// The domains to list again: those with mail on its way.
+    domains: Vec<String>,
     /// Messages claimed from the lists taken after the first.
     arrived: u64,
     /// From now on the IDs come from the later lists.
@@ -295,7 +302,7 @@ async fn next_relayed(
             return None;
         }
         tokio::time::sleep(RELAYED_POLL).await;
-        let fresh: Vec<QueueId> = listed(s, domains).await.ok()?.into_iter().filter(|id| w.seen.insert(id.clone())).collect();
+        let fresh: Vec<QueueId> = listed(s, &w.domains).await.ok()?.into_iter().filter(|id| w.seen.insert(id.clone())).collect();
         *ids = fresh.into_iter();
     }
 }
@@ -376,8 +383,10 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
         Some(_) => handed_over(s, &domains).await,
         None => Relayed::default(),
     };
+    let relayed_from = relayed.shown();
     let mut waiting = Waiting {
         announced: relayed.announced,
+        domains: relayed.domains,
         arrived: 0,
         relisting: false,
         seen: ids.iter().cloned().collect(),
@@ -387,15 +396,15 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
     let domains = Arc::new(domains);
     let mut ids = ids.into_iter();
     let first = claim_next(&s.cfg.spool, &mut ids, &domains).await;
-    if first.is_none() && relayed.announced == 0 {
+    if first.is_none() && waiting.announced == 0 {
         log_info!("ATRN from {}: domains={shown}, sasl_username={login}: no mail", s.peer.show());
         return Some(Reply::new(453, "4.2.0", "You have no mail"));
     }
     let reply = Reply::new(250, "2.0.0", "OK now reversing the connection");
     s.count("atrn", &reply);
     log_info!("ATRN from {}: domains={shown}, sasl_username={login}: reversing the connection", s.peer.show());
-    if relayed.announced > 0 {
-        log_info!("ATRN from {}: {} messages from other nodes: {}", s.peer.show(), relayed.announced, relayed.shown());
+    if waiting.announced > 0 {
+        log_info!("ATRN from {}: {} messages from other nodes: {relayed_from}", s.peer.show(), waiting.announced);
     }
     if let Err(e) = io.reply(&reply.to_string()).await.and(io.flush().await) {
         crate::conn::log_write_failure(&e, s);
