@@ -285,10 +285,10 @@ fn tls_connections_to_nats() {
 }
 
 /// Three ODMR providers (tests/odmr.rs) on NATS with `per_node[i]` messages for
-/// customer.example and one for other.example at node i; node i's
-/// `fast_flush_cluster_relay_maps` names the smtpd port of each node in `relays_to[i]`.
-/// Returns the nodes and each one's odmr port.
-fn odmr_fleet(nats: &Nats, per_node: [usize; 3], relays_to: [&[&str]; 3]) -> Vec<(Node, u16)> {
+/// customer.example and one for other.example at node i, and `extra` in every main.cf; node
+/// i's `fast_flush_cluster_relay_maps` names the smtpd port of each node in `relays_to[i]`
+/// (an entry `node=nexthop` is taken as it is). Returns the nodes and each one's odmr port.
+fn odmr_fleet(nats: &Nats, per_node: [usize; 3], relays_to: [&[&str]; 3], extra: &str) -> Vec<(Node, u16)> {
     let ports: Vec<(u16, u16)> = NODES.iter().map(|_| (free_port(), free_port())).collect();
     let smtpd = |node: &str| NODES.iter().zip(&ports).find(|(n, _)| **n == node).map(|(_, (p, _))| *p).unwrap();
     NODES
@@ -296,10 +296,11 @@ fn odmr_fleet(nats: &Nats, per_node: [usize; 3], relays_to: [&[&str]; 3]) -> Vec
         .zip(&ports)
         .zip(per_node.into_iter().zip(relays_to))
         .map(|((name, &(port, odmr)), (n, relays))| {
-            let map: Vec<String> = relays.iter().map(|r| format!("{r}=[127.0.0.1]:{}", smtpd(r))).collect();
+            let map: Vec<String> =
+                relays.iter().map(|r| if r.contains('=') { r.to_string() } else { format!("{r}=[127.0.0.1]:{}", smtpd(r)) }).collect();
             let main = format!(
                 "fast_flush_cluster_servers = {}\nfast_flush_cluster_node = {name}\nfast_flush_cluster_members = {}\n\
-                 fast_flush_cluster_relay_maps = inline:{{ {} }}\n",
+                 fast_flush_cluster_relay_maps = inline:{{ {} }}\n{extra}",
                 nats.url(),
                 NODES.join(" "),
                 map.join(", ")
@@ -333,7 +334,7 @@ fn deferred_ids(inst: &Install) -> HashSet<String> {
 #[test]
 fn atrn_at_one_node_gets_the_customers_mail_from_every_node() {
     let nats = Nats::start();
-    let nodes = odmr_fleet(&nats, [2, 3, 4], [&["mx2", "mx3"], &["mx1", "mx3"], &["mx1", "mx2"]]);
+    let nodes = odmr_fleet(&nats, [2, 3, 4], [&["mx2", "mx3"], &["mx1", "mx3"], &["mx1", "mx2"]], "");
     let (mx1, odmr) = (&nodes[0].0, nodes[0].1);
     let sink = Sink::start(free_port());
     // A real customer (fetchmail) at mx1's ODMR port: mx1's own two messages, and the seven
@@ -371,7 +372,7 @@ fn atrn_at_one_node_gets_the_customers_mail_from_every_node() {
 fn a_node_without_a_relay_route_refuses_the_handover_and_keeps_its_mail() {
     let nats = Nats::start();
     // mx3 has no entry for mx1.
-    let nodes = odmr_fleet(&nats, [1, 2, 2], [&["mx2", "mx3"], &["mx1", "mx3"], &["mx2"]]);
+    let nodes = odmr_fleet(&nats, [1, 2, 2], [&["mx2", "mx3"], &["mx1", "mx3"], &["mx2"]], "");
     let (mx1, odmr) = (&nodes[0].0, nodes[0].1);
     let sink = Sink::start(free_port());
     let out = fetchmail(&mx1.inst, odmr, "alice", ALICE_PW, "customer.example", sink.port);
@@ -385,4 +386,37 @@ fn a_node_without_a_relay_route_refuses_the_handover_and_keeps_its_mail() {
     assert_eq!(message_ids(&sink), want, "{}", said(&out));
     let left = deferred_ids(&nodes[2].0.inst);
     assert!(nodes[2].0.ids.iter().all(|id| left.contains(id)), "mx3 keeps its mail");
+}
+
+/// A node whose relayed mail does not come (its route to the session's node is down): the
+/// session delivers the rest and ends `smtpd_odmr_cluster_wait` after the last message; that
+/// node's mail stays deferred there.
+#[test]
+fn relayed_mail_that_does_not_come_ends_the_wait_and_stays_queued() {
+    let nats = Nats::start();
+    let down_port = free_port();
+    let down = format!("mx1=[127.0.0.1]:{down_port}");
+    let nodes = odmr_fleet(&nats, [1, 1, 2], [&["mx2", "mx3"], &["mx1", "mx3"], &[&down]], "smtpd_odmr_cluster_wait = 2s\n");
+    let (mx1, odmr) = (&nodes[0].0, nodes[0].1);
+    let sink = Sink::start(free_port());
+    let out = fetchmail(&mx1.inst, odmr, "alice", ALICE_PW, "customer.example", sink.port);
+    mx1.inst.wait_log("reversed session done: messages=2 sent=2 bounced=0 deferred=0");
+    mx1.inst.wait_log("ATRN from localhost[127.0.0.1]: 3 messages from other nodes: mx2=1, mx3=2");
+    mx1.inst.wait_log(
+        "ATRN from localhost[127.0.0.1]: 1 of 3 messages from other nodes delivered (smtpd_odmr_cluster_wait 2s); the rest waits for the next ATRN",
+    );
+    let mut want: Vec<String> = queued_message_ids("mx1", 1).into_iter().chain(queued_message_ids("mx2", 1)).collect();
+    want.sort();
+    assert_eq!(message_ids(&sink), want, "{}", said(&out));
+    // mx3 tried mx1 (the handover's route), failed, and keeps its mail, deferred and indexed.
+    let mx3 = &nodes[2].0;
+    // Each deferred by the smtp agent's refused connection, or, once the route is known to
+    // be down, by the queue manager's suspension of it.
+    let tried = format!("connect to 127.0.0.1[127.0.0.1]:{down_port}: Connection refused)");
+    let deferrals = || mx3.inst.log().lines().filter(|l| l.contains("status=deferred") && l.contains(&tried)).count();
+    wait_for("mx3's two deferrals", || (deferrals() == 2).then_some(()));
+    wait_for("mx3's mail deferred and indexed", || {
+        let left = deferred_ids(&mx3.inst);
+        mx3.ids.iter().all(|id| left.contains(id) && crate::odmr::indexed(&mx3.inst, id)).then_some(())
+    });
 }
