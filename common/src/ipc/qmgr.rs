@@ -29,6 +29,12 @@ pub enum QmgrCommand {
     Relay { site: String, nexthop: String, queue_ids: Vec<String> },
 }
 
+/// A relay request's next hop, in transport_maps syntax (`[host]:port`, `host`): printable
+/// ASCII without blanks, at most 255 bytes.
+pub fn valid_nexthop(nexthop: &str) -> bool {
+    !nexthop.is_empty() && nexthop.len() <= 255 && nexthop.chars().all(|c| c.is_ascii_graphic())
+}
+
 /// The protocol of `public/qmgr`.
 pub struct QmgrProtocol;
 
@@ -57,6 +63,10 @@ mod tests {
         });
         let text = serde_json::to_string(&relay).unwrap();
         assert_eq!(serde_json::from_str::<QmgrRequest>(&text).unwrap(), relay);
+        assert!(valid_nexthop("[10.0.0.1]:25") && valid_nexthop("mx.example"));
+        for bad in ["", "[10.0.0.1] :25", "a\tb", "caf\u{e9}", &"x".repeat(256)] {
+            assert!(!valid_nexthop(bad), "{bad:?}");
+        }
         for bad in [r#"{"Relay":{"site":"x"}}"#, r#"["Nonsense"]"#, r#"{"Other":{}}"#, "3"] {
             assert!(serde_json::from_str::<QmgrRequest>(bad).is_err(), "{bad}");
         }

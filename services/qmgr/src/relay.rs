@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::domain::{Site, lookup_domain};
+use common::ipc::qmgr::valid_nexthop;
 use common::queue::QueueId;
 
 use crate::config::Route;
@@ -45,11 +46,6 @@ impl Relay {
 #[derive(Debug, Default)]
 pub struct Relays {
     pending: HashMap<QueueId, Relay>,
-}
-
-/// A next hop in transport_maps syntax (`[host]:port`, `host`): printable, without blanks.
-fn valid_nexthop(nexthop: &str) -> bool {
-    !nexthop.is_empty() && nexthop.len() <= 255 && nexthop.chars().all(|c| c.is_ascii_graphic())
 }
 
 impl Relays {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::config::table::{Table, TableError, split_braced_list};
 use common::config::{ParamError, Params};
+use common::ipc::qmgr::valid_nexthop;
 
 /// Why the cluster settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -172,13 +173,13 @@ impl ClusterConfig {
 
     /// Where this node relays its mail for a site that `node` asks for (a handover): the
     /// first of `fast_flush_cluster_relay_maps` with an entry for the node, `Ok(None)` when
-    /// none has one. A value that is no next hop (empty, blanks, control characters) is an
-    /// error, not a route.
+    /// none has one. A value that is no next hop ([`valid_nexthop`]) is an error, not a
+    /// route.
     pub fn relay_nexthop(&self, node: &str) -> Result<Option<String>, String> {
         for table in &self.relay_maps {
             match table.lookup(node) {
                 Ok(None) => continue,
-                Ok(Some(v)) if !v.trim().is_empty() && v.trim().chars().all(|c| c.is_ascii_graphic()) => return Ok(Some(v.trim().into())),
+                Ok(Some(v)) if valid_nexthop(v.trim()) => return Ok(Some(v.trim().into())),
                 Ok(Some(v)) => {
                     return Err(format!("fast_flush_cluster_relay_maps: {}: invalid next hop \"{}\"", table.spec(), v.escape_debug()));
                 }
