@@ -5,7 +5,9 @@
 //! nothing); a node killed (`kill -9`) or NATS down never holds the answer past the deadline,
 //! what is not known is not counted, and a killed node's mail goes out once after its restart;
 //! a killed flush daemon rejoins. NATS with a password, nkeys or TLS: the fleet flushes, and a
-//! node that NATS refuses says why and flushes its own mail.
+//! node that NATS refuses says why and flushes its own mail. An ATRN (ODMR) at one node gets
+//! the customer's mail of every node, relayed to that node by the others, once; a node that
+//! has no relay route for the asking node refuses and keeps its mail.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use crate::harness::nats::Nats;
 use crate::harness::pki::Pki;
 use crate::harness::smtp::{Client, Sink, free_port};
 use crate::harness::{Install, wait_for};
+use crate::odmr::{ALICE_PW, fetchmail, provider_on, said};
 
 const NODES: [&str; 3] = ["mx1", "mx2", "mx3"];
 
@@ -279,4 +282,141 @@ fn tls_connections_to_nats() {
     for url in [servers, nats.url()] {
         refused_node_flushes_locally(&url, "", &format!("cannot connect to NATS {url}: IO error: invalid peer certificate: UnknownIssuer"));
     }
+}
+
+/// Three ODMR providers (tests/odmr.rs) on NATS with `per_node[i]` messages for
+/// customer.example and one for other.example at node i, and `extra` in every main.cf; node
+/// i's `fast_flush_cluster_relay_maps` names the smtpd port of each node in `relays_to[i]`
+/// (an entry `node=nexthop` is taken as it is). Returns the nodes and each one's odmr port.
+fn odmr_fleet(nats: &Nats, per_node: [usize; 3], relays_to: [&[&str]; 3], extra: &str) -> Vec<(Node, u16)> {
+    let ports: Vec<(u16, u16)> = NODES.iter().map(|_| (free_port(), free_port())).collect();
+    let smtpd = |node: &str| NODES.iter().zip(&ports).find(|(n, _)| **n == node).map(|(_, (p, _))| *p).unwrap();
+    NODES
+        .iter()
+        .zip(&ports)
+        .zip(per_node.into_iter().zip(relays_to))
+        .map(|((name, &(port, odmr)), (n, relays))| {
+            let map: Vec<String> =
+                relays.iter().map(|r| if r.contains('=') { r.to_string() } else { format!("{r}=[127.0.0.1]:{}", smtpd(r)) }).collect();
+            let main = format!(
+                "fast_flush_cluster_servers = {}\nfast_flush_cluster_node = {name}\nfast_flush_cluster_members = {}\n\
+                 fast_flush_cluster_relay_maps = inline:{{ {} }}\n{extra}",
+                nats.url(),
+                NODES.join(" "),
+                map.join(", ")
+            );
+            let inst = provider_on(port, odmr, &main, "");
+            inst.wait_log(&format!("fast flush cluster: node {name} listening on postern.flush"));
+            let ids = queue_mail(&inst, port, name, n);
+            (Node { inst, port, ids }, odmr)
+        })
+        .collect()
+}
+
+/// The customer's message IDs (`Message-ID:` of [`submit`]) the sink got, each once, and only
+/// the customer's.
+fn message_ids(sink: &Sink) -> Vec<String> {
+    let mut got: Vec<String> = delivered_once(sink).into_iter().collect();
+    got.sort();
+    got
+}
+
+/// What [`queue_mail`] gave node `name` for the customer, as [`message_ids`] shows it.
+fn queued_message_ids(name: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("Message-ID: <u{i}.{name}@customer.example.{n}@test>")).collect()
+}
+
+/// The IDs left in a node's deferred queue.
+fn deferred_ids(inst: &Install) -> HashSet<String> {
+    inst.queue_files("deferred").iter().filter_map(|p| p.file_name()?.to_str().map(str::to_string)).collect()
+}
+
+#[test]
+fn atrn_at_one_node_gets_the_customers_mail_from_every_node() {
+    let nats = Nats::start();
+    let nodes = odmr_fleet(&nats, [2, 3, 4], [&["mx2", "mx3"], &["mx1", "mx3"], &["mx1", "mx2"]], "");
+    let (mx1, odmr) = (&nodes[0].0, nodes[0].1);
+    let sink = Sink::start(free_port());
+    // A real customer (fetchmail) at mx1's ODMR port: mx1's own two messages, and the seven
+    // that mx2 and mx3 relay to mx1's smtpd meanwhile, on the same reversed connection.
+    let out = fetchmail(&mx1.inst, odmr, "alice", ALICE_PW, "customer.example", sink.port);
+    mx1.inst.wait_log("reversed session done: ");
+    let log = mx1.inst.log();
+    assert!(log.contains("cluster handover customer.example: 7 messages; answered: mx1=0, mx2=3, mx3=4"), "{}\n{log}", said(&out));
+    assert!(log.contains("ATRN from localhost[127.0.0.1]: 7 messages from other nodes: mx2=3, mx3=4"), "{log}");
+    assert!(log.contains("reversed session done: messages=9 sent=9 bounced=0 deferred=0"), "{}\n{log}", said(&out));
+    let mut want: Vec<String> = NODES.iter().zip([2, 3, 4]).flat_map(|(name, n)| queued_message_ids(name, n)).collect();
+    want.sort();
+    assert_eq!(message_ids(&sink), want, "{}", said(&out));
+    // The other nodes relayed through their own queue manager and smtp agent, to mx1's smtpd.
+    for (n, count) in nodes[1..].iter().zip([3, 4]) {
+        let relayed = format!("relay=127.0.0.1[127.0.0.1]:{}, ", mx1.port);
+        let sent = n.0.inst.log().lines().filter(|l| l.contains(&relayed) && l.contains("status=sent")).count();
+        assert_eq!(sent, count, "{}", n.0.inst.log());
+    }
+    // Every node keeps other.example's message, and nothing else.
+    for (n, _) in &nodes {
+        wait_for("only other.example's mail left", || {
+            let left = deferred_ids(&n.inst);
+            (n.ids.iter().all(|id| !left.contains(id)) && left.len() == 1).then_some(())
+        });
+        assert!(n.inst.queue_files("flush").iter().any(|p| p.ends_with("other.example")));
+    }
+    // Nothing is delivered twice: a second ATRN finds no mail anywhere.
+    let out = fetchmail(&mx1.inst, odmr, "alice", ALICE_PW, "customer.example", sink.port);
+    mx1.inst.wait_log("sasl_username=alice: no mail");
+    assert_eq!(sink.count(), 9, "{}", said(&out));
+}
+
+#[test]
+fn a_node_without_a_relay_route_refuses_the_handover_and_keeps_its_mail() {
+    let nats = Nats::start();
+    // mx3 has no entry for mx1.
+    let nodes = odmr_fleet(&nats, [1, 2, 2], [&["mx2", "mx3"], &["mx1", "mx3"], &["mx2"]], "");
+    let (mx1, odmr) = (&nodes[0].0, nodes[0].1);
+    let sink = Sink::start(free_port());
+    let out = fetchmail(&mx1.inst, odmr, "alice", ALICE_PW, "customer.example", sink.port);
+    mx1.inst.wait_log("reversed session done: ");
+    mx1.inst.wait_log("cluster handover customer.example: 2 messages; answered: mx1=0, mx2=2, mx3=(refused)");
+    nodes[2].0.inst.wait_log(
+        "warning: fast flush cluster: handover customer.example to node mx1: no entry for the node in fast_flush_cluster_relay_maps; refused",
+    );
+    let mut want: Vec<String> = queued_message_ids("mx1", 1).into_iter().chain(queued_message_ids("mx2", 2)).collect();
+    want.sort();
+    assert_eq!(message_ids(&sink), want, "{}", said(&out));
+    let left = deferred_ids(&nodes[2].0.inst);
+    assert!(nodes[2].0.ids.iter().all(|id| left.contains(id)), "mx3 keeps its mail");
+}
+
+/// A node whose relayed mail does not come (its route to the session's node is down): the
+/// session delivers the rest and ends `smtpd_odmr_cluster_wait` after the last message; that
+/// node's mail stays deferred there.
+#[test]
+fn relayed_mail_that_does_not_come_ends_the_wait_and_stays_queued() {
+    let nats = Nats::start();
+    let down_port = free_port();
+    let down = format!("mx1=[127.0.0.1]:{down_port}");
+    let nodes = odmr_fleet(&nats, [1, 1, 2], [&["mx2", "mx3"], &["mx1", "mx3"], &[&down]], "smtpd_odmr_cluster_wait = 2s\n");
+    let (mx1, odmr) = (&nodes[0].0, nodes[0].1);
+    let sink = Sink::start(free_port());
+    let out = fetchmail(&mx1.inst, odmr, "alice", ALICE_PW, "customer.example", sink.port);
+    mx1.inst.wait_log("reversed session done: messages=2 sent=2 bounced=0 deferred=0");
+    mx1.inst.wait_log("ATRN from localhost[127.0.0.1]: 3 messages from other nodes: mx2=1, mx3=2");
+    mx1.inst.wait_log(
+        "ATRN from localhost[127.0.0.1]: 1 of 3 messages from other nodes delivered (smtpd_odmr_cluster_wait 2s); the rest waits for the next ATRN",
+    );
+    let mut want: Vec<String> = queued_message_ids("mx1", 1).into_iter().chain(queued_message_ids("mx2", 1)).collect();
+    want.sort();
+    assert_eq!(message_ids(&sink), want, "{}", said(&out));
+    // mx3 tried mx1 (the handover's route), failed, and keeps its mail, deferred and indexed.
+    let mx3 = &nodes[2].0;
+    // Each deferred by the smtp agent's refused connection, or, once the route is known to
+    // be down, by the queue manager's suspension of it.
+    let tried = format!("connect to 127.0.0.1[127.0.0.1]:{down_port}: Connection refused)");
+    let deferrals = || mx3.inst.log().lines().filter(|l| l.contains("status=deferred") && l.contains(&tried)).count();
+    wait_for("mx3's two deferrals", || (deferrals() == 2).then_some(()));
+    wait_for("mx3's mail deferred and indexed", || {
+        let left = deferred_ids(&mx3.inst);
+        mx3.ids.iter().all(|id| left.contains(id) && crate::odmr::indexed(&mx3.inst, id)).then_some(())
+    });
 }

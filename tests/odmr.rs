@@ -27,6 +27,11 @@ fn provider() -> (Install, u16, u16) {
 /// The same with `main_extra` in main.cf and `odmr_extra` on the odmr service's command.
 pub(crate) fn provider_with(main_extra: &str, odmr_extra: &str) -> (Install, u16, u16) {
     let (port, odmr) = (free_port(), free_port());
+    (provider_on(port, odmr, main_extra, odmr_extra), port, odmr)
+}
+
+/// [`provider_with`] with smtpd on `port` and the odmr service on `odmr`.
+pub(crate) fn provider_on(port: u16, odmr: u16, main_extra: &str, odmr_extra: &str) -> Install {
     let dir_users = format!("alice:{{PLAIN}}{ALICE_PW}\nbob:{{PLAIN}}bob-S3cr3t\n");
     let main = format!(
         "relayhost = [127.0.0.1]:{}\nrelay_domains = customer.example, other.example\n\
@@ -42,7 +47,7 @@ pub(crate) fn provider_with(main_extra: &str, odmr_extra: &str) -> (Install, u16
     let mut inst = Install::new(&main, &master);
     std::fs::write(inst.etc.join("sasl-users"), dir_users).unwrap();
     inst.start();
-    (inst, port, odmr)
+    inst
 }
 
 /// Queue one message to `rcpt` and wait until it is deferred and in the flush index.
@@ -63,7 +68,7 @@ pub(crate) fn deferred(inst: &Install, id: &str) -> bool {
 }
 
 /// fetchmail as an ODMR customer of `port` for `domains`, handing the mail to `sink_port`.
-fn fetchmail(inst: &Install, port: u16, user: &str, pw: &str, domains: &str, sink_port: u16) -> Output {
+pub(crate) fn fetchmail(inst: &Install, port: u16, user: &str, pw: &str, domains: &str, sink_port: u16) -> Output {
     let rc = inst.dir.path().join(format!("fetchmailrc-{user}"));
     std::fs::write(
         &rc,
@@ -83,7 +88,7 @@ fn fetchmail(inst: &Install, port: u16, user: &str, pw: &str, domains: &str, sin
         .expect("fetchmail is not installed (tests/run installs it)")
 }
 
-fn said(out: &Output) -> String {
+pub(crate) fn said(out: &Output) -> String {
     format!("{}{}", text(&out.stdout), text(&out.stderr))
 }
 

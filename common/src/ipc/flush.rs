@@ -35,6 +35,12 @@ pub enum FlushRequest {
     /// Drop these IDs from `site`'s logfile when they are in no queue any more (mail an ODMR
     /// session delivered), so that the next `List` costs only what still waits.
     Forget { site: String, queue_ids: Vec<String> },
+    /// Ask the other nodes of the fast flush cluster to relay their mail for `site` (exactly
+    /// that site) to this node, where an ODMR session for it is under way; moves nothing
+    /// here. Answered with `Ok`: `moved` is how many messages the nodes that answered within
+    /// `fast_flush_cluster_timeout` are relaying, `nodes` who said how much (this node first,
+    /// with 0); without the cluster, or without a connection to it, `moved` is 0.
+    HandOver { site: String },
 }
 
 /// The flush service's answer.

@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod flush;
 pub mod frame;
 pub mod hello;
+pub mod qmgr;
 pub mod server;
 pub mod showq;
 pub mod trigger;

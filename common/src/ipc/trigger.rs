@@ -36,7 +36,8 @@ pub struct TriggerProtocol;
 pub enum TriggerReply {
     Accepted,
     /// The client's user may not force this work (`F`, `A`, `D` need root, `mail_owner` or a
-    /// user in `authorized_flush_users`); nothing was recorded.
+    /// user in `authorized_flush_users`), or the queue manager cannot take the request (a
+    /// relay request it has no room for, see [`super::qmgr`]); nothing was recorded.
     Denied {
         reason: String,
     },

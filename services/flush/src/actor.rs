@@ -5,12 +5,18 @@
 //! that moves nothing, with the client idle between requests). A send answers first (the
 //! messages waiting in `deferred`), then waits for the queue manager's acknowledgement of
 //! `ForgetDeadSites` without blocking the thread, and moves the files; it takes no other
-//! request meanwhile.
+//! request meanwhile. Another node's handover (the fast flush cluster) is such a send, whose
+//! moved messages the queue manager has agreed to route to that node before anything moves.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use actix::prelude::*;
 
+use common::ipc::client::call;
 use common::ipc::flush::{FlushReply, FlushRequest};
-use common::ipc::trigger::Trigger;
+use common::ipc::qmgr::{QmgrCommand, QmgrProtocol, QmgrRequest};
+use common::ipc::trigger::{Trigger, TriggerReply};
 use common::ipc::trigger_client::TriggerClient;
 use common::log_warning;
 
@@ -40,10 +46,27 @@ impl Actor for FlushActor {
 #[rtype(result = "FlushReply")]
 struct Request(FlushRequest);
 
-impl Handler<Request> for FlushActor {
-    type Result = AtomicResponse<Self, FlushReply>;
-    fn handle(&mut self, msg: Request, ctx: &mut Context<Self>) -> Self::Result {
-        match self.state.handle(msg.0) {
+/// Another node's handover request: send `site` to `nexthop` (see [`FlushState::hand_over`]).
+#[derive(Message)]
+#[rtype(result = "FlushReply")]
+struct HandOver {
+    site: String,
+    nexthop: String,
+}
+
+/// Tell the queue manager where a handover's mail goes; `Err` when it did not take it.
+async fn relay_first(socket: PathBuf, timeout: Duration, command: QmgrCommand) -> Result<(), String> {
+    match call::<QmgrProtocol>(&socket, &QmgrRequest::Command(command), timeout).await {
+        Ok(TriggerReply::Accepted) => Ok(()),
+        Ok(TriggerReply::Denied { reason }) => Err(reason),
+        Err(e) => Err(format!("queue manager {}: {e}", socket.display())),
+    }
+}
+
+impl FlushActor {
+    /// Carry out what a request needs next.
+    fn step(&mut self, step: Step, ctx: &mut Context<Self>) -> AtomicResponse<Self, FlushReply> {
+        match step {
             Step::Reply(reply) => {
                 self.finish_later(ctx);
                 AtomicResponse::new(Box::pin(fut::ready(reply)))
@@ -54,17 +77,35 @@ impl Handler<Request> for FlushActor {
                 // still before any other request (the actor waits for them), so the order
                 // "F before any file moves" holds and a re-deferral's Add comes after the send.
                 // Neither the qmgr round trip nor the renames are on the ETRN reply's path.
+                // A handover first tells the queue manager where the mail goes; if it does not
+                // take that, nothing moves (the mail would take its usual route instead).
                 let reply = self.state.pending(&pending);
                 let qmgr = self.qmgr.clone();
-                let acked = async move { qmgr.send(&[Trigger::ForgetDeadSites]).await };
-                let send = acked.into_actor(self).map(move |acked, act, ctx| {
-                    // The queue manager is down or slow: the files move anyway, and it scans
-                    // them when it is back.
-                    if let Err(e) = acked {
-                        log_warning!("trigger {}: {e}", act.qmgr.shown());
+                let relay = self.state.relay_request(&pending);
+                let shown = match &relay {
+                    Some(QmgrCommand::Relay { site, nexthop, .. }) => format!("{site} to {nexthop}"),
+                    None => String::new(),
+                };
+                let (socket, timeout) = (self.state.config().qmgr_socket.clone(), self.state.config().trigger_timeout);
+                let acked = async move {
+                    if let Some(command) = relay {
+                        relay_first(socket, timeout, command).await?;
                     }
-                    if let FlushReply::Fail { reason } = act.state.send_sites(pending) {
-                        log_warning!("fast flush send: {reason}");
+                    Ok(qmgr.send(&[Trigger::ForgetDeadSites]).await)
+                };
+                let send = acked.into_actor(self).map(move |acked: Result<_, String>, act, ctx| {
+                    match acked {
+                        Err(why) => log_warning!("fast flush handover of {shown}: {why}; the mail stays in this node's queue"),
+                        Ok(forgot) => {
+                            // The queue manager is down or slow: the files move anyway, and it
+                            // scans them when it is back.
+                            if let Err(e) = forgot {
+                                log_warning!("trigger {}: {e}", act.qmgr.shown());
+                            }
+                            if let FlushReply::Fail { reason } = act.state.send_sites(pending) {
+                                log_warning!("fast flush send: {reason}");
+                            }
+                        }
                     }
                     act.finish_later(ctx);
                 });
@@ -74,6 +115,22 @@ impl Handler<Request> for FlushActor {
                 })))
             }
         }
+    }
+}
+
+impl Handler<Request> for FlushActor {
+    type Result = AtomicResponse<Self, FlushReply>;
+    fn handle(&mut self, msg: Request, ctx: &mut Context<Self>) -> Self::Result {
+        let step = self.state.handle(msg.0);
+        self.step(step, ctx)
+    }
+}
+
+impl Handler<HandOver> for FlushActor {
+    type Result = AtomicResponse<Self, FlushReply>;
+    fn handle(&mut self, msg: HandOver, ctx: &mut Context<Self>) -> Self::Result {
+        let step = self.state.hand_over(&msg.site, msg.nexthop);
+        self.step(step, ctx)
     }
 }
 
@@ -115,6 +172,11 @@ impl FlushHandle {
 
     pub async fn request(&self, req: FlushRequest) -> FlushReply {
         self.addr.send(Request(req)).await.unwrap_or_else(|e| FlushReply::Fail { reason: e.to_string() })
+    }
+
+    /// Another node's handover: send `site` with its mail routed to `nexthop`.
+    pub async fn hand_over(&self, site: String, nexthop: String) -> FlushReply {
+        self.addr.send(HandOver { site, nexthop }).await.unwrap_or_else(|e| FlushReply::Fail { reason: e.to_string() })
     }
 
     pub fn reload(&self, cfg: FlushConfig) {

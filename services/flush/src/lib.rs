@@ -37,6 +37,10 @@
 //!   still queued, nothing moved; with the cluster, every node is asked too (below).
 //! * `Forget{site, queue_ids}`: drop those IDs from the site's index and logfile (one rewrite)
 //!   when they are in no queue any more: what an ODMR session delivered.
+//! * `HandOver{site}` (smtpd's ODMR provider, at the start of an ATRN session): with the
+//!   cluster, ask the other nodes to relay their mail for exactly that site to this node
+//!   (below), and answer how many messages they said they relay; nothing moves here. Without
+//!   the cluster, or not connected to NATS, `Ok` with 0 at once.
 //!
 //! A request that covers many logfiles (`ETRN @domain` over thousands of subdomains, refresh,
 //! purge) works through them in groups of 64: each group's logfiles are emptied and unlocked
@@ -72,11 +76,27 @@
 //! client's `CountSite` goes the same way as a request with `count` set: each node answers
 //! with its own count and moves nothing (`cluster count SITE: ...` in the log).
 //!
+//! A client's `HandOver` goes as a request with `handover` set ("relay your mail for the site
+//! to me"), with the same deadline and tally (`cluster handover SITE: N messages; answered:
+//! mx1=0, mx2=3, ...`). A node that hears it looks the asking node's name up in its own
+//! `fast_flush_cluster_relay_maps` (node name → next hop, `[host]:port` as in
+//! `transport_maps`): a request never says where the mail goes, so whoever may publish on the
+//! subject cannot redirect a customer's mail. No entry: it answers refused, with a warning
+//! (`fast flush cluster: handover SITE to node N: no entry for the node in
+//! fast_flush_cluster_relay_maps; refused`), and keeps its mail. Otherwise the request is a send
+//! of exactly that site, with the same order of steps (the count answered first, then the
+//! queue manager's acknowledgements, the moves, the incoming scan), except that before
+//! `ForgetDeadSites` the queue manager is told, over `public/qmgr`, that those queue IDs'
+//! recipients in the site go to `smtp:NEXTHOP` (qmgr(8)); if it does not take that, nothing
+//! moves (`warning: fast flush handover of SITE to NEXTHOP: ...; the mail stays in this node's
+//! queue`). The mail then goes through this node's queue manager and smtp agent like any
+//! other, and a failure leaves it deferred here.
+//!
 //! # Security
 //! Only syntactically valid host names (lowercased; a UTF-8 name in its A-label form,
 //! `xn--bcher-kva.example`) name logfiles; address literals and anything
-//! else are answered `Bad`, so no request can touch a file outside `flush/`. `Add`, `List` and
-//! `Forget` are accepted only from the mail system's own user (or root); the other requests from
+//! else are answered `Bad`, so no request can touch a file outside `flush/`. `Add`, `List`,
+//! `Forget` and `HandOver` are accepted only from the mail system's own user (or root); the other requests from
 //! users in `authorized_flush_users`, identified by `SO_PEERCRED`. A local user other than root and
 //! the mail system's own may hold at most `local_client_connection_limit` connections and must send
 //! each request within `local_client_timeout`; the daemons keep theirs.
@@ -91,11 +111,15 @@
 //! `fast_flush_domains` (default `$relay_domains`; empty turns the service off),
 //! `fast_flush_refresh_time` (12h), `fast_flush_purge_time` (7d), `authorized_flush_users`,
 //! `queue_service_name`, `trigger_timeout`, `ipc_timeout`, `local_client_connection_limit`,
-//! `local_client_timeout`, and the `fast_flush_cluster_*` parameters above.
+//! `local_client_timeout`, and the `fast_flush_cluster_*` parameters above
+//! (`fast_flush_cluster_relay_maps`, default empty: this node relays to no one).
 //!
 //! # Bugs
 //! A message with recipients in several domains is listed under each, and sending one site
 //! re-queues the whole message, as in Postfix.
+//!
+//! A node of an older version takes a handover request for a plain send: its mail goes its
+//! usual way, and the asking session waits for it in vain.
 
 pub mod actor;
 pub mod cluster;

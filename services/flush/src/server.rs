@@ -43,8 +43,9 @@ impl FlushAuth {
             FlushRequest::Add { .. } if !system => {
                 Some(format!("User {}({uid}) is not allowed to add fast flush entries", UserList::user_name(uid)))
             }
-            // Which mail waits for whom is the mail system's business (smtpd's ODMR service).
-            FlushRequest::List { .. } | FlushRequest::Forget { .. } if !system => {
+            // Which mail waits for whom is the mail system's business (smtpd's ODMR service),
+            // and so is where the other nodes send theirs.
+            FlushRequest::List { .. } | FlushRequest::Forget { .. } | FlushRequest::HandOver { .. } if !system => {
                 Some(format!("User {}({uid}) is not allowed to list fast flush entries", UserList::user_name(uid)))
             }
             _ if self.users.allows(uid, self.own_uid) => None,
@@ -59,7 +60,8 @@ type Membership = Option<Rc<Cluster>>;
 /// Serve one client connection: authorize each request by the peer's uid (with the
 /// authorization current at that moment: smtpd and qmgr keep their connections across reloads),
 /// then ask the actor. A client's `SendSite` (ETRN, `postqueue -s`, `sendmail -qR`; the
-/// service's own housekeeping never comes this way) also goes to the cluster, when there is one.
+/// service's own housekeeping never comes this way), `CountSite` and `HandOver` also go to the
+/// cluster, when there is one.
 async fn serve_client(
     stream: UnixStream,
     handle: FlushHandle,
@@ -86,6 +88,10 @@ async fn serve_client(
                 (None, Some(cluster), FlushRequest::CountSite { site }) => {
                     let site = site.clone();
                     cluster.ask(Ask::Count, &site, handle.request(req)).await
+                }
+                (None, Some(cluster), FlushRequest::HandOver { site }) => {
+                    let site = site.clone();
+                    cluster.ask(Ask::HandOver, &site, handle.request(req)).await
                 }
                 (None, _, _) => handle.request(req).await,
             }
@@ -217,6 +223,9 @@ mod tests {
         assert_eq!(auth.check(&send, 0), None);
         assert_eq!(auth.check(&add, 1000), None);
         assert!(auth.check(&add, 4242).is_some());
+        let handover = FlushRequest::HandOver { site: "x.example".into() };
+        assert_eq!(auth.check(&handover, 1000), None);
+        assert!(auth.check(&handover, 4242).unwrap().contains("is not allowed to list fast flush entries"));
         assert!(auth.check(&send, 4242).unwrap().contains("is not allowed to flush the mail queue"));
         let open = FlushAuth { users: UserList::new(&["static:anyone".into()], std::path::Path::new("/")), ..auth };
         assert_eq!(open.check(&send, 4242), None);

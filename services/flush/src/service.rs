@@ -10,6 +10,7 @@ use common::config::{ConfigError, DomainList, Params};
 use common::domain::{Site, valid_address_literal};
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::flush::{FlushReply, FlushRequest};
+use common::ipc::qmgr::QmgrCommand;
 use common::ipc::trigger::Trigger;
 use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, log_warning};
@@ -69,6 +70,9 @@ pub enum Step {
 #[derive(Debug)]
 pub struct PendingSend {
     targets: Vec<Site>,
+    /// A handover (fast flush cluster): the next hop where the moved mail is to go instead of
+    /// its usual route, which the queue manager must have been told before anything moves.
+    pub relay: Option<String>,
 }
 
 /// Give the scan's freed memory back to the system: glibc's allocator keeps it otherwise, and a
@@ -131,6 +135,10 @@ impl FlushState {
         Ok(FlushState { cfg, logs, index, notify, sent: Vec::new() })
     }
 
+    pub fn config(&self) -> &FlushConfig {
+        &self.cfg
+    }
+
     pub fn set_config(&mut self, cfg: FlushConfig) {
         self.finish_sent();
         self.cfg = cfg;
@@ -190,6 +198,8 @@ impl FlushState {
             FlushRequest::List { site } => self.list(&site),
             FlushRequest::CountSite { site } => self.count(&site),
             FlushRequest::Forget { site, queue_ids } => self.forget(&site, &queue_ids),
+            // The other nodes' part (see the cluster); this node hands over nothing to itself.
+            FlushRequest::HandOver { site } => self.checked(&site).map_or_else(|refusal| refusal, |_| FlushReply::ok(0)),
         };
         Step::Reply(reply)
     }
@@ -217,20 +227,20 @@ impl FlushState {
     /// The IDs listed for one site, in no order; O(that site's mail). Stale IDs (mail that
     /// has gone meanwhile) are the caller's to skip, as a send skips them.
     fn list(&self, site: &str) -> FlushReply {
-        let Ok(site) = Site::parse(site) else { return site_refusal(site) };
-        if let Err(refusal) = self.eligibility(&site) {
-            return refusal;
-        }
+        let site = match self.checked(site) {
+            Ok(site) => site,
+            Err(refusal) => return refusal,
+        };
         FlushReply::Listed { ids: self.index.ids(&site).iter().map(|id| id.as_str().to_string()).collect() }
     }
 
     /// How many of the IDs listed for `site` are still in a queue (the index may list mail
     /// that was delivered since, until the next send empties it).
     fn count(&self, site: &str) -> FlushReply {
-        let Ok(site) = Site::parse(site) else { return site_refusal(site) };
-        if let Err(refusal) = self.eligibility(&site) {
-            return refusal;
-        }
+        let site = match self.checked(site) {
+            Ok(site) => site,
+            Err(refusal) => return refusal,
+        };
         FlushReply::ok(self.index.ids(&site).iter().filter(|id| queued(&self.cfg.spool, id)).count() as u64)
     }
 
@@ -252,26 +262,56 @@ impl FlushState {
         FlushReply::ok(0)
     }
 
+    /// A valid, eligible site, or the refusal.
+    fn checked(&self, site: &str) -> Result<Site, FlushReply> {
+        let Ok(site) = Site::parse(site) else { return Err(site_refusal(site)) };
+        self.eligibility(&site)?;
+        Ok(site)
+    }
+
     fn send_site(&mut self, site: &str, subdomains: bool) -> Step {
-        let Ok(site) = Site::parse(site) else { return Step::Reply(site_refusal(site)) };
-        if let Err(refusal) = self.eligibility(&site) {
-            return Step::Reply(refusal);
-        }
+        let site = match self.checked(site) {
+            Ok(site) => site,
+            Err(refusal) => return Step::Reply(refusal),
+        };
         let mut targets = vec![site.clone()];
         if subdomains {
             targets.extend(self.index.site_and_subdomains(&site).into_iter().filter(|s| *s != site && self.eligible(s)));
         }
-        Step::ForgetDeadSitesFirst(PendingSend { targets })
+        Step::ForgetDeadSitesFirst(PendingSend { targets, relay: None })
     }
 
-    /// The reply to a send before it moves anything: how many of the listed messages wait in
-    /// `deferred` (one `stat` each), which is what the send then moves. A message that an ODMR
-    /// session holds is counted (it is on its way), and an ID listed for mail that has left
-    /// the queue is not.
-    pub fn pending(&self, pending: &PendingSend) -> FlushReply {
+    /// Another node's handover request: a send of exactly `site` whose mail goes to `nexthop`
+    /// (the asking node, as this node's `fast_flush_cluster_relay_maps` says).
+    pub fn hand_over(&mut self, site: &str, nexthop: String) -> Step {
+        self.finish_sent();
+        match self.checked(site) {
+            Ok(site) => Step::ForgetDeadSitesFirst(PendingSend { targets: vec![site], relay: Some(nexthop) }),
+            Err(refusal) => Step::Reply(refusal),
+        }
+    }
+
+    /// The listed messages of a send that wait in `deferred` (one `stat` each): what the send
+    /// then moves. A message that an ODMR session holds is among them (it is on its way), and
+    /// an ID listed for mail that has left the queue is not.
+    pub fn waiting(&self, pending: &PendingSend) -> Vec<QueueId> {
         let spool = &self.cfg.spool;
-        let waiting = pending.targets.iter().flat_map(|t| self.index.ids(t)).filter(|id| spool.path(QueueName::Deferred, id).exists());
-        FlushReply::ok(waiting.count() as u64)
+        pending.targets.iter().flat_map(|t| self.index.ids(t)).filter(|id| spool.path(QueueName::Deferred, id).exists()).collect()
+    }
+
+    /// What the queue manager must be told before a handover moves anything: the messages
+    /// that will move, and where their recipients in the site go. `None` for a plain send,
+    /// or when nothing waits.
+    pub fn relay_request(&self, pending: &PendingSend) -> Option<QmgrCommand> {
+        let (nexthop, site) = (pending.relay.clone()?, pending.targets.first()?);
+        let queue_ids: Vec<String> = self.waiting(pending).iter().map(|id| id.as_str().to_string()).collect();
+        (!queue_ids.is_empty()).then(|| QmgrCommand::Relay { site: site.as_str().to_string(), nexthop, queue_ids })
+    }
+
+    /// The reply to a send before it moves anything: how many messages [`FlushState::waiting`]
+    /// finds.
+    pub fn pending(&self, pending: &PendingSend) -> FlushReply {
+        FlushReply::ok(self.waiting(pending).len() as u64)
     }
 
     /// Finish a send once the queue manager has forgotten its dead sites.
@@ -589,6 +629,35 @@ mod tests {
         }
         let names: Vec<_> = std::fs::read_dir(f.spool.root.join("flush")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    /// Another node's handover is a send of exactly the site whose queue manager request
+    /// names what moves; the local HandOver (the cluster's business) moves nothing.
+    #[test]
+    fn a_handover_names_what_it_moves() {
+        let mut f = fixture("example.net");
+        let a = deferred_message(&f.spool, &["u@example.net", "v@other.example"]);
+        let b = deferred_message(&f.spool, &["u@sub.example.net"]);
+        add(&mut f, "example.net", a.as_str());
+        add(&mut f, "example.net", "GONE123");
+        add(&mut f, "sub.example.net", b.as_str());
+        assert_eq!(request(&mut f, FlushRequest::HandOver { site: "example.net".into() }), FlushReply::ok(0));
+        assert_eq!(request(&mut f, FlushRequest::HandOver { site: "example.org".into() }), FlushReply::Deny);
+        assert!(f.spool.path(QueueName::Deferred, &a).exists());
+        let Step::ForgetDeadSitesFirst(pending) = f.state.hand_over("example.net", "[192.0.2.1]:25".into()) else {
+            panic!("a handover is a send")
+        };
+        let want = QmgrCommand::Relay { site: "example.net".into(), nexthop: "[192.0.2.1]:25".into(), queue_ids: vec![a.to_string()] };
+        assert_eq!(f.state.relay_request(&pending), Some(want));
+        assert_eq!(f.state.pending(&pending), FlushReply::ok(1));
+        assert_eq!(f.state.send_sites(pending), FlushReply::ok(1));
+        assert!(f.spool.path(QueueName::Incoming, &a).exists());
+        assert!(f.spool.path(QueueName::Deferred, &b).exists(), "exactly the site");
+        // Nothing waits any more: nothing to tell the queue manager.
+        let Step::ForgetDeadSitesFirst(pending) = f.state.hand_over("example.net", "[192.0.2.1]:25".into()) else { panic!() };
+        assert_eq!(f.state.relay_request(&pending), None);
+        assert!(matches!(f.state.hand_over("../x", "[192.0.2.1]:25".into()), Step::Reply(FlushReply::Bad { .. })));
+        assert!(matches!(f.state.hand_over("example.org", "[192.0.2.1]:25".into()), Step::Reply(FlushReply::Deny)));
     }
 
     #[test]

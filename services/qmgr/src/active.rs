@@ -14,6 +14,7 @@ use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, log_warning};
 
 use crate::config::{QmgrConfig, Route};
+use crate::relay::Relay;
 use common::bounce::Due;
 
 /// A message in the active queue: its envelope and results, never its body (the delivery
@@ -116,12 +117,14 @@ pub struct Admission {
     pub settled: Vec<DeliveryResult>,
 }
 
-/// Group a message's pending recipients by route and settle what needs no agent.
-pub fn admit(cfg: &QmgrConfig, qf: &QueueEnvelope, override_defer_transports: bool) -> Admission {
+/// Group a message's pending recipients by route and settle what needs no agent. `relay`
+/// (the fast flush cluster's handover) routes the recipients it covers instead of the tables.
+pub fn admit(cfg: &QmgrConfig, qf: &QueueEnvelope, override_defer_transports: bool, relay: Option<&Relay>) -> Admission {
     let mut by_route: BTreeMap<Route, Vec<DeliveryRecipient>> = BTreeMap::new();
     let mut a = Admission::default();
     for (index, r) in qf.pending() {
-        match cfg.route(&r.address, qf.envelope.verify_probe) {
+        let relayed = relay.and_then(|relay| relay.route(&r.address)).filter(|_| !qf.envelope.verify_probe);
+        match relayed.map_or_else(|| cfg.route(&r.address, qf.envelope.verify_probe), Ok) {
             Ok(route) => by_route.entry(route).or_default().push(DeliveryRecipient { index, address: r.address.clone() }),
             Err(e) => {
                 log_warning!("{e}");
@@ -231,12 +234,12 @@ mod tests {
         let spool = cfg.spool.clone();
         let id = queue_message(&spool, QueueName::Incoming, "s@example.org", &["a@bad.example", "b@slow.example", "c@ok.example"]);
         let a = activate_file(&spool, QueueName::Incoming, id.clone()).unwrap();
-        let adm = admit(&cfg, &a.qf, false);
+        let adm = admit(&cfg, &a.qf, false, None);
         assert_eq!(adm.waiting.iter().map(|(r, rc)| (r.nexthop.as_str(), rc.len())).collect::<Vec<_>>(), [("ok.example", 1)]);
         let settled: Vec<_> = adm.settled.iter().map(|r| (r.index, r.outcome, r.dsn.as_str(), r.text.as_str())).collect();
         assert_eq!(settled, [(0, Outcome::Bounced, "5.0.0", "no such domain"), (1, Outcome::Deferred, "4.3.2", "deferred transport")]);
         // `postqueue -f` overrides defer_transports: the slow transport's agent is asked.
-        assert_eq!(admit(&cfg, &a.qf, true).waiting.len(), 2);
+        assert_eq!(admit(&cfg, &a.qf, true, None).waiting.len(), 2);
         // Recording them notes the bounce and the deferred domain, and appends both.
         let mut m = ActiveMsg::new(a, 1);
         assert_eq!(m.record(&id, adm.settled, true, &cfg.probes).len(), 2);
@@ -244,5 +247,24 @@ mod tests {
         assert!(m.deferred_domains.contains("slow.example"));
         // Deferred is not final: b and c are still pending.
         assert_eq!(m.qf.pending().count(), 2);
+    }
+
+    #[test]
+    fn a_relay_override_routes_its_site_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), "transport_maps = inline:{ customer.example=slow: }\n");
+        let spool = cfg.spool.clone();
+        let id = queue_message(&spool, QueueName::Incoming, "s@example.org", &["a@customer.example", "b@other.example"]);
+        let a = activate_file(&spool, QueueName::Incoming, id.clone()).unwrap();
+        let mut relays = crate::relay::Relays::default();
+        let now = std::time::Instant::now();
+        relays.add("customer.example", "[192.0.2.1]:25", &[id.to_string()], now).unwrap();
+        let relay = relays.take(&id, now);
+        let routes = |adm: Admission| adm.waiting.into_iter().map(|(r, rc)| (r.transport, r.nexthop, rc.len())).collect::<Vec<_>>();
+        assert_eq!(
+            routes(admit(&cfg, &a.qf, false, relay.as_ref())),
+            [("smtp".into(), "[192.0.2.1]:25".into(), 1), ("smtp".into(), "other.example".into(), 1)]
+        );
+        assert_eq!(routes(admit(&cfg, &a.qf, false, None))[0], ("slow".into(), "customer.example".into(), 1));
     }
 }

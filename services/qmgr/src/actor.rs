@@ -95,6 +95,22 @@ impl Handler<Triggers> for QmgrActor {
     }
 }
 
+/// A relay request (flush's handover), checked and kept by the scheduler.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+struct Relay {
+    site: String,
+    nexthop: String,
+    queue_ids: Vec<String>,
+}
+
+impl Handler<Relay> for QmgrActor {
+    type Result = Result<(), String>;
+    fn handle(&mut self, msg: Relay, _: &mut Context<Self>) -> Self::Result {
+        self.sched.relay(&msg.site, &msg.nexthop, &msg.queue_ids)
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Delivered(Done);
@@ -192,6 +208,13 @@ impl QmgrHandle {
     /// Hand over triggers and wait until the scheduler has handled them (false if it is gone).
     pub async fn triggers_handled(&self, ts: Vec<Trigger>) -> bool {
         self.addr.send(Triggers(ts)).await.is_ok()
+    }
+
+    /// Keep a relay request (see [`Scheduler::relay`]) and say whether it was kept. The
+    /// answer comes after the scheduler has it, so that the files the caller then moves are
+    /// routed by it whichever scan takes them.
+    pub async fn relay(&self, site: String, nexthop: String, queue_ids: Vec<String>) -> Result<(), String> {
+        self.addr.send(Relay { site, nexthop, queue_ids }).await.unwrap_or_else(|e| Err(e.to_string()))
     }
 
     /// The master's wakeup: an incoming scan.

@@ -272,7 +272,7 @@ mod tests {
         fn add(&mut self, rcpt: &str) {
             let id = queue_message(&self.cfg.spool, QueueName::Incoming, "s@example.org", &[rcpt]);
             let a = activate_file(&self.cfg.spool, QueueName::Incoming, id.clone()).unwrap();
-            let adm = crate::active::admit(&self.cfg, &a.qf, false);
+            let adm = crate::active::admit(&self.cfg, &a.qf, false, None);
             for (route, recipients) in adm.waiting {
                 self.queues.push(route, Job { id: id.clone(), recipients });
             }

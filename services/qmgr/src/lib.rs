@@ -32,11 +32,23 @@
 //! (the group read bit, set by the flush service for `postqueue -i`) has the dead state of its
 //! routes forgotten and `defer_transports` overridden as it is taken; the mark is cleared.
 //!
+//! Relay requests (`public/qmgr` too, beside the triggers: `Relay{site, nexthop,
+//! queue_ids}`): the flush service's handover in the fast flush cluster (flush(8)), which sends
+//! this node's mail for a customer to the node where the customer's ODMR session is. For each
+//! of those messages, its next routing sends its recipients in exactly `site` to
+//! `smtp:nexthop` instead of their route (its other recipients, and every later routing, take
+//! the usual ones), with the smtp agent's limits, logs, notices and retries. The request is
+//! answered once the scheduler has it, so the flush service moves the files only after that.
+//! Such overrides are held in memory only: at most 100000 (a request that would pass that is
+//! refused whole, and its mail stays where it is), each used once and dropped after 10 minutes
+//! if its message was not routed by then; a lost one (a restart) only means the usual route.
+//!
 //! # Security
 //! `public/qmgr` is reachable by every local user. A request with D, A or F (work forced
 //! ahead of time, `postqueue -f`) is refused as a whole (`Denied`, and a warning `User
 //! name(uid) is not allowed to flush the mail queue`) unless its `SO_PEERCRED` user is root,
-//! `mail_owner` or in `authorized_flush_users`. A local user may hold at most
+//! `mail_owner` or in `authorized_flush_users`; so is a relay request, whose site, next hop
+//! (printable, no blanks) and queue IDs are checked before anything is kept. A local user may hold at most
 //! `local_client_connection_limit` connections and must send each request within
 //! `local_client_timeout`.
 //!
@@ -117,6 +129,7 @@
 //! results for recipients that were not requested are ignored), `warning: <id>: timeout receiving delivery status from transport:
 //! <transport>`, `warning: <id>: skipped N torn delivery status record(s) in the queue file`,
 //! `warning: <id>: cannot read the queue file now, left in <queue> for a later scan: ...`,
+//! `warning: relay request: ...` (a relay request refused: invalid, or no room),
 //! `fatal: the disk worker thread panicked` (or `has stopped`): the queue manager exits and
 //! the master restarts it; nothing is lost (files left in `active` go back to `incoming`).
 //!
@@ -140,7 +153,7 @@
 //! reports back as messages. By Postfix's concerns, each deciding on its own data: `scan`
 //! (qmgr_scan), `active` (qmgr_active, qmgr_message), `deliver` (qmgr_deliver), `feedback`
 //! (qmgr_feedback and dead sites), `finish` (qmgr_active_done: expiry), `defer` (qmgr_defer:
-//! backoff, flush `Add`); the notifications are `common::bounce` (qmgr_bounce; smtpd's ODMR
+//! backoff, flush `Add`), `relay` (the handover's per-message overrides); the notifications are `common::bounce` (qmgr_bounce; smtpd's ODMR
 //! provider writes them too); `scheduler` orders their steps (qmgr.c's
 //! loop) and `server` is the daemon loop.
 //!
@@ -170,6 +183,7 @@ pub mod defer;
 pub mod deliver;
 pub mod feedback;
 pub mod finish;
+pub mod relay;
 pub mod scan;
 pub mod scheduler;
 pub mod server;

@@ -20,6 +20,7 @@ use crate::config::QmgrConfig;
 use crate::deliver::{Delivery, Done, Job, Queues};
 use crate::feedback::Feedback;
 use crate::finish::{Finished, plan};
+use crate::relay::Relays;
 use crate::scan::{Fed, Scans};
 use crate::worker::DiskJob;
 
@@ -44,6 +45,8 @@ pub struct Scheduler {
     feedback: Feedback,
     /// `ForgetDeadSites` also overrides `defer_transports` for the scans it came with.
     override_defer_transports: bool,
+    /// Messages whose next routing sends one site's recipients elsewhere (flush's handover).
+    relays: Relays,
     effects: Vec<Effect>,
 }
 
@@ -56,6 +59,7 @@ impl Scheduler {
             queues: Queues::default(),
             feedback: Feedback::default(),
             override_defer_transports: false,
+            relays: Relays::default(),
             effects: Vec::new(),
         }
     }
@@ -97,6 +101,13 @@ impl Scheduler {
         }
     }
 
+    /// The flush service's handover: the next routing of each of `queue_ids` sends its
+    /// recipients in `site` to `smtp:nexthop`. `Err` (nothing kept) for a request that is not
+    /// valid or that there is no room for.
+    pub fn relay(&mut self, site: &str, nexthop: &str, queue_ids: &[String]) -> Result<(), String> {
+        self.relays.add(site, nexthop, queue_ids, Instant::now())
+    }
+
     /// Feed the active queue from the scans in progress (incoming first, as Postfix prefers new
     /// mail when room is short), then dispatch. The owner calls this after each burst of
     /// messages, so that a burst is fed and dispatched once.
@@ -123,7 +134,8 @@ impl Scheduler {
     /// A message is in `active`: what needs no agent is settled, the rest waits for its routes.
     fn admit(&mut self, a: Activated) {
         let id = a.id.clone();
-        let adm = admit(&self.cfg, &a.qf, self.override_defer_transports || a.unthrottle);
+        let relay = self.relays.take(&id, Instant::now());
+        let adm = admit(&self.cfg, &a.qf, self.override_defer_transports || a.unthrottle, relay.as_ref());
         if a.unthrottle {
             for (route, _) in &adm.waiting {
                 self.feedback.forget(route);

@@ -7,8 +7,9 @@ use std::time::Duration;
 use common::config::Params;
 use common::config::users::UserList;
 use common::daemon::{self, Client, Service, Session, fatal};
+use common::ipc::qmgr::{QmgrCommand, QmgrProtocol, QmgrRequest};
 use common::ipc::server::{PublicGate, serve};
-use common::ipc::trigger::{REQUEST_TIMEOUT, Trigger, TriggerProtocol, TriggerReply};
+use common::ipc::trigger::{REQUEST_TIMEOUT, TriggerReply};
 use common::log_warning;
 
 use crate::actor::QmgrHandle;
@@ -17,10 +18,15 @@ use crate::config::QmgrConfig;
 /// How long a stop waits for the disk work already decided on.
 const STOP_SETTLE: Duration = Duration::from_secs(1);
 
-/// Triggers that force work (`postqueue -f`) are honoured only from root, `mail_owner` and
-/// `authorized_flush_users`, as Postfix's postqueue enforces; the whole request is refused.
-fn authorize(triggers: &[Trigger], uid: u32, users: &UserList) -> Result<(), String> {
-    if !triggers.iter().any(|t| t.forces_work()) || users.allows(uid, nix::unistd::geteuid().as_raw()) {
+/// Triggers that force work (`postqueue -f`) and relay requests are honoured only from root,
+/// `mail_owner` and `authorized_flush_users`, as Postfix's postqueue enforces; the whole
+/// request is refused.
+fn authorize(req: &QmgrRequest, uid: u32, users: &UserList) -> Result<(), String> {
+    let forces_work = match req {
+        QmgrRequest::Triggers(triggers) => triggers.iter().any(|t| t.forces_work()),
+        QmgrRequest::Command(QmgrCommand::Relay { .. }) => true,
+    };
+    if !forces_work || users.allows(uid, nix::unistd::geteuid().as_raw()) {
         return Ok(());
     }
     let reason = format!("User {}({uid}) is not allowed to flush the mail queue", UserList::user_name(uid));
@@ -43,15 +49,27 @@ impl Service for Qmgr {
         let (sched, users) = (self.sched.clone(), self.flush_users.clone());
         let timeout = permit.timeout(REQUEST_TIMEOUT);
         actix_rt::spawn(async move {
-            serve::<TriggerProtocol, _, _>(stream, "qmgr", timeout, None, Some(&session), move |triggers: Vec<Trigger>, client| {
-                let reply = match authorize(&triggers, client.uid, &users) {
-                    Ok(()) => {
-                        sched.triggers(triggers);
-                        TriggerReply::Accepted
+            serve::<QmgrProtocol, _, _>(stream, "qmgr", timeout, None, Some(&session), move |req, client| {
+                let sched = sched.clone();
+                let refusal = authorize(&req, client.uid, &users).err();
+                async move {
+                    match (refusal, req) {
+                        (Some(reason), _) => TriggerReply::Denied { reason },
+                        (None, QmgrRequest::Triggers(triggers)) => {
+                            sched.triggers(triggers);
+                            TriggerReply::Accepted
+                        }
+                        (None, QmgrRequest::Command(QmgrCommand::Relay { site, nexthop, queue_ids })) => {
+                            match sched.relay(site, nexthop, queue_ids).await {
+                                Ok(()) => TriggerReply::Accepted,
+                                Err(reason) => {
+                                    log_warning!("{reason}");
+                                    TriggerReply::Denied { reason }
+                                }
+                            }
+                        }
                     }
-                    Err(reason) => TriggerReply::Denied { reason },
-                };
-                async { reply }
+                }
             })
             .await;
             drop(permit);

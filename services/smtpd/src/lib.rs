@@ -287,6 +287,20 @@
 //! queue manager's retry) takes it. As with any SMTP client, a crash between the customer's 250 and
 //! the record of it means the message is sent once more.
 //!
+//! With the fast flush cluster (`fast_flush_cluster_servers`, flush(8)) the customer's mail
+//! may wait at every node of the fleet. After its own `List` the session asks the flush
+//! service to hand each domain over (`HandOver`): every other node relays its mail for the
+//! domain to this node (through its queue manager and smtp agent, to the next hop its
+//! `fast_flush_cluster_relay_maps` names for this node), and the answer, within
+//! `fast_flush_cluster_timeout`, says how many messages they relay. ATRN is `453` only when
+//! this node has nothing and nobody relays anything. The relayed mail arrives here as ordinary
+//! mail, is deferred for the customer's usual route and listed with the flush service; once
+//! the session has delivered this node's messages it lists the domains again every 150 ms
+//! and delivers the new ones on the same connection, until as many have come as were announced
+//! or `smtpd_odmr_cluster_wait` passes without a new one (what comes later stays deferred
+//! here for the next ATRN or the queue manager's retry). A handover that fails costs only the
+//! other nodes' mail: this node's is delivered all the same.
+//!
 //! The customer side is this crate's second program, odmr(8): after its ATRN it runs this
 //! session, restrictions and queue writer on the connection it opened to the provider.
 //!
@@ -297,7 +311,11 @@
 //! recipient with `relay=odmr:name[addr]` (`status=sent|deferred`), `<id>: removed`,
 //! `ATRN from name[addr]: reversed session failed: TEXT` (greeting or EHLO refused),
 //! `<id>: sender non-delivery notification: <id>` (also `delivery status`, `delay`),
-//! `ATRN from name[addr]: reversed session done: messages=N sent=N bounced=N deferred=N`, and the usual
+//! `ATRN from name[addr]: N messages from other nodes: mx2=3, mx3=4` (the cluster's
+//! handover), `ATRN from name[addr]: M of N messages from other nodes delivered
+//! (smtpd_odmr_cluster_wait Ts); the rest waits for the next ATRN`,
+//! `ATRN from name[addr]: reversed session done: messages=N sent=N bounced=N deferred=N` (every
+//! message of the session, relayed ones included), and the usual
 //! `disconnect from ... ehlo=1 auth=1 atrn=1 commands=3`.
 //! `connect from name[addr]`, `<id>: client=name[addr]` (`, sasl_method=M, sasl_username=U`
 //! after a login), `<id>: message-id=<...>` (every message: `<>` when it has none; cleanup's
@@ -355,7 +373,9 @@
 //! `smtpd_sasl_tls_security_options`, `smtpd_sasl_authenticated_header`,
 //! `smtpd_sasl_local_domain`, `smtpd_sasl_response_limit`, `smtpd_tls_auth_only`,
 //! `broken_sasl_auth_clients`, `smtpd_etrn_login_maps`, `parent_domain_matches_subdomains`,
-//! `smtpd_odmr_enable`; for the reversed session `smtp_helo_timeout`, `smtp_mail_timeout`,
+//! `smtpd_odmr_enable`, `smtpd_odmr_cluster_wait` (30s: another node's queue run, its
+//! connection to this node and this node's deferral of the message fit easily; only with
+//! `fast_flush_cluster_servers`); for the reversed session `smtp_helo_timeout`, `smtp_mail_timeout`,
 //! `smtp_rcpt_timeout`, `smtp_data_init_timeout`, `smtp_data_xfer_timeout`,
 //! `smtp_data_done_timeout`, `smtp_rset_timeout`, `smtp_quit_timeout`, `smtp_line_length_limit`;
 //! for its notifications `notify_classes`, `bounce_size_limit`, `myorigin`,

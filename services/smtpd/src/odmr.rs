@@ -50,6 +50,9 @@ pub struct OdmrConfig {
     pub helo_timeout: Duration,
     /// For the notices about what the session delivers, refuses and leaves deferred.
     pub bounce: BounceConfig,
+    /// With the fast flush cluster (`fast_flush_cluster_servers`), `smtpd_odmr_cluster_wait`:
+    /// how long the session waits for the next message the other nodes relay here.
+    pub cluster_wait: Option<Duration>,
 }
 
 impl OdmrConfig {
@@ -62,6 +65,10 @@ impl OdmrConfig {
             session: SessionConfig::from_params(p)?,
             helo_timeout: p.time("smtp_helo_timeout")?,
             bounce: BounceConfig::from_params(p)?,
+            cluster_wait: match p.list("fast_flush_cluster_servers")?.is_empty() {
+                true => None,
+                false => Some(p.time("smtpd_odmr_cluster_wait")?),
+            },
         })))
     }
 }
@@ -200,6 +207,106 @@ async fn listed(s: &Session<'_>, domains: &[String]) -> Result<Vec<QueueId>, Rep
     Ok(ids.into_iter().collect())
 }
 
+/// What the other nodes of the fast flush cluster said they relay here for the domains.
+#[derive(Default)]
+struct Relayed {
+    announced: u64,
+    /// Per node, by name.
+    nodes: std::collections::BTreeMap<String, u64>,
+    /// The domains with mail on its way.
+    domains: Vec<String>,
+}
+
+impl Relayed {
+    /// `mx2=3, mx3=4`.
+    fn shown(&self) -> String {
+        self.nodes.iter().map(|(n, m)| format!("{n}={m}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Ask the cluster to relay the domains' mail here (flush `HandOver`, which answers within
+/// `fast_flush_cluster_timeout`). A failure costs only the other nodes' mail: this node's
+/// own is delivered all the same.
+async fn handed_over(s: &Session<'_>, domains: &[String]) -> Relayed {
+    let cfg = s.cfg;
+    let mut relayed = Relayed::default();
+    for d in domains {
+        match cfg.flush.call(&FlushRequest::HandOver { site: d.clone() }, cfg.ipc_timeout).await {
+            Ok(FlushReply::Ok { moved, nodes }) => {
+                relayed.announced += moved;
+                if moved > 0 {
+                    relayed.domains.push(d.clone());
+                }
+                // This node comes first, with nothing.
+                for n in nodes.into_iter().skip(1) {
+                    *relayed.nodes.entry(n.node).or_default() += n.moved;
+                }
+            }
+            // `listed` has said so.
+            Ok(FlushReply::Deny) => {}
+            Ok(other) => log_warning!("ATRN {d}: fast flush handover: {other:?}"),
+            Err(e) => log_warning!("ATRN {d}: fast flush handover: {e}"),
+        }
+    }
+    relayed
+}
+
+/// How often the session looks for relayed mail in the flush index while it waits.
+const RELAYED_POLL: Duration = Duration::from_millis(150);
+
+/// The session's wait for the mail the other nodes relay here: it arrives as ordinary mail,
+/// which the queue manager defers (the customer's usual route) and lists with the flush
+/// service, so the session lists the domains again for IDs it has not seen.
+struct Waiting {
+    announced: u64,
+    /// The domains to list again: those with mail on its way.
+    domains: Vec<String>,
+    /// Messages claimed from the lists taken after the first.
+    arrived: u64,
+    /// From now on the IDs come from the later lists.
+    relisting: bool,
+    /// Every ID listed so far (each is tried once per session).
+    seen: std::collections::HashSet<QueueId>,
+    wait: Duration,
+}
+
+impl Waiting {
+    /// Count a claim, when it came from a later list.
+    fn claimed(&mut self, c: Option<Claimed>) -> Option<Claimed> {
+        if c.is_some() && self.relisting {
+            self.arrived += 1;
+        }
+        c
+    }
+}
+
+/// The next relayed message, once this node's own are delivered: every [`RELAYED_POLL`] the
+/// domains are listed again, until a new message can be claimed, every announced one has
+/// come, or `wait` passes without one (what comes later stays deferred for the next ATRN).
+async fn next_relayed(
+    s: &Session<'_>,
+    domains: &Arc<Vec<String>>,
+    ids: &mut std::vec::IntoIter<QueueId>,
+    w: &mut Waiting,
+) -> Option<Claimed> {
+    if w.arrived >= w.announced {
+        return None;
+    }
+    w.relisting = true;
+    let deadline = tokio::time::Instant::now() + w.wait;
+    loop {
+        if let Some(c) = w.claimed(claim_next(&s.cfg.spool, ids, domains).await) {
+            return Some(c);
+        }
+        if tokio::time::Instant::now() + RELAYED_POLL > deadline {
+            return None;
+        }
+        tokio::time::sleep(RELAYED_POLL).await;
+        let fresh: Vec<QueueId> = listed(s, &w.domains).await.ok()?.into_iter().filter(|id| w.seen.insert(id.clone())).collect();
+        *ids = fresh.into_iter();
+    }
+}
+
 /// A message claimed for this session, with the recipients it delivers.
 struct Claimed {
     id: QueueId,
@@ -271,16 +378,34 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
         Ok(ids) => ids,
         Err(r) => return Some(r),
     };
+    // The other nodes' mail for the domains comes here while this node's is delivered.
+    let relayed = match odmr.cluster_wait {
+        Some(_) => handed_over(s, &domains).await,
+        None => Relayed::default(),
+    };
+    let relayed_from = relayed.shown();
+    let mut waiting = Waiting {
+        announced: relayed.announced,
+        domains: relayed.domains,
+        arrived: 0,
+        relisting: false,
+        seen: ids.iter().cloned().collect(),
+        wait: odmr.cluster_wait.unwrap_or_default(),
+    };
     let shown = domains.join(",");
     let domains = Arc::new(domains);
     let mut ids = ids.into_iter();
-    let Some(first) = claim_next(&s.cfg.spool, &mut ids, &domains).await else {
+    let first = claim_next(&s.cfg.spool, &mut ids, &domains).await;
+    if first.is_none() && waiting.announced == 0 {
         log_info!("ATRN from {}: domains={shown}, sasl_username={login}: no mail", s.peer.show());
         return Some(Reply::new(453, "4.2.0", "You have no mail"));
-    };
+    }
     let reply = Reply::new(250, "2.0.0", "OK now reversing the connection");
     s.count("atrn", &reply);
     log_info!("ATRN from {}: domains={shown}, sasl_username={login}: reversing the connection", s.peer.show());
+    if waiting.announced > 0 {
+        log_info!("ATRN from {}: {} messages from other nodes: {relayed_from}", s.peer.show(), waiting.announced);
+    }
     if let Err(e) = io.reply(&reply.to_string()).await.and(io.flush().await) {
         crate::conn::log_write_failure(&e, s);
         return None;
@@ -300,10 +425,17 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
         Ok(hello) => {
             let dsn = hello.offers("DSN");
             let setup = started.elapsed().as_secs_f64();
-            let mut next = Some(first);
+            let mut next = first;
             let mut uses = 0;
             healthy = true;
-            while let Some(c) = next.take() {
+            loop {
+                let c = match next.take() {
+                    Some(c) => c,
+                    None => match next_relayed(s, &domains, &mut ids, &mut waiting).await {
+                        Some(c) => c,
+                        None => break,
+                    },
+                };
                 uses += 1;
                 if uses > 1 && !reset(&odmr.session, &mut conn).await {
                     healthy = false;
@@ -320,7 +452,7 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
                 if !healthy {
                     break;
                 }
-                next = claimed;
+                next = waiting.claimed(claimed);
             }
             if healthy {
                 conn.timeout = odmr.session.timeouts.quit;
@@ -336,6 +468,15 @@ pub(crate) async fn run(io: &mut crate::conn::Io, s: &mut Session<'_>, odmr: &Od
         let _ = tokio::time::timeout(odmr.session.timeouts.quit, stream.shutdown()).await;
     }
     forget(s, &domains, removed).await;
+    if waiting.arrived < waiting.announced {
+        log_info!(
+            "ATRN from {}: {} of {} messages from other nodes delivered (smtpd_odmr_cluster_wait {}s); the rest waits for the next ATRN",
+            s.peer.show(),
+            waiting.arrived,
+            waiting.announced,
+            waiting.wait.as_secs()
+        );
+    }
     log_info!(
         "ATRN from {}: reversed session done: messages={} sent={} bounced={} deferred={}",
         s.peer.show(),

@@ -8,7 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::config::table::{Table, TableError, split_braced_list};
 use common::config::{ParamError, Params};
+use common::ipc::qmgr::valid_nexthop;
 
 /// Why the cluster settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,8 @@ pub enum ClusterConfigError {
     TwoAuths,
     #[error("fast_flush_cluster_tls_cert_file and fast_flush_cluster_tls_key_file go together")]
     HalfClientCert,
+    #[error("fast_flush_cluster_relay_maps: {0}")]
+    RelayMaps(#[from] TableError),
 }
 
 /// A secret read from a file; never shown in logs or debug output.
@@ -69,6 +73,8 @@ pub struct ClusterConfig {
     pub ca_file: Option<PathBuf>,
     /// Client certificate and key.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// `fast_flush_cluster_relay_maps`: node name → where that node takes relayed mail.
+    pub relay_maps: Vec<Table>,
 }
 
 /// A NATS subject that one may publish to: dot-separated non-empty tokens, no blanks, no
@@ -158,7 +164,29 @@ impl ClusterConfig {
             auth,
             ca_file: optional_path(p, "fast_flush_cluster_tls_CAfile")?,
             client_cert,
+            relay_maps: split_braced_list(&p.get("fast_flush_cluster_relay_maps")?)
+                .iter()
+                .map(|spec| Table::open(spec, &p.config_dir))
+                .collect::<Result<_, _>>()?,
         }))
+    }
+
+    /// Where this node relays its mail for a site that `node` asks for (a handover): the
+    /// first of `fast_flush_cluster_relay_maps` with an entry for the node, `Ok(None)` when
+    /// none has one. A value that is no next hop ([`valid_nexthop`]) is an error, not a
+    /// route.
+    pub fn relay_nexthop(&self, node: &str) -> Result<Option<String>, String> {
+        for table in &self.relay_maps {
+            match table.lookup(node) {
+                Ok(None) => continue,
+                Ok(Some(v)) if valid_nexthop(v.trim()) => return Ok(Some(v.trim().into())),
+                Ok(Some(v)) => {
+                    return Err(format!("fast_flush_cluster_relay_maps: {}: invalid next hop \"{}\"", table.spec(), v.escape_debug()));
+                }
+                Err(e) => return Err(format!("fast_flush_cluster_relay_maps: {e}")),
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -200,6 +228,22 @@ mod tests {
         assert_eq!(cfg.subject, "postern.flush");
         assert_eq!(cfg.auth, ClusterAuth::UserPassword { user: "flush".into(), password: Secret("s3cret".into()) });
         assert!(!format!("{cfg:?}").contains("s3cret"));
+        assert_eq!(cfg.relay_nexthop("mx2"), Ok(None), "no relay map: no handover");
+    }
+
+    #[test]
+    fn relay_maps_name_the_nodes_next_hops() {
+        let text = "fast_flush_cluster_servers = nats://127.0.0.1:4222\n\
+                    fast_flush_cluster_relay_maps = inline:{ mx1=[10.0.0.1]:25, { mx3 = a b } }, inline:{ mx1=[10.0.0.9], mx2=mx2.example }\n";
+        let cfg = ClusterConfig::from_params(&params(text)).unwrap().unwrap();
+        assert_eq!(cfg.relay_nexthop("mx1"), Ok(Some("[10.0.0.1]:25".into())), "the first table with an entry");
+        assert_eq!(cfg.relay_nexthop("MX2"), Ok(Some("mx2.example".into())));
+        assert_eq!(cfg.relay_nexthop("mx4"), Ok(None));
+        assert!(cfg.relay_nexthop("mx3").unwrap_err().contains("invalid next hop"));
+        let e = ClusterConfig::from_params(&params(
+            "fast_flush_cluster_servers = nats://127.0.0.1:4222\nfast_flush_cluster_relay_maps = nosuch:x\n",
+        ));
+        assert!(e.unwrap_err().to_string().starts_with("fast_flush_cluster_relay_maps: "));
     }
 
     #[test]

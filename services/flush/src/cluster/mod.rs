@@ -3,7 +3,9 @@
 //! nodes; each of them sends the site from its own queue and answers with its count, and this
 //! node's reply carries the total of the answers that came within `fast_flush_cluster_timeout`.
 //! NATS being down or slow never delays this node's own send, nor the reply beyond the
-//! deadline; async-nats reconnects in the background.
+//! deadline; async-nats reconnects in the background. A handover (an ODMR session at this
+//! node) asks the other nodes to relay their mail for the site here instead: each one routes it
+//! to the next hop that its own `fast_flush_cluster_relay_maps` gives for this node.
 
 pub mod config;
 pub mod wire;
@@ -16,6 +18,7 @@ use tokio::time::{Instant, timeout_at};
 
 use common::domain::Site;
 use common::ipc::flush::{FlushReply, FlushRequest};
+use common::text::printable;
 use common::{log_info, log_warning};
 
 use crate::actor::FlushHandle;
@@ -29,6 +32,8 @@ pub enum Ask {
     Send { subdomains: bool },
     /// Say how much mail each node holds for the site (`postqueue -n`).
     Count,
+    /// Relay the site's mail to this node (smtpd's ODMR session for it is here).
+    HandOver,
 }
 
 impl Ask {
@@ -36,6 +41,7 @@ impl Ask {
         match self {
             Ask::Send { .. } => "send",
             Ask::Count => "count",
+            Ask::HandOver => "handover",
         }
     }
 }
@@ -146,7 +152,7 @@ impl Cluster {
             .map_err(|e| format!("fast flush cluster: connect to NATS: {e}"))?;
         let requests =
             client.subscribe(cfg.subject.clone()).await.map_err(|e| format!("fast flush cluster: subscribe to {}: {e}", cfg.subject))?;
-        let answering = actix_rt::spawn(answer_requests(requests, client.clone(), cfg.node.clone(), handle));
+        let answering = actix_rt::spawn(answer_requests(requests, client.clone(), cfg.clone(), handle));
         let announcing = actix_rt::spawn(announce(connected, client.clone(), cfg.node.clone(), cfg.subject.clone()));
         Ok(Cluster { cfg, client, answering, announcing })
     }
@@ -180,11 +186,12 @@ impl Cluster {
             log_warning!("fast flush cluster: not connected to NATS; {verb} {site}: this node's mail only");
             return;
         }
-        let (subdomains, count) = match ask {
-            Ask::Send { subdomains } => (subdomains, false),
-            Ask::Count => (false, true),
+        let (subdomains, count, handover) = match ask {
+            Ask::Send { subdomains } => (subdomains, false, false),
+            Ask::Count => (false, true, false),
+            Ask::HandOver => (false, false, true),
         };
-        let request = SendRequest { node: self.cfg.node.clone(), site: site.to_string(), subdomains, count };
+        let request = SendRequest { node: self.cfg.node.clone(), site: site.to_string(), subdomains, count, handover };
         let inbox = self.client.new_inbox();
         let collect = async {
             let mut answers = self.client.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
@@ -223,9 +230,11 @@ async fn announce(connected: Arc<Notify>, client: async_nats::Client, node: Stri
 }
 
 /// Answer the other nodes: each request is a local send (or count) of that site, answered with
-/// its count.
+/// its count; a handover is a send whose mail goes to the asking node, at the next hop that
+/// this node's `fast_flush_cluster_relay_maps` names for it (refused without one).
 /// The node's own requests come back on the same subject and are skipped.
-async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nats::Client, node: String, handle: FlushHandle) {
+async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nats::Client, cfg: ClusterConfig, handle: FlushHandle) {
+    let node = &cfg.node;
     while let Some(msg) = requests.next().await {
         let Some(reply_to) = msg.reply else { continue };
         let request = match wire::decode::<SendRequest>(&msg.payload) {
@@ -235,16 +244,31 @@ async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nat
                 continue;
             }
         };
-        if request.node == node {
+        if request.node == *node {
             continue;
         }
-        let local = if request.count {
-            FlushRequest::CountSite { site: request.site }
+        let outcome = if request.handover {
+            match cfg.relay_nexthop(&request.node) {
+                Ok(Some(nexthop)) => Outcome::of(&handle.hand_over(request.site, nexthop).await),
+                Ok(None) => {
+                    log_warning!(
+                        "fast flush cluster: handover {} to node {}: no entry for the node in fast_flush_cluster_relay_maps; refused",
+                        printable(&request.site, '?'),
+                        printable(&request.node, '?')
+                    );
+                    Outcome::Refused
+                }
+                Err(e) => {
+                    log_warning!("fast flush cluster: handover to node {}: {e}", printable(&request.node, '?'));
+                    Outcome::Failed("relay map lookup failure".into())
+                }
+            }
+        } else if request.count {
+            Outcome::of(&handle.request(FlushRequest::CountSite { site: request.site }).await)
         } else {
-            FlushRequest::SendSite { site: request.site, subdomains: request.subdomains }
+            Outcome::of(&handle.request(FlushRequest::SendSite { site: request.site, subdomains: request.subdomains }).await)
         };
-        let reply = handle.request(local).await;
-        let answer = SendAnswer { node: node.clone(), outcome: Outcome::of(&reply) };
+        let answer = SendAnswer { node: node.clone(), outcome };
         if let Err(e) = client.publish(reply_to, wire::encode(&answer).into()).await {
             log_warning!("fast flush cluster: answer node {}: {e}", request.node);
         }

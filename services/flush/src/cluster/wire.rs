@@ -23,6 +23,11 @@ pub struct SendRequest {
     /// Count the site's queued mail, move nothing (`postqueue -n`).
     #[serde(default)]
     pub count: bool,
+    /// Relay your mail for the site to me (an ODMR session for it is under way here). Where
+    /// to is the answering node's own setting for the asking node
+    /// (`fast_flush_cluster_relay_maps`), never part of the request.
+    #[serde(default)]
+    pub handover: bool,
 }
 
 /// One node's answer: how many messages it moved, or why it could not.
@@ -209,9 +214,16 @@ mod tests {
         assert!(decode::<SendRequest>(b"{").is_err());
         assert!(decode::<SendRequest>(&vec![b' '; MAX_MESSAGE + 1]).is_err());
         assert!(decode::<SendAnswer>(br#"{"node":"x","outcome":{"Moved":-1}}"#).is_err());
-        let req = SendRequest { node: "mx1".into(), site: "example.net".into(), subdomains: true, count: false };
+        let req = SendRequest { node: "mx1".into(), site: "example.net".into(), subdomains: true, count: false, handover: false };
         assert_eq!(decode::<SendRequest>(&encode(&req)).unwrap(), req);
         let old = decode::<SendRequest>(br#"{"node":"mx1","site":"example.net"}"#).unwrap();
-        assert!(!old.subdomains && !old.count, "a request without the fields is a plain send");
+        assert!(!old.subdomains && !old.count && !old.handover, "a request without the fields is a plain send");
+        let before_handover = decode::<SendRequest>(br#"{"node":"mx1","site":"example.net","subdomains":false,"count":true}"#).unwrap();
+        assert!(before_handover.count && !before_handover.handover);
+        let handover = SendRequest { handover: true, subdomains: false, ..req };
+        assert_eq!(decode::<SendRequest>(&encode(&handover)).unwrap(), handover);
+        // A request cannot say where the mail goes: an address in it is not part of the frame.
+        let with_address = br#"{"node":"mx1","site":"example.net","handover":true,"nexthop":"[192.0.2.9]:25"}"#;
+        assert_eq!(decode::<SendRequest>(with_address).unwrap(), handover);
     }
 }
