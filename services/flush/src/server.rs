@@ -87,6 +87,10 @@ async fn serve_client(
                     let site = site.clone();
                     cluster.ask(Ask::Count, &site, handle.request(req)).await
                 }
+                (None, Some(cluster), FlushRequest::ShapeSite { site, ages }) => {
+                    let (site, ages) = (site.clone(), *ages);
+                    cluster.ask(Ask::Shape(ages), &site, handle.request(req)).await
+                }
                 (None, _, _) => handle.request(req).await,
             }
         }

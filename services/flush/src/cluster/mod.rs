@@ -16,6 +16,7 @@ use tokio::time::{Instant, timeout_at};
 
 use common::domain::Site;
 use common::ipc::flush::{FlushReply, FlushRequest};
+use common::queue::ages::Ages;
 use common::{log_info, log_warning};
 
 use crate::actor::FlushHandle;
@@ -29,6 +30,8 @@ pub enum Ask {
     Send { subdomains: bool },
     /// Say how much mail each node holds for the site (`postqueue -n`).
     Count,
+    /// Say it in age buckets (`qshape -f`).
+    Shape(Ages),
 }
 
 impl Ask {
@@ -36,6 +39,7 @@ impl Ask {
         match self {
             Ask::Send { .. } => "send",
             Ask::Count => "count",
+            Ask::Shape(_) => "shape",
         }
     }
 }
@@ -171,7 +175,10 @@ impl Cluster {
         if valid {
             log_info!("{}", tally.log_line(ask.verb(), site, &local, self.cfg.timeout));
         }
-        tally.reply(local)
+        match ask {
+            Ask::Shape(_) => tally.shaped(local, self.cfg.timeout),
+            _ => tally.reply(local),
+        }
     }
 
     async fn gather(&self, ask: Ask, site: &str, deadline: Instant, tally: &mut Tally) {
@@ -180,11 +187,13 @@ impl Cluster {
             log_warning!("fast flush cluster: not connected to NATS; {verb} {site}: this node's mail only");
             return;
         }
-        let (subdomains, count) = match ask {
-            Ask::Send { subdomains } => (subdomains, false),
-            Ask::Count => (false, true),
+        // A shape is also a count: a node that predates shapes counts instead.
+        let (subdomains, count, shape) = match ask {
+            Ask::Send { subdomains } => (subdomains, false, None),
+            Ask::Count => (false, true, None),
+            Ask::Shape(ages) => (false, true, Some(ages)),
         };
-        let request = SendRequest { node: self.cfg.node.clone(), site: site.to_string(), subdomains, count };
+        let request = SendRequest { node: self.cfg.node.clone(), site: site.to_string(), subdomains, count, shape };
         let inbox = self.client.new_inbox();
         let collect = async {
             let mut answers = self.client.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
@@ -222,8 +231,8 @@ async fn announce(connected: Arc<Notify>, client: async_nats::Client, node: Stri
     }
 }
 
-/// Answer the other nodes: each request is a local send (or count) of that site, answered with
-/// its count.
+/// Answer the other nodes: each request is a local send (or count, or shape) of that site,
+/// answered with its count (or buckets).
 /// The node's own requests come back on the same subject and are skipped.
 async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nats::Client, node: String, handle: FlushHandle) {
     while let Some(msg) = requests.next().await {
@@ -238,7 +247,9 @@ async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nat
         if request.node == node {
             continue;
         }
-        let local = if request.count {
+        let local = if let Some(ages) = request.shape {
+            FlushRequest::ShapeSite { site: request.site, ages }
+        } else if request.count {
             FlushRequest::CountSite { site: request.site }
         } else {
             FlushRequest::SendSite { site: request.site, subdomains: request.subdomains }
