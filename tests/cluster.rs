@@ -202,29 +202,6 @@ fn a_killed_node_does_not_hold_the_answer_and_delivers_after_restart() {
     assert!(nodes.iter().all(|n| n.ids.iter().all(|id| !n.inst.queue_files("deferred").iter().any(|p| p.ends_with(id)))));
 }
 
-/// Without the cluster, qshape -f shapes this node's mail for the site, under the node's name.
-#[test]
-fn qshape_without_a_cluster_shapes_this_node() {
-    let (inst, port) = Install::mail_system("fast_flush_cluster_node = mx9\n", free_port());
-    queue_mail(&inst, port, "mx9", 2);
-    assert_eq!(
-        qshape_fleet(&inst),
-        [
-            "                                                                     T  5 10 10+",
-            "                                                              TOTAL  2  2  0   0",
-            "                                                                mx9  2  2  0   0",
-        ]
-        .join("\n")
-            + "\n"
-    );
-    let out = inst.cli("qshape", &["-f", "not-eligible.example"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        crate::harness::text(&out.stderr),
-        "qshape: fatal: Flush service is not configured for destination \"not-eligible.example\"\n"
-    );
-}
-
 #[test]
 fn a_killed_flush_daemon_rejoins_and_answers() {
     let nats = Nats::start();
