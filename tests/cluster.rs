@@ -1,8 +1,8 @@
 //! The fast flush cluster (flush(8), `fast_flush_cluster_servers`): three Postern nodes on
 //! loopback, each with its own configuration, queue and ports, joined by a real NATS server
 //! that the test starts. A customer's deferred mail is spread over the three; an ETRN at one
-//! node delivers all of it, once, and answers the total (`postqueue -n` counts it, moving
-//! nothing); a node killed (`kill -9`) or NATS down never holds the answer past the deadline,
+//! node delivers all of it, once, and answers the total (`postqueue -n` counts it and
+//! `qshape -f` shapes it per node, moving nothing); a node killed (`kill -9`) or NATS down never holds the answer past the deadline,
 //! what is not known is not counted, and a killed node's mail goes out once after its restart;
 //! a killed flush daemon rejoins. NATS with a password, nkeys or TLS: the fleet flushes, and a
 //! node that NATS refuses says why and flushes its own mail. An ATRN (ODMR) at one node gets
@@ -101,6 +101,13 @@ fn delivered_once(sink: &Sink) -> HashSet<String> {
     seen
 }
 
+/// `qshape -b 3 -f customer.example` at `inst`: its output, which it must succeed with.
+fn qshape_fleet(inst: &Install) -> String {
+    let out = inst.cli("qshape", &["-b", "3", "-f", "customer.example"]);
+    assert!(out.status.success(), "{}", crate::harness::text(&out.stderr));
+    crate::harness::text(&out.stdout)
+}
+
 #[test]
 fn etrn_at_one_node_flushes_the_whole_fleet() {
     let nats = Nats::start();
@@ -112,6 +119,20 @@ fn etrn_at_one_node_flushes_the_whole_fleet() {
     assert!(out.status.success(), "{}", crate::harness::text(&out.stderr));
     assert_eq!(crate::harness::text(&out.stdout), "customer.example: 9 queued messages (mx2=3, mx1=2, mx3=4)\n");
     nodes[1].inst.wait_log("cluster count customer.example: 9 messages; answered: mx2=3, mx1=2, mx3=4");
+    // So does qshape -f, each node's mail in its age buckets (all of it under 5 minutes old).
+    assert_eq!(
+        qshape_fleet(&nodes[1].inst),
+        [
+            "                                                                     T  5 10 10+",
+            "                                                              TOTAL  9  9  0   0",
+            "                                                                mx2  3  3  0   0",
+            "                                                                mx1  2  2  0   0",
+            "                                                                mx3  4  4  0   0",
+        ]
+        .join("\n")
+            + "\n"
+    );
+    nodes[1].inst.wait_log("cluster shape customer.example: 9 messages; answered: mx2=3, mx1=2, mx3=4");
     for (n, want) in nodes.iter().zip([2, 3, 4]) {
         assert_eq!(n.inst.queue_files("deferred").len(), want + 1, "nothing moved");
     }
@@ -144,6 +165,20 @@ fn a_killed_node_does_not_hold_the_answer_and_delivers_after_restart() {
     // A crash, not a stop: master and daemons gone at once, no goodbye to NATS, nothing
     // cleaned up in the queue or the flush logfiles.
     nodes[2].inst.kill_9();
+
+    // qshape -f shows the nodes that answered, and says which one did not.
+    assert_eq!(
+        qshape_fleet(&nodes[0].inst),
+        [
+            "                                                                     T  5 10 10+",
+            "                                                              TOTAL  3  3  0   0",
+            "                                                                mx1  1  1  0   0",
+            "                                                                mx2  2  2  0   0",
+            "missing: mx3 (no answer within 1s)",
+        ]
+        .join("\n")
+            + "\n"
+    );
 
     let started = Instant::now();
     // Only what is known: mx1's and mx2's messages.

@@ -1,5 +1,6 @@
 //! The fast flush service as a running daemon: the seed README's experiments, reconciliation
-//! at start, hostile input on its socket, concurrent adds and sends, and postqueue's replies.
+//! at start, hostile input on its socket, concurrent adds and sends, postqueue's replies, and
+//! `qshape -f`'s table.
 
 use std::collections::HashSet;
 use std::os::unix::process::CommandExt;
@@ -7,7 +8,7 @@ use std::process::Command;
 
 use common::config::Params;
 use common::ipc::flush::{FlushReply, FlushRequest};
-use common::queue::file::{Envelope, Recipient, write_new};
+use common::queue::file::{Envelope, Recipient, now_us, write_new};
 use common::queue::{QueueId, QueueName, Spool};
 
 use crate::harness::{FLUSH_ONLY, Install, RawClient, bin, smtp, text, wait_for};
@@ -20,10 +21,15 @@ fn spool(inst: &Install) -> Spool {
 
 /// A message deferred for `rcpts`, as the queue manager would leave it.
 fn deferred(spool: &Spool, rcpts: &[&str]) -> QueueId {
+    deferred_since(spool, rcpts, now_us())
+}
+
+/// [`deferred`], for a message that arrived at `arrival_us`.
+fn deferred_since(spool: &Spool, rcpts: &[&str], arrival_us: u64) -> QueueId {
     let env = Envelope {
         sender: "sender@example.org".into(),
         recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), ..Default::default() }).collect(),
-        arrival_us: common::queue::file::now_us(),
+        arrival_us,
         client: Default::default(),
         ..Default::default()
     };
@@ -260,6 +266,54 @@ fn postqueue_replies_and_exit_codes() {
         assert_eq!(text(&out.stderr), *err, "{args:?}");
     }
     moved_to_incoming(&sp, &[&a]);
+}
+
+/// `qshape -f` without the cluster: this node's row (named `fast_flush_cluster_node`), the
+/// site's listed messages in the buckets of their arrival times; nothing moves.
+#[test]
+fn qshape_f_shapes_the_sites_mail_by_arrival_time() {
+    let mut inst = Install::new(&format!("{RELAY}fast_flush_cluster_node = mx9\n"), FLUSH_ONLY);
+    inst.start();
+    let sp = spool(&inst);
+    let now = now_us();
+    let ids: Vec<QueueId> =
+        [1, 7, 7, 45].iter().map(|minutes| deferred_since(&sp, &["u@customer.example"], now - minutes * 60_000_000)).collect();
+    for id in &ids {
+        add(&inst, "customer.example", id);
+    }
+    // Another site's mail is not in the table.
+    add(&inst, "example.net", &deferred(&sp, &["u@example.net"]));
+    let qshape = |args: &[&str]| {
+        let out = inst.cli("qshape", args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let doubling = [
+        "                                                                  T  5 10 20 20+",
+        "                                                           TOTAL  4  1  2  0   1",
+        "                                                             mx9  4  1  2  0   1",
+    ];
+    assert_eq!(qshape(&["-b", "4", "-f", "customer.example"]), doubling.join("\n") + "\n");
+    let linear = [
+        "                                                                  T 10 20 30 30+",
+        "                                                           TOTAL  4  3  0  0   1",
+        "                                                             mx9  4  3  0  0   1",
+    ];
+    assert_eq!(qshape(&["-l", "-t", "10", "-b", "4", "-f", "customer.example"]), linear.join("\n") + "\n");
+    assert!(ids.iter().all(|id| in_queue(&sp, QueueName::Deferred, id)), "nothing moved");
+
+    let cases: &[(&[&str], &str)] = &[
+        (&["-f", "other.example"], "qshape: fatal: Flush service is not configured for destination \"other.example\"\n"),
+        (&["-f", "bad..name"], "qshape: fatal: Cannot flush mail queue - invalid destination: \"bad..name\"\n"),
+    ];
+    for (args, err) in cases {
+        let out = inst.cli("qshape", args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(text(&out.stderr), *err, "{args:?}");
+    }
+    let out = inst.cli("qshape", &["-s", "-f", "customer.example"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("qshape: fatal: -f takes no -s, -p or queue names\nUsage: qshape "), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::hello::Protocol;
+use crate::queue::ages::Ages;
 
 /// A request to the flush service. Sites and queue IDs travel as text and are validated by the
 /// server, which answers `Bad` for anything that is not a valid name.
@@ -29,6 +30,10 @@ pub enum FlushRequest {
     /// fast flush cluster, a client's request also asks the other nodes, as `SendSite` does, and
     /// `nodes` says how many each of them holds.
     CountSite { site: String },
+    /// `qshape -f site` (Postern): the messages counted as `CountSite` counts them, in age
+    /// buckets by their arrival time. Answered with `Shaped`; with the fast flush cluster a
+    /// client's request also asks the other nodes.
+    ShapeSite { site: String, ages: Ages },
     /// Which queue IDs are listed for `site` (exactly that site), without moving anything:
     /// smtpd's ODMR provider delivers them itself on the customer's connection.
     List { site: String },
@@ -64,6 +69,17 @@ pub enum FlushReply {
     Fail { reason: String },
     /// The answer to `List`.
     Listed { ids: Vec<String> },
+    /// The answer to `ShapeSite`: one count per age bucket, of every node that answered
+    /// (this node's alone without the cluster). With the cluster, `nodes` has each node's
+    /// counts (this node first, then the others by name) and `missing` the nodes that were
+    /// asked and are not in `nodes`, with why.
+    Shaped {
+        buckets: Vec<u64>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nodes: Vec<NodeShape>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        missing: Vec<NodeMissing>,
+    },
 }
 
 impl FlushReply {
@@ -79,6 +95,21 @@ pub struct NodeMoved {
     /// The node's `fast_flush_cluster_node`.
     pub node: String,
     pub moved: u64,
+}
+
+/// One node's answer to a `ShapeSite`: a count per age bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeShape {
+    pub node: String,
+    pub buckets: Vec<u64>,
+}
+
+/// A node of the fast flush cluster whose counts are not in a `Shaped` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeMissing {
+    pub node: String,
+    /// `no answer within 1s`, `refused`, ...
+    pub reason: String,
 }
 
 pub struct FlushProtocol;

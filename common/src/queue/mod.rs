@@ -1,6 +1,7 @@
 //! The mail queue on disk: directories, queue IDs and queue files. The only code that builds
 //! queue paths.
 
+pub mod ages;
 pub mod claim;
 pub mod dirs;
 pub mod file;

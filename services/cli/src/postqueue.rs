@@ -45,7 +45,7 @@ use common::config::{self, Params};
 use common::domain::{Site, valid_address_literal};
 use common::ipc::client::call_blocking;
 use common::ipc::endpoint::{Class, service_path};
-use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest, NodeMoved};
+use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
 use common::ipc::trigger::Trigger;
 use common::ipc::trigger_client::{TriggerError, trigger_blocking};
 use common::queue::id::queue_id_ok;
@@ -102,7 +102,9 @@ pub fn flush_site(p: &Params, site: &str) -> Result<(), Fatal> {
 /// `postqueue -n site`: how many queued messages this node, and each node of the fast flush
 /// cluster that answers, holds for `site`.
 pub fn count_site(p: &Params, site: &str) -> Result<String, Fatal> {
-    let (total, nodes) = site_request(p, site, FlushRequest::CountSite { site: site.to_string() })?;
+    let FlushReply::Ok { moved: total, nodes } = site_request(p, site, FlushRequest::CountSite { site: site.to_string() })? else {
+        return Err(fatal(DOWN));
+    };
     let mut line = format!("{site}: {total} queued messages");
     if !nodes.is_empty() {
         let each: Vec<String> = nodes.iter().map(|n| format!("{}={}", n.node, n.moved)).collect();
@@ -112,8 +114,9 @@ pub fn count_site(p: &Params, site: &str) -> Result<String, Fatal> {
     Ok(line)
 }
 
-/// Ask the flush service `req` about `site`; the count it answers, and each node's.
-fn site_request(p: &Params, site: &str, req: FlushRequest) -> Result<(u64, Vec<NodeMoved>), Fatal> {
+/// Ask the flush service `req` about `site` (also for `qshape -f`); its answer (`Ok` or
+/// `Shaped`), or the refusal as Postfix's postqueue words it.
+pub fn site_request(p: &Params, site: &str, req: FlushRequest) -> Result<FlushReply, Fatal> {
     let shown: String = site.chars().take(100).collect();
     // A UTF-8 site will do: the flush service takes its A-label form, its logfile's name.
     let syntax_ok = if site.starts_with('[') { valid_address_literal(site) } else { Site::parse(site).is_ok() };
@@ -121,7 +124,7 @@ fn site_request(p: &Params, site: &str, req: FlushRequest) -> Result<(u64, Vec<N
         return Err(fatal(format!("Cannot flush mail queue - invalid destination: \"{shown}\"")));
     }
     match flush_request(p, &req)? {
-        FlushReply::Ok { moved, nodes } => Ok((moved, nodes)),
+        answer @ (FlushReply::Ok { .. } | FlushReply::Shaped { .. }) => Ok(answer),
         FlushReply::Bad { .. } => Err(fatal(format!("Invalid request: \"{shown}\""))),
         FlushReply::Deny => Err(fatal(format!("Flush service is not configured for destination \"{shown}\""))),
         FlushReply::Fail { reason } if reason.contains("is not allowed") => Err(fatal(reason)),
@@ -138,7 +141,7 @@ pub fn flush_file(p: &Params, id: &str) -> Result<(), Fatal> {
         FlushReply::Ok { .. } => Ok(()),
         FlushReply::Bad { .. } => Err(fatal(format!("Invalid request: \"{id}\""))),
         FlushReply::Fail { reason } if reason.contains("is not allowed") => Err(fatal(reason)),
-        FlushReply::Deny | FlushReply::Fail { .. } | FlushReply::Listed { .. } => Err(fatal(DOWN)),
+        FlushReply::Deny | FlushReply::Fail { .. } | FlushReply::Listed { .. } | FlushReply::Shaped { .. } => Err(fatal(DOWN)),
     }
 }
 

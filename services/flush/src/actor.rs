@@ -22,6 +22,7 @@ use common::log_warning;
 
 use crate::reconcile::Scan;
 use crate::service::{FlushConfig, FlushState, Step};
+use crate::shape::ShapeJob;
 
 struct FlushActor {
     state: FlushState,
@@ -134,6 +135,21 @@ impl Handler<HandOver> for FlushActor {
     }
 }
 
+/// The messages of a site for `ShapeSite`, which the handle reads off the actor's thread.
+#[derive(Message)]
+#[rtype(result = "Result<ShapeJob, FlushReply>")]
+struct Shape {
+    site: String,
+    ages: common::queue::ages::Ages,
+}
+
+impl Handler<Shape> for FlushActor {
+    type Result = Result<ShapeJob, FlushReply>;
+    fn handle(&mut self, msg: Shape, _: &mut Context<Self>) -> Self::Result {
+        self.state.shape_job(&msg.site, msg.ages)
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Reload(FlushConfig);
@@ -171,7 +187,19 @@ impl FlushHandle {
     }
 
     pub async fn request(&self, req: FlushRequest) -> FlushReply {
-        self.addr.send(Request(req)).await.unwrap_or_else(|e| FlushReply::Fail { reason: e.to_string() })
+        let failed = |e: &dyn std::fmt::Display| FlushReply::Fail { reason: e.to_string() };
+        // A shape reads a queue file per message: the actor only lists them, and a blocking
+        // task reads them, so that ETRNs are not held up meanwhile.
+        if let FlushRequest::ShapeSite { site, ages } = req {
+            return match self.addr.send(Shape { site, ages }).await {
+                Ok(Ok(job)) => {
+                    actix_rt::task::spawn_blocking(move || job.run(std::time::SystemTime::now())).await.unwrap_or_else(|e| failed(&e))
+                }
+                Ok(Err(refusal)) => refusal,
+                Err(e) => failed(&e),
+            };
+        }
+        self.addr.send(Request(req)).await.unwrap_or_else(|e| failed(&e))
     }
 
     /// Another node's handover: send `site` with its mail routed to `nexthop`.

@@ -35,6 +35,11 @@
 //!   lists it again (`Add`) if it stays deferred, so it is not lost from the index.
 //! * `CountSite{site}` (`postqueue -n`): how many of the IDs listed for exactly that site are
 //!   still queued, nothing moved; with the cluster, every node is asked too (below).
+//! * `ShapeSite{site, ages}` (`qshape -f`): the same messages counted in qshape's age buckets
+//!   (`ages`: how many, at most 64, the first one's minutes, doubling or linear) by the
+//!   arrival time in each one's queue file envelope; answered `Shaped{buckets, nodes,
+//!   missing}`. The actor only lists the IDs; the envelopes are read by a blocking task, so
+//!   sends are not held up meanwhile. With the cluster, every node is asked too (below).
 //! * `Forget{site, queue_ids}`: drop those IDs from the site's index and logfile (one rewrite)
 //!   when they are in no queue any more: what an ODMR session delivered.
 //! * `HandOver{site}` (smtpd's ODMR provider, at the start of an ATRN session): with the
@@ -74,7 +79,14 @@
 //! connection attempt of its own: async-nats's retries name the kind of failure only. A reload
 //! that changes these settings re-joins. A
 //! client's `CountSite` goes the same way as a request with `count` set: each node answers
-//! with its own count and moves nothing (`cluster count SITE: ...` in the log).
+//! with its own count and moves nothing (`cluster count SITE: ...` in the log). A client's
+//! `ShapeSite` is a request with `count` set and `shape` holding the bucket settings (a node
+//! that predates shapes counts instead; the settings are checked as they are decoded, and a
+//! request with bad ones is dropped with a warning): each node answers `Shaped` with one count
+//! per bucket (a few hundred bytes at most, within the 4096-byte limit of every message), and
+//! the reply has each node's buckets, this node first, then the others by name, and in
+//! `missing` the nodes that did not answer in time, refused, or answered a plain count or
+//! other buckets than asked, each with why (`cluster shape SITE: ...` in the log).
 //!
 //! A client's `HandOver` goes as a request with `handover` set ("relay your mail for the site
 //! to me"), with the same deadline and tally (`cluster handover SITE: N messages; answered:
@@ -128,5 +140,6 @@ pub mod logfile;
 pub mod reconcile;
 pub mod server;
 pub mod service;
+pub mod shape;
 
 pub use server::run;

@@ -93,6 +93,10 @@ async fn serve_client(
                     let site = site.clone();
                     cluster.ask(Ask::HandOver, &site, handle.request(req)).await
                 }
+                (None, Some(cluster), FlushRequest::ShapeSite { site, ages }) => {
+                    let (site, ages) = (site.clone(), *ages);
+                    cluster.ask(Ask::Shape(ages), &site, handle.request(req)).await
+                }
                 (None, _, _) => handle.request(req).await,
             }
         }

@@ -12,12 +12,14 @@ use common::ipc::endpoint::{Class, service_path};
 use common::ipc::flush::{FlushReply, FlushRequest};
 use common::ipc::qmgr::QmgrCommand;
 use common::ipc::trigger::Trigger;
+use common::queue::ages::Ages;
 use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, log_warning};
 
 use crate::index::Index;
 use crate::logfile::{FlushDir, Taken, exists};
 use crate::reconcile::Scan;
+use crate::shape::ShapeJob;
 
 /// The settings the flush service uses, re-read on reload.
 #[derive(Debug, Clone)]
@@ -197,6 +199,11 @@ impl FlushState {
             FlushRequest::Purge => self.housekeeping(Duration::ZERO),
             FlushRequest::List { site } => self.list(&site),
             FlushRequest::CountSite { site } => self.count(&site),
+            // The actor's handle takes the job off the actor's thread instead (see there).
+            FlushRequest::ShapeSite { site, ages } => match self.shape_job(&site, ages) {
+                Ok(job) => job.run(SystemTime::now()),
+                Err(refusal) => refusal,
+            },
             FlushRequest::Forget { site, queue_ids } => self.forget(&site, &queue_ids),
             // The other nodes' part (see the cluster); this node hands over nothing to itself.
             FlushRequest::HandOver { site } => self.checked(&site).map_or_else(|refusal| refusal, |_| FlushReply::ok(0)),
@@ -242,6 +249,15 @@ impl FlushState {
             Err(refusal) => return refusal,
         };
         FlushReply::ok(self.index.ids(&site).iter().filter(|id| queued(&self.cfg.spool, id)).count() as u64)
+    }
+
+    /// The messages listed for `site` (exactly that site), to be shaped by their ages: the
+    /// same checks as a count.
+    pub fn shape_job(&mut self, site: &str, ages: Ages) -> Result<ShapeJob, FlushReply> {
+        self.finish_sent();
+        let Ok(site) = Site::parse(site) else { return Err(site_refusal(site)) };
+        self.eligibility(&site)?;
+        Ok(ShapeJob { spool: self.cfg.spool.clone(), ids: self.index.ids(&site), ages })
     }
 
     /// Drop delivered IDs from one site's index and logfile (one rewrite). An ID still in a
@@ -672,6 +688,13 @@ mod tests {
         assert_eq!(request(&mut f, FlushRequest::CountSite { site: "example.net".into() }), FlushReply::ok(1));
         assert!(f.spool.path(QueueName::Deferred, &a).exists());
         assert_eq!(request(&mut f, FlushRequest::CountSite { site: "example.org".into() }), FlushReply::Deny);
+        // A shape counts the same messages, by age: arrival 0 is far in the last bucket.
+        let ages = Ages::new(3, 5, false).unwrap();
+        let shaped = FlushReply::Shaped { buckets: vec![0, 0, 1], nodes: Vec::new(), missing: Vec::new() };
+        assert_eq!(request(&mut f, FlushRequest::ShapeSite { site: "example.net".into(), ages }), shaped);
+        assert_eq!(request(&mut f, FlushRequest::ShapeSite { site: "example.org".into(), ages }), FlushReply::Deny);
+        assert!(matches!(request(&mut f, FlushRequest::ShapeSite { site: "../x".into(), ages }), FlushReply::Bad { .. }));
+        assert!(f.spool.path(QueueName::Deferred, &a).exists());
         assert_eq!(send(&mut f, "example.net", false), FlushReply::ok(1));
         assert!(f.spool.path(QueueName::Incoming, &a).exists());
         assert!(f.spool.path(QueueName::Deferred, &b).exists());

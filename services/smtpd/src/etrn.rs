@@ -53,7 +53,7 @@ pub async fn run(s: &Session<'_>, site: &str, subdomains: bool) -> Reply {
                 log_warning!("bad ETRN {shown}... from {}", s.peer.show());
                 return unable();
             }
-            Ok(FlushReply::Fail { .. } | FlushReply::Listed { .. }) | Err(_) => {
+            Ok(FlushReply::Fail { .. } | FlushReply::Listed { .. } | FlushReply::Shaped { .. }) | Err(_) => {
                 log_warning!("unable to talk to fast flush service");
                 return unable();
             }

@@ -19,6 +19,7 @@ use tokio::time::{Instant, timeout_at};
 use common::domain::Site;
 use common::ipc::flush::{FlushReply, FlushRequest};
 use common::text::printable;
+use common::queue::ages::Ages;
 use common::{log_info, log_warning};
 
 use crate::actor::FlushHandle;
@@ -34,6 +35,8 @@ pub enum Ask {
     Count,
     /// Relay the site's mail to this node (smtpd's ODMR session for it is here).
     HandOver,
+    /// Say it in age buckets (`qshape -f`).
+    Shape(Ages),
 }
 
 impl Ask {
@@ -42,6 +45,7 @@ impl Ask {
             Ask::Send { .. } => "send",
             Ask::Count => "count",
             Ask::HandOver => "handover",
+            Ask::Shape(_) => "shape",
         }
     }
 }
@@ -177,7 +181,10 @@ impl Cluster {
         if valid {
             log_info!("{}", tally.log_line(ask.verb(), site, &local, self.cfg.timeout));
         }
-        tally.reply(local)
+        match ask {
+            Ask::Shape(_) => tally.shaped(local, self.cfg.timeout),
+            _ => tally.reply(local),
+        }
     }
 
     async fn gather(&self, ask: Ask, site: &str, deadline: Instant, tally: &mut Tally) {
@@ -186,12 +193,14 @@ impl Cluster {
             log_warning!("fast flush cluster: not connected to NATS; {verb} {site}: this node's mail only");
             return;
         }
-        let (subdomains, count, handover) = match ask {
-            Ask::Send { subdomains } => (subdomains, false, false),
-            Ask::Count => (false, true, false),
-            Ask::HandOver => (false, false, true),
+        // A shape is also a count: a node that predates shapes counts instead.
+        let (subdomains, count, handover, shape) = match ask {
+            Ask::Send { subdomains } => (subdomains, false, false, None),
+            Ask::Count => (false, true, false, None),
+            Ask::HandOver => (false, false, true, None),
+            Ask::Shape(ages) => (false, true, false, Some(ages)),
         };
-        let request = SendRequest { node: self.cfg.node.clone(), site: site.to_string(), subdomains, count, handover };
+        let request = SendRequest { node: self.cfg.node.clone(), site: site.to_string(), subdomains, count, handover, shape };
         let inbox = self.client.new_inbox();
         let collect = async {
             let mut answers = self.client.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
@@ -229,9 +238,10 @@ async fn announce(connected: Arc<Notify>, client: async_nats::Client, node: Stri
     }
 }
 
-/// Answer the other nodes: each request is a local send (or count) of that site, answered with
-/// its count; a handover is a send whose mail goes to the asking node, at the next hop that
-/// this node's `fast_flush_cluster_relay_maps` names for it (refused without one).
+/// Answer the other nodes: each request is a local send (or count, or shape) of that site,
+/// answered with its count (or buckets); a handover is a send whose mail goes to the asking
+/// node, at the next hop that this node's `fast_flush_cluster_relay_maps` names for it
+/// (refused without one).
 /// The node's own requests come back on the same subject and are skipped.
 async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nats::Client, cfg: ClusterConfig, handle: FlushHandle) {
     let node = &cfg.node;
@@ -263,6 +273,8 @@ async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nat
                     Outcome::Failed("relay map lookup failure".into())
                 }
             }
+        } else if let Some(ages) = request.shape {
+            Outcome::of(&handle.request(FlushRequest::ShapeSite { site: request.site, ages }).await)
         } else if request.count {
             Outcome::of(&handle.request(FlushRequest::CountSite { site: request.site }).await)
         } else {
