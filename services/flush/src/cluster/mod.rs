@@ -18,8 +18,8 @@ use tokio::time::{Instant, timeout_at};
 
 use common::domain::Site;
 use common::ipc::flush::{FlushReply, FlushRequest};
-use common::text::printable;
 use common::queue::ages::Ages;
+use common::text::printable;
 use common::{log_info, log_warning};
 
 use crate::actor::FlushHandle;

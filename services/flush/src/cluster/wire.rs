@@ -301,7 +301,8 @@ mod tests {
         assert!(decode::<SendRequest>(b"{").is_err());
         assert!(decode::<SendRequest>(&vec![b' '; MAX_MESSAGE + 1]).is_err());
         assert!(decode::<SendAnswer>(br#"{"node":"x","outcome":{"Moved":-1}}"#).is_err());
-        let req = SendRequest { node: "mx1".into(), site: "example.net".into(), subdomains: true, count: false, handover: false, shape: None };
+        let req =
+            SendRequest { node: "mx1".into(), site: "example.net".into(), subdomains: true, count: false, handover: false, shape: None };
         assert_eq!(decode::<SendRequest>(&encode(&req)).unwrap(), req);
         let old = decode::<SendRequest>(br#"{"node":"mx1","site":"example.net"}"#).unwrap();
         assert!(!old.subdomains && !old.count && !old.handover && old.shape.is_none(), "a request without the fields is a plain send");
