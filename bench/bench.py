@@ -576,9 +576,10 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small queues and loads, under 5 minutes")
     ap.add_argument("--output", default=DEFAULT_OUTPUT)
     ap.add_argument("--report-only", action="store_true", help="rewrite the report and the plot from the figures of the last run")
-    ap.add_argument("--only", choices=["tls", "restricted", "drain"],
+    ap.add_argument("--only", choices=["tls", "restricted", "drain", "fleet"],
                     help="run only the TLS rows, or only a small acceptance row with a restriction list and relay_recipient_maps, and print their figures (no report written); "
-                         "or only the big-customer drain rows (k up to 10,000), which replace those of the last run's figures and rewrite the report")
+                         "or only the big-customer drain rows (k up to 10,000), which replace those of the last run's figures and rewrite the report; "
+                         "or only the --scale run's fleet row")
     ap.add_argument("--scale", action="store_true",
                     help="only the scale rows (issue 15): one node from 1k to a million queued, the big-customer rows and a fleet of three nodes on NATS; "
                          "they replace those of the last run's figures and rewrite the report (about 50 minutes; with --quick up to 10k, about 10)")
@@ -610,6 +611,17 @@ def main():
         finally:
             clean(systems, quiet_s=0)
         update_results(args.output, scale_up=up, drain=drained)
+        report(args.output)
+        return
+    if args.only == "fleet":
+        try:
+            fleet = scale_out.fleet(args, BASE, settle, etrn, wait_until, SINK_PORT)
+        finally:
+            clean(systems, quiet_s=0)
+        with open(results_path(args.output)) as f:
+            up = json.load(f)["scale_up"]
+        up["cluster"] = fleet
+        update_results(args.output, scale_up=up)
         report(args.output)
         return
     if args.only == "drain":

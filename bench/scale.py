@@ -321,10 +321,15 @@ def run(systems, args, base, start_empty, settle, etrn, wait_until, sink_port, d
                 continue
             out[sysm.name][n] = size_row(sysm, n, probes, start_empty, settle, etrn, wait_until, sink_port)
             discard(sysm, n)
+    cluster = fleet(args, base, settle, etrn, wait_until, sink_port)
+    return {"sizes": out, "cluster": cluster, "quick": args.quick, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, drained
+
+
+def fleet(args, base, settle, etrn, wait_until, sink_port):
+    """The fleet row of the run (also alone: `bench/run --only fleet`)."""
     n = QUICK_CLUSTER_SIZE if args.quick else CLUSTER_SIZE
     print(f"a fleet of {len(FLEET)} nodes on NATS, {n:,} queued at each", flush=True)
-    cluster = cluster_row(f"{base}/fleet", n, probes, settle, etrn, wait_until, sink_port)
-    return {"sizes": out, "cluster": cluster, "quick": args.quick, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, drained
+    return cluster_row(f"{base}/fleet", n, QUICK_PROBES if args.quick else PROBES, settle, etrn, wait_until, sink_port)
 
 
 def discard(sysm, n):
