@@ -582,8 +582,8 @@ def main():
                          "or only the --scale run's fleet row")
     ap.add_argument("--scale", action="store_true",
                     help="only the scale rows (issue 15): one node from 1k to a million queued, the big-customer rows and a fleet of three nodes on NATS; "
-                         "they replace those of the last run's figures and rewrite the report (about 50 minutes; with --quick up to 10k, about 10)")
-    ap.add_argument("--postfix-million", action="store_true", help="with --scale: Postfix at a million too (about 40 minutes more)")
+                         "they replace those of the last run's figures and rewrite the report (about 30 minutes; with --quick up to 10k, about 8)")
+    ap.add_argument("--postfix-million", action="store_true", help="with --scale: Postfix at a million too (about 16 minutes more)")
     args = ap.parse_args()
     if args.report_only:
         report(args.output)
