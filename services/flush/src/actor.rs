@@ -55,8 +55,9 @@ struct HandOver {
     nexthop: String,
 }
 
-/// Tell the queue manager where a handover's mail goes; `Err` when it did not take it.
-async fn relay_first(socket: PathBuf, timeout: Duration, command: QmgrCommand) -> Result<(), String> {
+/// Give the queue manager a request with arguments (where a handover's mail goes, which files
+/// a send moved); `Err` when it did not take it.
+pub async fn qmgr_command(socket: PathBuf, timeout: Duration, command: QmgrCommand) -> Result<(), String> {
     match call::<QmgrProtocol>(&socket, &QmgrRequest::Command(command), timeout).await {
         Ok(TriggerReply::Accepted) => Ok(()),
         Ok(TriggerReply::Denied { reason }) => Err(reason),
@@ -85,12 +86,12 @@ impl FlushActor {
                 let relay = self.state.relay_request(&pending);
                 let shown = match &relay {
                     Some(QmgrCommand::Relay { site, nexthop, .. }) => format!("{site} to {nexthop}"),
-                    None => String::new(),
+                    _ => String::new(),
                 };
                 let (socket, timeout) = (self.state.config().qmgr_socket.clone(), self.state.config().trigger_timeout);
                 let acked = async move {
                     if let Some(command) = relay {
-                        relay_first(socket, timeout, command).await?;
+                        qmgr_command(socket, timeout, command).await?;
                     }
                     Ok(qmgr.send(&[Trigger::ForgetDeadSites]).await)
                 };

@@ -13,6 +13,7 @@ use common::config::{ParamError, Params};
 use common::daemon::{self, Client, Service, Session, fatal};
 use common::ipc::endpoint::{Class, display_path};
 use common::ipc::flush::{FlushProtocol, FlushReply, FlushRequest};
+use common::ipc::qmgr::QmgrRequest;
 use common::ipc::server::{PublicGate, serve};
 use common::ipc::trigger::Trigger;
 use common::ipc::trigger_client::TriggerClient;
@@ -198,7 +199,20 @@ pub fn run() {
         // The scans asked for after files moved need no waiting; the actor itself waits for
         // the acknowledgement that must come before they move.
         let posting = qmgr.clone();
-        let notify: crate::service::Notify = Box::new(move |t: &[Trigger]| posting.post(t));
+        let (socket, timeout) = (cfg.qmgr_socket.clone(), cfg.trigger_timeout);
+        let notify: crate::service::Notify = Box::new(move |req| match req {
+            QmgrRequest::Triggers(triggers) => posting.post(&triggers),
+            QmgrRequest::Command(command) => {
+                let (socket, posting) = (socket.clone(), posting.clone());
+                actix_rt::spawn(async move {
+                    if let Err(e) = crate::actor::qmgr_command(socket, timeout, command).await {
+                        // The files are in incoming either way: a scan finds them.
+                        log_warning!("{e}; asking for a scan of incoming instead");
+                        posting.post(&[Trigger::ScanIncoming]);
+                    }
+                });
+            }
+        });
         let state = FlushState::load(cfg.clone(), notify).unwrap_or_else(|e| {
             fatal(&format!("open fast flush logfiles in {}: {e}", common::queue::flush_dir(&cfg.spool.root).display()))
         });

@@ -10,7 +10,7 @@ use common::config::{ConfigError, DomainList, Params};
 use common::domain::{Site, valid_address_literal};
 use common::ipc::endpoint::{Class, service_path};
 use common::ipc::flush::{FlushReply, FlushRequest};
-use common::ipc::qmgr::QmgrCommand;
+use common::ipc::qmgr::{QmgrCommand, QmgrRequest};
 use common::ipc::trigger::Trigger;
 use common::queue::ages::Ages;
 use common::queue::{QueueId, QueueName, Spool};
@@ -53,9 +53,9 @@ impl FlushConfig {
 /// purge) works through them in groups of this size, so it never runs out of descriptors.
 pub const SEND_GROUP: usize = 64;
 
-/// Where to post queue manager triggers that nobody waits for (the trigger client in the
-/// daemon, a recorder in tests).
-pub type Notify = Box<dyn FnMut(&[Trigger]) + Send>;
+/// Where to post what the queue manager is told and nobody waits for (a scan of `incoming`, or
+/// which files a send moved there), to the queue manager in the daemon, to a recorder in tests.
+pub type Notify = Box<dyn FnMut(QmgrRequest) + Send>;
 
 /// What a request needs next.
 #[derive(Debug)]
@@ -346,8 +346,9 @@ impl FlushState {
             self.finish_sent();
         }
         match self.send_logfile(site) {
-            Ok((m, l)) => {
-                sent.moved += m;
+            Ok((moved, l)) => {
+                sent.moved += moved.len() as u64;
+                sent.moved_ids.extend(moved.iter().map(|id| id.to_string()));
                 sent.lines += l;
             }
             Err(reason) => {
@@ -360,8 +361,12 @@ impl FlushState {
     /// The answer to a request that sent `total` logfiles: the queue manager hears about what
     /// moved even when some logfiles failed, and the client hears about the failures.
     fn sent_reply(&mut self, sent: Sent, total: usize) -> FlushReply {
-        if sent.lines > 0 {
-            (self.notify)(&[Trigger::ScanIncoming]);
+        // The moved files are named, so that the queue manager need not list `incoming` for
+        // them; lines whose files were already there (another flush's) get a scan.
+        if !sent.moved_ids.is_empty() {
+            (self.notify)(QmgrRequest::Command(QmgrCommand::Incoming { queue_ids: sent.moved_ids }));
+        } else if sent.lines > 0 {
+            (self.notify)(QmgrRequest::Triggers(vec![Trigger::ScanIncoming]));
         }
         match sent.first_failure {
             None => FlushReply::ok(sent.moved),
@@ -371,20 +376,20 @@ impl FlushState {
         }
     }
 
-    /// Move every queue ID of one logfile to incoming; returns (moved, lines read). The
-    /// logfile stays locked until [`FlushState::finish_sent`] empties it.
-    fn send_logfile(&mut self, site: &Site) -> Result<(u64, usize), String> {
+    /// Move every queue ID of one logfile to incoming; returns (the IDs moved, lines read).
+    /// The logfile stays locked until [`FlushState::finish_sent`] empties it.
+    fn send_logfile(&mut self, site: &Site) -> Result<(Vec<QueueId>, usize), String> {
         let now = SystemTime::now();
         let taken = match self.logs.take(site) {
             Ok(Some(t)) => t,
-            Ok(None) => return Ok((0, 0)),
+            Ok(None) => return Ok((Vec::new(), 0)),
             Err(e) => {
                 log_warning!("fast flush logfile {}: {e}", self.logs.path(site).display());
                 return Err(e.to_string());
             }
         };
         let spool = &self.cfg.spool;
-        let moved = taken.contents.ids.iter().filter(|id| flush_one(spool, id, now) == FlushOne::Moved).count() as u64;
+        let moved: Vec<QueueId> = taken.contents.ids.iter().filter(|id| flush_one(spool, id, now) == FlushOne::Moved).cloned().collect();
         for line in &taken.contents.bad_lines {
             log_warning!("bad queue id \"{line}...\" in fast flush logfile {}", self.logs.path(site).display());
         }
@@ -407,7 +412,7 @@ impl FlushState {
                 if let Err(e) = common::queue::unthrottle::mark(&incoming) {
                     log_warning!("{}: mark for unthrottling: {e}", incoming.display());
                 }
-                (self.notify)(&[Trigger::ScanIncoming]);
+                (self.notify)(QmgrRequest::Triggers(vec![Trigger::ScanIncoming]));
                 FlushReply::ok(u64::from(found == FlushOne::Moved))
             }
         }
@@ -501,6 +506,7 @@ impl FlushState {
 #[derive(Debug, Default)]
 struct Sent {
     moved: u64,
+    moved_ids: Vec<String>,
     lines: usize,
     failed: usize,
     first_failure: Option<String>,
@@ -551,7 +557,9 @@ mod tests {
     struct Fixture {
         _tmp: tempfile::TempDir,
         spool: Spool,
+        /// What the queue manager was told, triggers and named files apart.
         triggers: Arc<Mutex<Vec<Trigger>>>,
+        named: Arc<Mutex<Vec<String>>>,
         state: FlushState,
     }
 
@@ -567,10 +575,18 @@ mod tests {
             qmgr_socket: tmp.path().join("public/qmgr"),
             trigger_timeout: Duration::from_secs(1),
         };
-        let triggers = Arc::new(Mutex::new(Vec::new()));
-        let t = triggers.clone();
-        let state = FlushState::load(cfg, Box::new(move |x: &[Trigger]| t.lock().unwrap().extend_from_slice(x))).unwrap();
-        Fixture { _tmp: tmp, spool, triggers, state }
+        let (triggers, named) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+        let (t, n) = (triggers.clone(), named.clone());
+        let state = FlushState::load(
+            cfg,
+            Box::new(move |req| match req {
+                QmgrRequest::Triggers(x) => t.lock().unwrap().extend(x),
+                QmgrRequest::Command(QmgrCommand::Incoming { queue_ids }) => n.lock().unwrap().extend(queue_ids),
+                QmgrRequest::Command(other) => panic!("not posted: {other:?}"),
+            }),
+        )
+        .unwrap();
+        Fixture { _tmp: tmp, spool, triggers, named, state }
     }
 
     fn deferred_message(spool: &Spool, rcpts: &[&str]) -> QueueId {
@@ -698,7 +714,8 @@ mod tests {
         assert_eq!(send(&mut f, "example.net", false), FlushReply::ok(1));
         assert!(f.spool.path(QueueName::Incoming, &a).exists());
         assert!(f.spool.path(QueueName::Deferred, &b).exists());
-        assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ForgetDeadSites, Trigger::ScanIncoming]);
+        assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ForgetDeadSites]);
+        assert_eq!(*f.named.lock().unwrap(), vec![a.to_string()], "the moved file is named, no listing needed");
         // The logfile is emptied after the reply, and before anything else happens to it: the
         // re-deferral appended by the next request survives.
         assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), format!("{a}\nGONE123\n"));
@@ -718,6 +735,7 @@ mod tests {
         let mut f = fixture("example.net");
         assert_eq!(send(&mut f, "example.net", false), FlushReply::ok(0));
         assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ForgetDeadSites]);
+        assert!(f.named.lock().unwrap().is_empty());
         assert_eq!(send(&mut f, "other.example", false), FlushReply::Deny);
     }
 
@@ -749,7 +767,8 @@ mod tests {
         let FlushReply::Fail { reason } = reply else { panic!("{reply:?}") };
         assert!(reason.starts_with("1 of 2 logfiles could not be sent (") && reason.ends_with("); 1 messages moved"), "{reason}");
         assert!(f.spool.path(QueueName::Incoming, &a).exists());
-        assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ForgetDeadSites, Trigger::ScanIncoming], "the moved mail is announced");
+        assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ForgetDeadSites]);
+        assert_eq!(*f.named.lock().unwrap(), vec![a.to_string()], "the moved mail is announced");
     }
 
     #[test]
@@ -807,7 +826,8 @@ mod tests {
         assert!(!flush.join("old.example.net").exists());
         assert!(flush.join("young.example.net").exists());
         // Housekeeping respects the dead-site cache: no ForgetDeadSites.
-        assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ScanIncoming]);
+        assert!(f.triggers.lock().unwrap().is_empty());
+        assert_eq!(*f.named.lock().unwrap(), vec![a.to_string()]);
         assert_eq!(request(&mut f, FlushRequest::Purge), FlushReply::ok(1));
         assert!(f.spool.path(QueueName::Incoming, &b).exists());
     }
@@ -826,7 +846,7 @@ mod tests {
         // A restart with the flush directory deleted rebuilds it the same way.
         std::fs::remove_dir_all(f.spool.root.join("flush")).unwrap();
         let cfg = f.state.cfg.clone();
-        let mut again = FlushState::load(cfg, Box::new(|_: &[Trigger]| ())).unwrap();
+        let mut again = FlushState::load(cfg, Box::new(|_: QmgrRequest| ())).unwrap();
         again.reconcile(crate::reconcile::scan_deferred(&f.spool));
         assert_eq!(again.index().count(&Site::parse("example.net").unwrap()), 1);
         let Step::ForgetDeadSitesFirst(pending) = again.handle(FlushRequest::SendSite { site: "example.net".into(), subdomains: false })

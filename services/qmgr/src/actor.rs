@@ -111,6 +111,20 @@ impl Handler<Relay> for QmgrActor {
     }
 }
 
+/// Files a flush send moved into `incoming`, to be fed without a listing.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+struct Incoming(Vec<String>);
+
+impl Handler<Incoming> for QmgrActor {
+    type Result = Result<(), String>;
+    fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) -> Self::Result {
+        self.sched.incoming(&msg.0)?;
+        self.kick(ctx);
+        Ok(())
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Delivered(Done);
@@ -215,6 +229,11 @@ impl QmgrHandle {
     /// routed by it whichever scan takes them.
     pub async fn relay(&self, site: String, nexthop: String, queue_ids: Vec<String>) -> Result<(), String> {
         self.addr.send(Relay { site, nexthop, queue_ids }).await.unwrap_or_else(|e| Err(e.to_string()))
+    }
+
+    /// Feed these files of `incoming` first (see [`Scheduler::incoming`]).
+    pub async fn incoming(&self, queue_ids: Vec<String>) -> Result<(), String> {
+        self.addr.send(Incoming(queue_ids)).await.unwrap_or_else(|e| Err(e.to_string()))
     }
 
     /// The master's wakeup: an incoming scan.

@@ -21,6 +21,10 @@ use crate::active::{Activated, activate_file};
 /// Files a scan looks at per feed job before events are handled again.
 pub const FEED_SLICE: usize = 500;
 
+/// Files named by flush sends ([`Scans::named`]) kept at most until a job takes them; more
+/// are not kept, an incoming scan is asked for instead (it finds them too, only slower).
+pub const NAMED_LIMIT: usize = 100_000;
+
 /// At most this much of a feed job goes to the deferred queue's files (a `stat` each, and a
 /// move for those due): a large deferred queue is scanned in many short jobs, so that mail
 /// in `incoming` (an ETRN's, a new message's) never waits behind a long slice of it. With a
@@ -145,6 +149,8 @@ pub struct Scans {
     deferred: ScanCtx,
     /// A feed job is on the worker (at most one: it holds the listings meanwhile).
     feeding: bool,
+    /// Files of `incoming` that a flush send named: the next job takes them first, unlisted.
+    named: VecDeque<QueueId>,
     /// `IgnoreTimestamps`: deferred files are taken whatever their retry time.
     pub ignore_timestamps: bool,
 }
@@ -152,7 +158,7 @@ pub struct Scans {
 impl Scans {
     /// At start each queue is scanned once.
     pub fn new() -> Scans {
-        Scans { incoming: ScanCtx::new(), deferred: ScanCtx::new(), feeding: false, ignore_timestamps: false }
+        Scans { incoming: ScanCtx::new(), deferred: ScanCtx::new(), feeding: false, named: VecDeque::new(), ignore_timestamps: false }
     }
 
     fn ctx(&mut self, queue: QueueName) -> &mut ScanCtx {
@@ -164,9 +170,28 @@ impl Scans {
         self.ctx(queue).again = true;
     }
 
+    /// Files of `incoming` that a flush send moved there: the next feed job looks at them
+    /// first, without listing `incoming` (a name that is no longer there costs a failed
+    /// `stat`). Refused whole for a name that is not a queue ID; past [`NAMED_LIMIT`] an
+    /// incoming scan is asked for instead.
+    pub fn named(&mut self, queue_ids: &[String]) -> Result<(), String> {
+        let ids = queue_ids
+            .iter()
+            .map(|id| {
+                QueueId::parse(id).map_err(|_| format!("incoming request: invalid queue ID \"{}\"", common::text::printable(id, '?')))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.named.len() + ids.len() > NAMED_LIMIT {
+            self.ask(QueueName::Incoming);
+        } else {
+            self.named.extend(ids);
+        }
+        Ok(())
+    }
+
     /// No scan in progress or asked for: the modifiers have applied to the scans they came with.
     pub fn idle(&self) -> bool {
-        !self.feeding && self.incoming.idle() && self.deferred.idle()
+        !self.feeding && self.named.is_empty() && self.incoming.idle() && self.deferred.idle()
     }
 
     /// The scans' next slice for the worker, with `room` places in the active queue; none
@@ -178,11 +203,16 @@ impl Scans {
         }
         let mut parts = Vec::new();
         for queue in [QueueName::Incoming, QueueName::Deferred] {
+            // The files a flush send named come first.
+            let mut pending = if queue == QueueName::Incoming { std::mem::take(&mut self.named) } else { VecDeque::new() };
             let ctx = self.ctx(queue);
             let list = ctx.pending.is_empty() && ctx.again;
-            if list || (room > 0 && !ctx.pending.is_empty()) {
+            pending.append(&mut ctx.pending);
+            if list || (room > 0 && !pending.is_empty()) {
                 ctx.again &= !list;
-                parts.push(ScanPart { queue, list, pending: std::mem::take(&mut ctx.pending) });
+                parts.push(ScanPart { queue, list, pending });
+            } else {
+                ctx.pending = pending;
             }
         }
         if parts.is_empty() {
@@ -272,6 +302,35 @@ mod tests {
             assert_eq!(part.pending.len(), left, "one file looked at per job");
             assert_eq!(fed.more, left > 0);
         }
+    }
+
+    #[test]
+    fn named_files_are_fed_without_a_listing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), "");
+        let (named, unnamed) = (QueueId::generate(SystemTime::now(), 1), QueueId::generate(SystemTime::now(), 2));
+        for id in [&named, &unnamed] {
+            let path = cfg.spool.path(QueueName::Incoming, id);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, b"").unwrap();
+        }
+        let mut scans = Scans::new();
+        scans.incoming.again = false;
+        scans.deferred.again = false;
+        assert!(scans.named(&["../x".to_string()]).is_err(), "not a queue ID");
+        scans.named(&[named.to_string()]).unwrap();
+        assert!(!scans.idle());
+        let job = scans.next_job(&cfg.spool, 10).unwrap();
+        assert_eq!(job.parts.len(), 1);
+        assert!(!job.parts[0].list, "no listing of incoming");
+        assert_eq!(job.parts[0].pending, std::slice::from_ref(&named));
+        // The file is empty, so it is not activated; it was looked at and taken out of incoming.
+        scans.returned(feed(job));
+        assert!(scans.idle());
+        assert!(cfg.spool.path(QueueName::Incoming, &unnamed).exists(), "only what was named");
+        // Past the limit the names are not kept: a scan is asked for.
+        scans.named(&vec![named.to_string(); NAMED_LIMIT + 1]).unwrap();
+        assert!(scans.named.is_empty() && scans.incoming.again);
     }
 
     #[test]

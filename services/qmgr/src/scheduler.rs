@@ -101,6 +101,12 @@ impl Scheduler {
         }
     }
 
+    /// Files the flush service just moved into `incoming`: fed before anything else, without a
+    /// listing of `incoming`. `Err` (nothing kept) for a queue ID that is not valid.
+    pub fn incoming(&mut self, queue_ids: &[String]) -> Result<(), String> {
+        self.scans.named(queue_ids)
+    }
+
     /// The flush service's handover: the next routing of each of `queue_ids` sends its
     /// recipients in `site` to `smtp:nexthop`. `Err` (nothing kept) for a request that is not
     /// valid or that there is no room for.

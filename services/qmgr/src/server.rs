@@ -25,6 +25,7 @@ fn authorize(req: &QmgrRequest, uid: u32, users: &UserList) -> Result<(), String
     let forces_work = match req {
         QmgrRequest::Triggers(triggers) => triggers.iter().any(|t| t.forces_work()),
         QmgrRequest::Command(QmgrCommand::Relay { .. }) => true,
+        QmgrRequest::Command(QmgrCommand::Incoming { .. }) => false,
     };
     if !forces_work || users.allows(uid, nix::unistd::geteuid().as_raw()) {
         return Ok(());
@@ -59,6 +60,13 @@ impl Service for Qmgr {
                             sched.triggers(triggers);
                             TriggerReply::Accepted
                         }
+                        (None, QmgrRequest::Command(QmgrCommand::Incoming { queue_ids })) => match sched.incoming(queue_ids).await {
+                            Ok(()) => TriggerReply::Accepted,
+                            Err(reason) => {
+                                log_warning!("{reason}");
+                                TriggerReply::Denied { reason }
+                            }
+                        },
                         (None, QmgrRequest::Command(QmgrCommand::Relay { site, nexthop, queue_ids })) => {
                             match sched.relay(site, nexthop, queue_ids).await {
                                 Ok(()) => TriggerReply::Accepted,
