@@ -17,6 +17,7 @@ import time
 import drain
 import fswatch
 import odmr
+import plots
 import scale as scale_out
 import sink
 from systems import CPUACCT, ROOT, TLS_LOAD, Postern, Postfix, make_cert, wait_port
@@ -402,27 +403,18 @@ def ratio(a, b, higher_is_better):
 
 
 def plot(scale, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = plots.pyplot()
+    if plt is None:
         return False
     sizes = sorted(scale)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for name, marker, color in (("Postern", "o", "tab:blue"), ("Postfix", "s", "tab:orange")):
+    for name, marker, color in plots.SERIES:
         ax.plot(sizes, [scale[n][name]["last_ms"] for n in sizes], marker=marker, linestyle="-", color=color, label=f"{name}: last message at sink")
         ax.plot(sizes, [scale[n][name]["reply_ms"] for n in sizes], marker=marker, linestyle=":", color=color, alpha=0.7, label=f"{name}: ETRN reply")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
     ax.set_xlabel("deferred messages in the queue")
     ax.set_ylabel("milliseconds after ETRN (median)")
     ax.set_title("Fast ETRN latency versus queue size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return True
+    return plots.finish(fig, [ax], path)
 
 
 def machine():

@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import time
 
+import plots
 import sink
 from systems import LogTail, Postern, children, wait_port
 
@@ -345,6 +346,14 @@ def rss(row, name):
     return row["daemons"].get(name, [0.0, 0])[0]
 
 
+def by_size(pe, pf):
+    """(N, system, row) for each size, Postern's row first, the sizes a system has only."""
+    for n in sorted(pe):
+        for name, rows in (("Postern", pe), ("Postfix", pf)):
+            if n in rows:
+                yield n, name, rows[n]
+
+
 def report(res):
     """The section for BENCHMARKS.md, or no lines."""
     up = res.get("scale_up")
@@ -366,28 +375,20 @@ def report(res):
          "Postfix at a million is the separate long run `bench/run --scale --postfix-million`; without it the Postfix column stops at 100k.", "",
          "| N queued | system | fill msg/s | ETRN reply p50 / p99 ms | last msg p50 / p99 ms | busy: reply p50 / p99, last p50 ms | big customer: k, last ms, msg/s | restart: smtpd answers after s; ETRN reply / last ms | reconciliation: messages, read s, merged s, during it? |",
          "|---|---|---|---|---|---|---|---|---|"]
-    for n in sorted(pe):
-        for name, rows in (("Postern", pe), ("Postfix", pf)):
-            r = rows.get(n)
-            if not r:
-                continue
-            rs = r["restart"]
-            rec = (f"{rs['reconcile_messages']:,}, {rs['reconcile_read_s']:.1f}, {rs['reconcile_merge_s']:.1f}, "
-                   f"{'yes' if rs['during_reconciliation'] else 'no (it was done)'}") if "reconcile_messages" in rs else "n/a"
-            b = r["busy"]
-            L.append(f"| {n:,} | {name} | {r['fill_rate']:.0f} | {r['reply_p50']:.2f} / {r['reply_p99']:.2f} | {r['last_p50']:.1f} / {r['last_p99']:.1f} | "
-                     f"{b['reply_p50']:.2f} / {b['reply_p99']:.2f}, {b['last_p50']:.1f} | {r['big_k']:,}, {r['big_last_ms']:.0f}, {r['big_rate']:.0f} | {rs['start_s']:.1f}; {rs['reply_ms']:.2f} / {rs['last_ms']:.1f} | {rec} |")
+    for n, name, r in by_size(pe, pf):
+        rs = r["restart"]
+        rec = (f"{rs['reconcile_messages']:,}, {rs['reconcile_read_s']:.1f}, {rs['reconcile_merge_s']:.1f}, "
+               f"{'yes' if rs['during_reconciliation'] else 'no (it was done)'}") if "reconcile_messages" in rs else "n/a"
+        b = r["busy"]
+        L.append(f"| {n:,} | {name} | {r['fill_rate']:.0f} | {r['reply_p50']:.2f} / {r['reply_p99']:.2f} | {r['last_p50']:.1f} / {r['last_p99']:.1f} | "
+                 f"{b['reply_p50']:.2f} / {b['reply_p99']:.2f}, {b['last_p50']:.1f} | {r['big_k']:,}, {r['big_last_ms']:.0f}, {r['big_rate']:.0f} | {rs['start_s']:.1f}; {rs['reply_ms']:.2f} / {rs['last_ms']:.1f} | {rec} |")
     L += ["", "Memory (resident MB) and open descriptors of the daemons after the fill:", "",
           "| N queued | system | master | smtpd | qmgr | flush | smtp | all |", "|---|---|---|---|---|---|---|---|"]
-    for n in sorted(pe):
-        for name, rows in (("Postern", pe), ("Postfix", pf)):
-            r = rows.get(n)
-            if not r:
-                continue
-            d = r["daemons"]
-            cell = lambda p: f"{d[p][0]:.1f} ({d[p][1]})" if p in d else "-"
-            total = sum(v[0] for v in d.values())
-            L.append(f"| {n:,} | {name} | {cell('master')} | {cell('smtpd')} | {cell('qmgr')} | {cell('flush')} | {cell('smtp')} | {total:.1f} |")
+    for n, name, r in by_size(pe, pf):
+        d = r["daemons"]
+        cell = lambda p: f"{d[p][0]:.1f} ({d[p][1]})" if p in d else "-"
+        total = sum(v[0] for v in d.values())
+        L.append(f"| {n:,} | {name} | {cell('master')} | {cell('smtpd')} | {cell('qmgr')} | {cell('flush')} | {cell('smtp')} | {total:.1f} |")
     lo, hi = min(pe), max(pe)
     if hi > lo:
         per = (hi - lo) / 100000
@@ -446,14 +447,11 @@ def plot(res, drained, path):
     up = res.get("scale_up")
     if not up:
         return False
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = plots.pyplot()
+    if plt is None:
         return False
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, marker, color in (("Postern", "o", "tab:blue"), ("Postfix", "s", "tab:orange")):
+    for name, marker, color in plots.SERIES:
         rows = {int(n): r for n, r in up["sizes"].get(name, {}).items()}
         ns = sorted(rows)
         if ns:
@@ -469,11 +467,4 @@ def plot(res, drained, path):
     b.set_xlabel("k: messages queued for the site")
     b.set_ylabel("milliseconds after ETRN")
     b.set_title("A big customer: one site with k messages")
-    for ax in (a, b):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return True
+    return plots.finish(fig, [a, b], path)
