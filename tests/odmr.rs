@@ -512,8 +512,9 @@ fn notify_success_over_atrn_gets_a_success_notice_unless_the_customer_has_dsn() 
 fn a_message_left_deferred_past_delay_warning_time_gets_one_delay_notice() {
     let notices = Sink::start(free_port());
     let (inst, port, odmr) = provider_with_notices(&notices, "delay_warning_time = 3s\n");
-    let queued = std::time::Instant::now();
     let id = deferred_with_dsn(&inst, port, "odmr-3", "NOTIFY=DELAY", "kept waiting");
+    // Taken once the message is queued, so that its age reaches the warning time by then.
+    let queued = std::time::Instant::now();
     assert_eq!(inst.log_count("delay notification"), 0, "too young for the queue manager's notice");
     // The warning time has to pass: nothing to wait on but the clock.
     std::thread::sleep(std::time::Duration::from_secs(3).saturating_sub(queued.elapsed()));

@@ -20,10 +20,11 @@
 //!   manager's round trip nor the renames are on the client's path (issue 15: an ETRN reply of
 //!   about 0.4 ms instead of 0.9 ms at ten messages per site), a difference from ARCHITECTURE.md's
 //!   "reply with how many were moved"; a rename that fails after the reply is logged
-//!   (`warning: fast flush send: ...`). The logfile is then emptied and unlocked right after
-//!   the moves or before the next request, whichever comes first (truncating can cost a
-//!   synchronous block discard). `subdomains` also sends every site below `site` (RFC 1985
-//!   `ETRN @domain`).
+//!   (`warning: fast flush send: ...`). The moves run on a blocking-pool thread, so that the
+//!   daemon's thread stays free for replies and for the cluster's answers (below). The logfile
+//!   is then emptied and unlocked, once the queue manager has been told of the moved files
+//!   (truncating can cost a synchronous block discard) and before the next request.
+//!   `subdomains` also sends every site below `site` (RFC 1985 `ETRN @domain`).
 //! * `SendFile{queue_id}` (`postqueue -i`, `sendmail -qI`): the same for one message,
 //!   regardless of site, without `ForgetDeadSites`: the file gets the unthrottle mark
 //!   (Postfix's group read bit) instead, so that the queue manager forgets the dead state of
@@ -65,7 +66,10 @@
 //! `fast_flush_cluster_subject`; after each (re)connection it logs `fast flush cluster: node N
 //! listening on SUBJECT` once the server has its subscription. A `SendSite` from a client (smtpd's ETRN, `postqueue -s`;
 //! housekeeping never) moves this node's mail at once and is also published there; every other
-//! node sends the site from its own queue and answers with its count. The reply's `moved` is
+//! node sends the site from its own queue and answers with its count, its own send's file work
+//! (the queue manager's acknowledgement, the moves) held until the server has the answer (the
+//! answer of a PING sent after it), so that it does not slow the answer's way back. The
+//! connection asks the server not to echo this node's own requests. The reply's `moved` is
 //! the total of the answers that arrived within `fast_flush_cluster_timeout` (earlier when every
 //! node of `fast_flush_cluster_members` has answered), its `nodes` who answered with how much,
 //! and an info line logs `cluster send SITE: N messages; answered: NODE=N, ...` (`; no answer
@@ -140,6 +144,7 @@ pub mod cluster;
 pub mod index;
 pub mod logfile;
 pub mod reconcile;
+pub mod send;
 pub mod server;
 pub mod service;
 pub mod shape;

@@ -17,8 +17,9 @@ use common::queue::{QueueId, QueueName, Spool};
 use common::{log_info, log_warning};
 
 use crate::index::Index;
-use crate::logfile::{FlushDir, Taken, exists};
+use crate::logfile::{FlushDir, exists};
 use crate::reconcile::Scan;
+use crate::send::{FlushOne, SendJob, Sent, flush_one};
 use crate::shape::ShapeJob;
 
 /// The settings the flush service uses, re-read on reload.
@@ -48,11 +49,6 @@ impl FlushConfig {
     }
 }
 
-/// Logfiles a request keeps locked (open) at most before it empties and releases them: a
-/// request that covers thousands of logfiles (`ETRN @domain` over many subdomains, refresh,
-/// purge) works through them in groups of this size, so it never runs out of descriptors.
-pub const SEND_GROUP: usize = 64;
-
 /// Where to post what the queue manager is told and nobody waits for (a scan of `incoming`, or
 /// which files a send moved there), to the queue manager in the daemon, to a recorder in tests.
 pub type Notify = Box<dyn FnMut(QmgrRequest) + Send>;
@@ -64,7 +60,8 @@ pub enum Step {
     Reply(FlushReply),
     /// The queue manager must acknowledge `ForgetDeadSites` before this send moves any file, so
     /// that it cannot skip the mail about to be handed to it (Postfix's 2.4 race fix); then
-    /// [`FlushState::send_sites`] does the rest. Nothing else may happen to the state between.
+    /// [`FlushState::send_job`] and [`FlushState::sent`] do the rest. Nothing else may happen to
+    /// the state between.
     ForgetDeadSitesFirst(PendingSend),
 }
 
@@ -87,25 +84,11 @@ fn release_freed_memory() {
     }
 }
 
-/// What happened to one queue ID during a send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FlushOne {
-    /// Moved from deferred to incoming.
-    Moved,
-    /// Already in incoming (another flush got there first).
-    AlreadyIncoming,
-    /// In neither queue: delivered, bounced, held or removed meanwhile.
-    Missing,
-}
-
 pub struct FlushState {
     cfg: FlushConfig,
     logs: FlushDir,
     index: Index,
     notify: Notify,
-    /// Logfiles that were sent and are still locked, to be emptied after the reply (see
-    /// [`FlushState::finish_sent`]).
-    sent: Vec<(Site, Taken, SystemTime)>,
 }
 
 fn bad(reason: impl Into<String>) -> FlushReply {
@@ -134,7 +117,7 @@ impl FlushState {
                 index.insert(&site, id);
             }
         }
-        Ok(FlushState { cfg, logs, index, notify, sent: Vec::new() })
+        Ok(FlushState { cfg, logs, index, notify })
     }
 
     pub fn config(&self) -> &FlushConfig {
@@ -142,26 +125,7 @@ impl FlushState {
     }
 
     pub fn set_config(&mut self, cfg: FlushConfig) {
-        self.finish_sent();
         self.cfg = cfg;
-    }
-
-    /// Empty the logfiles of the sites sent so far and release their locks. Sending answers
-    /// before this (truncating a logfile costs a block discard, 0.15-0.3 ms on the benchmark's
-    /// disk), and every other operation on the logfiles calls it first, so nothing that is
-    /// appended later can be truncated away. A crash before it leaves IDs of moved messages in
-    /// a logfile: harmless, the next send finds them gone from `deferred`.
-    pub fn finish_sent(&mut self) {
-        for (site, taken, now) in self.sent.drain(..) {
-            if let Err(e) = taken.finish(now) {
-                log_warning!("fast flush logfile {}: {e}", self.logs.path(&site).display());
-            }
-        }
-    }
-
-    /// Whether [`FlushState::finish_sent`] has work to do.
-    pub fn has_sent(&self) -> bool {
-        !self.sent.is_empty()
     }
 
     pub fn index(&self) -> &Index {
@@ -190,7 +154,6 @@ impl FlushState {
     }
 
     pub fn handle(&mut self, req: FlushRequest) -> Step {
-        self.finish_sent();
         let reply = match req {
             FlushRequest::Add { site, queue_id } => self.add(&site, &queue_id),
             FlushRequest::SendSite { site, subdomains } => return self.send_site(&site, subdomains),
@@ -253,8 +216,7 @@ impl FlushState {
 
     /// The messages listed for `site` (exactly that site), to be shaped by their ages: the
     /// same checks as a count.
-    pub fn shape_job(&mut self, site: &str, ages: Ages) -> Result<ShapeJob, FlushReply> {
-        self.finish_sent();
+    pub fn shape_job(&self, site: &str, ages: Ages) -> Result<ShapeJob, FlushReply> {
         let Ok(site) = Site::parse(site) else { return Err(site_refusal(site)) };
         self.eligibility(&site)?;
         Ok(ShapeJob { spool: self.cfg.spool.clone(), ids: self.index.ids(&site), ages })
@@ -299,8 +261,7 @@ impl FlushState {
 
     /// Another node's handover request: a send of exactly `site` whose mail goes to `nexthop`
     /// (the asking node, as this node's `fast_flush_cluster_relay_maps` says).
-    pub fn hand_over(&mut self, site: &str, nexthop: String) -> Step {
-        self.finish_sent();
+    pub fn hand_over(&self, site: &str, nexthop: String) -> Step {
         match self.checked(site) {
             Ok(site) => Step::ForgetDeadSitesFirst(PendingSend { targets: vec![site], relay: Some(nexthop) }),
             Err(refusal) => Step::Reply(refusal),
@@ -330,73 +291,41 @@ impl FlushState {
         FlushReply::ok(self.waiting(pending).len() as u64)
     }
 
-    /// Finish a send once the queue manager has forgotten its dead sites.
+    /// The file work of a send, once the queue manager has forgotten its dead sites; the
+    /// caller runs it and hands what it did to [`FlushState::sent`].
+    pub fn send_job(&self, pending: PendingSend) -> SendJob {
+        SendJob { spool: self.cfg.spool.clone(), logs: self.logs.clone(), targets: pending.targets }
+    }
+
+    /// A send's file work done where it is (housekeeping; the actor runs a client's off its
+    /// thread).
     pub fn send_sites(&mut self, pending: PendingSend) -> FlushReply {
-        let mut sent = Sent::default();
-        for t in &pending.targets {
-            self.send_in_group(t, &mut sent);
-        }
-        self.sent_reply(sent, pending.targets.len())
+        let (sent, held) = self.send_job(pending).run();
+        let reply = self.sent(sent);
+        held.finish();
+        reply
     }
 
-    /// Send one logfile as part of a request that covers many: the logfiles taken so far are
-    /// emptied and released once [`SEND_GROUP`] of them are held.
-    fn send_in_group(&mut self, site: &Site, sent: &mut Sent) {
-        if self.sent.len() >= SEND_GROUP {
-            self.finish_sent();
+    /// The end of a send: the sent sites' index entries go, the queue manager hears about
+    /// what moved (even when some logfiles failed), and the client about the failures.
+    pub fn sent(&mut self, sent: Sent) -> FlushReply {
+        for site in &sent.sites {
+            self.index.clear(site);
         }
-        match self.send_logfile(site) {
-            Ok((moved, l)) => {
-                sent.moved += moved.len() as u64;
-                sent.moved_ids.extend(moved.iter().map(|id| id.to_string()));
-                sent.lines += l;
-            }
-            Err(reason) => {
-                sent.failed += 1;
-                sent.first_failure.get_or_insert(reason);
-            }
-        }
-    }
-
-    /// The answer to a request that sent `total` logfiles: the queue manager hears about what
-    /// moved even when some logfiles failed, and the client hears about the failures.
-    fn sent_reply(&mut self, sent: Sent, total: usize) -> FlushReply {
         // The moved files are named, so that the queue manager need not list `incoming` for
         // them; lines whose files were already there (another flush's) get a scan.
-        if !sent.moved_ids.is_empty() {
-            (self.notify)(QmgrRequest::Command(QmgrCommand::Incoming { queue_ids: sent.moved_ids }));
+        let moved = sent.moved.len();
+        if moved > 0 {
+            (self.notify)(QmgrRequest::Command(QmgrCommand::Incoming { queue_ids: sent.moved.iter().map(|id| id.to_string()).collect() }));
         } else if sent.lines > 0 {
             (self.notify)(QmgrRequest::Triggers(vec![Trigger::ScanIncoming]));
         }
         match sent.first_failure {
-            None => FlushReply::ok(sent.moved),
+            None => FlushReply::ok(moved as u64),
             Some(reason) => FlushReply::Fail {
-                reason: format!("{} of {total} logfiles could not be sent ({reason}); {} messages moved", sent.failed, sent.moved),
+                reason: format!("{} of {} logfiles could not be sent ({reason}); {moved} messages moved", sent.failed, sent.total),
             },
         }
-    }
-
-    /// Move every queue ID of one logfile to incoming; returns (the IDs moved, lines read).
-    /// The logfile stays locked until [`FlushState::finish_sent`] empties it.
-    fn send_logfile(&mut self, site: &Site) -> Result<(Vec<QueueId>, usize), String> {
-        let now = SystemTime::now();
-        let taken = match self.logs.take(site) {
-            Ok(Some(t)) => t,
-            Ok(None) => return Ok((Vec::new(), 0)),
-            Err(e) => {
-                log_warning!("fast flush logfile {}: {e}", self.logs.path(site).display());
-                return Err(e.to_string());
-            }
-        };
-        let spool = &self.cfg.spool;
-        let moved: Vec<QueueId> = taken.contents.ids.iter().filter(|id| flush_one(spool, id, now) == FlushOne::Moved).cloned().collect();
-        for line in &taken.contents.bad_lines {
-            log_warning!("bad queue id \"{line}...\" in fast flush logfile {}", self.logs.path(site).display());
-        }
-        self.index.clear(site);
-        let lines = taken.contents.lines;
-        self.sent.push((site.clone(), taken, now));
-        Ok((moved, lines))
     }
 
     fn send_file(&mut self, queue_id: &str) -> FlushReply {
@@ -432,8 +361,7 @@ impl FlushState {
             }
         };
         let now = SystemTime::now();
-        let mut sent = Sent::default();
-        let mut total = 0;
+        let mut due = Vec::new();
         for site in sites {
             let Ok(t) = self.logs.times(&site) else {
                 continue;
@@ -448,11 +376,10 @@ impl FlushState {
                     }
                 }
             } else if max_age.is_zero() || t.accessed + max_age < now {
-                total += 1;
-                self.send_in_group(&site, &mut sent);
+                due.push(site);
             }
         }
-        self.sent_reply(sent, total)
+        self.send_sites(PendingSend { targets: due, relay: None })
     }
 
     /// Bring the index and logfiles in line with the deferred queue as scanned at start-up:
@@ -462,7 +389,6 @@ impl FlushState {
     pub fn reconcile(&mut self, scan: Scan) {
         let started = std::time::Instant::now();
         let Scan { mut found, messages, took } = scan;
-        self.finish_sent();
         // Sorted for lookups instead of a set of copies: at a million messages every copy of
         // the scan costs about 100 MB.
         found.sort_unstable();
@@ -502,54 +428,13 @@ impl FlushState {
     }
 }
 
-/// What a request that sends several logfiles did so far.
-#[derive(Debug, Default)]
-struct Sent {
-    moved: u64,
-    moved_ids: Vec<String>,
-    lines: usize,
-    failed: usize,
-    first_failure: Option<String>,
-}
-
 /// Is the message still somewhere it can be delivered from?
 fn queued(spool: &Spool, id: &QueueId) -> bool {
     [QueueName::Deferred, QueueName::Incoming, QueueName::Active].iter().any(|q| exists(&spool.path(*q, id)))
 }
 
-/// Set both times of `path` with one `utimensat` (no open/close per file on the ETRN path).
-fn touch(path: &std::path::Path, now: SystemTime) -> std::io::Result<()> {
-    let d = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let t = nix::sys::time::TimeSpec::from(d);
-    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
-        .map_err(std::io::Error::from)
-}
-
-/// Postfix `flush_one_file`: stamp the file with `now` (so the queue manager does not skip it
-/// as future-dated) and move it from deferred to incoming.
-fn flush_one(spool: &Spool, id: &QueueId, now: SystemTime) -> FlushOne {
-    let deferred = spool.path(QueueName::Deferred, id);
-    match touch(&deferred, now) {
-        Ok(()) => match spool.move_file(id, QueueName::Deferred, QueueName::Incoming) {
-            Ok(true) => return FlushOne::Moved,
-            Ok(false) => {}
-            Err(e) => {
-                log_warning!("{}: rename from deferred to incoming: {e}", deferred.display());
-                return FlushOne::Moved;
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => log_warning!("flush_one_file: update {} time stamps: {e}", deferred.display()),
-    }
-    let incoming = spool.path(QueueName::Incoming, id);
-    match touch(&incoming, now) {
-        Ok(()) => FlushOne::AlreadyIncoming,
-        Err(_) => FlushOne::Missing,
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use common::queue::file::{Envelope, Recipient, write_new};
     use std::sync::{Arc, Mutex};
@@ -563,18 +448,24 @@ mod tests {
         state: FlushState,
     }
 
-    fn fixture(fast_flush_domains: &str) -> Fixture {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::new(tmp.path().to_path_buf(), &["deferred".into()], 1);
+    /// A configuration with a fresh spool in `dir` (the queue manager's socket not there).
+    pub(crate) fn test_config(dir: &std::path::Path, fast_flush_domains: &str) -> FlushConfig {
+        let spool = Spool::new(dir.to_path_buf(), &["deferred".into()], 1);
         spool.create_dirs().unwrap();
-        let cfg = FlushConfig {
-            spool: spool.clone(),
-            eligible: DomainList::parse("fast_flush_domains", fast_flush_domains, &["fast_flush_domains".into()], tmp.path()).unwrap(),
+        FlushConfig {
+            spool,
+            eligible: DomainList::parse("fast_flush_domains", fast_flush_domains, &["fast_flush_domains".into()], dir).unwrap(),
             refresh_time: Duration::from_secs(12 * 3600),
             purge_time: Duration::from_secs(7 * 86400),
-            qmgr_socket: tmp.path().join("public/qmgr"),
+            qmgr_socket: dir.join("public/qmgr"),
             trigger_timeout: Duration::from_secs(1),
-        };
+        }
+    }
+
+    fn fixture(fast_flush_domains: &str) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = test_config(tmp.path(), fast_flush_domains);
+        let spool = cfg.spool.clone();
         let (triggers, named) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
         let (t, n) = (triggers.clone(), named.clone());
         let state = FlushState::load(
@@ -589,7 +480,7 @@ mod tests {
         Fixture { _tmp: tmp, spool, triggers, named, state }
     }
 
-    fn deferred_message(spool: &Spool, rcpts: &[&str]) -> QueueId {
+    pub(crate) fn deferred_message(spool: &Spool, rcpts: &[&str]) -> QueueId {
         let env = Envelope {
             sender: "s@example.org".into(),
             recipients: rcpts.iter().map(|r| Recipient { address: r.to_string(), ..Default::default() }).collect(),
@@ -716,18 +607,12 @@ mod tests {
         assert!(f.spool.path(QueueName::Deferred, &b).exists());
         assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ForgetDeadSites]);
         assert_eq!(*f.named.lock().unwrap(), vec![a.to_string()], "the moved file is named, no listing needed");
-        // The logfile is emptied after the reply, and before anything else happens to it: the
-        // re-deferral appended by the next request survives.
-        assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), format!("{a}\nGONE123\n"));
-        assert!(f.state.has_sent());
+        // The logfile is emptied by the send, so the re-deferral appended by the next request
+        // survives.
+        assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), "");
         f.spool.move_file(&a, QueueName::Incoming, QueueName::Deferred).unwrap();
         assert_eq!(add(&mut f, "example.net", a.as_str()), FlushReply::ok(0));
         assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), format!("{a}\n"));
-        assert!(!f.state.has_sent());
-        // Emptied without another request (the actor does this once the reply is out).
-        assert_eq!(send(&mut f, "example.net", false), FlushReply::ok(1));
-        f.state.finish_sent();
-        assert_eq!(std::fs::read_to_string(f.spool.root.join("flush/example.net")).unwrap(), "");
     }
 
     #[test]
@@ -769,18 +654,6 @@ mod tests {
         assert!(f.spool.path(QueueName::Incoming, &a).exists());
         assert_eq!(*f.triggers.lock().unwrap(), vec![Trigger::ForgetDeadSites]);
         assert_eq!(*f.named.lock().unwrap(), vec![a.to_string()], "the moved mail is announced");
-    }
-
-    #[test]
-    fn many_logfiles_are_sent_in_groups() {
-        let mut f = fixture("example.net");
-        let sites = SEND_GROUP * 3 + 5;
-        for n in 0..sites {
-            let id = deferred_message(&f.spool, &[&format!("u@s{n}.example.net")]);
-            add(&mut f, &format!("s{n}.example.net"), id.as_str());
-        }
-        assert_eq!(send(&mut f, "example.net", true), FlushReply::ok(sites as u64));
-        assert!(f.state.sent.len() <= SEND_GROUP, "{} logfiles held at once", f.state.sent.len());
     }
 
     #[test]

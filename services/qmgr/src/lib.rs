@@ -83,8 +83,6 @@
 //! results the queue manager makes up for a probe (a suspended route, a dead agent) go to the
 //! verify service and are logged as `status=undeliverable`.
 //!
-//! Failed recipients are returned to the sender in one notification (from the null sender)
-//! holding the whole original when it fits in `bounce_size_limit`, its headers otherwise.
 //! Failed recipients are returned to the sender in one notification (from the null sender, an
 //! RFC 3464 `multipart/report` with Postfix's texts) holding the whole original when it fits in
 //! `bounce_size_limit`, its headers otherwise, and only its headers when MAIL had `RET=HDRS`.

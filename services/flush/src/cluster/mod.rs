@@ -107,6 +107,8 @@ fn options(cfg: &ClusterConfig, connected: Arc<Notify>) -> async_nats::ConnectOp
     // forever, and the same failure is logged once, not at each attempt.
     let last = Arc::new(Mutex::new(None::<String>));
     base_options(cfg)
+        // This node's own requests are not sent back to it: one wake-up less per request.
+        .no_echo()
         // Not reachable at start is not fatal: this node flushes its own mail meanwhile.
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -257,9 +259,13 @@ async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nat
         if request.node == *node {
             continue;
         }
+        // A send's file work waits until the answer is on its way: on a busy machine (or
+        // several nodes on one) this node's renames and its queue manager's work would
+        // otherwise share the CPUs with the answer's way back.
+        let (answered, go) = tokio::sync::oneshot::channel();
         let outcome = if request.handover {
             match cfg.relay_nexthop(&request.node) {
-                Ok(Some(nexthop)) => Outcome::of(&handle.hand_over(request.site, nexthop).await),
+                Ok(Some(nexthop)) => Outcome::of(&handle.hand_over(request.site, nexthop, go).await),
                 Ok(None) => {
                     log_warning!(
                         "fast flush cluster: handover {} to node {}: no entry for the node in fast_flush_cluster_relay_maps; refused",
@@ -278,11 +284,15 @@ async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nat
         } else if request.count {
             Outcome::of(&handle.request(FlushRequest::CountSite { site: request.site }).await)
         } else {
-            Outcome::of(&handle.request(FlushRequest::SendSite { site: request.site, subdomains: request.subdomains }).await)
+            let send = FlushRequest::SendSite { site: request.site, subdomains: request.subdomains };
+            Outcome::of(&handle.request_held(send, Some(go)).await)
         };
         let answer = SendAnswer { node: node.clone(), outcome };
         if let Err(e) = client.publish(reply_to, wire::encode(&answer).into()).await {
             log_warning!("fast flush cluster: answer node {}: {e}", request.node);
         }
+        // The server has the answer once it answers a PING sent after it.
+        let _ = tokio::time::timeout(cfg.timeout, client.flush()).await;
+        let _ = answered.send(());
     }
 }
