@@ -50,7 +50,7 @@ struct Request(FlushRequest, Option<Go>);
 struct HandOver {
     site: String,
     nexthop: String,
-    go: Go,
+    go: Option<Go>,
 }
 
 /// Give the queue manager a request with arguments (where a handover's mail goes, which files
@@ -145,7 +145,7 @@ impl Handler<HandOver> for FlushActor {
     type Result = AtomicResponse<Self, FlushReply>;
     fn handle(&mut self, msg: HandOver, _: &mut Context<Self>) -> Self::Result {
         let step = self.state.hand_over(&msg.site, msg.nexthop);
-        self.step(step, Some(msg.go))
+        self.step(step, msg.go)
     }
 }
 
@@ -223,7 +223,7 @@ impl FlushHandle {
     }
 
     /// Another node's handover: send `site` with its mail routed to `nexthop`, once `go`.
-    pub async fn hand_over(&self, site: String, nexthop: String, go: Go) -> FlushReply {
+    pub async fn hand_over(&self, site: String, nexthop: String, go: Option<Go>) -> FlushReply {
         self.addr.send(HandOver { site, nexthop, go }).await.unwrap_or_else(|e| FlushReply::Fail { reason: e.to_string() })
     }
 

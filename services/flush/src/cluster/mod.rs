@@ -263,9 +263,10 @@ async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nat
         // several nodes on one) this node's renames and its queue manager's work would
         // otherwise share the CPUs with the answer's way back.
         let (answered, go) = tokio::sync::oneshot::channel();
+        let mut go = Some(go);
         let outcome = if request.handover {
             match cfg.relay_nexthop(&request.node) {
-                Ok(Some(nexthop)) => Outcome::of(&handle.hand_over(request.site, nexthop, go).await),
+                Ok(Some(nexthop)) => Outcome::of(&handle.hand_over(request.site, nexthop, go.take()).await),
                 Ok(None) => {
                     log_warning!(
                         "fast flush cluster: handover {} to node {}: no entry for the node in fast_flush_cluster_relay_maps; refused",
@@ -285,14 +286,17 @@ async fn answer_requests(mut requests: async_nats::Subscriber, client: async_nat
             Outcome::of(&handle.request(FlushRequest::CountSite { site: request.site }).await)
         } else {
             let send = FlushRequest::SendSite { site: request.site, subdomains: request.subdomains };
-            Outcome::of(&handle.request_held(send, Some(go)).await)
+            Outcome::of(&handle.request_held(send, go.take()).await)
         };
         let answer = SendAnswer { node: node.clone(), outcome };
         if let Err(e) = client.publish(reply_to, wire::encode(&answer).into()).await {
             log_warning!("fast flush cluster: answer node {}: {e}", request.node);
         }
-        // The server has the answer once it answers a PING sent after it.
-        let _ = tokio::time::timeout(cfg.timeout, client.flush()).await;
-        let _ = answered.send(());
+        // A send waits: the server has the answer once it answers a PING sent after it. A
+        // count, a shape or a refusal has no file work, and no round trip is spent on it.
+        if go.is_none() {
+            let _ = tokio::time::timeout(cfg.timeout, client.flush()).await;
+            let _ = answered.send(());
+        }
     }
 }
